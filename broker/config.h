@@ -1,0 +1,63 @@
+/*
+ * config.h — handoffd's settings: built-in defaults, then the optional INI
+ * file (--config), then command-line flags, each overriding the one before.
+ *
+ * Ownership: a struct config owns every string in it; config_free()
+ * releases them. Not thread-safe; the broker fills it once at start.
+ */
+#ifndef HANDOFF_BROKER_CONFIG_H
+#define HANDOFF_BROKER_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_MAX_LISTEN 16
+
+struct config {
+	char *data_dir;                 /* default "./handoff-data" */
+	char *listen[CONFIG_MAX_LISTEN];/* default { "tcp://127.0.0.1:7450" } */
+	size_t n_listen;
+	uint64_t map_size_bytes;        /* LMDB map; default 1 GiB */
+
+	/* limits: going over one gets LIMIT_EXCEEDED */
+	uint32_t max_payload_bytes;     /* default 1 MiB */
+	uint32_t max_request_bytes;     /* NN_RCVMAXSIZE; default 16 MiB */
+	uint32_t max_batch;             /* events per publish, items per ack/nack/fetch; default 1000 */
+	uint32_t max_subscriptions;     /* default 1000 */
+	uint32_t max_held_fetches;      /* long polls held at once; default 1024 */
+	uint32_t max_wait_ms;           /* longest long poll; default 60000 */
+	uint32_t max_name_bytes;        /* topic / subscription name; default 200 */
+
+	uint64_t dedup_window_ms;       /* idempotency records kept; default 24 h */
+	uint64_t history_ms;            /* trace records kept after done; default 7 d */
+
+	/* subscription policy defaults */
+	uint32_t max_attempts;          /* default 5 */
+	uint32_t ack_deadline_ms;       /* default 30000 */
+	uint32_t backoff_min_ms;        /* default 1000 */
+	uint32_t backoff_max_ms;        /* default 60000 */
+
+	int log_debug;                  /* 1: also log debug lines */
+};
+
+/* Fill c with the defaults above. Returns 0, or ENOMEM. */
+int config_init(struct config *c);
+/*
+ * Read an INI file into c (keys override). Sections and keys: see
+ * README "Configuration". Durations take ms/s/m/h/d suffixes, sizes
+ * K/M/G. listen= may repeat; the first listen= in a file replaces the
+ * default list. On error returns EINVAL (or errno of the open) and writes
+ * "FILE:LINE: what" into err (errlen bytes).
+ */
+int config_load_file(struct config *c, const char *path, char *err,
+		     size_t errlen);
+/* Replace the data dir / append a listen URL (the first call replaces the
+ * default list). Return 0, ENOMEM or E2BIG (too many listen URLs). */
+int config_set_data_dir(struct config *c, const char *dir);
+int config_add_listen(struct config *c, const char *url);
+/* Check cross-field rules (min <= max, non-zero limits). 0 or EINVAL with
+ * the reason in err. */
+int config_validate(const struct config *c, char *err, size_t errlen);
+void config_free(struct config *c);
+
+#endif

@@ -1,0 +1,397 @@
+/*
+ * handoff.h — the C client library of handoff, a durable event broker.
+ *
+ * One handle (handoff_client) speaks to one broker over one nanomsg REQ
+ * socket. Every call is a request/reply round trip with a deadline; calls
+ * retry transient failures by themselves (timeouts, refused connections,
+ * a broker restarting or shutting down) with exponential backoff until the
+ * handle's deadline, resending the *same* request, so a retried publish
+ * carries the same idempotency key and is stored once. A call returns
+ * HANDOFF_OK only when the broker's reply said so: a lost reply is never
+ * reported as success.
+ *
+ * Errors: every function returning int returns HANDOFF_OK (0) or one of
+ * the handoff_error codes below; handoff_strerror() names each, and
+ * handoff_last_message() gives the broker's own text for the last error.
+ *
+ * Ownership: strings and buffers passed in are only read during the call.
+ * Results the library allocates are owned by the caller and released with
+ * the matching *_free function; every pointer inside a result belongs to
+ * that result.
+ *
+ * Threads: a handle is not thread-safe; use one handle per thread (each
+ * has its own socket). Distinct handles need no locking. Call
+ * handoff_connect() before fork() only if the child never uses the handle:
+ * nanomsg starts threads with its first socket.
+ */
+#ifndef HANDOFF_H
+#define HANDOFF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HANDOFF_VERSION "0.1.0"
+/* The endpoint handoffd listens on and the CLI uses when not told. */
+#define HANDOFF_DEFAULT_URL "tcp://127.0.0.1:7450"
+
+/* Error codes. 1..10 mirror the broker's wire statuses (proto/PROTOCOL.md);
+ * 100 and up arise in the client. */
+typedef enum handoff_error {
+	HANDOFF_OK = 0,
+	HANDOFF_EBADREQUEST = 1,     /* the broker found the request invalid */
+	HANDOFF_EVERSION = 2,        /* protocol version not spoken by broker */
+	HANDOFF_ENOSUBSCRIPTIONS = 3,/* publish to a topic with no subscription */
+	HANDOFF_ENOTFOUND = 4,       /* no such subscription / event / letter */
+	HANDOFF_ECONFLICT = 5,       /* subscription exists with other policy */
+	HANDOFF_ELEASELOST = 6,      /* ack/nack for a lease no longer held */
+	HANDOFF_ELIMIT = 7,          /* a configured limit was exceeded */
+	HANDOFF_ESTORAGEFULL = 8,    /* broker store full; retry later */
+	HANDOFF_ESHUTTINGDOWN = 9,   /* broker stopping (retried until deadline) */
+	HANDOFF_EINTERNAL = 10,      /* broker-side failure; nothing applied */
+	HANDOFF_ETIMEDOUT = 100,     /* no confirmed reply before the deadline */
+	HANDOFF_EINVAL = 101,        /* invalid argument to this library */
+	HANDOFF_ENOMEM = 102,        /* allocation failed */
+	HANDOFF_ETRANSPORT = 103,    /* socket could not be created/connected */
+	HANDOFF_EPROTO = 104,        /* broker reply could not be decoded */
+	HANDOFF_ETOOBIG = 105,       /* request larger than the send limit */
+} handoff_error;
+
+/* A static, never-NULL description of an error code (unknown codes too). */
+const char *handoff_strerror(int err);
+
+typedef struct handoff_client handoff_client;
+
+typedef struct handoff_options {
+	/* Total time one call may take, retries included; 0 = 10000 ms. */
+	uint32_t deadline_ms;
+	/* Time one attempt waits for a reply before resending; 0 = 2000 ms.
+	 * A fetch waits its long-poll time on top of this. */
+	uint32_t attempt_timeout_ms;
+	/* Largest reply accepted (NN_RCVMAXSIZE); 0 = 64 MiB. */
+	uint32_t max_reply_bytes;
+	/* Consumer name shown in traces; NULL = "HOST:PID". Copied. */
+	const char *consumer_name;
+} handoff_options;
+
+/*
+ * Connect to the broker at url (NULL = HANDOFF_DEFAULT_URL) and check that
+ * it answers, retrying refused connections until opts->deadline_ms.
+ * opts may be NULL for defaults. On success *out is a new handle the caller
+ * closes with handoff_close(). Errors: HANDOFF_EINVAL, HANDOFF_ETRANSPORT,
+ * HANDOFF_ETIMEDOUT, HANDOFF_EVERSION, HANDOFF_ENOMEM.
+ */
+int handoff_connect(const char *url, const handoff_options *opts,
+		    handoff_client **out);
+/* Close the handle (NULL is ignored). */
+void handoff_close(handoff_client *c);
+/* Change the per-call deadline of an open handle; 0 = the default. */
+void handoff_set_deadline(handoff_client *c, uint32_t deadline_ms);
+/* The broker's message for the last failed call on this handle, or "".
+ * Valid until the next call on the handle. */
+const char *handoff_last_message(const handoff_client *c);
+/* The retry hint the broker sent with the last HANDOFF_ESTORAGEFULL (ms). */
+uint32_t handoff_last_retry_after_ms(const handoff_client *c);
+
+/* ---- publishing ------------------------------------------------------- */
+
+typedef struct handoff_header {
+	const char *name;
+	const char *value;
+} handoff_header;
+
+typedef struct handoff_event {
+	const void *payload;
+	size_t payload_len;
+	const char *key;             /* NULL or "" = none */
+	const char *idempotency_key; /* NULL = the library makes a random one */
+	const handoff_header *headers;
+	size_t n_headers;
+} handoff_event;
+
+/*
+ * Publish events to topic, all in one request: the broker stores all or
+ * none, durably, before it confirms. On HANDOFF_OK event_ids[i] (caller's
+ * array of n) holds the id of events[i]; duplicates (may be NULL) tells
+ * which ids came from an earlier publish with the same idempotency key.
+ * Errors: HANDOFF_ENOSUBSCRIPTIONS, HANDOFF_ELIMIT, HANDOFF_ESTORAGEFULL,
+ * HANDOFF_EBADREQUEST, HANDOFF_ETIMEDOUT (the publish may or may not be
+ * stored: publish again with the same idempotency keys to find out), ...
+ */
+int handoff_publish(handoff_client *c, const char *topic,
+		    const handoff_event *events, size_t n, uint64_t *event_ids,
+		    bool *duplicates);
+
+/* ---- subscriptions ---------------------------------------------------- */
+
+/* Zero in a field = the broker's default. */
+typedef struct handoff_policy {
+	uint32_t max_attempts;
+	uint32_t ack_deadline_ms;
+	uint32_t backoff_min_ms;
+	uint32_t backoff_max_ms;
+} handoff_policy;
+
+/*
+ * Create subscription name on topic. Idempotent: an existing subscription
+ * with the same topic and policy gives HANDOFF_OK and *created = false;
+ * with another topic or policy, HANDOFF_ECONFLICT. policy may be NULL
+ * (defaults); effective (may be NULL) receives the policy in force.
+ */
+int handoff_subscribe(handoff_client *c, const char *topic, const char *name,
+		      const handoff_policy *policy, bool *created,
+		      handoff_policy *effective);
+/* Delete a subscription and all its deliveries and dead letters. */
+int handoff_unsubscribe(handoff_client *c, const char *name);
+
+typedef struct handoff_subscription_info {
+	char *name;
+	char *topic;
+	handoff_policy policy;
+	uint64_t ready, delayed, leased, dead;
+	uint64_t created_ms;
+} handoff_subscription_info;
+
+int handoff_list_subscriptions(handoff_client *c,
+			       handoff_subscription_info **out, size_t *n);
+void handoff_subscriptions_free(handoff_subscription_info *s, size_t n);
+
+/* ---- consuming -------------------------------------------------------- */
+
+typedef struct handoff_delivery {
+	uint64_t event_id;
+	char *topic;
+	void *payload;
+	size_t payload_len;
+	char *key;                 /* "" when none */
+	handoff_header *headers;   /* name/value point into this delivery */
+	size_t n_headers;
+	uint32_t attempt;          /* 1 on the first delivery */
+	uint64_t lease_token;      /* give it back with ack/nack */
+	uint64_t lease_deadline_ms;/* unix ms; ack before it */
+	uint64_t published_ms;
+} handoff_delivery;
+
+/*
+ * Lease up to max deliveries of subscription sub, waiting up to wait_ms for
+ * the first one (long poll). *n may be 0 when the wait ran out. A fetch
+ * that is resent after a lost reply gets the same deliveries back.
+ */
+int handoff_fetch(handoff_client *c, const char *sub, size_t max,
+		  uint32_t wait_ms, handoff_delivery **out, size_t *n);
+void handoff_deliveries_free(handoff_delivery *d, size_t n);
+
+typedef struct handoff_ack_item {
+	uint64_t event_id;
+	uint64_t lease_token;
+} handoff_ack_item;
+
+/*
+ * Ack deliveries: each is done once the broker confirms (durably). The
+ * call returns HANDOFF_OK when the request was valid; results (may be
+ * NULL, else n entries) gets each item's own code: HANDOFF_OK,
+ * HANDOFF_ELEASELOST (lease expired or reassigned: the event will be
+ * delivered again), HANDOFF_ENOTFOUND.
+ */
+int handoff_ack(handoff_client *c, const char *sub,
+		const handoff_ack_item *items, size_t n, int *results);
+
+typedef struct handoff_nack_item {
+	uint64_t event_id;
+	uint64_t lease_token;
+	uint32_t delay_ms;   /* 0 = the subscription's backoff */
+	bool permanent;      /* dead-letter now: the event can never succeed */
+	const char *reason;  /* error text kept in the history; may be NULL */
+} handoff_nack_item;
+
+/* Nack deliveries; results as for handoff_ack(). */
+int handoff_nack(handoff_client *c, const char *sub,
+		 const handoff_nack_item *items, size_t n, int *results);
+
+/* ---- dead letters ----------------------------------------------------- */
+
+typedef enum handoff_outcome {
+	HANDOFF_OUTCOME_NONE = 0,
+	HANDOFF_OUTCOME_LEASED = 1,
+	HANDOFF_OUTCOME_ACKED = 2,
+	HANDOFF_OUTCOME_NACKED = 3,
+	HANDOFF_OUTCOME_PERMANENT = 4,
+	HANDOFF_OUTCOME_EXPIRED = 5,
+	HANDOFF_OUTCOME_BROKER_RESTART = 6,
+	HANDOFF_OUTCOME_CORRUPT = 7,
+} handoff_outcome;
+/* "leased", "acked", "nacked", ...; "unknown" otherwise. */
+const char *handoff_outcome_name(int outcome);
+
+typedef struct handoff_attempt {
+	uint32_t attempt;
+	char *consumer;
+	uint64_t leased_ms;
+	uint64_t ended_ms;       /* 0 while in progress */
+	int outcome;             /* handoff_outcome */
+	char *error;
+	uint32_t retry_delay_ms;
+} handoff_attempt;
+
+typedef enum handoff_dead_reason {
+	HANDOFF_DEAD_NONE = 0,
+	HANDOFF_DEAD_MAX_ATTEMPTS = 1,
+	HANDOFF_DEAD_PERMANENT = 2,
+	HANDOFF_DEAD_CORRUPT = 3,
+} handoff_dead_reason;
+/* "max_attempts", "permanent", "corrupt"; "none" otherwise. */
+const char *handoff_dead_reason_name(int reason);
+
+typedef struct handoff_dead_letter {
+	uint64_t event_id;
+	char *topic;
+	char *key;
+	int reason;              /* handoff_dead_reason */
+	char *error;
+	uint64_t dead_ms;
+	uint64_t published_ms;
+	uint32_t attempts;
+	uint32_t replays;
+	handoff_attempt *history;/* handoff_dlq_show only */
+	size_t n_history;
+	void *payload;           /* handoff_dlq_show only */
+	size_t payload_len;
+	handoff_header *headers; /* handoff_dlq_show only */
+	size_t n_headers;
+} handoff_dead_letter;
+
+/* Zero fields match everything. */
+typedef struct handoff_dlq_filter {
+	uint64_t after_event_id;
+	uint64_t dead_since_ms;
+	uint64_t dead_until_ms;
+	int reason;                  /* handoff_dead_reason; 0 = any */
+	const char *error_contains;  /* NULL = any */
+} handoff_dlq_filter;
+
+/* List up to limit (0 = 100) dead letters matching filter (may be NULL),
+ * in event id order; *more tells whether more match past the last one. */
+int handoff_dlq_list(handoff_client *c, const char *sub,
+		     const handoff_dlq_filter *filter, uint32_t limit,
+		     handoff_dead_letter **out, size_t *n, bool *more);
+/* One dead letter with payload and full attempt history. */
+int handoff_dlq_show(handoff_client *c, const char *sub, uint64_t event_id,
+		     handoff_dead_letter **out);
+void handoff_dead_letters_free(handoff_dead_letter *d, size_t n);
+
+typedef struct handoff_dlq_action {
+	const uint64_t *event_ids;   /* act on these ... */
+	size_t n_event_ids;
+	const handoff_dlq_filter *filter; /* ... or on the filter's matches */
+	uint32_t limit;              /* at most this many per call; 0 = 100 */
+	bool dry_run;                /* report only, change nothing */
+	bool all;                    /* purge: required to act on a filter */
+} handoff_dlq_action;
+
+typedef struct handoff_dlq_result {
+	uint64_t *event_ids;   /* affected (dry run: would be) */
+	size_t n_event_ids;
+	uint64_t *missing;     /* requested ids not in the queue */
+	size_t n_missing;
+	bool more;             /* matches remain past limit */
+} handoff_dlq_result;
+
+/* Replay: each dead letter becomes ready again with a fresh attempt budget,
+ * its history kept, in the same commit that takes it off the queue. */
+int handoff_dlq_replay(handoff_client *c, const char *sub,
+		       const handoff_dlq_action *action,
+		       handoff_dlq_result *result);
+/* Purge: remove dead letters for good. */
+int handoff_dlq_purge(handoff_client *c, const char *sub,
+		      const handoff_dlq_action *action,
+		      handoff_dlq_result *result);
+void handoff_dlq_result_free(handoff_dlq_result *r);
+
+/* ---- tracing and stats ------------------------------------------------ */
+
+typedef enum handoff_delivery_state {
+	HANDOFF_STATE_NONE = 0,
+	HANDOFF_STATE_READY = 1,
+	HANDOFF_STATE_DELAYED = 2,
+	HANDOFF_STATE_LEASED = 3,
+	HANDOFF_STATE_ACKED = 4,
+	HANDOFF_STATE_DEAD = 5,
+	HANDOFF_STATE_PURGED = 6,
+	HANDOFF_STATE_UNSUBSCRIBED = 7,
+} handoff_delivery_state;
+/* "ready", "delayed", "leased", ...; "unknown" otherwise. */
+const char *handoff_state_name(int state);
+
+typedef struct handoff_subscription_trace {
+	char *subscription;
+	int state;                /* handoff_delivery_state */
+	char *consumer;
+	uint64_t lease_deadline_ms;
+	uint64_t due_ms;
+	uint64_t done_ms;
+	int dead_reason;
+	char *error;
+	uint32_t replays;
+	handoff_attempt *history;
+	size_t n_history;
+} handoff_subscription_trace;
+
+typedef struct handoff_trace {
+	uint64_t event_id;
+	char *topic;
+	char *key;
+	char *idempotency_key;
+	uint64_t published_ms;
+	uint64_t payload_bytes;
+	bool payload_removed;
+	bool corrupt;
+	handoff_subscription_trace *subscriptions;
+	size_t n_subscriptions;
+} handoff_trace;
+
+/* Where event_id is for each subscription. HANDOFF_ENOTFOUND when the
+ * broker holds no record of it (never published, or past history). */
+int handoff_trace_event(handoff_client *c, uint64_t event_id,
+			handoff_trace **out);
+void handoff_trace_free(handoff_trace *t);
+
+typedef struct handoff_topic_stats {
+	char *name;
+	uint64_t published;
+	double publish_rate;
+	uint32_t subscriptions;
+} handoff_topic_stats;
+
+typedef struct handoff_subscription_stats {
+	char *name;
+	char *topic;
+	uint64_t ready, delayed, leased, dead;
+	uint64_t delivered, acked, nacked, expired, dead_lettered, replayed,
+		purged;
+	double ack_rate, deliver_rate;
+} handoff_subscription_stats;
+
+typedef struct handoff_stats {
+	char *version;
+	uint64_t uptime_ms;
+	uint64_t events_stored;
+	uint64_t store_used_bytes;
+	uint64_t store_map_bytes;
+	uint64_t held_fetches;
+	handoff_topic_stats *topics;
+	size_t n_topics;
+	handoff_subscription_stats *subscriptions;
+	size_t n_subscriptions;
+} handoff_stats;
+
+int handoff_get_stats(handoff_client *c, handoff_stats **out);
+void handoff_stats_free(handoff_stats *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* HANDOFF_H */
