@@ -1,0 +1,503 @@
+/*
+ * config.c — handoffd's settings: defaults, the INI file, command-line
+ * overrides, and the cross-field checks run once all three are in.
+ *
+ * The file is read with libinih. inih's handler is not told the line
+ * number (Debian builds it without INI_HANDLER_LINENO), so the file is fed
+ * through our own line reader, which counts lines and refuses lines too
+ * long for inih's fixed buffer instead of letting inih split them. The
+ * first error stops the parse: a broker with a half-understood config must
+ * not start.
+ *
+ * Every key maps to one row of a table (section, key, kind, field), so a
+ * new setting is one line here plus its default in config_init().
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "duration.h"
+
+#define DEFAULT_DATA_DIR "./handoff-data"
+#define DEFAULT_LISTEN "tcp://127.0.0.1:7450"
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+static const char *const listen_schemes[] = { "ipc://", "tcp://",
+					      "inproc://" };
+
+enum kind {
+	K_STRING,   /* char * (data_dir) */
+	K_LISTEN,   /* appended to listen[] */
+	K_SIZE64,   /* uint64_t, K/M/G suffixes */
+	K_SIZE32,   /* uint32_t, K/M/G suffixes */
+	K_COUNT32,  /* uint32_t, plain decimal */
+	K_MS64,     /* uint64_t milliseconds, ms/s/m/h/d suffixes */
+	K_MS32,     /* uint32_t milliseconds */
+	K_BOOL,     /* int 0/1 */
+};
+
+struct key {
+	const char *section;
+	const char *name;
+	enum kind kind;
+	size_t offset;
+};
+
+#define KEY(sec, name, kind, field) \
+	{ sec, name, kind, offsetof(struct config, field) }
+
+static const struct key keys[] = {
+	KEY("broker", "data_dir", K_STRING, data_dir),
+	KEY("broker", "listen", K_LISTEN, listen),
+	KEY("broker", "map_size", K_SIZE64, map_size_bytes),
+	KEY("broker", "log_debug", K_BOOL, log_debug),
+	KEY("limits", "max_payload", K_SIZE32, max_payload_bytes),
+	KEY("limits", "max_request", K_SIZE32, max_request_bytes),
+	KEY("limits", "max_batch", K_COUNT32, max_batch),
+	KEY("limits", "max_subscriptions", K_COUNT32, max_subscriptions),
+	KEY("limits", "max_held_fetches", K_COUNT32, max_held_fetches),
+	KEY("limits", "max_wait", K_MS32, max_wait_ms),
+	KEY("limits", "max_name", K_SIZE32, max_name_bytes),
+	KEY("retention", "dedup_window", K_MS64, dedup_window_ms),
+	KEY("retention", "history", K_MS64, history_ms),
+	KEY("defaults", "max_attempts", K_COUNT32, max_attempts),
+	KEY("defaults", "ack_deadline", K_MS32, ack_deadline_ms),
+	KEY("defaults", "backoff_min", K_MS32, backoff_min_ms),
+	KEY("defaults", "backoff_max", K_MS32, backoff_max_ms),
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static void free_listen(struct config *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->n_listen; i++) {
+		free(c->listen[i]);
+		c->listen[i] = NULL;
+	}
+	c->n_listen = 0;
+}
+
+int config_init(struct config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->data_dir = strdup(DEFAULT_DATA_DIR);
+	c->listen[0] = strdup(DEFAULT_LISTEN);
+	if (!c->data_dir || !c->listen[0]) {
+		free(c->data_dir);
+		free(c->listen[0]);
+		memset(c, 0, sizeof(*c));
+		return ENOMEM;
+	}
+	c->n_listen = 1;
+	c->map_size_bytes = 1ULL << 30;
+
+	c->max_payload_bytes = 1U << 20;
+	c->max_request_bytes = 16U << 20;
+	c->max_batch = 1000;
+	c->max_subscriptions = 1000;
+	c->max_held_fetches = 1024;
+	c->max_wait_ms = 60 * 1000;
+	c->max_name_bytes = 200;
+
+	c->dedup_window_ms = 24ULL * 60 * 60 * 1000;
+	c->history_ms = 7ULL * 24 * 60 * 60 * 1000;
+
+	c->max_attempts = 5;
+	c->ack_deadline_ms = 30 * 1000;
+	c->backoff_min_ms = 1000;
+	c->backoff_max_ms = 60 * 1000;
+
+	c->log_debug = 0;
+	return 0;
+}
+
+void config_free(struct config *c)
+{
+	if (!c)
+		return;
+	free(c->data_dir);
+	c->data_dir = NULL;
+	free_listen(c);
+}
+
+int config_set_data_dir(struct config *c, const char *dir)
+{
+	char *copy;
+
+	if (!dir)
+		return EINVAL;
+	copy = strdup(dir);
+	if (!copy)
+		return ENOMEM;
+	free(c->data_dir);
+	c->data_dir = copy;
+	return 0;
+}
+
+/* Append url; with replace set, the list is emptied first (on success). */
+static int listen_put(struct config *c, const char *url, int replace)
+{
+	char *copy;
+
+	if (!url)
+		return EINVAL;
+	if (!replace && c->n_listen >= CONFIG_MAX_LISTEN)
+		return E2BIG;
+	copy = strdup(url);
+	if (!copy)
+		return ENOMEM;
+	if (replace)
+		free_listen(c);
+	c->listen[c->n_listen++] = copy;
+	return 0;
+}
+
+/*
+ * The struct keeps no "still the default" flag, so the default list is
+ * recognised by its content: one entry equal to DEFAULT_LISTEN.
+ */
+static int listen_is_default(const struct config *c)
+{
+	return c->n_listen == 1 && c->listen[0] &&
+	       strcmp(c->listen[0], DEFAULT_LISTEN) == 0;
+}
+
+int config_add_listen(struct config *c, const char *url)
+{
+	return listen_put(c, url, listen_is_default(c));
+}
+
+static int listen_scheme_ok(const char *url)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_LEN(listen_schemes); i++) {
+		size_t n = strlen(listen_schemes[i]);
+
+		if (strncmp(url, listen_schemes[i], n) == 0 && url[n] != '\0')
+			return 1;
+	}
+	return 0;
+}
+
+/* ---- the INI file ------------------------------------------------------ */
+
+struct load {
+	struct config *c;
+	FILE *f;
+	int lineno;        /* line last handed to inih */
+	int listen_seen;   /* a listen= of this file was applied already */
+	int err;           /* first error (errno value), 0 if none */
+	int err_line;
+	char msg[256];     /* "what", without the FILE:LINE: prefix */
+	char *buf;         /* getline buffer */
+	size_t cap;
+};
+
+static void load_fail(struct load *ld, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void load_fail(struct load *ld, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ld->err)
+		return;
+	ld->err = err;
+	ld->err_line = ld->lineno;
+	va_start(ap, fmt);
+	vsnprintf(ld->msg, sizeof(ld->msg), fmt, ap);
+	va_end(ap);
+}
+
+/* inih line reader: fgets semantics, one whole line per call, counted. */
+static char *read_line(char *str, int num, void *stream)
+{
+	struct load *ld = stream;
+	ssize_t n;
+
+	if (ld->err)
+		return NULL;   /* stop at the first error */
+	n = getline(&ld->buf, &ld->cap, ld->f);
+	if (n < 0)
+		return NULL;
+	ld->lineno++;
+	if (memchr(ld->buf, '\0', (size_t)n)) {
+		load_fail(ld, EINVAL, "NUL byte in line");
+		return NULL;
+	}
+	if (n >= num) {
+		load_fail(ld, EINVAL, "line too long (at most %d bytes)",
+			  num - 2);
+		return NULL;
+	}
+	memcpy(str, ld->buf, (size_t)n + 1);
+	return str;
+}
+
+static int parse_bool(const char *v, int *out)
+{
+	static const char *const yes[] = { "true", "yes", "on", "1" };
+	static const char *const no[] = { "false", "no", "off", "0" };
+	size_t i;
+
+	for (i = 0; i < ARRAY_LEN(yes); i++) {
+		if (strcmp(v, yes[i]) == 0) {
+			*out = 1;
+			return 0;
+		}
+		if (strcmp(v, no[i]) == 0) {
+			*out = 0;
+			return 0;
+		}
+	}
+	return EINVAL;
+}
+
+/* Plain decimal count: digits only, no sign, no suffix. */
+static int parse_count(const char *v, uint64_t *out)
+{
+	uint64_t n = 0;
+
+	if (*v == '\0')
+		return EINVAL;
+	for (; *v; v++) {
+		if (*v < '0' || *v > '9')
+			return EINVAL;
+		if (n > (UINT64_MAX - (uint64_t)(*v - '0')) / 10)
+			return ERANGE;
+		n = n * 10 + (uint64_t)(*v - '0');
+	}
+	*out = n;
+	return 0;
+}
+
+/* Apply one key; 0, EINVAL (bad value), E2BIG (listen list) or ENOMEM. */
+static int apply(struct load *ld, const struct key *k, const char *value)
+{
+	char *field = (char *)ld->c + k->offset;
+	uint64_t n = 0;
+	int b, rc;
+
+	switch (k->kind) {
+	case K_STRING: {
+		char *copy;
+
+		if (*value == '\0')
+			return EINVAL;
+		copy = strdup(value);
+		if (!copy)
+			return ENOMEM;
+		free(*(char **)(void *)field);
+		*(char **)(void *)field = copy;
+		return 0;
+	}
+	case K_LISTEN:
+		if (!listen_scheme_ok(value))
+			return EINVAL;
+		rc = listen_put(ld->c, value, !ld->listen_seen);
+		if (rc == 0)
+			ld->listen_seen = 1;
+		return rc;
+	case K_BOOL:
+		if (parse_bool(value, &b))
+			return EINVAL;
+		*(int *)(void *)field = b;
+		return 0;
+	case K_SIZE64:
+	case K_SIZE32:
+		rc = parse_size_bytes(value, &n);
+		break;
+	case K_MS64:
+	case K_MS32:
+		rc = parse_duration_ms(value, &n);
+		break;
+	case K_COUNT32:
+		rc = parse_count(value, &n);
+		break;
+	default:
+		return EINVAL;
+	}
+	if (rc)
+		return EINVAL;
+	if (k->kind == K_SIZE64 || k->kind == K_MS64) {
+		*(uint64_t *)(void *)field = n;
+	} else {
+		if (n > UINT32_MAX)
+			return EINVAL;
+		*(uint32_t *)(void *)field = (uint32_t)n;
+	}
+	return 0;
+}
+
+static int on_key(void *user, const char *section, const char *name,
+		  const char *value)
+{
+	struct load *ld = user;
+	size_t i;
+	int rc;
+
+	if (ld->err)
+		return 0;
+	for (i = 0; i < ARRAY_LEN(keys); i++) {
+		if (strcmp(section, keys[i].section) == 0 &&
+		    strcmp(name, keys[i].name) == 0)
+			break;
+	}
+	if (i == ARRAY_LEN(keys)) {
+		load_fail(ld, EINVAL, "unknown key '%s' in [%s]", name,
+			  section);
+		return 0;
+	}
+	rc = apply(ld, &keys[i], value);
+	if (rc == E2BIG)
+		load_fail(ld, EINVAL, "too many listen URLs (at most %d)",
+			  CONFIG_MAX_LISTEN);
+	else if (rc == ENOMEM)
+		load_fail(ld, ENOMEM, "out of memory");
+	else if (rc)
+		load_fail(ld, EINVAL, "bad value for '%s': '%s'", name, value);
+	return rc == 0;
+}
+
+int config_load_file(struct config *c, const char *path, char *err,
+		     size_t errlen)
+{
+	struct load ld;
+	int line, rc;
+
+	if (!c || !path) {
+		set_err(err, errlen, "no config file given");
+		return EINVAL;
+	}
+	memset(&ld, 0, sizeof(ld));
+	ld.c = c;
+	ld.f = fopen(path, "r");
+	if (!ld.f) {
+		rc = errno ? errno : EIO;
+		set_err(err, errlen, "%s: %s", path, strerror(rc));
+		return rc;
+	}
+	line = ini_parse_stream(read_line, &ld, on_key, &ld);
+	if (!ld.err && ferror(ld.f)) {
+		rc = errno ? errno : EIO;
+		set_err(err, errlen, "%s:%d: read error: %s", path,
+			ld.lineno + 1, strerror(rc));
+		free(ld.buf);
+		fclose(ld.f);
+		return rc;
+	}
+	free(ld.buf);
+	fclose(ld.f);
+
+	if (line > 0 && (!ld.err || line < ld.err_line)) {
+		/* inih's own complaint: no '=', unclosed '[', ... */
+		set_err(err, errlen,
+			"%s:%d: syntax error (expected [section] or key = value)",
+			path, line);
+		return EINVAL;
+	}
+	if (line < 0) {
+		/* only with INI_USE_STACK=0 builds: inih's malloc failed */
+		set_err(err, errlen, "%s: out of memory", path);
+		return ENOMEM;
+	}
+	if (ld.err) {
+		set_err(err, errlen, "%s:%d: %s", path, ld.err_line, ld.msg);
+		return ld.err;
+	}
+	return 0;
+}
+
+int config_validate(const struct config *c, char *err, size_t errlen)
+{
+#define LIMIT(name, field) { name, offsetof(struct config, field) }
+	static const struct {
+		const char *name;
+		size_t offset;
+	} limits[] = {
+		LIMIT("max_payload", max_payload_bytes),
+		LIMIT("max_request", max_request_bytes),
+		LIMIT("max_batch", max_batch),
+		LIMIT("max_subscriptions", max_subscriptions),
+		LIMIT("max_held_fetches", max_held_fetches),
+		LIMIT("max_wait", max_wait_ms),
+		LIMIT("max_name", max_name_bytes),
+	};
+#undef LIMIT
+	size_t i;
+
+	if (!c->data_dir || c->data_dir[0] == '\0') {
+		set_err(err, errlen, "data_dir is empty");
+		return EINVAL;
+	}
+	if (c->n_listen == 0) {
+		set_err(err, errlen, "no listen URL");
+		return EINVAL;
+	}
+	for (i = 0; i < c->n_listen; i++) {
+		if (!c->listen[i] || !listen_scheme_ok(c->listen[i])) {
+			set_err(err, errlen,
+				"listen URL '%s' must start with ipc://, tcp:// or inproc://",
+				c->listen[i] ? c->listen[i] : "");
+			return EINVAL;
+		}
+	}
+	if (c->map_size_bytes == 0) {
+		set_err(err, errlen, "map_size must be greater than 0");
+		return EINVAL;
+	}
+	for (i = 0; i < ARRAY_LEN(limits); i++) {
+		const char *base = (const char *)c;
+		uint32_t v;
+
+		memcpy(&v, base + limits[i].offset, sizeof(v));
+		if (v == 0) {
+			set_err(err, errlen, "%s must be greater than 0",
+				limits[i].name);
+			return EINVAL;
+		}
+	}
+	if (c->max_payload_bytes > c->max_request_bytes) {
+		set_err(err, errlen,
+			"max_payload (%u bytes) is larger than max_request (%u bytes)",
+			c->max_payload_bytes, c->max_request_bytes);
+		return EINVAL;
+	}
+	if (c->max_attempts < 1) {
+		set_err(err, errlen, "max_attempts must be at least 1");
+		return EINVAL;
+	}
+	if (c->ack_deadline_ms < 1) {
+		set_err(err, errlen, "ack_deadline must be at least 1ms");
+		return EINVAL;
+	}
+	if (c->backoff_min_ms > c->backoff_max_ms) {
+		set_err(err, errlen,
+			"backoff_min (%u ms) is greater than backoff_max (%u ms)",
+			c->backoff_min_ms, c->backoff_max_ms);
+		return EINVAL;
+	}
+	return 0;
+}

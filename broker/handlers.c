@@ -1,0 +1,1103 @@
+/*
+ * handlers.c — request handlers; see handlers.h.
+ *
+ * Every handler validates first (names, sizes, counts, policy), so a bad
+ * request changes nothing and gets BAD_REQUEST or LIMIT_EXCEEDED with a
+ * message naming the field. Store work goes through store.c and the
+ * delivery state machine in sched.c.
+ */
+#include "handlers.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+#include "sched.h"
+
+#define ST(x) HANDOFF__WIRE__STATUS__##x
+#define DS(x) HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_##x
+
+#define MAX_KEY_BYTES 1024
+#define MAX_IDEM_BYTES 256
+#define MAX_HEADERS 64
+#define MAX_HEADER_NAME 256
+#define MAX_HEADER_VALUE 4096
+#define MAX_REASON_BYTES 4096
+#define DEFAULT_LIST_LIMIT 100
+#define DLQ_SCAN_BUDGET 100000
+#define DELIVERY_OVERHEAD 256
+#define DEFAULT_MAX_REPLY (64u << 20)
+
+void handlers_status(struct arena *a, Reply *reply, int status,
+		     const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	reply->status = (Handoff__Wire__Status)status;
+	char *m = arena_strdup(a, buf);
+	reply->message = m ? m : (char *)"";
+}
+
+#define FAIL(status, ...)                                               \
+	do {                                                            \
+		handlers_status(t->arena, reply, ST(status), __VA_ARGS__); \
+		return 0;                                               \
+	} while (0)
+
+/* Names are used in keys and logs: a small, printable alphabet. */
+static bool valid_name(const char *s, uint32_t max)
+{
+	size_t n = s ? strlen(s) : 0;
+	if (n == 0 || n > max)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		      c == '-' || c == ':' || c == '/'))
+			return false;
+	}
+	return true;
+}
+
+#define CHECK_NAME(what, s)                                                 \
+	do {                                                                \
+		if (!valid_name((s), env->cfg->max_name_bytes))             \
+			FAIL(BAD_REQUEST,                                   \
+			     "%s must be 1-%u bytes of [A-Za-z0-9._:/-]", what, \
+			     env->cfg->max_name_bytes);                     \
+	} while (0)
+
+static void *alloc0(struct txn *t, size_t n)
+{
+	void *p = arena_alloc(t->arena, n);
+	if (p)
+		memset(p, 0, n);
+	return p;
+}
+
+/* ---- publish ---------------------------------------------------------- */
+
+static int check_event(struct handler_env *env, const Handoff__Wire__PublishEvent *e,
+		       size_t i, char *why, size_t whylen, int *status)
+{
+	*status = ST(BAD_REQUEST);
+	if (e->payload.len > env->cfg->max_payload_bytes) {
+		*status = ST(LIMIT_EXCEEDED);
+		snprintf(why, whylen, "event %zu: payload of %zu bytes exceeds "
+			 "max_payload %u", i, e->payload.len,
+			 env->cfg->max_payload_bytes);
+		return -1;
+	}
+	if (!e->idempotency_key || !*e->idempotency_key ||
+	    strlen(e->idempotency_key) > MAX_IDEM_BYTES) {
+		snprintf(why, whylen, "event %zu: idempotency_key must be 1-%d "
+			 "bytes", i, MAX_IDEM_BYTES);
+		return -1;
+	}
+	if (e->key && strlen(e->key) > MAX_KEY_BYTES) {
+		snprintf(why, whylen, "event %zu: key longer than %d bytes", i,
+			 MAX_KEY_BYTES);
+		return -1;
+	}
+	if (e->n_headers > MAX_HEADERS) {
+		snprintf(why, whylen, "event %zu: more than %d headers", i,
+			 MAX_HEADERS);
+		return -1;
+	}
+	for (size_t h = 0; h < e->n_headers; h++) {
+		const char *n = e->headers[h]->name, *v = e->headers[h]->value;
+		if (!n || !*n || strlen(n) > MAX_HEADER_NAME ||
+		    (v && strlen(v) > MAX_HEADER_VALUE)) {
+			snprintf(why, whylen, "event %zu: header %zu: name must "
+				 "be 1-%d bytes, value at most %d", i, h,
+				 MAX_HEADER_NAME, MAX_HEADER_VALUE);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int publish_one(struct txn *t, const char *topic,
+		       const Handoff__Wire__PublishEvent *e, SubRecord **subs,
+		       size_t n_subs, uint64_t window_ms, uint64_t *id,
+		       bool *dup)
+{
+	uint8_t hash[IDEM_HASH_BYTES];
+	IdemRecord *ir;
+	store_idem_hash(topic, e->idempotency_key, hash);
+	int rc = store_idem_get(t, hash, &ir);
+	if (rc == 0 && ir->created_ms + window_ms > t->now_ms) {
+		*id = ir->event_id;
+		*dup = true;
+		return 0;
+	}
+	if (rc && rc != MDB_NOTFOUND && rc != MDB_CORRUPTED)
+		return rc;
+
+	*dup = false;
+	*id = store_alloc_event_id(t);
+	EventBody body = HANDOFF__STORE__EVENT_BODY__INIT;
+	body.payload = e->payload;
+	body.n_headers = e->n_headers;
+	body.headers = e->headers;
+	EventMeta m = HANDOFF__STORE__EVENT_META__INIT;
+	m.topic = (char *)topic;
+	m.key = e->key ? e->key : (char *)"";
+	m.published_ms = t->now_ms;
+	m.payload_bytes = handoff__store__event_body__get_packed_size(&body);
+	m.idempotency_key = e->idempotency_key;
+	m.pending_subscriptions = (uint32_t)n_subs;
+	m.idempotency_hash.data = hash;
+	m.idempotency_hash.len = IDEM_HASH_BYTES;
+	rc = store_event_put(t, *id, &m);
+	if (!rc)
+		rc = store_payload_put(t, *id, &body);
+	for (size_t s = 0; s < n_subs && !rc; s++)
+		rc = sched_enqueue(t, subs[s], *id, t->now_ms);
+	if (rc)
+		return rc;
+	IdemRecord nr = HANDOFF__STORE__IDEMPOTENCY_RECORD__INIT;
+	nr.event_id = *id;
+	nr.created_ms = t->now_ms;
+	rc = store_idem_put(t, hash, &nr);
+	if (!rc)
+		rc = store_expiry_put(t, t->now_ms + window_ms, EXPIRY_IDEM, hash,
+				      IDEM_HASH_BYTES);
+	return rc;
+}
+
+static int handle_publish(struct handler_env *env, struct txn *t,
+			  const Handoff__Wire__PublishRequest *p, Reply *reply)
+{
+	char why[256];
+	int status;
+	CHECK_NAME("topic", p->topic);
+	if (p->n_events == 0)
+		FAIL(BAD_REQUEST, "publish carries no events");
+	if (p->n_events > env->cfg->max_batch)
+		FAIL(LIMIT_EXCEEDED, "%zu events exceed max_batch %u",
+		     p->n_events, env->cfg->max_batch);
+	for (size_t i = 0; i < p->n_events; i++) {
+		if (check_event(env, p->events[i], i, why, sizeof why, &status)) {
+			handlers_status(t->arena, reply, status, "%s", why);
+			log_event(LOG_WARN, "publish_refused", LS("topic", p->topic),
+				  LS("reason", why), NULL);
+			return 0;
+		}
+	}
+
+	uint32_t *ids;
+	size_t n_subs;
+	int rc = store_topic_subs(t, p->topic, &ids, &n_subs);
+	if (rc)
+		return rc;
+	if (n_subs == 0) {
+		log_event(LOG_WARN, "publish_refused", LS("topic", p->topic),
+			  LS("reason", "no subscriptions"), NULL);
+		FAIL(NO_SUBSCRIPTIONS, "topic '%s' has no subscriptions: "
+		     "nothing would receive the event", p->topic);
+	}
+	SubRecord **subs = arena_alloc(t->arena, n_subs * sizeof *subs);
+	if (!subs)
+		return ENOMEM;
+	for (size_t s = 0; s < n_subs; s++) {
+		rc = store_sub_get(t, ids[s], &subs[s]);
+		if (rc)
+			return rc;
+	}
+
+	Handoff__Wire__PublishReply *pr = alloc0(t, sizeof *pr);
+	uint64_t *eids = alloc0(t, p->n_events * sizeof *eids);
+	protobuf_c_boolean *dups = alloc0(t, p->n_events * sizeof *dups);
+	if (!pr || !eids || !dups)
+		return ENOMEM;
+	handoff__wire__publish_reply__init(pr);
+	uint64_t fresh = 0;
+	for (size_t i = 0; i < p->n_events; i++) {
+		bool dup;
+		rc = publish_one(t, p->topic, p->events[i], subs, n_subs,
+				 env->cfg->dedup_window_ms, &eids[i], &dup);
+		if (rc)
+			return rc;
+		dups[i] = dup;
+		fresh += !dup;
+	}
+	if (fresh) {
+		TopicRecord *tr;
+		TopicRecord blank = HANDOFF__STORE__TOPIC_RECORD__INIT;
+		rc = store_topic_get(t, p->topic, &tr);
+		if (rc == MDB_NOTFOUND || rc == MDB_CORRUPTED) {
+			tr = &blank;
+			rc = 0;
+		}
+		if (rc)
+			return rc;
+		tr->published += fresh;
+		rc = store_topic_put(t, p->topic, tr);
+		if (rc)
+			return rc;
+	}
+	pr->n_event_ids = p->n_events;
+	pr->event_ids = eids;
+	pr->n_duplicates = p->n_events;
+	pr->duplicates = dups;
+	reply->body_case = HANDOFF__WIRE__REPLY__BODY_PUBLISH;
+	reply->publish = pr;
+	return 0;
+}
+
+/* ---- subscriptions ---------------------------------------------------- */
+
+static Handoff__Wire__Policy *effective_policy(struct handler_env *env,
+					       struct txn *t,
+					       const Handoff__Wire__Policy *in)
+{
+	Handoff__Wire__Policy *p = arena_alloc(t->arena, sizeof *p);
+	if (!p)
+		return NULL;
+	handoff__wire__policy__init(p);
+	const struct config *c = env->cfg;
+	p->max_attempts = in && in->max_attempts ? in->max_attempts : c->max_attempts;
+	p->ack_deadline_ms = in && in->ack_deadline_ms ? in->ack_deadline_ms
+						       : c->ack_deadline_ms;
+	p->backoff_min_ms = in && in->backoff_min_ms ? in->backoff_min_ms
+						     : c->backoff_min_ms;
+	p->backoff_max_ms = in && in->backoff_max_ms ? in->backoff_max_ms
+						     : c->backoff_max_ms;
+	return p;
+}
+
+static const char *policy_problem(const Handoff__Wire__Policy *p)
+{
+	if (p->max_attempts > 10000)
+		return "max_attempts must be 1-10000";
+	if (p->ack_deadline_ms > 24u * 3600 * 1000)
+		return "ack_deadline must be at most 24h";
+	if (p->backoff_max_ms > 24u * 3600 * 1000)
+		return "backoff max must be at most 24h";
+	if (p->backoff_min_ms > p->backoff_max_ms)
+		return "backoff min must not exceed backoff max";
+	return NULL;
+}
+
+static bool same_policy(const Handoff__Wire__Policy *a,
+			const Handoff__Wire__Policy *b)
+{
+	return a->max_attempts == b->max_attempts &&
+	       a->ack_deadline_ms == b->ack_deadline_ms &&
+	       a->backoff_min_ms == b->backoff_min_ms &&
+	       a->backoff_max_ms == b->backoff_max_ms;
+}
+
+static int handle_subscribe(struct handler_env *env, struct txn *t,
+			    const Handoff__Wire__SubscribeRequest *s,
+			    Reply *reply)
+{
+	CHECK_NAME("topic", s->topic);
+	CHECK_NAME("subscription", s->subscription);
+	Handoff__Wire__Policy *p = effective_policy(env, t, s->policy);
+	Handoff__Wire__SubscribeReply *sr = alloc0(t, sizeof *sr);
+	if (!p || !sr)
+		return ENOMEM;
+	const char *problem = policy_problem(p);
+	if (problem)
+		FAIL(BAD_REQUEST, "%s", problem);
+	handoff__wire__subscribe_reply__init(sr);
+
+	SubRecord *old;
+	int rc = store_sub_by_name(t, s->subscription, &old);
+	if (rc == 0) {
+		if (strcmp(old->topic, s->topic) != 0)
+			FAIL(CONFLICT, "subscription '%s' exists on topic '%s'",
+			     s->subscription, old->topic);
+		if (!old->policy || !same_policy(old->policy, p))
+			FAIL(CONFLICT, "subscription '%s' exists with another "
+			     "policy (max_attempts=%u ack_deadline_ms=%u "
+			     "backoff=%u..%u ms)", s->subscription,
+			     old->policy ? old->policy->max_attempts : 0,
+			     old->policy ? old->policy->ack_deadline_ms : 0,
+			     old->policy ? old->policy->backoff_min_ms : 0,
+			     old->policy ? old->policy->backoff_max_ms : 0);
+		sr->created = false;
+		sr->policy = old->policy;
+		goto done;
+	}
+	if (rc != MDB_NOTFOUND)
+		return rc;
+
+	MDB_stat ms;
+	rc = mdb_stat(t->txn, env->st->dbi[DB_SUB_NAMES], &ms);
+	if (rc)
+		return rc;
+	if (ms.ms_entries >= env->cfg->max_subscriptions)
+		FAIL(LIMIT_EXCEEDED, "%u subscriptions exist (max_subscriptions)",
+		     env->cfg->max_subscriptions);
+
+	SubRecord *r = alloc0(t, sizeof *r);
+	if (!r)
+		return ENOMEM;
+	handoff__store__subscription_record__init(r);
+	r->name = s->subscription;
+	r->topic = s->topic;
+	r->policy = p;
+	r->created_ms = t->now_ms;
+	rc = store_sub_create(t, r);
+	if (rc)
+		return rc;
+	TopicRecord *tr;
+	rc = store_topic_get(t, s->topic, &tr);
+	if (rc == MDB_NOTFOUND) {
+		TopicRecord blank = HANDOFF__STORE__TOPIC_RECORD__INIT;
+		rc = store_topic_put(t, s->topic, &blank);
+	}
+	if (rc)
+		return rc;
+	log_event(LOG_INFO, "subscription_created", LS("subscription", r->name),
+		  LS("topic", r->topic), LU("id", r->id),
+		  LU("max_attempts", p->max_attempts),
+		  LU("ack_deadline_ms", p->ack_deadline_ms),
+		  LU("backoff_min_ms", p->backoff_min_ms),
+		  LU("backoff_max_ms", p->backoff_max_ms), NULL);
+	sr->created = true;
+	sr->policy = p;
+done:
+	reply->body_case = HANDOFF__WIRE__REPLY__BODY_SUBSCRIBE;
+	reply->subscribe = sr;
+	return 0;
+}
+
+static int handle_unsubscribe(struct handler_env *env, struct txn *t,
+			      const Handoff__Wire__UnsubscribeRequest *u,
+			      Reply *reply)
+{
+	SubRecord *r;
+	CHECK_NAME("subscription", u->subscription);
+	int rc = store_sub_by_name(t, u->subscription, &r);
+	if (rc == MDB_NOTFOUND)
+		FAIL(NOT_FOUND, "no subscription '%s'", u->subscription);
+	if (rc)
+		return rc;
+	rc = store_sub_unlink(t, r);
+	if (rc)
+		return rc;
+	log_event(LOG_WARN, "subscription_deleted", LS("subscription", r->name),
+		  LS("topic", r->topic), LU("id", r->id), LU("ready", r->ready),
+		  LU("leased", r->leased), LU("dead", r->dead), NULL);
+	return 0;
+}
+
+static int handle_list_subscriptions(struct handler_env *env, struct txn *t,
+				     Reply *reply)
+{
+	(void)env;
+	size_t cap = 16, n = 0;
+	Handoff__Wire__SubscriptionInfo **v = arena_alloc(t->arena, cap * sizeof *v);
+	Handoff__Wire__ListSubscriptionsReply *lr = alloc0(t, sizeof *lr);
+	if (!v || !lr)
+		return ENOMEM;
+	handoff__wire__list_subscriptions_reply__init(lr);
+	uint32_t id = 0;
+	int rc;
+	while ((rc = store_sub_next(t, id, &id)) == 0) {
+		SubRecord *r;
+		rc = store_sub_get(t, id, &r);
+		if (rc)
+			return rc;
+		if (r->deleting)
+			continue;
+		if (n == cap) {
+			void *bigger = arena_alloc(t->arena, 2 * cap * sizeof *v);
+			if (!bigger)
+				return ENOMEM;
+			memcpy(bigger, v, cap * sizeof *v);
+			v = bigger;
+			cap *= 2;
+		}
+		Handoff__Wire__SubscriptionInfo *si = alloc0(t, sizeof *si);
+		if (!si)
+			return ENOMEM;
+		handoff__wire__subscription_info__init(si);
+		uint64_t delayed;
+		rc = store_ready_count_after(t, r->id, t->now_ms, r->ready, &delayed);
+		if (rc)
+			return rc;
+		si->name = r->name;
+		si->topic = r->topic;
+		si->policy = r->policy;
+		si->delayed = delayed;
+		si->ready = r->ready > delayed ? r->ready - delayed : 0;
+		si->leased = r->leased;
+		si->dead = r->dead;
+		si->created_ms = r->created_ms;
+		v[n++] = si;
+	}
+	if (rc != MDB_NOTFOUND)
+		return rc;
+	lr->n_subscriptions = n;
+	lr->subscriptions = v;
+	reply->body_case = HANDOFF__WIRE__REPLY__BODY_LIST_SUBSCRIPTIONS;
+	reply->list_subscriptions = lr;
+	return 0;
+}
+
+/* ---- consuming -------------------------------------------------------- */
+
+int handlers_fetch_fill(struct handler_env *env, struct txn *t,
+			const char *subname, uint32_t max, uint32_t max_bytes,
+			const char *consumer, Reply *reply, size_t *n)
+{
+	SubRecord *sub;
+	*n = 0;
+	int rc = store_sub_by_name(t, subname, &sub);
+	if (rc == MDB_NOTFOUND)
+		FAIL(NOT_FOUND, "no subscription '%s'", subname);
+	if (rc)
+		return rc;
+	Handoff__Wire__FetchReply *fr = alloc0(t, sizeof *fr);
+	Handoff__Wire__Delivery **v = arena_alloc(t->arena, max * sizeof *v);
+	if (!fr || !v)
+		return ENOMEM;
+	handoff__wire__fetch_reply__init(fr);
+	if (max_bytes == 0)
+		max_bytes = DEFAULT_MAX_REPLY;
+	uint64_t bytes = 64;
+	(void)env;
+	while (*n < max) {
+		uint64_t due, ev;
+		rc = store_ready_first(t, sub->id, &due, &ev);
+		if (rc == MDB_NOTFOUND || (!rc && due > t->now_ms))
+			break;
+		if (rc)
+			return rc;
+		EventMeta *peek;
+		if (*n > 0 && store_event_get(t, ev, &peek) == 0 &&
+		    bytes + peek->payload_bytes + strlen(peek->topic) +
+				    strlen(peek->key) + DELIVERY_OVERHEAD > max_bytes)
+			break; /* the consumer could not receive a bigger reply */
+		DeliveryRecord *d;
+		EventBody *body;
+		EventMeta *meta;
+		rc = sched_lease(t, sub, ev, due, consumer, &d, &body, &meta);
+		if (rc)
+			return rc;
+		if (!d || !body)
+			continue; /* dead-lettered as corrupt, or a stray entry */
+		Handoff__Wire__Delivery *dv = alloc0(t, sizeof *dv);
+		if (!dv)
+			return ENOMEM;
+		handoff__wire__delivery__init(dv);
+		dv->event_id = ev;
+		dv->topic = meta->topic;
+		dv->payload = body->payload;
+		dv->key = meta->key;
+		dv->n_headers = body->n_headers;
+		dv->headers = body->headers;
+		dv->attempt = d->attempts;
+		dv->lease_token = d->lease_token;
+		dv->lease_deadline_ms = d->lease_deadline_ms;
+		dv->published_ms = meta->published_ms;
+		bytes += meta->payload_bytes + strlen(meta->topic) +
+			 strlen(meta->key) + DELIVERY_OVERHEAD;
+		v[(*n)++] = dv;
+	}
+	fr->n_deliveries = *n;
+	fr->deliveries = v;
+	reply->body_case = HANDOFF__WIRE__REPLY__BODY_FETCH;
+	reply->fetch = fr;
+	return 0;
+}
+
+static int handle_fetch(struct handler_env *env, struct txn *t,
+			const Handoff__Wire__FetchRequest *f, Reply *reply,
+			bool *park)
+{
+	CHECK_NAME("subscription", f->subscription);
+	if (!f->consumer || !*f->consumer || strlen(f->consumer) > 256)
+		FAIL(BAD_REQUEST, "consumer must be 1-256 bytes");
+	uint32_t max = f->max_events ? f->max_events : 1;
+	if (max > env->cfg->max_batch)
+		FAIL(LIMIT_EXCEEDED, "max_events %u exceeds max_batch %u", max,
+		     env->cfg->max_batch);
+	if (f->wait_ms > env->cfg->max_wait_ms)
+		FAIL(LIMIT_EXCEEDED, "wait of %u ms exceeds max_wait %u ms",
+		     f->wait_ms, env->cfg->max_wait_ms);
+	if (f->max_bytes && f->max_bytes < 1024)
+		FAIL(BAD_REQUEST, "max_bytes must be at least 1024");
+	size_t n;
+	int rc = handlers_fetch_fill(env, t, f->subscription, max, f->max_bytes,
+				     f->consumer, reply, &n);
+	if (rc)
+		return rc;
+	if (reply->status == ST(OK) && n == 0 && f->wait_ms > 0) {
+		if (env->held_fetches >= env->cfg->max_held_fetches)
+			FAIL(LIMIT_EXCEEDED, "%u fetches already waiting "
+			     "(max_held_fetches)", env->cfg->max_held_fetches);
+		*park = true;
+	}
+	return 0;
+}
+
+static int items_reply(struct txn *t, Reply *reply, size_t n,
+		       Handoff__Wire__Status **statuses)
+{
+	Handoff__Wire__ItemsReply *ir = alloc0(t, sizeof *ir);
+	*statuses = alloc0(t, (n ? n : 1) * sizeof **statuses);
+	if (!ir || !*statuses)
+		return ENOMEM;
+	handoff__wire__items_reply__init(ir);
+	ir->n_statuses = n;
+	ir->statuses = *statuses;
+	reply->body_case = HANDOFF__WIRE__REPLY__BODY_ITEMS;
+	reply->items = ir;
+	return 0;
+}
+
+static int handle_ack(struct handler_env *env, struct txn *t,
+		      const Handoff__Wire__AckRequest *a, Reply *reply)
+{
+	CHECK_NAME("subscription", a->subscription);
+	if (a->n_items == 0)
+		FAIL(BAD_REQUEST, "ack carries no items");
+	if (a->n_items > env->cfg->max_batch)
+		FAIL(LIMIT_EXCEEDED, "%zu items exceed max_batch %u", a->n_items,
+		     env->cfg->max_batch);
+	SubRecord *sub;
+	int rc = store_sub_by_name(t, a->subscription, &sub);
+	if (rc == MDB_NOTFOUND)
+		FAIL(NOT_FOUND, "no subscription '%s'", a->subscription);
+	if (rc)
+		return rc;
+	Handoff__Wire__Status *st;
+	rc = items_reply(t, reply, a->n_items, &st);
+	for (size_t i = 0; i < a->n_items && !rc; i++)
+		rc = sched_ack(t, sub, a->items[i]->event_id,
+			       a->items[i]->lease_token, &st[i]);
+	return rc;
+}
+
+static int handle_nack(struct handler_env *env, struct txn *t,
+		       const Handoff__Wire__NackRequest *a, Reply *reply)
+{
+	CHECK_NAME("subscription", a->subscription);
+	if (a->n_items == 0)
+		FAIL(BAD_REQUEST, "nack carries no items");
+	if (a->n_items > env->cfg->max_batch)
+		FAIL(LIMIT_EXCEEDED, "%zu items exceed max_batch %u", a->n_items,
+		     env->cfg->max_batch);
+	for (size_t i = 0; i < a->n_items; i++) {
+		const Handoff__Wire__NackItem *it = a->items[i];
+		if (it->reason && strlen(it->reason) > MAX_REASON_BYTES)
+			FAIL(BAD_REQUEST, "item %zu: reason longer than %d bytes",
+			     i, MAX_REASON_BYTES);
+		if (it->delay_ms > 24u * 3600 * 1000)
+			FAIL(BAD_REQUEST, "item %zu: delay longer than 24h", i);
+	}
+	SubRecord *sub;
+	int rc = store_sub_by_name(t, a->subscription, &sub);
+	if (rc == MDB_NOTFOUND)
+		FAIL(NOT_FOUND, "no subscription '%s'", a->subscription);
+	if (rc)
+		return rc;
+	Handoff__Wire__Status *st;
+	rc = items_reply(t, reply, a->n_items, &st);
+	for (size_t i = 0; i < a->n_items && !rc; i++) {
+		const Handoff__Wire__NackItem *it = a->items[i];
+		rc = sched_nack(t, sub, it->event_id, it->lease_token,
+				it->delay_ms, it->permanent, it->reason, &st[i]);
+	}
+	return rc;
+}
+
+/* ---- dead letters ----------------------------------------------------- */
+
+static bool filter_match(const Handoff__Wire__DlqFilter *f,
+			 const DeliveryRecord *d)
+{
+	if (!f)
+		return true;
+	if (f->dead_since_ms && d->dead_ms < f->dead_since_ms)
+		return false;
+	if (f->dead_until_ms && d->dead_ms > f->dead_until_ms)
+		return false;
+	if (f->reason && d->dead_reason != f->reason)
+		return false;
+	if (f->error_contains && *f->error_contains &&
+	    (!d->error || !strstr(d->error, f->error_contains)))
+		return false;
+	return true;
+}
+
+static Handoff__Wire__DeadLetter *dead_letter_view(struct txn *t, uint64_t ev,
+						   const DeliveryRecord *d,
+						   bool full)
+{
+	Handoff__Wire__DeadLetter *dl = alloc0(t, sizeof *dl);
+	if (!dl)
+		return NULL;
+	handoff__wire__dead_letter__init(dl);
+	dl->event_id = ev;
+	dl->reason = d->dead_reason;
+	dl->error = d->error;
+	dl->dead_ms = d->dead_ms;
+	dl->attempts = d->attempts;
+	dl->replays = d->replays;
+	EventMeta *m;
+	if (store_event_get(t, ev, &m) == 0) {
+		dl->topic = m->topic;
+		dl->key = m->key;
+		dl->published_ms = m->published_ms;
+	}
+	if (full) {
+		dl->n_history = d->n_history;
+		dl->history = d->history;
+		EventBody *b;
+		if (store_payload_get(t, ev, &b) == 0) {
+			dl->payload = b->payload;
+			dl->n_headers = b->n_headers;
+			dl->headers = b->headers;
+		}
+	}
+	return dl;
+}
+
+static int find_sub(struct handler_env *env, struct txn *t, const char *name,
+		    SubRecord **sub, Reply *reply)
+{
+	*sub = NULL;
+	CHECK_NAME("subscription", name);
+	int rc = store_sub_by_name(t, name, sub);
+	if (rc == MDB_NOTFOUND) {
+		*sub = NULL;
+		FAIL(NOT_FOUND, "no subscription '%s'", name);
+	}
+	return rc;
+}
+
+/* Next dead letter of sub after *cursor that matches f; MDB_NOTFOUND at
+ * the end or when the scan budget runs out (*exhausted then false). */
+static int dlq_next_match(struct txn *t, SubRecord *sub,
+			  const Handoff__Wire__DlqFilter *f, uint64_t *cursor,
+			  DeliveryRecord **d, size_t *budget)
+{
+	int rc;
+	while ((rc = store_dlq_next(t, sub->id, *cursor, cursor)) == 0) {
+		if ((*budget)-- == 0)
+			return MDB_NOTFOUND;
+		rc = store_delivery_get(t, *cursor, sub->id, d);
+		if (rc == MDB_NOTFOUND || rc == MDB_CORRUPTED)
+			continue;
+		if (rc)
+			return rc;
+		if (filter_match(f, *d))
+			return 0;
+	}
+	return rc;
+}
+
+static int handle_dlq_list(struct handler_env *env, struct txn *t,
+			   const Handoff__Wire__DlqListRequest *l, Reply *reply)
+{
+	SubRecord *sub;
+	int rc = find_sub(env, t, l->subscription, &sub, reply);
+	if (rc || !sub)
+		return rc;
+	uint32_t limit = l->limit ? l->limit : DEFAULT_LIST_LIMIT;
+	if (limit > env->cfg->max_batch)
+		FAIL(LIMIT_EXCEEDED, "limit %u exceeds max_batch %u", limit,
+		     env->cfg->max_batch);
+	Handoff__Wire__DlqListReply *lr = alloc0(t, sizeof *lr);
+	Handoff__Wire__DeadLetter **v = arena_alloc(t->arena, limit * sizeof *v);
+	if (!lr || !v)
+		return ENOMEM;
+	handoff__wire__dlq_list_reply__init(lr);
+	uint64_t cursor = l->filter ? l->filter->after_event_id : 0;
+	size_t budget = DLQ_SCAN_BUDGET, n = 0;
+	DeliveryRecord *d;
+	while ((rc = dlq_next_match(t, sub, l->filter, &cursor, &d, &budget)) == 0) {
+		if (n == limit) {
+			lr->more = true;
+			break;
+		}
+		if (!(v[n++] = dead_letter_view(t, cursor, d, false)))
+			return ENOMEM;
+	}
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	lr->n_dead_letters = n;
+	lr->dead_letters = v;
+	reply->body_case = HANDOFF__WIRE__REPLY__BODY_DLQ_LIST;
+	reply->dlq_list = lr;
+	return 0;
+}
+
+static int handle_dlq_show(struct handler_env *env, struct txn *t,
+			   const Handoff__Wire__DlqShowRequest *s, Reply *reply)
+{
+	SubRecord *sub;
+	DeliveryRecord *d;
+	int rc = find_sub(env, t, s->subscription, &sub, reply);
+	if (rc || !sub)
+		return rc;
+	rc = store_delivery_get(t, s->event_id, sub->id, &d);
+	if (rc == MDB_NOTFOUND || (!rc && d->state != DS(DEAD)))
+		FAIL(NOT_FOUND, "event %llu is not in the dead-letter queue of "
+		     "'%s'", (unsigned long long)s->event_id, s->subscription);
+	if (rc)
+		return rc;
+	Handoff__Wire__DlqShowReply *sr = alloc0(t, sizeof *sr);
+	if (!sr)
+		return ENOMEM;
+	handoff__wire__dlq_show_reply__init(sr);
+	if (!(sr->dead_letter = dead_letter_view(t, s->event_id, d, true)))
+		return ENOMEM;
+	reply->body_case = HANDOFF__WIRE__REPLY__BODY_DLQ_SHOW;
+	reply->dlq_show = sr;
+	return 0;
+}
+
+typedef int (*dlq_action_fn)(struct txn *, SubRecord *, uint64_t, Status *);
+
+static int handle_dlq_action(struct handler_env *env, struct txn *t,
+			     const Handoff__Wire__DlqActionRequest *a,
+			     Reply *reply, bool purge)
+{
+	const char *verb = purge ? "purge" : "replay";
+	dlq_action_fn act = purge ? sched_purge : sched_replay;
+	SubRecord *sub;
+	int rc = find_sub(env, t, a->subscription, &sub, reply);
+	if (rc || !sub)
+		return rc;
+	uint32_t limit = a->limit ? a->limit : DEFAULT_LIST_LIMIT;
+	if (limit > env->cfg->max_batch || a->n_event_ids > env->cfg->max_batch)
+		FAIL(LIMIT_EXCEEDED, "more than max_batch %u dead letters in one "
+		     "request", env->cfg->max_batch);
+	if (purge && a->n_event_ids == 0 && !a->all && !a->dry_run)
+		FAIL(BAD_REQUEST, "purge without event ids needs all=true");
+	size_t cap = a->n_event_ids ? a->n_event_ids : limit;
+	Handoff__Wire__DlqActionReply *ar = alloc0(t, sizeof *ar);
+	uint64_t *done = alloc0(t, (cap + 1) * sizeof *done);
+	uint64_t *missing = alloc0(t, (cap + 1) * sizeof *missing);
+	if (!ar || !done || !missing)
+		return ENOMEM;
+	handoff__wire__dlq_action_reply__init(ar);
+	size_t n_done = 0, n_missing = 0;
+	Status st;
+	if (a->n_event_ids) {
+		for (size_t i = 0; i < a->n_event_ids; i++) {
+			uint64_t ev = a->event_ids[i];
+			DeliveryRecord *d;
+			if (a->dry_run) {
+				rc = store_delivery_get(t, ev, sub->id, &d);
+				st = (!rc && d->state == DS(DEAD)) ? ST(OK)
+								   : ST(NOT_FOUND);
+				if (rc == MDB_NOTFOUND || rc == MDB_CORRUPTED)
+					rc = 0;
+			} else {
+				rc = act(t, sub, ev, &st);
+			}
+			if (rc)
+				return rc;
+			if (st == ST(OK))
+				done[n_done++] = ev;
+			else
+				missing[n_missing++] = ev;
+		}
+	} else {
+		uint64_t cursor = a->filter ? a->filter->after_event_id : 0;
+		size_t budget = DLQ_SCAN_BUDGET;
+		DeliveryRecord *d;
+		while ((rc = dlq_next_match(t, sub, a->filter, &cursor, &d,
+					    &budget)) == 0) {
+			if (n_done == limit) {
+				ar->more = true;
+				break;
+			}
+			if (!a->dry_run) {
+				rc = act(t, sub, cursor, &st);
+				if (rc)
+					return rc;
+			}
+			done[n_done++] = cursor;
+		}
+		if (rc && rc != MDB_NOTFOUND)
+			return rc;
+	}
+	log_event(LOG_INFO, purge ? "dlq_purge" : "dlq_replay",
+		  LS("subscription", sub->name), LU("count", n_done),
+		  LU("missing", n_missing), LU("dry_run", a->dry_run),
+		  LU("by_filter", a->n_event_ids == 0), NULL);
+	(void)verb;
+	ar->n_event_ids = n_done;
+	ar->event_ids = done;
+	ar->n_missing = n_missing;
+	ar->missing = missing;
+	reply->body_case = HANDOFF__WIRE__REPLY__BODY_DLQ_ACTION;
+	reply->dlq_action = ar;
+	return 0;
+}
+
+/* ---- trace, stats, ping ----------------------------------------------- */
+
+static int handle_trace(struct handler_env *env, struct txn *t,
+			const Handoff__Wire__TraceRequest *q, Reply *reply)
+{
+	(void)env;
+	EventMeta *m;
+	int rc = store_event_get(t, q->event_id, &m);
+	if (rc == MDB_NOTFOUND)
+		FAIL(NOT_FOUND, "no record of event %llu (never published, or "
+		     "past the history period)", (unsigned long long)q->event_id);
+	Handoff__Wire__TraceReply *tr = alloc0(t, sizeof *tr);
+	if (!tr)
+		return ENOMEM;
+	handoff__wire__trace_reply__init(tr);
+	tr->event_id = q->event_id;
+	if (rc == MDB_CORRUPTED) {
+		tr->corrupt = true;
+		log_event(LOG_ERROR, "event_corrupt", LU("event_id", q->event_id),
+			  LS("where", "event record"), NULL);
+	} else if (rc) {
+		return rc;
+	} else {
+		tr->topic = m->topic;
+		tr->key = m->key;
+		tr->published_ms = m->published_ms;
+		tr->payload_bytes = m->payload_bytes;
+		tr->payload_removed = m->payload_removed;
+		tr->idempotency_key = m->idempotency_key;
+		EventBody *b;
+		if (!m->payload_removed &&
+		    store_payload_get(t, q->event_id, &b) == MDB_CORRUPTED) {
+			tr->corrupt = true;
+			log_event(LOG_ERROR, "event_corrupt",
+				  LU("event_id", q->event_id), LS("where", "payload"),
+				  NULL);
+		}
+	}
+	size_t cap = 8, n = 0;
+	Handoff__Wire__SubscriptionTrace **v = arena_alloc(t->arena, cap * sizeof *v);
+	if (!v)
+		return ENOMEM;
+	uint32_t sid = 0;
+	bool first = true;
+	for (;;) {
+		rc = store_delivery_next_sub(t, q->event_id, first ? 0 : sid, &sid);
+		first = false;
+		if (rc == MDB_NOTFOUND)
+			break;
+		if (rc)
+			return rc;
+		DeliveryRecord *d;
+		if (store_delivery_get(t, q->event_id, sid, &d))
+			continue;
+		if (n == cap) {
+			void *bigger = arena_alloc(t->arena, 2 * cap * sizeof *v);
+			if (!bigger)
+				return ENOMEM;
+			memcpy(bigger, v, cap * sizeof *v);
+			v = bigger;
+			cap *= 2;
+		}
+		Handoff__Wire__SubscriptionTrace *s = alloc0(t, sizeof *s);
+		if (!s)
+			return ENOMEM;
+		handoff__wire__subscription_trace__init(s);
+		SubRecord *sub;
+		char idname[32];
+		if (store_sub_get(t, sid, &sub) == 0) {
+			s->subscription = sub->name;
+		} else {
+			snprintf(idname, sizeof idname, "#%u", sid);
+			s->subscription = arena_strdup(t->arena, idname);
+		}
+		s->state = d->state;
+		if (d->state == DS(READY) && d->due_ms > t->now_ms)
+			s->state = DS(DELAYED);
+		s->consumer = d->consumer;
+		s->lease_deadline_ms = d->lease_deadline_ms;
+		s->due_ms = d->due_ms;
+		s->done_ms = d->done_ms;
+		s->dead_reason = d->dead_reason;
+		s->error = d->error;
+		s->replays = d->replays;
+		s->n_history = d->n_history;
+		s->history = d->history;
+		v[n++] = s;
+		if (sid == UINT32_MAX)
+			break;
+	}
+	tr->n_subscriptions = n;
+	tr->subscriptions = v;
+	reply->body_case = HANDOFF__WIRE__REPLY__BODY_TRACE;
+	reply->trace = tr;
+	return 0;
+}
+
+static int handle_stats(struct handler_env *env, struct txn *t, Reply *reply)
+{
+	Handoff__Wire__StatsReply *sr = alloc0(t, sizeof *sr);
+	if (!sr)
+		return ENOMEM;
+	handoff__wire__stats_reply__init(sr);
+	sr->uptime_ms = t->now_ms - env->started_ms;
+	sr->version = HANDOFF_BUILD_VERSION;
+	sr->held_fetches = env->held_fetches;
+	store_usage(env->st, &sr->store_used_bytes, &sr->store_map_bytes);
+	MDB_stat ms;
+	int rc = mdb_stat(t->txn, env->st->dbi[DB_PAYLOADS], &ms);
+	if (rc)
+		return rc;
+	sr->events_stored = ms.ms_entries;
+	char series[600];
+
+	size_t cap = 16, n = 0;
+	Handoff__Wire__TopicStats **tv = arena_alloc(t->arena, cap * sizeof *tv);
+	char *name = "";
+	while (tv && (rc = store_topic_next(t, name, &name)) == 0) {
+		TopicRecord *tr;
+		uint32_t *ids;
+		size_t nsubs;
+		if (store_topic_get(t, name, &tr))
+			continue;
+		rc = store_topic_subs(t, name, &ids, &nsubs);
+		if (rc)
+			return rc;
+		if (n == cap) {
+			void *bigger = arena_alloc(t->arena, 2 * cap * sizeof *tv);
+			if (!bigger)
+				return ENOMEM;
+			memcpy(bigger, tv, cap * sizeof *tv);
+			tv = bigger;
+			cap *= 2;
+		}
+		Handoff__Wire__TopicStats *ts = alloc0(t, sizeof *ts);
+		if (!ts)
+			return ENOMEM;
+		handoff__wire__topic_stats__init(ts);
+		ts->name = name;
+		ts->published = tr->published;
+		ts->subscriptions = (uint32_t)nsubs;
+		snprintf(series, sizeof series, "t:%s", name);
+		ts->publish_rate = metrics_rate(env->metrics, series);
+		tv[n++] = ts;
+	}
+	if (!tv)
+		return ENOMEM;
+	if (rc != MDB_NOTFOUND)
+		return rc;
+	sr->n_topics = n;
+	sr->topics = tv;
+
+	cap = 16;
+	n = 0;
+	Handoff__Wire__SubscriptionStats **sv = arena_alloc(t->arena, cap * sizeof *sv);
+	uint32_t id = 0;
+	while (sv && (rc = store_sub_next(t, id, &id)) == 0) {
+		SubRecord *r;
+		rc = store_sub_get(t, id, &r);
+		if (rc)
+			return rc;
+		if (r->deleting)
+			continue;
+		if (n == cap) {
+			void *bigger = arena_alloc(t->arena, 2 * cap * sizeof *sv);
+			if (!bigger)
+				return ENOMEM;
+			memcpy(bigger, sv, cap * sizeof *sv);
+			sv = bigger;
+			cap *= 2;
+		}
+		Handoff__Wire__SubscriptionStats *ss = alloc0(t, sizeof *ss);
+		if (!ss)
+			return ENOMEM;
+		handoff__wire__subscription_stats__init(ss);
+		uint64_t delayed;
+		rc = store_ready_count_after(t, r->id, t->now_ms, r->ready, &delayed);
+		if (rc)
+			return rc;
+		ss->name = r->name;
+		ss->topic = r->topic;
+		ss->delayed = delayed;
+		ss->ready = r->ready > delayed ? r->ready - delayed : 0;
+		ss->leased = r->leased;
+		ss->dead = r->dead;
+		ss->delivered = r->delivered;
+		ss->acked = r->acked;
+		ss->nacked = r->nacked;
+		ss->expired = r->expired;
+		ss->dead_lettered = r->dead_lettered;
+		ss->replayed = r->replayed;
+		ss->purged = r->purged;
+		snprintf(series, sizeof series, "a:%s", r->name);
+		ss->ack_rate = metrics_rate(env->metrics, series);
+		snprintf(series, sizeof series, "d:%s", r->name);
+		ss->deliver_rate = metrics_rate(env->metrics, series);
+		sv[n++] = ss;
+	}
+	if (!sv)
+		return ENOMEM;
+	if (rc != MDB_NOTFOUND)
+		return rc;
+	sr->n_subscriptions = n;
+	sr->subscriptions = sv;
+	reply->body_case = HANDOFF__WIRE__REPLY__BODY_STATS;
+	reply->stats = sr;
+	return 0;
+}
+
+int handlers_apply(struct handler_env *env, struct txn *t, const Request *req,
+		   Reply *reply, bool *park)
+{
+	*park = false;
+	if (req->protocol_version !=
+	    HANDOFF__WIRE__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT)
+		FAIL(UNSUPPORTED_VERSION, "protocol version %u not supported "
+		     "(this broker speaks %d)", req->protocol_version,
+		     HANDOFF__WIRE__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT);
+	switch (req->body_case) {
+	case HANDOFF__WIRE__REQUEST__BODY_PING: {
+		Handoff__Wire__PingReply *p = alloc0(t, sizeof *p);
+		if (!p)
+			return ENOMEM;
+		handoff__wire__ping_reply__init(p);
+		p->version = HANDOFF_BUILD_VERSION;
+		reply->body_case = HANDOFF__WIRE__REPLY__BODY_PING;
+		reply->ping = p;
+		return 0;
+	}
+	case HANDOFF__WIRE__REQUEST__BODY_PUBLISH:
+		return handle_publish(env, t, req->publish, reply);
+	case HANDOFF__WIRE__REQUEST__BODY_SUBSCRIBE:
+		return handle_subscribe(env, t, req->subscribe, reply);
+	case HANDOFF__WIRE__REQUEST__BODY_UNSUBSCRIBE:
+		return handle_unsubscribe(env, t, req->unsubscribe, reply);
+	case HANDOFF__WIRE__REQUEST__BODY_LIST_SUBSCRIPTIONS:
+		return handle_list_subscriptions(env, t, reply);
+	case HANDOFF__WIRE__REQUEST__BODY_FETCH:
+		return handle_fetch(env, t, req->fetch, reply, park);
+	case HANDOFF__WIRE__REQUEST__BODY_ACK:
+		return handle_ack(env, t, req->ack, reply);
+	case HANDOFF__WIRE__REQUEST__BODY_NACK:
+		return handle_nack(env, t, req->nack, reply);
+	case HANDOFF__WIRE__REQUEST__BODY_DLQ_LIST:
+		return handle_dlq_list(env, t, req->dlq_list, reply);
+	case HANDOFF__WIRE__REQUEST__BODY_DLQ_SHOW:
+		return handle_dlq_show(env, t, req->dlq_show, reply);
+	case HANDOFF__WIRE__REQUEST__BODY_DLQ_REPLAY:
+		return handle_dlq_action(env, t, req->dlq_replay, reply, false);
+	case HANDOFF__WIRE__REQUEST__BODY_DLQ_PURGE:
+		return handle_dlq_action(env, t, req->dlq_purge, reply, true);
+	case HANDOFF__WIRE__REQUEST__BODY_TRACE:
+		return handle_trace(env, t, req->trace, reply);
+	case HANDOFF__WIRE__REQUEST__BODY_STATS:
+		return handle_stats(env, t, reply);
+	default:
+		FAIL(BAD_REQUEST, "unknown or missing request type");
+	}
+}

@@ -1,0 +1,50 @@
+/*
+ * handlers.h — one function per request type: validate the decoded request,
+ * apply it to the store inside the turn's write transaction, and fill the
+ * reply. Nothing here commits or sends: the loop commits the whole turn,
+ * then sends every reply (group commit).
+ *
+ * Errors: a handler returns 0 with the outcome in reply->status, or a store
+ * error that forces the loop to abort the transaction (the loop then
+ * retries each request of the turn alone, so one request's failure, e.g. a
+ * full store, cannot fail the others).
+ */
+#ifndef HANDOFF_BROKER_HANDLERS_H
+#define HANDOFF_BROKER_HANDLERS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "codec.h"
+#include "config.h"
+#include "metrics.h"
+#include "store.h"
+
+struct handler_env {
+	const struct config *cfg;
+	struct store *st;
+	struct metrics *metrics;
+	uint64_t started_ms;
+	uint64_t held_fetches;
+};
+
+/*
+ * Apply req. For a fetch that found nothing and may wait, *park is set and
+ * the reply is left for the loop to complete later (handlers_fetch_fill).
+ * *writes tells whether the request may have changed the store.
+ */
+int handlers_apply(struct handler_env *env, struct txn *t, const Request *req,
+		   Reply *reply, bool *park);
+
+/* Lease up to max deliveries of subscription sub into reply (a fetch
+ * reply body is attached). *n gets the number leased; NOT_FOUND status when
+ * the subscription is gone. */
+int handlers_fetch_fill(struct handler_env *env, struct txn *t,
+			const char *sub, uint32_t max, uint32_t max_bytes,
+			const char *consumer, Reply *reply, size_t *n);
+
+/* Set reply's status and a printf-style message (in the txn arena). */
+void handlers_status(struct arena *a, Reply *reply, int status,
+		     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+#endif

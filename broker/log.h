@@ -1,0 +1,34 @@
+/*
+ * log.h — structured logging: one line per event on stderr,
+ *   ts=2026-11-23T16:40:00.123Z level=info event=publish_refused topic=a ...
+ * Values with spaces, quotes or '=' are quoted; control bytes escaped.
+ * Never silenced: info, warn and error always print; debug only when
+ * enabled. Single-threaded use (the broker loop).
+ */
+#ifndef HANDOFF_BROKER_LOG_H
+#define HANDOFF_BROKER_LOG_H
+
+#include <stdint.h>
+
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+void log_set_debug(int on);
+/*
+ * Log one event. fields is a sequence of (key, type, value) triples ending
+ * with NULL, where type is 's' (const char *), 'u' (uint64_t), 'i'
+ * (int64_t) or 'b' (const void *, size_t: bytes shown escaped).
+ */
+void log_event(enum log_level level, const char *event, ...);
+
+/* Between begin and end, info/warn/debug lines are held; end(1) writes
+ * them (the transaction committed), end(0) drops them (it rolled back).
+ * Error lines are always written at once. */
+void log_defer_begin(void);
+void log_defer_end(int keep);
+
+#define LS(k, v) (k), 's', (const char *)(v)
+#define LU(k, v) (k), 'u', (uint64_t)(v)
+#define LI(k, v) (k), 'i', (int64_t)(v)
+#define LB(k, p, n) (k), 'b', (const void *)(p), (size_t)(n)
+
+#endif

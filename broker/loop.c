@@ -1,0 +1,815 @@
+/*
+ * loop.c — the event loop and group commit; see loop.h.
+ *
+ * State kept in memory is only what can be lost without harm: held long
+ * polls (the client resends), the last fetch reply per consumer (so a
+ * resent fetch gets the same leases back instead of new ones), rate samples
+ * and wake-up hints. Everything that matters is in LMDB.
+ */
+#include "loop.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "clock.h"
+#include "codec.h"
+#include "handlers.h"
+#include "log.h"
+#include "metrics.h"
+#include "sched.h"
+#include "store.h"
+#include "transport.h"
+
+#define MAX_TURN_REQUESTS 512
+#define MAX_TURN_BYTES (64u << 20)
+#define MAX_TURN_EXPIRIES 2000
+#define MAX_TURN_CLEANUPS 1000
+#define RECOVER_BATCH 10000
+#define FETCH_CACHE_SLOTS 1024
+#define FETCH_CACHE_MAX_BYTES (256 * 1024)
+#define DIRTY_SLOTS 4096
+#define IDLE_WAKE_MS 1000
+
+struct held_fetch {
+	void *ctrl;
+	char *sub;
+	char *consumer;
+	uint64_t seq;
+	uint32_t sub_id;
+	uint32_t max;
+	uint32_t max_bytes;
+	uint64_t deadline;
+	uint64_t next_check;
+	Reply *reply;            /* set when served in this turn */
+};
+
+struct cached_fetch {
+	char *consumer;
+	uint64_t seq;
+	void *bytes;
+	size_t len;
+};
+
+struct pending {
+	void *ctrl;
+	Request *req;
+	Reply *reply;
+	bool park;
+};
+
+struct broker {
+	const struct config *cfg;
+	struct store st;
+	struct transport tr;
+	struct arena arena;
+	struct metrics metrics;
+	struct handler_env env;
+	struct held_fetch *held;
+	size_t n_held, cap_held;
+	struct cached_fetch cache[FETCH_CACHE_SLOTS];
+	uint8_t dirty[DIRTY_SLOTS / 8];
+	uint64_t next_lease_ms;
+	uint64_t next_expiry_ms;
+	uint64_t next_sample_ms;
+	bool cleanup_more;
+	bool unsubscribe_pending;
+	int sigfd;
+	bool stopping;
+	struct pending pend[MAX_TURN_REQUESTS];
+	size_t n_pend;
+};
+
+static void on_ready(void *ctx, uint32_t sub, uint64_t due)
+{
+	struct broker *b = ctx;
+	(void)due;
+	b->dirty[(sub % DIRTY_SLOTS) / 8] |= (uint8_t)(1u << (sub % 8));
+}
+
+static bool is_dirty(struct broker *b, uint32_t sub)
+{
+	return b->dirty[(sub % DIRTY_SLOTS) / 8] & (1u << (sub % 8));
+}
+
+/* ---- replies ---------------------------------------------------------- */
+
+static uint32_t cache_slot(const char *consumer)
+{
+	uint32_t h = 2166136261u;
+	for (const char *p = consumer; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	return h % FETCH_CACHE_SLOTS;
+}
+
+static void cache_put(struct broker *b, const char *consumer, uint64_t seq,
+		      const void *bytes, size_t len)
+{
+	if (len > FETCH_CACHE_MAX_BYTES)
+		return;
+	struct cached_fetch *c = &b->cache[cache_slot(consumer)];
+	void *copy = malloc(len ? len : 1);
+	char *name = strdup(consumer);
+	if (!copy || !name) {
+		free(copy);
+		free(name);
+		return;
+	}
+	memcpy(copy, bytes, len);
+	free(c->consumer);
+	free(c->bytes);
+	c->consumer = name;
+	c->seq = seq;
+	c->bytes = copy;
+	c->len = len;
+}
+
+static const struct cached_fetch *cache_get(struct broker *b,
+					    const char *consumer, uint64_t seq)
+{
+	struct cached_fetch *c = &b->cache[cache_slot(consumer)];
+	if (c->consumer && c->seq == seq && strcmp(c->consumer, consumer) == 0)
+		return c;
+	return NULL;
+}
+
+static void send_reply(struct broker *b, void *ctrl, const Reply *r,
+		       const Handoff__Wire__FetchRequest *fetch)
+{
+	size_t len;
+	void *msg = codec_pack_reply(r, &len);
+	if (!msg) {
+		transport_drop_ctrl(ctrl);
+		log_event(LOG_ERROR, "reply_dropped", LS("reason", "out of memory"),
+			  NULL);
+		return;
+	}
+	if (fetch && r->status == HANDOFF__WIRE__STATUS__OK && fetch->fetch_seq)
+		cache_put(b, fetch->consumer, fetch->fetch_seq, msg, len);
+	int rc = transport_reply_msg(&b->tr, ctrl, msg);
+	if (rc)
+		log_event(LOG_WARN, "reply_not_sent", LS("error", strerror(rc)),
+			  NULL);
+}
+
+static Reply *error_reply(struct broker *b, int status, const char *msg)
+{
+	Reply *r = codec_new_reply(&b->arena);
+	if (r)
+		handlers_status(&b->arena, r, status, "%s", msg);
+	return r;
+}
+
+/* ---- held fetches ----------------------------------------------------- */
+
+static void held_free(struct held_fetch *h)
+{
+	free(h->sub);
+	free(h->consumer);
+	transport_drop_ctrl(h->ctrl);
+	memset(h, 0, sizeof *h);
+}
+
+static int held_add(struct broker *b, struct pending *p, uint32_t sub_id,
+		    uint64_t now)
+{
+	const Handoff__Wire__FetchRequest *f = p->req->fetch;
+	if (b->n_held == b->cap_held) {
+		size_t cap = b->cap_held ? b->cap_held * 2 : 16;
+		void *m = realloc(b->held, cap * sizeof *b->held);
+		if (!m)
+			return ENOMEM;
+		b->held = m;
+		b->cap_held = cap;
+	}
+	struct held_fetch *h = &b->held[b->n_held];
+	memset(h, 0, sizeof *h);
+	h->sub = strdup(f->subscription);
+	h->consumer = strdup(f->consumer);
+	if (!h->sub || !h->consumer) {
+		free(h->sub);
+		free(h->consumer);
+		return ENOMEM;
+	}
+	h->ctrl = p->ctrl;
+	h->seq = f->fetch_seq;
+	h->sub_id = sub_id;
+	h->max = f->max_events ? f->max_events : 1;
+	h->max_bytes = f->max_bytes;
+	h->deadline = now + f->wait_ms;
+	h->next_check = UINT64_MAX;
+	b->n_held++;
+	p->ctrl = NULL;
+	return 0;
+}
+
+/* A resent fetch that is already held: answer the newest copy. */
+static bool held_takeover(struct broker *b, const Handoff__Wire__FetchRequest *f,
+			  void *ctrl)
+{
+	for (size_t i = 0; i < b->n_held; i++) {
+		struct held_fetch *h = &b->held[i];
+		if (f->fetch_seq && h->seq == f->fetch_seq &&
+		    strcmp(h->consumer, f->consumer) == 0) {
+			transport_drop_ctrl(h->ctrl);
+			h->ctrl = ctrl;
+			return true;
+		}
+	}
+	return false;
+}
+
+static int serve_held(struct broker *b, struct txn *t)
+{
+	for (size_t i = 0; i < b->n_held; i++) {
+		struct held_fetch *h = &b->held[i];
+		h->reply = NULL;
+		if (!is_dirty(b, h->sub_id) && h->next_check > t->now_ms)
+			continue;
+		Reply *r = codec_new_reply(t->arena);
+		size_t n;
+		if (!r)
+			return ENOMEM;
+		int rc = handlers_fetch_fill(&b->env, t, h->sub, h->max,
+					     h->max_bytes, h->consumer, r, &n);
+		if (rc)
+			return rc;
+		if (n > 0 || r->status != HANDOFF__WIRE__STATUS__OK) {
+			h->reply = r;
+			continue;
+		}
+		uint64_t due, ev;
+		rc = store_ready_first(t, h->sub_id, &due, &ev);
+		if (rc && rc != MDB_NOTFOUND)
+			return rc;
+		h->next_check = rc ? UINT64_MAX : due;
+	}
+	return 0;
+}
+
+/* After commit: answer served and timed-out held fetches. */
+static void finish_held(struct broker *b, uint64_t now, bool committed)
+{
+	size_t w = 0;
+	for (size_t i = 0; i < b->n_held; i++) {
+		struct held_fetch *h = &b->held[i];
+		Reply *r = committed ? h->reply : NULL;
+		if (!r && (h->deadline <= now || b->stopping)) {
+			r = codec_new_reply(&b->arena);
+			Handoff__Wire__FetchReply *fr = r ? arena_alloc(&b->arena, sizeof *fr) : NULL;
+			if (fr) {
+				handoff__wire__fetch_reply__init(fr);
+				r->body_case = HANDOFF__WIRE__REPLY__BODY_FETCH;
+				r->fetch = fr;
+			}
+		}
+		if (r) {
+			Handoff__Wire__FetchRequest f = HANDOFF__WIRE__FETCH_REQUEST__INIT;
+			f.consumer = h->consumer;
+			f.fetch_seq = h->seq;
+			send_reply(b, h->ctrl, r, &f);
+			h->ctrl = NULL;
+			held_free(h);
+			continue;
+		}
+		h->reply = NULL;
+		b->held[w++] = *h;
+	}
+	b->n_held = w;
+}
+
+/* ---- timers: leases, cleanup, rates ----------------------------------- */
+
+static int expire_leases(struct broker *b, struct txn *t)
+{
+	b->next_lease_ms = UINT64_MAX;
+	for (int i = 0; i < MAX_TURN_EXPIRIES; i++) {
+		uint64_t deadline, ev;
+		uint32_t sub;
+		int rc = store_lease_first(t, &deadline, &sub, &ev);
+		if (rc == MDB_NOTFOUND)
+			return 0;
+		if (rc)
+			return rc;
+		if (deadline > t->now_ms) {
+			b->next_lease_ms = deadline;
+			return 0;
+		}
+		rc = sched_expire(t, deadline, sub, ev);
+		if (rc)
+			return rc;
+	}
+	b->next_lease_ms = t->now_ms; /* more to expire: come back at once */
+	return 0;
+}
+
+static int forget_event(struct txn *t, uint64_t ev)
+{
+	uint32_t sub = 0;
+	int rc;
+	while ((rc = store_delivery_next_sub(t, ev, 0, &sub)) == 0) {
+		rc = store_delivery_del(t, ev, sub);
+		if (rc)
+			return rc;
+	}
+	if (rc != MDB_NOTFOUND)
+		return rc;
+	rc = store_payload_del(t, ev);
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	rc = store_event_del(t, ev);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Drop a deleted subscription's deliveries, a bounded number per turn. */
+static int drain_unsubscribed(struct broker *b, struct txn *t, int *budget)
+{
+	uint32_t id = 0;
+	int rc;
+	bool any = false;
+	while ((rc = store_sub_next(t, id, &id)) == 0) {
+		SubRecord *sub;
+		rc = store_sub_get(t, id, &sub);
+		if (rc)
+			return rc;
+		if (!sub->deleting)
+			continue;
+		any = true;
+		for (; *budget > 0; (*budget)--) {
+			uint64_t due, ev, deadline;
+			rc = store_ready_first(t, id, &due, &ev);
+			if (rc == MDB_NOTFOUND)
+				rc = store_dlq_next(t, id, 0, &ev);
+			if (rc == MDB_NOTFOUND)
+				rc = store_lease_find_sub(t, id, &deadline, &ev);
+			if (rc == MDB_NOTFOUND) {
+				log_event(LOG_INFO, "subscription_removed",
+					  LS("subscription", sub->name),
+					  LU("id", id), NULL);
+				rc = store_sub_delete(t, id);
+				if (rc)
+					return rc;
+				break;
+			}
+			if (rc)
+				return rc;
+			rc = sched_drop(t, sub, ev);
+			if (rc)
+				return rc;
+		}
+		if (*budget <= 0)
+			return 0;
+	}
+	if (rc != MDB_NOTFOUND)
+		return rc;
+	b->unsubscribe_pending = any && *budget <= 0;
+	return 0;
+}
+
+static int cleanup(struct broker *b, struct txn *t)
+{
+	int budget = MAX_TURN_CLEANUPS;
+	b->cleanup_more = false;
+	if (b->unsubscribe_pending) {
+		int rc = drain_unsubscribed(b, t, &budget);
+		if (rc)
+			return rc;
+	}
+	for (; budget > 0; budget--) {
+		uint64_t at;
+		int kind;
+		uint8_t id[IDEM_HASH_BYTES];
+		size_t idlen;
+		int rc = store_expiry_first(t, t->now_ms, &at, &kind, id, &idlen);
+		if (rc == MDB_NOTFOUND)
+			break;
+		if (rc)
+			return rc;
+		if (kind == EXPIRY_IDEM && idlen == IDEM_HASH_BYTES) {
+			IdemRecord *ir;
+			rc = store_idem_get(t, id, &ir);
+			/* a newer record under the same key keeps living */
+			if (rc == 0 && ir->created_ms + b->cfg->dedup_window_ms <= t->now_ms)
+				rc = store_idem_del(t, id);
+			else if (rc == MDB_NOTFOUND || rc == MDB_CORRUPTED || rc == 0)
+				rc = 0;
+		} else if (kind == EXPIRY_HISTORY && idlen == 8) {
+			rc = forget_event(t, be64_get(id));
+		}
+		if (!rc)
+			rc = store_expiry_del(t, at, kind, id, idlen);
+		if (rc)
+			return rc;
+	}
+	b->cleanup_more = budget <= 0 || b->unsubscribe_pending;
+	uint64_t at;
+	int kind;
+	uint8_t id[IDEM_HASH_BYTES];
+	size_t idlen;
+	int rc = store_expiry_first(t, UINT64_MAX, &at, &kind, id, &idlen);
+	b->next_expiry_ms = rc ? UINT64_MAX : at;
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int sample_rates(struct broker *b, struct txn *t)
+{
+	char series[600];
+	char *name = "";
+	int rc;
+	if (t->now_ms < b->next_sample_ms)
+		return 0;
+	b->next_sample_ms = t->now_ms + METRICS_INTERVAL_MS;
+	while ((rc = store_topic_next(t, name, &name)) == 0) {
+		TopicRecord *tr;
+		if (store_topic_get(t, name, &tr) == 0) {
+			snprintf(series, sizeof series, "t:%s", name);
+			metrics_sample(&b->metrics, series, tr->published, t->now_ms);
+		}
+	}
+	uint32_t id = 0;
+	while ((rc = store_sub_next(t, id, &id)) == 0) {
+		SubRecord *r;
+		if (store_sub_get(t, id, &r))
+			continue;
+		snprintf(series, sizeof series, "a:%s", r->name);
+		metrics_sample(&b->metrics, series, r->acked, t->now_ms);
+		snprintf(series, sizeof series, "d:%s", r->name);
+		metrics_sample(&b->metrics, series, r->delivered, t->now_ms);
+	}
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* ---- one turn --------------------------------------------------------- */
+
+static void receive_batch(struct broker *b)
+{
+	size_t bytes = 0;
+	b->n_pend = 0;
+	while (b->n_pend < MAX_TURN_REQUESTS && bytes < MAX_TURN_BYTES) {
+		struct inbound in;
+		int rc = transport_recv(&b->tr, &in);
+		if (rc == EAGAIN)
+			break;
+		if (rc) {
+			if (rc != EINTR)
+				log_event(LOG_ERROR, "receive_failed",
+					  LS("error", strerror(rc)), NULL);
+			break;
+		}
+		bytes += in.len;
+		Request *req = codec_decode_request(&b->arena, in.body, in.len);
+		size_t len = in.len;
+		transport_release(&in);
+		if (!req) {
+			log_event(LOG_WARN, "request_malformed", LU("bytes", len),
+				  NULL);
+			Reply *r = error_reply(b, HANDOFF__WIRE__STATUS__BAD_REQUEST,
+					       "malformed request: not a handoff "
+					       "Request message, or over the "
+					       "decode budget");
+			if (r)
+				send_reply(b, in.ctrl, r, NULL);
+			else
+				transport_drop_ctrl(in.ctrl);
+			continue;
+		}
+		if (req->body_case == HANDOFF__WIRE__REQUEST__BODY_FETCH &&
+		    req->fetch->consumer && req->fetch->fetch_seq) {
+			const struct cached_fetch *c =
+				cache_get(b, req->fetch->consumer,
+					  req->fetch->fetch_seq);
+			if (c) {
+				/* resent fetch: the same leases, not new ones */
+				transport_reply(&b->tr, in.ctrl, c->bytes, c->len);
+				continue;
+			}
+			if (held_takeover(b, req->fetch, in.ctrl))
+				continue;
+		}
+		struct pending *p = &b->pend[b->n_pend++];
+		p->ctrl = in.ctrl;
+		p->req = req;
+		p->reply = NULL;
+		p->park = false;
+	}
+}
+
+static bool store_is_fatal(struct broker *b)
+{
+	MDB_txn *probe;
+	int rc = mdb_txn_begin(b->st.env, NULL, MDB_RDONLY, &probe);
+	if (rc == 0) {
+		mdb_txn_abort(probe);
+		return false;
+	}
+	return rc == MDB_PANIC || rc == EIO;
+}
+
+static int apply_one(struct broker *b, struct txn *t, struct pending *p)
+{
+	p->reply = codec_new_reply(t->arena);
+	if (!p->reply)
+		return ENOMEM;
+	b->env.held_fetches = b->n_held;
+	return handlers_apply(&b->env, t, p->req, p->reply, &p->park);
+}
+
+static uint32_t held_sub_id(struct txn *t, const char *name)
+{
+	SubRecord *r;
+	return store_sub_by_name(t, name, &r) == 0 ? r->id : 0;
+}
+
+/* Apply everything in one transaction; 0 when committed. */
+static int turn_commit(struct broker *b, uint64_t now)
+{
+	struct txn t;
+	int rc = store_txn_begin(&b->st, &b->arena, true, now, &t);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < b->n_pend && !rc; i++)
+		rc = apply_one(b, &t, &b->pend[i]);
+	if (!rc)
+		rc = expire_leases(b, &t);
+	if (!rc)
+		rc = serve_held(b, &t);
+	if (!rc)
+		rc = cleanup(b, &t);
+	if (!rc)
+		rc = sample_rates(b, &t);
+	if (rc) {
+		store_txn_abort(&t);
+		return rc;
+	}
+	return store_txn_commit(&t);
+}
+
+static int storage_status(int rc)
+{
+	return rc == MDB_MAP_FULL || rc == ENOSPC || rc == EDQUOT ||
+			       rc == MDB_TXN_FULL
+		       ? HANDOFF__WIRE__STATUS__STORAGE_FULL
+		       : HANDOFF__WIRE__STATUS__INTERNAL;
+}
+
+/* The group failed: apply each request alone so one cannot fail all. */
+static int turn_one_by_one(struct broker *b, uint64_t now)
+{
+	for (size_t i = 0; i < b->n_pend; i++) {
+		struct pending *p = &b->pend[i];
+		struct txn t;
+		log_defer_begin();
+		int rc = store_txn_begin(&b->st, &b->arena, true, now, &t);
+		if (!rc) {
+			rc = apply_one(b, &t, p);
+			if (rc)
+				store_txn_abort(&t);
+			else
+				rc = store_txn_commit(&t);
+		}
+		log_defer_end(rc == 0);
+		if (rc) {
+			if (store_is_fatal(b))
+				return rc;
+			p->park = false;
+			p->reply = error_reply(b, storage_status(rc),
+				storage_status(rc) == HANDOFF__WIRE__STATUS__STORAGE_FULL
+				? "storage full: request not applied; retry later"
+				: "request not applied: internal store error");
+			if (p->reply)
+				p->reply->retry_after_ms = 1000;
+			log_event(LOG_ERROR, "request_failed",
+				  LS("error", mdb_strerror(rc)),
+				  LU("type", p->req->body_case), NULL);
+		}
+	}
+	return 0;
+}
+
+static void send_turn_replies(struct broker *b, uint64_t now)
+{
+	for (size_t i = 0; i < b->n_pend; i++) {
+		struct pending *p = &b->pend[i];
+		const Handoff__Wire__FetchRequest *f =
+			p->req->body_case == HANDOFF__WIRE__REQUEST__BODY_FETCH
+				? p->req->fetch : NULL;
+		if (p->park) {
+			struct txn t;
+			uint32_t sub_id = 0;
+			if (store_txn_begin(&b->st, &b->arena, false, now, &t) == 0) {
+				sub_id = held_sub_id(&t, f->subscription);
+				store_txn_abort(&t);
+			}
+			if (held_add(b, p, sub_id, now) == 0)
+				continue;
+			p->reply = error_reply(b, HANDOFF__WIRE__STATUS__INTERNAL,
+					       "out of memory holding the fetch");
+		}
+		if (p->reply)
+			send_reply(b, p->ctrl, p->reply, f);
+		else
+			transport_drop_ctrl(p->ctrl);
+		p->ctrl = NULL;
+	}
+	b->n_pend = 0;
+}
+
+static int turn(struct broker *b)
+{
+	uint64_t now = clock_now_ms();
+	arena_reset(&b->arena);
+	receive_batch(b);
+
+	log_defer_begin();
+	int rc = turn_commit(b, now);
+	log_defer_end(rc == 0);
+	bool committed = rc == 0;
+	if (rc) {
+		if (store_is_fatal(b)) {
+			log_event(LOG_ERROR, "store_unusable",
+				  LS("error", mdb_strerror(rc)),
+				  LS("action", "exiting; restart recovers from the "
+				     "last durable commit"), NULL);
+			return 3;
+		}
+		log_event(LOG_WARN, "group_commit_failed",
+			  LS("error", mdb_strerror(rc)), LU("requests", b->n_pend),
+			  NULL);
+		rc = turn_one_by_one(b, now);
+		if (rc) {
+			log_event(LOG_ERROR, "store_unusable",
+				  LS("error", mdb_strerror(rc)), NULL);
+			return 3;
+		}
+	}
+	send_turn_replies(b, now);
+	finish_held(b, clock_now_ms(), committed);
+	if (committed)
+		memset(b->dirty, 0, sizeof b->dirty);
+	return 0;
+}
+
+/* ---- start, wait, stop ------------------------------------------------ */
+
+static int recover_leases(struct broker *b)
+{
+	uint64_t total = 0;
+	for (;;) {
+		struct txn t;
+		int n = 0, rc;
+		arena_reset(&b->arena);
+		log_defer_begin();
+		rc = store_txn_begin(&b->st, &b->arena, true, clock_now_ms(), &t);
+		while (!rc && n < RECOVER_BATCH) {
+			uint64_t deadline, ev;
+			uint32_t sub;
+			rc = store_lease_first(&t, &deadline, &sub, &ev);
+			if (rc)
+				break;
+			rc = sched_recover(&t, deadline, sub, ev);
+			n++;
+		}
+		if (rc == MDB_NOTFOUND)
+			rc = 0;
+		if (rc) {
+			store_txn_abort(&t);
+		} else {
+			rc = store_txn_commit(&t);
+		}
+		log_defer_end(rc == 0);
+		if (rc) {
+			log_event(LOG_ERROR, "lease_recovery_failed",
+				  LS("error", mdb_strerror(rc)), NULL);
+			return rc;
+		}
+		total += (uint64_t)n;
+		if (n < RECOVER_BATCH)
+			break;
+	}
+	log_event(LOG_INFO, "leases_recovered", LU("count", total), NULL);
+	return 0;
+}
+
+static int poll_timeout(struct broker *b)
+{
+	uint64_t now = clock_now_ms(), wake = now + IDLE_WAKE_MS;
+	if (b->cleanup_more)
+		return 0;
+	if (b->next_lease_ms < wake)
+		wake = b->next_lease_ms;
+	if (b->next_expiry_ms < wake)
+		wake = b->next_expiry_ms;
+	for (size_t i = 0; i < b->n_held; i++) {
+		if (b->held[i].deadline < wake)
+			wake = b->held[i].deadline;
+		if (b->held[i].next_check < wake)
+			wake = b->held[i].next_check;
+	}
+	return wake <= now ? 0 : (int)(wake - now);
+}
+
+static int setup_signals(struct broker *b)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	b->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	return b->sigfd < 0 ? errno : 0;
+}
+
+int loop_run(const struct config *cfg)
+{
+	static struct broker broker; /* large: keep it off the stack */
+	struct broker *b = &broker;
+	char err[512];
+	int status = 1;
+
+	memset(b, 0, sizeof *b);
+	b->cfg = cfg;
+	b->sigfd = -1;
+	b->tr.sock = -1;
+	b->unsubscribe_pending = true;
+	arena_init(&b->arena);
+	metrics_init(&b->metrics);
+	sched_init(cfg->history_ms, on_ready, b);
+
+	if (setup_signals(b)) {
+		log_event(LOG_ERROR, "start_failed", LS("error", strerror(errno)),
+			  NULL);
+		goto out;
+	}
+	if (store_open(&b->st, cfg->data_dir, cfg->map_size_bytes, err,
+		       sizeof err)) {
+		log_event(LOG_ERROR, "start_failed", LS("error", err), NULL);
+		goto out;
+	}
+	if (b->st.nosync)
+		log_event(LOG_WARN, "durability_off",
+			  LS("why", "HANDOFF_TEST_NOSYNC=1 (test only)"), NULL);
+	uint64_t t0 = clock_mono_ms();
+	if (recover_leases(b))
+		goto out;
+	if (transport_open(&b->tr, cfg->listen, cfg->n_listen,
+			   cfg->max_request_bytes, err, sizeof err)) {
+		log_event(LOG_ERROR, "start_failed", LS("error", err), NULL);
+		goto out;
+	}
+	b->env = (struct handler_env){ .cfg = cfg, .st = &b->st,
+				       .metrics = &b->metrics,
+				       .started_ms = clock_now_ms() };
+	for (size_t i = 0; i < cfg->n_listen; i++)
+		log_event(LOG_INFO, "listening", LS("url", cfg->listen[i]), NULL);
+	log_event(LOG_INFO, "broker_started", LS("version", HANDOFF_BUILD_VERSION),
+		  LS("data", cfg->data_dir), LU("next_event_id", b->st.next_event_id),
+		  LU("startup_ms", clock_mono_ms() - t0), NULL);
+
+	status = 0;
+	while (!b->stopping) {
+		struct pollfd fds[2] = {
+			{ .fd = b->tr.rcvfd, .events = POLLIN },
+			{ .fd = b->sigfd, .events = POLLIN },
+		};
+		int rc = poll(fds, 2, poll_timeout(b));
+		if (rc < 0 && errno != EINTR) {
+			log_event(LOG_ERROR, "poll_failed", LS("error", strerror(errno)),
+				  NULL);
+			status = 1;
+			break;
+		}
+		if (rc > 0 && (fds[1].revents & POLLIN)) {
+			struct signalfd_siginfo si;
+			if (read(b->sigfd, &si, sizeof si) == (ssize_t)sizeof si)
+				log_event(LOG_INFO, "broker_stopping",
+					  LU("signal", si.ssi_signo), NULL);
+			b->stopping = true;
+		}
+		/* The turn in hand is finished, then held fetches answered. */
+		status = turn(b);
+		if (status)
+			break;
+	}
+	finish_held(b, UINT64_MAX, false);
+	log_event(LOG_INFO, "broker_stopped", LU("exit_status", status), NULL);
+out:
+	for (size_t i = 0; i < b->n_held; i++)
+		held_free(&b->held[i]);
+	free(b->held);
+	for (size_t i = 0; i < FETCH_CACHE_SLOTS; i++) {
+		free(b->cache[i].consumer);
+		free(b->cache[i].bytes);
+	}
+	transport_close(&b->tr);
+	store_close(&b->st);
+	metrics_fini(&b->metrics);
+	arena_fini(&b->arena);
+	if (b->sigfd >= 0)
+		close(b->sigfd);
+	return status;
+}

@@ -1,0 +1,142 @@
+/*
+ * main.c — handoffd: parse flags, read the config, run the loop.
+ *
+ *   handoffd [--data DIR] [--listen URL]... [--config FILE]
+ *
+ * Precedence: built-in defaults < config file < flags.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "loop.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: handoffd [--data DIR] [--listen URL]... [--config FILE]\n"
+		"\n"
+		"handoff broker: durable publish (LMDB), fan-out to subscriptions,\n"
+		"acks, retries with backoff, dead-letter queues.\n"
+		"\n"
+		"  --data DIR      store folder (default ./handoff-data)\n"
+		"  --listen URL    endpoint, repeatable: ipc://PATH or\n"
+		"                  tcp://HOST:PORT (default tcp://127.0.0.1:7450)\n"
+		"  --config FILE   INI file with [broker] [limits] [retention]\n"
+		"                  [defaults] sections (see README)\n"
+		"  --log-debug     also log debug lines\n"
+		"  --help          this text\n"
+		"  --version       print the version\n"
+		"\n"
+		"Logs go to stderr, one key=value line per event. SIGTERM or\n"
+		"SIGINT: finish the commit in hand, answer waiting fetches, exit 0.\n"
+		"Exit status: 0 clean stop, 1 start-up failure, 2 usage,\n"
+		"3 store unusable (failed sync; restart to recover).\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "data", required_argument, NULL, 'd' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "log-debug", no_argument, NULL, 'D' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *data = NULL, *config_file = NULL;
+	const char *listen[CONFIG_MAX_LISTEN];
+	size_t n_listen = 0;
+	int debug = 0, c;
+	struct config cfg;
+	char err[512];
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			data = optarg;
+			break;
+		case 'l':
+			if (n_listen == CONFIG_MAX_LISTEN) {
+				fprintf(stderr, "handoffd: at most %d --listen\n",
+					CONFIG_MAX_LISTEN);
+				return 2;
+			}
+			listen[n_listen++] = optarg;
+			break;
+		case 'c':
+			config_file = optarg;
+			break;
+		case 'D':
+			debug = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("handoffd %s\n", HANDOFF_BUILD_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "handoffd: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+
+	if (config_init(&cfg)) {
+		fprintf(stderr, "handoffd: out of memory\n");
+		return 1;
+	}
+	int status = 1;
+	if (config_file && config_load_file(&cfg, config_file, err, sizeof err)) {
+		fprintf(stderr, "handoffd: config: %s\n", err);
+		goto out;
+	}
+	if (data && config_set_data_dir(&cfg, data)) {
+		fprintf(stderr, "handoffd: out of memory\n");
+		goto out;
+	}
+	if (n_listen) {
+		/* flags replace the file's endpoints */
+		for (size_t i = 0; i < cfg.n_listen; i++)
+			free(cfg.listen[i]);
+		cfg.n_listen = 0;
+		for (size_t i = 0; i < n_listen; i++) {
+			cfg.listen[cfg.n_listen] = strdup(listen[i]);
+			if (!cfg.listen[cfg.n_listen]) {
+				fprintf(stderr, "handoffd: out of memory\n");
+				goto out;
+			}
+			cfg.n_listen++;
+		}
+	}
+	if (config_validate(&cfg, err, sizeof err)) {
+		fprintf(stderr, "handoffd: config: %s\n", err);
+		status = 2;
+		goto out;
+	}
+	log_set_debug(debug || cfg.log_debug);
+
+	/* Signals go to the loop's signalfd: block them before nanomsg
+	 * starts its threads so those inherit the mask. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	status = loop_run(&cfg);
+out:
+	config_free(&cfg);
+	return status;
+}

@@ -1,0 +1,497 @@
+/*
+ * sched.c — delivery state transitions; see sched.h for the state machine.
+ *
+ * Each function reads the delivery record, checks that the transition is
+ * allowed from its current state, then rewrites the record, its index entry
+ * and the subscription counters in the caller's transaction. Nothing here
+ * commits: the loop commits once per turn and only then replies.
+ */
+#include "sched.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <string.h>
+
+#include "backoff.h"
+#include "log.h"
+
+/* Older attempts are dropped past this many, the newest kept. */
+#define MAX_HISTORY 100
+
+static uint64_t history_ms;
+static void (*ready_hook)(void *, uint32_t, uint64_t);
+static void *ready_hook_ctx;
+
+void sched_init(uint64_t hist_ms,
+		void (*hook)(void *ctx, uint32_t sub, uint64_t due),
+		void *hook_ctx)
+{
+	history_ms = hist_ms;
+	ready_hook = hook;
+	ready_hook_ctx = hook_ctx;
+}
+
+static int put_ready(struct txn *t, SubRecord *sub, uint64_t event,
+		     DeliveryRecord *d, uint64_t due)
+{
+	d->state = HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_READY;
+	d->due_ms = due;
+	d->lease_deadline_ms = 0;
+	int rc = store_ready_put(t, sub->id, due, event);
+	if (!rc)
+		rc = store_delivery_put(t, event, sub->id, d);
+	if (rc)
+		return rc;
+	sub->ready++;
+	store_sub_mark(t, sub);
+	if (ready_hook)
+		ready_hook(ready_hook_ctx, sub->id, due);
+	return 0;
+}
+
+int sched_enqueue(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due)
+{
+	DeliveryRecord d = HANDOFF__STORE__DELIVERY_RECORD__INIT;
+	return put_ready(t, sub, event, &d, due);
+}
+
+static int add_attempt(struct txn *t, DeliveryRecord *d, const char *consumer)
+{
+	Handoff__Wire__Attempt *a = arena_alloc(t->arena, sizeof *a);
+	size_t keep = d->n_history < MAX_HISTORY ? d->n_history : MAX_HISTORY - 1;
+	Handoff__Wire__Attempt **h = arena_alloc(t->arena, (keep + 1) * sizeof *h);
+	if (!a || !h)
+		return ENOMEM;
+	handoff__wire__attempt__init(a);
+	a->attempt = d->attempts;
+	a->consumer = arena_strdup(t->arena, consumer);
+	a->leased_ms = t->now_ms;
+	a->outcome = HANDOFF__WIRE__OUTCOME__OUTCOME_LEASED;
+	if (!a->consumer)
+		return ENOMEM;
+	if (keep)
+		memcpy(h, d->history + (d->n_history - keep), keep * sizeof *h);
+	h[keep] = a;
+	d->history = h;
+	d->n_history = keep + 1;
+	return 0;
+}
+
+/* Close the attempt in progress with its outcome. */
+static void end_attempt(struct txn *t, DeliveryRecord *d,
+			Handoff__Wire__Outcome outcome, const char *error)
+{
+	if (d->n_history == 0)
+		return;
+	Handoff__Wire__Attempt *a = d->history[d->n_history - 1];
+	if (a->outcome != HANDOFF__WIRE__OUTCOME__OUTCOME_LEASED)
+		return;
+	a->ended_ms = t->now_ms;
+	a->outcome = outcome;
+	if (error && *error) {
+		char *e = arena_strdup(t->arena, error);
+		if (e)
+			a->error = e;
+	}
+}
+
+static const char *reason_name(Handoff__Wire__DeadReason r)
+{
+	switch (r) {
+	case HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_MAX_ATTEMPTS:
+		return "max_attempts";
+	case HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_PERMANENT:
+		return "permanent";
+	case HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_CORRUPT:
+		return "corrupt";
+	default:
+		return "none";
+	}
+}
+
+static int dead_letter(struct txn *t, SubRecord *sub, uint64_t event,
+		       DeliveryRecord *d, Handoff__Wire__DeadReason reason)
+{
+	d->state = HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_DEAD;
+	d->dead_reason = reason;
+	d->dead_ms = t->now_ms;
+	d->lease_deadline_ms = 0;
+	int rc = store_dlq_put(t, sub->id, event);
+	if (!rc)
+		rc = store_delivery_put(t, event, sub->id, d);
+	if (rc)
+		return rc;
+	sub->dead++;
+	sub->dead_lettered++;
+	store_sub_mark(t, sub);
+	log_event(LOG_WARN, "dead_lettered", LU("event_id", event),
+		  LS("subscription", sub->name), LS("reason", reason_name(reason)),
+		  LU("attempts", d->attempts), LS("error", d->error), NULL);
+	return 0;
+}
+
+/* After a failed attempt: retry after a delay, or dead-letter. */
+static int retry_or_dead(struct txn *t, SubRecord *sub, uint64_t event,
+			 DeliveryRecord *d, uint32_t delay_ms, bool permanent,
+			 const char *why)
+{
+	if (permanent)
+		return dead_letter(t, sub, event, d,
+			HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_PERMANENT);
+	uint32_t max = sub->policy ? sub->policy->max_attempts : 1;
+	if (d->budget_used >= max)
+		return dead_letter(t, sub, event, d,
+			HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_MAX_ATTEMPTS);
+	if (delay_ms == 0 && sub->policy)
+		delay_ms = backoff_delay_ms(sub->policy->backoff_min_ms,
+					    sub->policy->backoff_max_ms,
+					    d->budget_used, randombytes_random());
+	if (d->n_history)
+		d->history[d->n_history - 1]->retry_delay_ms = delay_ms;
+	log_event(LOG_INFO, "redelivery_scheduled", LU("event_id", event),
+		  LS("subscription", sub->name), LU("attempt", d->attempts),
+		  LS("why", why), LU("delay_ms", delay_ms), LS("error", d->error),
+		  NULL);
+	return put_ready(t, sub, event, d, t->now_ms + delay_ms);
+}
+
+/* One subscription is done with event: drop the payload after the last. */
+static int release_event(struct txn *t, uint64_t event)
+{
+	EventMeta *m;
+	int rc = store_event_get(t, event, &m);
+	if (rc == MDB_NOTFOUND || rc == MDB_CORRUPTED) {
+		/* Nothing to account against; still never keep the payload. */
+		rc = store_payload_del(t, event);
+		return rc == MDB_NOTFOUND ? 0 : rc;
+	}
+	if (rc)
+		return rc;
+	if (m->pending_subscriptions > 0)
+		m->pending_subscriptions--;
+	if (m->pending_subscriptions == 0 && !m->payload_removed) {
+		rc = store_payload_del(t, event);
+		if (rc && rc != MDB_NOTFOUND)
+			return rc;
+		m->payload_removed = true;
+		uint8_t id[8];
+		be64_put(id, event);
+		rc = store_expiry_put(t, t->now_ms + history_ms, EXPIRY_HISTORY,
+				      id, 8);
+		if (rc)
+			return rc;
+	}
+	return store_event_put(t, event, m);
+}
+
+int sched_lease(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due,
+		const char *consumer, DeliveryRecord **out, EventBody **body,
+		EventMeta **meta)
+{
+	DeliveryRecord *d;
+	*body = NULL;
+	*meta = NULL;
+	int rc = store_ready_del(t, sub->id, due, event);
+	if (rc)
+		return rc;
+	if (sub->ready)
+		sub->ready--;
+	store_sub_mark(t, sub);
+	rc = store_delivery_get(t, event, sub->id, &d);
+	if (rc == MDB_NOTFOUND) {
+		/* A ready entry without its record: drop the stray entry. */
+		log_event(LOG_ERROR, "ready_entry_without_delivery",
+			  LU("event_id", event), LS("subscription", sub->name),
+			  NULL);
+		*out = NULL;
+		return 0;
+	}
+	if (rc && rc != MDB_CORRUPTED)
+		return rc;
+	if (rc == MDB_CORRUPTED) {
+		log_event(LOG_ERROR, "delivery_record_corrupt",
+			  LU("event_id", event), LS("subscription", sub->name),
+			  NULL);
+		*out = NULL;
+		return 0;
+	}
+	d->attempts++;
+	d->budget_used++;
+	rc = add_attempt(t, d, consumer);
+	if (rc)
+		return rc;
+	*out = d;
+
+	int brc = store_payload_get(t, event, body);
+	int mrc = store_event_get(t, event, meta);
+	if (brc == MDB_CORRUPTED || mrc == MDB_CORRUPTED || brc == MDB_NOTFOUND ||
+	    mrc == MDB_NOTFOUND) {
+		/* Damaged (or missing) data is never delivered as good. */
+		*body = NULL;
+		end_attempt(t, d, HANDOFF__WIRE__OUTCOME__OUTCOME_CORRUPT,
+			    "stored event failed its checksum");
+		d->error = arena_strdup(t->arena,
+					"stored event failed its checksum");
+		log_event(LOG_ERROR, "event_corrupt", LU("event_id", event),
+			  LS("subscription", sub->name), NULL);
+		return dead_letter(t, sub, event, d,
+			HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_CORRUPT);
+	}
+	if (brc)
+		return brc;
+	if (mrc)
+		return mrc;
+
+	uint64_t token;
+	do
+		randombytes_buf(&token, sizeof token);
+	while (token == 0);
+	uint32_t deadline_ms = sub->policy ? sub->policy->ack_deadline_ms : 30000;
+	d->state = HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_LEASED;
+	d->lease_token = token;
+	d->lease_deadline_ms = t->now_ms + deadline_ms;
+	d->consumer = arena_strdup(t->arena, consumer);
+	d->due_ms = 0;
+	rc = store_lease_put(t, d->lease_deadline_ms, sub->id, event);
+	if (!rc)
+		rc = store_delivery_put(t, event, sub->id, d);
+	if (rc)
+		return rc;
+	sub->leased++;
+	sub->delivered++;
+	if (d->attempts > 1)
+		log_event(LOG_INFO, "redelivered", LU("event_id", event),
+			  LS("subscription", sub->name),
+			  LU("attempt", d->attempts), LS("consumer", consumer),
+			  NULL);
+	return 0;
+}
+
+/* The delivery leased under token, or a status saying why not. */
+static int leased_delivery(struct txn *t, SubRecord *sub, uint64_t event,
+			   uint64_t token, DeliveryRecord **d, Status *status)
+{
+	int rc = store_delivery_get(t, event, sub->id, d);
+	if (rc == MDB_NOTFOUND) {
+		*status = HANDOFF__WIRE__STATUS__NOT_FOUND;
+		return 0;
+	}
+	if (rc)
+		return rc;
+	if ((*d)->state != HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_LEASED ||
+	    (*d)->lease_token != token || token == 0) {
+		*status = HANDOFF__WIRE__STATUS__LEASE_LOST;
+		return 0;
+	}
+	*status = HANDOFF__WIRE__STATUS__OK;
+	rc = store_lease_del(t, (*d)->lease_deadline_ms, sub->id, event);
+	if (rc)
+		return rc;
+	if (sub->leased)
+		sub->leased--;
+	store_sub_mark(t, sub);
+	return 0;
+}
+
+int sched_ack(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
+	      Status *status)
+{
+	DeliveryRecord *d;
+	int rc = leased_delivery(t, sub, event, token, &d, status);
+	if (rc)
+		return rc;
+	if (*status == HANDOFF__WIRE__STATUS__LEASE_LOST &&
+	    d->state == HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_ACKED &&
+	    d->lease_token == token && token != 0) {
+		/* the same ack again (a resent request): already done */
+		*status = HANDOFF__WIRE__STATUS__OK;
+		return 0;
+	}
+	if (*status != HANDOFF__WIRE__STATUS__OK)
+		return 0;
+	d->state = HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_ACKED;
+	d->done_ms = t->now_ms;
+	d->lease_deadline_ms = 0;
+	end_attempt(t, d, HANDOFF__WIRE__OUTCOME__OUTCOME_ACKED, NULL);
+	rc = store_delivery_put(t, event, sub->id, d);
+	if (rc)
+		return rc;
+	sub->acked++;
+	return release_event(t, event);
+}
+
+int sched_nack(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
+	       uint32_t delay_ms, bool permanent, const char *reason,
+	       Status *status)
+{
+	DeliveryRecord *d;
+	int rc = leased_delivery(t, sub, event, token, &d, status);
+	if (rc || *status != HANDOFF__WIRE__STATUS__OK)
+		return rc;
+	end_attempt(t, d, permanent ? HANDOFF__WIRE__OUTCOME__OUTCOME_PERMANENT
+				    : HANDOFF__WIRE__OUTCOME__OUTCOME_NACKED,
+		    reason);
+	if (reason && *reason)
+		d->error = arena_strdup(t->arena, reason);
+	sub->nacked++;
+	return retry_or_dead(t, sub, event, d, delay_ms, permanent,
+			     permanent ? "nack_permanent" : "nack");
+}
+
+/* A lease ended without ack or nack (expiry, restart). */
+static int lease_ended(struct txn *t, uint64_t deadline, uint32_t sub_id,
+		       uint64_t event, Handoff__Wire__Outcome outcome)
+{
+	SubRecord *sub;
+	DeliveryRecord *d;
+	int rc = store_lease_del(t, deadline, sub_id, event);
+	if (rc)
+		return rc;
+	rc = store_sub_get(t, sub_id, &sub);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return rc;
+	rc = store_delivery_get(t, event, sub_id, &d);
+	if (rc == MDB_NOTFOUND || rc == MDB_CORRUPTED)
+		return 0; /* a stale index entry: removed above */
+	if (rc)
+		return rc;
+	if (d->state != HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_LEASED ||
+	    d->lease_deadline_ms != deadline)
+		return 0;
+	if (sub->deleting)
+		return sched_drop(t, sub, event); /* lease entry already gone */
+	if (sub->leased)
+		sub->leased--;
+	store_sub_mark(t, sub);
+	if (outcome == HANDOFF__WIRE__OUTCOME__OUTCOME_EXPIRED) {
+		end_attempt(t, d, outcome, "ack deadline passed");
+		d->error = (char *)"lease expired: no ack within the ack deadline";
+		sub->expired++;
+		log_event(LOG_INFO, "lease_expired", LU("event_id", event),
+			  LS("subscription", sub->name),
+			  LU("attempt", d->attempts), LS("consumer", d->consumer),
+			  NULL);
+		return retry_or_dead(t, sub, event, d, 0, false, "lease_expired");
+	}
+	/* A broker restart is not the consumer's failure: no budget used. */
+	end_attempt(t, d, outcome, "broker restarted during the lease");
+	if (d->budget_used)
+		d->budget_used--;
+	log_event(LOG_INFO, "lease_recovered", LU("event_id", event),
+		  LS("subscription", sub->name), LU("attempt", d->attempts),
+		  LS("consumer", d->consumer), NULL);
+	return put_ready(t, sub, event, d, t->now_ms);
+}
+
+int sched_expire(struct txn *t, uint64_t deadline, uint32_t sub_id,
+		 uint64_t event)
+{
+	return lease_ended(t, deadline, sub_id, event,
+			   HANDOFF__WIRE__OUTCOME__OUTCOME_EXPIRED);
+}
+
+int sched_recover(struct txn *t, uint64_t deadline, uint32_t sub_id,
+		  uint64_t event)
+{
+	return lease_ended(t, deadline, sub_id, event,
+			   HANDOFF__WIRE__OUTCOME__OUTCOME_BROKER_RESTART);
+}
+
+static int dead_delivery(struct txn *t, SubRecord *sub, uint64_t event,
+			 DeliveryRecord **d, Status *status)
+{
+	int rc = store_delivery_get(t, event, sub->id, d);
+	if (rc == MDB_NOTFOUND ||
+	    (!rc && (*d)->state != HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_DEAD)) {
+		*status = HANDOFF__WIRE__STATUS__NOT_FOUND;
+		return 0;
+	}
+	if (rc)
+		return rc;
+	*status = HANDOFF__WIRE__STATUS__OK;
+	rc = store_dlq_del(t, sub->id, event);
+	if (rc)
+		return rc;
+	if (sub->dead)
+		sub->dead--;
+	store_sub_mark(t, sub);
+	return 0;
+}
+
+int sched_replay(struct txn *t, SubRecord *sub, uint64_t event,
+		 Status *status)
+{
+	DeliveryRecord *d;
+	int rc = dead_delivery(t, sub, event, &d, status);
+	if (rc || *status != HANDOFF__WIRE__STATUS__OK)
+		return rc;
+	d->budget_used = 0;
+	d->replays++;
+	d->dead_reason = HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_UNSPECIFIED;
+	d->dead_ms = 0;
+	sub->replayed++;
+	log_event(LOG_INFO, "dead_letter_replayed", LU("event_id", event),
+		  LS("subscription", sub->name), LU("replays", d->replays),
+		  LU("attempts", d->attempts), NULL);
+	return put_ready(t, sub, event, d, t->now_ms);
+}
+
+int sched_purge(struct txn *t, SubRecord *sub, uint64_t event, Status *status)
+{
+	DeliveryRecord *d;
+	int rc = dead_delivery(t, sub, event, &d, status);
+	if (rc || *status != HANDOFF__WIRE__STATUS__OK)
+		return rc;
+	d->state = HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_PURGED;
+	d->done_ms = t->now_ms;
+	rc = store_delivery_put(t, event, sub->id, d);
+	if (rc)
+		return rc;
+	sub->purged++;
+	log_event(LOG_WARN, "dead_letter_purged", LU("event_id", event),
+		  LS("subscription", sub->name), LU("attempts", d->attempts),
+		  NULL);
+	return release_event(t, event);
+}
+
+int sched_drop(struct txn *t, SubRecord *sub, uint64_t event)
+{
+	DeliveryRecord *d;
+	int rc = store_delivery_get(t, event, sub->id, &d);
+	if (rc == MDB_NOTFOUND || rc == MDB_CORRUPTED)
+		return 0;
+	if (rc)
+		return rc;
+	switch (d->state) {
+	case HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_READY:
+		rc = store_ready_del(t, sub->id, d->due_ms, event);
+		if (sub->ready)
+			sub->ready--;
+		break;
+	case HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_LEASED:
+		rc = store_lease_del(t, d->lease_deadline_ms, sub->id, event);
+		if (sub->leased)
+			sub->leased--;
+		break;
+	case HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_DEAD:
+		rc = store_dlq_del(t, sub->id, event);
+		if (sub->dead)
+			sub->dead--;
+		break;
+	default:
+		return 0; /* already final */
+	}
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	end_attempt(t, d, HANDOFF__WIRE__OUTCOME__OUTCOME_UNSPECIFIED,
+		    "unsubscribed");
+	d->state = HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_UNSUBSCRIBED;
+	d->done_ms = t->now_ms;
+	rc = store_delivery_put(t, event, sub->id, d);
+	if (rc)
+		return rc;
+	store_sub_mark(t, sub);
+	return release_event(t, event);
+}

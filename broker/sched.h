@@ -1,0 +1,68 @@
+/*
+ * sched.h — the delivery scheduler: every state change of a delivery
+ * (one event for one subscription) happens here, inside the caller's write
+ * transaction, together with its index entries and the subscription's
+ * counters:
+ *
+ *   (new) -> READY -> LEASED -> ACKED                      (final)
+ *                       |-> READY (nack, expiry, restart)   retry, backoff
+ *                       '-> DEAD (attempts used up, permanent, corrupt)
+ *   DEAD -> READY (replay: fresh attempt budget, history kept)
+ *   DEAD -> PURGED (final);   any live state -> UNSUBSCRIBED (final)
+ *
+ * Only sched_ack() with the current lease's token makes a delivery ACKED.
+ * When the last subscription is done with an event its payload is deleted
+ * and its trace kept for the history period.
+ *
+ * Errors: functions return 0 or a store error (the transaction must then be
+ * aborted); the outcome for the client is in *status (a wire status).
+ * Every redelivery, dead-lettering, replay and purge is logged with ids.
+ */
+#ifndef HANDOFF_BROKER_SCHED_H
+#define HANDOFF_BROKER_SCHED_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "handoff.pb-c.h"
+#include "store.h"
+
+typedef Handoff__Wire__Status Status;
+
+/* history_ms: how long a finished event's trace is kept. hook: told of
+ * every delivery put in the ready index (so held fetches can be woken). */
+void sched_init(uint64_t history_ms,
+		void (*ready_hook)(void *ctx, uint32_t sub, uint64_t due),
+		void *hook_ctx);
+
+/* A new delivery of event for sub, ready at due. */
+int sched_enqueue(struct txn *t, SubRecord *sub, uint64_t event,
+		  uint64_t due);
+/*
+ * Lease sub's delivery of event (whose ready entry is at due) to consumer.
+ * *d receives the updated record (arena). If its payload fails the checksum
+ * it is dead-lettered instead and *body is NULL; else *body is the payload.
+ */
+int sched_lease(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due,
+		const char *consumer, DeliveryRecord **d, EventBody **body,
+		EventMeta **meta);
+int sched_ack(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
+	      Status *status);
+int sched_nack(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
+	       uint32_t delay_ms, bool permanent, const char *reason,
+	       Status *status);
+/* The lease entry (deadline, sub, event) has passed its deadline. */
+int sched_expire(struct txn *t, uint64_t deadline, uint32_t sub_id,
+		 uint64_t event);
+/* At start: a lease from before the restart becomes ready at once. */
+int sched_recover(struct txn *t, uint64_t deadline, uint32_t sub_id,
+		  uint64_t event);
+/* Replay / purge one dead letter; NOT_FOUND when it is not in the queue. */
+int sched_replay(struct txn *t, SubRecord *sub, uint64_t event,
+		 Status *status);
+int sched_purge(struct txn *t, SubRecord *sub, uint64_t event,
+		Status *status);
+/* Unsubscribing: finish a live delivery as UNSUBSCRIBED. */
+int sched_drop(struct txn *t, SubRecord *sub, uint64_t event);
+
+#endif

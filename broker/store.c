@@ -1,0 +1,991 @@
+/*
+ * store.c — the LMDB layer; see store.h for the databases and keys.
+ *
+ * Records are protobuf-c messages packed straight into LMDB's buffer with
+ * MDB_RESERVE. Payloads carry a CRC-32 that is checked on every read:
+ * LMDB itself keeps no checksums, and a flipped bit must never be served
+ * as good data.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define SCHEMA_VERSION 1
+
+static const char *db_names[DB_COUNT] = {
+	"meta", "events", "payloads", "subs", "sub_names", "topic_subs",
+	"topics", "deliveries", "ready", "leases", "dlq", "idem", "expiry",
+};
+
+uint64_t be64_get(const void *p)
+{
+	const uint8_t *b = p;
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | b[i];
+	return v;
+}
+
+void be64_put(void *p, uint64_t v)
+{
+	uint8_t *b = p;
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		b[i] = (uint8_t)v;
+}
+
+uint32_t be32_get(const void *p)
+{
+	const uint8_t *b = p;
+	return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 |
+	       (uint32_t)b[2] << 8 | b[3];
+}
+
+void be32_put(void *p, uint32_t v)
+{
+	uint8_t *b = p;
+	b[0] = (uint8_t)(v >> 24);
+	b[1] = (uint8_t)(v >> 16);
+	b[2] = (uint8_t)(v >> 8);
+	b[3] = (uint8_t)v;
+}
+
+/* ---- opening ----------------------------------------------------------- */
+
+static int fsync_path(const char *path, int flags)
+{
+	int fd = open(path, flags | O_CLOEXEC);
+	if (fd < 0)
+		return errno;
+	int rc = fsync(fd) ? errno : 0;
+	close(fd);
+	return rc;
+}
+
+static int create_dbs(MDB_env *env, MDB_dbi *dbi, bool init)
+{
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(env, NULL, 0, &txn);
+	if (rc)
+		return rc;
+	for (int i = 0; i < DB_COUNT; i++) {
+		rc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, &dbi[i]);
+		if (rc)
+			goto fail;
+	}
+	if (init) {
+		uint8_t v[4];
+		be32_put(v, SCHEMA_VERSION);
+		MDB_val k = { 6, "schema" }, d = { 4, v };
+		rc = mdb_put(txn, dbi[DB_META], &k, &d, 0);
+		if (rc)
+			goto fail;
+	}
+	return mdb_txn_commit(txn);
+fail:
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+static int env_new(MDB_env **env, uint64_t map_size)
+{
+	int rc = mdb_env_create(env);
+	if (rc)
+		return rc;
+	rc = mdb_env_set_maxdbs(*env, DB_COUNT + 2);
+	if (!rc)
+		rc = mdb_env_set_mapsize(*env, (size_t)map_size);
+	if (rc) {
+		mdb_env_close(*env);
+		*env = NULL;
+	}
+	return rc;
+}
+
+/*
+ * A brand-new LMDB file is not crash-safe before its first commit (both
+ * meta pages are written unsynced at creation), so a new store is made in a
+ * sibling folder, committed and synced once, then renamed into place.
+ */
+static int create_fresh(const char *dir, uint64_t map_size, char *err,
+			size_t errlen)
+{
+	char tmp[PATH_MAX], path[PATH_MAX + 16], parent[PATH_MAX];
+	MDB_env *env = NULL;
+	MDB_dbi dbi[DB_COUNT];
+	int rc;
+
+	if (snprintf(tmp, sizeof tmp, "%s.init-%d", dir, (int)getpid()) >=
+	    (int)sizeof tmp) {
+		snprintf(err, errlen, "data dir path too long");
+		return ENAMETOOLONG;
+	}
+	if (mkdir(tmp, 0700) && errno != EEXIST) {
+		rc = errno;
+		snprintf(err, errlen, "mkdir %s: %s", tmp, strerror(rc));
+		return rc;
+	}
+	rc = env_new(&env, map_size);
+	if (!rc)
+		rc = mdb_env_open(env, tmp, 0, 0600);
+	if (!rc)
+		rc = create_dbs(env, dbi, true);
+	if (env)
+		mdb_env_close(env);
+	if (rc) {
+		snprintf(err, errlen, "creating store in %s: %s", tmp,
+			 mdb_strerror(rc));
+		return rc;
+	}
+	snprintf(path, sizeof path, "%s/data.mdb", tmp);
+	rc = fsync_path(path, O_RDONLY);
+	if (!rc)
+		rc = fsync_path(tmp, O_RDONLY | O_DIRECTORY);
+	if (!rc && rename(tmp, dir))
+		rc = errno;
+	if (rc) {
+		snprintf(err, errlen, "installing new store %s: %s", dir,
+			 strerror(rc));
+		return rc;
+	}
+	snprintf(parent, sizeof parent, "%s", dir);
+	char *slash = strrchr(parent, '/');
+	if (slash == parent)
+		parent[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	else
+		snprintf(parent, sizeof parent, ".");
+	rc = fsync_path(parent, O_RDONLY | O_DIRECTORY);
+	if (rc)
+		snprintf(err, errlen, "fsync %s: %s", parent, strerror(rc));
+	return rc;
+}
+
+static int load_counters(struct store *st, char *err, size_t errlen)
+{
+	MDB_txn *txn;
+	MDB_val k, d;
+	int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+	if (rc)
+		goto out;
+	k.mv_data = "schema";
+	k.mv_size = 6;
+	rc = mdb_get(txn, st->dbi[DB_META], &k, &d);
+	if (rc || d.mv_size != 4 || be32_get(d.mv_data) != SCHEMA_VERSION) {
+		mdb_txn_abort(txn);
+		snprintf(err, errlen, "store schema is missing or not version %d",
+			 SCHEMA_VERSION);
+		return rc ? rc : EINVAL;
+	}
+	st->next_event_id = 1;
+	st->next_sub_id = 1;
+	k.mv_data = "next_event";
+	k.mv_size = 10;
+	if (!mdb_get(txn, st->dbi[DB_META], &k, &d) && d.mv_size == 8)
+		st->next_event_id = be64_get(d.mv_data);
+	k.mv_data = "next_sub";
+	k.mv_size = 8;
+	if (!mdb_get(txn, st->dbi[DB_META], &k, &d) && d.mv_size == 4)
+		st->next_sub_id = be32_get(d.mv_data);
+	mdb_txn_abort(txn);
+	return 0;
+out:
+	snprintf(err, errlen, "reading store counters: %s", mdb_strerror(rc));
+	return rc;
+}
+
+int store_open(struct store *st, const char *dir, uint64_t map_size,
+	       char *err, size_t errlen)
+{
+	char path[PATH_MAX + 32];
+	struct stat sb;
+	int rc;
+
+	memset(st, 0, sizeof *st);
+	st->lock_fd = -1;
+	snprintf(path, sizeof path, "%s/data.mdb", dir);
+	if (stat(path, &sb)) {
+		if (errno != ENOENT) {
+			rc = errno;
+			snprintf(err, errlen, "%s: %s", path, strerror(rc));
+			return rc;
+		}
+		if (stat(dir, &sb) == 0) {
+			/* An existing folder must be empty: never adopt a
+			 * folder holding someone else's files. */
+			if (rmdir(dir)) {
+				rc = errno;
+				snprintf(err, errlen,
+					 "%s exists, is not empty and holds no "
+					 "handoff store (%s)", dir, strerror(rc));
+				return rc;
+			}
+		}
+		rc = create_fresh(dir, map_size, err, errlen);
+		if (rc)
+			return rc;
+	}
+
+	snprintf(path, sizeof path, "%s/handoffd.lock", dir);
+	st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (st->lock_fd < 0) {
+		rc = errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(rc));
+		return rc;
+	}
+	if (flock(st->lock_fd, LOCK_EX | LOCK_NB)) {
+		rc = errno;
+		snprintf(err, errlen, "another handoffd is using %s", dir);
+		goto fail;
+	}
+	rc = env_new(&st->env, map_size);
+	if (rc) {
+		snprintf(err, errlen, "lmdb: %s", mdb_strerror(rc));
+		goto fail;
+	}
+	const char *nosync = getenv("HANDOFF_TEST_NOSYNC");
+	st->nosync = nosync && strcmp(nosync, "1") == 0;
+	rc = mdb_env_open(st->env, dir, st->nosync ? MDB_NOSYNC : 0, 0600);
+	if (rc) {
+		snprintf(err, errlen, "opening store %s: %s", dir,
+			 mdb_strerror(rc));
+		goto fail;
+	}
+	int dead = 0;
+	mdb_reader_check(st->env, &dead);
+	rc = create_dbs(st->env, st->dbi, false);
+	if (rc) {
+		snprintf(err, errlen, "opening databases: %s", mdb_strerror(rc));
+		goto fail;
+	}
+	rc = load_counters(st, err, errlen);
+	if (rc)
+		goto fail;
+	return 0;
+fail:
+	store_close(st);
+	return rc;
+}
+
+void store_close(struct store *st)
+{
+	if (st->env)
+		mdb_env_close(st->env);
+	st->env = NULL;
+	if (st->lock_fd >= 0)
+		close(st->lock_fd);
+	st->lock_fd = -1;
+}
+
+void store_usage(struct store *st, uint64_t *used, uint64_t *map)
+{
+	MDB_envinfo info;
+	MDB_stat stat;
+	mdb_env_info(st->env, &info);
+	mdb_env_stat(st->env, &stat);
+	*used = (uint64_t)(info.me_last_pgno + 1) * stat.ms_psize;
+	*map = info.me_mapsize;
+}
+
+/* ---- transactions ------------------------------------------------------ */
+
+int store_txn_begin(struct store *st, struct arena *a, bool write,
+		    uint64_t now_ms, struct txn *t)
+{
+	memset(t, 0, sizeof *t);
+	t->st = st;
+	t->arena = a;
+	t->now_ms = now_ms;
+	t->next_event_id = st->next_event_id;
+	t->next_sub_id = st->next_sub_id;
+	return mdb_txn_begin(st->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);
+}
+
+static int put_msg(struct txn *t, int db, const void *key, size_t klen,
+		   const ProtobufCMessage *m, unsigned flags)
+{
+	MDB_val k = { klen, (void *)key };
+	MDB_val d = { protobuf_c_message_get_packed_size(m), NULL };
+	if (d.mv_size == 0) {
+		/* MDB_RESERVE of zero bytes is fine, but keep one for clarity */
+		static uint8_t none;
+		d.mv_data = &none;
+		return mdb_put(t->txn, t->st->dbi[db], &k, &d, flags);
+	}
+	int rc = mdb_put(t->txn, t->st->dbi[db], &k, &d, flags | MDB_RESERVE);
+	if (rc)
+		return rc;
+	protobuf_c_message_pack(m, d.mv_data);
+	return 0;
+}
+
+static int get_msg(struct txn *t, int db, const void *key, size_t klen,
+		   const ProtobufCMessageDescriptor *desc, void **out)
+{
+	MDB_val k = { klen, (void *)key }, d;
+	int rc = mdb_get(t->txn, t->st->dbi[db], &k, &d);
+	if (rc)
+		return rc;
+	ProtobufCAllocator al = arena_allocator(t->arena);
+	*out = protobuf_c_message_unpack(desc, &al, d.mv_size, d.mv_data);
+	return *out ? 0 : MDB_CORRUPTED;
+}
+
+static int del_key(struct txn *t, int db, const void *key, size_t klen)
+{
+	MDB_val k = { klen, (void *)key };
+	return mdb_del(t->txn, t->st->dbi[db], &k, NULL);
+}
+
+static int put_empty(struct txn *t, int db, const void *key, size_t klen)
+{
+	MDB_val k = { klen, (void *)key }, d = { 0, "" };
+	return mdb_put(t->txn, t->st->dbi[db], &k, &d, 0);
+}
+
+static int put_meta_u64(struct txn *t, const char *name, uint64_t v, int n)
+{
+	uint8_t b[8];
+	if (n == 8)
+		be64_put(b, v);
+	else
+		be32_put(b, (uint32_t)v);
+	MDB_val k = { strlen(name), (void *)name }, d = { (size_t)n, b };
+	return mdb_put(t->txn, t->st->dbi[DB_META], &k, &d, 0);
+}
+
+int store_txn_commit(struct txn *t)
+{
+	int rc = 0;
+	for (size_t i = 0; i < t->n_subs && !rc; i++) {
+		if (!t->sub_dirty[i])
+			continue;
+		uint8_t k[4];
+		be32_put(k, t->subs[i]->id);
+		rc = put_msg(t, DB_SUBS, k, 4, &t->subs[i]->base, 0);
+	}
+	if (!rc && t->next_event_id != t->st->next_event_id)
+		rc = put_meta_u64(t, "next_event", t->next_event_id, 8);
+	if (!rc && t->next_sub_id != t->st->next_sub_id)
+		rc = put_meta_u64(t, "next_sub", t->next_sub_id, 4);
+	if (rc) {
+		store_txn_abort(t);
+		return rc;
+	}
+	rc = mdb_txn_commit(t->txn);
+	t->txn = NULL;
+	if (!rc) {
+		t->st->next_event_id = t->next_event_id;
+		t->st->next_sub_id = t->next_sub_id;
+	}
+	return rc;
+}
+
+void store_txn_abort(struct txn *t)
+{
+	if (t->txn)
+		mdb_txn_abort(t->txn);
+	t->txn = NULL;
+	t->n_subs = 0;
+}
+
+/* ---- events ------------------------------------------------------------ */
+
+int store_event_get(struct txn *t, uint64_t id, EventMeta **out)
+{
+	uint8_t k[8];
+	be64_put(k, id);
+	return get_msg(t, DB_EVENTS, k, 8, &handoff__store__event_meta__descriptor,
+		       (void **)out);
+}
+
+int store_event_put(struct txn *t, uint64_t id, const EventMeta *m)
+{
+	uint8_t k[8];
+	be64_put(k, id);
+	return put_msg(t, DB_EVENTS, k, 8, &m->base, 0);
+}
+
+int store_event_del(struct txn *t, uint64_t id)
+{
+	uint8_t k[8];
+	be64_put(k, id);
+	return del_key(t, DB_EVENTS, k, 8);
+}
+
+int store_payload_get(struct txn *t, uint64_t id, EventBody **out)
+{
+	uint8_t key[8];
+	be64_put(key, id);
+	MDB_val k = { 8, key }, d;
+	int rc = mdb_get(t->txn, t->st->dbi[DB_PAYLOADS], &k, &d);
+	if (rc)
+		return rc;
+	if (d.mv_size < 4)
+		return MDB_CORRUPTED;
+	const uint8_t *p = d.mv_data;
+	uLong crc = crc32(0L, p + 4, (uInt)(d.mv_size - 4));
+	if ((uint32_t)crc != be32_get(p))
+		return MDB_CORRUPTED;
+	ProtobufCAllocator al = arena_allocator(t->arena);
+	*out = handoff__store__event_body__unpack(&al, d.mv_size - 4, p + 4);
+	return *out ? 0 : MDB_CORRUPTED;
+}
+
+int store_payload_put(struct txn *t, uint64_t id, const EventBody *b)
+{
+	uint8_t key[8];
+	be64_put(key, id);
+	size_t n = handoff__store__event_body__get_packed_size(b);
+	MDB_val k = { 8, key }, d = { n + 4, NULL };
+	int rc = mdb_put(t->txn, t->st->dbi[DB_PAYLOADS], &k, &d,
+			 MDB_RESERVE | MDB_APPEND);
+	if (rc == MDB_KEYEXIST) /* ids only grow; a fallback keeps it safe */
+		rc = mdb_put(t->txn, t->st->dbi[DB_PAYLOADS], &k, &d,
+			     MDB_RESERVE);
+	if (rc)
+		return rc;
+	uint8_t *p = d.mv_data;
+	handoff__store__event_body__pack(b, p + 4);
+	be32_put(p, (uint32_t)crc32(0L, p + 4, (uInt)n));
+	return 0;
+}
+
+int store_payload_del(struct txn *t, uint64_t id)
+{
+	uint8_t k[8];
+	be64_put(k, id);
+	return del_key(t, DB_PAYLOADS, k, 8);
+}
+
+uint64_t store_alloc_event_id(struct txn *t)
+{
+	return t->next_event_id++;
+}
+
+/* ---- subscriptions ----------------------------------------------------- */
+
+int store_sub_get(struct txn *t, uint32_t id, SubRecord **out)
+{
+	for (size_t i = 0; i < t->n_subs; i++) {
+		if (t->subs[i]->id == id) {
+			*out = t->subs[i];
+			return 0;
+		}
+	}
+	uint8_t k[4];
+	be32_put(k, id);
+	SubRecord *r;
+	int rc = get_msg(t, DB_SUBS, k, 4,
+			 &handoff__store__subscription_record__descriptor,
+			 (void **)&r);
+	if (rc)
+		return rc;
+	if (t->n_subs < TXN_SUB_CACHE) {
+		t->sub_dirty[t->n_subs] = false;
+		t->subs[t->n_subs++] = r;
+	}
+	*out = r;
+	return 0;
+}
+
+void store_sub_mark(struct txn *t, const SubRecord *r)
+{
+	for (size_t i = 0; i < t->n_subs; i++) {
+		if (t->subs[i] == r) {
+			t->sub_dirty[i] = true;
+			return;
+		}
+	}
+	/* Not cached (cache full): write through now. */
+	uint8_t k[4];
+	be32_put(k, r->id);
+	put_msg(t, DB_SUBS, k, 4, &r->base, 0);
+}
+
+int store_sub_by_name(struct txn *t, const char *name, SubRecord **out)
+{
+	MDB_val k = { strlen(name), (void *)name }, d;
+	int rc = mdb_get(t->txn, t->st->dbi[DB_SUB_NAMES], &k, &d);
+	if (rc)
+		return rc;
+	if (d.mv_size != 4)
+		return MDB_CORRUPTED;
+	return store_sub_get(t, be32_get(d.mv_data), out);
+}
+
+static size_t topic_sub_key(uint8_t *buf, size_t cap, const char *topic,
+			    const char *name)
+{
+	size_t tl = strlen(topic), nl = strlen(name);
+	if (tl + 1 + nl > cap)
+		return 0;
+	memcpy(buf, topic, tl);
+	buf[tl] = 0;
+	memcpy(buf + tl + 1, name, nl);
+	return tl + 1 + nl;
+}
+
+int store_sub_create(struct txn *t, SubRecord *r)
+{
+	uint8_t idb[4], key[512];
+	r->id = t->next_sub_id++;
+	be32_put(idb, r->id);
+	MDB_val k = { strlen(r->name), r->name }, d = { 4, idb };
+	int rc = mdb_put(t->txn, t->st->dbi[DB_SUB_NAMES], &k, &d,
+			 MDB_NOOVERWRITE);
+	if (rc)
+		return rc;
+	size_t kl = topic_sub_key(key, sizeof key, r->topic, r->name);
+	if (!kl)
+		return EINVAL;
+	MDB_val tk = { kl, key };
+	rc = mdb_put(t->txn, t->st->dbi[DB_TOPIC_SUBS], &tk, &d, 0);
+	if (rc)
+		return rc;
+	if (t->n_subs < TXN_SUB_CACHE) {
+		t->sub_dirty[t->n_subs] = true;
+		t->subs[t->n_subs++] = r;
+		return 0;
+	}
+	return put_msg(t, DB_SUBS, idb, 4, &r->base, 0);
+}
+
+int store_sub_unlink(struct txn *t, SubRecord *r)
+{
+	uint8_t key[512];
+	int rc = del_key(t, DB_SUB_NAMES, r->name, strlen(r->name));
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	size_t kl = topic_sub_key(key, sizeof key, r->topic, r->name);
+	rc = del_key(t, DB_TOPIC_SUBS, key, kl);
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	r->deleting = true;
+	store_sub_mark(t, r);
+	return 0;
+}
+
+int store_sub_delete(struct txn *t, uint32_t id)
+{
+	for (size_t i = 0; i < t->n_subs; i++) {
+		if (t->subs[i]->id == id) {
+			/* drop from the cache so commit does not rewrite it */
+			t->subs[i] = t->subs[t->n_subs - 1];
+			t->sub_dirty[i] = t->sub_dirty[t->n_subs - 1];
+			t->n_subs--;
+			break;
+		}
+	}
+	uint8_t k[4];
+	be32_put(k, id);
+	return del_key(t, DB_SUBS, k, 4);
+}
+
+/* Position a cursor at the first key >= key; copy out key and data. */
+static int seek(struct txn *t, int db, const void *key, size_t klen,
+		MDB_val *ko, MDB_val *dout)
+{
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(t->txn, t->st->dbi[db], &c);
+	if (rc)
+		return rc;
+	MDB_val k = { klen, (void *)key }, d;
+	rc = mdb_cursor_get(c, &k, &d, klen ? MDB_SET_RANGE : MDB_FIRST);
+	mdb_cursor_close(c);
+	if (rc)
+		return rc;
+	*ko = k;
+	if (dout)
+		*dout = d;
+	return 0;
+}
+
+int store_sub_next(struct txn *t, uint32_t after, uint32_t *id)
+{
+	uint8_t k[4];
+	MDB_val ko;
+	if (after == UINT32_MAX)
+		return MDB_NOTFOUND;
+	be32_put(k, after + 1);
+	int rc = seek(t, DB_SUBS, k, 4, &ko, NULL);
+	if (rc)
+		return rc;
+	if (ko.mv_size != 4)
+		return MDB_CORRUPTED;
+	*id = be32_get(ko.mv_data);
+	return 0;
+}
+
+int store_topic_subs(struct txn *t, const char *topic, uint32_t **ids,
+		     size_t *n)
+{
+	size_t tl = strlen(topic), cap = 8;
+	MDB_cursor *c;
+	*n = 0;
+	*ids = arena_alloc(t->arena, cap * sizeof **ids);
+	if (!*ids)
+		return ENOMEM;
+	int rc = mdb_cursor_open(t->txn, t->st->dbi[DB_TOPIC_SUBS], &c);
+	if (rc)
+		return rc;
+	MDB_val k = { tl + 1, NULL }, d;
+	uint8_t key[512];
+	if (tl + 1 > sizeof key) {
+		mdb_cursor_close(c);
+		return EINVAL;
+	}
+	memcpy(key, topic, tl);
+	key[tl] = 0;
+	k.mv_data = key;
+	rc = mdb_cursor_get(c, &k, &d, MDB_SET_RANGE);
+	while (rc == 0 && k.mv_size > tl && memcmp(k.mv_data, key, tl + 1) == 0) {
+		if (*n == cap) {
+			uint32_t *bigger = arena_alloc(t->arena,
+						       2 * cap * sizeof *bigger);
+			if (!bigger) {
+				rc = ENOMEM;
+				break;
+			}
+			memcpy(bigger, *ids, cap * sizeof *bigger);
+			*ids = bigger;
+			cap *= 2;
+		}
+		(*ids)[(*n)++] = be32_get(d.mv_data);
+		rc = mdb_cursor_get(c, &k, &d, MDB_NEXT);
+	}
+	mdb_cursor_close(c);
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	/* ascending ids: deliveries of an event are then written in key order */
+	for (size_t i = 1; i < *n; i++)
+		for (size_t j = i; j > 0 && (*ids)[j - 1] > (*ids)[j]; j--) {
+			uint32_t x = (*ids)[j];
+			(*ids)[j] = (*ids)[j - 1];
+			(*ids)[j - 1] = x;
+		}
+	return 0;
+}
+
+int store_topic_get(struct txn *t, const char *topic, TopicRecord **out)
+{
+	return get_msg(t, DB_TOPICS, topic, strlen(topic),
+		       &handoff__store__topic_record__descriptor, (void **)out);
+}
+
+int store_topic_put(struct txn *t, const char *topic, const TopicRecord *r)
+{
+	return put_msg(t, DB_TOPICS, topic, strlen(topic), &r->base, 0);
+}
+
+int store_topic_next(struct txn *t, const char *after, char **name)
+{
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(t->txn, t->st->dbi[DB_TOPICS], &c);
+	if (rc)
+		return rc;
+	MDB_val k = { strlen(after), (void *)after }, d;
+	if (k.mv_size == 0) {
+		rc = mdb_cursor_get(c, &k, &d, MDB_FIRST);
+	} else {
+		rc = mdb_cursor_get(c, &k, &d, MDB_SET_RANGE);
+		if (!rc && k.mv_size == strlen(after) &&
+		    memcmp(k.mv_data, after, k.mv_size) == 0)
+			rc = mdb_cursor_get(c, &k, &d, MDB_NEXT);
+	}
+	if (!rc) {
+		*name = arena_alloc(t->arena, k.mv_size + 1);
+		if (!*name) {
+			rc = ENOMEM;
+		} else {
+			memcpy(*name, k.mv_data, k.mv_size);
+			(*name)[k.mv_size] = 0;
+		}
+	}
+	mdb_cursor_close(c);
+	return rc;
+}
+
+/* ---- deliveries -------------------------------------------------------- */
+
+static void delivery_key(uint8_t k[12], uint64_t event, uint32_t sub)
+{
+	be64_put(k, event);
+	be32_put(k + 8, sub);
+}
+
+int store_delivery_get(struct txn *t, uint64_t event, uint32_t sub,
+		       DeliveryRecord **out)
+{
+	uint8_t k[12];
+	delivery_key(k, event, sub);
+	return get_msg(t, DB_DELIVERIES, k, 12,
+		       &handoff__store__delivery_record__descriptor,
+		       (void **)out);
+}
+
+int store_delivery_put(struct txn *t, uint64_t event, uint32_t sub,
+		       const DeliveryRecord *d)
+{
+	uint8_t k[12];
+	delivery_key(k, event, sub);
+	return put_msg(t, DB_DELIVERIES, k, 12, &d->base, 0);
+}
+
+int store_delivery_del(struct txn *t, uint64_t event, uint32_t sub)
+{
+	uint8_t k[12];
+	delivery_key(k, event, sub);
+	return del_key(t, DB_DELIVERIES, k, 12);
+}
+
+int store_delivery_next_sub(struct txn *t, uint64_t event, uint32_t after,
+			    uint32_t *sub)
+{
+	uint8_t k[12];
+	MDB_val ko;
+	if (after == UINT32_MAX)
+		return MDB_NOTFOUND;
+	delivery_key(k, event, after + 1);
+	int rc = seek(t, DB_DELIVERIES, k, 12, &ko, NULL);
+	if (rc)
+		return rc;
+	if (ko.mv_size != 12 || be64_get(ko.mv_data) != event)
+		return MDB_NOTFOUND;
+	*sub = be32_get((uint8_t *)ko.mv_data + 8);
+	return 0;
+}
+
+/* ---- indexes ----------------------------------------------------------- */
+
+static void ready_key(uint8_t k[20], uint32_t sub, uint64_t due, uint64_t ev)
+{
+	be32_put(k, sub);
+	be64_put(k + 4, due);
+	be64_put(k + 12, ev);
+}
+
+int store_ready_put(struct txn *t, uint32_t sub, uint64_t due, uint64_t ev)
+{
+	uint8_t k[20];
+	ready_key(k, sub, due, ev);
+	return put_empty(t, DB_READY, k, 20);
+}
+
+int store_ready_del(struct txn *t, uint32_t sub, uint64_t due, uint64_t ev)
+{
+	uint8_t k[20];
+	ready_key(k, sub, due, ev);
+	return del_key(t, DB_READY, k, 20);
+}
+
+int store_ready_first(struct txn *t, uint32_t sub, uint64_t *due,
+		      uint64_t *ev)
+{
+	uint8_t k[20];
+	MDB_val ko;
+	ready_key(k, sub, 0, 0);
+	int rc = seek(t, DB_READY, k, 20, &ko, NULL);
+	if (rc)
+		return rc;
+	if (ko.mv_size != 20 || be32_get(ko.mv_data) != sub)
+		return MDB_NOTFOUND;
+	*due = be64_get((uint8_t *)ko.mv_data + 4);
+	*ev = be64_get((uint8_t *)ko.mv_data + 12);
+	return 0;
+}
+
+int store_ready_count_after(struct txn *t, uint32_t sub, uint64_t from,
+			    uint64_t cap, uint64_t *count)
+{
+	uint8_t key[20];
+	MDB_cursor *c;
+	*count = 0;
+	ready_key(key, sub, from + 1, 0);
+	int rc = mdb_cursor_open(t->txn, t->st->dbi[DB_READY], &c);
+	if (rc)
+		return rc;
+	MDB_val k = { 20, key }, d;
+	rc = mdb_cursor_get(c, &k, &d, MDB_SET_RANGE);
+	while (!rc && k.mv_size == 20 && be32_get(k.mv_data) == sub &&
+	       *count < cap) {
+		(*count)++;
+		rc = mdb_cursor_get(c, &k, &d, MDB_NEXT);
+	}
+	mdb_cursor_close(c);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static void lease_key(uint8_t k[20], uint64_t deadline, uint32_t sub,
+		      uint64_t ev)
+{
+	be64_put(k, deadline);
+	be32_put(k + 8, sub);
+	be64_put(k + 12, ev);
+}
+
+int store_lease_put(struct txn *t, uint64_t deadline, uint32_t sub,
+		    uint64_t ev)
+{
+	uint8_t k[20];
+	lease_key(k, deadline, sub, ev);
+	return put_empty(t, DB_LEASES, k, 20);
+}
+
+int store_lease_del(struct txn *t, uint64_t deadline, uint32_t sub,
+		    uint64_t ev)
+{
+	uint8_t k[20];
+	lease_key(k, deadline, sub, ev);
+	return del_key(t, DB_LEASES, k, 20);
+}
+
+int store_lease_first(struct txn *t, uint64_t *deadline, uint32_t *sub,
+		      uint64_t *ev)
+{
+	MDB_val ko;
+	int rc = seek(t, DB_LEASES, NULL, 0, &ko, NULL);
+	if (rc)
+		return rc;
+	if (ko.mv_size != 20)
+		return MDB_CORRUPTED;
+	*deadline = be64_get(ko.mv_data);
+	*sub = be32_get((uint8_t *)ko.mv_data + 8);
+	*ev = be64_get((uint8_t *)ko.mv_data + 12);
+	return 0;
+}
+
+int store_lease_find_sub(struct txn *t, uint32_t sub, uint64_t *deadline,
+			 uint64_t *ev)
+{
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(t->txn, t->st->dbi[DB_LEASES], &c);
+	if (rc)
+		return rc;
+	MDB_val k, d;
+	rc = mdb_cursor_get(c, &k, &d, MDB_FIRST);
+	while (!rc) {
+		if (k.mv_size == 20 && be32_get((uint8_t *)k.mv_data + 8) == sub) {
+			*deadline = be64_get(k.mv_data);
+			*ev = be64_get((uint8_t *)k.mv_data + 12);
+			break;
+		}
+		rc = mdb_cursor_get(c, &k, &d, MDB_NEXT);
+	}
+	mdb_cursor_close(c);
+	return rc;
+}
+
+int store_dlq_put(struct txn *t, uint32_t sub, uint64_t ev)
+{
+	uint8_t k[12];
+	be32_put(k, sub);
+	be64_put(k + 4, ev);
+	return put_empty(t, DB_DLQ, k, 12);
+}
+
+int store_dlq_del(struct txn *t, uint32_t sub, uint64_t ev)
+{
+	uint8_t k[12];
+	be32_put(k, sub);
+	be64_put(k + 4, ev);
+	return del_key(t, DB_DLQ, k, 12);
+}
+
+int store_dlq_next(struct txn *t, uint32_t sub, uint64_t after, uint64_t *ev)
+{
+	uint8_t k[12];
+	MDB_val ko;
+	if (after == UINT64_MAX)
+		return MDB_NOTFOUND;
+	be32_put(k, sub);
+	be64_put(k + 4, after + 1);
+	int rc = seek(t, DB_DLQ, k, 12, &ko, NULL);
+	if (rc)
+		return rc;
+	if (ko.mv_size != 12 || be32_get(ko.mv_data) != sub)
+		return MDB_NOTFOUND;
+	*ev = be64_get((uint8_t *)ko.mv_data + 4);
+	return 0;
+}
+
+/* ---- idempotency and expiry ------------------------------------------- */
+
+void store_idem_hash(const char *topic, const char *key,
+		     uint8_t out[IDEM_HASH_BYTES])
+{
+	crypto_generichash_state st;
+	crypto_generichash_init(&st, NULL, 0, IDEM_HASH_BYTES);
+	crypto_generichash_update(&st, (const uint8_t *)topic, strlen(topic) + 1);
+	crypto_generichash_update(&st, (const uint8_t *)key, strlen(key));
+	crypto_generichash_final(&st, out, IDEM_HASH_BYTES);
+}
+
+int store_idem_get(struct txn *t, const uint8_t *hash, IdemRecord **out)
+{
+	return get_msg(t, DB_IDEM, hash, IDEM_HASH_BYTES,
+		       &handoff__store__idempotency_record__descriptor,
+		       (void **)out);
+}
+
+int store_idem_put(struct txn *t, const uint8_t *hash, const IdemRecord *r)
+{
+	return put_msg(t, DB_IDEM, hash, IDEM_HASH_BYTES, &r->base, 0);
+}
+
+int store_idem_del(struct txn *t, const uint8_t *hash)
+{
+	return del_key(t, DB_IDEM, hash, IDEM_HASH_BYTES);
+}
+
+int store_expiry_put(struct txn *t, uint64_t at, int kind, const void *id,
+		     size_t idlen)
+{
+	uint8_t k[9 + IDEM_HASH_BYTES];
+	if (idlen > IDEM_HASH_BYTES)
+		return EINVAL;
+	be64_put(k, at);
+	k[8] = (uint8_t)kind;
+	memcpy(k + 9, id, idlen);
+	return put_empty(t, DB_EXPIRY, k, 9 + idlen);
+}
+
+int store_expiry_first(struct txn *t, uint64_t now, uint64_t *at, int *kind,
+		       uint8_t *idbuf, size_t *idlen)
+{
+	MDB_val ko;
+	int rc = seek(t, DB_EXPIRY, NULL, 0, &ko, NULL);
+	if (rc)
+		return rc;
+	if (ko.mv_size < 9 || ko.mv_size > 9 + IDEM_HASH_BYTES)
+		return MDB_CORRUPTED;
+	*at = be64_get(ko.mv_data);
+	if (*at > now)
+		return MDB_NOTFOUND;
+	*kind = ((uint8_t *)ko.mv_data)[8];
+	*idlen = ko.mv_size - 9;
+	memcpy(idbuf, (uint8_t *)ko.mv_data + 9, *idlen);
+	return 0;
+}
+
+int store_expiry_del(struct txn *t, uint64_t at, int kind, const void *id,
+		     size_t idlen)
+{
+	uint8_t k[9 + IDEM_HASH_BYTES];
+	if (idlen > IDEM_HASH_BYTES)
+		return EINVAL;
+	be64_put(k, at);
+	k[8] = (uint8_t)kind;
+	memcpy(k + 9, id, idlen);
+	return del_key(t, DB_EXPIRY, k, 9 + idlen);
+}

@@ -1,0 +1,183 @@
+/*
+ * store.h — handoff's state in one LMDB environment. The only module that
+ * knows the databases, key layouts and record encodings.
+ *
+ * Databases (keys big-endian so LMDB's byte order is numeric order):
+ *   meta        "schema", "next_event", "next_sub"        -> counters
+ *   events      event id (8)                              -> EventMeta
+ *   payloads    event id (8)                              -> crc32 (4) + EventBody
+ *   subs        subscription id (4)                       -> SubscriptionRecord
+ *   sub_names   name                                      -> subscription id (4)
+ *   topic_subs  topic '\0' name                           -> subscription id (4)
+ *   topics      topic                                     -> TopicRecord
+ *   deliveries  event id (8) + subscription id (4)        -> DeliveryRecord
+ *   ready       sub id (4) + due ms (8) + event id (8)    -> (empty)
+ *   leases      deadline ms (8) + sub id (4) + event (8)  -> (empty)
+ *   dlq         sub id (4) + event id (8)                 -> (empty)
+ *   idem        blake2b(topic '\0' idempotency key) (32)  -> IdempotencyRecord
+ *   expiry      at ms (8) + kind (1) + id (8 or 32)       -> (empty)
+ * Every READY delivery has one ready entry, every LEASED one lease entry,
+ * every DEAD one dlq entry, in the same transaction as its record.
+ *
+ * Errors: functions return 0, MDB_NOTFOUND where documented, or an LMDB
+ * (or errno) code; after any code other than MDB_NOTFOUND the transaction
+ * must be aborted. Records read are allocated from the transaction's arena
+ * and live until the arena is reset.
+ *
+ * Threads: one thread (the broker loop) uses a store.
+ */
+#ifndef HANDOFF_BROKER_STORE_H
+#define HANDOFF_BROKER_STORE_H
+
+#include <lmdb.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arena.h"
+#include "store.pb-c.h"
+
+typedef Handoff__Store__EventMeta EventMeta;
+typedef Handoff__Store__EventBody EventBody;
+typedef Handoff__Store__SubscriptionRecord SubRecord;
+typedef Handoff__Store__TopicRecord TopicRecord;
+typedef Handoff__Store__DeliveryRecord DeliveryRecord;
+typedef Handoff__Store__IdempotencyRecord IdemRecord;
+
+enum store_db {
+	DB_META, DB_EVENTS, DB_PAYLOADS, DB_SUBS, DB_SUB_NAMES, DB_TOPIC_SUBS,
+	DB_TOPICS, DB_DELIVERIES, DB_READY, DB_LEASES, DB_DLQ, DB_IDEM,
+	DB_EXPIRY, DB_COUNT
+};
+
+enum expiry_kind { EXPIRY_IDEM = 1, EXPIRY_HISTORY = 2 };
+
+#define IDEM_HASH_BYTES 32
+
+struct store {
+	MDB_env *env;
+	MDB_dbi dbi[DB_COUNT];
+	uint64_t next_event_id;   /* as of the last commit */
+	uint32_t next_sub_id;
+	int lock_fd;
+	int nosync;               /* test-only: MDB_NOSYNC (not durable) */
+};
+
+#define TXN_SUB_CACHE 64
+
+struct txn {
+	struct store *st;
+	MDB_txn *txn;
+	struct arena *arena;
+	uint64_t now_ms;
+	uint64_t next_event_id;
+	uint32_t next_sub_id;
+	/* subscription records read in this txn, written back at commit */
+	SubRecord *subs[TXN_SUB_CACHE];
+	bool sub_dirty[TXN_SUB_CACHE];
+	size_t n_subs;
+};
+
+/*
+ * Open (creating it crash-safely if needed) the environment in dir and take
+ * the folder's lock so no second broker uses it. Fills err on failure.
+ */
+int store_open(struct store *st, const char *dir, uint64_t map_size,
+	       char *err, size_t errlen);
+void store_close(struct store *st);
+/* Bytes in use by the data file's pages, and the map size. */
+void store_usage(struct store *st, uint64_t *used, uint64_t *map);
+
+int store_txn_begin(struct store *st, struct arena *a, bool write,
+		    uint64_t now_ms, struct txn *t);
+/* Writes back dirty subscription records and counters, then commits
+ * durably (two syncs). On failure the txn is gone (aborted). */
+int store_txn_commit(struct txn *t);
+void store_txn_abort(struct txn *t);
+
+/* events and payloads */
+int store_event_get(struct txn *t, uint64_t id, EventMeta **out);
+int store_event_put(struct txn *t, uint64_t id, const EventMeta *m);
+int store_event_del(struct txn *t, uint64_t id);
+/* *corrupt set (and MDB_CORRUPTED returned) when the checksum fails. */
+int store_payload_get(struct txn *t, uint64_t id, EventBody **out);
+int store_payload_put(struct txn *t, uint64_t id, const EventBody *b);
+int store_payload_del(struct txn *t, uint64_t id);
+uint64_t store_alloc_event_id(struct txn *t);
+
+/* subscriptions (records cached per txn: modify in place, then mark) */
+int store_sub_get(struct txn *t, uint32_t id, SubRecord **out);
+int store_sub_by_name(struct txn *t, const char *name, SubRecord **out);
+void store_sub_mark(struct txn *t, const SubRecord *r);
+/* Assigns r->id, indexes the name and topic. r must be arena-allocated. */
+int store_sub_create(struct txn *t, SubRecord *r);
+/* Removes name and topic entries (the record stays, marked deleting). */
+int store_sub_unlink(struct txn *t, SubRecord *r);
+int store_sub_delete(struct txn *t, uint32_t id);
+/* Next subscription id > after (0 = first); MDB_NOTFOUND at the end. */
+int store_sub_next(struct txn *t, uint32_t after, uint32_t *id);
+/* Ids of the live subscriptions of topic, ascending (arena array). */
+int store_topic_subs(struct txn *t, const char *topic, uint32_t **ids,
+		     size_t *n);
+int store_topic_get(struct txn *t, const char *topic, TopicRecord **out);
+int store_topic_put(struct txn *t, const char *topic, const TopicRecord *r);
+/* Topic names in order: next after `after` ("" = first). *name in arena. */
+int store_topic_next(struct txn *t, const char *after, char **name);
+
+/* deliveries */
+int store_delivery_get(struct txn *t, uint64_t event, uint32_t sub,
+		       DeliveryRecord **out);
+int store_delivery_put(struct txn *t, uint64_t event, uint32_t sub,
+		       const DeliveryRecord *d);
+int store_delivery_del(struct txn *t, uint64_t event, uint32_t sub);
+/* Subscription of the next delivery of event with sub id > after. */
+int store_delivery_next_sub(struct txn *t, uint64_t event, uint32_t after,
+			    uint32_t *sub);
+
+/* indexes */
+int store_ready_put(struct txn *t, uint32_t sub, uint64_t due, uint64_t ev);
+int store_ready_del(struct txn *t, uint32_t sub, uint64_t due, uint64_t ev);
+/* First ready entry of sub (any due); MDB_NOTFOUND when none. */
+int store_ready_first(struct txn *t, uint32_t sub, uint64_t *due,
+		      uint64_t *ev);
+/* Count sub's ready entries due after `from` (stops at cap). */
+int store_ready_count_after(struct txn *t, uint32_t sub, uint64_t from,
+			    uint64_t cap, uint64_t *count);
+int store_lease_put(struct txn *t, uint64_t deadline, uint32_t sub,
+		    uint64_t ev);
+int store_lease_del(struct txn *t, uint64_t deadline, uint32_t sub,
+		    uint64_t ev);
+/* Earliest lease entry; MDB_NOTFOUND when none. */
+int store_lease_first(struct txn *t, uint64_t *deadline, uint32_t *sub,
+		      uint64_t *ev);
+/* First lease entry of sub (scans: for unsubscribing only). */
+int store_lease_find_sub(struct txn *t, uint32_t sub, uint64_t *deadline,
+			 uint64_t *ev);
+int store_dlq_put(struct txn *t, uint32_t sub, uint64_t ev);
+int store_dlq_del(struct txn *t, uint32_t sub, uint64_t ev);
+/* Next event id > after in sub's dead-letter queue. */
+int store_dlq_next(struct txn *t, uint32_t sub, uint64_t after,
+		   uint64_t *ev);
+
+/* idempotency records */
+void store_idem_hash(const char *topic, const char *key,
+		     uint8_t out[IDEM_HASH_BYTES]);
+int store_idem_get(struct txn *t, const uint8_t *hash, IdemRecord **out);
+int store_idem_put(struct txn *t, const uint8_t *hash, const IdemRecord *r);
+int store_idem_del(struct txn *t, const uint8_t *hash);
+
+/* expiry queue: id is 8 bytes (EXPIRY_HISTORY) or 32 (EXPIRY_IDEM) */
+int store_expiry_put(struct txn *t, uint64_t at, int kind, const void *id,
+		     size_t idlen);
+/* First entry due at or before now; id copied into idbuf (32 bytes). */
+int store_expiry_first(struct txn *t, uint64_t now, uint64_t *at, int *kind,
+		       uint8_t *idbuf, size_t *idlen);
+int store_expiry_del(struct txn *t, uint64_t at, int kind, const void *id,
+		     size_t idlen);
+
+uint64_t be64_get(const void *p);
+void be64_put(void *p, uint64_t v);
+uint32_t be32_get(const void *p);
+void be32_put(void *p, uint32_t v);
+
+#endif

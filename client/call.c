@@ -1,0 +1,288 @@
+/*
+ * call.c — the one request/reply round trip every libhandoff call makes.
+ *
+ * A request is packed once; the same bytes are then sent again after every
+ * transient failure (no reply within the attempt timeout, a refused or
+ * broken connection, a broker answering SHUTTING_DOWN), with exponential
+ * backoff and jitter, until the call's deadline. Resending identical bytes
+ * is what makes retries safe: a publish carries the same idempotency keys
+ * and a fetch the same fetch_seq, so the broker stores once and replays
+ * the same reply. Nothing but a decoded OK reply counts as success.
+ *
+ * nanomsg's REQ socket has one request in flight: a new send cancels the
+ * old one and late replies to it are dropped, so an answer to an earlier
+ * attempt can never be mistaken for this one's. Its own resend timer is
+ * set to an hour at connect so that only these explicit retries resend.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nanomsg/nn.h>
+#include <sodium.h>
+
+#include "client_internal.h"
+
+#define BACKOFF_MIN_MS 50u
+#define BACKOFF_MAX_MS 1000u
+
+/* How much decoding may allocate, per reply byte plus a fixed slack. A
+ * protobuf-c struct is a few times larger than its encoding (an id of one
+ * varint byte becomes 8 bytes); a hostile reply of empty submessages could
+ * otherwise make each 2 wire bytes cost a 100-byte struct. */
+#define DECODE_BYTES_PER_WIRE_BYTE 16u
+#define DECODE_SLACK_BYTES	   (1u << 20)
+
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void sleep_ms(uint64_t ms)
+{
+	struct timespec req = { .tv_sec = (time_t)(ms / 1000u),
+				.tv_nsec = (long)(ms % 1000u) * 1000000L };
+
+	/* A signal must not cut the backoff short into a resend storm. */
+	while (nanosleep(&req, &req) != 0 && errno == EINTR)
+		;
+}
+
+int hc_map_status(int status)
+{
+	if (status == HANDOFF__WIRE__STATUS__OK)
+		return HANDOFF_OK;
+	/* Wire statuses 1..10 are handoff_error 1..10 by design. */
+	if (status >= HANDOFF__WIRE__STATUS__BAD_REQUEST &&
+	    status <= HANDOFF__WIRE__STATUS__INTERNAL)
+		return status;
+	return -1;
+}
+
+/* ---- bounded decoding ------------------------------------------------- */
+
+struct bounded_alloc {
+	size_t used;
+	size_t cap;
+	int exceeded; /* the cap, not malloc, refused an allocation */
+};
+
+static void *bounded_alloc_fn(void *data, size_t size)
+{
+	struct bounded_alloc *b = data;
+
+	if (size > b->cap - b->used) {
+		b->exceeded = 1;
+		return NULL;
+	}
+	b->used += size;
+	return malloc(size ? size : 1);
+}
+
+/* Matches protobuf-c's default free, so replies are freed with NULL. */
+static void bounded_free_fn(void *data, void *p)
+{
+	(void)data;
+	free(p);
+}
+
+static int decode_reply(const void *buf, size_t len, Handoff__Wire__Reply **out)
+{
+	struct bounded_alloc b = { 0, 0, 0 };
+	ProtobufCAllocator alloc = { bounded_alloc_fn, bounded_free_fn, &b };
+
+	b.cap = DECODE_SLACK_BYTES;
+	if (len > (SIZE_MAX - b.cap) / DECODE_BYTES_PER_WIRE_BYTE)
+		b.cap = SIZE_MAX;
+	else
+		b.cap += len * DECODE_BYTES_PER_WIRE_BYTE;
+
+	errno = 0;
+	*out = handoff__wire__reply__unpack(&alloc, len, buf);
+	if (*out != NULL)
+		return HANDOFF_OK;
+	/* protobuf-c doesn't say why unpack failed: tell malloc running dry
+	 * apart from a malformed or oversized reply. */
+	if (!b.exceeded && errno == ENOMEM)
+		return HANDOFF_ENOMEM;
+	return HANDOFF_EPROTO;
+}
+
+void hc_reply_free(Handoff__Wire__Reply *r)
+{
+	if (r != NULL)
+		handoff__wire__reply__free_unpacked(r, NULL);
+}
+
+/* ---- one attempt ------------------------------------------------------ */
+
+/* Negative so they never collide with a handoff_error. */
+enum attempt_result {
+	ATTEMPT_REPLY = -1,	/* *out holds a decoded reply */
+	ATTEMPT_TRANSIENT = -2, /* nothing usable came back: back off, resend */
+};
+
+/* errno values after which the socket itself is unusable. */
+static int fatal_nn_errno(int e)
+{
+	return e == EBADF || e == ETERM || e == ENOTSUP || e == EFSM;
+}
+
+static int set_timeout(int sock, int option, uint64_t ms)
+{
+	int v = ms > INT_MAX ? INT_MAX : (int)ms;
+
+	if (v < 1)
+		v = 1; /* 0 would mean "don't wait at all" */
+	return nn_setsockopt(sock, NN_SOL_SOCKET, option, &v, sizeof(v));
+}
+
+/* Returns an attempt_result, or a handoff_error that ends the call. */
+static int attempt(handoff_client *c, const void *buf, size_t len,
+		   uint64_t send_ms, uint64_t recv_ms,
+		   Handoff__Wire__Reply **out)
+{
+	void *msg = NULL;
+	int n;
+	int rc;
+
+	*out = NULL;
+	if (set_timeout(c->sock, NN_SNDTIMEO, send_ms) < 0 ||
+	    set_timeout(c->sock, NN_RCVTIMEO, recv_ms) < 0)
+		return HANDOFF_ETRANSPORT;
+
+	if (nn_send(c->sock, buf, len, 0) < 0)
+		return fatal_nn_errno(nn_errno()) ? HANDOFF_ETRANSPORT :
+						    ATTEMPT_TRANSIENT;
+
+	n = nn_recv(c->sock, &msg, NN_MSG, 0);
+	if (n < 0)
+		return fatal_nn_errno(nn_errno()) ? HANDOFF_ETRANSPORT :
+						    ATTEMPT_TRANSIENT;
+
+	rc = decode_reply(msg, (size_t)n, out);
+	nn_freemsg(msg);
+	return rc == HANDOFF_OK ? ATTEMPT_REPLY : rc;
+}
+
+/* ---- the retry loop --------------------------------------------------- */
+
+/* The last reply's text and hint are what handoff_last_message() and
+ * handoff_last_retry_after_ms() report. */
+static void remember_reply(handoff_client *c, const Handoff__Wire__Reply *r)
+{
+	free(c->last_message);
+	c->last_message = NULL;
+	if (r->message != NULL && r->message[0] != '\0')
+		c->last_message = strdup(r->message); /* NULL reads as "" */
+	c->last_retry_after_ms = r->retry_after_ms;
+}
+
+/* Body-less OK replies are acceptable only where the request expects none. */
+static int check_body(const Handoff__Wire__Reply *r,
+		      Handoff__Wire__Reply__BodyCase expect)
+{
+	if (r->body_case != expect)
+		return HANDOFF_EPROTO;
+	/* A set oneof always has its submessage, but never trust the peer.
+	 * Every union member is a pointer, so reading one reads any. */
+	if (expect != HANDOFF__WIRE__REPLY__BODY__NOT_SET && r->ping == NULL)
+		return HANDOFF_EPROTO;
+	return HANDOFF_OK;
+}
+
+int hc_call(handoff_client *c, Handoff__Wire__Request *req,
+	    Handoff__Wire__Reply__BodyCase expect, uint32_t extra_wait_ms,
+	    Handoff__Wire__Reply **out)
+{
+	Handoff__Wire__Reply *reply = NULL;
+	uint8_t *buf = NULL;
+	size_t len;
+	uint64_t deadline;
+	uint32_t backoff = BACKOFF_MIN_MS;
+	int rc;
+
+	*out = NULL;
+	free(c->last_message);
+	c->last_message = NULL;
+	c->last_retry_after_ms = 0;
+
+	req->protocol_version =
+		HANDOFF__WIRE__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT;
+	len = handoff__wire__request__get_packed_size(req);
+	if (len > HC_MAX_REQUEST_BYTES)
+		return HANDOFF_ETOOBIG;
+	buf = malloc(len ? len : 1);
+	if (buf == NULL)
+		return HANDOFF_ENOMEM;
+	handoff__wire__request__pack(req, buf);
+
+	deadline = now_ms() + c->deadline_ms + extra_wait_ms;
+	for (;;) {
+		uint64_t now = now_ms();
+		uint64_t left, delay;
+
+		if (now >= deadline) {
+			rc = HANDOFF_ETIMEDOUT;
+			goto done;
+		}
+		left = deadline - now;
+		rc = attempt(c, buf, len, min_u64(left, c->attempt_timeout_ms),
+			     min_u64(left, (uint64_t)c->attempt_timeout_ms +
+						   extra_wait_ms),
+			     &reply);
+		if (rc != ATTEMPT_REPLY && rc != ATTEMPT_TRANSIENT)
+			goto done;
+
+		delay = backoff / 2 + randombytes_uniform(backoff / 2 + 1);
+		if (rc == ATTEMPT_REPLY) {
+			remember_reply(c, reply);
+			if (reply->status !=
+			    HANDOFF__WIRE__STATUS__SHUTTING_DOWN)
+				break;
+			/* The broker is going away; its restarted self may
+			 * take longer than our backoff says. */
+			if (reply->retry_after_ms > delay)
+				delay = reply->retry_after_ms;
+			hc_reply_free(reply);
+			reply = NULL;
+		}
+
+		now = now_ms();
+		if (now >= deadline) {
+			rc = HANDOFF_ETIMEDOUT;
+			goto done;
+		}
+		sleep_ms(min_u64(delay, deadline - now));
+		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS :
+							 backoff * 2;
+	}
+
+	rc = hc_map_status(reply->status);
+	if (rc < 0) {
+		rc = HANDOFF_EPROTO; /* a status newer than this library */
+		goto done;
+	}
+	if (rc != HANDOFF_OK)
+		goto done;
+	rc = check_body(reply, expect);
+	if (rc != HANDOFF_OK)
+		goto done;
+	*out = reply;
+	reply = NULL;
+
+done:
+	hc_reply_free(reply);
+	free(buf);
+	return rc;
+}

@@ -1,0 +1,141 @@
+/*
+ * subscriptions.c — creating, deleting and listing subscriptions.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "client_internal.h"
+
+int handoff_subscribe(handoff_client *c, const char *topic, const char *name,
+		      const handoff_policy *policy, bool *created,
+		      handoff_policy *effective)
+{
+	Handoff__Wire__Request req = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__SubscribeRequest sub =
+		HANDOFF__WIRE__SUBSCRIBE_REQUEST__INIT;
+	Handoff__Wire__Policy wp = HANDOFF__WIRE__POLICY__INIT;
+	Handoff__Wire__Reply *reply = NULL;
+	int rc;
+
+	if (c == NULL || topic == NULL || name == NULL)
+		return HANDOFF_EINVAL;
+	if (policy != NULL) {
+		wp.max_attempts = policy->max_attempts;
+		wp.ack_deadline_ms = policy->ack_deadline_ms;
+		wp.backoff_min_ms = policy->backoff_min_ms;
+		wp.backoff_max_ms = policy->backoff_max_ms;
+	}
+	sub.topic = (char *)topic; /* only read by packing */
+	sub.subscription = (char *)name;
+	sub.policy = &wp;
+	req.body_case = HANDOFF__WIRE__REQUEST__BODY_SUBSCRIBE;
+	req.subscribe = &sub;
+
+	rc = hc_call(c, &req, HANDOFF__WIRE__REPLY__BODY_SUBSCRIBE, 0, &reply);
+	if (rc != HANDOFF_OK)
+		goto done;
+	/* Replies always carry the policy in force. */
+	if (reply->subscribe->policy == NULL) {
+		rc = HANDOFF_EPROTO;
+		goto done;
+	}
+	if (created != NULL)
+		*created = reply->subscribe->created;
+	if (effective != NULL)
+		hc_copy_policy(reply->subscribe->policy, effective);
+
+done:
+	hc_reply_free(reply);
+	return rc;
+}
+
+int handoff_unsubscribe(handoff_client *c, const char *name)
+{
+	Handoff__Wire__Request req = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__UnsubscribeRequest unsub =
+		HANDOFF__WIRE__UNSUBSCRIBE_REQUEST__INIT;
+	Handoff__Wire__Reply *reply = NULL;
+	int rc;
+
+	if (c == NULL || name == NULL)
+		return HANDOFF_EINVAL;
+	unsub.subscription = (char *)name;
+	req.body_case = HANDOFF__WIRE__REQUEST__BODY_UNSUBSCRIBE;
+	req.unsubscribe = &unsub;
+	rc = hc_call(c, &req, HANDOFF__WIRE__REPLY__BODY__NOT_SET, 0, &reply);
+	hc_reply_free(reply);
+	return rc;
+}
+
+void handoff_subscriptions_free(handoff_subscription_info *s, size_t n)
+{
+	if (s == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		free(s[i].name);
+		free(s[i].topic);
+	}
+	free(s);
+}
+
+int handoff_list_subscriptions(handoff_client *c,
+			       handoff_subscription_info **out, size_t *n)
+{
+	Handoff__Wire__Request req = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__ListSubscriptionsRequest list =
+		HANDOFF__WIRE__LIST_SUBSCRIPTIONS_REQUEST__INIT;
+	Handoff__Wire__Reply *reply = NULL;
+	const Handoff__Wire__ListSubscriptionsReply *r;
+	handoff_subscription_info *s = NULL;
+	size_t count = 0;
+	int rc;
+
+	if (out != NULL)
+		*out = NULL;
+	if (n != NULL)
+		*n = 0;
+	if (c == NULL || out == NULL || n == NULL)
+		return HANDOFF_EINVAL;
+	req.body_case = HANDOFF__WIRE__REQUEST__BODY_LIST_SUBSCRIPTIONS;
+	req.list_subscriptions = &list;
+
+	rc = hc_call(c, &req, HANDOFF__WIRE__REPLY__BODY_LIST_SUBSCRIPTIONS, 0,
+		     &reply);
+	if (rc != HANDOFF_OK)
+		goto done;
+	r = reply->list_subscriptions;
+	if (r->n_subscriptions == 0)
+		goto done;
+	s = calloc(r->n_subscriptions, sizeof(*s));
+	if (s == NULL) {
+		rc = HANDOFF_ENOMEM;
+		goto done;
+	}
+	for (count = 0; count < r->n_subscriptions; count++) {
+		const Handoff__Wire__SubscriptionInfo *w =
+			r->subscriptions[count];
+		handoff_subscription_info *d = &s[count];
+
+		d->name = hc_strdup(w->name);
+		d->topic = hc_strdup(w->topic);
+		if (d->name == NULL || d->topic == NULL) {
+			count++; /* so the cleanup frees this one too */
+			rc = HANDOFF_ENOMEM;
+			goto done;
+		}
+		hc_copy_policy(w->policy, &d->policy);
+		d->ready = w->ready;
+		d->delayed = w->delayed;
+		d->leased = w->leased;
+		d->dead = w->dead;
+		d->created_ms = w->created_ms;
+	}
+	*out = s;
+	*n = count;
+	s = NULL;
+
+done:
+	handoff_subscriptions_free(s, count);
+	hc_reply_free(reply);
+	return rc;
+}
