@@ -468,6 +468,11 @@ int config_validate(const struct config *c, char *err, size_t errlen)
 		set_err(err, errlen, "map_size must be greater than 0");
 		return EINVAL;
 	}
+	/* topic + '\0' + subscription must fit one LMDB key (511 bytes) */
+	if (c->max_name_bytes > 240) {
+		set_err(err, errlen, "max_name must be at most 240");
+		return EINVAL;
+	}
 	for (i = 0; i < ARRAY_LEN(limits); i++) {
 		const char *base = (const char *)c;
 		uint32_t v;

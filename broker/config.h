@@ -26,7 +26,7 @@ struct config {
 	uint32_t max_subscriptions;     /* default 1000 */
 	uint32_t max_held_fetches;      /* long polls held at once; default 1024 */
 	uint32_t max_wait_ms;           /* longest long poll; default 60000 */
-	uint32_t max_name_bytes;        /* topic / subscription name; default 200 */
+	uint32_t max_name_bytes;        /* topic / subscription name; default 200, at most 240 */
 
 	uint64_t dedup_window_ms;       /* idempotency records kept; default 24 h */
 	uint64_t history_ms;            /* trace records kept after done; default 7 d */

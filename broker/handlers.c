@@ -386,6 +386,7 @@ static int handle_unsubscribe(struct handler_env *env, struct txn *t,
 	rc = store_sub_unlink(t, r);
 	if (rc)
 		return rc;
+	env->unsubscribed = true;
 	log_event(LOG_WARN, "subscription_deleted", LS("subscription", r->name),
 		  LS("topic", r->topic), LU("id", r->id), LU("ready", r->ready),
 		  LU("leased", r->leased), LU("dead", r->dead), NULL);
@@ -535,9 +536,12 @@ static int handle_fetch(struct handler_env *env, struct txn *t,
 	if (rc)
 		return rc;
 	if (reply->status == ST(OK) && n == 0 && f->wait_ms > 0) {
-		if (env->held_fetches >= env->cfg->max_held_fetches)
+		if (env->held_fetches >= env->cfg->max_held_fetches) {
+			reply->body_case = HANDOFF__WIRE__REPLY__BODY__NOT_SET;
 			FAIL(LIMIT_EXCEEDED, "%u fetches already waiting "
 			     "(max_held_fetches)", env->cfg->max_held_fetches);
+		}
+		env->held_fetches++; /* counts fetches parked earlier this turn */
 		*park = true;
 	}
 	return 0;
@@ -680,7 +684,8 @@ static int find_sub(struct handler_env *env, struct txn *t, const char *name,
 }
 
 /* Next dead letter of sub after *cursor that matches f; MDB_NOTFOUND at
- * the end or when the scan budget runs out (*exhausted then false). */
+ * the end, SCAN_BUDGET_SPENT when this request may look at no more. */
+#define SCAN_BUDGET_SPENT 1
 static int dlq_next_match(struct txn *t, SubRecord *sub,
 			  const Handoff__Wire__DlqFilter *f, uint64_t *cursor,
 			  DeliveryRecord **d, size_t *budget)
@@ -688,7 +693,7 @@ static int dlq_next_match(struct txn *t, SubRecord *sub,
 	int rc;
 	while ((rc = store_dlq_next(t, sub->id, *cursor, cursor)) == 0) {
 		if ((*budget)-- == 0)
-			return MDB_NOTFOUND;
+			return SCAN_BUDGET_SPENT;
 		rc = store_delivery_get(t, *cursor, sub->id, d);
 		if (rc == MDB_NOTFOUND || rc == MDB_CORRUPTED)
 			continue;
@@ -727,7 +732,9 @@ static int handle_dlq_list(struct handler_env *env, struct txn *t,
 		if (!(v[n++] = dead_letter_view(t, cursor, d, false)))
 			return ENOMEM;
 	}
-	if (rc && rc != MDB_NOTFOUND)
+	if (rc == SCAN_BUDGET_SPENT)
+		lr->more = true;
+	else if (rc && rc != MDB_NOTFOUND)
 		return rc;
 	lr->n_dead_letters = n;
 	lr->dead_letters = v;
@@ -825,7 +832,9 @@ static int handle_dlq_action(struct handler_env *env, struct txn *t,
 			}
 			done[n_done++] = cursor;
 		}
-		if (rc && rc != MDB_NOTFOUND)
+		if (rc == SCAN_BUDGET_SPENT)
+			ar->more = true;
+		else if (rc && rc != MDB_NOTFOUND)
 			return rc;
 	}
 	log_event(LOG_INFO, purge ? "dlq_purge" : "dlq_replay",

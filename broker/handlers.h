@@ -26,12 +26,13 @@ struct handler_env {
 	struct metrics *metrics;
 	uint64_t started_ms;
 	uint64_t held_fetches;
+	bool unsubscribed;      /* set when a request unsubscribed: the loop
+				 * then drops that subscription's deliveries */
 };
 
 /*
  * Apply req. For a fetch that found nothing and may wait, *park is set and
  * the reply is left for the loop to complete later (handlers_fetch_fill).
- * *writes tells whether the request may have changed the store.
  */
 int handlers_apply(struct handler_env *env, struct txn *t, const Request *req,
 		   Reply *reply, bool *park);

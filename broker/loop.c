@@ -177,7 +177,7 @@ static void held_free(struct held_fetch *h)
 }
 
 static int held_add(struct broker *b, struct pending *p, uint32_t sub_id,
-		    uint64_t now)
+		    uint64_t next_check, uint64_t now)
 {
 	const Handoff__Wire__FetchRequest *f = p->req->fetch;
 	if (b->n_held == b->cap_held) {
@@ -203,7 +203,7 @@ static int held_add(struct broker *b, struct pending *p, uint32_t sub_id,
 	h->max = f->max_events ? f->max_events : 1;
 	h->max_bytes = f->max_bytes;
 	h->deadline = now + f->wait_ms;
-	h->next_check = UINT64_MAX;
+	h->next_check = next_check;
 	b->n_held++;
 	p->ctrl = NULL;
 	return 0;
@@ -516,14 +516,27 @@ static int apply_one(struct broker *b, struct txn *t, struct pending *p)
 	p->reply = codec_new_reply(t->arena);
 	if (!p->reply)
 		return ENOMEM;
-	b->env.held_fetches = b->n_held;
 	return handlers_apply(&b->env, t, p->req, p->reply, &p->park);
 }
 
-static uint32_t held_sub_id(struct txn *t, const char *name)
+/* Which subscription a held fetch waits on, and when its first delayed
+ * delivery (if any) becomes due, so the loop wakes for it. */
+static void held_target(struct broker *b, const char *name, uint64_t now,
+			uint32_t *sub_id, uint64_t *next_check)
 {
+	struct txn t;
 	SubRecord *r;
-	return store_sub_by_name(t, name, &r) == 0 ? r->id : 0;
+	uint64_t due, ev;
+	*sub_id = 0;
+	*next_check = UINT64_MAX;
+	if (store_txn_begin(&b->st, &b->arena, false, now, &t))
+		return;
+	if (store_sub_by_name(&t, name, &r) == 0) {
+		*sub_id = r->id;
+		if (store_ready_first(&t, r->id, &due, &ev) == 0)
+			*next_check = due;
+	}
+	store_txn_abort(&t);
 }
 
 /* Apply everything in one transaction; 0 when committed. */
@@ -533,6 +546,8 @@ static int turn_commit(struct broker *b, uint64_t now)
 	int rc = store_txn_begin(&b->st, &b->arena, true, now, &t);
 	if (rc)
 		return rc;
+	b->env.held_fetches = b->n_held;
+	b->env.unsubscribed = false;
 	for (size_t i = 0; i < b->n_pend && !rc; i++)
 		rc = apply_one(b, &t, &b->pend[i]);
 	if (!rc)
@@ -561,6 +576,7 @@ static int storage_status(int rc)
 /* The group failed: apply each request alone so one cannot fail all. */
 static int turn_one_by_one(struct broker *b, uint64_t now)
 {
+	b->env.held_fetches = b->n_held;
 	for (size_t i = 0; i < b->n_pend; i++) {
 		struct pending *p = &b->pend[i];
 		struct txn t;
@@ -600,13 +616,10 @@ static void send_turn_replies(struct broker *b, uint64_t now)
 			p->req->body_case == HANDOFF__WIRE__REQUEST__BODY_FETCH
 				? p->req->fetch : NULL;
 		if (p->park) {
-			struct txn t;
-			uint32_t sub_id = 0;
-			if (store_txn_begin(&b->st, &b->arena, false, now, &t) == 0) {
-				sub_id = held_sub_id(&t, f->subscription);
-				store_txn_abort(&t);
-			}
-			if (held_add(b, p, sub_id, now) == 0)
+			uint32_t sub_id;
+			uint64_t next_check;
+			held_target(b, f->subscription, now, &sub_id, &next_check);
+			if (held_add(b, p, sub_id, next_check, now) == 0)
 				continue;
 			p->reply = error_reply(b, HANDOFF__WIRE__STATUS__INTERNAL,
 					       "out of memory holding the fetch");
@@ -647,6 +660,10 @@ static int turn(struct broker *b)
 				  LS("error", mdb_strerror(rc)), NULL);
 			return 3;
 		}
+	}
+	if (b->env.unsubscribed) {
+		b->unsubscribe_pending = true;
+		b->env.unsubscribed = false;
 	}
 	send_turn_replies(b, now);
 	finish_held(b, clock_now_ms(), committed);
@@ -699,7 +716,7 @@ static int recover_leases(struct broker *b)
 static int poll_timeout(struct broker *b)
 {
 	uint64_t now = clock_now_ms(), wake = now + IDLE_WAKE_MS;
-	if (b->cleanup_more)
+	if (b->cleanup_more || b->unsubscribe_pending)
 		return 0;
 	if (b->next_lease_ms < wake)
 		wake = b->next_lease_ms;

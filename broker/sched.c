@@ -485,8 +485,8 @@ int sched_drop(struct txn *t, SubRecord *sub, uint64_t event)
 	}
 	if (rc && rc != MDB_NOTFOUND)
 		return rc;
-	end_attempt(t, d, HANDOFF__WIRE__OUTCOME__OUTCOME_UNSPECIFIED,
-		    "unsubscribed");
+	end_attempt(t, d, HANDOFF__WIRE__OUTCOME__OUTCOME_UNSUBSCRIBED,
+		    "subscription deleted");
 	d->state = HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_UNSUBSCRIBED;
 	d->done_ms = t->now_ms;
 	rc = store_delivery_put(t, event, sub->id, d);

@@ -81,6 +81,8 @@ const char *handoff_outcome_name(int outcome)
 		return "broker_restart";
 	case HANDOFF_OUTCOME_CORRUPT:
 		return "corrupt";
+	case HANDOFF_OUTCOME_UNSUBSCRIBED:
+		return "unsubscribed";
 	default:
 		return "unknown";
 	}

@@ -223,6 +223,7 @@ typedef enum handoff_outcome {
 	HANDOFF_OUTCOME_EXPIRED = 5,
 	HANDOFF_OUTCOME_BROKER_RESTART = 6,
 	HANDOFF_OUTCOME_CORRUPT = 7,
+	HANDOFF_OUTCOME_UNSUBSCRIBED = 8,
 } handoff_outcome;
 /* "leased", "acked", "nacked", ...; "unknown" otherwise. */
 const char *handoff_outcome_name(int outcome);
