@@ -24,6 +24,8 @@ void arena_init(struct arena *a)
 
 void *arena_alloc(struct arena *a, size_t n)
 {
+	if (n > SIZE_MAX / 2)
+		return NULL; /* rounding or the chunk header would overflow */
 	n = (n + 15) & ~(size_t)15;
 	if (n == 0)
 		n = 16;

@@ -397,6 +397,9 @@ void store_txn_abort(struct txn *t)
 		mdb_txn_abort(t->txn);
 	t->txn = NULL;
 	t->n_subs = 0;
+	t->cap_subs = 0;
+	t->subs = NULL;
+	t->sub_dirty = NULL;
 }
 
 /* ---- events ------------------------------------------------------------ */
@@ -475,6 +478,29 @@ uint64_t store_alloc_event_id(struct txn *t)
 
 /* ---- subscriptions ----------------------------------------------------- */
 
+/* Keep r in the txn's cache (growing it in the arena). */
+static int cache_sub(struct txn *t, SubRecord *r, bool dirty)
+{
+	if (t->n_subs == t->cap_subs) {
+		size_t cap = t->cap_subs ? t->cap_subs * 2 : 16;
+		SubRecord **subs = arena_alloc(t->arena, cap * sizeof *subs);
+		bool *dirt = arena_alloc(t->arena, cap * sizeof *dirt);
+		if (!subs || !dirt)
+			return ENOMEM;
+		if (t->n_subs) {
+			memcpy(subs, t->subs, t->n_subs * sizeof *subs);
+			memcpy(dirt, t->sub_dirty, t->n_subs * sizeof *dirt);
+		}
+		t->subs = subs;
+		t->sub_dirty = dirt;
+		t->cap_subs = cap;
+	}
+	t->subs[t->n_subs] = r;
+	t->sub_dirty[t->n_subs] = dirty;
+	t->n_subs++;
+	return 0;
+}
+
 int store_sub_get(struct txn *t, uint32_t id, SubRecord **out)
 {
 	for (size_t i = 0; i < t->n_subs; i++) {
@@ -491,10 +517,9 @@ int store_sub_get(struct txn *t, uint32_t id, SubRecord **out)
 			 (void **)&r);
 	if (rc)
 		return rc;
-	if (t->n_subs < TXN_SUB_CACHE) {
-		t->sub_dirty[t->n_subs] = false;
-		t->subs[t->n_subs++] = r;
-	}
+	rc = cache_sub(t, r, false);
+	if (rc)
+		return rc;
 	*out = r;
 	return 0;
 }
@@ -507,10 +532,6 @@ void store_sub_mark(struct txn *t, const SubRecord *r)
 			return;
 		}
 	}
-	/* Not cached (cache full): write through now. */
-	uint8_t k[4];
-	be32_put(k, r->id);
-	put_msg(t, DB_SUBS, k, 4, &r->base, 0);
 }
 
 int store_sub_by_name(struct txn *t, const char *name, SubRecord **out)
@@ -553,12 +574,7 @@ int store_sub_create(struct txn *t, SubRecord *r)
 	rc = mdb_put(t->txn, t->st->dbi[DB_TOPIC_SUBS], &tk, &d, 0);
 	if (rc)
 		return rc;
-	if (t->n_subs < TXN_SUB_CACHE) {
-		t->sub_dirty[t->n_subs] = true;
-		t->subs[t->n_subs++] = r;
-		return 0;
-	}
-	return put_msg(t, DB_SUBS, idb, 4, &r->base, 0);
+	return cache_sub(t, r, true);
 }
 
 int store_sub_unlink(struct txn *t, SubRecord *r)

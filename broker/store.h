@@ -63,8 +63,6 @@ struct store {
 	int nosync;               /* test-only: MDB_NOSYNC (not durable) */
 };
 
-#define TXN_SUB_CACHE 64
-
 struct txn {
 	struct store *st;
 	MDB_txn *txn;
@@ -72,10 +70,11 @@ struct txn {
 	uint64_t now_ms;
 	uint64_t next_event_id;
 	uint32_t next_sub_id;
-	/* subscription records read in this txn, written back at commit */
-	SubRecord *subs[TXN_SUB_CACHE];
-	bool sub_dirty[TXN_SUB_CACHE];
-	size_t n_subs;
+	/* subscription records read in this txn, written back at commit;
+	 * one copy per subscription, so changes to it can never be lost */
+	SubRecord **subs;
+	bool *sub_dirty;
+	size_t n_subs, cap_subs;
 };
 
 /*
