@@ -74,7 +74,9 @@ typedef struct handoff_options {
 	uint32_t attempt_timeout_ms;
 	/* Largest reply accepted (NN_RCVMAXSIZE); 0 = 64 MiB. */
 	uint32_t max_reply_bytes;
-	/* Consumer name shown in traces; NULL = "HOST:PID". Copied. */
+	/* Consumer name shown in traces; NULL = "HOST:PID". Copied; the
+	 * library appends ":" and 6 random hex digits so that two handles
+	 * with one name stay apart (the broker keys resent fetches on it). */
 	const char *consumer_name;
 } handoff_options;
 

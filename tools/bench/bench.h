@@ -1,0 +1,264 @@
+/*
+ * bench.h — private header of handoff-bench, the benchmark of handoff.
+ *
+ * The program is split by concern:
+ *   handoff_bench.c  flags, the run's order (ceilings, broker, scenarios),
+ *                    exit status
+ *   hist.c           the log-linear latency histogram
+ *   ceilings.c       LMDB durable commits and nanomsg PUSH/PULL, measured
+ *                    in the same run on the same disk
+ *   broker.c         the work folder, spawning and stopping handoffd,
+ *                    sampling its RssAnon
+ *   scenario.c       the scenarios: producer and consumer threads, each
+ *                    with its own client handle
+ *   report.c         the table and the JSON object
+ *
+ * Times are uint64_t nanoseconds of CLOCK_MONOTONIC unless said otherwise;
+ * the publish stamp in a payload's first 8 bytes is CLOCK_REALTIME ns,
+ * since it is read back by another handle (same host).
+ */
+#ifndef HANDOFF_BENCH_H
+#define HANDOFF_BENCH_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#ifdef HANDOFF_BUILD_VERSION
+#define HANDOFF_BENCH_VERSION HANDOFF_BUILD_VERSION
+#else
+#define HANDOFF_BENCH_VERSION "unknown"
+#endif
+
+#define BENCH_ERR_LEN 320
+#define BENCH_PATH_LEN 4096
+
+/* ---- time -------------------------------------------------------------- */
+
+uint64_t bench_now_ns(void);      /* CLOCK_MONOTONIC */
+uint64_t bench_realtime_ns(void); /* CLOCK_REALTIME */
+/* Sleep until the monotonic time t_ns (returns early on a signal). */
+void bench_sleep_until(uint64_t t_ns);
+void bench_sleep_ns(uint64_t ns);
+
+/* Set by SIGINT/SIGTERM: every loop checks it and winds down. */
+extern volatile sig_atomic_t bench_interrupted;
+
+/* ---- histogram (hist.c) ---------------------------------------------------
+ * Log-linear like HdrHistogram: values below 128 ns get a bucket each;
+ * above, every power of two is split into 64 equal buckets, so a bucket is
+ * at most 1/64 of its value wide (2 significant digits). Values are
+ * clamped to [1 us, 60 s]. Not thread-safe: one per thread, then merge. */
+#define HIST_SUB_BITS 6
+#define HIST_BUCKETS 2048
+
+struct hist {
+	uint64_t count;
+	uint64_t min, max;
+	uint64_t sum;
+	uint64_t b[HIST_BUCKETS];
+};
+
+void hist_init(struct hist *h);
+void hist_add(struct hist *h, uint64_t ns);
+void hist_merge(struct hist *dst, const struct hist *src);
+/* The q-quantile (0..1) in ns: the middle of its bucket; 0 when empty. */
+uint64_t hist_quantile(const struct hist *h, double q);
+
+/* ---- ceilings (ceilings.c) --------------------------------------------- */
+
+struct lmdb_ceiling {
+	bool ok;
+	uint32_t per_commit;
+	double seconds;
+	uint64_t commits, events;
+	double commits_per_s, events_per_s;
+	uint64_t p50_ns, p99_ns, max_ns;
+};
+
+struct nn_ceiling {
+	bool ok;
+	int port;
+	uint64_t sent, received;
+	double msgs_per_s;
+};
+
+struct ceilings {
+	bool ran;
+	struct lmdb_ceiling lmdb1, lmdb100;
+	struct nn_ceiling nn;
+	char error[BENCH_ERR_LEN]; /* "" when all went well */
+};
+
+/* LMDB with default (durable) flags in a new folder dir (removed after):
+ * per_commit puts of payload bytes per write transaction for seconds. */
+int ceiling_lmdb(const char *dir, uint32_t per_commit, uint32_t payload,
+		 double seconds, struct lmdb_ceiling *out, char *err,
+		 size_t errlen);
+/* nanomsg PUSH/PULL one way over tcp 127.0.0.1, ports from 17000 up. */
+int ceiling_nn_pushpull(uint32_t payload, double seconds,
+			struct nn_ceiling *out, char *err, size_t errlen);
+
+/* ---- the broker (broker.c) --------------------------------------------- */
+
+struct broker {
+	pid_t pid;                  /* 0 when not spawned by us */
+	char url[BENCH_PATH_LEN];
+	char data_dir[BENCH_PATH_LEN];
+	char log_path[BENCH_PATH_LEN];
+	bool exited;
+	int status;                 /* wait status once exited */
+	/* RssAnon sampler */
+	bool sampler_running;
+	atomic_bool sampler_stop;
+	_Atomic uint64_t rss_peak;  /* kB since the last take */
+	_Atomic uint64_t rss_peak_all;
+	pthread_t sampler;
+};
+
+/* mkdtemp "PARENT/handoff-bench.XXXXXX"; the path into out. */
+int workdir_create(const char *parent, char *out, size_t outlen, char *err,
+		   size_t errlen);
+/* rm -r; errors are ignored (best effort). */
+void workdir_remove(const char *dir);
+
+/* Start exe on workdir/data with a config of its own, listening on
+ * ipc://workdir/b.sock, stderr to workdir/handoffd.log; then the sampler.
+ * Limits are raised where max_batch or payload would exceed the defaults.
+ * Waits (up to 10 s) for the socket to appear. */
+int broker_spawn(struct broker *b, const char *exe, const char *workdir,
+		 uint32_t max_batch, uint32_t payload, char *err,
+		 size_t errlen);
+/* Whether the spawned broker still runs (reaps it when not). */
+bool broker_alive(struct broker *b);
+/* Describe how it exited ("exit status 3", "killed by signal 9"). */
+void broker_exit_text(const struct broker *b, char *out, size_t outlen);
+/* The peak RssAnon (kB) since the last call, and reset it. */
+uint64_t broker_take_rss_peak(struct broker *b);
+/* CPU seconds (user + system) the broker has used; -1 when unknown. */
+double broker_cpu_seconds(const struct broker *b);
+/* CPU seconds of this process, all threads. */
+double bench_cpu_seconds(void);
+/* Print the last lines of the broker's log to f. */
+void broker_log_tail(const struct broker *b, FILE *f, int lines);
+/* SIGTERM, wait up to 10 s, then SIGKILL; stop the sampler. */
+void broker_stop(struct broker *b);
+
+/* ---- scenarios (scenario.c) -------------------------------------------- */
+
+enum ratio_kind {
+	RATIO_LMDB1 = 1 << 0,   /* events/s / LMDB 1 put per commit */
+	RATIO_LMDB100 = 1 << 1, /* events/s / LMDB 100 puts per commit */
+	RATIO_NN = 1 << 2,      /* events/s / PUSH/PULL msgs/s */
+	RATIO_K4 = 1 << 3,      /* events/s / publish-k4-e100's events/s */
+	RATIO_P99 = 1 << 4,     /* confirm p99 / LMDB 1-put commit p99 */
+};
+
+struct scen_params {
+	const char *name;
+	int producers;
+	int consumers;
+	int batch;       /* events per publish request */
+	int fetch_batch; /* deliveries per fetch */
+	int subs;        /* subscriptions on the topic */
+	double rate;     /* events/s over all producers; 0 = closed loop */
+	bool ack_each;   /* one ack request per delivery */
+	long backlog;    /* producers pause above this many unacked; 0 = no */
+	unsigned ratios; /* enum ratio_kind */
+	bool overridden; /* a flag changed the scenario's defaults */
+};
+
+#define MAX_RATIOS 4
+
+struct ratio {
+	const char *name;
+	double value;
+};
+
+struct scen_result {
+	struct scen_params p;
+	bool ran;
+	bool failed;
+	char error[BENCH_ERR_LEN];
+	char topic[128];
+	double elapsed_s;
+	uint64_t published;  /* events confirmed */
+	uint64_t delivered;  /* first deliveries seen */
+	uint64_t acked;      /* acks confirmed OK */
+	uint64_t lease_lost; /* acks answered LEASE_LOST / NOT_FOUND */
+	double events_per_s; /* the headline: acked/s with consumers, else
+				published/s */
+	double publish_per_s;
+	struct hist *confirm; /* publish request -> confirm */
+	struct hist *deliver; /* publish stamp -> fetch returned it */
+	/* broker side (spawned broker only; 0 = unknown) */
+	uint64_t rss_peak_kb;
+	uint64_t data_bytes;
+	uint64_t events_stored;
+	double bytes_per_event;
+	/* CPU used during the run (seconds; broker < 0 = unknown) */
+	double broker_cpu_s;
+	double bench_cpu_s;
+	/* broker's own counters, for a sanity check */
+	bool checked;
+	uint64_t broker_published, broker_acked;
+	struct ratio ratios[MAX_RATIOS];
+	int n_ratios;
+	char note[BENCH_ERR_LEN];
+};
+
+struct bench_ctx {
+	const char *url;
+	uint32_t payload;
+	double duration_s;
+	struct broker *broker;  /* NULL with --broker */
+	int run_id;             /* pid: keeps topic names apart */
+	int index;              /* the scenario's place in the run */
+};
+
+/* Run one scenario on fresh topic/subscriptions; fills r (r->p preset).
+ * Returns 0, or -1 when it failed (r->error says why). */
+int scenario_run(const struct bench_ctx *ctx, struct scen_result *r);
+/* Remove the scenario's subscriptions (used against a foreign broker). */
+void scenario_cleanup(const struct bench_ctx *ctx,
+		      const struct scen_result *r);
+
+/* ---- report (report.c) ------------------------------------------------- */
+
+struct machine_info {
+	long nproc;
+	char kernel[256];
+	char cpu[256];
+	char date[64];
+	char command[4096];
+};
+
+void machine_info_read(struct machine_info *m, int argc, char **argv);
+
+struct report {
+	const struct machine_info *machine;
+	const char *mode;        /* "spawn" or "broker" */
+	const char *url;
+	const char *workdir;
+	const char *broker_version;
+	uint32_t payload;
+	double duration_s;
+	const struct ceilings *ceil;
+	const struct scen_result *results;
+	int n_results;
+	bool ok;
+};
+
+void report_table(FILE *f, const struct report *r);
+void report_json(FILE *f, const struct report *r);
+
+/* Fill r->ratios from the ceilings and the earlier results. */
+void ratios_compute(struct scen_result *r, const struct ceilings *c,
+		    const struct scen_result *all, int n_all);
+
+#endif /* HANDOFF_BENCH_H */

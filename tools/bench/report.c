@@ -1,0 +1,525 @@
+/*
+ * report.c — what handoff-bench prints: a header naming the machine, the
+ * date and the exact command; the ceilings measured in the run; one table
+ * row per scenario; notes. --json prints the same as one JSON object.
+ *
+ * Ratios divide handoff's figure by a ceiling measured in the same run:
+ *   lmdb100     events/s / LMDB events/s at 100 puts per durable commit
+ *   lmdb1       events/s / LMDB durable commits/s at 1 put per commit
+ *   nn          events/s / nanomsg PUSH/PULL tcp msgs/s
+ *   k4          events/s / publish-k4-e100's events/s (fan-out cost)
+ *   p99/commit  confirm p99 / LMDB single-put commit p99
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+/* ---- machine ------------------------------------------------------------ */
+
+static void cpu_model(char *out, size_t len)
+{
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	char line[512];
+
+	snprintf(out, len, "unknown");
+	if (f == NULL)
+		return;
+	while (fgets(line, sizeof line, f)) {
+		if (strncmp(line, "model name", 10) != 0)
+			continue;
+		char *v = strchr(line, ':');
+		if (v == NULL)
+			continue;
+		v++;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		v[strcspn(v, "\n")] = '\0';
+		snprintf(out, len, "%s", v);
+		break;
+	}
+	fclose(f);
+}
+
+/* Shell-quote arg when it needs it, appending to out. */
+static void append_arg(char *out, size_t len, const char *arg)
+{
+	size_t at = strlen(out);
+	bool plain = arg[0] != '\0' &&
+		     strspn(arg, "abcdefghijklmnopqrstuvwxyz"
+				 "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+				 "-_./=:,+@%") == strlen(arg);
+
+	if (at && at + 1 < len)
+		out[at++] = ' ';
+	if (!plain && at + 1 < len)
+		out[at++] = '\'';
+	for (const char *p = arg; *p && at + 5 < len; p++) {
+		if (*p == '\'' && !plain) {
+			memcpy(out + at, "'\\''", 4);
+			at += 4;
+		} else {
+			out[at++] = *p;
+		}
+	}
+	if (!plain && at + 1 < len)
+		out[at++] = '\'';
+	out[at < len ? at : len - 1] = '\0';
+}
+
+void machine_info_read(struct machine_info *m, int argc, char **argv)
+{
+	struct utsname u;
+	time_t now = time(NULL);
+	struct tm tm;
+
+	memset(m, 0, sizeof *m);
+	m->nproc = sysconf(_SC_NPROCESSORS_ONLN);
+	if (uname(&u) == 0)
+		snprintf(m->kernel, sizeof m->kernel, "%s %s", u.sysname,
+			 u.release);
+	else
+		snprintf(m->kernel, sizeof m->kernel, "unknown");
+	cpu_model(m->cpu, sizeof m->cpu);
+	if (gmtime_r(&now, &tm))
+		strftime(m->date, sizeof m->date, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	for (int i = 0; i < argc; i++)
+		append_arg(m->command, sizeof m->command, argv[i]);
+}
+
+/* ---- ratios --------------------------------------------------------------- */
+
+static void add_ratio(struct scen_result *r, const char *name, double num,
+		      double den)
+{
+	if (r->n_ratios >= MAX_RATIOS || den <= 0 || num <= 0)
+		return;
+	r->ratios[r->n_ratios].name = name;
+	r->ratios[r->n_ratios].value = num / den;
+	r->n_ratios++;
+}
+
+void ratios_compute(struct scen_result *r, const struct ceilings *c,
+		    const struct scen_result *all, int n_all)
+{
+	unsigned k = r->p.ratios;
+
+	r->n_ratios = 0;
+	if (!r->ran || r->failed)
+		return;
+	if ((k & RATIO_LMDB100) && c->ran && c->lmdb100.ok)
+		add_ratio(r, "lmdb100", r->events_per_s,
+			  c->lmdb100.events_per_s);
+	if ((k & RATIO_LMDB1) && c->ran && c->lmdb1.ok)
+		add_ratio(r, "lmdb1", r->events_per_s, c->lmdb1.events_per_s);
+	if ((k & RATIO_NN) && c->ran && c->nn.ok)
+		add_ratio(r, "nn", r->events_per_s, c->nn.msgs_per_s);
+	if (k & RATIO_K4) {
+		for (int i = 0; i < n_all; i++) {
+			const struct scen_result *o = &all[i];
+			if (o != r && o->ran && !o->failed &&
+			    strcmp(o->p.name, "publish-k4-e100") == 0)
+				add_ratio(r, "k4", r->events_per_s,
+					  o->events_per_s);
+		}
+	}
+	if ((k & RATIO_P99) && c->ran && c->lmdb1.ok && r->confirm)
+		add_ratio(r, "p99/commit",
+			  (double)hist_quantile(r->confirm, 0.99),
+			  (double)c->lmdb1.p99_ns);
+}
+
+/* ---- table ------------------------------------------------------------------ */
+
+/* 1234567.8 -> "1,234,568" */
+static const char *grouped(char *buf, size_t len, double v)
+{
+	char digits[32];
+	size_t n, at = 0;
+
+	if (v < 0)
+		v = 0;
+	snprintf(digits, sizeof digits, "%.0f", v);
+	n = strlen(digits);
+	for (size_t i = 0; i < n && at + 2 < len; i++) {
+		if (i > 0 && (n - i) % 3 == 0)
+			buf[at++] = ',';
+		buf[at++] = digits[i];
+	}
+	buf[at] = '\0';
+	return buf;
+}
+
+static void ms_cell(FILE *f, const struct hist *h, double q)
+{
+	if (h == NULL || h->count == 0)
+		fprintf(f, " %7s", "-");
+	else
+		fprintf(f, " %7.3f", (double)hist_quantile(h, q) / 1e6);
+}
+
+static void params_text(char *out, size_t len, const struct scen_params *p,
+			double duration)
+{
+	int n = snprintf(out, len,
+			 "%d producer%s x %d event%s/request, %d "
+			 "subscription%s",
+			 p->producers, p->producers == 1 ? "" : "s", p->batch,
+			 p->batch == 1 ? "" : "s", p->subs,
+			 p->subs == 1 ? "" : "s");
+	if (n < 0 || (size_t)n >= len)
+		return;
+	if (p->consumers > 0)
+		n += snprintf(out + n, len - (size_t)n,
+			      ", %d consumer%s fetching %d (%s)",
+			      p->consumers, p->consumers == 1 ? "" : "s",
+			      p->fetch_batch,
+			      p->ack_each ? "ack each" : "ack per fetch");
+	if (n < 0 || (size_t)n >= len)
+		return;
+	if (p->consumers > 0 && p->backlog > 0)
+		n += snprintf(out + n, len - (size_t)n, ", backlog cap %ld",
+			      p->backlog);
+	if (n < 0 || (size_t)n >= len)
+		return;
+	if (p->rate > 0)
+		snprintf(out + n, len - (size_t)n, ", open loop %.0f/s for %.0f s",
+			 p->rate, duration);
+	else
+		snprintf(out + n, len - (size_t)n, ", closed loop for %.0f s",
+			 duration);
+}
+
+void report_table(FILE *f, const struct report *r)
+{
+	const struct machine_info *m = r->machine;
+	const struct ceilings *c = r->ceil;
+	char a[32], b[32], pt[256];
+
+	fprintf(f, "handoff-bench %s  %s\n", HANDOFF_BENCH_VERSION, m->date);
+	fprintf(f, "machine: %ld cpus, %s, %s\n", m->nproc, m->cpu,
+		m->kernel);
+	fprintf(f, "command: %s\n", m->command);
+	fprintf(f, "broker:  %s %s, handoffd %s; work dir %s\n", r->mode,
+		r->url, r->broker_version ? r->broker_version : "?",
+		r->workdir);
+	fprintf(f, "load:    %u-byte payloads, %.1f s per scenario\n",
+		r->payload, r->duration_s);
+	fputc('\n', f);
+	if (c->ran) {
+		fprintf(f, "ceilings (this run, same disk):\n");
+		if (c->lmdb1.ok)
+			fprintf(f,
+				"  lmdb, 1 put per durable commit    %10s "
+				"commits/s  commit p50 %.3f ms, p99 %.3f ms, "
+				"max %.1f ms\n",
+				grouped(a, sizeof a, c->lmdb1.commits_per_s),
+				(double)c->lmdb1.p50_ns / 1e6,
+				(double)c->lmdb1.p99_ns / 1e6,
+				(double)c->lmdb1.max_ns / 1e6);
+		if (c->lmdb100.ok)
+			fprintf(f,
+				"  lmdb, 100 puts per durable commit %10s "
+				"events/s   (%s commits/s, p99 %.3f ms, "
+				"max %.1f ms)\n",
+				grouped(a, sizeof a, c->lmdb100.events_per_s),
+				grouped(b, sizeof b, c->lmdb100.commits_per_s),
+				(double)c->lmdb100.p99_ns / 1e6,
+				(double)c->lmdb100.max_ns / 1e6);
+		if (c->nn.ok)
+			fprintf(f,
+				"  nanomsg PUSH/PULL tcp 127.0.0.1   %10s "
+				"msgs/s     (port %d)\n",
+				grouped(a, sizeof a, c->nn.msgs_per_s),
+				c->nn.port);
+		if (c->error[0])
+			fprintf(f, "  problem: %s\n", c->error);
+		fputc('\n', f);
+	}
+
+	fprintf(f, "%-28s %-24s  %-24s  %7s\n", "",
+		"   confirm latency (ms)", "   delivery latency (ms)",
+		"RssAnon");
+	fprintf(f, "%-17s %10s %7s %7s %7s   %7s %7s %7s  %7s %8s  %s\n",
+		"scenario", "events/s", "p50", "p99", "p99.9", "p50", "p99",
+		"p99.9", "MiB", "B/event", "ratios");
+	for (int i = 0; i < r->n_results; i++) {
+		const struct scen_result *s = &r->results[i];
+		char name[40];
+		snprintf(name, sizeof name, "%s%s", s->p.name,
+			 s->p.overridden ? "*" : "");
+		if (!s->ran)
+			continue;
+		if (s->failed) {
+			fprintf(f, "%-17s %10s  FAILED: %s\n", name,
+				s->elapsed_s > 0
+					? grouped(a, sizeof a, s->events_per_s)
+					: "-",
+				s->error);
+			continue;
+		}
+		fprintf(f, "%-17s %10s", name,
+			grouped(a, sizeof a, s->events_per_s));
+		ms_cell(f, s->confirm, 0.50);
+		ms_cell(f, s->confirm, 0.99);
+		ms_cell(f, s->confirm, 0.999);
+		fputs("  ", f);
+		ms_cell(f, s->deliver, 0.50);
+		ms_cell(f, s->deliver, 0.99);
+		ms_cell(f, s->deliver, 0.999);
+		if (s->rss_peak_kb)
+			fprintf(f, "  %7.1f", (double)s->rss_peak_kb / 1024.0);
+		else
+			fprintf(f, "  %7s", "-");
+		if (s->bytes_per_event > 0)
+			fprintf(f, " %8.0f", s->bytes_per_event);
+		else
+			fprintf(f, " %8s", "-");
+		fputs(" ", f);
+		for (int k = 0; k < s->n_ratios; k++)
+			fprintf(f, " %.2f %s%s", s->ratios[k].value,
+				s->ratios[k].name,
+				k + 1 < s->n_ratios ? "," : "");
+		fputc('\n', f);
+	}
+
+	fprintf(f, "\nnotes:\n");
+	for (int i = 0; i < r->n_results; i++) {
+		const struct scen_result *s = &r->results[i];
+		if (!s->ran)
+			continue;
+		params_text(pt, sizeof pt, &s->p, r->duration_s);
+		fprintf(f, "  %s%s: %s\n", s->p.name,
+			s->p.overridden ? "*" : "", pt);
+		fprintf(f, "    %s published (%s/s)", 
+			grouped(a, sizeof a, (double)s->published),
+			grouped(b, sizeof b, s->publish_per_s));
+		if (s->p.consumers > 0)
+			fprintf(f, ", %s acked", 
+				grouped(a, sizeof a, (double)s->acked));
+		fprintf(f, " in %.2f s", s->elapsed_s);
+		if (s->events_stored)
+			fprintf(f, "; broker stores %s events in %.1f MiB",
+				grouped(a, sizeof a, (double)s->events_stored),
+				(double)s->data_bytes / 1048576.0);
+		fputc('\n', f);
+		if (s->elapsed_s > 0) {
+			fprintf(f, "    CPU: ");
+			if (s->broker_cpu_s >= 0)
+				fprintf(f, "broker %.2f s (%.0f%% of a core), ",
+					s->broker_cpu_s,
+					100 * s->broker_cpu_s / s->elapsed_s);
+			fprintf(f, "handoff-bench %.2f s (%.0f%%)\n",
+				s->bench_cpu_s,
+				100 * s->bench_cpu_s / s->elapsed_s);
+		}
+		if (s->note[0])
+			fprintf(f, "    note: %s\n", s->note);
+		if (s->failed)
+			fprintf(f, "    FAILED: %s\n", s->error);
+	}
+	fprintf(f,
+		"  latency: confirm = publish request sent (open loop: "
+		"scheduled) -> confirmed;\n"
+		"    delivery = publish stamp -> fetch returned the event. "
+		"RssAnon = broker's peak in the scenario;\n"
+		"    B/event = data.mdb size / events stored (cumulative over "
+		"the run; - below 1,000 stored).\n"
+		"    * = flags changed the scenario's defaults.\n"
+		"  ratios: lmdb100 = events/s / LMDB events/s at 100 puts per "
+		"commit; lmdb1 = / LMDB commits/s\n"
+		"    at 1 put per commit; nn = / PUSH/PULL msgs/s; k4 = / "
+		"publish-k4-e100 events/s;\n"
+		"    p99/commit = confirm p99 / LMDB single-commit p99.\n");
+	fprintf(f, "result: %s\n", r->ok ? "ok" : "FAILED");
+}
+
+/* ---- JSON ------------------------------------------------------------------- */
+
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)(s ? s : "");
+	     *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(f, "\\%c", *p);
+		else if (*p == '\n')
+			fputs("\\n", f);
+		else if (*p == '\t')
+			fputs("\\t", f);
+		else if (*p < 0x20)
+			fprintf(f, "\\u%04x", *p);
+		else
+			fputc(*p, f);
+	}
+	fputc('"', f);
+}
+
+static void json_lat(FILE *f, const struct hist *h)
+{
+	if (h == NULL || h->count == 0) {
+		fputs("null", f);
+		return;
+	}
+	fprintf(f,
+		"{\"n\": %llu, \"p50\": %.4f, \"p99\": %.4f, \"p999\": %.4f, "
+		"\"max\": %.4f, \"mean\": %.4f}",
+		(unsigned long long)h->count,
+		(double)hist_quantile(h, 0.50) / 1e6,
+		(double)hist_quantile(h, 0.99) / 1e6,
+		(double)hist_quantile(h, 0.999) / 1e6, (double)h->max / 1e6,
+		(double)h->sum / (double)h->count / 1e6);
+}
+
+static void json_lmdb(FILE *f, const struct lmdb_ceiling *l)
+{
+	if (!l->ok) {
+		fputs("null", f);
+		return;
+	}
+	fprintf(f,
+		"{\"per_commit\": %u, \"seconds\": %.3f, \"commits\": %llu, "
+		"\"commits_per_s\": %.1f, \"events_per_s\": %.1f, "
+		"\"commit_p50_ms\": %.4f, \"commit_p99_ms\": %.4f, "
+		"\"commit_max_ms\": %.4f}",
+		l->per_commit, l->seconds, (unsigned long long)l->commits,
+		l->commits_per_s, l->events_per_s, (double)l->p50_ns / 1e6,
+		(double)l->p99_ns / 1e6, (double)l->max_ns / 1e6);
+}
+
+void report_json(FILE *f, const struct report *r)
+{
+	const struct machine_info *m = r->machine;
+	const struct ceilings *c = r->ceil;
+
+	fprintf(f, "{\n  \"tool\": \"handoff-bench\", \"version\": ");
+	json_str(f, HANDOFF_BENCH_VERSION);
+	fprintf(f, ",\n  \"machine\": {\"nproc\": %ld, \"kernel\": ",
+		m->nproc);
+	json_str(f, m->kernel);
+	fputs(", \"cpu\": ", f);
+	json_str(f, m->cpu);
+	fputs("},\n  \"date\": ", f);
+	json_str(f, m->date);
+	fputs(",\n  \"command\": ", f);
+	json_str(f, m->command);
+	fputs(",\n  \"broker\": {\"mode\": ", f);
+	json_str(f, r->mode);
+	fputs(", \"url\": ", f);
+	json_str(f, r->url);
+	fputs(", \"version\": ", f);
+	if (r->broker_version)
+		json_str(f, r->broker_version);
+	else
+		fputs("null", f);
+	fputs(", \"work_dir\": ", f);
+	json_str(f, r->workdir);
+	fprintf(f, "},\n  \"payload_bytes\": %u, \"duration_s\": %.3f,\n",
+		r->payload, r->duration_s);
+
+	fputs("  \"ceilings\": ", f);
+	if (!c->ran) {
+		fputs("null", f);
+	} else {
+		fputs("{\n    \"lmdb_1_per_commit\": ", f);
+		json_lmdb(f, &c->lmdb1);
+		fputs(",\n    \"lmdb_100_per_commit\": ", f);
+		json_lmdb(f, &c->lmdb100);
+		fputs(",\n    \"nn_pushpull_tcp\": ", f);
+		if (c->nn.ok)
+			fprintf(f,
+				"{\"port\": %d, \"sent\": %llu, "
+				"\"received\": %llu, \"msgs_per_s\": %.1f}",
+				c->nn.port, (unsigned long long)c->nn.sent,
+				(unsigned long long)c->nn.received,
+				c->nn.msgs_per_s);
+		else
+			fputs("null", f);
+		fputs(",\n    \"error\": ", f);
+		if (c->error[0])
+			json_str(f, c->error);
+		else
+			fputs("null", f);
+		fputs("\n  }", f);
+	}
+
+	fputs(",\n  \"scenarios\": [", f);
+	bool first = true;
+	for (int i = 0; i < r->n_results; i++) {
+		const struct scen_result *s = &r->results[i];
+		const struct scen_params *p = &s->p;
+		if (!s->ran)
+			continue;
+		fputs(first ? "\n    {" : ",\n    {", f);
+		first = false;
+		fputs("\"name\": ", f);
+		json_str(f, p->name);
+		fprintf(f, ", \"ok\": %s, \"error\": ",
+			s->failed ? "false" : "true");
+		if (s->failed)
+			json_str(f, s->error);
+		else
+			fputs("null", f);
+		fprintf(f,
+			",\n     \"params\": {\"producers\": %d, "
+			"\"consumers\": %d, \"batch\": %d, "
+			"\"fetch_batch\": %d, \"subscriptions\": %d, "
+			"\"rate\": %.1f, \"ack_each\": %s, \"backlog\": %ld, "
+			"\"overridden\": %s},\n",
+			p->producers, p->consumers, p->batch, p->fetch_batch,
+			p->subs, p->rate, p->ack_each ? "true" : "false",
+			p->backlog, p->overridden ? "true" : "false");
+		fputs("     \"topic\": ", f);
+		json_str(f, s->topic);
+		fprintf(f,
+			", \"elapsed_s\": %.3f, \"events_per_s\": %.1f, "
+			"\"publish_per_s\": %.1f, \"published\": %llu, "
+			"\"delivered\": %llu, \"acked\": %llu, "
+			"\"lease_lost\": %llu,\n",
+			s->elapsed_s, s->events_per_s, s->publish_per_s,
+			(unsigned long long)s->published,
+			(unsigned long long)s->delivered,
+			(unsigned long long)s->acked,
+			(unsigned long long)s->lease_lost);
+		fputs("     \"confirm_ms\": ", f);
+		json_lat(f, s->confirm);
+		fputs(",\n     \"deliver_ms\": ", f);
+		json_lat(f, s->deliver);
+		fputs(",\n     \"rss_peak_mib\": ", f);
+		if (s->rss_peak_kb)
+			fprintf(f, "%.2f", (double)s->rss_peak_kb / 1024.0);
+		else
+			fputs("null", f);
+		fprintf(f, ", \"data_mdb_bytes\": %llu, \"events_stored\": "
+			   "%llu, \"bytes_per_event\": ",
+			(unsigned long long)s->data_bytes,
+			(unsigned long long)s->events_stored);
+		if (s->bytes_per_event > 0)
+			fprintf(f, "%.1f", s->bytes_per_event);
+		else
+			fputs("null", f);
+		fputs(",\n     \"broker_cpu_s\": ", f);
+		if (s->broker_cpu_s >= 0)
+			fprintf(f, "%.3f", s->broker_cpu_s);
+		else
+			fputs("null", f);
+		fprintf(f, ", \"bench_cpu_s\": %.3f", s->bench_cpu_s);
+		fputs(",\n     \"ratios\": {", f);
+		for (int k = 0; k < s->n_ratios; k++) {
+			json_str(f, s->ratios[k].name);
+			fprintf(f, ": %.4f%s", s->ratios[k].value,
+				k + 1 < s->n_ratios ? ", " : "");
+		}
+		fputs("}, \"note\": ", f);
+		if (s->note[0])
+			json_str(f, s->note);
+		else
+			fputs("null", f);
+		fputs("}", f);
+	}
+	fprintf(f, "\n  ],\n  \"ok\": %s\n}\n", r->ok ? "true" : "false");
+}

@@ -1,0 +1,531 @@
+/*
+ * scenario.c — one scenario: a fresh topic with its subscriptions,
+ * producer and consumer threads (one client handle each, made in the
+ * thread), a common start, an end by the clock.
+ *
+ * Producers publish `batch` events per request. Closed loop: the next
+ * request goes when the last is confirmed. Open loop (rate > 0): requests
+ * leave on a fixed schedule and latency counts from the scheduled time,
+ * so a stall is charged to every request it delayed (no coordinated
+ * omission). Each request's payloads carry the CLOCK_REALTIME ns of the
+ * send in their first 8 bytes.
+ *
+ * Consumers fetch up to fetch_batch with a 100 ms long poll, record
+ * publish->delivery latency from that stamp, and ack the batch in one
+ * request (or each delivery alone with ack_each). With consumers, a
+ * backlog cap makes producers wait while more than `backlog` events per
+ * consumed subscription are unacked, so the end-to-end rate is one the
+ * consumers sustain and delivery latency is not a queue growing for the
+ * whole run (without a cap, consumers fall far behind the producers and
+ * delivery latency is the age of that queue). The throughput hardly
+ * depends on the cap; delivery latency grows with it.
+ *
+ * Every call has the client's deadline (10 s), every loop ends at the
+ * scenario's end time, and the first error stops all threads of the
+ * scenario: a dead broker fails the scenario, it does not hang it.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <handoff.h>
+
+#include "bench.h"
+
+#define CALL_DEADLINE_MS 10000
+#define FETCH_WAIT_MS 100
+#define ACK_DEADLINE_MS 30000
+#define WATCH_NS 50000000ULL      /* main thread's watch interval */
+#define BACKLOG_POLL_NS 100000ULL /* producers' wait above the cap */
+#define START_DELAY_NS 20000000ULL
+#define MIN_STORED_FOR_RATIO 1000
+
+struct shared {
+	const struct bench_ctx *ctx;
+	const struct scen_params *p;
+	const char *topic;
+	char (*subs)[256];
+	int consumed_subs;
+	uint32_t payload;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	int ready;
+	bool go;
+	uint64_t t_start, t_end;
+
+	atomic_bool stop;
+	atomic_int running;
+	_Atomic uint64_t published, acked;
+	char error[BENCH_ERR_LEN];
+};
+
+struct worker {
+	struct shared *sh;
+	int idx; /* among producers, or among consumers */
+	bool consumer;
+	pthread_t th;
+	struct hist confirm, deliver;
+	uint64_t delivered, lease_lost;
+	uint64_t t_done;
+};
+
+static void fail(struct shared *sh, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void fail(struct shared *sh, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&sh->mu);
+	if (sh->error[0] == '\0') {
+		va_start(ap, fmt);
+		vsnprintf(sh->error, sizeof sh->error, fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&sh->mu);
+	atomic_store(&sh->stop, true);
+}
+
+static bool stopping(struct shared *sh)
+{
+	return atomic_load(&sh->stop) || bench_interrupted;
+}
+
+static const char *call_text(handoff_client *c, int rc, char *buf,
+			     size_t len)
+{
+	const char *m = c ? handoff_last_message(c) : "";
+	if (m[0])
+		snprintf(buf, len, "%s (%s)", handoff_strerror(rc), m);
+	else
+		snprintf(buf, len, "%s", handoff_strerror(rc));
+	return buf;
+}
+
+static void producer(struct worker *w, handoff_client *c)
+{
+	struct shared *sh = w->sh;
+	const struct scen_params *p = sh->p;
+	size_t n = (size_t)p->batch;
+	char *buf = malloc(sh->payload ? sh->payload : 1);
+	handoff_event *ev = calloc(n, sizeof *ev);
+	uint64_t *ids = calloc(n, sizeof *ids);
+	uint64_t interval = 0, next = sh->t_start;
+	int64_t cap = (int64_t)p->backlog * sh->consumed_subs;
+	char msg[BENCH_ERR_LEN - 64];
+
+	if (buf == NULL || ev == NULL || ids == NULL) {
+		fail(sh, "producer %d: out of memory", w->idx);
+		goto cleanup;
+	}
+	memset(buf, 'p', sh->payload ? sh->payload : 1);
+	for (size_t i = 0; i < n; i++) {
+		ev[i].payload = buf;
+		ev[i].payload_len = sh->payload;
+	}
+	if (p->rate > 0) {
+		double per = p->rate / p->producers; /* events/s */
+		interval = (uint64_t)(1e9 * (double)n / per);
+		if (interval == 0)
+			interval = 1;
+		/* spread the producers over one interval */
+		next += interval * (uint64_t)w->idx / (uint64_t)p->producers;
+	}
+	while (!stopping(sh)) {
+		uint64_t now = bench_now_ns(), sched = now;
+		if (now >= sh->t_end)
+			break;
+		if (interval) {
+			if (next >= sh->t_end)
+				break;
+			if (next > now)
+				bench_sleep_until(next);
+			sched = next;
+			next += interval;
+			if (stopping(sh))
+				break;
+		}
+		if (cap > 0) {
+			while ((int64_t)(atomic_load(&sh->published) *
+					 (uint64_t)sh->consumed_subs -
+					 atomic_load(&sh->acked)) > cap) {
+				if (stopping(sh) ||
+				    bench_now_ns() >= sh->t_end)
+					goto cleanup;
+				bench_sleep_ns(BACKLOG_POLL_NS);
+			}
+		}
+		if (sh->payload >= 8) {
+			uint64_t st = bench_realtime_ns();
+			memcpy(buf, &st, sizeof st);
+		}
+		uint64_t a = bench_now_ns();
+		int rc = handoff_publish(c, sh->topic, ev, n, ids, NULL);
+		uint64_t z = bench_now_ns();
+		if (rc != HANDOFF_OK) {
+			fail(sh, "producer %d: publish: %s", w->idx,
+			     call_text(c, rc, msg, sizeof msg));
+			break;
+		}
+		hist_add(&w->confirm, z - (interval ? sched : a));
+		atomic_fetch_add(&sh->published, (uint64_t)n);
+	}
+cleanup:
+	free(buf);
+	free(ev);
+	free(ids);
+}
+
+static void consumer(struct worker *w, handoff_client *c)
+{
+	struct shared *sh = w->sh;
+	const struct scen_params *p = sh->p;
+	const char *sub = sh->subs[w->idx % sh->consumed_subs];
+	size_t max = (size_t)p->fetch_batch;
+	handoff_ack_item *items = calloc(max, sizeof *items);
+	int *res = calloc(max, sizeof *res);
+	char msg[BENCH_ERR_LEN - 64];
+
+	if (items == NULL || res == NULL) {
+		fail(sh, "consumer %d: out of memory", w->idx);
+		goto cleanup;
+	}
+	while (!stopping(sh) && bench_now_ns() < sh->t_end) {
+		handoff_delivery *d = NULL;
+		size_t n = 0;
+		int rc = handoff_fetch(c, sub, max, FETCH_WAIT_MS, &d, &n);
+		if (rc != HANDOFF_OK) {
+			fail(sh, "consumer %d: fetch: %s", w->idx,
+			     call_text(c, rc, msg, sizeof msg));
+			break;
+		}
+		uint64_t rt = bench_realtime_ns();
+		size_t m = n < max ? n : max;
+		for (size_t i = 0; i < m; i++) {
+			if (d[i].attempt == 1 && d[i].payload_len >= 8) {
+				uint64_t st;
+				memcpy(&st, d[i].payload, sizeof st);
+				hist_add(&w->deliver, rt > st ? rt - st : 0);
+			}
+			w->delivered++;
+			items[i].event_id = d[i].event_id;
+			items[i].lease_token = d[i].lease_token;
+		}
+		handoff_deliveries_free(d, n);
+		if (m == 0)
+			continue;
+		if (p->ack_each) {
+			for (size_t i = 0; i < m && rc == HANDOFF_OK; i++)
+				rc = handoff_ack(c, sub, &items[i], 1,
+						 &res[i]);
+		} else {
+			rc = handoff_ack(c, sub, items, m, res);
+		}
+		if (rc != HANDOFF_OK) {
+			fail(sh, "consumer %d: ack: %s", w->idx,
+			     call_text(c, rc, msg, sizeof msg));
+			break;
+		}
+		uint64_t ok = 0;
+		for (size_t i = 0; i < m; i++) {
+			if (res[i] == HANDOFF_OK)
+				ok++;
+			else
+				w->lease_lost++;
+		}
+		atomic_fetch_add(&sh->acked, ok);
+	}
+cleanup:
+	free(items);
+	free(res);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct shared *sh = w->sh;
+	handoff_client *c = NULL;
+	char name[64], msg[BENCH_ERR_LEN - 64];
+	handoff_options o = { .deadline_ms = CALL_DEADLINE_MS };
+
+	snprintf(name, sizeof name, "bench-%s%d", w->consumer ? "c" : "p",
+		 w->idx);
+	o.consumer_name = name;
+	int rc = handoff_connect(sh->ctx->url, &o, &c);
+	if (rc != HANDOFF_OK) {
+		fail(sh, "%s: connect %s: %s", name, sh->ctx->url,
+		     call_text(NULL, rc, msg, sizeof msg));
+		c = NULL;
+	}
+
+	pthread_mutex_lock(&sh->mu);
+	sh->ready++;
+	pthread_cond_broadcast(&sh->cond);
+	while (!sh->go)
+		pthread_cond_wait(&sh->cond, &sh->mu);
+	pthread_mutex_unlock(&sh->mu);
+
+	if (c != NULL && !stopping(sh)) {
+		if (w->consumer)
+			consumer(w, c);
+		else
+			producer(w, c);
+	}
+	w->t_done = bench_now_ns();
+	handoff_close(c);
+	atomic_fetch_sub(&sh->running, 1);
+	return NULL;
+}
+
+static void sub_name(char *out, size_t len, const char *topic, int i)
+{
+	snprintf(out, len, "%s.s%d", topic, i);
+}
+
+static int admin_connect(const struct bench_ctx *ctx, handoff_client **c,
+			 char *err, size_t errlen)
+{
+	handoff_options o = { .deadline_ms = CALL_DEADLINE_MS,
+			      .consumer_name = "bench-admin" };
+	int rc = handoff_connect(ctx->url, &o, c);
+	if (rc != HANDOFF_OK) {
+		*c = NULL;
+		snprintf(err, errlen, "connect %s: %s", ctx->url,
+			 handoff_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+/* After the run: RssAnon peak, data.mdb size, the broker's counters. */
+static void broker_side(const struct bench_ctx *ctx, handoff_client *admin,
+			struct scen_result *r)
+{
+	handoff_stats *st = NULL;
+	char path[BENCH_PATH_LEN + 16];
+	struct stat sb;
+
+	if (ctx->broker != NULL) {
+		r->rss_peak_kb = broker_take_rss_peak(ctx->broker);
+		snprintf(path, sizeof path, "%s/data.mdb",
+			 ctx->broker->data_dir);
+		if (stat(path, &sb) == 0)
+			r->data_bytes = (uint64_t)sb.st_size;
+		if (!broker_alive(ctx->broker))
+			return;
+	}
+	if (admin == NULL || handoff_get_stats(admin, &st) != HANDOFF_OK)
+		return;
+	r->events_stored = st->events_stored;
+	/* too few stored events (all acked) make the ratio meaningless */
+	if (r->data_bytes && r->events_stored >= MIN_STORED_FOR_RATIO)
+		r->bytes_per_event =
+			(double)r->data_bytes / (double)r->events_stored;
+	bool topic_seen = false;
+	for (size_t i = 0; i < st->n_topics; i++) {
+		if (strcmp(st->topics[i].name, r->topic) == 0) {
+			r->broker_published = st->topics[i].published;
+			topic_seen = true;
+		}
+	}
+	size_t tl = strlen(r->topic);
+	for (size_t i = 0; i < st->n_subscriptions; i++) {
+		const char *n = st->subscriptions[i].name;
+		if (strncmp(n, r->topic, tl) == 0 && n[tl] == '.')
+			r->broker_acked += st->subscriptions[i].acked;
+	}
+	r->checked = topic_seen;
+	handoff_stats_free(st);
+}
+
+int scenario_run(const struct bench_ctx *ctx, struct scen_result *r)
+{
+	const struct scen_params *p = &r->p;
+	struct shared sh;
+	struct worker *w = NULL;
+	handoff_client *admin = NULL;
+	char (*subs)[256] = NULL;
+	int nthreads = 0, started = 0, ret = -1;
+	bool sync_init = false;
+	char msg[BENCH_ERR_LEN - 64];
+
+	memset(&sh, 0, sizeof sh);
+	r->ran = true;
+	r->confirm = calloc(1, sizeof *r->confirm);
+	r->deliver = calloc(1, sizeof *r->deliver);
+	if (r->confirm == NULL || r->deliver == NULL) {
+		snprintf(r->error, sizeof r->error, "out of memory");
+		goto cleanup;
+	}
+	if (p->producers < 1 || p->batch < 1 || p->subs < 1 ||
+	    p->consumers < 0 || p->fetch_batch < 1) {
+		snprintf(r->error, sizeof r->error,
+			 "needs producers, batch, fetch batch and "
+			 "subscriptions >= 1");
+		goto cleanup;
+	}
+	snprintf(r->topic, sizeof r->topic, "bench.%d.%d.%s", ctx->run_id,
+		 ctx->index, p->name);
+	subs = calloc((size_t)p->subs, sizeof *subs);
+	w = calloc((size_t)(p->producers + p->consumers), sizeof *w);
+	if (subs == NULL || w == NULL) {
+		snprintf(r->error, sizeof r->error, "out of memory");
+		goto cleanup;
+	}
+	if (ctx->broker && !broker_alive(ctx->broker)) {
+		broker_exit_text(ctx->broker, msg, sizeof msg);
+		snprintf(r->error, sizeof r->error, "broker not running (%s)",
+			 msg);
+		goto cleanup;
+	}
+	if (admin_connect(ctx, &admin, r->error, sizeof r->error))
+		goto cleanup;
+	handoff_policy pol = { .ack_deadline_ms = ACK_DEADLINE_MS };
+	for (int i = 0; i < p->subs; i++) {
+		sub_name(subs[i], sizeof subs[i], r->topic, i);
+		int rc = handoff_subscribe(admin, r->topic, subs[i], &pol,
+					   NULL, NULL);
+		if (rc != HANDOFF_OK) {
+			snprintf(r->error, sizeof r->error,
+				 "subscribe %s: %s", subs[i],
+				 call_text(admin, rc, msg, sizeof msg));
+			goto cleanup;
+		}
+	}
+
+	sh.ctx = ctx;
+	sh.p = p;
+	sh.topic = r->topic;
+	sh.subs = subs;
+	sh.payload = ctx->payload;
+	sh.consumed_subs = p->consumers == 0 ? 0
+			   : p->consumers < p->subs ? p->consumers
+						     : p->subs;
+	if (pthread_mutex_init(&sh.mu, NULL) != 0)
+		goto cleanup;
+	if (pthread_cond_init(&sh.cond, NULL) != 0) {
+		pthread_mutex_destroy(&sh.mu);
+		goto cleanup;
+	}
+	sync_init = true;
+	atomic_store(&sh.stop, false);
+
+	broker_take_rss_peak(ctx->broker); /* this scenario's peak from here */
+	nthreads = p->producers + p->consumers;
+	for (int i = 0; i < nthreads; i++) {
+		w[i].sh = &sh;
+		w[i].consumer = i >= p->producers;
+		w[i].idx = w[i].consumer ? i - p->producers : i;
+		hist_init(&w[i].confirm);
+		hist_init(&w[i].deliver);
+		atomic_fetch_add(&sh.running, 1);
+		if (pthread_create(&w[i].th, NULL, worker_main, &w[i]) != 0) {
+			atomic_fetch_sub(&sh.running, 1);
+			fail(&sh, "cannot start thread %d", i);
+			break;
+		}
+		started++;
+	}
+
+	/* all connected (or failed): set the clock and go */
+	pthread_mutex_lock(&sh.mu);
+	while (sh.ready < started)
+		pthread_cond_wait(&sh.cond, &sh.mu);
+	double cpu_broker0 = broker_cpu_seconds(ctx->broker);
+	double cpu_bench0 = bench_cpu_seconds();
+	sh.t_start = bench_now_ns() + START_DELAY_NS;
+	sh.t_end = sh.t_start + (uint64_t)(ctx->duration_s * 1e9);
+	sh.go = true;
+	pthread_cond_broadcast(&sh.cond);
+	pthread_mutex_unlock(&sh.mu);
+
+	/* watch: the broker may die; a signal may ask us to stop */
+	while (atomic_load(&sh.running) > 0) {
+		bench_sleep_ns(WATCH_NS);
+		if (ctx->broker && !broker_alive(ctx->broker)) {
+			broker_exit_text(ctx->broker, msg, sizeof msg);
+			fail(&sh, "broker exited during the run (%s)", msg);
+		}
+		if (bench_interrupted)
+			fail(&sh, "interrupted");
+	}
+	uint64_t t_last = sh.t_start;
+	for (int i = 0; i < started; i++) {
+		pthread_join(w[i].th, NULL);
+		hist_merge(r->confirm, &w[i].confirm);
+		hist_merge(r->deliver, &w[i].deliver);
+		r->delivered += w[i].delivered;
+		r->lease_lost += w[i].lease_lost;
+		if (w[i].t_done > t_last)
+			t_last = w[i].t_done;
+	}
+	double cpu_broker1 = broker_cpu_seconds(ctx->broker);
+	r->broker_cpu_s = cpu_broker0 >= 0 && cpu_broker1 >= 0
+				  ? cpu_broker1 - cpu_broker0
+				  : -1;
+	r->bench_cpu_s = bench_cpu_seconds() - cpu_bench0;
+	r->published = atomic_load(&sh.published);
+	r->acked = atomic_load(&sh.acked);
+	r->elapsed_s = (double)(t_last - sh.t_start) / 1e9;
+	if (r->elapsed_s > 0) {
+		r->publish_per_s = (double)r->published / r->elapsed_s;
+		r->events_per_s = p->consumers > 0
+					  ? (double)r->acked / r->elapsed_s
+					  : r->publish_per_s;
+	}
+	broker_side(ctx, admin, r);
+	if (sh.error[0]) {
+		snprintf(r->error, sizeof r->error, "%s", sh.error);
+		goto cleanup;
+	}
+	if (r->checked && r->broker_published != r->published)
+		snprintf(r->note, sizeof r->note,
+			 "broker counted %llu published, we %llu",
+			 (unsigned long long)r->broker_published,
+			 (unsigned long long)r->published);
+	else if (r->checked && p->consumers > 0 &&
+		 r->broker_acked != r->acked)
+		snprintf(r->note, sizeof r->note,
+			 "broker counted %llu acked, we %llu",
+			 (unsigned long long)r->broker_acked,
+			 (unsigned long long)r->acked);
+	else if (r->lease_lost)
+		snprintf(r->note, sizeof r->note,
+			 "%llu acks answered lease lost / not found",
+			 (unsigned long long)r->lease_lost);
+	ret = 0;
+cleanup:
+	if (ret != 0) {
+		r->failed = true;
+		if (r->error[0] == '\0')
+			snprintf(r->error, sizeof r->error, "failed");
+	}
+	if (sync_init) {
+		pthread_cond_destroy(&sh.cond);
+		pthread_mutex_destroy(&sh.mu);
+	}
+	handoff_close(admin);
+	free(subs);
+	free(w);
+	return ret;
+}
+
+void scenario_cleanup(const struct bench_ctx *ctx,
+		      const struct scen_result *r)
+{
+	handoff_client *c = NULL;
+	char err[BENCH_ERR_LEN], name[300];
+
+	if (!r->ran || r->topic[0] == '\0')
+		return;
+	if (admin_connect(ctx, &c, err, sizeof err))
+		return;
+	for (int i = 0; i < r->p.subs; i++) {
+		sub_name(name, sizeof name, r->topic, i);
+		handoff_unsubscribe(c, name);
+	}
+	handoff_close(c);
+}
