@@ -511,6 +511,27 @@ static bool store_is_fatal(struct broker *b)
 	return rc == MDB_PANIC || rc == EIO;
 }
 
+static const char *request_name(const Request *r)
+{
+	switch (r->body_case) {
+	case HANDOFF__WIRE__REQUEST__BODY_PING: return "ping";
+	case HANDOFF__WIRE__REQUEST__BODY_PUBLISH: return "publish";
+	case HANDOFF__WIRE__REQUEST__BODY_SUBSCRIBE: return "subscribe";
+	case HANDOFF__WIRE__REQUEST__BODY_UNSUBSCRIBE: return "unsubscribe";
+	case HANDOFF__WIRE__REQUEST__BODY_LIST_SUBSCRIPTIONS: return "list_subscriptions";
+	case HANDOFF__WIRE__REQUEST__BODY_FETCH: return "fetch";
+	case HANDOFF__WIRE__REQUEST__BODY_ACK: return "ack";
+	case HANDOFF__WIRE__REQUEST__BODY_NACK: return "nack";
+	case HANDOFF__WIRE__REQUEST__BODY_DLQ_LIST: return "dlq_list";
+	case HANDOFF__WIRE__REQUEST__BODY_DLQ_SHOW: return "dlq_show";
+	case HANDOFF__WIRE__REQUEST__BODY_DLQ_REPLAY: return "dlq_replay";
+	case HANDOFF__WIRE__REQUEST__BODY_DLQ_PURGE: return "dlq_purge";
+	case HANDOFF__WIRE__REQUEST__BODY_TRACE: return "trace";
+	case HANDOFF__WIRE__REQUEST__BODY_STATS: return "stats";
+	default: return "unknown";
+	}
+}
+
 static int apply_one(struct broker *b, struct txn *t, struct pending *p)
 {
 	p->reply = codec_new_reply(t->arena);
@@ -600,9 +621,13 @@ static int turn_one_by_one(struct broker *b, uint64_t now)
 				: "request not applied: internal store error");
 			if (p->reply)
 				p->reply->retry_after_ms = 1000;
-			log_event(LOG_ERROR, "request_failed",
-				  LS("error", mdb_strerror(rc)),
-				  LU("type", p->req->body_case), NULL);
+			const Request *q = p->req;
+			bool pub = q->body_case == HANDOFF__WIRE__REQUEST__BODY_PUBLISH;
+			log_event(LOG_ERROR, pub ? "publish_failed" : "request_failed",
+				  LS("request", request_name(q)),
+				  LS("topic", pub ? q->publish->topic : ""),
+				  LU("events", pub ? q->publish->n_events : 0),
+				  LS("error", mdb_strerror(rc)), NULL);
 		}
 	}
 	return 0;

@@ -287,30 +287,33 @@ static int run_help(int argc, char **argv)
 	return cli_finish(0);
 }
 
-/* `handoff dlq SUBCOMMAND ...` */
+static int parse_main_options(struct cli_ctx *ctx, int argc, char **argv,
+			      const struct cli_command *cmd);
+
+/* `handoff dlq [GLOBAL OPTIONS] SUBCOMMAND ...` */
 static int run_dlq(struct cli_ctx *ctx, int argc, char **argv)
 {
 	const struct cli_command *sub;
+	int rc = parse_main_options(ctx, argc, argv, &cli_cmd_dlq);
 
-	if (argc < 2) {
-		cli_print_help(&cli_cmd_dlq, stderr);
-		return CLI_EXIT_USAGE;
+	if (rc)
+		return rc;
+	argc -= optind;
+	argv += optind;
+	if (argc < 1)
+		return cli_usage(ctx, "missing command: list, show, replay or "
+				 "purge");
+	if (strcmp(argv[0], "help") == 0) {
+		sub = argc >= 2 ? find_command(dlq_commands, N_DLQ_COMMANDS,
+					       argv[1], 4)
+				: NULL;
+		cli_print_help(sub ? sub : &cli_cmd_dlq, stdout);
+		return CLI_STOP;
 	}
-	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-	    strcmp(argv[1], "help") == 0) {
-		if (argc >= 3 && (sub = find_command(dlq_commands,
-						     N_DLQ_COMMANDS, argv[2],
-						     4))) {
-			cli_print_help(sub, stdout);
-			return cli_finish(0);
-		}
-		cli_print_help(&cli_cmd_dlq, stdout);
-		return cli_finish(0);
-	}
-	sub = find_command(dlq_commands, N_DLQ_COMMANDS, argv[1], 4);
+	sub = find_command(dlq_commands, N_DLQ_COMMANDS, argv[0], 4);
 	if (!sub)
-		return cli_usage(ctx, "unknown dlq command '%s'", argv[1]);
-	return cli_run(ctx, sub, argc - 1, argv + 1);
+		return cli_usage(ctx, "unknown dlq command '%s'", argv[0]);
+	return cli_run(ctx, sub, argc, argv);
 }
 
 const struct cli_command cli_cmd_dlq = {
@@ -350,8 +353,10 @@ static const struct option main_options[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-/* Global options before the command; stops at the first operand. */
-static int parse_main_options(struct cli_ctx *ctx, int argc, char **argv)
+/* Global options before the command (or before a dlq subcommand); stops
+ * at the first operand. -h shows cmd's help, or the main help for NULL. */
+static int parse_main_options(struct cli_ctx *ctx, int argc, char **argv,
+			      const struct cli_command *cmd)
 {
 	int opt;
 
@@ -372,10 +377,14 @@ static int parse_main_options(struct cli_ctx *ctx, int argc, char **argv)
 			printf("handoff %s\n", HANDOFF_BUILD_VERSION);
 			return CLI_STOP;
 		case 'h':
-			print_main_help(stdout);
+			if (cmd)
+				cli_print_help(cmd, stdout);
+			else
+				print_main_help(stdout);
 			return CLI_STOP;
 		default:
-			fputs("Try 'handoff --help'.\n", stderr);
+			fprintf(stderr, "Try 'handoff %s--help'.\n",
+				cmd ? "dlq " : "");
 			return CLI_EXIT_USAGE;
 		}
 	}
@@ -391,11 +400,12 @@ int main(int argc, char **argv)
 
 	ensure_std_fds();
 	ctx.url = (env && *env) ? env : HANDOFF_DEFAULT_URL;
-	rc = parse_main_options(&ctx, argc, argv);
+	rc = parse_main_options(&ctx, argc, argv, NULL);
 	if (rc)
 		return rc == CLI_STOP ? cli_finish(0) : rc;
 	if (optind >= argc) {
-		print_main_help(stderr);
+		fputs("Usage: handoff [GLOBAL OPTIONS] COMMAND [ARGS...]\n"
+		      "Try 'handoff --help'.\n", stderr);
 		return CLI_EXIT_USAGE;
 	}
 	argc -= optind;

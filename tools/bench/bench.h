@@ -35,12 +35,12 @@
 #define HANDOFF_BENCH_VERSION "unknown"
 #endif
 
-#define BENCH_ERR_LEN 320
+#define BENCH_ERR_LEN  320
 #define BENCH_PATH_LEN 4096
 
 /* ---- time -------------------------------------------------------------- */
 
-uint64_t bench_now_ns(void);      /* CLOCK_MONOTONIC */
+uint64_t bench_now_ns(void);	  /* CLOCK_MONOTONIC */
 uint64_t bench_realtime_ns(void); /* CLOCK_REALTIME */
 /* Sleep until the monotonic time t_ns (returns early on a signal). */
 void bench_sleep_until(uint64_t t_ns);
@@ -55,7 +55,7 @@ extern volatile sig_atomic_t bench_interrupted;
  * at most 1/64 of its value wide (2 significant digits). Values are
  * clamped to [1 us, 60 s]. Not thread-safe: one per thread, then merge. */
 #define HIST_SUB_BITS 6
-#define HIST_BUCKETS 2048
+#define HIST_BUCKETS  2048
 
 struct hist {
 	uint64_t count;
@@ -107,16 +107,16 @@ int ceiling_nn_pushpull(uint32_t payload, double seconds,
 /* ---- the broker (broker.c) --------------------------------------------- */
 
 struct broker {
-	pid_t pid;                  /* 0 when not spawned by us */
+	pid_t pid; /* 0 when not spawned by us */
 	char url[BENCH_PATH_LEN];
 	char data_dir[BENCH_PATH_LEN];
 	char log_path[BENCH_PATH_LEN];
 	bool exited;
-	int status;                 /* wait status once exited */
+	int status; /* wait status once exited */
 	/* RssAnon sampler */
 	bool sampler_running;
 	atomic_bool sampler_stop;
-	_Atomic uint64_t rss_peak;  /* kB since the last take */
+	_Atomic uint64_t rss_peak; /* kB since the last take */
 	_Atomic uint64_t rss_peak_all;
 	pthread_t sampler;
 };
@@ -152,23 +152,23 @@ void broker_stop(struct broker *b);
 /* ---- scenarios (scenario.c) -------------------------------------------- */
 
 enum ratio_kind {
-	RATIO_LMDB1 = 1 << 0,   /* events/s / LMDB 1 put per commit */
+	RATIO_LMDB1 = 1 << 0,	/* events/s / LMDB 1 put per commit */
 	RATIO_LMDB100 = 1 << 1, /* events/s / LMDB 100 puts per commit */
-	RATIO_NN = 1 << 2,      /* events/s / PUSH/PULL msgs/s */
-	RATIO_K4 = 1 << 3,      /* events/s / publish-k4-e100's events/s */
-	RATIO_P99 = 1 << 4,     /* confirm p99 / LMDB 1-put commit p99 */
+	RATIO_NN = 1 << 2,	/* events/s / PUSH/PULL msgs/s */
+	RATIO_K4 = 1 << 3,	/* events/s / publish-k4-e100's events/s */
+	RATIO_P99 = 1 << 4,	/* confirm p99 / LMDB 1-put commit p99 */
 };
 
 struct scen_params {
 	const char *name;
 	int producers;
 	int consumers;
-	int batch;       /* events per publish request */
+	int batch;	 /* events per publish request */
 	int fetch_batch; /* deliveries per fetch */
-	int subs;        /* subscriptions on the topic */
-	double rate;     /* events/s over all producers; 0 = closed loop */
-	bool ack_each;   /* one ack request per delivery */
-	long backlog;    /* producers pause above this many unacked; 0 = no */
+	int subs;	 /* subscriptions on the topic */
+	double rate;	 /* events/s over all producers; 0 = closed loop */
+	bool ack_each;	 /* one ack request per delivery */
+	long backlog;	 /* producers pause above this many unacked; 0 = no */
 	unsigned ratios; /* enum ratio_kind */
 	bool overridden; /* a flag changed the scenario's defaults */
 };
@@ -189,7 +189,7 @@ struct scen_result {
 	double elapsed_s;
 	uint64_t published;  /* events confirmed */
 	uint64_t delivered;  /* first deliveries seen */
-	uint64_t acked;      /* acks confirmed OK */
+	uint64_t acked;	     /* acks confirmed OK */
 	uint64_t lease_lost; /* acks answered LEASE_LOST / NOT_FOUND */
 	double events_per_s; /* the headline: acked/s with consumers, else
 				published/s */
@@ -216,17 +216,16 @@ struct bench_ctx {
 	const char *url;
 	uint32_t payload;
 	double duration_s;
-	struct broker *broker;  /* NULL with --broker */
-	int run_id;             /* pid: keeps topic names apart */
-	int index;              /* the scenario's place in the run */
+	struct broker *broker; /* NULL with --broker */
+	int run_id;	       /* pid: keeps topic names apart */
+	int index;	       /* the scenario's place in the run */
 };
 
 /* Run one scenario on fresh topic/subscriptions; fills r (r->p preset).
  * Returns 0, or -1 when it failed (r->error says why). */
 int scenario_run(const struct bench_ctx *ctx, struct scen_result *r);
 /* Remove the scenario's subscriptions (used against a foreign broker). */
-void scenario_cleanup(const struct bench_ctx *ctx,
-		      const struct scen_result *r);
+void scenario_cleanup(const struct bench_ctx *ctx, const struct scen_result *r);
 
 /* ---- report (report.c) ------------------------------------------------- */
 
@@ -242,7 +241,7 @@ void machine_info_read(struct machine_info *m, int argc, char **argv);
 
 struct report {
 	const struct machine_info *machine;
-	const char *mode;        /* "spawn" or "broker" */
+	const char *mode; /* "spawn" or "broker" */
 	const char *url;
 	const char *workdir;
 	const char *broker_version;

@@ -28,10 +28,10 @@
 
 extern char **environ;
 
-#define SAMPLE_NS 50000000ULL /* 50 ms */
-#define STOP_WAIT_NS 10000000000ULL
+#define SAMPLE_NS     50000000ULL /* 50 ms */
+#define STOP_WAIT_NS  10000000000ULL
 #define READY_WAIT_NS 10000000000ULL
-#define SUN_PATH_MAX 107
+#define SUN_PATH_MAX  107
 
 int workdir_create(const char *parent, char *out, size_t outlen, char *err,
 		   size_t errlen)
@@ -161,8 +161,8 @@ double bench_cpu_seconds(void)
 	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
-static int write_config(const char *path, uint32_t max_batch,
-			uint32_t payload, char *err, size_t errlen)
+static int write_config(const char *path, uint32_t max_batch, uint32_t payload,
+			char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "w");
 	uint32_t max_payload = 1U << 20;
@@ -201,8 +201,7 @@ static int write_config(const char *path, uint32_t max_batch,
 }
 
 int broker_spawn(struct broker *b, const char *exe, const char *workdir,
-		 uint32_t max_batch, uint32_t payload, char *err,
-		 size_t errlen)
+		 uint32_t max_batch, uint32_t payload, char *err, size_t errlen)
 {
 	char sock[BENCH_PATH_LEN], conf[BENCH_PATH_LEN];
 	posix_spawn_file_actions_t fa;
@@ -240,10 +239,10 @@ int broker_spawn(struct broker *b, const char *exe, const char *workdir,
 		goto spawn_fail;
 	fa_init = true;
 	if ((rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null",
-						    O_RDONLY, 0)) != 0 ||
-	    (rc = posix_spawn_file_actions_addopen(
-		     &fa, 2, b->log_path, O_WRONLY | O_CREAT | O_TRUNC,
-		     0600)) != 0 ||
+						   O_RDONLY, 0)) != 0 ||
+	    (rc = posix_spawn_file_actions_addopen(&fa, 2, b->log_path,
+						   O_WRONLY | O_CREAT | O_TRUNC,
+						   0600)) != 0 ||
 	    (rc = posix_spawn_file_actions_adddup2(&fa, 2, 1)) != 0)
 		goto spawn_fail;
 	if ((rc = posix_spawnattr_init(&attr)) != 0)
@@ -254,8 +253,8 @@ int broker_spawn(struct broker *b, const char *exe, const char *workdir,
 		goto spawn_fail;
 
 	char *const argv[] = {
-		(char *)exe, "--data", b->data_dir, "--listen", b->url,
-		"--config", conf, NULL,
+		(char *)exe, "--data",	 b->data_dir, "--listen",
+		b->url,	     "--config", conf,	      NULL,
 	};
 	if ((rc = posix_spawn(&b->pid, exe, &fa, &attr, argv, environ)) != 0) {
 		b->pid = 0;

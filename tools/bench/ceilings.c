@@ -25,9 +25,9 @@
 #include "bench.h"
 
 #define LMDB_MAP_BYTES (8ULL << 30)
-#define NN_PORT_FIRST 17000
-#define NN_PORT_TRIES 200
-#define NN_TIMEOUT_MS 1000
+#define NN_PORT_FIRST  17000
+#define NN_PORT_TRIES  200
+#define NN_TIMEOUT_MS  1000
 
 static void remove_lmdb_dir(const char *dir)
 {

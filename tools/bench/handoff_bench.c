@@ -29,7 +29,7 @@
 
 volatile sig_atomic_t bench_interrupted;
 
-/* ---- time --------------------------------------------------------------- */
+/* ---- time ---------------------------------------------------------------- */
 
 uint64_t bench_now_ns(void)
 {
@@ -65,31 +65,62 @@ static void on_signal(int sig)
 	bench_interrupted = 1;
 }
 
-/* ---- scenarios -------------------------------------------------------------- */
+/* ---- scenarios ----------------------------------------------------------- */
 
 #define BACKLOG_AUTO (-1)
 
 static const struct scen_params scenario_defs[] = {
-	{ .name = "publish-k4-e100", .producers = 4, .batch = 100,
-	  .fetch_batch = 100, .subs = 1, .ratios = RATIO_LMDB100 | RATIO_NN },
-	{ .name = "publish-k8-e1", .producers = 8, .batch = 1,
-	  .fetch_batch = 100, .subs = 1, .ratios = RATIO_LMDB1 },
-	{ .name = "publish-k1-e1", .producers = 1, .batch = 1,
-	  .fetch_batch = 100, .subs = 1, .ratios = RATIO_LMDB1 },
-	{ .name = "e2e-batched", .producers = 4, .consumers = 2, .batch = 100,
-	  .fetch_batch = 100, .subs = 1, .backlog = BACKLOG_AUTO,
+	{ .name = "publish-k4-e100",
+	  .producers = 4,
+	  .batch = 100,
+	  .fetch_batch = 100,
+	  .subs = 1,
+	  .ratios = RATIO_LMDB100 | RATIO_NN },
+	{ .name = "publish-k8-e1",
+	  .producers = 8,
+	  .batch = 1,
+	  .fetch_batch = 100,
+	  .subs = 1,
+	  .ratios = RATIO_LMDB1 },
+	{ .name = "publish-k1-e1",
+	  .producers = 1,
+	  .batch = 1,
+	  .fetch_batch = 100,
+	  .subs = 1,
+	  .ratios = RATIO_LMDB1 },
+	{ .name = "e2e-batched",
+	  .producers = 4,
+	  .consumers = 2,
+	  .batch = 100,
+	  .fetch_batch = 100,
+	  .subs = 1,
+	  .backlog = BACKLOG_AUTO,
 	  .ratios = RATIO_LMDB100 },
-	{ .name = "fanout-4", .producers = 4, .batch = 100, .fetch_batch = 100,
-	  .subs = 4, .ratios = RATIO_K4 | RATIO_LMDB100 },
-	{ .name = "lat-1k", .producers = 1, .consumers = 1, .batch = 1,
-	  .fetch_batch = 100, .subs = 1, .rate = 1000, .ack_each = true,
+	{ .name = "fanout-4",
+	  .producers = 4,
+	  .batch = 100,
+	  .fetch_batch = 100,
+	  .subs = 4,
+	  .ratios = RATIO_K4 | RATIO_LMDB100 },
+	{ .name = "lat-1k",
+	  .producers = 1,
+	  .consumers = 1,
+	  .batch = 1,
+	  .fetch_batch = 100,
+	  .subs = 1,
+	  .rate = 1000,
+	  .ack_each = true,
 	  .ratios = RATIO_P99 },
 };
 #define N_DEFS (int)(sizeof scenario_defs / sizeof scenario_defs[0])
 
 static const struct scen_params custom_def = {
-	.name = "custom", .producers = 1, .batch = 1, .fetch_batch = 100,
-	.subs = 1, .backlog = BACKLOG_AUTO,
+	.name = "custom",
+	.producers = 1,
+	.batch = 1,
+	.fetch_batch = 100,
+	.subs = 1,
+	.backlog = BACKLOG_AUTO,
 	.ratios = RATIO_LMDB1 | RATIO_LMDB100 | RATIO_NN,
 };
 
@@ -152,7 +183,8 @@ static void usage(FILE *f)
 	      "                     and fetches, producers x batch + consumers x\n"
 	      "                     fetch batch)  override scenarios that consume\n"
 	      "                     (custom: all of these apply; its defaults are\n"
-	      "                     1 producer, batch 1, 1 subscription, no consumer)\n"
+	      "                     1 producer, batch 1, 1 subscription, no\n"
+	      "                     consumer)\n"
 	      "  --json             print one JSON object instead of the table\n"
 	      "  --no-ceilings      skip the LMDB and nanomsg ceilings (no ratios)\n"
 	      "\n"
@@ -177,8 +209,8 @@ static int parse_long(const char *flag, const char *s, long min, long max,
 	return 0;
 }
 
-static int parse_double(const char *flag, const char *s, double min,
-			double max, double *out)
+static int parse_double(const char *flag, const char *s, double min, double max,
+			double *out)
 {
 	char *end;
 	errno = 0;
@@ -198,9 +230,22 @@ static int parse_double(const char *flag, const char *s, double min,
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	enum {
-		F_BROKER = 256, F_SPAWN, F_DATA, F_PRODUCERS, F_CONSUMERS,
-		F_BATCH, F_FETCH, F_PAYLOAD, F_SUBS, F_DURATION, F_RATE,
-		F_SCENARIO, F_JSON, F_NOCEIL, F_BACKLOG, F_HELP,
+		F_BROKER = 256,
+		F_SPAWN,
+		F_DATA,
+		F_PRODUCERS,
+		F_CONSUMERS,
+		F_BATCH,
+		F_FETCH,
+		F_PAYLOAD,
+		F_SUBS,
+		F_DURATION,
+		F_RATE,
+		F_SCENARIO,
+		F_JSON,
+		F_NOCEIL,
+		F_BACKLOG,
+		F_HELP,
 	};
 	static const struct option lo[] = {
 		{ "broker", required_argument, NULL, F_BROKER },
@@ -355,11 +400,11 @@ static void apply_overrides(struct scen_params *p, const struct opts *o,
 		p->backlog = o->backlog;
 	p->overridden = memcmp(&before, p, sizeof before) != 0;
 	if (p->backlog == BACKLOG_AUTO)
-		p->backlog = p->consumers > 0 && p->rate == 0
-				     ? p->producers * (long)p->batch +
-					       p->consumers *
-						       (long)p->fetch_batch
-				     : 0;
+		p->backlog =
+			p->consumers > 0 && p->rate == 0 ?
+				p->producers * (long)p->batch +
+					p->consumers * (long)p->fetch_batch :
+				0;
 }
 
 /* Fill out[] from --scenario; returns the count, -1 on a bad name. */
@@ -533,15 +578,16 @@ int main(int argc, char **argv)
 	if (!o.no_ceilings) {
 		/* no nanomsg socket may exist before the spawn: LMDB first */
 		if (!o.json)
-			fprintf(stderr, "handoff-bench: measuring ceilings...\n");
+			fprintf(stderr,
+				"handoff-bench: measuring ceilings...\n");
 		ceil.ran = true;
 		run_lmdb_ceilings(workdir, (uint32_t)o.payload, csecs, &ceil);
 	}
 	if (o.spawn) {
 		if (broker_spawn(&broker, o.spawn, workdir,
-				 (uint32_t)(o.batch > o.fetch_batch
-						    ? o.batch
-						    : o.fetch_batch),
+				 (uint32_t)(o.batch > o.fetch_batch ?
+						    o.batch :
+						    o.fetch_batch),
 				 (uint32_t)o.payload, err, sizeof err)) {
 			fprintf(stderr, "handoff-bench: %s\n", err);
 			broker_stop(&broker);
@@ -563,7 +609,8 @@ int main(int argc, char **argv)
 	}
 	broker_version(url, version, sizeof version);
 	if (version[0] == '\0') {
-		fprintf(stderr, "handoff-bench: no answer from the broker at %s\n",
+		fprintf(stderr,
+			"handoff-bench: no answer from the broker at %s\n",
 			url);
 		setup_ok = false;
 		goto finish;
@@ -609,7 +656,8 @@ finish:
 		if (!was_alive) {
 			char how[64];
 			broker_exit_text(&broker, how, sizeof how);
-			fprintf(stderr, "handoff-bench: handoffd had exited (%s)\n",
+			fprintf(stderr,
+				"handoff-bench: handoffd had exited (%s)\n",
 				how);
 		}
 	}

@@ -10,9 +10,9 @@
 
 #include "bench.h"
 
-#define HIST_MIN_NS 1000ULL            /* 1 us */
-#define HIST_MAX_NS 60000000000ULL     /* 60 s */
-#define SUB_COUNT (1U << HIST_SUB_BITS) /* 64 */
+#define HIST_MIN_NS 1000ULL		  /* 1 us */
+#define HIST_MAX_NS 60000000000ULL	  /* 60 s */
+#define SUB_COUNT   (1U << HIST_SUB_BITS) /* 64 */
 
 _Static_assert((HIST_MAX_NS >> 29) < 2 * SUB_COUNT &&
 		       29 * SUB_COUNT + 2 * SUB_COUNT <= HIST_BUCKETS,

@@ -19,7 +19,7 @@
 
 #include "bench.h"
 
-/* ---- machine ------------------------------------------------------------ */
+/* ---- machine ------------------------------------------------------------- */
 
 static void cpu_model(char *out, size_t len)
 {
@@ -91,7 +91,7 @@ void machine_info_read(struct machine_info *m, int argc, char **argv)
 		append_arg(m->command, sizeof m->command, argv[i]);
 }
 
-/* ---- ratios --------------------------------------------------------------- */
+/* ---- ratios -------------------------------------------------------------- */
 
 static void add_ratio(struct scen_result *r, const char *name, double num,
 		      double den)
@@ -133,7 +133,7 @@ void ratios_compute(struct scen_result *r, const struct ceilings *c,
 			  (double)c->lmdb1.p99_ns);
 }
 
-/* ---- table ------------------------------------------------------------------ */
+/* ---- table --------------------------------------------------------------- */
 
 /* 1234567.8 -> "1,234,568" */
 static const char *grouped(char *buf, size_t len, double v)
@@ -175,9 +175,8 @@ static void params_text(char *out, size_t len, const struct scen_params *p,
 		return;
 	if (p->consumers > 0)
 		n += snprintf(out + n, len - (size_t)n,
-			      ", %d consumer%s fetching %d (%s)",
-			      p->consumers, p->consumers == 1 ? "" : "s",
-			      p->fetch_batch,
+			      ", %d consumer%s fetching %d (%s)", p->consumers,
+			      p->consumers == 1 ? "" : "s", p->fetch_batch,
 			      p->ack_each ? "ack each" : "ack per fetch");
 	if (n < 0 || (size_t)n >= len)
 		return;
@@ -187,8 +186,8 @@ static void params_text(char *out, size_t len, const struct scen_params *p,
 	if (n < 0 || (size_t)n >= len)
 		return;
 	if (p->rate > 0)
-		snprintf(out + n, len - (size_t)n, ", open loop %.0f/s for %.0f s",
-			 p->rate, duration);
+		snprintf(out + n, len - (size_t)n,
+			 ", open loop %.0f/s for %.0f s", p->rate, duration);
 	else
 		snprintf(out + n, len - (size_t)n, ", closed loop for %.0f s",
 			 duration);
@@ -201,8 +200,7 @@ void report_table(FILE *f, const struct report *r)
 	char a[32], b[32], pt[256];
 
 	fprintf(f, "handoff-bench %s  %s\n", HANDOFF_BENCH_VERSION, m->date);
-	fprintf(f, "machine: %ld cpus, %s, %s\n", m->nproc, m->cpu,
-		m->kernel);
+	fprintf(f, "machine: %ld cpus, %s, %s\n", m->nproc, m->cpu, m->kernel);
 	fprintf(f, "command: %s\n", m->command);
 	fprintf(f, "broker:  %s %s, handoffd %s; work dir %s\n", r->mode,
 		r->url, r->broker_version ? r->broker_version : "?",
@@ -241,9 +239,8 @@ void report_table(FILE *f, const struct report *r)
 		fputc('\n', f);
 	}
 
-	fprintf(f, "%-28s %-24s  %-24s  %7s\n", "",
-		"   confirm latency (ms)", "   delivery latency (ms)",
-		"RssAnon");
+	fprintf(f, "%-28s %-24s  %-24s  %7s\n", "", "   confirm latency (ms)",
+		"   delivery latency (ms)", "RssAnon");
 	fprintf(f, "%-17s %10s %7s %7s %7s   %7s %7s %7s  %7s %8s  %s\n",
 		"scenario", "events/s", "p50", "p99", "p99.9", "p50", "p99",
 		"p99.9", "MiB", "B/event", "ratios");
@@ -256,9 +253,9 @@ void report_table(FILE *f, const struct report *r)
 			continue;
 		if (s->failed) {
 			fprintf(f, "%-17s %10s  FAILED: %s\n", name,
-				s->elapsed_s > 0
-					? grouped(a, sizeof a, s->events_per_s)
-					: "-",
+				s->elapsed_s > 0 ?
+					grouped(a, sizeof a, s->events_per_s) :
+					"-",
 				s->error);
 			continue;
 		}
@@ -295,11 +292,11 @@ void report_table(FILE *f, const struct report *r)
 		params_text(pt, sizeof pt, &s->p, r->duration_s);
 		fprintf(f, "  %s%s: %s\n", s->p.name,
 			s->p.overridden ? "*" : "", pt);
-		fprintf(f, "    %s published (%s/s)", 
+		fprintf(f, "    %s published (%s/s)",
 			grouped(a, sizeof a, (double)s->published),
 			grouped(b, sizeof b, s->publish_per_s));
 		if (s->p.consumers > 0)
-			fprintf(f, ", %s acked", 
+			fprintf(f, ", %s acked",
 				grouped(a, sizeof a, (double)s->acked));
 		fprintf(f, " in %.2f s", s->elapsed_s);
 		if (s->events_stored)
@@ -338,13 +335,13 @@ void report_table(FILE *f, const struct report *r)
 	fprintf(f, "result: %s\n", r->ok ? "ok" : "FAILED");
 }
 
-/* ---- JSON ------------------------------------------------------------------- */
+/* ---- JSON ---------------------------------------------------------------- */
 
 static void json_str(FILE *f, const char *s)
 {
 	fputc('"', f);
-	for (const unsigned char *p = (const unsigned char *)(s ? s : "");
-	     *p; p++) {
+	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p;
+	     p++) {
 		if (*p == '"' || *p == '\\')
 			fprintf(f, "\\%c", *p);
 		else if (*p == '\n')
@@ -398,8 +395,7 @@ void report_json(FILE *f, const struct report *r)
 
 	fprintf(f, "{\n  \"tool\": \"handoff-bench\", \"version\": ");
 	json_str(f, HANDOFF_BENCH_VERSION);
-	fprintf(f, ",\n  \"machine\": {\"nproc\": %ld, \"kernel\": ",
-		m->nproc);
+	fprintf(f, ",\n  \"machine\": {\"nproc\": %ld, \"kernel\": ", m->nproc);
 	json_str(f, m->kernel);
 	fputs(", \"cpu\": ", f);
 	json_str(f, m->cpu);
@@ -494,8 +490,9 @@ void report_json(FILE *f, const struct report *r)
 			fprintf(f, "%.2f", (double)s->rss_peak_kb / 1024.0);
 		else
 			fputs("null", f);
-		fprintf(f, ", \"data_mdb_bytes\": %llu, \"events_stored\": "
-			   "%llu, \"bytes_per_event\": ",
+		fprintf(f,
+			", \"data_mdb_bytes\": %llu, \"events_stored\": "
+			"%llu, \"bytes_per_event\": ",
 			(unsigned long long)s->data_bytes,
 			(unsigned long long)s->events_stored);
 		if (s->bytes_per_event > 0)

@@ -34,12 +34,12 @@
 
 #include "bench.h"
 
-#define CALL_DEADLINE_MS 10000
-#define FETCH_WAIT_MS 100
-#define ACK_DEADLINE_MS 30000
-#define WATCH_NS 50000000ULL      /* main thread's watch interval */
-#define BACKLOG_POLL_NS 100000ULL /* producers' wait above the cap */
-#define START_DELAY_NS 20000000ULL
+#define CALL_DEADLINE_MS     10000
+#define FETCH_WAIT_MS	     100
+#define ACK_DEADLINE_MS	     30000
+#define WATCH_NS	     50000000ULL /* main thread's watch interval */
+#define BACKLOG_POLL_NS	     100000ULL	 /* producers' wait above the cap */
+#define START_DELAY_NS	     20000000ULL
 #define MIN_STORED_FOR_RATIO 1000
 
 struct shared {
@@ -94,8 +94,7 @@ static bool stopping(struct shared *sh)
 	return atomic_load(&sh->stop) || bench_interrupted;
 }
 
-static const char *call_text(handoff_client *c, int rc, char *buf,
-			     size_t len)
+static const char *call_text(handoff_client *c, int rc, char *buf, size_t len)
 {
 	const char *m = c ? handoff_last_message(c) : "";
 	if (m[0])
@@ -150,10 +149,9 @@ static void producer(struct worker *w, handoff_client *c)
 		}
 		if (cap > 0) {
 			while ((int64_t)(atomic_load(&sh->published) *
-					 (uint64_t)sh->consumed_subs -
+						 (uint64_t)sh->consumed_subs -
 					 atomic_load(&sh->acked)) > cap) {
-				if (stopping(sh) ||
-				    bench_now_ns() >= sh->t_end)
+				if (stopping(sh) || bench_now_ns() >= sh->t_end)
 					goto cleanup;
 				bench_sleep_ns(BACKLOG_POLL_NS);
 			}
@@ -219,8 +217,7 @@ static void consumer(struct worker *w, handoff_client *c)
 			continue;
 		if (p->ack_each) {
 			for (size_t i = 0; i < m && rc == HANDOFF_OK; i++)
-				rc = handoff_ack(c, sub, &items[i], 1,
-						 &res[i]);
+				rc = handoff_ack(c, sub, &items[i], 1, &res[i]);
 		} else {
 			rc = handoff_ack(c, sub, items, m, res);
 		}
@@ -347,7 +344,7 @@ int scenario_run(const struct bench_ctx *ctx, struct scen_result *r)
 	struct shared sh;
 	struct worker *w = NULL;
 	handoff_client *admin = NULL;
-	char (*subs)[256] = NULL;
+	char(*subs)[256] = NULL;
 	int nthreads = 0, started = 0, ret = -1;
 	bool sync_init = false;
 	char msg[BENCH_ERR_LEN - 64];
@@ -386,11 +383,11 @@ int scenario_run(const struct bench_ctx *ctx, struct scen_result *r)
 	handoff_policy pol = { .ack_deadline_ms = ACK_DEADLINE_MS };
 	for (int i = 0; i < p->subs; i++) {
 		sub_name(subs[i], sizeof subs[i], r->topic, i);
-		int rc = handoff_subscribe(admin, r->topic, subs[i], &pol,
-					   NULL, NULL);
+		int rc = handoff_subscribe(admin, r->topic, subs[i], &pol, NULL,
+					   NULL);
 		if (rc != HANDOFF_OK) {
-			snprintf(r->error, sizeof r->error,
-				 "subscribe %s: %s", subs[i],
+			snprintf(r->error, sizeof r->error, "subscribe %s: %s",
+				 subs[i],
 				 call_text(admin, rc, msg, sizeof msg));
 			goto cleanup;
 		}
@@ -401,9 +398,9 @@ int scenario_run(const struct bench_ctx *ctx, struct scen_result *r)
 	sh.topic = r->topic;
 	sh.subs = subs;
 	sh.payload = ctx->payload;
-	sh.consumed_subs = p->consumers == 0 ? 0
-			   : p->consumers < p->subs ? p->consumers
-						     : p->subs;
+	sh.consumed_subs = p->consumers == 0	  ? 0 :
+			   p->consumers < p->subs ? p->consumers :
+						    p->subs;
 	if (pthread_mutex_init(&sh.mu, NULL) != 0)
 		goto cleanup;
 	if (pthread_cond_init(&sh.cond, NULL) != 0) {
@@ -463,18 +460,18 @@ int scenario_run(const struct bench_ctx *ctx, struct scen_result *r)
 			t_last = w[i].t_done;
 	}
 	double cpu_broker1 = broker_cpu_seconds(ctx->broker);
-	r->broker_cpu_s = cpu_broker0 >= 0 && cpu_broker1 >= 0
-				  ? cpu_broker1 - cpu_broker0
-				  : -1;
+	r->broker_cpu_s = cpu_broker0 >= 0 && cpu_broker1 >= 0 ?
+				  cpu_broker1 - cpu_broker0 :
+				  -1;
 	r->bench_cpu_s = bench_cpu_seconds() - cpu_bench0;
 	r->published = atomic_load(&sh.published);
 	r->acked = atomic_load(&sh.acked);
 	r->elapsed_s = (double)(t_last - sh.t_start) / 1e9;
 	if (r->elapsed_s > 0) {
 		r->publish_per_s = (double)r->published / r->elapsed_s;
-		r->events_per_s = p->consumers > 0
-					  ? (double)r->acked / r->elapsed_s
-					  : r->publish_per_s;
+		r->events_per_s = p->consumers > 0 ?
+					  (double)r->acked / r->elapsed_s :
+					  r->publish_per_s;
 	}
 	broker_side(ctx, admin, r);
 	if (sh.error[0]) {
@@ -486,8 +483,7 @@ int scenario_run(const struct bench_ctx *ctx, struct scen_result *r)
 			 "broker counted %llu published, we %llu",
 			 (unsigned long long)r->broker_published,
 			 (unsigned long long)r->published);
-	else if (r->checked && p->consumers > 0 &&
-		 r->broker_acked != r->acked)
+	else if (r->checked && p->consumers > 0 && r->broker_acked != r->acked)
 		snprintf(r->note, sizeof r->note,
 			 "broker counted %llu acked, we %llu",
 			 (unsigned long long)r->broker_acked,
@@ -513,8 +509,7 @@ cleanup:
 	return ret;
 }
 
-void scenario_cleanup(const struct bench_ctx *ctx,
-		      const struct scen_result *r)
+void scenario_cleanup(const struct bench_ctx *ctx, const struct scen_result *r)
 {
 	handoff_client *c = NULL;
 	char err[BENCH_ERR_LEN], name[300];
