@@ -128,10 +128,13 @@ static int publish_one(struct txn *t, const char *topic,
 		       size_t n_subs, uint64_t window_ms, uint64_t *id,
 		       bool *dup)
 {
-	uint8_t hash[IDEM_HASH_BYTES];
+	uint8_t ikey[IDEM_KEY_MAX];
+	size_t ilen;
 	IdemRecord *ir;
-	store_idem_hash(topic, e->idempotency_key, hash);
-	int rc = store_idem_get(t, hash, &ir);
+	int rc = store_idem_key(topic, e->idempotency_key, ikey, &ilen);
+	if (rc)
+		return rc; /* names and keys are checked before: cannot happen */
+	rc = store_idem_get(t, ikey, ilen, &ir);
 	if (rc == 0 && ir->created_ms + window_ms > t->now_ms) {
 		*id = ir->event_id;
 		*dup = true;
@@ -153,8 +156,6 @@ static int publish_one(struct txn *t, const char *topic,
 	m.payload_bytes = handoff__store__event_body__get_packed_size(&body);
 	m.idempotency_key = e->idempotency_key;
 	m.pending_subscriptions = (uint32_t)n_subs;
-	m.idempotency_hash.data = hash;
-	m.idempotency_hash.len = IDEM_HASH_BYTES;
 	rc = store_event_put(t, *id, &m);
 	if (!rc)
 		rc = store_payload_put(t, *id, &body);
@@ -165,10 +166,10 @@ static int publish_one(struct txn *t, const char *topic,
 	IdemRecord nr = HANDOFF__STORE__IDEMPOTENCY_RECORD__INIT;
 	nr.event_id = *id;
 	nr.created_ms = t->now_ms;
-	rc = store_idem_put(t, hash, &nr);
+	rc = store_idem_put(t, ikey, ilen, &nr);
 	if (!rc)
-		rc = store_expiry_put(t, t->now_ms + window_ms, EXPIRY_IDEM, hash,
-				      IDEM_HASH_BYTES);
+		rc = store_expiry_put(t, t->now_ms + window_ms, EXPIRY_IDEM, ikey,
+				      ilen);
 	return rc;
 }
 

@@ -384,19 +384,19 @@ static int cleanup(struct broker *b, struct txn *t)
 	for (; budget > 0; budget--) {
 		uint64_t at;
 		int kind;
-		uint8_t id[IDEM_HASH_BYTES];
+		uint8_t id[IDEM_KEY_MAX];
 		size_t idlen;
 		int rc = store_expiry_first(t, t->now_ms, &at, &kind, id, &idlen);
 		if (rc == MDB_NOTFOUND)
 			break;
 		if (rc)
 			return rc;
-		if (kind == EXPIRY_IDEM && idlen == IDEM_HASH_BYTES) {
+		if (kind == EXPIRY_IDEM) {
 			IdemRecord *ir;
-			rc = store_idem_get(t, id, &ir);
+			rc = store_idem_get(t, id, idlen, &ir);
 			/* a newer record under the same key keeps living */
 			if (rc == 0 && ir->created_ms + b->cfg->dedup_window_ms <= t->now_ms)
-				rc = store_idem_del(t, id);
+				rc = store_idem_del(t, id, idlen);
 			else if (rc == MDB_NOTFOUND || rc == MDB_CORRUPTED || rc == 0)
 				rc = 0;
 		} else if (kind == EXPIRY_HISTORY && idlen == 8) {
@@ -410,7 +410,7 @@ static int cleanup(struct broker *b, struct txn *t)
 	b->cleanup_more = budget <= 0 || b->unsubscribe_pending;
 	uint64_t at;
 	int kind;
-	uint8_t id[IDEM_HASH_BYTES];
+	uint8_t id[IDEM_KEY_MAX];
 	size_t idlen;
 	int rc = store_expiry_first(t, UINT64_MAX, &at, &kind, id, &idlen);
 	b->next_expiry_ms = rc ? UINT64_MAX : at;

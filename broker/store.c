@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -937,38 +936,43 @@ int store_dlq_next(struct txn *t, uint32_t sub, uint64_t after, uint64_t *ev)
 
 /* ---- idempotency and expiry ------------------------------------------- */
 
-void store_idem_hash(const char *topic, const char *key,
-		     uint8_t out[IDEM_HASH_BYTES])
+int store_idem_key(const char *topic, const char *key, uint8_t *out,
+		   size_t *len)
 {
-	crypto_generichash_state st;
-	crypto_generichash_init(&st, NULL, 0, IDEM_HASH_BYTES);
-	crypto_generichash_update(&st, (const uint8_t *)topic, strlen(topic) + 1);
-	crypto_generichash_update(&st, (const uint8_t *)key, strlen(key));
-	crypto_generichash_final(&st, out, IDEM_HASH_BYTES);
+	size_t tl = strlen(topic), kl = strlen(key);
+	if (tl + 1 + kl > IDEM_KEY_MAX)
+		return EINVAL;
+	memcpy(out, topic, tl);
+	out[tl] = 0;
+	memcpy(out + tl + 1, key, kl);
+	*len = tl + 1 + kl;
+	return 0;
 }
 
-int store_idem_get(struct txn *t, const uint8_t *hash, IdemRecord **out)
+int store_idem_get(struct txn *t, const uint8_t *key, size_t len,
+		   IdemRecord **out)
 {
-	return get_msg(t, DB_IDEM, hash, IDEM_HASH_BYTES,
+	return get_msg(t, DB_IDEM, key, len,
 		       &handoff__store__idempotency_record__descriptor,
 		       (void **)out);
 }
 
-int store_idem_put(struct txn *t, const uint8_t *hash, const IdemRecord *r)
+int store_idem_put(struct txn *t, const uint8_t *key, size_t len,
+		   const IdemRecord *r)
 {
-	return put_msg(t, DB_IDEM, hash, IDEM_HASH_BYTES, &r->base, 0);
+	return put_msg(t, DB_IDEM, key, len, &r->base, 0);
 }
 
-int store_idem_del(struct txn *t, const uint8_t *hash)
+int store_idem_del(struct txn *t, const uint8_t *key, size_t len)
 {
-	return del_key(t, DB_IDEM, hash, IDEM_HASH_BYTES);
+	return del_key(t, DB_IDEM, key, len);
 }
 
 int store_expiry_put(struct txn *t, uint64_t at, int kind, const void *id,
 		     size_t idlen)
 {
-	uint8_t k[9 + IDEM_HASH_BYTES];
-	if (idlen > IDEM_HASH_BYTES)
+	uint8_t k[9 + IDEM_KEY_MAX];
+	if (idlen > IDEM_KEY_MAX)
 		return EINVAL;
 	be64_put(k, at);
 	k[8] = (uint8_t)kind;
@@ -983,7 +987,7 @@ int store_expiry_first(struct txn *t, uint64_t now, uint64_t *at, int *kind,
 	int rc = seek(t, DB_EXPIRY, NULL, 0, &ko, NULL);
 	if (rc)
 		return rc;
-	if (ko.mv_size < 9 || ko.mv_size > 9 + IDEM_HASH_BYTES)
+	if (ko.mv_size < 9 || ko.mv_size > 9 + IDEM_KEY_MAX)
 		return MDB_CORRUPTED;
 	*at = be64_get(ko.mv_data);
 	if (*at > now)
@@ -997,8 +1001,8 @@ int store_expiry_first(struct txn *t, uint64_t now, uint64_t *at, int *kind,
 int store_expiry_del(struct txn *t, uint64_t at, int kind, const void *id,
 		     size_t idlen)
 {
-	uint8_t k[9 + IDEM_HASH_BYTES];
-	if (idlen > IDEM_HASH_BYTES)
+	uint8_t k[9 + IDEM_KEY_MAX];
+	if (idlen > IDEM_KEY_MAX)
 		return EINVAL;
 	be64_put(k, at);
 	k[8] = (uint8_t)kind;

@@ -14,8 +14,11 @@
  *   ready       sub id (4) + due ms (8) + event id (8)    -> (empty)
  *   leases      deadline ms (8) + sub id (4) + event (8)  -> (empty)
  *   dlq         sub id (4) + event id (8)                 -> (empty)
- *   idem        blake2b(topic '\0' idempotency key) (32)  -> IdempotencyRecord
- *   expiry      at ms (8) + kind (1) + id (8 or 32)       -> (empty)
+ *   idem        topic '\0' idempotency key               -> IdempotencyRecord
+ *   expiry      at ms (8) + kind (1) + id (8, or an idem key) -> (empty)
+ * Idempotency records are keyed by the key itself, not a hash of it: keys
+ * the client library makes are time-ordered, so their inserts land at the
+ * end of the tree (one page per commit) instead of one random page each.
  * Every READY delivery has one ready entry, every LEASED one lease entry,
  * every DEAD one dlq entry, in the same transaction as its record.
  *
@@ -52,7 +55,9 @@ enum store_db {
 
 enum expiry_kind { EXPIRY_IDEM = 1, EXPIRY_HISTORY = 2 };
 
-#define IDEM_HASH_BYTES 32
+/* topic (<= 240) + '\0' + key (<= 256) fits one LMDB key with the expiry
+ * prefix: 9 + 500 < 511 */
+#define IDEM_KEY_MAX 500
 
 struct store {
 	MDB_env *env;
@@ -159,16 +164,21 @@ int store_dlq_next(struct txn *t, uint32_t sub, uint64_t after,
 		   uint64_t *ev);
 
 /* idempotency records */
-void store_idem_hash(const char *topic, const char *key,
-		     uint8_t out[IDEM_HASH_BYTES]);
-int store_idem_get(struct txn *t, const uint8_t *hash, IdemRecord **out);
-int store_idem_put(struct txn *t, const uint8_t *hash, const IdemRecord *r);
-int store_idem_del(struct txn *t, const uint8_t *hash);
+/* The record key of (topic, key) into out (IDEM_KEY_MAX bytes): 0, or
+ * EINVAL when it would not fit. */
+int store_idem_key(const char *topic, const char *key, uint8_t *out,
+		   size_t *len);
+int store_idem_get(struct txn *t, const uint8_t *key, size_t len,
+		   IdemRecord **out);
+int store_idem_put(struct txn *t, const uint8_t *key, size_t len,
+		   const IdemRecord *r);
+int store_idem_del(struct txn *t, const uint8_t *key, size_t len);
 
-/* expiry queue: id is 8 bytes (EXPIRY_HISTORY) or 32 (EXPIRY_IDEM) */
+/* expiry queue: id is 8 bytes (EXPIRY_HISTORY) or an idempotency record
+ * key of up to IDEM_KEY_MAX bytes (EXPIRY_IDEM) */
 int store_expiry_put(struct txn *t, uint64_t at, int kind, const void *id,
 		     size_t idlen);
-/* First entry due at or before now; id copied into idbuf (32 bytes). */
+/* First entry due at or before now; id copied into idbuf (IDEM_KEY_MAX). */
 int store_expiry_first(struct txn *t, uint64_t now, uint64_t *at, int *kind,
 		       uint8_t *idbuf, size_t *idlen);
 int store_expiry_del(struct txn *t, uint64_t at, int kind, const void *id,

@@ -15,7 +15,7 @@
 
 #include "cli.h"
 
-/* ---- UTF-8 ---------------------------------------------------------------- */
+/* ---- UTF-8 --------------------------------------------------------------- */
 
 /* Length of the valid UTF-8 sequence at p (n bytes left), 0 if invalid;
  * *cp receives the code point. */
@@ -65,7 +65,7 @@ bool cli_utf8_valid(const void *p, size_t n)
 	return true;
 }
 
-/* ---- escaping --------------------------------------------------------------- */
+/* ---- escaping ------------------------------------------------------------ */
 
 void cli_put_escaped(FILE *f, const void *p, size_t n, unsigned flags)
 {
@@ -122,7 +122,7 @@ char *cli_escape(const void *p, size_t n, unsigned flags)
 	return out;
 }
 
-/* ---- base64 ----------------------------------------------------------------- */
+/* ---- base64 -------------------------------------------------------------- */
 
 char *cli_base64(const void *p, size_t n)
 {
@@ -154,7 +154,7 @@ char *cli_base64(const void *p, size_t n)
 	return out;
 }
 
-/* ---- formatting ------------------------------------------------------------- */
+/* ---- formatting ---------------------------------------------------------- */
 
 const char *cli_fmt_time(uint64_t ms, char *buf)
 {
@@ -244,7 +244,7 @@ const char *cli_fmt_double(double v, char *buf)
 	return buf;
 }
 
-/* ---- JSON ------------------------------------------------------------------- */
+/* ---- JSON ---------------------------------------------------------------- */
 
 void cli_json_init(struct cli_json *j, FILE *f)
 {
@@ -473,7 +473,7 @@ void cli_json_kv_policy(struct cli_json *j, const handoff_policy *p)
 	cli_json_end_object(j);
 }
 
-/* ---- tables ------------------------------------------------------------------- */
+/* ---- tables -------------------------------------------------------------- */
 
 void cli_table_init(struct cli_table *t, const char *const *head,
 		    size_t ncols, unsigned right)

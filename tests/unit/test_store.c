@@ -297,16 +297,12 @@ static void test_event_roundtrip(void **state)
 {
 	struct fx *f = *state;
 	EventMeta m = HANDOFF__STORE__EVENT_META__INIT;
-	uint8_t hash[IDEM_HASH_BYTES];
-	memset(hash, 0xab, sizeof hash);
 	m.topic = (char *)"orders";
 	m.key = (char *)"k1";
 	m.published_ms = NOW;
 	m.payload_bytes = 321;
 	m.idempotency_key = (char *)"idem-1";
 	m.pending_subscriptions = 3;
-	m.idempotency_hash.data = hash;
-	m.idempotency_hash.len = sizeof hash;
 	begin(f, true);
 	assert_int_equal(store_event_put(&f->t, 7, &m), 0);
 	commit(f);
@@ -321,8 +317,6 @@ static void test_event_roundtrip(void **state)
 	assert_string_equal(g->idempotency_key, "idem-1");
 	assert_int_equal(g->pending_subscriptions, 3);
 	assert_false(g->payload_removed);
-	assert_int_equal(g->idempotency_hash.len, IDEM_HASH_BYTES);
-	assert_memory_equal(g->idempotency_hash.data, hash, IDEM_HASH_BYTES);
 	assert_int_equal(store_event_get(&f->t, 8, &g), MDB_NOTFOUND);
 	store_txn_abort(&f->t);
 
@@ -849,39 +843,47 @@ static void test_dlq_index(void **state)
 static void test_idem(void **state)
 {
 	struct fx *f = *state;
-	uint8_t h1[IDEM_HASH_BYTES], h2[IDEM_HASH_BYTES], h3[IDEM_HASH_BYTES],
-		h4[IDEM_HASH_BYTES];
-	store_idem_hash("orders", "key-1", h1);
-	store_idem_hash("orders", "key-1", h2);
-	assert_memory_equal(h1, h2, IDEM_HASH_BYTES);
-	store_idem_hash("orders", "key-2", h3);
-	assert_memory_not_equal(h1, h3, IDEM_HASH_BYTES);
+	uint8_t k1[IDEM_KEY_MAX], k2[IDEM_KEY_MAX], k3[IDEM_KEY_MAX],
+		k4[IDEM_KEY_MAX];
+	size_t l1, l2, l3, l4;
+	char longkey[IDEM_KEY_MAX + 1];
+	assert_int_equal(store_idem_key("orders", "key-1", k1, &l1), 0);
+	assert_int_equal(store_idem_key("orders", "key-1", k2, &l2), 0);
+	assert_int_equal(l1, l2);
+	assert_memory_equal(k1, k2, l1);
+	assert_int_equal(store_idem_key("orders", "key-2", k3, &l3), 0);
+	assert_memory_not_equal(k1, k3, l1);
 	/* the topic/key boundary matters: "ab"+"c" is not "a"+"bc" */
-	store_idem_hash("ab", "c", h3);
-	store_idem_hash("a", "bc", h4);
-	assert_memory_not_equal(h3, h4, IDEM_HASH_BYTES);
+	assert_int_equal(store_idem_key("ab", "c", k3, &l3), 0);
+	assert_int_equal(store_idem_key("a", "bc", k4, &l4), 0);
+	assert_int_equal(l3, l4);
+	assert_memory_not_equal(k3, k4, l3);
+	/* a key that would not fit an LMDB key is refused, not cut */
+	memset(longkey, 'x', sizeof longkey - 1);
+	longkey[sizeof longkey - 1] = 0;
+	assert_int_equal(store_idem_key("t", longkey, k2, &l2), EINVAL);
 
 	begin(f, true);
 	IdemRecord r = HANDOFF__STORE__IDEMPOTENCY_RECORD__INIT;
 	r.event_id = 77;
 	r.created_ms = NOW;
-	assert_int_equal(store_idem_put(&f->t, h1, &r), 0);
+	assert_int_equal(store_idem_put(&f->t, k1, l1, &r), 0);
 	commit(f);
 	begin(f, true);
 	IdemRecord *g;
-	assert_int_equal(store_idem_get(&f->t, h1, &g), 0);
+	assert_int_equal(store_idem_get(&f->t, k1, l1, &g), 0);
 	assert_int_equal(g->event_id, 77);
 	assert_int_equal(g->created_ms, NOW);
-	assert_int_equal(store_idem_get(&f->t, h4, &g), MDB_NOTFOUND);
-	assert_int_equal(store_idem_del(&f->t, h1), 0);
-	assert_int_equal(store_idem_get(&f->t, h1, &g), MDB_NOTFOUND);
+	assert_int_equal(store_idem_get(&f->t, k4, l4, &g), MDB_NOTFOUND);
+	assert_int_equal(store_idem_del(&f->t, k1, l1), 0);
+	assert_int_equal(store_idem_get(&f->t, k1, l1, &g), MDB_NOTFOUND);
 	commit(f);
 }
 
 static void test_expiry_queue(void **state)
 {
 	struct fx *f = *state;
-	uint8_t hash[IDEM_HASH_BYTES], ev[8], id[IDEM_HASH_BYTES];
+	uint8_t hash[IDEM_KEY_MAX], ev[8], id[IDEM_KEY_MAX];
 	uint64_t at;
 	int kind;
 	size_t idlen;
@@ -891,10 +893,10 @@ static void test_expiry_queue(void **state)
 	assert_int_equal(store_expiry_first(&f->t, UINT64_MAX, &at, &kind, id,
 					    &idlen), MDB_NOTFOUND);
 	assert_int_equal(store_expiry_put(&f->t, 2000, EXPIRY_IDEM, hash,
-					  IDEM_HASH_BYTES), 0);
+					  IDEM_KEY_MAX), 0);
 	assert_int_equal(store_expiry_put(&f->t, 1000, EXPIRY_HISTORY, ev, 8), 0);
-	assert_int_equal(store_expiry_put(&f->t, 1, EXPIRY_IDEM, hash, 33),
-			 EINVAL);
+	assert_int_equal(store_expiry_put(&f->t, 1, EXPIRY_IDEM, hash,
+					  IDEM_KEY_MAX + 1), EINVAL);
 	commit(f);
 
 	begin(f, true);
@@ -914,12 +916,12 @@ static void test_expiry_queue(void **state)
 			 0);
 	assert_int_equal(at, 2000);
 	assert_int_equal(kind, EXPIRY_IDEM);
-	assert_int_equal(idlen, IDEM_HASH_BYTES);
-	assert_memory_equal(id, hash, IDEM_HASH_BYTES);
+	assert_int_equal(idlen, IDEM_KEY_MAX);
+	assert_memory_equal(id, hash, IDEM_KEY_MAX);
 	assert_int_equal(store_expiry_del(&f->t, 2000, EXPIRY_IDEM, hash,
-					  IDEM_HASH_BYTES), 0);
+					  IDEM_KEY_MAX), 0);
 	assert_int_equal(store_expiry_del(&f->t, 2000, EXPIRY_IDEM, hash,
-					  IDEM_HASH_BYTES), MDB_NOTFOUND);
+					  IDEM_KEY_MAX), MDB_NOTFOUND);
 	assert_int_equal(store_expiry_first(&f->t, UINT64_MAX, &at, &kind, id,
 					    &idlen), MDB_NOTFOUND);
 	commit(f);
