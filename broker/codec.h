@@ -19,7 +19,7 @@ typedef Handoff__Wire__Reply Reply;
 Request *codec_decode_request(struct arena *a, const void *buf, size_t len);
 /* A new empty OK reply in the arena (NULL on allocation failure). */
 Reply *codec_new_reply(struct arena *a);
-/* Pack into a nanomsg message buffer (transport_alloc); NULL on ENOMEM. */
+/* Pack into a malloc'd buffer the caller frees; NULL on ENOMEM. */
 void *codec_pack_reply(const Reply *r, size_t *len);
 
 #endif

@@ -4,7 +4,7 @@
  * Every handler validates first (names, sizes, counts, policy), so a bad
  * request changes nothing and gets BAD_REQUEST or LIMIT_EXCEEDED with a
  * message naming the field. Store work goes through store.c and the
- * delivery state machine in sched.c.
+ * delivery state machine in scheduler.c.
  */
 #include "handlers.h"
 
@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "log.h"
-#include "sched.h"
+#include "scheduler.h"
 
 #define ST(x) HANDOFF__WIRE__STATUS__##x
 #define DS(x) HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_##x

@@ -15,9 +15,9 @@ static int debug_on;
 
 /* Lines logged inside a transaction wait for its outcome: a log never says
  * "dead-lettered" for a change that was rolled back. */
-static char *deferred;
-static size_t deferred_len, deferred_cap;
-static int deferring;
+static _Thread_local char *deferred;
+static _Thread_local size_t deferred_len, deferred_cap;
+static _Thread_local int deferring;
 
 void log_set_debug(int on)
 {

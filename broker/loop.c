@@ -9,7 +9,7 @@
 #include "loop.h"
 
 #include <errno.h>
-#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +23,8 @@
 #include "handlers.h"
 #include "log.h"
 #include "metrics.h"
-#include "sched.h"
+#include "pump.h"
+#include "scheduler.h"
 #include "store.h"
 #include "transport.h"
 
@@ -81,9 +82,11 @@ struct broker {
 	bool cleanup_more;
 	bool unsubscribe_pending;
 	int sigfd;
-	bool stopping;
 	struct pending pend[MAX_TURN_REQUESTS];
 	size_t n_pend;
+	struct inmsg inbound[MAX_TURN_REQUESTS];
+	struct pump pump;
+	int exit_status;
 };
 
 static void on_ready(void *ctx, uint32_t sub, uint64_t due)
@@ -145,17 +148,14 @@ static void send_reply(struct broker *b, void *ctrl, const Reply *r,
 	size_t len;
 	void *msg = codec_pack_reply(r, &len);
 	if (!msg) {
-		transport_drop_ctrl(ctrl);
+		pump_send(&b->pump, ctrl, NULL, 0);
 		log_event(LOG_ERROR, "reply_dropped", LS("reason", "out of memory"),
 			  NULL);
 		return;
 	}
 	if (fetch && r->status == HANDOFF__WIRE__STATUS__OK && fetch->fetch_seq)
 		cache_put(b, fetch->consumer, fetch->fetch_seq, msg, len);
-	int rc = transport_reply_msg(&b->tr, ctrl, msg);
-	if (rc)
-		log_event(LOG_WARN, "reply_not_sent", LS("error", strerror(rc)),
-			  NULL);
+	pump_send(&b->pump, ctrl, msg, len);
 }
 
 static Reply *error_reply(struct broker *b, int status, const char *msg)
@@ -168,11 +168,12 @@ static Reply *error_reply(struct broker *b, int status, const char *msg)
 
 /* ---- held fetches ----------------------------------------------------- */
 
-static void held_free(struct held_fetch *h)
+static void held_free(struct broker *b, struct held_fetch *h)
 {
 	free(h->sub);
 	free(h->consumer);
-	transport_drop_ctrl(h->ctrl);
+	if (h->ctrl)
+		pump_send(&b->pump, h->ctrl, NULL, 0);
 	memset(h, 0, sizeof *h);
 }
 
@@ -217,7 +218,7 @@ static bool held_takeover(struct broker *b, const Handoff__Wire__FetchRequest *f
 		struct held_fetch *h = &b->held[i];
 		if (f->fetch_seq && h->seq == f->fetch_seq &&
 		    strcmp(h->consumer, f->consumer) == 0) {
-			transport_drop_ctrl(h->ctrl);
+			pump_send(&b->pump, h->ctrl, NULL, 0);
 			h->ctrl = ctrl;
 			return true;
 		}
@@ -260,7 +261,7 @@ static void finish_held(struct broker *b, uint64_t now, bool committed)
 	for (size_t i = 0; i < b->n_held; i++) {
 		struct held_fetch *h = &b->held[i];
 		Reply *r = committed ? h->reply : NULL;
-		if (!r && (h->deadline <= now || b->stopping)) {
+		if (!r && h->deadline <= now) {
 			r = codec_new_reply(&b->arena);
 			Handoff__Wire__FetchReply *fr = r ? arena_alloc(&b->arena, sizeof *fr) : NULL;
 			if (fr) {
@@ -275,7 +276,7 @@ static void finish_held(struct broker *b, uint64_t now, bool committed)
 			f.fetch_seq = h->seq;
 			send_reply(b, h->ctrl, r, &f);
 			h->ctrl = NULL;
-			held_free(h);
+			held_free(b, h);
 			continue;
 		}
 		h->reply = NULL;
@@ -447,36 +448,28 @@ static int sample_rates(struct broker *b, struct txn *t)
 
 /* ---- one turn --------------------------------------------------------- */
 
-static void receive_batch(struct broker *b)
+/* Take the requests waiting (up to a turn's worth), or wait up to
+ * timeout_ms for one; decode them into the turn's pending list. */
+static void receive_batch(struct broker *b, int timeout_ms, bool *stopping)
 {
-	size_t bytes = 0;
+	size_t n = pump_take(&b->pump, b->inbound, MAX_TURN_REQUESTS,
+			     timeout_ms, stopping);
 	b->n_pend = 0;
-	while (b->n_pend < MAX_TURN_REQUESTS && bytes < MAX_TURN_BYTES) {
-		struct inbound in;
-		int rc = transport_recv(&b->tr, &in);
-		if (rc == EAGAIN)
-			break;
-		if (rc) {
-			if (rc != EINTR)
-				log_event(LOG_ERROR, "receive_failed",
-					  LS("error", strerror(rc)), NULL);
-			break;
-		}
-		bytes += in.len;
-		Request *req = codec_decode_request(&b->arena, in.body, in.len);
-		size_t len = in.len;
-		transport_release(&in);
+	for (size_t i = 0; i < n; i++) {
+		struct inmsg *in = &b->inbound[i];
+		Request *req = codec_decode_request(&b->arena, in->body, in->len);
+		free(in->body);
 		if (!req) {
-			log_event(LOG_WARN, "request_malformed", LU("bytes", len),
+			log_event(LOG_WARN, "request_malformed", LU("bytes", in->len),
 				  NULL);
 			Reply *r = error_reply(b, HANDOFF__WIRE__STATUS__BAD_REQUEST,
 					       "malformed request: not a handoff "
 					       "Request message, or over the "
 					       "decode budget");
 			if (r)
-				send_reply(b, in.ctrl, r, NULL);
+				send_reply(b, in->ctrl, r, NULL);
 			else
-				transport_drop_ctrl(in.ctrl);
+				pump_send(&b->pump, in->ctrl, NULL, 0);
 			continue;
 		}
 		if (req->body_case == HANDOFF__WIRE__REQUEST__BODY_FETCH &&
@@ -486,14 +479,17 @@ static void receive_batch(struct broker *b)
 					  req->fetch->fetch_seq);
 			if (c) {
 				/* resent fetch: the same leases, not new ones */
-				transport_reply(&b->tr, in.ctrl, c->bytes, c->len);
+				void *copy = malloc(c->len ? c->len : 1);
+				if (copy)
+					memcpy(copy, c->bytes, c->len);
+				pump_send(&b->pump, in->ctrl, copy, copy ? c->len : 0);
 				continue;
 			}
-			if (held_takeover(b, req->fetch, in.ctrl))
+			if (held_takeover(b, req->fetch, in->ctrl))
 				continue;
 		}
 		struct pending *p = &b->pend[b->n_pend++];
-		p->ctrl = in.ctrl;
+		p->ctrl = in->ctrl;
 		p->req = req;
 		p->reply = NULL;
 		p->park = false;
@@ -652,17 +648,19 @@ static void send_turn_replies(struct broker *b, uint64_t now)
 		if (p->reply)
 			send_reply(b, p->ctrl, p->reply, f);
 		else
-			transport_drop_ctrl(p->ctrl);
+			pump_send(&b->pump, p->ctrl, NULL, 0);
 		p->ctrl = NULL;
 	}
 	b->n_pend = 0;
 }
 
-static int turn(struct broker *b)
+static int poll_timeout(struct broker *b);
+
+static int turn(struct broker *b, bool *stopping)
 {
-	uint64_t now = clock_now_ms();
 	arena_reset(&b->arena);
-	receive_batch(b);
+	receive_batch(b, poll_timeout(b), stopping);
+	uint64_t now = clock_now_ms();
 
 	log_defer_begin();
 	int rc = turn_commit(b, now);
@@ -692,6 +690,7 @@ static int turn(struct broker *b)
 	}
 	send_turn_replies(b, now);
 	finish_held(b, clock_now_ms(), committed);
+	pump_flush(&b->pump);
 	if (committed)
 		memset(b->dirty, 0, sizeof b->dirty);
 	return 0;
@@ -766,12 +765,31 @@ static int setup_signals(struct broker *b)
 	return b->sigfd < 0 ? errno : 0;
 }
 
+/* The store thread: turns until a stop signal, then answers held fetches. */
+static void *store_main(void *arg)
+{
+	struct broker *b = arg;
+	bool stopping = false;
+	int status = 0;
+	while (!stopping) {
+		status = turn(b, &stopping);
+		if (status)
+			break;
+	}
+	finish_held(b, UINT64_MAX, false);
+	b->exit_status = status;
+	pump_store_done(&b->pump);
+	return NULL;
+}
+
 int loop_run(const struct config *cfg)
 {
 	static struct broker broker; /* large: keep it off the stack */
 	struct broker *b = &broker;
 	char err[512];
 	int status = 1;
+	bool pump_ready = false;
+	pthread_t store_thread;
 
 	memset(b, 0, sizeof *b);
 	b->cfg = cfg;
@@ -803,6 +821,12 @@ int loop_run(const struct config *cfg)
 		log_event(LOG_ERROR, "start_failed", LS("error", err), NULL);
 		goto out;
 	}
+	if (pump_init(&b->pump, &b->tr, b->sigfd)) {
+		log_event(LOG_ERROR, "start_failed", LS("error", strerror(errno)),
+			  NULL);
+		goto out;
+	}
+	pump_ready = true;
 	b->env = (struct handler_env){ .cfg = cfg, .st = &b->st,
 				       .metrics = &b->metrics,
 				       .started_ms = clock_now_ms() };
@@ -812,41 +836,25 @@ int loop_run(const struct config *cfg)
 		  LS("data", cfg->data_dir), LU("next_event_id", b->st.next_event_id),
 		  LU("startup_ms", clock_mono_ms() - t0), NULL);
 
-	status = 0;
-	while (!b->stopping) {
-		struct pollfd fds[2] = {
-			{ .fd = b->tr.rcvfd, .events = POLLIN },
-			{ .fd = b->sigfd, .events = POLLIN },
-		};
-		int rc = poll(fds, 2, poll_timeout(b));
-		if (rc < 0 && errno != EINTR) {
-			log_event(LOG_ERROR, "poll_failed", LS("error", strerror(errno)),
-				  NULL);
-			status = 1;
-			break;
-		}
-		if (rc > 0 && (fds[1].revents & POLLIN)) {
-			struct signalfd_siginfo si;
-			if (read(b->sigfd, &si, sizeof si) == (ssize_t)sizeof si)
-				log_event(LOG_INFO, "broker_stopping",
-					  LU("signal", si.ssi_signo), NULL);
-			b->stopping = true;
-		}
-		/* The turn in hand is finished, then held fetches answered. */
-		status = turn(b);
-		if (status)
-			break;
+	int rc = pthread_create(&store_thread, NULL, store_main, b);
+	if (rc) {
+		log_event(LOG_ERROR, "start_failed", LS("error", strerror(rc)), NULL);
+		goto out;
 	}
-	finish_held(b, UINT64_MAX, false);
+	pump_run(&b->pump);
+	pthread_join(store_thread, NULL);
+	status = b->exit_status;
 	log_event(LOG_INFO, "broker_stopped", LU("exit_status", status), NULL);
 out:
 	for (size_t i = 0; i < b->n_held; i++)
-		held_free(&b->held[i]);
+		held_free(b, &b->held[i]);
 	free(b->held);
 	for (size_t i = 0; i < FETCH_CACHE_SLOTS; i++) {
 		free(b->cache[i].consumer);
 		free(b->cache[i].bytes);
 	}
+	if (pump_ready)
+		pump_fini(&b->pump);
 	transport_close(&b->tr);
 	store_close(&b->st);
 	metrics_fini(&b->metrics);

@@ -220,7 +220,7 @@ static void test_leases_recovered_after_sigterm(void **state)
 }
 
 /* ---- a restart is no consumer failure: it uses no attempt budget --------
- * (broker/sched.c: "A broker restart is not the consumer's failure: no budget
+ * (broker/scheduler.c: "A broker restart is not the consumer's failure: no budget
  * used"). The attempt number still counts on, the history shows the
  * restart, and the budget still ends in the DLQ. */
 

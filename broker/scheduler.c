@@ -1,12 +1,12 @@
 /*
- * sched.c — delivery state transitions; see sched.h for the state machine.
+ * scheduler.c — delivery state transitions; see scheduler.h for the state machine.
  *
  * Each function reads the delivery record, checks that the transition is
  * allowed from its current state, then rewrites the record, its index entry
  * and the subscription counters in the caller's transaction. Nothing here
  * commits: the loop commits once per turn and only then replies.
  */
-#include "sched.h"
+#include "scheduler.h"
 
 #include <errno.h>
 #include <sodium.h>

@@ -1,5 +1,5 @@
 /*
- * test_sched.c — the delivery state machine (see broker/sched.h), driven
+ * test_scheduler.c — the delivery state machine (see broker/scheduler.h), driven
  * through a real store in a temporary folder:
  *   enqueue -> READY (ready entry, counter, ready hook);
  *   lease -> LEASED (token, deadline, attempt history, payload returned);
@@ -37,7 +37,7 @@
 #include <sodium.h>
 
 #include "arena.h"
-#include "sched.h"
+#include "scheduler.h"
 #include "store.h"
 
 #define MAP_SIZE (64ull << 20)

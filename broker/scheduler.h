@@ -1,5 +1,5 @@
 /*
- * sched.h — the delivery scheduler: every state change of a delivery
+ * scheduler.h — the delivery scheduler: every state change of a delivery
  * (one event for one subscription) happens here, inside the caller's write
  * transaction, together with its index entries and the subscription's
  * counters:
@@ -18,8 +18,8 @@
  * aborted); the outcome for the client is in *status (a wire status).
  * Every redelivery, dead-lettering, replay and purge is logged with ids.
  */
-#ifndef HANDOFF_BROKER_SCHED_H
-#define HANDOFF_BROKER_SCHED_H
+#ifndef HANDOFF_BROKER_SCHEDULER_H
+#define HANDOFF_BROKER_SCHEDULER_H
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -1,0 +1,271 @@
+/*
+ * pump.c — the network thread and the mailbox; see pump.h.
+ */
+#include "pump.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define RECV_PER_WAKE 256
+#define INBOX_MAX 4096
+#define INBOX_MAX_BYTES (128u << 20)
+
+int pump_init(struct pump *p, struct transport *tr, int sigfd)
+{
+	pthread_condattr_t ca;
+	memset(p, 0, sizeof *p);
+	p->tr = tr;
+	p->sigfd = sigfd;
+	p->max_in = INBOX_MAX;
+	p->max_in_bytes = INBOX_MAX_BYTES;
+	p->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (p->notify_fd < 0)
+		return errno;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&p->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&p->mu, NULL);
+	return 0;
+}
+
+void pump_fini(struct pump *p)
+{
+	for (size_t i = 0; i < p->n_in; i++) {
+		free(p->in[i].body);
+		transport_drop_ctrl(p->in[i].ctrl);
+	}
+	for (size_t i = 0; i < p->n_out; i++) {
+		free(p->out[i].buf);
+		transport_drop_ctrl(p->out[i].ctrl);
+	}
+	free(p->in);
+	free(p->out);
+	free(p->staged);
+	if (p->notify_fd >= 0)
+		close(p->notify_fd);
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->cond);
+}
+
+static bool grow(void **arr, size_t *cap, size_t need, size_t elem)
+{
+	if (need <= *cap)
+		return true;
+	size_t cap2 = *cap ? *cap : 64;
+	while (cap2 < need)
+		cap2 *= 2;
+	void *m = realloc(*arr, cap2 * elem);
+	if (!m)
+		return false;
+	*arr = m;
+	*cap = cap2;
+	return true;
+}
+
+/* ---- store side --------------------------------------------------------- */
+
+size_t pump_take(struct pump *p, struct inmsg *out, size_t max,
+		 int timeout_ms, bool *stopping)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&p->mu);
+	while (p->n_in == 0 && !p->stopping && timeout_ms > 0) {
+		if (pthread_cond_timedwait(&p->cond, &p->mu, &until) == ETIMEDOUT)
+			break;
+	}
+	size_t n = p->n_in < max ? p->n_in : max;
+	memcpy(out, p->in, n * sizeof *out);
+	memmove(p->in, p->in + n, (p->n_in - n) * sizeof *p->in);
+	p->n_in -= n;
+	for (size_t i = 0; i < n; i++)
+		p->in_bytes -= out[i].len;
+	*stopping = p->stopping;
+	pthread_mutex_unlock(&p->mu);
+	return n;
+}
+
+void pump_send(struct pump *p, void *ctrl, void *buf, size_t len)
+{
+	if (!grow((void **)&p->staged, &p->cap_staged, p->n_staged + 1,
+		  sizeof *p->staged)) {
+		/* Without room to queue it, the reply is lost like a dropped
+		 * connection's; the client resends. The ctrl leaks: nanomsg
+		 * memory may only be freed on the network thread. */
+		free(buf);
+		log_event(LOG_ERROR, "reply_dropped", LS("reason", "out of memory"),
+			  NULL);
+		return;
+	}
+	p->staged[p->n_staged++] = (struct outmsg){ ctrl, buf, len };
+}
+
+static void notify(struct pump *p)
+{
+	uint64_t one = 1;
+	ssize_t w = write(p->notify_fd, &one, sizeof one);
+	(void)w; /* an eventfd write only fails on overflow: still readable */
+}
+
+void pump_flush(struct pump *p)
+{
+	if (p->n_staged == 0)
+		return;
+	pthread_mutex_lock(&p->mu);
+	bool ok = grow((void **)&p->out, &p->cap_out, p->n_out + p->n_staged,
+		       sizeof *p->out);
+	if (ok) {
+		memcpy(p->out + p->n_out, p->staged,
+		       p->n_staged * sizeof *p->staged);
+		p->n_out += p->n_staged;
+		p->n_staged = 0;
+	}
+	pthread_mutex_unlock(&p->mu);
+	if (ok)
+		notify(p);
+}
+
+void pump_store_done(struct pump *p)
+{
+	pump_flush(p);
+	pthread_mutex_lock(&p->mu);
+	p->store_done = true;
+	pthread_mutex_unlock(&p->mu);
+	notify(p);
+}
+
+/* ---- network side ------------------------------------------------------- */
+
+static void send_outbox(struct pump *p)
+{
+	struct outmsg *out;
+	size_t n;
+	uint64_t count;
+	ssize_t r = read(p->notify_fd, &count, sizeof count);
+	(void)r; /* EAGAIN: a spurious wake-up; the outbox tells the truth */
+	pthread_mutex_lock(&p->mu);
+	out = p->out;
+	n = p->n_out;
+	p->out = NULL;
+	p->n_out = 0;
+	p->cap_out = 0;
+	pthread_mutex_unlock(&p->mu);
+	for (size_t i = 0; i < n; i++) {
+		if (!out[i].buf) {
+			transport_drop_ctrl(out[i].ctrl);
+			continue;
+		}
+		int rc = transport_reply(p->tr, out[i].ctrl, out[i].buf,
+					 out[i].len);
+		if (rc)
+			log_event(LOG_WARN, "reply_not_sent",
+				  LS("error", strerror(rc)), NULL);
+		free(out[i].buf);
+	}
+	free(out);
+}
+
+static void receive(struct pump *p)
+{
+	struct inmsg batch[RECV_PER_WAKE];
+	size_t n = 0;
+	while (n < RECV_PER_WAKE) {
+		struct inbound in;
+		int rc = transport_recv(p->tr, &in);
+		if (rc == EAGAIN)
+			break;
+		if (rc) {
+			if (rc != EINTR)
+				log_event(LOG_ERROR, "receive_failed",
+					  LS("error", strerror(rc)), NULL);
+			break;
+		}
+		void *copy = malloc(in.len ? in.len : 1);
+		if (!copy) {
+			/* as if lost on the wire: the client resends */
+			transport_release(&in);
+			transport_drop_ctrl(in.ctrl);
+			log_event(LOG_ERROR, "request_dropped",
+				  LS("reason", "out of memory"), NULL);
+			continue;
+		}
+		memcpy(copy, in.body, in.len);
+		transport_release(&in);
+		batch[n++] = (struct inmsg){ in.ctrl, copy, in.len };
+	}
+	if (n == 0)
+		return;
+	pthread_mutex_lock(&p->mu);
+	if (grow((void **)&p->in, &p->cap_in, p->n_in + n, sizeof *p->in)) {
+		memcpy(p->in + p->n_in, batch, n * sizeof *batch);
+		p->n_in += n;
+		for (size_t i = 0; i < n; i++)
+			p->in_bytes += batch[i].len;
+		n = 0;
+	}
+	pthread_cond_signal(&p->cond);
+	pthread_mutex_unlock(&p->mu);
+	for (size_t i = 0; i < n; i++) { /* inbox could not grow */
+		free(batch[i].body);
+		transport_drop_ctrl(batch[i].ctrl);
+	}
+}
+
+void pump_run(struct pump *p)
+{
+	for (;;) {
+		pthread_mutex_lock(&p->mu);
+		bool done = p->store_done, stopping = p->stopping;
+		bool full = p->n_in >= p->max_in || p->in_bytes >= p->max_in_bytes;
+		pthread_mutex_unlock(&p->mu);
+		if (done) {
+			send_outbox(p);
+			return;
+		}
+		/* A full inbox is backpressure: leave requests in nanomsg's
+		 * buffers until the store thread catches up. After a stop
+		 * signal nothing new is taken. */
+		bool take = !full && !stopping;
+		struct pollfd fds[3] = {
+			{ .fd = p->notify_fd, .events = POLLIN },
+			{ .fd = p->sigfd, .events = POLLIN },
+			{ .fd = p->tr->rcvfd, .events = take ? POLLIN : 0 },
+		};
+		int rc = poll(fds, 3, take ? 1000 : 10);
+		if (rc < 0 && errno != EINTR) {
+			log_event(LOG_ERROR, "poll_failed", LS("error", strerror(errno)),
+				  NULL);
+			rc = 0;
+		}
+		if (rc > 0 && (fds[1].revents & POLLIN)) {
+			struct signalfd_siginfo si;
+			if (read(p->sigfd, &si, sizeof si) == (ssize_t)sizeof si)
+				log_event(LOG_INFO, "broker_stopping",
+					  LU("signal", si.ssi_signo), NULL);
+			pthread_mutex_lock(&p->mu);
+			p->stopping = true;
+			pthread_cond_signal(&p->cond);
+			pthread_mutex_unlock(&p->mu);
+		}
+		if (rc > 0 && (fds[0].revents & POLLIN))
+			send_outbox(p);
+		if (rc > 0 && take && (fds[2].revents & POLLIN))
+			receive(p);
+	}
+}

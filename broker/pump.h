@@ -1,0 +1,72 @@
+/*
+ * pump.h — the broker's two threads and the mailbox between them.
+ *
+ * The network thread makes every nanomsg call (NOTES: keep them on one
+ * thread): it receives requests into the inbox and sends what the store
+ * thread put in the outbox. The store thread (loop.c) takes a batch from
+ * the inbox, applies and commits it, and posts the replies. So while one
+ * turn's commit syncs to disk, the next turn's requests are already being
+ * received: group commit with receiving overlapped.
+ *
+ * Ownership: an inbound message's body is malloc'd (copied out of
+ * nanomsg) and owned by whoever took it; its ctrl (the sender's opaque
+ * header) must come back through pump_send() exactly once, with a reply
+ * buffer (malloc'd, ownership passes) or with NULL to drop it.
+ */
+#ifndef HANDOFF_BROKER_PUMP_H
+#define HANDOFF_BROKER_PUMP_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "transport.h"
+
+struct inmsg {
+	void *ctrl;
+	void *body;
+	size_t len;
+};
+
+struct outmsg {
+	void *ctrl;
+	void *buf;       /* NULL: drop ctrl, send nothing */
+	size_t len;
+};
+
+struct pump {
+	struct transport *tr;
+	int sigfd;
+	int notify_fd;            /* eventfd: store -> network */
+	pthread_mutex_t mu;
+	pthread_cond_t cond;      /* the store thread waits on it */
+	struct inmsg *in;         /* under mu */
+	size_t n_in, cap_in, in_bytes;
+	struct outmsg *out;       /* under mu */
+	size_t n_out, cap_out;
+	struct outmsg *staged;    /* store thread only, until pump_flush */
+	size_t n_staged, cap_staged;
+	bool stopping;            /* under mu: a signal came */
+	bool store_done;          /* under mu */
+	size_t max_in;            /* inbox cap: past it, stop receiving */
+	size_t max_in_bytes;
+};
+
+int pump_init(struct pump *p, struct transport *tr, int sigfd);
+void pump_fini(struct pump *p);
+
+/* Store thread: wait up to timeout_ms (0 = don't wait) for requests; take
+ * up to max. *stopping tells that the broker was asked to stop. */
+size_t pump_take(struct pump *p, struct inmsg *out, size_t max,
+		 int timeout_ms, bool *stopping);
+/* Store thread: queue a reply (or a drop, buf NULL); sent after flush. */
+void pump_send(struct pump *p, void *ctrl, void *buf, size_t len);
+void pump_flush(struct pump *p);
+/* Store thread: it has finished; the network thread sends what is queued
+ * and returns from pump_run. */
+void pump_store_done(struct pump *p);
+
+/* Network thread: run until the store thread is done. */
+void pump_run(struct pump *p);
+
+#endif
