@@ -166,6 +166,14 @@ void log_defer_begin(void)
 	deferred_len = 0;
 }
 
+void log_thread_done(void)
+{
+	free(deferred);
+	deferred = NULL;
+	deferred_len = deferred_cap = 0;
+	deferring = 0;
+}
+
 void log_defer_end(int keep)
 {
 	if (keep && deferred_len)

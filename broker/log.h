@@ -25,6 +25,8 @@ void log_event(enum log_level level, const char *event, ...);
  * Error lines are always written at once. */
 void log_defer_begin(void);
 void log_defer_end(int keep);
+/* Free the calling thread's held-lines buffer (call as a thread ends). */
+void log_thread_done(void);
 
 #define LS(k, v) (k), 's', (const char *)(v)
 #define LU(k, v) (k), 'u', (uint64_t)(v)

@@ -32,7 +32,7 @@
 #define MAX_TURN_BYTES (64u << 20)
 #define MAX_TURN_EXPIRIES 2000
 #define MAX_TURN_CLEANUPS 1000
-#define RECOVER_BATCH 10000
+#define RECOVER_PER_TURN 250
 #define FETCH_CACHE_SLOTS 1024
 #define FETCH_CACHE_MAX_BYTES (256 * 1024)
 #define DIRTY_SLOTS 4096
@@ -80,6 +80,15 @@ struct broker {
 	uint64_t next_expiry_ms;
 	uint64_t next_sample_ms;
 	bool cleanup_more;
+	/* Leases from before this start are made ready again a bounded
+	 * number per turn, so start-up time does not grow with them. */
+	bool recovering;
+	uint64_t started_ms;
+	uint64_t recover_deadline;   /* last lease key looked at */
+	uint32_t recover_sub;
+	uint64_t recover_ev;
+	bool recover_begun;
+	uint64_t recovered;
 	bool unsubscribe_pending;
 	int sigfd;
 	struct pending pend[MAX_TURN_REQUESTS];
@@ -556,6 +565,8 @@ static void held_target(struct broker *b, const char *name, uint64_t now,
 	store_txn_abort(&t);
 }
 
+static int recover_some(struct broker *b, struct txn *t);
+
 /* Apply everything in one transaction; 0 when committed. */
 static int turn_commit(struct broker *b, uint64_t now)
 {
@@ -565,9 +576,12 @@ static int turn_commit(struct broker *b, uint64_t now)
 		return rc;
 	b->env.held_fetches = b->n_held;
 	b->env.unsubscribed = false;
+	if (b->recovering)
+		rc = recover_some(b, &t);
 	for (size_t i = 0; i < b->n_pend && !rc; i++)
 		rc = apply_one(b, &t, &b->pend[i]);
-	if (!rc)
+	/* while old leases are recovered, they are not expired instead */
+	if (!rc && !b->recovering)
 		rc = expire_leases(b, &t);
 	if (!rc)
 		rc = serve_held(b, &t);
@@ -698,49 +712,56 @@ static int turn(struct broker *b, bool *stopping)
 
 /* ---- start, wait, stop ------------------------------------------------ */
 
-static int recover_leases(struct broker *b)
+/* Was this lease granted before the broker started? */
+static bool leased_before_start(struct broker *b, struct txn *t,
+				uint64_t ev, uint32_t sub)
 {
-	uint64_t total = 0;
-	for (;;) {
-		struct txn t;
-		int n = 0, rc;
-		arena_reset(&b->arena);
-		log_defer_begin();
-		rc = store_txn_begin(&b->st, &b->arena, true, clock_now_ms(), &t);
-		while (!rc && n < RECOVER_BATCH) {
-			uint64_t deadline, ev;
-			uint32_t sub;
-			rc = store_lease_first(&t, &deadline, &sub, &ev);
-			if (rc)
-				break;
-			rc = sched_recover(&t, deadline, sub, ev);
-			n++;
+	DeliveryRecord *d;
+	if (store_delivery_get(t, ev, sub, &d) || d->n_history == 0)
+		return true; /* nothing to check against: recover it */
+	return d->history[d->n_history - 1]->leased_ms < b->started_ms;
+}
+
+/*
+ * Every delivery leased before this start becomes ready again (outcome
+ * broker_restart), up to RECOVER_PER_TURN per turn, walking the lease index
+ * once in key order. Leases granted since the start are stepped over.
+ */
+static int recover_some(struct broker *b, struct txn *t)
+{
+	uint64_t deadline = b->recover_deadline, ev = b->recover_ev;
+	uint32_t sub = b->recover_sub;
+	for (int n = 0; n < RECOVER_PER_TURN; n++) {
+		int rc = b->recover_begun
+				 ? store_lease_next(t, &deadline, &sub, &ev)
+				 : store_lease_first(t, &deadline, &sub, &ev);
+		if (rc == MDB_NOTFOUND) {
+			b->recovering = false;
+			log_event(LOG_INFO, "leases_recovered",
+				  LU("count", b->recovered), NULL);
+			return 0;
 		}
-		if (rc == MDB_NOTFOUND)
-			rc = 0;
-		if (rc) {
-			store_txn_abort(&t);
-		} else {
-			rc = store_txn_commit(&t);
-		}
-		log_defer_end(rc == 0);
-		if (rc) {
-			log_event(LOG_ERROR, "lease_recovery_failed",
-				  LS("error", mdb_strerror(rc)), NULL);
+		if (rc)
 			return rc;
+		if (leased_before_start(b, t, ev, sub)) {
+			rc = sched_recover(t, deadline, sub, ev);
+			if (rc)
+				return rc;
+			b->recovered++;
 		}
-		total += (uint64_t)n;
-		if (n < RECOVER_BATCH)
-			break;
+		/* the entry is gone or stays: either way continue after it */
+		b->recover_begun = true;
+		b->recover_deadline = deadline;
+		b->recover_sub = sub;
+		b->recover_ev = ev;
 	}
-	log_event(LOG_INFO, "leases_recovered", LU("count", total), NULL);
 	return 0;
 }
 
 static int poll_timeout(struct broker *b)
 {
 	uint64_t now = clock_now_ms(), wake = now + IDLE_WAKE_MS;
-	if (b->cleanup_more || b->unsubscribe_pending)
+	if (b->cleanup_more || b->unsubscribe_pending || b->recovering)
 		return 0;
 	if (b->next_lease_ms < wake)
 		wake = b->next_lease_ms;
@@ -779,6 +800,7 @@ static void *store_main(void *arg)
 	finish_held(b, UINT64_MAX, false);
 	b->exit_status = status;
 	pump_store_done(&b->pump);
+	log_thread_done();
 	return NULL;
 }
 
@@ -814,8 +836,8 @@ int loop_run(const struct config *cfg)
 		log_event(LOG_WARN, "durability_off",
 			  LS("why", "HANDOFF_TEST_NOSYNC=1 (test only)"), NULL);
 	uint64_t t0 = clock_mono_ms();
-	if (recover_leases(b))
-		goto out;
+	b->started_ms = clock_now_ms();
+	b->recovering = true;
 	if (transport_open(&b->tr, cfg->listen, cfg->n_listen,
 			   cfg->max_request_bytes, err, sizeof err)) {
 		log_event(LOG_ERROR, "start_failed", LS("error", err), NULL);
@@ -829,7 +851,7 @@ int loop_run(const struct config *cfg)
 	pump_ready = true;
 	b->env = (struct handler_env){ .cfg = cfg, .st = &b->st,
 				       .metrics = &b->metrics,
-				       .started_ms = clock_now_ms() };
+				       .started_ms = b->started_ms };
 	for (size_t i = 0; i < cfg->n_listen; i++)
 		log_event(LOG_INFO, "listening", LS("url", cfg->listen[i]), NULL);
 	log_event(LOG_INFO, "broker_started", LS("version", HANDOFF_BUILD_VERSION),
@@ -861,5 +883,6 @@ out:
 	arena_fini(&b->arena);
 	if (b->sigfd >= 0)
 		close(b->sigfd);
+	log_thread_done();
 	return status;
 }

@@ -91,8 +91,11 @@ size_t pump_take(struct pump *p, struct inmsg *out, size_t max,
 			break;
 	}
 	size_t n = p->n_in < max ? p->n_in : max;
-	memcpy(out, p->in, n * sizeof *out);
-	memmove(p->in, p->in + n, (p->n_in - n) * sizeof *p->in);
+	if (n) {
+		memcpy(out, p->in, n * sizeof *out);
+		if (p->n_in > n)
+			memmove(p->in, p->in + n, (p->n_in - n) * sizeof *p->in);
+	}
 	p->n_in -= n;
 	for (size_t i = 0; i < n; i++)
 		p->in_bytes -= out[i].len;

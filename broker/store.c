@@ -880,6 +880,31 @@ int store_lease_first(struct txn *t, uint64_t *deadline, uint32_t *sub,
 	return 0;
 }
 
+int store_lease_next(struct txn *t, uint64_t *deadline, uint32_t *sub,
+		     uint64_t *ev)
+{
+	uint8_t k[20];
+	MDB_val ko;
+	lease_key(k, *deadline, *sub, *ev);
+	/* the smallest key greater than k: k with one more in its last byte
+	 * position, carrying; all-ones has no successor */
+	int i = 19;
+	while (i >= 0 && k[i] == 0xff)
+		k[i--] = 0;
+	if (i < 0)
+		return MDB_NOTFOUND;
+	k[i]++;
+	int rc = seek(t, DB_LEASES, k, 20, &ko, NULL);
+	if (rc)
+		return rc;
+	if (ko.mv_size != 20)
+		return MDB_CORRUPTED;
+	*deadline = be64_get(ko.mv_data);
+	*sub = be32_get((uint8_t *)ko.mv_data + 8);
+	*ev = be64_get((uint8_t *)ko.mv_data + 12);
+	return 0;
+}
+
 int store_lease_find_sub(struct txn *t, uint32_t sub, uint64_t *deadline,
 			 uint64_t *ev)
 {

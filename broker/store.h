@@ -154,6 +154,9 @@ int store_lease_del(struct txn *t, uint64_t deadline, uint32_t sub,
 /* Earliest lease entry; MDB_NOTFOUND when none. */
 int store_lease_first(struct txn *t, uint64_t *deadline, uint32_t *sub,
 		      uint64_t *ev);
+/* First lease entry after (deadline, sub, ev) in key order. */
+int store_lease_next(struct txn *t, uint64_t *deadline, uint32_t *sub,
+		     uint64_t *ev);
 /* First lease entry of sub (scans: for unsubscribing only). */
 int store_lease_find_sub(struct txn *t, uint32_t sub, uint64_t *deadline,
 			 uint64_t *ev);

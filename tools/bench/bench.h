@@ -11,6 +11,8 @@
  *                    sampling its RssAnon
  *   scenario.c       the scenarios: producer and consumer threads, each
  *                    with its own client handle
+ *   backlog.c        backlog and restart: large backlogs on brokers of
+ *                    their own (memory, drain rate, restart time)
  *   report.c         the table and the JSON object
  *
  * Times are uint64_t nanoseconds of CLOCK_MONOTONIC unless said otherwise;
@@ -109,10 +111,15 @@ int ceiling_nn_pushpull(uint32_t payload, double seconds,
 struct broker {
 	pid_t pid; /* 0 when not spawned by us */
 	char url[BENCH_PATH_LEN];
+	char sock_path[BENCH_PATH_LEN];
 	char data_dir[BENCH_PATH_LEN];
 	char log_path[BENCH_PATH_LEN];
+	char conf_path[BENCH_PATH_LEN];
 	bool exited;
-	int status; /* wait status once exited */
+	int status;	     /* wait status once exited */
+	bool term_timed_out; /* the last stop had to SIGKILL */
+	uint64_t t_spawn_ns; /* the last start: posix_spawn called */
+	uint64_t t_ready_ns; /* ... its socket appeared */
 	/* RssAnon sampler */
 	bool sampler_running;
 	atomic_bool sampler_stop;
@@ -134,10 +141,17 @@ void workdir_remove(const char *dir);
 int broker_spawn(struct broker *b, const char *exe, const char *workdir,
 		 uint32_t max_batch, uint32_t payload, char *err,
 		 size_t errlen);
+/* Start exe again on the folder, config and socket of b (stopped), the
+ * log appended to; waits up to wait_s (0 = 10 s) for the socket, polling
+ * every ms (t_spawn_ns / t_ready_ns say when). */
+int broker_restart(struct broker *b, const char *exe, double wait_s, char *err,
+		   size_t errlen);
 /* Whether the spawned broker still runs (reaps it when not). */
 bool broker_alive(struct broker *b);
 /* Describe how it exited ("exit status 3", "killed by signal 9"). */
 void broker_exit_text(const struct broker *b, char *out, size_t outlen);
+/* RssAnon (kB) now; 0 when unknown. */
+uint64_t broker_rss_anon(const struct broker *b);
 /* The peak RssAnon (kB) since the last call, and reset it. */
 uint64_t broker_take_rss_peak(struct broker *b);
 /* CPU seconds (user + system) the broker has used; -1 when unknown. */
@@ -146,7 +160,10 @@ double broker_cpu_seconds(const struct broker *b);
 double bench_cpu_seconds(void);
 /* Print the last lines of the broker's log to f. */
 void broker_log_tail(const struct broker *b, FILE *f, int lines);
-/* SIGTERM, wait up to 10 s, then SIGKILL; stop the sampler. */
+/* Send sig, wait up to 10 s for the exit, then SIGKILL (term_timed_out
+ * says so); stop the sampler. */
+void broker_stop_signal(struct broker *b, int sig);
+/* broker_stop_signal(b, SIGTERM) */
 void broker_stop(struct broker *b);
 
 /* ---- scenarios (scenario.c) -------------------------------------------- */
@@ -157,10 +174,19 @@ enum ratio_kind {
 	RATIO_NN = 1 << 2,	/* events/s / PUSH/PULL msgs/s */
 	RATIO_K4 = 1 << 3,	/* events/s / publish-k4-e100's events/s */
 	RATIO_P99 = 1 << 4,	/* confirm p99 / LMDB 1-put commit p99 */
+	RATIO_BACKLOG = 1 << 5, /* RssAnon at N / at probe; drain / e2e */
+	RATIO_RESTART = 1 << 6, /* first fetch: large / small backlog */
+};
+
+enum scen_kind {
+	SCEN_LOAD = 0, /* producers and consumers for --duration */
+	SCEN_BACKLOG,  /* backlog.c: fill, probe memory, drain */
+	SCEN_RESTART,  /* backlog.c: restart time with a backlog */
 };
 
 struct scen_params {
 	const char *name;
+	enum scen_kind kind;
 	int producers;
 	int consumers;
 	int batch;	 /* events per publish request */
@@ -178,6 +204,42 @@ struct scen_params {
 struct ratio {
 	const char *name;
 	double value;
+};
+
+/* backlog: one broker of its own, one subscription */
+struct backlog_result {
+	bool ran;		   /* got to the end */
+	long events, probe;	   /* N and N_probe */
+	uint64_t rss_probe_kb;	   /* RssAnon with N_probe stored */
+	uint64_t rss_full_kb;	   /* ... with N stored */
+	double fill_s, fill_per_s; /* publishing N */
+	uint64_t drained;	   /* acks OK in the drain */
+	double drain_s, drain_per_s;
+	double e2e_per_s;	/* empty-queue e2e-batched events/s */
+	bool e2e_reused;	/* from e2e-batched earlier in this run */
+	double e2e_s;		/* its duration when run here */
+	uint64_t data_bytes;	/* data.mdb at N */
+	uint64_t events_stored; /* broker's count at N */
+	double bytes_per_event;
+};
+
+#define RESTART_MAX_CASES 4
+
+struct restart_case {
+	const char *size;     /* "small", "large" */
+	int sig;	      /* how the broker was stopped */
+	long pending, leased; /* at the stop */
+	double stop_ms;	      /* signal -> exited */
+	double listen_ms;     /* spawn -> socket exists */
+	double connect_ms;    /* spawn -> handoff_connect answered */
+	double fetch_ms;      /* spawn -> first fetch with a delivery */
+	bool term_timed_out;  /* SIGTERM did not stop it in 10 s */
+};
+
+struct restart_result {
+	int n;
+	struct restart_case c[RESTART_MAX_CASES];
+	uint64_t large_data_bytes, large_events_stored;
 };
 
 struct scen_result {
@@ -210,6 +272,8 @@ struct scen_result {
 	struct ratio ratios[MAX_RATIOS];
 	int n_ratios;
 	char note[BENCH_ERR_LEN];
+	struct backlog_result bl; /* SCEN_BACKLOG */
+	struct restart_result rs; /* SCEN_RESTART */
 };
 
 struct bench_ctx {
@@ -219,6 +283,16 @@ struct bench_ctx {
 	struct broker *broker; /* NULL with --broker */
 	int run_id;	       /* pid: keeps topic names apart */
 	int index;	       /* the scenario's place in the run */
+	bool progress;	       /* progress lines on stderr (long phases) */
+	/* backlog and restart (backlog.c): brokers of their own */
+	const char *exe;     /* handoffd */
+	const char *workdir; /* their folders go in it */
+	double phase_limit_s;
+	long backlog_events, backlog_probe;
+	long restart_pending, restart_leased;
+	bool restart_kill;	       /* also a kill -9 variant */
+	const struct scen_params *e2e; /* the backlog's empty-queue baseline */
+	double e2e_events_per_s;       /* e2e-batched earlier in the run; 0 */
 };
 
 /* Run one scenario on fresh topic/subscriptions; fills r (r->p preset).
@@ -226,6 +300,13 @@ struct bench_ctx {
 int scenario_run(const struct bench_ctx *ctx, struct scen_result *r);
 /* Remove the scenario's subscriptions (used against a foreign broker). */
 void scenario_cleanup(const struct bench_ctx *ctx, const struct scen_result *r);
+
+/* ---- backlog and restart (backlog.c) ------------------------------------ */
+
+/* Both need ctx->exe and ctx->workdir (a spawned run); 0 or -1 as
+ * scenario_run. */
+int backlog_run(const struct bench_ctx *ctx, struct scen_result *r);
+int restart_run(const struct bench_ctx *ctx, struct scen_result *r);
 
 /* ---- report (report.c) ------------------------------------------------- */
 

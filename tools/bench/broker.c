@@ -11,6 +11,11 @@
  *
  * A sampler thread reads RssAnon from /proc/PID/status every 50 ms and
  * keeps the peak, which the scenarios take and reset.
+ *
+ * The restart scenario stops a broker with the signal it chooses
+ * (broker_stop_signal) and starts the same binary again on the same
+ * folder, config and socket (broker_restart); the log is then appended to,
+ * so it tells the whole story. Spawn and ready times are kept for it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,6 +36,7 @@ extern char **environ;
 #define SAMPLE_NS     50000000ULL /* 50 ms */
 #define STOP_WAIT_NS  10000000000ULL
 #define READY_WAIT_NS 10000000000ULL
+#define READY_POLL_NS 1000000ULL /* 1 ms: the restart time is measured */
 #define SUN_PATH_MAX  107
 
 int workdir_create(const char *parent, char *out, size_t outlen, char *err,
@@ -92,6 +98,13 @@ static uint64_t read_rss_anon(pid_t pid)
 	}
 	fclose(f);
 	return kb;
+}
+
+uint64_t broker_rss_anon(const struct broker *b)
+{
+	if (b == NULL || b->pid <= 0 || b->exited)
+		return 0;
+	return read_rss_anon(b->pid);
 }
 
 static void peak_update(_Atomic uint64_t *peak, uint64_t v)
@@ -200,10 +213,12 @@ static int write_config(const char *path, uint32_t max_batch, uint32_t payload,
 	return 0;
 }
 
-int broker_spawn(struct broker *b, const char *exe, const char *workdir,
-		 uint32_t max_batch, uint32_t payload, char *err, size_t errlen)
+/* Start b->exe on the paths in b (set by broker_spawn), the log
+ * truncated or appended to; wait up to wait_ns for the socket, then start
+ * the sampler. */
+static int broker_start(struct broker *b, const char *exe, bool append_log,
+			uint64_t wait_ns, char *err, size_t errlen)
 {
-	char sock[BENCH_PATH_LEN], conf[BENCH_PATH_LEN];
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	bool fa_init = false, attr_init = false;
@@ -211,38 +226,26 @@ int broker_spawn(struct broker *b, const char *exe, const char *workdir,
 
 	b->pid = 0;
 	b->exited = false;
+	b->status = 0;
+	b->t_spawn_ns = 0;
+	b->t_ready_ns = 0;
 	atomic_store(&b->sampler_stop, false);
 	atomic_store(&b->rss_peak, 0);
-	atomic_store(&b->rss_peak_all, 0);
 	b->sampler_running = false;
 
 	if (access(exe, X_OK) != 0) {
 		snprintf(err, errlen, "%s: %s", exe, strerror(errno));
 		return -1;
 	}
-	snprintf(sock, sizeof sock, "%s/b.sock", workdir);
-	if (strlen(sock) > SUN_PATH_MAX) {
-		snprintf(err, errlen,
-			 "socket path %s is longer than %d bytes; pass a "
-			 "shorter --data-dir",
-			 sock, SUN_PATH_MAX);
-		return -1;
-	}
-	snprintf(b->url, sizeof b->url, "ipc://%s", sock);
-	snprintf(b->data_dir, sizeof b->data_dir, "%s/data", workdir);
-	snprintf(b->log_path, sizeof b->log_path, "%s/handoffd.log", workdir);
-	snprintf(conf, sizeof conf, "%s/handoffd.ini", workdir);
-	if (write_config(conf, max_batch, payload, err, errlen))
-		return -1;
-
 	if ((rc = posix_spawn_file_actions_init(&fa)) != 0)
 		goto spawn_fail;
 	fa_init = true;
 	if ((rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null",
 						   O_RDONLY, 0)) != 0 ||
-	    (rc = posix_spawn_file_actions_addopen(&fa, 2, b->log_path,
-						   O_WRONLY | O_CREAT | O_TRUNC,
-						   0600)) != 0 ||
+	    (rc = posix_spawn_file_actions_addopen(
+		     &fa, 2, b->log_path,
+		     O_WRONLY | O_CREAT | (append_log ? O_APPEND : O_TRUNC),
+		     0600)) != 0 ||
 	    (rc = posix_spawn_file_actions_adddup2(&fa, 2, 1)) != 0)
 		goto spawn_fail;
 	if ((rc = posix_spawnattr_init(&attr)) != 0)
@@ -253,18 +256,20 @@ int broker_spawn(struct broker *b, const char *exe, const char *workdir,
 		goto spawn_fail;
 
 	char *const argv[] = {
-		(char *)exe, "--data",	 b->data_dir, "--listen",
-		b->url,	     "--config", conf,	      NULL,
+		(char *)exe, "--data",	 b->data_dir,  "--listen",
+		b->url,	     "--config", b->conf_path, NULL,
 	};
+	b->t_spawn_ns = bench_now_ns();
 	if ((rc = posix_spawn(&b->pid, exe, &fa, &attr, argv, environ)) != 0) {
 		b->pid = 0;
 		goto spawn_fail;
 	}
 
-	/* Ready once the socket exists (the store is open by then). */
-	uint64_t until = bench_now_ns() + READY_WAIT_NS;
+	/* Ready once the socket exists (the store is open and the leases
+	 * of a previous run recovered by then). */
+	uint64_t until = b->t_spawn_ns + wait_ns;
 	struct stat st;
-	while (stat(sock, &st) != 0) {
+	while (stat(b->sock_path, &st) != 0) {
 		if (!broker_alive(b)) {
 			char how[64];
 			broker_exit_text(b, how, sizeof how);
@@ -274,12 +279,14 @@ int broker_spawn(struct broker *b, const char *exe, const char *workdir,
 		}
 		if (bench_now_ns() > until || bench_interrupted) {
 			snprintf(err, errlen,
-				 "handoffd did not create %s within 10 s",
-				 sock);
+				 "handoffd did not create %s within %.0f s%s",
+				 b->sock_path, (double)wait_ns / 1e9,
+				 bench_interrupted ? " (interrupted)" : "");
 			goto cleanup;
 		}
-		bench_sleep_ns(10000000);
+		bench_sleep_ns(READY_POLL_NS);
 	}
+	b->t_ready_ns = bench_now_ns();
 	if (pthread_create(&b->sampler, NULL, sampler_main, b) == 0)
 		b->sampler_running = true;
 	ret = 0;
@@ -293,6 +300,56 @@ cleanup:
 	if (attr_init)
 		posix_spawnattr_destroy(&attr);
 	return ret;
+}
+
+int broker_spawn(struct broker *b, const char *exe, const char *workdir,
+		 uint32_t max_batch, uint32_t payload, char *err, size_t errlen)
+{
+	b->pid = 0;
+	b->exited = false;
+	b->sampler_running = false;
+	atomic_store(&b->rss_peak_all, 0);
+
+	snprintf(b->sock_path, sizeof b->sock_path, "%s/b.sock", workdir);
+	if (strlen(b->sock_path) > SUN_PATH_MAX) {
+		snprintf(err, errlen,
+			 "socket path %s is longer than %d bytes; pass a "
+			 "shorter --data-dir",
+			 b->sock_path, SUN_PATH_MAX);
+		return -1;
+	}
+	snprintf(b->url, sizeof b->url, "ipc://%s", b->sock_path);
+	snprintf(b->data_dir, sizeof b->data_dir, "%s/data", workdir);
+	snprintf(b->log_path, sizeof b->log_path, "%s/handoffd.log", workdir);
+	snprintf(b->conf_path, sizeof b->conf_path, "%s/handoffd.ini", workdir);
+	if (write_config(b->conf_path, max_batch, payload, err, errlen))
+		return -1;
+	return broker_start(b, exe, false, READY_WAIT_NS, err, errlen);
+}
+
+int broker_restart(struct broker *b, const char *exe, double wait_s, char *err,
+		   size_t errlen)
+{
+	if (b->sock_path[0] == '\0' || b->conf_path[0] == '\0') {
+		snprintf(err, errlen, "broker_restart: never spawned");
+		return -1;
+	}
+	if (b->pid > 0 && broker_alive(b)) {
+		snprintf(err, errlen, "broker_restart: still running");
+		return -1;
+	}
+	if (b->sampler_running) {
+		atomic_store(&b->sampler_stop, true);
+		pthread_join(b->sampler, NULL);
+		b->sampler_running = false;
+	}
+	/* a killed broker leaves its socket file: the new one must not be
+	 * taken as ready before it listens */
+	unlink(b->sock_path);
+	return broker_start(b, exe, true,
+			    wait_s > 0 ? (uint64_t)(wait_s * 1e9) :
+					 READY_WAIT_NS,
+			    err, errlen);
 }
 
 bool broker_alive(struct broker *b)
@@ -359,19 +416,22 @@ out:
 	fclose(in);
 }
 
-void broker_stop(struct broker *b)
+void broker_stop_signal(struct broker *b, int sig)
 {
 	if (b == NULL || b->pid <= 0)
 		return;
+	b->term_timed_out = false;
 	if (broker_alive(b)) {
-		kill(b->pid, SIGTERM);
+		kill(b->pid, sig);
 		uint64_t until = bench_now_ns() + STOP_WAIT_NS;
 		while (broker_alive(b) && bench_now_ns() < until)
-			bench_sleep_ns(10000000);
+			bench_sleep_ns(1000000);
 		if (broker_alive(b)) {
 			fprintf(stderr,
 				"handoff-bench: handoffd did not stop within "
-				"10 s of SIGTERM; killing it\n");
+				"10 s of signal %d; killing it\n",
+				sig);
+			b->term_timed_out = true;
 			kill(b->pid, SIGKILL);
 			int status;
 			if (waitpid(b->pid, &status, 0) == b->pid) {
@@ -385,4 +445,9 @@ void broker_stop(struct broker *b)
 		pthread_join(b->sampler, NULL);
 		b->sampler_running = false;
 	}
+}
+
+void broker_stop(struct broker *b)
+{
+	broker_stop_signal(b, SIGTERM);
 }

@@ -10,6 +10,9 @@
  * and print the table (or JSON). Everything talks to the broker through
  * handoff.h only.
  *
+ * backlog and restart (backlog.c) are not part of `all`: they run only
+ * when named, on brokers of their own in the work folder, and take long.
+ *
  * Exit status: 0 all scenarios ran, 1 a scenario or the set-up failed,
  * 2 usage error.
  */
@@ -112,7 +115,29 @@ static const struct scen_params scenario_defs[] = {
 	  .ack_each = true,
 	  .ratios = RATIO_P99 },
 };
-#define N_DEFS (int)(sizeof scenario_defs / sizeof scenario_defs[0])
+#define N_DEFS	(int)(sizeof scenario_defs / sizeof scenario_defs[0])
+#define E2E_DEF 3 /* e2e-batched: the backlog's empty-queue baseline */
+
+/* Run only when named; flags other than their own and --payload do not
+ * change them. The figures describe their shape for the notes. */
+static const struct scen_params special_defs[] = {
+	{ .name = "backlog",
+	  .kind = SCEN_BACKLOG,
+	  .producers = 4,
+	  .consumers = 2,
+	  .batch = 100,
+	  .fetch_batch = 100,
+	  .subs = 1,
+	  .ratios = RATIO_BACKLOG },
+	{ .name = "restart",
+	  .kind = SCEN_RESTART,
+	  .producers = 4,
+	  .batch = 100,
+	  .fetch_batch = 1000,
+	  .subs = 1,
+	  .ratios = RATIO_RESTART },
+};
+#define N_SPECIAL (int)(sizeof special_defs / sizeof special_defs[0])
 
 static const struct scen_params custom_def = {
 	.name = "custom",
@@ -147,6 +172,10 @@ struct opts {
 	unsigned given;
 	bool json;
 	bool no_ceilings;
+	long backlog_events, backlog_probe;
+	long restart_pending, restart_leased;
+	bool restart_kill;
+	double phase_limit;
 };
 
 static void usage(FILE *f)
@@ -157,6 +186,10 @@ static void usage(FILE *f)
 	      "         [--consumers N] [--batch N] [--fetch-batch N]\n"
 	      "         [--subscriptions N] [--rate N] [--backlog N]\n"
 	      "         [--json] [--no-ceilings]\n"
+	      "         [--backlog-events N] [--backlog-probe N]\n"
+	      "         [--restart-pending N] [--restart-leased N] "
+	      "[--restart-kill]\n"
+	      "         [--phase-limit SECONDS]\n"
 	      "\n"
 	      "Benchmark of the handoff broker through its client library.\n"
 	      "\n"
@@ -170,7 +203,8 @@ static void usage(FILE *f)
 	      "                     (default: the current directory)\n"
 	      "  --scenario S       all (default), custom, or names from:\n"
 	      "                     publish-k4-e100 publish-k8-e1 publish-k1-e1\n"
-	      "                     e2e-batched fanout-4 lat-1k\n"
+	      "                     e2e-batched fanout-4 lat-1k; and, only when\n"
+	      "                     named (long; --spawn only): backlog restart\n"
 	      "  --duration S       seconds per scenario (default 5)\n"
 	      "  --payload BYTES    event size (default 256; >= 8 for delivery\n"
 	      "                     latency)\n"
@@ -187,6 +221,24 @@ static void usage(FILE *f)
 	      "                     consumer)\n"
 	      "  --json             print one JSON object instead of the table\n"
 	      "  --no-ceilings      skip the LMDB and nanomsg ceilings (no ratios)\n"
+	      "\n"
+	      "backlog: on a broker of its own, fill one subscription (4 producers\n"
+	      "x 100 events/request) and read RssAnon at the probe and at N, then\n"
+	      "drain it (2 consumers fetching 100, acking per fetch) and compare the\n"
+	      "drain rate with e2e-batched on an empty queue (from this run, else\n"
+	      "run first for --duration); also disk bytes per event at N.\n"
+	      "  --backlog-events N  N (default 10000000)\n"
+	      "  --backlog-probe N   where RssAnon is first read (default 100000)\n"
+	      "restart: publish a backlog, lease part of it (ack deadline 10 min),\n"
+	      "stop the broker, start it on the same folder and time spawn -> the\n"
+	      "first fetch with a delivery; with a large and a small (1000 / 100)\n"
+	      "backlog.\n"
+	      "  --restart-pending N  events published (default 1000000)\n"
+	      "  --restart-leased N   of them leased at the stop (default 100000)\n"
+	      "  --restart-kill       stop with kill -9 too (default: SIGTERM only)\n"
+	      "  --phase-limit S      abort backlog / restart when a phase (fill,\n"
+	      "                       drain, lease, restart) takes longer (default\n"
+	      "                       1800)\n"
 	      "\n"
 	      "Exit status: 0 all ran, 1 a scenario or the set-up failed, 2 usage.\n",
 	      f);
@@ -245,6 +297,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		F_JSON,
 		F_NOCEIL,
 		F_BACKLOG,
+		F_BL_EVENTS,
+		F_BL_PROBE,
+		F_RS_PENDING,
+		F_RS_LEASED,
+		F_RS_KILL,
+		F_PHASE_LIMIT,
 		F_HELP,
 	};
 	static const struct option lo[] = {
@@ -263,6 +321,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "backlog", required_argument, NULL, F_BACKLOG },
 		{ "json", no_argument, NULL, F_JSON },
 		{ "no-ceilings", no_argument, NULL, F_NOCEIL },
+		{ "backlog-events", required_argument, NULL, F_BL_EVENTS },
+		{ "backlog-probe", required_argument, NULL, F_BL_PROBE },
+		{ "restart-pending", required_argument, NULL, F_RS_PENDING },
+		{ "restart-leased", required_argument, NULL, F_RS_LEASED },
+		{ "restart-kill", no_argument, NULL, F_RS_KILL },
+		{ "phase-limit", required_argument, NULL, F_PHASE_LIMIT },
 		{ "help", no_argument, NULL, F_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -273,6 +337,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	o->duration = 5;
 	o->payload = 256;
 	o->scenario = "all";
+	o->backlog_events = 10000000;
+	o->backlog_probe = 100000;
+	o->restart_pending = 1000000;
+	o->restart_leased = 100000;
+	o->phase_limit = 1800;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -346,6 +415,34 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case F_NOCEIL:
 			o->no_ceilings = true;
 			break;
+		case F_BL_EVENTS:
+			if (parse_long("--backlog-events", optarg, 2,
+				       1000000000000L, &o->backlog_events))
+				return 2;
+			break;
+		case F_BL_PROBE:
+			if (parse_long("--backlog-probe", optarg, 1,
+				       1000000000000L, &o->backlog_probe))
+				return 2;
+			break;
+		case F_RS_PENDING:
+			if (parse_long("--restart-pending", optarg, 1,
+				       1000000000000L, &o->restart_pending))
+				return 2;
+			break;
+		case F_RS_LEASED:
+			if (parse_long("--restart-leased", optarg, 1,
+				       1000000000000L, &o->restart_leased))
+				return 2;
+			break;
+		case F_RS_KILL:
+			o->restart_kill = true;
+			break;
+		case F_PHASE_LIMIT:
+			if (parse_double("--phase-limit", optarg, 1, 7 * 86400,
+					 &o->phase_limit))
+				return 2;
+			break;
 		case 'h':
 		case F_HELP:
 			usage(stdout);
@@ -372,6 +469,16 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	if (o->broker_url && o->spawn) {
 		fprintf(stderr,
 			"handoff-bench: give --broker or --spawn, not both\n");
+		return 2;
+	}
+	if (o->backlog_probe >= o->backlog_events) {
+		fprintf(stderr, "handoff-bench: --backlog-probe must be below "
+				"--backlog-events\n");
+		return 2;
+	}
+	if (o->restart_leased > o->restart_pending) {
+		fprintf(stderr, "handoff-bench: --restart-leased must not "
+				"exceed --restart-pending\n");
 		return 2;
 	}
 	return 0;
@@ -442,12 +549,26 @@ static int select_scenarios(const struct opts *o, struct scen_params *out,
 				found = true;
 			}
 		}
+		for (int i = 0; i < N_SPECIAL; i++) {
+			if (strcmp(tok, special_defs[i].name) == 0 && n < max) {
+				if (o->broker_url) {
+					fprintf(stderr,
+						"handoff-bench: %s needs "
+						"--spawn (brokers of its "
+						"own), not --broker\n",
+						tok);
+					return -1;
+				}
+				out[n++] = special_defs[i];
+				found = true;
+			}
+		}
 		if (!found) {
 			fprintf(stderr,
 				"handoff-bench: no scenario '%s' (all, custom, "
 				"publish-k4-e100, publish-k8-e1, "
 				"publish-k1-e1, e2e-batched, fanout-4, "
-				"lat-1k)\n",
+				"lat-1k; backlog, restart)\n",
 				tok);
 			return -1;
 		}
@@ -616,19 +737,56 @@ int main(int argc, char **argv)
 		goto finish;
 	}
 
+	/* the backlog's baseline: e2e-batched as defined, no flags */
+	struct opts no_flags;
+	struct scen_params e2e = scenario_defs[E2E_DEF];
+	memset(&no_flags, 0, sizeof no_flags);
+	apply_overrides(&e2e, &no_flags, false);
+
 	struct bench_ctx ctx = {
 		.url = url,
 		.payload = (uint32_t)o.payload,
 		.duration_s = o.duration,
 		.broker = spawned ? &broker : NULL,
 		.run_id = (int)getpid(),
+		.progress = !o.json,
+		.exe = spawned ? o.spawn : NULL,
+		.workdir = spawned ? workdir : NULL,
+		.phase_limit_s = o.phase_limit,
+		.backlog_events = o.backlog_events,
+		.backlog_probe = o.backlog_probe,
+		.restart_pending = o.restart_pending,
+		.restart_leased = o.restart_leased,
+		.restart_kill = o.restart_kill,
+		.e2e = &e2e,
 	};
 	for (int i = 0; i < n_sel && !bench_interrupted; i++) {
+		int rc;
 		res[i].p = sel[i];
 		ctx.index = i + 1;
 		if (!o.json)
 			fprintf(stderr, "handoff-bench: %s...\n", sel[i].name);
-		if (scenario_run(&ctx, &res[i]) != 0) {
+		switch (sel[i].kind) {
+		case SCEN_BACKLOG:
+			/* e2e-batched earlier in this run, as defined */
+			ctx.e2e_events_per_s = 0;
+			for (int j = 0; j < i; j++)
+				if (res[j].p.kind == SCEN_LOAD &&
+				    strcmp(res[j].p.name, e2e.name) == 0 &&
+				    !res[j].p.overridden && !res[j].failed &&
+				    res[j].events_per_s > 0)
+					ctx.e2e_events_per_s =
+						res[j].events_per_s;
+			rc = backlog_run(&ctx, &res[i]);
+			break;
+		case SCEN_RESTART:
+			rc = restart_run(&ctx, &res[i]);
+			break;
+		default:
+			rc = scenario_run(&ctx, &res[i]);
+			break;
+		}
+		if (rc != 0) {
 			all_ok = false;
 			if (!o.json)
 				fprintf(stderr,

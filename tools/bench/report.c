@@ -9,7 +9,14 @@
  *   nn          events/s / nanomsg PUSH/PULL tcp msgs/s
  *   k4          events/s / publish-k4-e100's events/s (fan-out cost)
  *   p99/commit  confirm p99 / LMDB single-put commit p99
+ * and for the scenarios run only when named (targets in the notes):
+ *   rss N/probe        backlog: RssAnon with N stored / with N_probe
+ *   drain/e2e          backlog: drain acks/s / empty-queue e2e events/s
+ *   restart large/small, kill large/small
+ *                      restart: spawn -> first fetch, large backlog /
+ *                      small, after SIGTERM / after kill -9
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +100,16 @@ void machine_info_read(struct machine_info *m, int argc, char **argv)
 
 /* ---- ratios -------------------------------------------------------------- */
 
+/* spawn -> first fetch of the case (size, sig); 0 when it did not run */
+static double restart_fetch_ms(const struct restart_result *rs,
+			       const char *size, int sig)
+{
+	for (int i = 0; i < rs->n; i++)
+		if (rs->c[i].sig == sig && strcmp(rs->c[i].size, size) == 0)
+			return rs->c[i].fetch_ms;
+	return 0;
+}
+
 static void add_ratio(struct scen_result *r, const char *name, double num,
 		      double den)
 {
@@ -131,6 +148,24 @@ void ratios_compute(struct scen_result *r, const struct ceilings *c,
 		add_ratio(r, "p99/commit",
 			  (double)hist_quantile(r->confirm, 0.99),
 			  (double)c->lmdb1.p99_ns);
+	if ((k & RATIO_BACKLOG) && r->bl.ran) {
+		add_ratio(r, "rss N/probe", (double)r->bl.rss_full_kb,
+			  (double)r->bl.rss_probe_kb);
+		add_ratio(r, "drain/e2e", r->bl.drain_per_s, r->bl.e2e_per_s);
+	}
+	if (k & RATIO_RESTART) {
+		static const int sigs[] = { SIGTERM, SIGKILL };
+		for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+			double large =
+				restart_fetch_ms(&r->rs, "large", sigs[i]);
+			double small =
+				restart_fetch_ms(&r->rs, "small", sigs[i]);
+			add_ratio(r,
+				  sigs[i] == SIGTERM ? "restart large/small" :
+						       "kill large/small",
+				  large, small);
+		}
+	}
 }
 
 /* ---- table --------------------------------------------------------------- */
@@ -191,6 +226,127 @@ static void params_text(char *out, size_t len, const struct scen_params *p,
 	else
 		snprintf(out + n, len - (size_t)n, ", closed loop for %.0f s",
 			 duration);
+}
+
+static void notes_cpu(FILE *f, const struct scen_result *s)
+{
+	if (s->elapsed_s <= 0)
+		return;
+	fprintf(f, "    CPU: ");
+	if (s->broker_cpu_s >= 0)
+		fprintf(f, "broker %.2f s (%.0f%% of a core), ",
+			s->broker_cpu_s, 100 * s->broker_cpu_s / s->elapsed_s);
+	fprintf(f, "handoff-bench %.2f s (%.0f%%) over %.1f s\n",
+		s->bench_cpu_s, 100 * s->bench_cpu_s / s->elapsed_s,
+		s->elapsed_s);
+}
+
+static const char *target_text(double v, bool at_most, double target)
+{
+	if (v <= 0)
+		return "";
+	return (at_most ? v <= target : v >= target) ? " (target met)" :
+						       " (target MISSED)";
+}
+
+static void notes_backlog(FILE *f, const struct scen_result *s)
+{
+	const struct backlog_result *b = &s->bl;
+	char a[32], c[32], d[32];
+
+	fprintf(f,
+		"  %s: 4 producers x 100 events/request fill 1 subscription "
+		"to %s events (RssAnon probe at %s),\n"
+		"    then 2 consumers fetching 100 (ack per fetch) drain it\n",
+		s->p.name, grouped(a, sizeof a, (double)b->events),
+		grouped(c, sizeof c, (double)b->probe));
+	if (b->fill_s > 0)
+		fprintf(f, "    fill:    %s published in %.1f s (%s/s)\n",
+			grouped(a, sizeof a, (double)s->published), b->fill_s,
+			grouped(c, sizeof c, b->fill_per_s));
+	if (b->rss_probe_kb && b->rss_full_kb) {
+		double ratio = (double)b->rss_full_kb / (double)b->rss_probe_kb;
+		fprintf(f,
+			"    RssAnon: %.1f MiB at %s events, %.1f MiB at %s: "
+			"ratio %.2f, target <= 1.2%s\n",
+			(double)b->rss_probe_kb / 1024.0,
+			grouped(a, sizeof a, (double)b->probe),
+			(double)b->rss_full_kb / 1024.0,
+			grouped(c, sizeof c, (double)b->events), ratio,
+			target_text(ratio, true, 1.2));
+	}
+	if (b->data_bytes)
+		fprintf(f,
+			"    disk:    %.0f B/event at %s (data.mdb %.1f MiB, "
+			"broker stores %s events)\n",
+			b->bytes_per_event,
+			grouped(a, sizeof a, (double)b->events),
+			(double)b->data_bytes / 1048576.0,
+			grouped(c, sizeof c, (double)b->events_stored));
+	if (b->drain_s > 0) {
+		double ratio =
+			b->e2e_per_s > 0 ? b->drain_per_s / b->e2e_per_s : 0;
+		fprintf(f, "    drain:   %s acked in %.1f s = %s acks/s",
+			grouped(a, sizeof a, (double)b->drained), b->drain_s,
+			grouped(c, sizeof c, b->drain_per_s));
+		if (b->e2e_per_s > 0)
+			fprintf(f,
+				"; empty-queue e2e-batched %s events/s (%s): "
+				"ratio %.2f, target >= 0.8%s",
+				grouped(d, sizeof d, b->e2e_per_s),
+				b->e2e_reused ? "from this run" :
+						"run first on the same broker",
+				ratio, target_text(ratio, false, 0.8));
+		fputc('\n', f);
+	}
+	notes_cpu(f, s);
+	if (s->note[0])
+		fprintf(f, "    note: %s\n", s->note);
+	if (s->failed)
+		fprintf(f, "    FAILED: %s\n", s->error);
+}
+
+static void notes_restart(FILE *f, const struct scen_result *s)
+{
+	const struct restart_result *rs = &s->rs;
+	char a[32], c[32];
+
+	fprintf(f,
+		"  %s: publish a backlog (4 producers x 100 events/request), "
+		"lease part of it (fetches of\n"
+		"    1000, ack deadline 10 min), stop the broker, start it on the "
+		"same folder; times from the spawn\n",
+		s->p.name);
+	if (rs->n > 0)
+		fprintf(f, "    %-8s %-6s %11s %9s %9s %10s %9s %12s\n", "stop",
+			"size", "pending", "leased", "stop ms", "listen ms",
+			"conn ms", "1st fetch ms");
+	for (int i = 0; i < rs->n; i++) {
+		const struct restart_case *k = &rs->c[i];
+		fprintf(f,
+			"    %-8s %-6s %11s %9s %9.1f %10.1f %9.1f %12.1f%s\n",
+			k->sig == SIGKILL ? "kill -9" : "SIGTERM", k->size,
+			grouped(a, sizeof a, (double)k->pending),
+			grouped(c, sizeof c, (double)k->leased), k->stop_ms,
+			k->listen_ms, k->connect_ms, k->fetch_ms,
+			k->term_timed_out ? "  (SIGTERM timed out: killed)" :
+					    "");
+	}
+	for (int i = 0; i < s->n_ratios; i++)
+		fprintf(f, "    %s: %.2f, target <= 2%s\n", s->ratios[i].name,
+			s->ratios[i].value,
+			target_text(s->ratios[i].value, true, 2));
+	if (rs->large_data_bytes)
+		fprintf(f,
+			"    disk (large): data.mdb %.1f MiB, broker stores %s "
+			"events\n",
+			(double)rs->large_data_bytes / 1048576.0,
+			grouped(a, sizeof a, (double)rs->large_events_stored));
+	notes_cpu(f, s);
+	if (s->note[0])
+		fprintf(f, "    note: %s\n", s->note);
+	if (s->failed)
+		fprintf(f, "    FAILED: %s\n", s->error);
 }
 
 void report_table(FILE *f, const struct report *r)
@@ -260,7 +416,9 @@ void report_table(FILE *f, const struct report *r)
 			continue;
 		}
 		fprintf(f, "%-17s %10s", name,
-			grouped(a, sizeof a, s->events_per_s));
+			s->p.kind == SCEN_RESTART ?
+				"-" :
+				grouped(a, sizeof a, s->events_per_s));
 		ms_cell(f, s->confirm, 0.50);
 		ms_cell(f, s->confirm, 0.99);
 		ms_cell(f, s->confirm, 0.999);
@@ -289,6 +447,14 @@ void report_table(FILE *f, const struct report *r)
 		const struct scen_result *s = &r->results[i];
 		if (!s->ran)
 			continue;
+		if (s->p.kind == SCEN_BACKLOG) {
+			notes_backlog(f, s);
+			continue;
+		}
+		if (s->p.kind == SCEN_RESTART) {
+			notes_restart(f, s);
+			continue;
+		}
 		params_text(pt, sizeof pt, &s->p, r->duration_s);
 		fprintf(f, "  %s%s: %s\n", s->p.name,
 			s->p.overridden ? "*" : "", pt);
@@ -332,6 +498,22 @@ void report_table(FILE *f, const struct report *r)
 		"    at 1 put per commit; nn = / PUSH/PULL msgs/s; k4 = / "
 		"publish-k4-e100 events/s;\n"
 		"    p99/commit = confirm p99 / LMDB single-commit p99.\n");
+	for (int i = 0; i < r->n_results; i++) {
+		if (r->results[i].ran && r->results[i].p.kind != SCEN_LOAD) {
+			fprintf(f,
+				"    backlog: rss N/probe = RssAnon with N "
+				"stored / with N_probe (target <= 1.2);\n"
+				"      drain/e2e = drain acks/s / empty-queue "
+				"e2e-batched events/s (target >= 0.8).\n"
+				"    restart: large/small = spawn -> first "
+				"fetch, large backlog / small (target <= 2).\n"
+				"    Their rows: events/s = drain acks/s "
+				"(restart: -), confirm = the fills' publishes,\n"
+				"      RssAnon = peak over the scenario's own "
+				"broker(s), B/event = at N (restart: large).\n");
+			break;
+		}
+	}
 	fprintf(f, "result: %s\n", r->ok ? "ok" : "FAILED");
 }
 
@@ -386,6 +568,73 @@ static void json_lmdb(FILE *f, const struct lmdb_ceiling *l)
 		l->per_commit, l->seconds, (unsigned long long)l->commits,
 		l->commits_per_s, l->events_per_s, (double)l->p50_ns / 1e6,
 		(double)l->p99_ns / 1e6, (double)l->max_ns / 1e6);
+}
+
+static void json_num(FILE *f, const char *name, double v, bool positive)
+{
+	fprintf(f, "\"%s\": ", name);
+	if (positive && v <= 0)
+		fputs("null", f);
+	else
+		fprintf(f, "%.3f", v);
+}
+
+static void json_backlog(FILE *f, const struct backlog_result *b)
+{
+	fprintf(f,
+		",\n     \"backlog\": {\"events\": %ld, \"probe\": %ld, "
+		"\"completed\": %s, ",
+		b->events, b->probe, b->ran ? "true" : "false");
+	json_num(f, "rss_probe_mib", (double)b->rss_probe_kb / 1024.0, true);
+	fputs(", ", f);
+	json_num(f, "rss_full_mib", (double)b->rss_full_kb / 1024.0, true);
+	fputs(", ", f);
+	json_num(f, "rss_ratio",
+		 b->rss_probe_kb ?
+			 (double)b->rss_full_kb / (double)b->rss_probe_kb :
+			 0,
+		 true);
+	fputs(",\n       ", f);
+	json_num(f, "fill_s", b->fill_s, true);
+	fputs(", ", f);
+	json_num(f, "fill_per_s", b->fill_per_s, true);
+	fprintf(f, ", \"drained\": %llu, ", (unsigned long long)b->drained);
+	json_num(f, "drain_s", b->drain_s, true);
+	fputs(", ", f);
+	json_num(f, "drain_per_s", b->drain_per_s, true);
+	fputs(", ", f);
+	json_num(f, "e2e_per_s", b->e2e_per_s, true);
+	fprintf(f, ", \"e2e_reused\": %s, ", b->e2e_reused ? "true" : "false");
+	json_num(f, "drain_e2e_ratio",
+		 b->e2e_per_s > 0 ? b->drain_per_s / b->e2e_per_s : 0, true);
+	fprintf(f,
+		",\n       \"data_mdb_bytes\": %llu, \"events_stored\": %llu, ",
+		(unsigned long long)b->data_bytes,
+		(unsigned long long)b->events_stored);
+	json_num(f, "bytes_per_event", b->bytes_per_event, true);
+	fputs("}", f);
+}
+
+static void json_restart(FILE *f, const struct restart_result *rs)
+{
+	fputs(",\n     \"restart\": {\"cases\": [", f);
+	for (int i = 0; i < rs->n; i++) {
+		const struct restart_case *k = &rs->c[i];
+		fprintf(f,
+			"%s\n       {\"stop\": \"%s\", \"size\": \"%s\", "
+			"\"pending\": %ld, \"leased\": %ld, \"stop_ms\": %.3f, "
+			"\"listen_ms\": %.3f, \"connect_ms\": %.3f, "
+			"\"first_fetch_ms\": %.3f, \"term_timed_out\": %s}",
+			i ? "," : "", k->sig == SIGKILL ? "SIGKILL" : "SIGTERM",
+			k->size, k->pending, k->leased, k->stop_ms,
+			k->listen_ms, k->connect_ms, k->fetch_ms,
+			k->term_timed_out ? "true" : "false");
+	}
+	fprintf(f,
+		"],\n       \"large_data_mdb_bytes\": %llu, "
+		"\"large_events_stored\": %llu}",
+		(unsigned long long)rs->large_data_bytes,
+		(unsigned long long)rs->large_events_stored);
 }
 
 void report_json(FILE *f, const struct report *r)
@@ -516,6 +765,10 @@ void report_json(FILE *f, const struct report *r)
 			json_str(f, s->note);
 		else
 			fputs("null", f);
+		if (p->kind == SCEN_BACKLOG)
+			json_backlog(f, &s->bl);
+		if (p->kind == SCEN_RESTART)
+			json_restart(f, &s->rs);
 		fputs("}", f);
 	}
 	fprintf(f, "\n  ],\n  \"ok\": %s\n}\n", r->ok ? "true" : "false");
