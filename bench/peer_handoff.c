@@ -12,10 +12,11 @@
  *   e2e    w256 producer + one consumer thread (own handle) that fetches up
  *          to 256 with a 100 ms long poll and acks each fetch in one
  *          handoff_ack(); rate = acked events per second
- *   lat1k  single-event publishes at 1,000/s open loop (one in flight:
- *          a late reply delays the next send, and the confirm latency is
- *          taken from the scheduled time so that delay is counted) +
- *          the consumer above; delivery latency from the payload stamp
+ *   lat1k  single-event publishes at 1,000/s open loop, the schedule
+ *          dealt round-robin to 4 handles (each has one request in
+ *          flight; confirm latency is taken from the scheduled time, so a
+ *          late send is counted) + the consumer above; delivery latency
+ *          from the payload stamp
  *
  * Each run creates its own topic and subscription (ack deadline 30 s) and
  * unsubscribes at the end, which also drops whatever was not consumed.
@@ -168,48 +169,96 @@ static int produce_batches(handoff_client *c, struct run *run,
 	return 0;
 }
 
-static int produce_open_loop(handoff_client *c, struct run *run,
-			     struct peer_result *res)
+/* Open-loop producers: a REQ handle has one request in flight, so the
+ * 1,000/s schedule is dealt round-robin to OPEN_LOOP_HANDLES handles, as a
+ * peer client pipelines its sends; a late reply then delays only that
+ * handle's next event, and latency is still taken from the scheduled time. */
+#define OPEN_LOOP_HANDLES 4
+
+struct open_loop {
+	struct run *run;
+	int idx;
+	uint64_t sent;
+	struct peer_hist confirm;
+	char error[256];
+};
+
+static void *open_loop_main(void *arg)
 {
+	struct open_loop *o = arg;
+	struct run *run = o->run;
 	size_t plen = run->a->payload;
 	char *buf = malloc(plen);
+	handoff_client *c = NULL;
 	handoff_event ev;
-	uint64_t id, i;
-	double elapsed;
+	uint64_t id;
 
 	if (!buf) {
-		snprintf(res->error, sizeof res->error, "out of memory");
-		return -1;
+		snprintf(o->error, sizeof o->error, "out of memory");
+		return NULL;
+	}
+	if (open_handle(run->a, &c, o->error, sizeof o->error) != 0) {
+		free(buf);
+		return NULL;
 	}
 	memset(&ev, 0, sizeof ev);
 	ev.payload = buf;
 	ev.payload_len = plen;
-	for (i = 0;; i++) {
+	for (uint64_t i = (uint64_t)o->idx;; i += OPEN_LOOP_HANDLES) {
 		uint64_t due = peer_due_ns(run->start, i, 1000.0);
-		int rc;
 		if (due >= run->deadline)
 			break;
 		peer_sleep_until_ns(due);
 		peer_stamp(buf, plen);
-		rc = handoff_publish(c, run->topic, &ev, 1, &id, NULL);
+		int rc = handoff_publish(c, run->topic, &ev, 1, &id, NULL);
 		if (rc != HANDOFF_OK) {
-			call_error(res->error, sizeof res->error, "publish", c,
-				   rc);
-			free(buf);
-			return -1;
+			call_error(o->error, sizeof o->error, "publish", c, rc);
+			break;
 		}
-		peer_hist_add(&res->confirm, peer_mono_ns() - due);
+		peer_hist_add(&o->confirm, peer_mono_ns() - due);
+		o->sent++;
 	}
-	/* A producer that fell behind the schedule sent its last event late:
-	 * the rate is then below 1,000/s. */
-	elapsed = (double)(peer_mono_ns() - run->start) / 1e9;
+	handoff_close(c);
+	free(buf);
+	return NULL;
+}
+
+static int produce_open_loop(struct run *run, struct peer_result *res)
+{
+	static struct open_loop lanes[OPEN_LOOP_HANDLES];
+	pthread_t tids[OPEN_LOOP_HANDLES];
+	int started = 0;
+	uint64_t sent = 0;
+
+	for (int k = 0; k < OPEN_LOOP_HANDLES; k++) {
+		memset(&lanes[k], 0, sizeof lanes[k]);
+		lanes[k].run = run;
+		lanes[k].idx = k;
+		if (pthread_create(&tids[k], NULL, open_loop_main, &lanes[k]))
+			break;
+		started++;
+	}
+	for (int k = 0; k < started; k++) {
+		pthread_join(tids[k], NULL);
+		for (size_t j = 0; j < 2048; j++)
+			res->confirm.counts[j] += lanes[k].confirm.counts[j];
+		res->confirm.n += lanes[k].confirm.n;
+		sent += lanes[k].sent;
+		if (lanes[k].error[0] && !res->error[0])
+			snprintf(res->error, sizeof res->error, "%s",
+				 lanes[k].error);
+	}
+	if (started < OPEN_LOOP_HANDLES && !res->error[0])
+		snprintf(res->error, sizeof res->error, "pthread_create failed");
+	/* Producers that fell behind the schedule sent late: the rate is
+	 * then below 1,000/s. */
+	double elapsed = (double)(peer_mono_ns() - run->start) / 1e9;
 	if (elapsed < run->a->duration_s)
 		elapsed = run->a->duration_s;
-	res->count = i;
-	res->rate = (double)i / elapsed;
-	run->expect = i;
-	free(buf);
-	return 0;
+	res->count = sent;
+	res->rate = (double)sent / elapsed;
+	run->expect = sent;
+	return res->error[0] ? -1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -260,7 +309,7 @@ int main(int argc, char **argv)
 			break;
 		case PEER_LAT1K:
 		default:
-			rc = produce_open_loop(c, &run, &res);
+			rc = produce_open_loop(&run, &res);
 			break;
 		}
 	}
