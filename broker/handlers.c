@@ -81,6 +81,50 @@ static void *alloc0(struct txn *t, size_t n)
 	return p;
 }
 
+/* A growing array of pointers in the txn arena, for reply lists. */
+struct ptr_list {
+	void **v;
+	size_t n, cap;
+};
+
+static int ptr_push(struct txn *t, struct ptr_list *l, void *item)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		void **v = arena_alloc(t->arena, cap * sizeof *v);
+		if (!v)
+			return ENOMEM;
+		if (l->n)
+			memcpy(v, l->v, l->n * sizeof *v);
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = item;
+	return 0;
+}
+
+/* The next subscription after *id that is not being deleted, with its
+ * ready entries split into due now and delayed. MDB_NOTFOUND at the end. */
+static int next_live_sub(struct txn *t, uint32_t *id, SubRecord **r,
+			 uint64_t *ready, uint64_t *delayed)
+{
+	int rc;
+	while ((rc = store_sub_next(t, *id, id)) == 0) {
+		rc = store_sub_get(t, *id, r);
+		if (rc)
+			return rc;
+		if ((*r)->deleting)
+			continue;
+		rc = store_ready_count_after(t, (*r)->id, t->now_ms, (*r)->ready,
+					     delayed);
+		if (rc)
+			return rc;
+		*ready = (*r)->ready > *delayed ? (*r)->ready - *delayed : 0;
+		return 0;
+	}
+	return rc;
+}
+
 /* ---- publish ---------------------------------------------------------- */
 
 static int check_event(struct handler_env *env, const Handoff__Wire__PublishEvent *e,
@@ -398,51 +442,33 @@ static int handle_list_subscriptions(struct handler_env *env, struct txn *t,
 				     Reply *reply)
 {
 	(void)env;
-	size_t cap = 16, n = 0;
-	Handoff__Wire__SubscriptionInfo **v = arena_alloc(t->arena, cap * sizeof *v);
+	struct ptr_list l = { 0 };
 	Handoff__Wire__ListSubscriptionsReply *lr = alloc0(t, sizeof *lr);
-	if (!v || !lr)
+	if (!lr)
 		return ENOMEM;
 	handoff__wire__list_subscriptions_reply__init(lr);
 	uint32_t id = 0;
+	SubRecord *r;
+	uint64_t ready, delayed;
 	int rc;
-	while ((rc = store_sub_next(t, id, &id)) == 0) {
-		SubRecord *r;
-		rc = store_sub_get(t, id, &r);
-		if (rc)
-			return rc;
-		if (r->deleting)
-			continue;
-		if (n == cap) {
-			void *bigger = arena_alloc(t->arena, 2 * cap * sizeof *v);
-			if (!bigger)
-				return ENOMEM;
-			memcpy(bigger, v, cap * sizeof *v);
-			v = bigger;
-			cap *= 2;
-		}
+	while ((rc = next_live_sub(t, &id, &r, &ready, &delayed)) == 0) {
 		Handoff__Wire__SubscriptionInfo *si = alloc0(t, sizeof *si);
-		if (!si)
+		if (!si || ptr_push(t, &l, si))
 			return ENOMEM;
 		handoff__wire__subscription_info__init(si);
-		uint64_t delayed;
-		rc = store_ready_count_after(t, r->id, t->now_ms, r->ready, &delayed);
-		if (rc)
-			return rc;
 		si->name = r->name;
 		si->topic = r->topic;
 		si->policy = r->policy;
+		si->ready = ready;
 		si->delayed = delayed;
-		si->ready = r->ready > delayed ? r->ready - delayed : 0;
 		si->leased = r->leased;
 		si->dead = r->dead;
 		si->created_ms = r->created_ms;
-		v[n++] = si;
 	}
 	if (rc != MDB_NOTFOUND)
 		return rc;
-	lr->n_subscriptions = n;
-	lr->subscriptions = v;
+	lr->n_subscriptions = l.n;
+	lr->subscriptions = (Handoff__Wire__SubscriptionInfo **)l.v;
 	reply->body_case = HANDOFF__WIRE__REPLY__BODY_LIST_SUBSCRIPTIONS;
 	reply->list_subscriptions = lr;
 	return 0;
@@ -890,10 +916,7 @@ static int handle_trace(struct handler_env *env, struct txn *t,
 				  NULL);
 		}
 	}
-	size_t cap = 8, n = 0;
-	Handoff__Wire__SubscriptionTrace **v = arena_alloc(t->arena, cap * sizeof *v);
-	if (!v)
-		return ENOMEM;
+	struct ptr_list l = { 0 };
 	uint32_t sid = 0;
 	bool first = true;
 	for (;;) {
@@ -906,16 +929,8 @@ static int handle_trace(struct handler_env *env, struct txn *t,
 		DeliveryRecord *d;
 		if (store_delivery_get(t, q->event_id, sid, &d))
 			continue;
-		if (n == cap) {
-			void *bigger = arena_alloc(t->arena, 2 * cap * sizeof *v);
-			if (!bigger)
-				return ENOMEM;
-			memcpy(bigger, v, cap * sizeof *v);
-			v = bigger;
-			cap *= 2;
-		}
 		Handoff__Wire__SubscriptionTrace *s = alloc0(t, sizeof *s);
-		if (!s)
+		if (!s || ptr_push(t, &l, s))
 			return ENOMEM;
 		handoff__wire__subscription_trace__init(s);
 		SubRecord *sub;
@@ -938,12 +953,11 @@ static int handle_trace(struct handler_env *env, struct txn *t,
 		s->replays = d->replays;
 		s->n_history = d->n_history;
 		s->history = d->history;
-		v[n++] = s;
 		if (sid == UINT32_MAX)
 			break;
 	}
-	tr->n_subscriptions = n;
-	tr->subscriptions = v;
+	tr->n_subscriptions = l.n;
+	tr->subscriptions = (Handoff__Wire__SubscriptionTrace **)l.v;
 	reply->body_case = HANDOFF__WIRE__REPLY__BODY_TRACE;
 	reply->trace = tr;
 	return 0;
@@ -966,10 +980,9 @@ static int handle_stats(struct handler_env *env, struct txn *t, Reply *reply)
 	sr->events_stored = ms.ms_entries;
 	char series[600];
 
-	size_t cap = 16, n = 0;
-	Handoff__Wire__TopicStats **tv = arena_alloc(t->arena, cap * sizeof *tv);
+	struct ptr_list tl = { 0 }, sl = { 0 };
 	char *name = "";
-	while (tv && (rc = store_topic_next(t, name, &name)) == 0) {
+	while ((rc = store_topic_next(t, name, &name)) == 0) {
 		TopicRecord *tr;
 		uint32_t *ids;
 		size_t nsubs;
@@ -978,16 +991,8 @@ static int handle_stats(struct handler_env *env, struct txn *t, Reply *reply)
 		rc = store_topic_subs(t, name, &ids, &nsubs);
 		if (rc)
 			return rc;
-		if (n == cap) {
-			void *bigger = arena_alloc(t->arena, 2 * cap * sizeof *tv);
-			if (!bigger)
-				return ENOMEM;
-			memcpy(bigger, tv, cap * sizeof *tv);
-			tv = bigger;
-			cap *= 2;
-		}
 		Handoff__Wire__TopicStats *ts = alloc0(t, sizeof *ts);
-		if (!ts)
+		if (!ts || ptr_push(t, &tl, ts))
 			return ENOMEM;
 		handoff__wire__topic_stats__init(ts);
 		ts->name = name;
@@ -995,46 +1000,24 @@ static int handle_stats(struct handler_env *env, struct txn *t, Reply *reply)
 		ts->subscriptions = (uint32_t)nsubs;
 		snprintf(series, sizeof series, "t:%s", name);
 		ts->publish_rate = metrics_rate(env->metrics, series);
-		tv[n++] = ts;
 	}
-	if (!tv)
-		return ENOMEM;
 	if (rc != MDB_NOTFOUND)
 		return rc;
-	sr->n_topics = n;
-	sr->topics = tv;
+	sr->n_topics = tl.n;
+	sr->topics = (Handoff__Wire__TopicStats **)tl.v;
 
-	cap = 16;
-	n = 0;
-	Handoff__Wire__SubscriptionStats **sv = arena_alloc(t->arena, cap * sizeof *sv);
 	uint32_t id = 0;
-	while (sv && (rc = store_sub_next(t, id, &id)) == 0) {
-		SubRecord *r;
-		rc = store_sub_get(t, id, &r);
-		if (rc)
-			return rc;
-		if (r->deleting)
-			continue;
-		if (n == cap) {
-			void *bigger = arena_alloc(t->arena, 2 * cap * sizeof *sv);
-			if (!bigger)
-				return ENOMEM;
-			memcpy(bigger, sv, cap * sizeof *sv);
-			sv = bigger;
-			cap *= 2;
-		}
+	SubRecord *r;
+	uint64_t ready, delayed;
+	while ((rc = next_live_sub(t, &id, &r, &ready, &delayed)) == 0) {
 		Handoff__Wire__SubscriptionStats *ss = alloc0(t, sizeof *ss);
-		if (!ss)
+		if (!ss || ptr_push(t, &sl, ss))
 			return ENOMEM;
 		handoff__wire__subscription_stats__init(ss);
-		uint64_t delayed;
-		rc = store_ready_count_after(t, r->id, t->now_ms, r->ready, &delayed);
-		if (rc)
-			return rc;
 		ss->name = r->name;
 		ss->topic = r->topic;
 		ss->delayed = delayed;
-		ss->ready = r->ready > delayed ? r->ready - delayed : 0;
+		ss->ready = ready;
 		ss->leased = r->leased;
 		ss->dead = r->dead;
 		ss->delivered = r->delivered;
@@ -1048,14 +1031,11 @@ static int handle_stats(struct handler_env *env, struct txn *t, Reply *reply)
 		ss->ack_rate = metrics_rate(env->metrics, series);
 		snprintf(series, sizeof series, "d:%s", r->name);
 		ss->deliver_rate = metrics_rate(env->metrics, series);
-		sv[n++] = ss;
 	}
-	if (!sv)
-		return ENOMEM;
 	if (rc != MDB_NOTFOUND)
 		return rc;
-	sr->n_subscriptions = n;
-	sr->subscriptions = sv;
+	sr->n_subscriptions = sl.n;
+	sr->subscriptions = (Handoff__Wire__SubscriptionStats **)sl.v;
 	reply->body_case = HANDOFF__WIRE__REPLY__BODY_STATS;
 	reply->stats = sr;
 	return 0;
