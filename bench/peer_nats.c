@@ -117,7 +117,11 @@ static void *watchdog(void *unused)
 
 /* ---- connections --------------------------------------------------------- */
 
-static natsConnection *nats_connect(const char *url, char *err, size_t n)
+/* send_asap: write each publish (and ack) at once instead of leaving it
+ * to the library's flusher thread, which batches for throughput but adds
+ * up to about a millisecond to every message: used for lat1k. */
+static natsConnection *nats_connect(const char *url, bool send_asap,
+				    char *err, size_t n)
 {
 	natsOptions *o = NULL;
 	natsConnection *nc = NULL;
@@ -130,6 +134,8 @@ static natsConnection *nats_connect(const char *url, char *err, size_t n)
 		s = natsOptions_SetTimeout(o, CONNECT_TIMEOUT_MS);
 	if (s == NATS_OK)
 		s = natsOptions_SetAllowReconnect(o, false);
+	if (s == NATS_OK)
+		s = natsOptions_SetSendAsap(o, send_asap);
 	if (s == NATS_OK)
 		s = natsConnection_Connect(&nc, o);
 	if (s != NATS_OK) {
@@ -234,14 +240,15 @@ struct consumer {
 };
 
 static int consumer_start(struct consumer *k, const char *url,
-			  const char *stream, const char *subject)
+			  bool send_asap, const char *stream,
+			  const char *subject)
 {
 	jsOptions jo;
 	jsSubOptions so;
 	jsErrCode jerr = 0;
 	natsStatus s;
 
-	k->nc = nats_connect(url, k->err, sizeof(k->err));
+	k->nc = nats_connect(url, send_asap, k->err, sizeof(k->err));
 	if (!k->nc)
 		return -1;
 	jsOptions_Init(&jo);
@@ -376,7 +383,8 @@ int main(int argc, char **argv)
 		seterr(r.error, sizeof(r.error), "out of memory");
 		goto report;
 	}
-	nc = nats_connect(url, r.error, sizeof(r.error));
+	nc = nats_connect(url, a.workload == PEER_LAT1K, r.error,
+			  sizeof(r.error));
 	if (!nc)
 		goto report;
 	jsOptions_Init(&jo);
@@ -404,7 +412,8 @@ int main(int argc, char **argv)
 	stream_made = true;
 
 	if (consume) {
-		if (consumer_start(&k, url, stream, subject)) {
+		if (consumer_start(&k, url, a.workload == PEER_LAT1K, stream,
+				   subject)) {
 			seterr(r.error, sizeof(r.error), "%s", k.err);
 			atomic_store(&k.broken, true);
 			goto close;
@@ -487,9 +496,11 @@ int main(int argc, char **argv)
 		jsPubOptions_Init(&dpo);
 		dpo.MaxWait = (int64_t)(DRAIN_NS / 1000000);
 		s = js_PublishAsyncComplete(js, &dpo);
-		if (s != NATS_OK)
+		if (s != NATS_OK) {
 			nats_err(r.error, sizeof(r.error),
 				 "waiting for publish acks", s, 0);
+			prod_ok = false; /* the consumer need not linger */
+		}
 		/* The handler may still be finishing its last call. */
 		drain_until = peer_mono_ns() + NS;
 		for (;;) {

@@ -653,10 +653,12 @@ int main(int argc, char **argv)
 			break;
 		}
 	}
-	if (prod_ok && p.inflight > 0)
+	if (prod_ok && p.inflight > 0) {
 		seterr(r.error, sizeof(r.error),
 		       "%" PRIu64 " publishes unconfirmed %.0f s after the "
 		       "duration", p.inflight, (double)DRAIN_NS / NS);
+		prod_ok = false; /* unresponsive: skip the polite close */
+	}
 	if (p.nacked)
 		seterr(r.error, sizeof(r.error), "%" PRIu64 " publishes nacked",
 		       p.nacked);
