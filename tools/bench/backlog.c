@@ -7,7 +7,7 @@
  *           to N_probe stored events and read the broker's RssAnon, go
  *           on to N and read it again (the ratio should stay near 1: a
  *           backlog lives on disk, not in the broker's heap); then drain
- *           it with 2 consumers fetching 100 and acking each fetch in one
+ *           it with 4 consumers fetching 250 and acking each fetch in one
  *           request, and compare the drain's acks/s with the end-to-end
  *           rate on an empty queue (e2e-batched from earlier in the run,
  *           else run here first for --duration on its own topic).
@@ -39,8 +39,8 @@
 #define FETCH_WAIT_MS		100
 #define FILL_PRODUCERS		4
 #define FILL_BATCH		100
-#define DRAIN_CONSUMERS		2
-#define DRAIN_FETCH		100
+#define DRAIN_CONSUMERS		4 /* as e2e-batched, so the rates compare */
+#define DRAIN_FETCH		250
 #define LEASE_FETCH		1000 /* = the sub-brokers' max_batch */
 #define BACKLOG_ACK_DEADLINE_MS 30000
 #define RESTART_ACK_DEADLINE_MS 600000

@@ -128,9 +128,9 @@ static const struct scen_params special_defs[] = {
 	{ .name = "backlog",
 	  .kind = SCEN_BACKLOG,
 	  .producers = 4,
-	  .consumers = 2,
+	  .consumers = 4,
 	  .batch = 100,
-	  .fetch_batch = 100,
+	  .fetch_batch = 250,
 	  .subs = 1,
 	  .ratios = RATIO_BACKLOG },
 	{ .name = "restart",
@@ -228,7 +228,7 @@ static void usage(FILE *f)
 	      "\n"
 	      "backlog: on a broker of its own, fill one subscription (4 producers\n"
 	      "x 100 events/request) and read RssAnon at the probe and at N, then\n"
-	      "drain it (2 consumers fetching 100, acking per fetch) and compare the\n"
+	      "drain it (4 consumers fetching 250, acking per fetch) and compare the\n"
 	      "drain rate with e2e-batched on an empty queue (from this run, else\n"
 	      "run first for --duration); also disk bytes per event at N.\n"
 	      "  --backlog-events N  N (default 10000000)\n"

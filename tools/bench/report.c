@@ -257,7 +257,7 @@ static void notes_backlog(FILE *f, const struct scen_result *s)
 	fprintf(f,
 		"  %s: 4 producers x 100 events/request fill 1 subscription "
 		"to %s events (RssAnon probe at %s),\n"
-		"    then 2 consumers fetching 100 (ack per fetch) drain it\n",
+		"    then 4 consumers fetching 250 (ack per fetch) drain it\n",
 		s->p.name, grouped(a, sizeof a, (double)b->events),
 		grouped(c, sizeof c, (double)b->probe));
 	if (b->fill_s > 0)
