@@ -32,6 +32,9 @@
 #define MAX_TURN_BYTES (64u << 20)
 #define MAX_TURN_EXPIRIES 2000
 #define MAX_TURN_CLEANUPS 1000
+/* With requests in the turn, background work takes a small share, so an
+ * unsubscribe dropping millions of deliveries does not slow live traffic. */
+#define MAX_TURN_CLEANUPS_BUSY 32
 #define RECOVER_PER_TURN 250
 #define FETCH_CACHE_SLOTS 1024
 #define FETCH_CACHE_MAX_BYTES (256 * 1024)
@@ -384,7 +387,7 @@ static int drain_unsubscribed(struct broker *b, struct txn *t, int *budget)
 
 static int cleanup(struct broker *b, struct txn *t)
 {
-	int budget = MAX_TURN_CLEANUPS;
+	int budget = b->n_pend ? MAX_TURN_CLEANUPS_BUSY : MAX_TURN_CLEANUPS;
 	b->cleanup_more = false;
 	if (b->unsubscribe_pending) {
 		int rc = drain_unsubscribed(b, t, &budget);
