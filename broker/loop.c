@@ -31,10 +31,16 @@
 #define MAX_TURN_REQUESTS 512
 #define MAX_TURN_BYTES (64u << 20)
 #define MAX_TURN_EXPIRIES 2000
-#define MAX_TURN_CLEANUPS 1000
-/* With requests in the turn, background work takes a small share, so an
- * unsubscribe dropping millions of deliveries does not slow live traffic. */
-#define MAX_TURN_CLEANUPS_BUSY 32
+/* Background work (retention, unsubscribe) comes in small slices: a
+ * request arriving during an idle turn waits for that turn's commit, and a
+ * turn with requests gives it an even smaller share, so dropping millions
+ * of deliveries does not slow live traffic (128 per commit still drains
+ * some 100,000 a second). */
+#define MAX_TURN_CLEANUPS 128
+#define MAX_TURN_CLEANUPS_BUSY 8
+/* With only background work left, wait this long for a request first: a
+ * request then never queues behind a background-only turn. */
+#define BACKGROUND_WAIT_MS 1
 #define RECOVER_PER_TURN 250
 #define FETCH_CACHE_SLOTS 1024
 #define FETCH_CACHE_MAX_BYTES (256 * 1024)
@@ -765,7 +771,7 @@ static int poll_timeout(struct broker *b)
 {
 	uint64_t now = clock_now_ms(), wake = now + IDLE_WAKE_MS;
 	if (b->cleanup_more || b->unsubscribe_pending || b->recovering)
-		return 0;
+		return BACKGROUND_WAIT_MS;
 	if (b->next_lease_ms < wake)
 		wake = b->next_lease_ms;
 	if (b->next_expiry_ms < wake)
