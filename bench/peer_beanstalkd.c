@@ -223,12 +223,7 @@ struct run {
 	struct peer_args *a;
 	char tube[128];
 	uint64_t start, deadline;
-	atomic_int stop;
-	uint64_t expect;
-	atomic_uint_fast64_t acked;
-	uint64_t acked_total;
-	struct peer_hist deliver;
-	char cerr[256];
+	struct peer_consumer cons;
 };
 
 static void *consumer_main(void *arg)
@@ -240,15 +235,15 @@ static void *consumer_main(void *arg)
 	char cmd[192], line[256];
 
 	if (!c) {
-		snprintf(run->cerr, sizeof run->cerr, "out of memory");
+		snprintf(run->cons.err, sizeof run->cons.err, "out of memory");
 		return NULL;
 	}
-	if (conn_open(c, run->a, run->cerr, sizeof run->cerr) != 0)
+	if (conn_open(c, run->a, run->cons.err, sizeof run->cons.err) != 0)
 		goto out;
 	snprintf(cmd, sizeof cmd, "watch %s\r\n", run->tube);
-	if (command(c, cmd, "WATCHING", run->cerr, sizeof run->cerr) != 0 ||
-	    command(c, "ignore default\r\n", "WATCHING", run->cerr,
-		    sizeof run->cerr) != 0)
+	if (command(c, cmd, "WATCHING", run->cons.err, sizeof run->cons.err) != 0 ||
+	    command(c, "ignore default\r\n", "WATCHING", run->cons.err,
+		    sizeof run->cons.err) != 0)
 		goto out;
 	for (;;) {
 		unsigned long long id;
@@ -258,15 +253,15 @@ static void *consumer_main(void *arg)
 
 		if (!lat && now >= run->deadline)
 			break;
-		if (lat && atomic_load(&run->stop)) {
+		if (lat && atomic_load(&run->cons.stop)) {
 			if (!linger)
 				linger = now + 2000000000ull;
-			if (run->acked_total >= run->expect || now >= linger)
+			if (run->cons.acked_total >= run->cons.expect || now >= linger)
 				break;
 		}
 		if (send_str(c, "reserve-with-timeout 1\r\n") != 0 ||
 		    read_line(c, line, sizeof line) != 0) {
-			snprintf(run->cerr, sizeof run->cerr,
+			snprintf(run->cons.err, sizeof run->cons.err,
 				 "reserve: connection lost");
 			break;
 		}
@@ -274,24 +269,24 @@ static void *consumer_main(void *arg)
 		    strcmp(line, "DEADLINE_SOON") == 0)
 			continue;
 		if (sscanf(line, "RESERVED %llu %zu", &id, &len) != 2) {
-			snprintf(run->cerr, sizeof run->cerr, "reserve: %.120s",
+			snprintf(run->cons.err, sizeof run->cons.err, "reserve: %.120s",
 				 line);
 			break;
 		}
 		if (read_body(c, len, &body) != 0) {
-			snprintf(run->cerr, sizeof run->cerr,
+			snprintf(run->cons.err, sizeof run->cons.err,
 				 "reserve: connection lost in job body");
 			break;
 		}
 		if (lat)
-			peer_hist_add(&run->deliver,
+			peer_hist_add(&run->cons.deliver,
 				      peer_stamp_age_ns(body, len));
 		snprintf(cmd, sizeof cmd, "delete %llu\r\n", id);
-		if (command(c, cmd, "DELETED", run->cerr, sizeof run->cerr) != 0)
+		if (command(c, cmd, "DELETED", run->cons.err, sizeof run->cons.err) != 0)
 			break;
-		run->acked_total++;
+		run->cons.acked_total++;
 		if (lat || peer_mono_ns() <= run->deadline)
-			atomic_fetch_add(&run->acked, 1);
+			atomic_fetch_add(&run->cons.acked, 1);
 	}
 out:
 	conn_close(c);
@@ -457,7 +452,7 @@ static int produce_open_loop(struct conn *c, struct run *run,
 	}
 	res->count = head;
 	res->rate = (double)head / run->a->duration_s;
-	run->expect = head;
+	run->cons.expect = head;
 	rc = 0;
 	goto out;
 lost:
@@ -518,25 +513,10 @@ int main(int argc, char **argv)
 		rc = produce_open_loop(&c, &run, &res);
 		break;
 	}
-	atomic_store(&run.stop, 1);
+	atomic_store(&run.cons.stop, 1);
 	if (consuming) {
 		pthread_join(consumer, NULL);
-		if (!res.error[0] && run.cerr[0])
-			snprintf(res.error, sizeof res.error, "consumer: %.200s",
-				 run.cerr);
-		if (a.workload == PEER_E2E) {
-			uint64_t acked = atomic_load(&run.acked);
-			res.count = acked;
-			res.rate = (double)acked / a.duration_s;
-		} else {
-			res.deliver = run.deliver;
-			if (rc == 0 && !res.error[0] &&
-			    run.acked_total < run.expect)
-				snprintf(res.error, sizeof res.error,
-					 "consumer deleted %llu of %llu",
-					 (unsigned long long)run.acked_total,
-					 (unsigned long long)run.expect);
-		}
+		peer_consumer_result(&a, &run.cons, rc, "deleted", &res);
 	}
 	conn_close(&c);
 	return peer_report(&a, &res);

@@ -345,3 +345,22 @@ void peer_sleep_until_ns(uint64_t mono_ns)
 	       EINTR)
 		;
 }
+
+void peer_consumer_result(const struct peer_args *a, struct peer_consumer *c,
+			  int producer_rc, const char *verb,
+			  struct peer_result *r)
+{
+	if (!r->error[0] && c->err[0])
+		snprintf(r->error, sizeof r->error, "consumer: %.200s", c->err);
+	if (a->workload == PEER_E2E) {
+		uint64_t acked = atomic_load(&c->acked);
+		r->count = acked;
+		r->rate = (double)acked / a->duration_s;
+		return;
+	}
+	r->deliver = c->deliver;
+	if (producer_rc == 0 && !r->error[0] && c->acked_total < c->expect)
+		snprintf(r->error, sizeof r->error, "consumer %s %llu of %llu",
+			 verb, (unsigned long long)c->acked_total,
+			 (unsigned long long)c->expect);
+}

@@ -28,6 +28,7 @@
 #ifndef HANDOFF_BENCH_PEER_COMMON_H
 #define HANDOFF_BENCH_PEER_COMMON_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -73,6 +74,27 @@ struct peer_result {
 	struct peer_hist deliver;
 	char error[256];
 };
+
+/* What a consumer thread shares with its producer, the same in every
+ * peer client. */
+struct peer_consumer {
+	atomic_int stop;             /* producer finished: consumer may end */
+	uint64_t expect;             /* lat1k: messages published */
+	atomic_uint_fast64_t acked;  /* acked before the deadline */
+	uint64_t acked_total;
+	struct peer_hist deliver;
+	char err[256];
+};
+
+/*
+ * After the consumer thread was joined: e2e's rate is the acks before the
+ * deadline; lat1k takes the delivery latencies and reports an error when
+ * fewer than expected were acked (verb names the ack: "acked",
+ * "deleted"). producer_rc is the producer's result (0 = ok).
+ */
+void peer_consumer_result(const struct peer_args *a, struct peer_consumer *c,
+			  int producer_rc, const char *verb,
+			  struct peer_result *r);
 
 /* Print the one JSON line; returns the process exit status (0, or 1 when
  * r->error is set). */

@@ -37,12 +37,7 @@ struct run {
 	struct peer_args *a;
 	char topic[128], sub[160];
 	uint64_t start, deadline;
-	atomic_int stop;
-	uint64_t expect;
-	atomic_uint_fast64_t acked;
-	uint64_t acked_total;
-	struct peer_hist deliver;
-	char cerr[256];
+	struct peer_consumer cons;
 };
 
 static int open_handle(const struct peer_args *a, handoff_client **out,
@@ -76,7 +71,7 @@ static void *consumer_main(void *arg)
 	handoff_client *c = NULL;
 	uint64_t linger = 0;
 
-	if (open_handle(run->a, &c, run->cerr, sizeof run->cerr) != 0)
+	if (open_handle(run->a, &c, run->cons.err, sizeof run->cons.err) != 0)
 		return NULL;
 	for (;;) {
 		handoff_delivery *d = NULL;
@@ -86,22 +81,22 @@ static void *consumer_main(void *arg)
 
 		if (!lat && now >= run->deadline)
 			break;
-		if (lat && atomic_load(&run->stop)) {
+		if (lat && atomic_load(&run->cons.stop)) {
 			if (!linger)
 				linger = now + 2000000000ull;
-			if (run->acked_total >= run->expect || now >= linger)
+			if (run->cons.acked_total >= run->cons.expect || now >= linger)
 				break;
 		}
 		rc = handoff_fetch(c, run->sub, BATCH, 100, &d, &n);
 		if (rc != HANDOFF_OK) {
-			call_error(run->cerr, sizeof run->cerr, "fetch", c, rc);
+			call_error(run->cons.err, sizeof run->cons.err, "fetch", c, rc);
 			break;
 		}
 		if (n == 0)
 			continue;
 		for (size_t i = 0; i < n; i++) {
 			if (lat)
-				peer_hist_add(&run->deliver,
+				peer_hist_add(&run->cons.deliver,
 					      peer_stamp_age_ns(
 						      d[i].payload,
 						      d[i].payload_len));
@@ -111,14 +106,14 @@ static void *consumer_main(void *arg)
 		handoff_deliveries_free(d, n);
 		rc = handoff_ack(c, run->sub, items, n, results);
 		if (rc != HANDOFF_OK) {
-			call_error(run->cerr, sizeof run->cerr, "ack", c, rc);
+			call_error(run->cons.err, sizeof run->cons.err, "ack", c, rc);
 			break;
 		}
 		for (size_t i = 0; i < n; i++)
 			ok += results[i] == HANDOFF_OK;
-		run->acked_total += ok;
+		run->cons.acked_total += ok;
 		if (lat || peer_mono_ns() <= run->deadline)
-			atomic_fetch_add(&run->acked, ok);
+			atomic_fetch_add(&run->cons.acked, ok);
 	}
 	handoff_close(c);
 	return NULL;
@@ -257,7 +252,7 @@ static int produce_open_loop(struct run *run, struct peer_result *res)
 		elapsed = run->a->duration_s;
 	res->count = sent;
 	res->rate = (double)sent / elapsed;
-	run->expect = sent;
+	run->cons.expect = sent;
 	return res->error[0] ? -1 : 0;
 }
 
@@ -313,25 +308,10 @@ int main(int argc, char **argv)
 			break;
 		}
 	}
-	atomic_store(&run.stop, 1);
+	atomic_store(&run.cons.stop, 1);
 	if (consuming) {
 		pthread_join(consumer, NULL);
-		if (!res.error[0] && run.cerr[0])
-			snprintf(res.error, sizeof res.error, "consumer: %.200s",
-				 run.cerr);
-		if (a.workload == PEER_E2E) {
-			uint64_t acked = atomic_load(&run.acked);
-			res.count = acked;
-			res.rate = (double)acked / a.duration_s;
-		} else {
-			res.deliver = run.deliver;
-			if (rc == 0 && !res.error[0] &&
-			    run.acked_total < run.expect)
-				snprintf(res.error, sizeof res.error,
-					 "consumer acked %llu of %llu",
-					 (unsigned long long)run.acked_total,
-					 (unsigned long long)run.expect);
-		}
+		peer_consumer_result(&a, &run.cons, rc, "acked", &res);
 	}
 	/* Unsubscribing drops whatever is left; a big backlog takes time. */
 	handoff_set_deadline(c, 120000);

@@ -35,13 +35,8 @@ struct run {
 	struct peer_args *a;
 	char key[128];
 	uint64_t start, deadline;    /* mono ns */
-	atomic_int stop;             /* producer finished: consumer may end */
-	uint64_t expect;             /* lat1k: messages published */
-	atomic_uint_fast64_t acked;  /* consumer: acked before deadline */
-	uint64_t acked_total;
+	struct peer_consumer cons;
 	uint64_t consumer_end;       /* mono ns of the last counted ack */
-	struct peer_hist deliver;
-	char cerr[256];
 };
 
 static redisContext *connect_redis(const struct peer_args *a, char *err,
@@ -101,7 +96,7 @@ static void *consumer_main(void *arg)
 {
 	struct run *run = arg;
 	struct peer_args *a = run->a;
-	redisContext *c = connect_redis(a, run->cerr, sizeof run->cerr);
+	redisContext *c = connect_redis(a, run->cons.err, sizeof run->cons.err);
 	int lat = a->workload == PEER_LAT1K;
 	uint64_t linger = 0;
 
@@ -114,17 +109,17 @@ static void *consumer_main(void *arg)
 
 		if (!lat && now >= run->deadline)
 			break;
-		if (lat && atomic_load(&run->stop)) {
+		if (lat && atomic_load(&run->cons.stop)) {
 			/* Let the last published messages arrive (2 s at most). */
 			if (!linger)
 				linger = now + 2000000000ull;
-			if (run->acked_total >= run->expect || now >= linger)
+			if (run->cons.acked_total >= run->cons.expect || now >= linger)
 				break;
 		}
 		r = redisCommand(c, "XREADGROUP GROUP " GROUP " c1 COUNT %d "
 				 "BLOCK 100 STREAMS %s >", WINDOW, run->key);
-		if (check_reply(c, r, "XREADGROUP", run->cerr,
-				sizeof run->cerr) != 0) {
+		if (check_reply(c, r, "XREADGROUP", run->cons.err,
+				sizeof run->cons.err) != 0) {
 			if (r)
 				freeReplyObject(r);
 			break;
@@ -140,7 +135,7 @@ static void *consumer_main(void *arg)
 			redisReply *fields = m->element[1];
 			if (lat && fields->type == REDIS_REPLY_ARRAY &&
 			    fields->elements >= 2)
-				peer_hist_add(&run->deliver,
+				peer_hist_add(&run->cons.deliver,
 					      peer_stamp_age_ns(
 						      fields->element[1]->str,
 						      fields->element[1]->len));
@@ -152,8 +147,8 @@ static void *consumer_main(void *arg)
 		for (size_t i = 0; i < n; i++) {
 			redisReply *ar = NULL;
 			if (redisGetReply(c, (void **)&ar) != REDIS_OK ||
-			    check_reply(c, ar, "XACK", run->cerr,
-					sizeof run->cerr) != 0) {
+			    check_reply(c, ar, "XACK", run->cons.err,
+					sizeof run->cons.err) != 0) {
 				if (ar)
 					freeReplyObject(ar);
 				redisFree(c);
@@ -162,9 +157,9 @@ static void *consumer_main(void *arg)
 			freeReplyObject(ar);
 		}
 		now = peer_mono_ns();
-		run->acked_total += n;
+		run->cons.acked_total += n;
 		if (now <= run->deadline || lat) {
-			atomic_fetch_add(&run->acked, n);
+			atomic_fetch_add(&run->cons.acked, n);
 			run->consumer_end = now;
 		}
 	}
@@ -362,7 +357,7 @@ static int produce_open_loop(redisContext *c, struct run *run,
 	}
 	res->count = head;
 	res->rate = (double)head / run->a->duration_s;
-	run->expect = head;
+	run->cons.expect = head;
 	rc = 0;
 	goto out;
 fail:
@@ -436,29 +431,14 @@ int main(int argc, char **argv)
 		rc = produce_open_loop(c, &run, &res);
 		break;
 	}
-	atomic_store(&run.stop, 1);
+	atomic_store(&run.cons.stop, 1);
 	if (consuming) {
 		pthread_join(consumer, NULL);
-		if (!res.error[0] && run.cerr[0])
-			snprintf(res.error, sizeof res.error, "consumer: %.200s",
-				 run.cerr);
-		if (a.workload == PEER_E2E) {
-			uint64_t acked = atomic_load(&run.acked);
-			res.count = acked;
-			res.rate = (double)acked / a.duration_s;
-		} else {
-			res.deliver = run.deliver;
-			if (rc == 0 && !res.error[0] &&
-			    run.acked_total < run.expect)
-				snprintf(res.error, sizeof res.error,
-					 "consumer acked %llu of %llu",
-					 (unsigned long long)run.acked_total,
-					 (unsigned long long)run.expect);
-		}
+		peer_consumer_result(&a, &run.cons, rc, "acked", &res);
 	}
 	/* A fresh connection: the producer's may be in an error state. */
 	redisFree(c);
-	c = connect_redis(&a, run.cerr, sizeof run.cerr);
+	c = connect_redis(&a, run.cons.err, sizeof run.cons.err);
 	if (c) {
 		r = redisCommand(c, "DEL %s", run.key);
 		if (r)
