@@ -471,7 +471,7 @@ static int sample_rates(struct broker *b, struct txn *t)
 static void receive_batch(struct broker *b, int timeout_ms, bool *stopping)
 {
 	size_t n = pump_take(&b->pump, b->inbound, MAX_TURN_REQUESTS,
-			     timeout_ms, stopping);
+			     MAX_TURN_BYTES, timeout_ms, stopping);
 	b->n_pend = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct inmsg *in = &b->inbound[i];

@@ -75,7 +75,7 @@ static bool grow(void **arr, size_t *cap, size_t need, size_t elem)
 /* ---- store side --------------------------------------------------------- */
 
 size_t pump_take(struct pump *p, struct inmsg *out, size_t max,
-		 int timeout_ms, bool *stopping)
+		 size_t max_bytes, int timeout_ms, bool *stopping)
 {
 	struct timespec until;
 	clock_gettime(CLOCK_MONOTONIC, &until);
@@ -90,7 +90,10 @@ size_t pump_take(struct pump *p, struct inmsg *out, size_t max,
 		if (pthread_cond_timedwait(&p->cond, &p->mu, &until) == ETIMEDOUT)
 			break;
 	}
-	size_t n = p->n_in < max ? p->n_in : max;
+	size_t n = 0, bytes = 0;
+	while (n < p->n_in && n < max &&
+	       (n == 0 || bytes + p->in[n].len <= max_bytes))
+		bytes += p->in[n++].len;
 	if (n) {
 		memcpy(out, p->in, n * sizeof *out);
 		if (p->n_in > n)

@@ -56,9 +56,10 @@ int pump_init(struct pump *p, struct transport *tr, int sigfd);
 void pump_fini(struct pump *p);
 
 /* Store thread: wait up to timeout_ms (0 = don't wait) for requests; take
- * up to max. *stopping tells that the broker was asked to stop. */
+ * up to max of them and max_bytes in all (always at least one waiting).
+ * *stopping tells that the broker was asked to stop. */
 size_t pump_take(struct pump *p, struct inmsg *out, size_t max,
-		 int timeout_ms, bool *stopping);
+		 size_t max_bytes, int timeout_ms, bool *stopping);
 /* Store thread: queue a reply (or a drop, buf NULL); sent after flush. */
 void pump_send(struct pump *p, void *ctrl, void *buf, size_t len);
 void pump_flush(struct pump *p);
