@@ -89,16 +89,21 @@ struct broker {
 	uint64_t next_expiry_ms;
 	uint64_t next_sample_ms;
 	bool cleanup_more;
-	/* Leases from before this start are made ready again a bounded
-	 * number per turn, so start-up time does not grow with them. */
-	bool recovering;
 	uint64_t started_ms;
-	uint64_t recover_deadline;   /* last lease key looked at */
-	uint32_t recover_sub;
-	uint64_t recover_ev;
-	bool recover_begun;
-	uint64_t recovered;
-	bool unsubscribe_pending;
+	/* Progress of background work that a turn's transaction advances; a
+	 * rolled-back turn puts it back (see turn_commit). */
+	struct background {
+		/* Leases from before this start are made ready again a
+		 * bounded number per turn, so start-up time does not grow
+		 * with them. */
+		bool recovering;
+		uint64_t recover_deadline;   /* last lease key looked at */
+		uint32_t recover_sub;
+		uint64_t recover_ev;
+		bool recover_begun;
+		uint64_t recovered;
+		bool unsubscribe_pending;
+	} bg;
 	int sigfd;
 	struct pending pend[MAX_TURN_REQUESTS];
 	size_t n_pend;
@@ -387,7 +392,7 @@ static int drain_unsubscribed(struct broker *b, struct txn *t, int *budget)
 	}
 	if (rc != MDB_NOTFOUND)
 		return rc;
-	b->unsubscribe_pending = any && *budget <= 0;
+	b->bg.unsubscribe_pending = any && *budget <= 0;
 	return 0;
 }
 
@@ -395,7 +400,7 @@ static int cleanup(struct broker *b, struct txn *t)
 {
 	int budget = b->n_pend ? MAX_TURN_CLEANUPS_BUSY : MAX_TURN_CLEANUPS;
 	b->cleanup_more = false;
-	if (b->unsubscribe_pending) {
+	if (b->bg.unsubscribe_pending) {
 		int rc = drain_unsubscribed(b, t, &budget);
 		if (rc)
 			return rc;
@@ -426,7 +431,7 @@ static int cleanup(struct broker *b, struct txn *t)
 		if (rc)
 			return rc;
 	}
-	b->cleanup_more = budget <= 0 || b->unsubscribe_pending;
+	b->cleanup_more = budget <= 0 || b->bg.unsubscribe_pending;
 	uint64_t at;
 	int kind;
 	uint8_t id[IDEM_KEY_MAX];
@@ -580,17 +585,18 @@ static int recover_some(struct broker *b, struct txn *t);
 static int turn_commit(struct broker *b, uint64_t now)
 {
 	struct txn t;
+	struct background saved = b->bg;
 	int rc = store_txn_begin(&b->st, &b->arena, true, now, &t);
 	if (rc)
 		return rc;
 	b->env.held_fetches = b->n_held;
 	b->env.unsubscribed = false;
-	if (b->recovering)
+	if (b->bg.recovering)
 		rc = recover_some(b, &t);
 	for (size_t i = 0; i < b->n_pend && !rc; i++)
 		rc = apply_one(b, &t, &b->pend[i]);
 	/* while old leases are recovered, they are not expired instead */
-	if (!rc && !b->recovering)
+	if (!rc && !b->bg.recovering)
 		rc = expire_leases(b, &t);
 	if (!rc)
 		rc = serve_held(b, &t);
@@ -598,11 +604,13 @@ static int turn_commit(struct broker *b, uint64_t now)
 		rc = cleanup(b, &t);
 	if (!rc)
 		rc = sample_rates(b, &t);
-	if (rc) {
+	if (rc)
 		store_txn_abort(&t);
-		return rc;
-	}
-	return store_txn_commit(&t);
+	else
+		rc = store_txn_commit(&t);
+	if (rc)
+		b->bg = saved; /* nothing of it reached the disk */
+	return rc;
 }
 
 static int storage_status(int rc)
@@ -708,7 +716,7 @@ static int turn(struct broker *b, bool *stopping)
 		}
 	}
 	if (b->env.unsubscribed) {
-		b->unsubscribe_pending = true;
+		b->bg.unsubscribe_pending = true;
 		b->env.unsubscribed = false;
 	}
 	send_turn_replies(b, now);
@@ -738,16 +746,16 @@ static bool leased_before_start(struct broker *b, struct txn *t,
  */
 static int recover_some(struct broker *b, struct txn *t)
 {
-	uint64_t deadline = b->recover_deadline, ev = b->recover_ev;
-	uint32_t sub = b->recover_sub;
+	uint64_t deadline = b->bg.recover_deadline, ev = b->bg.recover_ev;
+	uint32_t sub = b->bg.recover_sub;
 	for (int n = 0; n < RECOVER_PER_TURN; n++) {
-		int rc = b->recover_begun
+		int rc = b->bg.recover_begun
 				 ? store_lease_next(t, &deadline, &sub, &ev)
 				 : store_lease_first(t, &deadline, &sub, &ev);
 		if (rc == MDB_NOTFOUND) {
-			b->recovering = false;
+			b->bg.recovering = false;
 			log_event(LOG_INFO, "leases_recovered",
-				  LU("count", b->recovered), NULL);
+				  LU("count", b->bg.recovered), NULL);
 			return 0;
 		}
 		if (rc)
@@ -756,13 +764,13 @@ static int recover_some(struct broker *b, struct txn *t)
 			rc = sched_recover(t, deadline, sub, ev);
 			if (rc)
 				return rc;
-			b->recovered++;
+			b->bg.recovered++;
 		}
 		/* the entry is gone or stays: either way continue after it */
-		b->recover_begun = true;
-		b->recover_deadline = deadline;
-		b->recover_sub = sub;
-		b->recover_ev = ev;
+		b->bg.recover_begun = true;
+		b->bg.recover_deadline = deadline;
+		b->bg.recover_sub = sub;
+		b->bg.recover_ev = ev;
 	}
 	return 0;
 }
@@ -770,7 +778,7 @@ static int recover_some(struct broker *b, struct txn *t)
 static int poll_timeout(struct broker *b)
 {
 	uint64_t now = clock_now_ms(), wake = now + IDLE_WAKE_MS;
-	if (b->cleanup_more || b->unsubscribe_pending || b->recovering)
+	if (b->cleanup_more || b->bg.unsubscribe_pending || b->bg.recovering)
 		return BACKGROUND_WAIT_MS;
 	if (b->next_lease_ms < wake)
 		wake = b->next_lease_ms;
@@ -826,7 +834,7 @@ int loop_run(const struct config *cfg)
 	b->cfg = cfg;
 	b->sigfd = -1;
 	b->tr.sock = -1;
-	b->unsubscribe_pending = true;
+	b->bg.unsubscribe_pending = true;
 	arena_init(&b->arena);
 	metrics_init(&b->metrics);
 	sched_init(cfg->history_ms, on_ready, b);
@@ -846,7 +854,7 @@ int loop_run(const struct config *cfg)
 			  LS("why", "HANDOFF_TEST_NOSYNC=1 (test only)"), NULL);
 	uint64_t t0 = clock_mono_ms();
 	b->started_ms = clock_now_ms();
-	b->recovering = true;
+	b->bg.recovering = true;
 	if (transport_open(&b->tr, cfg->listen, cfg->n_listen,
 			   cfg->max_request_bytes, err, sizeof err)) {
 		log_event(LOG_ERROR, "start_failed", LS("error", err), NULL);
