@@ -654,6 +654,93 @@ static void test_timeout_when_nothing_listens(void **state)
 	broker_passed(b);
 }
 
+/* ---- a full store refuses publishes, loses nothing, keeps serving --------- */
+
+/*
+ * With a deliberately small LMDB map, publishes eventually fail: the group
+ * commit hits MDB_MAP_FULL, the broker retries each request of the turn
+ * alone, and the one that does not fit gets STORAGE_FULL with a retry hint.
+ * Every publish confirmed before that is still delivered whole, acks keep
+ * working, and once the backlog is drained a publish fits again.
+ */
+static const char SMALL_MAP_CONFIG[] =
+	"[broker]\n"
+	"map_size = 2M\n"
+	"[defaults]\n"
+	"max_attempts = 3\n"
+	"ack_deadline = 30s\n"
+	"[limits]\n"
+	"max_payload = 64K\n";
+
+static int small_map_setup(void **state)
+{
+	*state = broker_start(SMALL_MAP_CONFIG);
+	return 0;
+}
+
+static void test_storage_full(void **state)
+{
+	enum { SIZE = 32 * 1024, MAX = 200 };
+	broker *b = *state;
+	handoff_client *c = it_connect(b, "filler", 0);
+	it_subscribe(c, "full", "s", 3, 30000, 50, 200);
+	char *buf = malloc(SIZE);
+	assert_non_null(buf);
+	uint64_t ids[MAX];
+	int confirmed = 0, rc = HANDOFF_OK;
+	for (int i = 0; i < MAX; i++) {
+		char key[32];
+		snprintf(key, sizeof key, "fill-%d", i);
+		memset(buf, 'a' + i % 26, SIZE);
+		handoff_event ev = { .payload = buf, .payload_len = SIZE,
+				     .idempotency_key = key };
+		rc = handoff_publish(c, "full", &ev, 1, &ids[confirmed], NULL);
+		if (rc != HANDOFF_OK)
+			break;
+		confirmed++;
+	}
+	assert_int_equal(rc, HANDOFF_ESTORAGEFULL);
+	assert_true(confirmed > 5);
+	assert_true(handoff_last_retry_after_ms(c) > 0);
+	assert_true(broker_log_contains(b, "event=publish_failed"));
+
+	/* Everything confirmed is still there, whole, and acks still work. */
+	int seen = 0;
+	while (seen < confirmed) {
+		handoff_delivery *d = NULL;
+		size_t k = it_fetch(c, "s", 8, 2000, &d);
+		assert_true(k > 0);
+		for (size_t j = 0; j < k; j++) {
+			assert_int_equal(d[j].event_id, ids[seen]);
+			assert_int_equal(d[j].payload_len, SIZE);
+			char want = (char)('a' + seen % 26);
+			const char *p = d[j].payload;
+			assert_true(p[0] == want && p[SIZE - 1] == want);
+			assert_int_equal(it_ack1(c, "s", d[j].event_id,
+						 d[j].lease_token), HANDOFF_OK);
+			seen++;
+		}
+		handoff_deliveries_free(d, k);
+	}
+	handoff_subscription_info info = it_sub_info(c, "s");
+	assert_int_equal(info.ready + info.delayed + info.leased, 0);
+
+	/* The space the acks freed is used again, without a restart. */
+	memset(buf, 'z', 1024);
+	handoff_event small = { .payload = buf, .payload_len = 1024,
+				.idempotency_key = "after-drain" };
+	uint64_t id = 0;
+	assert_int_equal(handoff_publish(c, "full", &small, 1, &id, NULL),
+			 HANDOFF_OK);
+	handoff_delivery *d = NULL;
+	assert_int_equal(it_fetch(c, "s", 8, 2000, &d), 1);
+	assert_int_equal(d[0].event_id, id);
+	handoff_deliveries_free(d, 1);
+	free(buf);
+	handoff_close(c);
+	broker_passed(b);
+}
+
 int main(void)
 {
 	it_default_config = CONFIG;
@@ -674,6 +761,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_timeout_when_nothing_listens, it_setup,
 			it_teardown),
+		cmocka_unit_test_setup_teardown(test_storage_full,
+						small_map_setup, it_teardown),
 	};
 	return cmocka_run_group_tests_name("publish", tests, NULL, NULL);
 }
