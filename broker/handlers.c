@@ -232,7 +232,7 @@ static int handle_publish(struct handler_env *env, struct txn *t,
 		if (check_event(env, p->events[i], i, why, sizeof why, &status)) {
 			handlers_status(t->arena, reply, status, "%s", why);
 			log_event(LOG_WARN, "publish_refused", LS("topic", p->topic),
-				  LS("reason", why), NULL);
+				  LS("reason", why), LOG_END);
 			return 0;
 		}
 	}
@@ -244,7 +244,7 @@ static int handle_publish(struct handler_env *env, struct txn *t,
 		return rc;
 	if (n_subs == 0) {
 		log_event(LOG_WARN, "publish_refused", LS("topic", p->topic),
-			  LS("reason", "no subscriptions"), NULL);
+			  LS("reason", "no subscriptions"), LOG_END);
 		FAIL(NO_SUBSCRIPTIONS, "topic '%s' has no subscriptions: "
 		     "nothing would receive the event", p->topic);
 	}
@@ -408,7 +408,7 @@ static int handle_subscribe(struct handler_env *env, struct txn *t,
 		  LU("max_attempts", p->max_attempts),
 		  LU("ack_deadline_ms", p->ack_deadline_ms),
 		  LU("backoff_min_ms", p->backoff_min_ms),
-		  LU("backoff_max_ms", p->backoff_max_ms), NULL);
+		  LU("backoff_max_ms", p->backoff_max_ms), LOG_END);
 	sr->created = true;
 	sr->policy = p;
 done:
@@ -434,7 +434,7 @@ static int handle_unsubscribe(struct handler_env *env, struct txn *t,
 	env->unsubscribed = true;
 	log_event(LOG_WARN, "subscription_deleted", LS("subscription", r->name),
 		  LS("topic", r->topic), LU("id", r->id), LU("ready", r->ready),
-		  LU("leased", r->leased), LU("dead", r->dead), NULL);
+		  LU("leased", r->leased), LU("dead", r->dead), LOG_END);
 	return 0;
 }
 
@@ -867,7 +867,7 @@ static int handle_dlq_action(struct handler_env *env, struct txn *t,
 	log_event(LOG_INFO, purge ? "dlq_purge" : "dlq_replay",
 		  LS("subscription", sub->name), LU("count", n_done),
 		  LU("missing", n_missing), LU("dry_run", a->dry_run),
-		  LU("by_filter", a->n_event_ids == 0), NULL);
+		  LU("by_filter", a->n_event_ids == 0), LOG_END);
 	(void)verb;
 	ar->n_event_ids = n_done;
 	ar->event_ids = done;
@@ -897,7 +897,7 @@ static int handle_trace(struct handler_env *env, struct txn *t,
 	if (rc == MDB_CORRUPTED) {
 		tr->corrupt = true;
 		log_event(LOG_ERROR, "event_corrupt", LU("event_id", q->event_id),
-			  LS("where", "event record"), NULL);
+			  LS("where", "event record"), LOG_END);
 	} else if (rc) {
 		return rc;
 	} else {
@@ -913,7 +913,7 @@ static int handle_trace(struct handler_env *env, struct txn *t,
 			tr->corrupt = true;
 			log_event(LOG_ERROR, "event_corrupt",
 				  LU("event_id", q->event_id), LS("where", "payload"),
-				  NULL);
+				  LOG_END);
 		}
 	}
 	struct ptr_list l = { 0 };

@@ -13,9 +13,12 @@
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
 void log_set_debug(int on);
+/* Ends a log_event field list: a typed null, as variadic calls need. */
+#define LOG_END ((const char *)0)
+
 /*
  * Log one event. fields is a sequence of (key, type, value) triples ending
- * with NULL, where type is 's' (const char *), 'u' (uint64_t), 'i'
+ * with LOG_END, where type is 's' (const char *), 'u' (uint64_t), 'i'
  * (int64_t) or 'b' (const void *, size_t: bytes shown escaped).
  */
 void log_event(enum log_level level, const char *event, ...);

@@ -173,7 +173,7 @@ static void send_reply(struct broker *b, void *ctrl, const Reply *r,
 	if (!msg) {
 		pump_send(&b->pump, ctrl, NULL, 0);
 		log_event(LOG_ERROR, "reply_dropped", LS("reason", "out of memory"),
-			  NULL);
+			  LOG_END);
 		return;
 	}
 	if (fetch && r->status == HANDOFF__WIRE__STATUS__OK && fetch->fetch_seq)
@@ -375,7 +375,7 @@ static int drain_unsubscribed(struct broker *b, struct txn *t, int *budget)
 			if (rc == MDB_NOTFOUND) {
 				log_event(LOG_INFO, "subscription_removed",
 					  LS("subscription", sub->name),
-					  LU("id", id), NULL);
+					  LU("id", id), LOG_END);
 				rc = store_sub_delete(t, id);
 				if (rc)
 					return rc;
@@ -484,7 +484,7 @@ static void receive_batch(struct broker *b, int timeout_ms, bool *stopping)
 		free(in->body);
 		if (!req) {
 			log_event(LOG_WARN, "request_malformed", LU("bytes", in->len),
-				  NULL);
+				  LOG_END);
 			Reply *r = error_reply(b, HANDOFF__WIRE__STATUS__BAD_REQUEST,
 					       "malformed request: not a handoff "
 					       "Request message, or over the "
@@ -654,7 +654,7 @@ static int turn_one_by_one(struct broker *b, uint64_t now)
 				  LS("request", request_name(q)),
 				  LS("topic", pub ? q->publish->topic : ""),
 				  LU("events", pub ? q->publish->n_events : 0),
-				  LS("error", mdb_strerror(rc)), NULL);
+				  LS("error", mdb_strerror(rc)), LOG_END);
 		}
 	}
 	return 0;
@@ -702,16 +702,16 @@ static int turn(struct broker *b, bool *stopping)
 			log_event(LOG_ERROR, "store_unusable",
 				  LS("error", mdb_strerror(rc)),
 				  LS("action", "exiting; restart recovers from the "
-				     "last durable commit"), NULL);
+				     "last durable commit"), LOG_END);
 			return 3;
 		}
 		log_event(LOG_WARN, "group_commit_failed",
 			  LS("error", mdb_strerror(rc)), LU("requests", b->n_pend),
-			  NULL);
+			  LOG_END);
 		rc = turn_one_by_one(b, now);
 		if (rc) {
 			log_event(LOG_ERROR, "store_unusable",
-				  LS("error", mdb_strerror(rc)), NULL);
+				  LS("error", mdb_strerror(rc)), LOG_END);
 			return 3;
 		}
 	}
@@ -755,7 +755,7 @@ static int recover_some(struct broker *b, struct txn *t)
 		if (rc == MDB_NOTFOUND) {
 			b->bg.recovering = false;
 			log_event(LOG_INFO, "leases_recovered",
-				  LU("count", b->bg.recovered), NULL);
+				  LU("count", b->bg.recovered), LOG_END);
 			return 0;
 		}
 		if (rc)
@@ -841,28 +841,28 @@ int loop_run(const struct config *cfg)
 
 	if (setup_signals(b)) {
 		log_event(LOG_ERROR, "start_failed", LS("error", strerror(errno)),
-			  NULL);
+			  LOG_END);
 		goto out;
 	}
 	if (store_open(&b->st, cfg->data_dir, cfg->map_size_bytes, err,
 		       sizeof err)) {
-		log_event(LOG_ERROR, "start_failed", LS("error", err), NULL);
+		log_event(LOG_ERROR, "start_failed", LS("error", err), LOG_END);
 		goto out;
 	}
 	if (b->st.nosync)
 		log_event(LOG_WARN, "durability_off",
-			  LS("why", "HANDOFF_TEST_NOSYNC=1 (test only)"), NULL);
+			  LS("why", "HANDOFF_TEST_NOSYNC=1 (test only)"), LOG_END);
 	uint64_t t0 = clock_mono_ms();
 	b->started_ms = clock_now_ms();
 	b->bg.recovering = true;
 	if (transport_open(&b->tr, cfg->listen, cfg->n_listen,
 			   cfg->max_request_bytes, err, sizeof err)) {
-		log_event(LOG_ERROR, "start_failed", LS("error", err), NULL);
+		log_event(LOG_ERROR, "start_failed", LS("error", err), LOG_END);
 		goto out;
 	}
 	if (pump_init(&b->pump, &b->tr, b->sigfd)) {
 		log_event(LOG_ERROR, "start_failed", LS("error", strerror(errno)),
-			  NULL);
+			  LOG_END);
 		goto out;
 	}
 	pump_ready = true;
@@ -870,20 +870,20 @@ int loop_run(const struct config *cfg)
 				       .metrics = &b->metrics,
 				       .started_ms = b->started_ms };
 	for (size_t i = 0; i < cfg->n_listen; i++)
-		log_event(LOG_INFO, "listening", LS("url", cfg->listen[i]), NULL);
+		log_event(LOG_INFO, "listening", LS("url", cfg->listen[i]), LOG_END);
 	log_event(LOG_INFO, "broker_started", LS("version", HANDOFF_BUILD_VERSION),
 		  LS("data", cfg->data_dir), LU("next_event_id", b->st.next_event_id),
-		  LU("startup_ms", clock_mono_ms() - t0), NULL);
+		  LU("startup_ms", clock_mono_ms() - t0), LOG_END);
 
 	int rc = pthread_create(&store_thread, NULL, store_main, b);
 	if (rc) {
-		log_event(LOG_ERROR, "start_failed", LS("error", strerror(rc)), NULL);
+		log_event(LOG_ERROR, "start_failed", LS("error", strerror(rc)), LOG_END);
 		goto out;
 	}
 	pump_run(&b->pump);
 	pthread_join(store_thread, NULL);
 	status = b->exit_status;
-	log_event(LOG_INFO, "broker_stopped", LU("exit_status", status), NULL);
+	log_event(LOG_INFO, "broker_stopped", LU("exit_status", status), LOG_END);
 out:
 	for (size_t i = 0; i < b->n_held; i++)
 		held_free(b, &b->held[i]);

@@ -116,7 +116,7 @@ void pump_send(struct pump *p, void *ctrl, void *buf, size_t len)
 		 * memory may only be freed on the network thread. */
 		free(buf);
 		log_event(LOG_ERROR, "reply_dropped", LS("reason", "out of memory"),
-			  NULL);
+			  LOG_END);
 		return;
 	}
 	p->staged[p->n_staged++] = (struct outmsg){ ctrl, buf, len };
@@ -181,7 +181,7 @@ static void send_outbox(struct pump *p)
 					 out[i].len);
 		if (rc)
 			log_event(LOG_WARN, "reply_not_sent",
-				  LS("error", strerror(rc)), NULL);
+				  LS("error", strerror(rc)), LOG_END);
 		free(out[i].buf);
 	}
 	free(out);
@@ -199,7 +199,7 @@ static void receive(struct pump *p)
 		if (rc) {
 			if (rc != EINTR)
 				log_event(LOG_ERROR, "receive_failed",
-					  LS("error", strerror(rc)), NULL);
+					  LS("error", strerror(rc)), LOG_END);
 			break;
 		}
 		void *copy = malloc(in.len ? in.len : 1);
@@ -208,7 +208,7 @@ static void receive(struct pump *p)
 			transport_release(&in);
 			transport_drop_ctrl(in.ctrl);
 			log_event(LOG_ERROR, "request_dropped",
-				  LS("reason", "out of memory"), NULL);
+				  LS("reason", "out of memory"), LOG_END);
 			continue;
 		}
 		memcpy(copy, in.body, in.len);
@@ -256,14 +256,14 @@ void pump_run(struct pump *p)
 		int rc = poll(fds, 3, take ? 1000 : 10);
 		if (rc < 0 && errno != EINTR) {
 			log_event(LOG_ERROR, "poll_failed", LS("error", strerror(errno)),
-				  NULL);
+				  LOG_END);
 			rc = 0;
 		}
 		if (rc > 0 && (fds[1].revents & POLLIN)) {
 			struct signalfd_siginfo si;
 			if (read(p->sigfd, &si, sizeof si) == (ssize_t)sizeof si)
 				log_event(LOG_INFO, "broker_stopping",
-					  LU("signal", si.ssi_signo), NULL);
+					  LU("signal", si.ssi_signo), LOG_END);
 			pthread_mutex_lock(&p->mu);
 			p->stopping = true;
 			pthread_cond_signal(&p->cond);

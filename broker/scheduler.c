@@ -126,7 +126,7 @@ static int dead_letter(struct txn *t, SubRecord *sub, uint64_t event,
 	store_sub_mark(t, sub);
 	log_event(LOG_WARN, "dead_lettered", LU("event_id", event),
 		  LS("subscription", sub->name), LS("reason", reason_name(reason)),
-		  LU("attempts", d->attempts), LS("error", d->error), NULL);
+		  LU("attempts", d->attempts), LS("error", d->error), LOG_END);
 	return 0;
 }
 
@@ -151,7 +151,7 @@ static int retry_or_dead(struct txn *t, SubRecord *sub, uint64_t event,
 	log_event(LOG_INFO, "redelivery_scheduled", LU("event_id", event),
 		  LS("subscription", sub->name), LU("attempt", d->attempts),
 		  LS("why", why), LU("delay_ms", delay_ms), LS("error", d->error),
-		  NULL);
+		  LOG_END);
 	return put_ready(t, sub, event, d, t->now_ms + delay_ms);
 }
 
@@ -202,7 +202,7 @@ int sched_lease(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due,
 		/* A ready entry without its record: drop the stray entry. */
 		log_event(LOG_ERROR, "ready_entry_without_delivery",
 			  LU("event_id", event), LS("subscription", sub->name),
-			  NULL);
+			  LOG_END);
 		*out = NULL;
 		return 0;
 	}
@@ -211,7 +211,7 @@ int sched_lease(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due,
 	if (rc == MDB_CORRUPTED) {
 		log_event(LOG_ERROR, "delivery_record_corrupt",
 			  LU("event_id", event), LS("subscription", sub->name),
-			  NULL);
+			  LOG_END);
 		*out = NULL;
 		return 0;
 	}
@@ -233,7 +233,7 @@ int sched_lease(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due,
 		d->error = arena_strdup(t->arena,
 					"stored event failed its checksum");
 		log_event(LOG_ERROR, "event_corrupt", LU("event_id", event),
-			  LS("subscription", sub->name), NULL);
+			  LS("subscription", sub->name), LOG_END);
 		return dead_letter(t, sub, event, d,
 			HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_CORRUPT);
 	}
@@ -263,7 +263,7 @@ int sched_lease(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due,
 		log_event(LOG_INFO, "redelivered", LU("event_id", event),
 			  LS("subscription", sub->name),
 			  LU("attempt", d->attempts), LS("consumer", consumer),
-			  NULL);
+			  LOG_END);
 	return 0;
 }
 
@@ -372,7 +372,7 @@ static int lease_ended(struct txn *t, uint64_t deadline, uint32_t sub_id,
 		log_event(LOG_INFO, "lease_expired", LU("event_id", event),
 			  LS("subscription", sub->name),
 			  LU("attempt", d->attempts), LS("consumer", d->consumer),
-			  NULL);
+			  LOG_END);
 		return retry_or_dead(t, sub, event, d, 0, false, "lease_expired");
 	}
 	/* A broker restart is not the consumer's failure: no budget used. */
@@ -381,7 +381,7 @@ static int lease_ended(struct txn *t, uint64_t deadline, uint32_t sub_id,
 		d->budget_used--;
 	log_event(LOG_INFO, "lease_recovered", LU("event_id", event),
 		  LS("subscription", sub->name), LU("attempt", d->attempts),
-		  LS("consumer", d->consumer), NULL);
+		  LS("consumer", d->consumer), LOG_END);
 	return put_ready(t, sub, event, d, t->now_ms);
 }
 
@@ -434,7 +434,7 @@ int sched_replay(struct txn *t, SubRecord *sub, uint64_t event,
 	sub->replayed++;
 	log_event(LOG_INFO, "dead_letter_replayed", LU("event_id", event),
 		  LS("subscription", sub->name), LU("replays", d->replays),
-		  LU("attempts", d->attempts), NULL);
+		  LU("attempts", d->attempts), LOG_END);
 	return put_ready(t, sub, event, d, t->now_ms);
 }
 
@@ -452,7 +452,7 @@ int sched_purge(struct txn *t, SubRecord *sub, uint64_t event, Status *status)
 	sub->purged++;
 	log_event(LOG_WARN, "dead_letter_purged", LU("event_id", event),
 		  LS("subscription", sub->name), LU("attempts", d->attempts),
-		  NULL);
+		  LOG_END);
 	return release_event(t, event);
 }
 
