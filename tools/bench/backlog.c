@@ -81,14 +81,9 @@ static void team_fail(struct team *t, const char *fmt, ...)
 {
 	va_list ap;
 
-	pthread_mutex_lock(&t->mu);
-	if (t->error[0] == '\0') {
-		va_start(ap, fmt);
-		vsnprintf(t->error, sizeof t->error, fmt, ap);
-		va_end(ap);
-	}
-	pthread_mutex_unlock(&t->mu);
-	atomic_store(&t->stop, true);
+	va_start(ap, fmt);
+	bench_first_error(&t->mu, t->error, sizeof t->error, &t->stop, fmt, ap);
+	va_end(ap);
 }
 
 /* snprintf into an error buffer; truncation is fine (no warning) */

@@ -24,6 +24,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -47,6 +48,10 @@ uint64_t bench_realtime_ns(void); /* CLOCK_REALTIME */
 /* Sleep until the monotonic time t_ns (returns early on a signal). */
 void bench_sleep_until(uint64_t t_ns);
 void bench_sleep_ns(uint64_t ns);
+/* Keep the first failure of a group of threads (later ones are dropped:
+ * they are usually consequences) and tell the group to stop. */
+void bench_first_error(pthread_mutex_t *mu, char *error, size_t len,
+		       atomic_bool *stop, const char *fmt, va_list ap);
 
 /* Set by SIGINT/SIGTERM: every loop checks it and winds down. */
 extern volatile sig_atomic_t bench_interrupted;

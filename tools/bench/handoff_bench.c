@@ -34,6 +34,16 @@ volatile sig_atomic_t bench_interrupted;
 
 /* ---- time ---------------------------------------------------------------- */
 
+void bench_first_error(pthread_mutex_t *mu, char *error, size_t len,
+		       atomic_bool *stop, const char *fmt, va_list ap)
+{
+	pthread_mutex_lock(mu);
+	if (error[0] == '\0')
+		vsnprintf(error, len, fmt, ap);
+	pthread_mutex_unlock(mu);
+	atomic_store(stop, true);
+}
+
 uint64_t bench_now_ns(void)
 {
 	struct timespec t;

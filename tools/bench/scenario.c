@@ -79,14 +79,10 @@ static void fail(struct shared *sh, const char *fmt, ...)
 {
 	va_list ap;
 
-	pthread_mutex_lock(&sh->mu);
-	if (sh->error[0] == '\0') {
-		va_start(ap, fmt);
-		vsnprintf(sh->error, sizeof sh->error, fmt, ap);
-		va_end(ap);
-	}
-	pthread_mutex_unlock(&sh->mu);
-	atomic_store(&sh->stop, true);
+	va_start(ap, fmt);
+	bench_first_error(&sh->mu, sh->error, sizeof sh->error, &sh->stop, fmt,
+			  ap);
+	va_end(ap);
 }
 
 static bool stopping(struct shared *sh)
