@@ -683,6 +683,86 @@ static void test_long_poll(void **state)
 	broker_passed(b);
 }
 
+/* ---- unsubscribing while running ---------------------------------------- */
+
+/*
+ * Deleting a subscription takes its ready, leased and dead deliveries out in
+ * the background while the broker runs. The other subscription is
+ * unaffected, and once it acks, no subscription still owes the events:
+ * their payloads are removed (trace: payload_removed; stats: none stored),
+ * with the dropped subscription's deliveries shown as unsubscribed.
+ */
+static void test_unsubscribe_while_running(void **state)
+{
+	enum { N = 30 };
+	broker *b = *state;
+	handoff_client *c = it_connect(b, "unsub", 0);
+	it_subscribe(c, "u", "keep", 3, 30000, 50, 200);
+	it_subscribe(c, "u", "drop", 3, 30000, 50, 200);
+	uint64_t ids[N];
+	for (int i = 0; i < N; i++) {
+		char key[16];
+		snprintf(key, sizeof key, "u-%d", i);
+		ids[i] = it_publish1(c, "u", "payload", NULL, key);
+	}
+	/* "drop": one leased, one dead, the rest ready */
+	handoff_delivery *d = NULL;
+	assert_int_equal(it_fetch(c, "drop", 2, 1000, &d), 2);
+	assert_int_equal(it_nack1(c, "drop", d[1].event_id, d[1].lease_token, 0,
+				  true, "bad"), HANDOFF_OK);
+	handoff_deliveries_free(d, 2);
+	assert_true(it_dlq_has(c, "drop", ids[1]));
+
+	assert_int_equal(handoff_unsubscribe(c, "drop"), HANDOFF_OK);
+	assert_int_equal(handoff_unsubscribe(c, "drop"), HANDOFF_ENOTFOUND);
+	d = NULL;
+	size_t n = 0;
+	assert_int_equal(handoff_fetch(c, "drop", 1, 0, &d, &n),
+			 HANDOFF_ENOTFOUND);
+
+	/* "keep" gets and acks every event. */
+	size_t got = 0;
+	while (got < N) {
+		size_t k = it_fetch(c, "keep", N, 1000, &d);
+		assert_true(k > 0);
+		for (size_t i = 0; i < k; i++)
+			assert_int_equal(it_ack1(c, "keep", d[i].event_id,
+						 d[i].lease_token), HANDOFF_OK);
+		got += k;
+		handoff_deliveries_free(d, k);
+	}
+
+	/* The background drop finishes within a few loop turns. */
+	uint64_t stored = 1;
+	for (int tries = 0; tries < 50 && stored; tries++) {
+		handoff_stats *st = NULL;
+		assert_int_equal(handoff_get_stats(c, &st), HANDOFF_OK);
+		stored = st->events_stored;
+		handoff_stats_free(st);
+		if (stored)
+			it_sleep_ms(100);
+	}
+	assert_int_equal(stored, 0);
+	for (int i = 0; i < 3; i++) {
+		handoff_trace *t = NULL;
+		assert_int_equal(handoff_trace_event(c, ids[i], &t), HANDOFF_OK);
+		assert_true(t->payload_removed);
+		bool saw_drop = false;
+		for (size_t s = 0; s < t->n_subscriptions; s++) {
+			if (t->subscriptions[s].state == HANDOFF_STATE_UNSUBSCRIBED)
+				saw_drop = true;
+			else
+				assert_int_equal(t->subscriptions[s].state,
+						 HANDOFF_STATE_ACKED);
+		}
+		assert_true(saw_drop);
+		handoff_trace_free(t);
+	}
+	assert_true(broker_log_contains(b, "event=subscription_removed"));
+	handoff_close(c);
+	broker_passed(b);
+}
+
 int main(void)
 {
 	it_default_config = CONFIG;
@@ -698,6 +778,7 @@ int main(void)
 		T(test_permanent_nack),
 		T(test_ack_rules),
 		T(test_long_poll),
+		T(test_unsubscribe_while_running),
 	};
 	return cmocka_run_group_tests_name("delivery", tests, NULL, NULL);
 }
