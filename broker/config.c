@@ -65,6 +65,10 @@ static const struct key keys[] = {
 	KEY("limits", "max_held_fetches", K_COUNT32, max_held_fetches),
 	KEY("limits", "max_wait", K_MS32, max_wait_ms),
 	KEY("limits", "max_name", K_SIZE32, max_name_bytes),
+	KEY("limits", "max_backlog", K_COUNT32, max_backlog),
+	KEY("limits", "max_leases_per_consumer", K_COUNT32,
+	    max_leases_per_consumer),
+	KEY("limits", "storage_headroom", K_SIZE64, storage_headroom_bytes),
 	KEY("retention", "dedup_window", K_MS64, dedup_window_ms),
 	KEY("retention", "history", K_MS64, history_ms),
 	KEY("defaults", "max_attempts", K_COUNT32, max_attempts),
@@ -119,6 +123,9 @@ int config_init(struct config *c)
 	c->max_held_fetches = 1024;
 	c->max_wait_ms = 60 * 1000;
 	c->max_name_bytes = 200;
+	c->max_backlog = 0;
+	c->max_leases_per_consumer = 10000;
+	c->storage_headroom_bytes = 0;
 
 	c->dedup_window_ms = 24ULL * 60 * 60 * 1000;
 	c->history_ms = 7ULL * 24 * 60 * 60 * 1000;
@@ -471,6 +478,15 @@ int config_validate(const struct config *c, char *err, size_t errlen)
 	/* topic + '\0' + subscription must fit one LMDB key (511 bytes) */
 	if (c->max_name_bytes > 240) {
 		set_err(err, errlen, "max_name must be at most 240");
+		return EINVAL;
+	}
+	if (c->storage_headroom_bytes &&
+	    c->storage_headroom_bytes > c->map_size_bytes / 2) {
+		set_err(err, errlen,
+			"storage_headroom (%llu bytes) must be at most half of "
+			"map_size (%llu bytes)",
+			(unsigned long long)c->storage_headroom_bytes,
+			(unsigned long long)c->map_size_bytes);
 		return EINVAL;
 	}
 	for (i = 0; i < ARRAY_LEN(limits); i++) {

@@ -27,6 +27,13 @@ struct config {
 	uint32_t max_held_fetches;      /* long polls held at once; default 1024 */
 	uint32_t max_wait_ms;           /* longest long poll; default 60000 */
 	uint32_t max_name_bytes;        /* topic / subscription name; default 200, at most 240 */
+	uint32_t max_backlog;           /* deliveries owed per subscription (ready,
+					 * delayed, leased); 0 = no limit (default) */
+	uint32_t max_leases_per_consumer; /* open leases one consumer may hold;
+					 * 0 = no limit; default 10000 */
+	uint64_t storage_headroom_bytes;/* space kept free for acks, nacks and
+					 * purges; publishes are refused below it;
+					 * 0 = map_size/64 within [1 MiB, 64 MiB] */
 
 	uint64_t dedup_window_ms;       /* idempotency records kept; default 24 h */
 	uint64_t history_ms;            /* trace records kept after done; default 7 d */

@@ -248,6 +248,13 @@ static int handle_publish(struct handler_env *env, struct txn *t,
 		FAIL(NO_SUBSCRIPTIONS, "topic '%s' has no subscriptions: "
 		     "nothing would receive the event", p->topic);
 	}
+	if (env->storage_refusing) {
+		log_event(LOG_WARN, "publish_refused", LS("topic", p->topic),
+			  LU("events", p->n_events), LS("reason", env->storage_why),
+			  LOG_END);
+		reply->retry_after_ms = 1000;
+		FAIL(STORAGE_FULL, "%s", env->storage_why);
+	}
 	SubRecord **subs = arena_alloc(t->arena, n_subs * sizeof *subs);
 	if (!subs)
 		return ENOMEM;
@@ -255,6 +262,20 @@ static int handle_publish(struct handler_env *env, struct txn *t,
 		rc = store_sub_get(t, ids[s], &subs[s]);
 		if (rc)
 			return rc;
+		uint64_t owed = subs[s]->ready + subs[s]->leased;
+		uint32_t cap = env->cfg->max_backlog;
+		if (cap && owed + p->n_events > cap) {
+			log_event(LOG_WARN, "publish_refused", LS("topic", p->topic),
+				  LU("events", p->n_events),
+				  LS("subscription", subs[s]->name),
+				  LS("reason", "max_backlog"), LU("backlog", owed),
+				  LOG_END);
+			reply->retry_after_ms = 1000;
+			FAIL(LIMIT_EXCEEDED, "subscription '%s' already owes %llu "
+			     "deliveries (max_backlog %u): retry when it has "
+			     "drained", subs[s]->name, (unsigned long long)owed,
+			     cap);
+		}
 	}
 
 	Handoff__Wire__PublishReply *pr = alloc0(t, sizeof *pr);
@@ -487,6 +508,18 @@ int handlers_fetch_fill(struct handler_env *env, struct txn *t,
 		FAIL(NOT_FOUND, "no subscription '%s'", subname);
 	if (rc)
 		return rc;
+	uint32_t lease_cap = env->cfg->max_leases_per_consumer;
+	if (lease_cap && env->leases) {
+		uint32_t held = leases_held(env->leases, consumer);
+		if (held >= lease_cap) {
+			reply->retry_after_ms = 1000;
+			FAIL(LIMIT_EXCEEDED, "consumer '%s' holds %u open leases "
+			     "(max_leases_per_consumer %u): ack or nack some first",
+			     consumer, held, lease_cap);
+		}
+		if (max > lease_cap - held)
+			max = lease_cap - held;
+	}
 	Handoff__Wire__FetchReply *fr = alloc0(t, sizeof *fr);
 	Handoff__Wire__Delivery **v = arena_alloc(t->arena, max * sizeof *v);
 	if (!fr || !v)
@@ -495,7 +528,6 @@ int handlers_fetch_fill(struct handler_env *env, struct txn *t,
 	if (max_bytes == 0)
 		max_bytes = DEFAULT_MAX_REPLY;
 	uint64_t bytes = 64;
-	(void)env;
 	while (*n < max) {
 		uint64_t due, ev;
 		rc = store_ready_first(t, sub->id, &due, &ev);

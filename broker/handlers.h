@@ -17,6 +17,7 @@
 
 #include "codec.h"
 #include "config.h"
+#include "leases.h"
 #include "metrics.h"
 #include "store.h"
 
@@ -28,6 +29,9 @@ struct handler_env {
 	uint64_t held_fetches;
 	bool unsubscribed;      /* set when a request unsubscribed: the loop
 				 * then drops that subscription's deliveries */
+	bool storage_refusing;  /* publishes refused: headroom reached */
+	const char *storage_why;
+	struct lease_counts *leases; /* open leases per consumer */
 };
 
 /*

@@ -24,7 +24,9 @@
 #include "log.h"
 #include "metrics.h"
 #include "pump.h"
+#include "leases.h"
 #include "scheduler.h"
+#include "space.h"
 #include "store.h"
 #include "transport.h"
 
@@ -46,6 +48,8 @@
 #define FETCH_CACHE_MAX_BYTES (256 * 1024)
 #define DIRTY_SLOTS 4096
 #define IDLE_WAKE_MS 1000
+/* How often reader slots of dead processes are cleared (mdb_reader_check). */
+#define READER_CHECK_MS 5000
 
 struct held_fetch {
 	void *ctrl;
@@ -110,6 +114,9 @@ struct broker {
 	struct inmsg inbound[MAX_TURN_REQUESTS];
 	struct pump pump;
 	int exit_status;
+	struct space space;
+	struct lease_counts leases;
+	uint64_t next_reader_check_ms;
 };
 
 static void on_ready(void *ctx, uint32_t sub, uint64_t due)
@@ -117,6 +124,16 @@ static void on_ready(void *ctx, uint32_t sub, uint64_t due)
 	struct broker *b = ctx;
 	(void)due;
 	b->dirty[(sub % DIRTY_SLOTS) / 8] |= (uint8_t)(1u << (sub % 8));
+}
+
+static void on_lease(void *ctx, const char *consumer, int delta,
+		     uint64_t leased_ms)
+{
+	struct broker *b = ctx;
+	/* leases from before this start are not in the table */
+	if (delta < 0 && leased_ms < b->started_ms)
+		return;
+	leases_add(&b->leases, consumer, delta);
 }
 
 static bool is_dirty(struct broker *b, uint32_t sub)
@@ -519,6 +536,18 @@ static void receive_batch(struct broker *b, int timeout_ms, bool *stopping)
 	}
 }
 
+/*
+ * After a failed write or fsync, what the kernel holds for the file is
+ * unknown (a failed fsync may have dropped the dirty pages): never retry
+ * it. Exit, and let the supervisor restart on the last durable commit. A
+ * full map or disk is not fatal: publishes are refused, the rest goes on.
+ */
+static bool error_is_fatal(int rc)
+{
+	return rc == MDB_PANIC || rc == EIO || rc == EROFS || rc == ENXIO ||
+	       rc == ENODEV;
+}
+
 static bool store_is_fatal(struct broker *b)
 {
 	MDB_txn *probe;
@@ -608,8 +637,12 @@ static int turn_commit(struct broker *b, uint64_t now)
 		store_txn_abort(&t);
 	else
 		rc = store_txn_commit(&t);
-	if (rc)
+	if (rc) {
 		b->bg = saved; /* nothing of it reached the disk */
+		leases_rollback(&b->leases);
+	} else {
+		leases_commit(&b->leases);
+	}
 	return rc;
 }
 
@@ -637,9 +670,13 @@ static int turn_one_by_one(struct broker *b, uint64_t now)
 			else
 				rc = store_txn_commit(&t);
 		}
+		if (rc)
+			leases_rollback(&b->leases);
+		else
+			leases_commit(&b->leases);
 		log_defer_end(rc == 0);
 		if (rc) {
-			if (store_is_fatal(b))
+			if (error_is_fatal(rc) || store_is_fatal(b))
 				return rc;
 			p->park = false;
 			p->reply = error_reply(b, storage_status(rc),
@@ -692,17 +729,29 @@ static int turn(struct broker *b, bool *stopping)
 	arena_reset(&b->arena);
 	receive_batch(b, poll_timeout(b), stopping);
 	uint64_t now = clock_now_ms();
+	space_update(&b->space, &b->st, now);
+	b->env.storage_refusing = space_refusing(&b->space,
+						 &b->env.storage_why);
+	if (now >= b->next_reader_check_ms) {
+		int dead = store_reader_check(&b->st);
+		if (dead)
+			log_event(LOG_WARN, "stale_readers_cleared",
+				  LU("count", dead), LS("why", "a process died "
+				  "inside a read transaction"), LOG_END);
+		b->next_reader_check_ms = now + READER_CHECK_MS;
+	}
 
 	log_defer_begin();
 	int rc = turn_commit(b, now);
 	log_defer_end(rc == 0);
 	bool committed = rc == 0;
 	if (rc) {
-		if (store_is_fatal(b)) {
+		if (error_is_fatal(rc) || store_is_fatal(b)) {
 			log_event(LOG_ERROR, "store_unusable",
 				  LS("error", mdb_strerror(rc)),
-				  LS("action", "exiting; restart recovers from the "
-				     "last durable commit"), LOG_END);
+				  LS("action", "exiting without retrying the failed "
+				     "write; restart recovers from the last durable "
+				     "commit"), LOG_END);
 			return 3;
 		}
 		log_event(LOG_WARN, "group_commit_failed",
@@ -711,7 +760,10 @@ static int turn(struct broker *b, bool *stopping)
 		rc = turn_one_by_one(b, now);
 		if (rc) {
 			log_event(LOG_ERROR, "store_unusable",
-				  LS("error", mdb_strerror(rc)), LOG_END);
+				  LS("error", mdb_strerror(rc)),
+				  LS("action", "exiting without retrying the failed "
+				     "write; restart recovers from the last durable "
+				     "commit"), LOG_END);
 			return 3;
 		}
 	}
@@ -838,6 +890,13 @@ int loop_run(const struct config *cfg)
 	arena_init(&b->arena);
 	metrics_init(&b->metrics);
 	sched_init(cfg->history_ms, on_ready, b);
+	sched_set_lease_hook(on_lease, b);
+	if (leases_init(&b->leases)) {
+		log_event(LOG_ERROR, "start_failed", LS("error", strerror(ENOMEM)),
+			  LOG_END);
+		goto out;
+	}
+	space_init(&b->space, cfg->storage_headroom_bytes, cfg->map_size_bytes);
 
 	if (setup_signals(b)) {
 		log_event(LOG_ERROR, "start_failed", LS("error", strerror(errno)),
@@ -849,6 +908,11 @@ int loop_run(const struct config *cfg)
 		log_event(LOG_ERROR, "start_failed", LS("error", err), LOG_END);
 		goto out;
 	}
+	if (b->st.stale_readers_at_open)
+		log_event(LOG_WARN, "stale_readers_cleared",
+			  LU("count", b->st.stale_readers_at_open),
+			  LS("why", "a process died inside a read transaction"),
+			  LOG_END);
 	if (b->st.nosync)
 		log_event(LOG_WARN, "durability_off",
 			  LS("why", "HANDOFF_TEST_NOSYNC=1 (test only)"), LOG_END);
@@ -868,7 +932,8 @@ int loop_run(const struct config *cfg)
 	pump_ready = true;
 	b->env = (struct handler_env){ .cfg = cfg, .st = &b->st,
 				       .metrics = &b->metrics,
-				       .started_ms = b->started_ms };
+				       .started_ms = b->started_ms,
+				       .leases = &b->leases };
 	for (size_t i = 0; i < cfg->n_listen; i++)
 		log_event(LOG_INFO, "listening", LS("url", cfg->listen[i]), LOG_END);
 	log_event(LOG_INFO, "broker_started", LS("version", HANDOFF_BUILD_VERSION),
@@ -896,6 +961,7 @@ out:
 		pump_fini(&b->pump);
 	transport_close(&b->tr);
 	store_close(&b->st);
+	leases_fini(&b->leases);
 	metrics_fini(&b->metrics);
 	arena_fini(&b->arena);
 	if (b->sigfd >= 0)

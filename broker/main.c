@@ -134,6 +134,8 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGINT);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* a file past RLIMIT_FSIZE must give EFBIG (storage full), not kill us */
+	signal(SIGXFSZ, SIG_IGN);
 
 	status = loop_run(&cfg);
 out:

@@ -22,6 +22,26 @@ static uint64_t history_ms;
 static void (*ready_hook)(void *, uint32_t, uint64_t);
 static void *ready_hook_ctx;
 
+static void (*lease_hook)(void *, const char *, int, uint64_t);
+static void *lease_hook_ctx;
+
+void sched_set_lease_hook(void (*hook)(void *ctx, const char *consumer,
+				       int delta, uint64_t leased_ms),
+			  void *ctx)
+{
+	lease_hook = hook;
+	lease_hook_ctx = ctx;
+}
+
+/* A lease of d ends (ack, nack, expiry, restart, unsubscribe). */
+static void lease_gone(const DeliveryRecord *d)
+{
+	uint64_t leased = d->n_history ? d->history[d->n_history - 1]->leased_ms
+				       : 0;
+	if (lease_hook)
+		lease_hook(lease_hook_ctx, d->consumer, -1, leased);
+}
+
 void sched_init(uint64_t hist_ms,
 		void (*hook)(void *ctx, uint32_t sub, uint64_t due),
 		void *hook_ctx)
@@ -259,6 +279,8 @@ int sched_lease(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due,
 		return rc;
 	sub->leased++;
 	sub->delivered++;
+	if (lease_hook)
+		lease_hook(lease_hook_ctx, consumer, 1, t->now_ms);
 	if (d->attempts > 1)
 		log_event(LOG_INFO, "redelivered", LU("event_id", event),
 			  LS("subscription", sub->name),
@@ -287,6 +309,7 @@ static int leased_delivery(struct txn *t, SubRecord *sub, uint64_t event,
 	rc = store_lease_del(t, (*d)->lease_deadline_ms, sub->id, event);
 	if (rc)
 		return rc;
+	lease_gone(*d);
 	if (sub->leased)
 		sub->leased--;
 	store_sub_mark(t, sub);
@@ -362,6 +385,7 @@ static int lease_ended(struct txn *t, uint64_t deadline, uint32_t sub_id,
 		return 0;
 	if (sub->deleting)
 		return sched_drop(t, sub, event); /* lease entry already gone */
+	lease_gone(d);
 	if (sub->leased)
 		sub->leased--;
 	store_sub_mark(t, sub);
@@ -474,6 +498,7 @@ int sched_drop(struct txn *t, SubRecord *sub, uint64_t event)
 		rc = store_lease_del(t, d->lease_deadline_ms, sub->id, event);
 		if (sub->leased)
 			sub->leased--;
+		lease_gone(d);
 		break;
 	case HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_DEAD:
 		rc = store_dlq_del(t, sub->id, event);

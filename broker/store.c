@@ -203,6 +203,50 @@ out:
 	return rc;
 }
 
+bool store_error_is_damage(int rc)
+{
+	return rc == MDB_INVALID || rc == MDB_CORRUPTED ||
+	       rc == MDB_PAGE_NOTFOUND || rc == MDB_VERSION_MISMATCH;
+}
+
+/*
+ * data.mdb must hold LMDB's two meta pages (need == 0) or every page its
+ * meta counts (need > 0). LMDB itself would take a 0-byte file for a new
+ * store (losing everything silently) and reads pages through mmap, where a
+ * page past the end of the file raises SIGBUS.
+ */
+static int check_file_size(const char *dir, uint64_t need, char *err,
+			   size_t errlen)
+{
+	char path[PATH_MAX + 16];
+	struct stat sb;
+	long page = sysconf(_SC_PAGESIZE);
+	snprintf(path, sizeof path, "%s/data.mdb", dir);
+	if (stat(path, &sb)) {
+		int rc = errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(rc));
+		return rc;
+	}
+	if (need == 0)
+		need = 2 * (uint64_t)(page > 0 ? page : 4096);
+	if ((uint64_t)sb.st_size >= need)
+		return 0;
+	snprintf(err, errlen,
+		 "store damaged: %s is %lld bytes but its pages end at %llu "
+		 "bytes: the file was truncated; restore it from a backup or "
+		 "move it aside", path, (long long)sb.st_size,
+		 (unsigned long long)need);
+	return MDB_CORRUPTED;
+}
+
+int store_reader_check(struct store *st)
+{
+	int dead = 0;
+	if (mdb_reader_check(st->env, &dead))
+		return 0;
+	return dead;
+}
+
 int store_open(struct store *st, const char *dir, uint64_t map_size,
 	       char *err, size_t errlen)
 {
@@ -254,14 +298,27 @@ int store_open(struct store *st, const char *dir, uint64_t map_size,
 	}
 	const char *nosync = getenv("HANDOFF_TEST_NOSYNC");
 	st->nosync = nosync && strcmp(nosync, "1") == 0;
+	rc = check_file_size(dir, 0, err, errlen);
+	if (rc)
+		goto fail;
 	rc = mdb_env_open(st->env, dir, st->nosync ? MDB_NOSYNC : 0, 0600);
 	if (rc) {
-		snprintf(err, errlen, "opening store %s: %s", dir,
-			 mdb_strerror(rc));
+		snprintf(err, errlen, "%s %s: %s",
+			 store_error_is_damage(rc) ? "store damaged:" : "opening store",
+			 dir, mdb_strerror(rc));
 		goto fail;
 	}
-	int dead = 0;
-	mdb_reader_check(st->env, &dead);
+	/* Before any page is read through the map: a page past the end of a
+	 * truncated file would raise SIGBUS instead of returning an error. */
+	MDB_envinfo info;
+	MDB_stat est;
+	mdb_env_info(st->env, &info);
+	mdb_env_stat(st->env, &est);
+	rc = check_file_size(dir, (uint64_t)(info.me_last_pgno + 1) * est.ms_psize,
+			     err, errlen);
+	if (rc)
+		goto fail;
+	st->stale_readers_at_open = store_reader_check(st);
 	rc = create_dbs(st->env, st->dbi, false);
 	if (rc) {
 		snprintf(err, errlen, "opening databases: %s", mdb_strerror(rc));
@@ -1045,4 +1102,67 @@ int store_expiry_del(struct txn *t, uint64_t at, int kind, const void *id,
 	k[8] = (uint8_t)kind;
 	memcpy(k + 9, id, idlen);
 	return del_key(t, DB_EXPIRY, k, 9 + idlen);
+}
+
+/* ---- space ------------------------------------------------------------- */
+
+void store_pages(struct store *st, uint64_t *used, uint64_t *map,
+		 uint32_t *page_size)
+{
+	MDB_envinfo info;
+	MDB_stat stat;
+	mdb_env_info(st->env, &info);
+	mdb_env_stat(st->env, &stat);
+	*used = (uint64_t)info.me_last_pgno + 1;
+	*page_size = stat.ms_psize;
+	*map = info.me_mapsize / stat.ms_psize;
+}
+
+/*
+ * LMDB's free list (database 0) holds one record per transaction that freed
+ * pages: an array of page numbers whose first element is their count (the
+ * format mdb_stat -f reads). Only called when the file is nearly full.
+ */
+int store_free_pages(struct store *st, uint64_t *pages)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, d;
+	int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+	*pages = 0;
+	if (rc)
+		return rc;
+	rc = mdb_cursor_open(txn, 0, &cur);
+	if (rc)
+		goto out;
+	while ((rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) == 0) {
+		size_t n;
+		if (d.mv_size < sizeof n)
+			continue;
+		memcpy(&n, d.mv_data, sizeof n);
+		*pages += n;
+	}
+	mdb_cursor_close(cur);
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+out:
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+int store_reserve(struct store *st, uint64_t bytes)
+{
+	int fd;
+	if (mdb_env_get_fd(st->env, &fd))
+		return EBADF;
+	return posix_fallocate(fd, 0, (off_t)bytes);
+}
+
+uint64_t store_file_bytes(struct store *st)
+{
+	int fd;
+	struct stat sb;
+	if (mdb_env_get_fd(st->env, &fd) || fstat(fd, &sb))
+		return 0;
+	return (uint64_t)sb.st_size;
 }

@@ -66,6 +66,7 @@ struct store {
 	uint32_t next_sub_id;
 	int lock_fd;
 	int nosync;               /* test-only: MDB_NOSYNC (not durable) */
+	int stale_readers_at_open;/* reader slots of dead processes cleared */
 };
 
 struct txn {
@@ -84,11 +85,31 @@ struct txn {
 
 /*
  * Open (creating it crash-safely if needed) the environment in dir and take
- * the folder's lock so no second broker uses it. Fills err on failure.
+ * the folder's lock so no second broker uses it. Fills err on failure; a
+ * damaged store (truncated file, bad meta pages) gives a message starting
+ * "store damaged:" and an error for which store_error_is_damage() is true.
  */
 int store_open(struct store *st, const char *dir, uint64_t map_size,
 	       char *err, size_t errlen);
 void store_close(struct store *st);
+/* Whether an LMDB error says the file is damaged (not an I/O error). */
+bool store_error_is_damage(int rc);
+/* Clear reader slots left by dead processes (a tool killed inside a read
+ * transaction pins old pages, so the file would grow); how many. */
+int store_reader_check(struct store *st);
+/* Pages up to the last one in use (free ones included), the map's size in
+ * pages, and the page size. */
+void store_pages(struct store *st, uint64_t *used, uint64_t *map,
+		 uint32_t *page_size);
+/* Pages on LMDB's free list (reusable). Opens a read transaction: call it
+ * with no transaction of this thread open. */
+int store_free_pages(struct store *st, uint64_t *pages);
+/* Make sure the data file has its first `bytes` allocated on disk
+ * (posix_fallocate), so page writes below them cannot hit a full disk.
+ * Returns 0 or an errno (ENOSPC, EFBIG, EDQUOT...). */
+int store_reserve(struct store *st, uint64_t bytes);
+/* Size of the data file in bytes (0 if it cannot be read). */
+uint64_t store_file_bytes(struct store *st);
 /* Bytes in use by the data file's pages, and the map size. */
 void store_usage(struct store *st, uint64_t *used, uint64_t *map);
 

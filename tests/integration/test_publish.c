@@ -657,11 +657,15 @@ static void test_timeout_when_nothing_listens(void **state)
 /* ---- a full store refuses publishes, loses nothing, keeps serving --------- */
 
 /*
- * With a deliberately small LMDB map, publishes eventually fail: the group
- * commit hits MDB_MAP_FULL, the broker retries each request of the turn
- * alone, and the one that does not fit gets STORAGE_FULL with a retry hint.
- * Every publish confirmed before that is still delivered whole, acks keep
- * working, and once the backlog is drained a publish fits again.
+ * With a deliberately small LMDB map, publishes are eventually refused with
+ * STORAGE_FULL and a retry hint. Two paths lead there, one test each:
+ *  - headroom (the default): once less than storage_headroom is free, the
+ *    broker refuses publishes before LMDB is full, so acks always fit;
+ *  - map full (headroom set to one page): the group commit hits
+ *    MDB_MAP_FULL, the broker retries each request of the turn alone, and
+ *    the one that does not fit gets STORAGE_FULL.
+ * Either way every publish confirmed before that is still delivered whole,
+ * acks keep working, and once the backlog is drained a publish fits again.
  */
 static const char SMALL_MAP_CONFIG[] =
 	"[broker]\n"
@@ -672,16 +676,31 @@ static const char SMALL_MAP_CONFIG[] =
 	"[limits]\n"
 	"max_payload = 64K\n";
 
+static const char SMALL_MAP_NO_HEADROOM_CONFIG[] =
+	"[broker]\n"
+	"map_size = 2M\n"
+	"[defaults]\n"
+	"max_attempts = 3\n"
+	"ack_deadline = 30s\n"
+	"[limits]\n"
+	"max_payload = 64K\n"
+	"storage_headroom = 4K\n";
+
 static int small_map_setup(void **state)
 {
 	*state = broker_start(SMALL_MAP_CONFIG);
 	return 0;
 }
 
-static void test_storage_full(void **state)
+static int small_map_no_headroom_setup(void **state)
+{
+	*state = broker_start(SMALL_MAP_NO_HEADROOM_CONFIG);
+	return 0;
+}
+
+static void fill_and_drain(broker *b, const char *log_needle)
 {
 	enum { SIZE = 32 * 1024, MAX = 200 };
-	broker *b = *state;
 	handoff_client *c = it_connect(b, "filler", 0);
 	it_subscribe(c, "full", "s", 3, 30000, 50, 200);
 	char *buf = malloc(SIZE);
@@ -702,7 +721,7 @@ static void test_storage_full(void **state)
 	assert_int_equal(rc, HANDOFF_ESTORAGEFULL);
 	assert_true(confirmed > 5);
 	assert_true(handoff_last_retry_after_ms(c) > 0);
-	assert_true(broker_log_contains(b, "event=publish_failed"));
+	assert_true(broker_log_contains(b, log_needle));
 
 	/* Everything confirmed is still there, whole, and acks still work. */
 	int seen = 0;
@@ -738,6 +757,21 @@ static void test_storage_full(void **state)
 	handoff_deliveries_free(d, 1);
 	free(buf);
 	handoff_close(c);
+}
+
+static void test_storage_full(void **state)
+{
+	broker *b = *state;
+	fill_and_drain(b, "event=storage_full");
+	assert_true(broker_log_contains(b, "event=storage_available"));
+	assert_false(broker_log_contains(b, "event=publish_failed"));
+	broker_passed(b);
+}
+
+static void test_map_full(void **state)
+{
+	broker *b = *state;
+	fill_and_drain(b, "event=publish_failed");
 	broker_passed(b);
 }
 
@@ -763,6 +797,8 @@ int main(void)
 			it_teardown),
 		cmocka_unit_test_setup_teardown(test_storage_full,
 						small_map_setup, it_teardown),
+		cmocka_unit_test_setup_teardown(test_map_full,
+			small_map_no_headroom_setup, it_teardown),
 	};
 	return cmocka_run_group_tests_name("publish", tests, NULL, NULL);
 }
