@@ -22,6 +22,11 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include <fcntl.h>
+#include <sodium.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "duration.h"
 
 #define DEFAULT_DATA_DIR "./handoff-data"
@@ -58,6 +63,8 @@ static const struct key keys[] = {
 	KEY("broker", "listen", K_LISTEN, listen),
 	KEY("broker", "map_size", K_SIZE64, map_size_bytes),
 	KEY("broker", "log_debug", K_BOOL, log_debug),
+	KEY("broker", "allow_wildcard", K_BOOL, allow_wildcard),
+	KEY("access", "request_window", K_MS64, request_window_ms),
 	KEY("limits", "max_payload", K_SIZE32, max_payload_bytes),
 	KEY("limits", "max_request", K_SIZE32, max_request_bytes),
 	KEY("limits", "max_batch", K_COUNT32, max_batch),
@@ -146,6 +153,17 @@ void config_free(struct config *c)
 	free(c->data_dir);
 	c->data_dir = NULL;
 	free_listen(c);
+	for (size_t i = 0; i < c->n_keys; i++) {
+		struct config_key *k = &c->keys[i];
+		free(k->id);
+		for (size_t j = 0; j < k->n_topics; j++)
+			free(k->topics[j]);
+		for (size_t j = 0; j < k->n_subs; j++)
+			free(k->subs[j]);
+		sodium_memzero(k->secret, sizeof k->secret);
+	}
+	memset(c->keys, 0, sizeof c->keys);
+	c->n_keys = 0;
 }
 
 int config_set_data_dir(struct config *c, const char *dir)
@@ -206,6 +224,20 @@ static int listen_scheme_ok(const char *url)
 			return 1;
 	}
 	return 0;
+}
+
+/* tcp://\*:PORT, tcp://0.0.0.0:PORT or tcp://[::]:PORT, also with an
+ * interface prefix (tcp://eth0;...) left out: those bind everywhere. */
+static int listen_is_wildcard(const char *url)
+{
+	if (strncmp(url, "tcp://", 6) != 0 && strncmp(url, "ws://", 5) != 0)
+		return 0;
+	const char *host = strstr(url, "://") + 3;
+	const char *semi = strchr(host, ';');
+	if (semi)
+		host = semi + 1;
+	return strncmp(host, "*:", 2) == 0 || strncmp(host, "0.0.0.0:", 8) == 0 ||
+	       strncmp(host, "[::]:", 5) == 0;
 }
 
 /* ---- the INI file ------------------------------------------------------ */
@@ -358,6 +390,150 @@ static int apply(struct load *ld, const struct key *k, const char *value)
 	return 0;
 }
 
+/* ---- [key NAME] sections ------------------------------------------------ */
+
+static struct config_key *key_section(struct load *ld, const char *id)
+{
+	struct config *c = ld->c;
+	for (size_t i = 0; i < c->n_keys; i++)
+		if (strcmp(c->keys[i].id, id) == 0)
+			return &c->keys[i];
+	if (c->n_keys >= CONFIG_MAX_KEYS) {
+		load_fail(ld, EINVAL, "too many [key] sections (at most %d)",
+			  CONFIG_MAX_KEYS);
+		return NULL;
+	}
+	struct config_key *k = &c->keys[c->n_keys];
+	k->id = strdup(id);
+	if (!k->id) {
+		load_fail(ld, ENOMEM, "out of memory");
+		return NULL;
+	}
+	c->n_keys++;
+	return k;
+}
+
+static int parse_roles(const char *v, unsigned *out)
+{
+	char buf[128];
+	unsigned roles = 0;
+	if (strlen(v) >= sizeof buf)
+		return EINVAL;
+	strcpy(buf, v);
+	for (char *save, *tok = strtok_r(buf, ", ", &save); tok;
+	     tok = strtok_r(NULL, ", ", &save)) {
+		if (strcmp(tok, "producer") == 0)
+			roles |= ROLE_PRODUCER;
+		else if (strcmp(tok, "consumer") == 0)
+			roles |= ROLE_CONSUMER;
+		else if (strcmp(tok, "operator") == 0)
+			roles |= ROLE_OPERATOR;
+		else
+			return EINVAL;
+	}
+	*out = roles;
+	return roles ? 0 : EINVAL;
+}
+
+static int parse_patterns(const char *v, char **list, size_t *n)
+{
+	char buf[2048];
+	if (strlen(v) >= sizeof buf)
+		return EINVAL;
+	strcpy(buf, v);
+	for (char *save, *tok = strtok_r(buf, ", ", &save); tok;
+	     tok = strtok_r(NULL, ", ", &save)) {
+		if (*n >= CONFIG_MAX_PATTERNS)
+			return E2BIG;
+		list[*n] = strdup(tok);
+		if (!list[*n])
+			return ENOMEM;
+		(*n)++;
+	}
+	return 0;
+}
+
+static int parse_secret_hex(const char *hex, uint8_t *out)
+{
+	size_t len = 0;
+	const char *end;
+	if (strlen(hex) != 2 * CONFIG_SECRET_BYTES)
+		return EINVAL;
+	if (sodium_hex2bin(out, CONFIG_SECRET_BYTES, hex, strlen(hex), NULL,
+			   &len, &end) || len != CONFIG_SECRET_BYTES || *end)
+		return EINVAL;
+	return 0;
+}
+
+/* A secret file holds the 64 hex digits (and maybe a newline) and must be
+ * readable by its owner only. */
+static int read_secret_file(struct load *ld, const char *path, uint8_t *out)
+{
+	char buf[2 * CONFIG_SECRET_BYTES + 4];
+	struct stat sb;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		load_fail(ld, EINVAL, "secret_file %s: %s", path,
+			  strerror(errno));
+		return EINVAL;
+	}
+	if (fstat(fd, &sb) || (sb.st_mode & 077)) {
+		close(fd);
+		load_fail(ld, EINVAL, "secret_file %s can be read by others "
+			  "(chmod 600 it)", path);
+		return EINVAL;
+	}
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n < 0)
+		n = 0;
+	buf[n] = '\0';
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	int rc = parse_secret_hex(buf, out);
+	sodium_memzero(buf, sizeof buf);
+	if (rc)
+		load_fail(ld, EINVAL, "secret_file %s must hold %d hex digits",
+			  path, 2 * CONFIG_SECRET_BYTES);
+	return rc;
+}
+
+/* Values are never echoed back in errors: one of them may be a secret. */
+static void on_key_section(struct load *ld, const char *id, const char *name,
+			   const char *value)
+{
+	struct config_key *k = key_section(ld, id);
+	int rc = 0;
+	if (!k)
+		return;
+	if (strcmp(name, "role") == 0 || strcmp(name, "roles") == 0) {
+		rc = parse_roles(value, &k->roles);
+		if (rc)
+			load_fail(ld, EINVAL, "[key %s] role must be producer, "
+				  "consumer and/or operator", id);
+	} else if (strcmp(name, "secret") == 0) {
+		rc = parse_secret_hex(value, k->secret);
+		if (rc)
+			load_fail(ld, EINVAL, "[key %s] secret must be %d hex "
+				  "digits", id, 2 * CONFIG_SECRET_BYTES);
+		k->has_secret = rc == 0;
+	} else if (strcmp(name, "secret_file") == 0) {
+		rc = read_secret_file(ld, value, k->secret);
+		k->has_secret = rc == 0;
+	} else if (strcmp(name, "topics") == 0) {
+		rc = parse_patterns(value, k->topics, &k->n_topics);
+	} else if (strcmp(name, "subscriptions") == 0) {
+		rc = parse_patterns(value, k->subs, &k->n_subs);
+	} else {
+		load_fail(ld, EINVAL, "unknown key '%s' in [key %s]", name, id);
+		return;
+	}
+	if (rc == ENOMEM)
+		load_fail(ld, ENOMEM, "out of memory");
+	else if (rc)
+		load_fail(ld, EINVAL, "bad value for '%s' in [key %s]", name, id);
+}
+
 static int on_key(void *user, const char *section, const char *name,
 		  const char *value)
 {
@@ -367,6 +543,10 @@ static int on_key(void *user, const char *section, const char *name,
 
 	if (ld->err)
 		return 0;
+	if (strncmp(section, "key ", 4) == 0 && section[4]) {
+		on_key_section(ld, section + 4, name, value);
+		return ld->err == 0;
+	}
 	for (i = 0; i < ARRAY_LEN(keys); i++) {
 		if (strcmp(section, keys[i].section) == 0 &&
 		    strcmp(name, keys[i].name) == 0)
@@ -479,6 +659,33 @@ int config_validate(const struct config *c, char *err, size_t errlen)
 	if (c->max_name_bytes > 240) {
 		set_err(err, errlen, "max_name must be at most 240");
 		return EINVAL;
+	}
+	for (i = 0; i < c->n_keys; i++) {
+		const struct config_key *k = &c->keys[i];
+		if (!k->has_secret || !k->roles) {
+			set_err(err, errlen, "[key %s] needs a role and a secret "
+				"(or secret_file)", k->id);
+			return EINVAL;
+		}
+		if ((k->roles & ROLE_PRODUCER) && k->n_topics == 0) {
+			set_err(err, errlen, "[key %s] is a producer: list its "
+				"topics (topics = pattern, ...; * for all)", k->id);
+			return EINVAL;
+		}
+		if ((k->roles & ROLE_CONSUMER) && k->n_subs == 0) {
+			set_err(err, errlen, "[key %s] is a consumer: list its "
+				"subscriptions (subscriptions = pattern, ...)",
+				k->id);
+			return EINVAL;
+		}
+	}
+	for (i = 0; i < c->n_listen; i++) {
+		if (!c->allow_wildcard && listen_is_wildcard(c->listen[i])) {
+			set_err(err, errlen, "listen URL '%s' binds every "
+				"interface: give an address, or set "
+				"allow_wildcard = true in [broker]", c->listen[i]);
+			return EINVAL;
+		}
 	}
 	if (c->storage_headroom_bytes &&
 	    c->storage_headroom_bytes > c->map_size_bytes / 2) {

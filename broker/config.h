@@ -12,6 +12,27 @@
 #include <stdint.h>
 
 #define CONFIG_MAX_LISTEN 16
+#define CONFIG_MAX_KEYS 64
+#define CONFIG_MAX_PATTERNS 32
+#define CONFIG_SECRET_BYTES 32
+
+enum config_role {
+	ROLE_PRODUCER = 1,  /* publish to its topics */
+	ROLE_CONSUMER = 2,  /* fetch, ack, nack on its subscriptions */
+	ROLE_OPERATOR = 4,  /* subscriptions, dead letters, trace, stats, audit */
+};
+
+/* One [key NAME] section: who may do what, proven with the secret. */
+struct config_key {
+	char *id;
+	unsigned roles;                     /* enum config_role bits */
+	uint8_t secret[CONFIG_SECRET_BYTES];
+	int has_secret;
+	char *topics[CONFIG_MAX_PATTERNS];  /* fnmatch patterns (producer) */
+	size_t n_topics;
+	char *subs[CONFIG_MAX_PATTERNS];    /* fnmatch patterns (consumer) */
+	size_t n_subs;
+};
 
 struct config {
 	char *data_dir;                 /* default "./handoff-data" */
@@ -45,6 +66,12 @@ struct config {
 	uint32_t backoff_max_ms;        /* default 60000 */
 
 	int log_debug;                  /* 1: also log debug lines */
+	int allow_wildcard;             /* 1: tcp://\* and 0.0.0.0 may be bound */
+
+	/* access control: on when any key is configured */
+	struct config_key keys[CONFIG_MAX_KEYS];
+	size_t n_keys;
+	uint64_t request_window_ms;     /* signed requests older are stale; 60 s */
 };
 
 /* Fill c with the defaults above. Returns 0, or ENOMEM. */

@@ -8,6 +8,8 @@
  */
 #include "handlers.h"
 
+#include "auth.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,6 +25,7 @@
 #define MAX_IDEM_BYTES 256
 #define MAX_HEADERS 64
 #define MAX_HEADER_NAME 256
+#define MAX_COMMAND_ID 256
 #define MAX_HEADER_VALUE 4096
 #define MAX_REASON_BYTES 4096
 #define DEFAULT_LIST_LIMIT 100
@@ -438,6 +441,11 @@ done:
 	return 0;
 }
 
+static int audit(struct handler_env *env, struct txn *t, const char *action,
+		 const char *sub, const uint64_t *ids, size_t n_ids,
+		 const char *selector, size_t missing, const char *reason,
+		 const char *command_id, uint64_t *seq);
+
 static int handle_unsubscribe(struct handler_env *env, struct txn *t,
 			      const Handoff__Wire__UnsubscribeRequest *u,
 			      Reply *reply)
@@ -456,7 +464,12 @@ static int handle_unsubscribe(struct handler_env *env, struct txn *t,
 	log_event(LOG_WARN, "subscription_deleted", LS("subscription", r->name),
 		  LS("topic", r->topic), LU("id", r->id), LU("ready", r->ready),
 		  LU("leased", r->leased), LU("dead", r->dead), LOG_END);
-	return 0;
+	char what[160];
+	snprintf(what, sizeof what, "topic %.100s; ready=%llu leased=%llu "
+		 "dead=%llu dropped", r->topic, (unsigned long long)r->ready,
+		 (unsigned long long)r->leased, (unsigned long long)r->dead);
+	return audit(env, t, "unsubscribe", r->name, NULL, 0, what, 0, "", "",
+		     NULL);
 }
 
 static int handle_list_subscriptions(struct handler_env *env, struct txn *t,
@@ -827,6 +840,140 @@ static int handle_dlq_show(struct handler_env *env, struct txn *t,
 	return 0;
 }
 
+/* ---- operator audit ---------------------------------------------------- */
+
+/* Record an operator action durably, in this turn's transaction. */
+static int audit(struct handler_env *env, struct txn *t, const char *action,
+		 const char *sub, const uint64_t *ids, size_t n_ids,
+		 const char *selector, size_t missing, const char *reason,
+		 const char *command_id, uint64_t *seq)
+{
+	AuditRecord r = HANDOFF__WIRE__AUDIT_RECORD__INIT;
+	r.at_ms = t->now_ms;
+	r.key_id = env->caller ? env->caller->id : (char *)"";
+	r.role = (char *)auth_role_name(env->caller);
+	r.action = (char *)action;
+	r.subscription = (char *)sub;
+	r.event_ids = (uint64_t *)ids;
+	r.n_event_ids = n_ids;
+	r.selector = (char *)selector;
+	r.count = (uint32_t)n_ids;
+	r.missing = (uint32_t)missing;
+	r.reason = (char *)(reason ? reason : "");
+	r.command_id = (char *)(command_id ? command_id : "");
+	int rc = store_audit_append(t, &r);
+	if (rc)
+		return rc;
+	if (seq)
+		*seq = r.seq;
+	log_event(LOG_WARN, "operator_action", LU("audit_seq", r.seq),
+		  LS("action", action), LS("subscription", sub),
+		  LU("count", n_ids), LS("selector", selector),
+		  LS("key", r.key_id), LS("role", r.role), LS("reason", r.reason),
+		  LS("command_id", r.command_id), LOG_END);
+	return 0;
+}
+
+static int handle_audit_list(struct handler_env *env, struct txn *t,
+			     const Handoff__Wire__AuditListRequest *l,
+			     Reply *reply)
+{
+	uint32_t limit = l->limit ? l->limit : DEFAULT_LIST_LIMIT;
+	if (limit > env->cfg->max_batch)
+		FAIL(LIMIT_EXCEEDED, "limit %u exceeds max_batch %u", limit,
+		     env->cfg->max_batch);
+	Handoff__Wire__AuditListReply *ar = alloc0(t, sizeof *ar);
+	AuditRecord **v = arena_alloc(t->arena, limit * sizeof *v);
+	if (!ar || !v)
+		return ENOMEM;
+	handoff__wire__audit_list_reply__init(ar);
+	uint64_t after = l->after_seq;
+	size_t n = 0;
+	AuditRecord *r;
+	int rc;
+	while ((rc = store_audit_next(t, after, &r)) == 0) {
+		if (n == limit) {
+			ar->more = true;
+			break;
+		}
+		v[n++] = r;
+		after = r->seq;
+	}
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	ar->n_records = n;
+	ar->records = v;
+	reply->body_case = HANDOFF__WIRE__REPLY__BODY_AUDIT_LIST;
+	reply->audit_list = ar;
+	return 0;
+}
+
+/* What a replay or purge acted on, as text for the audit record. */
+static const char *selector_text(struct txn *t,
+				 const Handoff__Wire__DlqActionRequest *a)
+{
+	char buf[512];
+	if (a->n_event_ids) {
+		snprintf(buf, sizeof buf, "event_ids (%zu given)", a->n_event_ids);
+	} else {
+		const Handoff__Wire__DlqFilter *f = a->filter;
+		snprintf(buf, sizeof buf,
+			 "filter after_event_id=%llu dead_since_ms=%llu "
+			 "dead_until_ms=%llu reason=%d error_contains='%.200s'%s "
+			 "limit=%u",
+			 f ? (unsigned long long)f->after_event_id : 0ull,
+			 f ? (unsigned long long)f->dead_since_ms : 0ull,
+			 f ? (unsigned long long)f->dead_until_ms : 0ull,
+			 f ? (int)f->reason : 0,
+			 f && f->error_contains ? f->error_contains : "",
+			 a->all ? " all" : "", a->limit);
+	}
+	return arena_strdup(t->arena, buf);
+}
+
+/* A command resent with an id already applied gets the recorded reply. */
+static int command_replayed(struct txn *t, const char *id, const char *verb,
+			    Reply *reply, bool *done)
+{
+	CommandRecord *c;
+	*done = false;
+	int rc = store_command_get(t, id, &c);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return rc;
+	ProtobufCAllocator al = arena_allocator(t->arena);
+	Handoff__Wire__DlqActionReply *ar = handoff__wire__dlq_action_reply__unpack(
+		&al, c->reply.len, c->reply.data);
+	if (!ar)
+		return MDB_CORRUPTED;
+	reply->body_case = HANDOFF__WIRE__REPLY__BODY_DLQ_ACTION;
+	reply->dlq_action = ar;
+	log_event(LOG_INFO, "operator_command_repeated", LS("command_id", id),
+		  LS("action", verb), LU("audit_seq", c->audit_seq), LOG_END);
+	*done = true;
+	return 0;
+}
+
+static int remember_command(struct handler_env *env, struct txn *t,
+			    const char *id, uint64_t audit_seq,
+			    const Handoff__Wire__DlqActionReply *ar)
+{
+	CommandRecord c = HANDOFF__STORE__COMMAND_RECORD__INIT;
+	c.audit_seq = audit_seq;
+	c.created_ms = t->now_ms;
+	c.reply.len = handoff__wire__dlq_action_reply__get_packed_size(ar);
+	c.reply.data = arena_alloc(t->arena, c.reply.len ? c.reply.len : 1);
+	if (!c.reply.data)
+		return ENOMEM;
+	handoff__wire__dlq_action_reply__pack(ar, c.reply.data);
+	int rc = store_command_put(t, id, &c);
+	if (!rc)
+		rc = store_expiry_put(t, t->now_ms + env->cfg->dedup_window_ms,
+				      EXPIRY_COMMAND, id, strlen(id));
+	return rc;
+}
+
 typedef int (*dlq_action_fn)(struct txn *, SubRecord *, uint64_t, Status *);
 
 static int handle_dlq_action(struct handler_env *env, struct txn *t,
@@ -845,6 +992,17 @@ static int handle_dlq_action(struct handler_env *env, struct txn *t,
 		     "request", env->cfg->max_batch);
 	if (purge && a->n_event_ids == 0 && !a->all && !a->dry_run)
 		FAIL(BAD_REQUEST, "purge without event ids needs all=true");
+	if (a->command_id && strlen(a->command_id) > MAX_COMMAND_ID)
+		FAIL(BAD_REQUEST, "command_id over %d bytes", MAX_COMMAND_ID);
+	if (a->reason && strlen(a->reason) > MAX_REASON_BYTES)
+		FAIL(BAD_REQUEST, "reason over %d bytes", MAX_REASON_BYTES);
+	bool has_cmd = a->command_id && *a->command_id && !a->dry_run;
+	if (has_cmd) {
+		bool repeated;
+		rc = command_replayed(t, a->command_id, verb, reply, &repeated);
+		if (rc || repeated)
+			return rc;
+	}
 	size_t cap = a->n_event_ids ? a->n_event_ids : limit;
 	Handoff__Wire__DlqActionReply *ar = alloc0(t, sizeof *ar);
 	uint64_t *done = alloc0(t, (cap + 1) * sizeof *done);
@@ -900,14 +1058,20 @@ static int handle_dlq_action(struct handler_env *env, struct txn *t,
 		  LS("subscription", sub->name), LU("count", n_done),
 		  LU("missing", n_missing), LU("dry_run", a->dry_run),
 		  LU("by_filter", a->n_event_ids == 0), LOG_END);
-	(void)verb;
 	ar->n_event_ids = n_done;
 	ar->event_ids = done;
 	ar->n_missing = n_missing;
 	ar->missing = missing;
 	reply->body_case = HANDOFF__WIRE__REPLY__BODY_DLQ_ACTION;
 	reply->dlq_action = ar;
-	return 0;
+	if (a->dry_run)
+		return 0;
+	uint64_t seq = 0;
+	rc = audit(env, t, verb, sub->name, done, n_done, selector_text(t, a),
+		   n_missing, a->reason, a->command_id, &seq);
+	if (!rc && has_cmd)
+		rc = remember_command(env, t, a->command_id, seq, ar);
+	return rc;
 }
 
 /* ---- trace, stats, ping ----------------------------------------------- */
@@ -1119,6 +1283,8 @@ int handlers_apply(struct handler_env *env, struct txn *t, const Request *req,
 		return handle_trace(env, t, req->trace, reply);
 	case HANDOFF__WIRE__REQUEST__BODY_STATS:
 		return handle_stats(env, t, reply);
+	case HANDOFF__WIRE__REQUEST__BODY_AUDIT_LIST:
+		return handle_audit_list(env, t, req->audit_list, reply);
 	default:
 		FAIL(BAD_REQUEST, "unknown or missing request type");
 	}

@@ -32,6 +32,8 @@ struct handler_env {
 	bool storage_refusing;  /* publishes refused: headroom reached */
 	const char *storage_why;
 	struct lease_counts *leases; /* open leases per consumer */
+	const struct config_key *caller; /* who sent the request being
+				 * applied (NULL: access control off) */
 };
 
 /*

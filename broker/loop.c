@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "auth.h"
 #include "clock.h"
 #include "codec.h"
 #include "handlers.h"
@@ -73,6 +74,7 @@ struct cached_fetch {
 
 struct pending {
 	void *ctrl;
+	const struct config_key *caller; /* NULL: access control off */
 	Request *req;
 	Reply *reply;
 	bool park;
@@ -117,6 +119,7 @@ struct broker {
 	struct space space;
 	struct lease_counts leases;
 	uint64_t next_reader_check_ms;
+	struct auth auth;
 };
 
 static void on_ready(void *ctx, uint32_t sub, uint64_t due)
@@ -442,6 +445,13 @@ static int cleanup(struct broker *b, struct txn *t)
 				rc = 0;
 		} else if (kind == EXPIRY_HISTORY && idlen == 8) {
 			rc = forget_event(t, be64_get(id));
+		} else if (kind == EXPIRY_COMMAND && idlen < sizeof id) {
+			char cid[IDEM_KEY_MAX + 1];
+			memcpy(cid, id, idlen);
+			cid[idlen] = '\0';
+			rc = store_command_del(t, cid);
+			if (rc == MDB_NOTFOUND)
+				rc = 0;
 		}
 		if (!rc)
 			rc = store_expiry_del(t, at, kind, id, idlen);
@@ -490,6 +500,8 @@ static int sample_rates(struct broker *b, struct txn *t)
 
 /* Take the requests waiting (up to a turn's worth), or wait up to
  * timeout_ms for one; decode them into the turn's pending list. */
+static const char *request_name(const Request *r);
+
 static void receive_batch(struct broker *b, int timeout_ms, bool *stopping)
 {
 	size_t n = pump_take(&b->pump, b->inbound, MAX_TURN_REQUESTS,
@@ -498,7 +510,30 @@ static void receive_batch(struct broker *b, int timeout_ms, bool *stopping)
 	for (size_t i = 0; i < n; i++) {
 		struct inmsg *in = &b->inbound[i];
 		Request *req = codec_decode_request(&b->arena, in->body, in->len);
+		const struct config_key *caller = NULL;
+		char why[256];
+		int ast = HANDOFF__WIRE__STATUS__OK;
+		if (req) {
+			ast = auth_verify(&b->auth, req, in->body, in->len,
+					  clock_now_ms(), &caller, why, sizeof why);
+			if (ast == HANDOFF__WIRE__STATUS__OK)
+				ast = auth_allows(&b->auth, caller, req, why,
+						  sizeof why);
+		}
 		free(in->body);
+		if (req && ast != HANDOFF__WIRE__STATUS__OK) {
+			log_event(LOG_WARN, "request_denied",
+				  LS("request", request_name(req)),
+				  LS("key", req->auth && req->auth->key_id
+						    ? req->auth->key_id : ""),
+				  LS("reason", why), LOG_END);
+			Reply *r = error_reply(b, ast, why);
+			if (r)
+				send_reply(b, in->ctrl, r, NULL);
+			else
+				pump_send(&b->pump, in->ctrl, NULL, 0);
+			continue;
+		}
 		if (!req) {
 			log_event(LOG_WARN, "request_malformed", LU("bytes", in->len),
 				  LOG_END);
@@ -530,6 +565,7 @@ static void receive_batch(struct broker *b, int timeout_ms, bool *stopping)
 		}
 		struct pending *p = &b->pend[b->n_pend++];
 		p->ctrl = in->ctrl;
+		p->caller = caller;
 		p->req = req;
 		p->reply = NULL;
 		p->park = false;
@@ -576,6 +612,7 @@ static const char *request_name(const Request *r)
 	case HANDOFF__WIRE__REQUEST__BODY_DLQ_PURGE: return "dlq_purge";
 	case HANDOFF__WIRE__REQUEST__BODY_TRACE: return "trace";
 	case HANDOFF__WIRE__REQUEST__BODY_STATS: return "stats";
+	case HANDOFF__WIRE__REQUEST__BODY_AUDIT_LIST: return "audit_list";
 	default: return "unknown";
 	}
 }
@@ -585,6 +622,7 @@ static int apply_one(struct broker *b, struct txn *t, struct pending *p)
 	p->reply = codec_new_reply(t->arena);
 	if (!p->reply)
 		return ENOMEM;
+	b->env.caller = p->caller;
 	return handlers_apply(&b->env, t, p->req, p->reply, &p->park);
 }
 
@@ -897,6 +935,14 @@ int loop_run(const struct config *cfg)
 		goto out;
 	}
 	space_init(&b->space, cfg->storage_headroom_bytes, cfg->map_size_bytes);
+	if (auth_init(&b->auth, cfg, clock_now_ms())) {
+		log_event(LOG_ERROR, "start_failed", LS("error", strerror(ENOMEM)),
+			  LOG_END);
+		goto out;
+	}
+	log_event(LOG_INFO, "access_control",
+		  LS("state", cfg->n_keys ? "on" : "off"),
+		  LU("keys", cfg->n_keys), LOG_END);
 
 	if (setup_signals(b)) {
 		log_event(LOG_ERROR, "start_failed", LS("error", strerror(errno)),
@@ -962,6 +1008,7 @@ out:
 	transport_close(&b->tr);
 	store_close(&b->st);
 	leases_fini(&b->leases);
+	auth_fini(&b->auth);
 	metrics_fini(&b->metrics);
 	arena_fini(&b->arena);
 	if (b->sigfd >= 0)

@@ -24,6 +24,7 @@
 static const char *db_names[DB_COUNT] = {
 	"meta", "events", "payloads", "subs", "sub_names", "topic_subs",
 	"topics", "deliveries", "ready", "leases", "dlq", "idem", "expiry",
+	"audit", "commands",
 };
 
 uint64_t be64_get(const void *p)
@@ -1165,4 +1166,60 @@ uint64_t store_file_bytes(struct store *st)
 	if (mdb_env_get_fd(st->env, &fd) || fstat(fd, &sb))
 		return 0;
 	return (uint64_t)sb.st_size;
+}
+
+/* ---- operator audit and commands --------------------------------------- */
+
+int store_audit_append(struct txn *t, AuditRecord *r)
+{
+	MDB_cursor *c;
+	MDB_val k, d;
+	uint8_t key[8];
+	int rc = mdb_cursor_open(t->txn, t->st->dbi[DB_AUDIT], &c);
+	if (rc)
+		return rc;
+	rc = mdb_cursor_get(c, &k, &d, MDB_LAST);
+	mdb_cursor_close(c);
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	r->seq = rc == MDB_NOTFOUND || k.mv_size != 8 ? 1 : be64_get(k.mv_data) + 1;
+	be64_put(key, r->seq);
+	return put_msg(t, DB_AUDIT, key, 8, &r->base, MDB_APPEND);
+}
+
+int store_audit_next(struct txn *t, uint64_t after, AuditRecord **out)
+{
+	MDB_cursor *c;
+	uint8_t key[8];
+	be64_put(key, after + 1);
+	MDB_val k = { 8, key }, d;
+	int rc = mdb_cursor_open(t->txn, t->st->dbi[DB_AUDIT], &c);
+	if (rc)
+		return rc;
+	rc = mdb_cursor_get(c, &k, &d, MDB_SET_RANGE);
+	mdb_cursor_close(c);
+	if (rc)
+		return rc;
+	ProtobufCAllocator al = arena_allocator(t->arena);
+	*out = (AuditRecord *)protobuf_c_message_unpack(
+		&handoff__wire__audit_record__descriptor, &al, d.mv_size,
+		d.mv_data);
+	return *out ? 0 : MDB_CORRUPTED;
+}
+
+int store_command_get(struct txn *t, const char *id, CommandRecord **out)
+{
+	return get_msg(t, DB_COMMANDS, id, strlen(id),
+		       &handoff__store__command_record__descriptor,
+		       (void **)out);
+}
+
+int store_command_put(struct txn *t, const char *id, const CommandRecord *r)
+{
+	return put_msg(t, DB_COMMANDS, id, strlen(id), &r->base, 0);
+}
+
+int store_command_del(struct txn *t, const char *id)
+{
+	return del_key(t, DB_COMMANDS, id, strlen(id));
 }

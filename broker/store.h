@@ -46,14 +46,16 @@ typedef Handoff__Store__SubscriptionRecord SubRecord;
 typedef Handoff__Store__TopicRecord TopicRecord;
 typedef Handoff__Store__DeliveryRecord DeliveryRecord;
 typedef Handoff__Store__IdempotencyRecord IdemRecord;
+typedef Handoff__Store__CommandRecord CommandRecord;
+typedef Handoff__Wire__AuditRecord AuditRecord;
 
 enum store_db {
 	DB_META, DB_EVENTS, DB_PAYLOADS, DB_SUBS, DB_SUB_NAMES, DB_TOPIC_SUBS,
 	DB_TOPICS, DB_DELIVERIES, DB_READY, DB_LEASES, DB_DLQ, DB_IDEM,
-	DB_EXPIRY, DB_COUNT
+	DB_EXPIRY, DB_AUDIT, DB_COMMANDS, DB_COUNT
 };
 
-enum expiry_kind { EXPIRY_IDEM = 1, EXPIRY_HISTORY = 2 };
+enum expiry_kind { EXPIRY_IDEM = 1, EXPIRY_HISTORY = 2, EXPIRY_COMMAND = 3 };
 
 /* topic (<= 240) + '\0' + key (<= 256) fits one LMDB key with the expiry
  * prefix: 9 + 500 < 511 */
@@ -207,6 +209,15 @@ int store_expiry_first(struct txn *t, uint64_t now, uint64_t *at, int *kind,
 		       uint8_t *idbuf, size_t *idlen);
 int store_expiry_del(struct txn *t, uint64_t at, int kind, const void *id,
 		     size_t idlen);
+
+/* audit: operator actions, in order. append sets r->seq. */
+int store_audit_append(struct txn *t, AuditRecord *r);
+/* The first record with seq > after; MDB_NOTFOUND at the end. */
+int store_audit_next(struct txn *t, uint64_t after, AuditRecord **out);
+/* commands: operator command id (1..256 bytes) -> its recorded reply. */
+int store_command_get(struct txn *t, const char *id, CommandRecord **out);
+int store_command_put(struct txn *t, const char *id, const CommandRecord *r);
+int store_command_del(struct txn *t, const char *id);
 
 uint64_t be64_get(const void *p);
 void be64_put(void *p, uint64_t v);

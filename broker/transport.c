@@ -13,6 +13,42 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
+
+/*
+ * On ipc, file permissions are the only guard (nanomsg checks no peer
+ * credentials, and a peer that sends a malformed frame can abort it): the
+ * socket's directory must be ours (or root's) and writable by nobody else,
+ * or someone could replace the socket file with their own.
+ */
+static int check_ipc_dir(const char *path, char *err, size_t errlen)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct stat sb;
+	snprintf(dir, sizeof dir, "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (!slash)
+		snprintf(dir, sizeof dir, ".");
+	else if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+	if (stat(dir, &sb)) {
+		int e = errno;
+		snprintf(err, errlen, "ipc socket directory %s: %s", dir,
+			 strerror(e));
+		return e;
+	}
+	if ((sb.st_uid != geteuid() && sb.st_uid != 0) ||
+	    (sb.st_mode & (S_IWGRP | S_IWOTH))) {
+		snprintf(err, errlen, "ipc socket directory %s can be written by "
+			 "other users (mode %03o, owner %u): put the socket in a "
+			 "directory only this user can write", dir,
+			 (unsigned)(sb.st_mode & 0777), (unsigned)sb.st_uid);
+		return EPERM;
+	}
+	return 0;
+}
 
 int transport_open(struct transport *tr, char *const *urls, size_t n,
 		   uint32_t max_msg, char *err, size_t errlen)
@@ -42,6 +78,13 @@ int transport_open(struct transport *tr, char *const *urls, size_t n,
 			nn_close(tr->sock);
 			return ENAMETOOLONG;
 		}
+		if (is_ipc) {
+			int e = check_ipc_dir(url + 6, err, errlen);
+			if (e) {
+				nn_close(tr->sock);
+				return e;
+			}
+		}
 		mode_t old = umask(077);
 		int rc = nn_bind(tr->sock, url);
 		umask(old);
@@ -51,6 +94,8 @@ int transport_open(struct transport *tr, char *const *urls, size_t n,
 			nn_close(tr->sock);
 			return e;
 		}
+		if (is_ipc)
+			chmod(url + 6, 0600); /* in case the file came first */
 	}
 	return 0;
 }

@@ -62,9 +62,9 @@ int hc_map_status(int status)
 {
 	if (status == HANDOFF__WIRE__STATUS__OK)
 		return HANDOFF_OK;
-	/* Wire statuses 1..10 are handoff_error 1..10 by design. */
+	/* Wire statuses 1..12 are handoff_error 1..12 by design. */
 	if (status >= HANDOFF__WIRE__STATUS__BAD_REQUEST &&
-	    status <= HANDOFF__WIRE__STATUS__INTERNAL)
+	    status <= HANDOFF__WIRE__STATUS__STALE_REQUEST)
 		return status;
 	return -1;
 }
@@ -175,6 +175,76 @@ static int attempt(handoff_client *c, const void *buf, size_t len,
 	return rc == HANDOFF_OK ? ATTEMPT_REPLY : rc;
 }
 
+/* ---- signing ---------------------------------------------------------- */
+
+static uint64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+/*
+ * Pack req into a new buffer; with a key, append an Auth field whose MAC
+ * covers every byte before it (proto/handoff.proto, message Auth). Each
+ * call takes a new sequence number.
+ */
+static int pack_signed(handoff_client *c, Handoff__Wire__Request *req,
+		       uint8_t **out, size_t *out_len)
+{
+	static const char domain[] = "handoff-auth-v1";
+	Handoff__Wire__Request only = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__Auth au = HANDOFF__WIRE__AUTH__INIT;
+	uint8_t mac[crypto_auth_hmacsha256_BYTES];
+	size_t len, alen = 0;
+	uint8_t *buf;
+
+	req->auth = NULL;
+	len = handoff__wire__request__get_packed_size(req);
+	if (c->key_id != NULL) {
+		au.key_id = c->key_id;
+		au.session = c->session;
+		au.seq = ++c->seq;
+		au.timestamp_ms = wall_ms();
+		au.mac.data = mac;
+		au.mac.len = sizeof mac;
+		only.auth = &au;
+		alen = handoff__wire__request__get_packed_size(&only);
+	}
+	if (len + alen > HC_MAX_REQUEST_BYTES)
+		return HANDOFF_ETOOBIG;
+	buf = malloc(len + alen ? len + alen : 1);
+	if (buf == NULL)
+		return HANDOFF_ENOMEM;
+	handoff__wire__request__pack(req, buf);
+	if (c->key_id != NULL) {
+		crypto_auth_hmacsha256_state st;
+		uint8_t nums[24];
+		put_le64(nums, au.session);
+		put_le64(nums + 8, au.seq);
+		put_le64(nums + 16, au.timestamp_ms);
+		crypto_auth_hmacsha256_init(&st, c->secret, sizeof c->secret);
+		crypto_auth_hmacsha256_update(&st, (const uint8_t *)domain,
+					      sizeof domain);
+		crypto_auth_hmacsha256_update(&st, (const uint8_t *)c->key_id,
+					      strlen(c->key_id) + 1);
+		crypto_auth_hmacsha256_update(&st, nums, sizeof nums);
+		crypto_auth_hmacsha256_update(&st, buf, len);
+		crypto_auth_hmacsha256_final(&st, mac);
+		sodium_memzero(&st, sizeof st);
+		handoff__wire__request__pack(&only, buf + len);
+	}
+	*out = buf;
+	*out_len = len + alen;
+	return HANDOFF_OK;
+}
+
 /* ---- the retry loop --------------------------------------------------- */
 
 /* The last reply's text and hint are what handoff_last_message() and
@@ -210,6 +280,7 @@ int hc_call(handoff_client *c, Handoff__Wire__Request *req,
 	size_t len;
 	uint64_t deadline;
 	uint32_t backoff = BACKOFF_MIN_MS;
+	unsigned stale_resigns = 0;
 	int rc;
 
 	*out = NULL;
@@ -219,13 +290,9 @@ int hc_call(handoff_client *c, Handoff__Wire__Request *req,
 
 	req->protocol_version =
 		HANDOFF__WIRE__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT;
-	len = handoff__wire__request__get_packed_size(req);
-	if (len > HC_MAX_REQUEST_BYTES)
-		return HANDOFF_ETOOBIG;
-	buf = malloc(len ? len : 1);
-	if (buf == NULL)
-		return HANDOFF_ENOMEM;
-	handoff__wire__request__pack(req, buf);
+	rc = pack_signed(c, req, &buf, &len);
+	if (rc != HANDOFF_OK)
+		return rc;
 
 	deadline = now_ms() + c->deadline_ms + extra_wait_ms;
 	for (;;) {
@@ -247,15 +314,32 @@ int hc_call(handoff_client *c, Handoff__Wire__Request *req,
 		delay = backoff / 2 + randombytes_uniform(backoff / 2 + 1);
 		if (rc == ATTEMPT_REPLY) {
 			remember_reply(c, reply);
-			if (reply->status !=
-			    HANDOFF__WIRE__STATUS__SHUTTING_DOWN)
+			if (reply->status ==
+				    HANDOFF__WIRE__STATUS__STALE_REQUEST &&
+			    c->key_id != NULL) {
+				/* Signed too long ago, before a broker restart,
+				 * or already applied (a resend): sign anew.
+				 * Every request is safe to apply twice. */
+				free(buf);
+				buf = NULL;
+				hc_reply_free(reply);
+				reply = NULL;
+				rc = pack_signed(c, req, &buf, &len);
+				if (rc != HANDOFF_OK)
+					goto done;
+				if (stale_resigns++ == 0)
+					delay = 0; /* the first one at once */
+			} else if (reply->status !=
+				   HANDOFF__WIRE__STATUS__SHUTTING_DOWN) {
 				break;
-			/* The broker is going away; its restarted self may
-			 * take longer than our backoff says. */
-			if (reply->retry_after_ms > delay)
-				delay = reply->retry_after_ms;
-			hc_reply_free(reply);
-			reply = NULL;
+			} else {
+				/* The broker is going away; its restarted self
+				 * may take longer than our backoff says. */
+				if (reply->retry_after_ms > delay)
+					delay = reply->retry_after_ms;
+				hc_reply_free(reply);
+				reply = NULL;
+			}
 		}
 
 		now = now_ms();

@@ -34,6 +34,10 @@ struct handoff_client {
 	uint64_t fetch_seq;	     /* one per handoff_fetch call */
 	char *last_message;	     /* last reply's text; NULL = "" */
 	uint32_t last_retry_after_ms;
+	char *key_id;		     /* NULL: requests go unsigned */
+	unsigned char secret[32];
+	uint64_t session;	     /* random per handle */
+	uint64_t seq;		     /* last sequence number signed */
 };
 
 /*

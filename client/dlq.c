@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "client_internal.h"
 
 /* NULL filter: the caller left wf at its all-zero init, matching all. */
@@ -239,6 +241,17 @@ static int dlq_action(handoff_client *c, const char *sub,
 	act.limit = action->limit ? action->limit : HC_DEFAULT_DLQ_LIMIT;
 	act.dry_run = action->dry_run;
 	act.all = action->all;
+	act.reason = (char *)(action->reason ? action->reason : "");
+	/* One id per call: the broker runs a resent command once. */
+	char cmd[40];
+	if (action->command_id != NULL) {
+		act.command_id = (char *)action->command_id;
+	} else {
+		unsigned char rnd[16];
+		randombytes_buf(rnd, sizeof rnd);
+		sodium_bin2hex(cmd, sizeof cmd, rnd, sizeof rnd);
+		act.command_id = cmd;
+	}
 	if (purge) {
 		req.body_case = HANDOFF__WIRE__REQUEST__BODY_DLQ_PURGE;
 		req.dlq_purge = &act;
@@ -281,4 +294,96 @@ int handoff_dlq_purge(handoff_client *c, const char *sub,
 		      handoff_dlq_result *result)
 {
 	return dlq_action(c, sub, action, result, true);
+}
+
+/* ---- operator audit --------------------------------------------------- */
+
+void handoff_audit_free(handoff_audit_record *r, size_t n)
+{
+	if (r == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		free(r[i].key_id);
+		free(r[i].role);
+		free(r[i].action);
+		free(r[i].subscription);
+		free(r[i].event_ids);
+		free(r[i].selector);
+		free(r[i].reason);
+		free(r[i].command_id);
+	}
+	free(r);
+}
+
+static int copy_audit(const Handoff__Wire__AuditRecord *w,
+		      handoff_audit_record *r)
+{
+	r->seq = w->seq;
+	r->at_ms = w->at_ms;
+	r->missing = w->missing;
+	r->key_id = hc_strdup(w->key_id);
+	r->role = hc_strdup(w->role);
+	r->action = hc_strdup(w->action);
+	r->subscription = hc_strdup(w->subscription);
+	r->selector = hc_strdup(w->selector);
+	r->reason = hc_strdup(w->reason);
+	r->command_id = hc_strdup(w->command_id);
+	if (!r->key_id || !r->role || !r->action || !r->subscription ||
+	    !r->selector || !r->reason || !r->command_id)
+		return HANDOFF_ENOMEM;
+	int rc = copy_ids(w->event_ids, w->n_event_ids, &r->event_ids);
+	if (rc == HANDOFF_OK)
+		r->n_event_ids = w->n_event_ids;
+	return rc;
+}
+
+int handoff_audit_list(handoff_client *c, uint64_t after_seq, uint32_t limit,
+		       handoff_audit_record **out, size_t *n, bool *more)
+{
+	Handoff__Wire__Request req = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__AuditListRequest al = HANDOFF__WIRE__AUDIT_LIST_REQUEST__INIT;
+	Handoff__Wire__Reply *reply = NULL;
+	handoff_audit_record *v = NULL;
+	size_t count = 0;
+	int rc;
+
+	if (out != NULL)
+		*out = NULL;
+	if (n != NULL)
+		*n = 0;
+	if (more != NULL)
+		*more = false;
+	if (c == NULL || out == NULL || n == NULL)
+		return HANDOFF_EINVAL;
+	al.after_seq = after_seq;
+	al.limit = limit ? limit : HC_DEFAULT_DLQ_LIMIT;
+	req.body_case = HANDOFF__WIRE__REQUEST__BODY_AUDIT_LIST;
+	req.audit_list = &al;
+	rc = hc_call(c, &req, HANDOFF__WIRE__REPLY__BODY_AUDIT_LIST, 0, &reply);
+	if (rc != HANDOFF_OK)
+		goto done;
+	const Handoff__Wire__AuditListReply *r = reply->audit_list;
+	if (r->n_records > 0) {
+		v = calloc(r->n_records, sizeof *v);
+		if (v == NULL) {
+			rc = HANDOFF_ENOMEM;
+			goto done;
+		}
+	}
+	for (size_t i = 0; i < r->n_records; i++) {
+		count = i + 1;
+		rc = copy_audit(r->records[i], &v[i]);
+		if (rc != HANDOFF_OK)
+			goto done;
+	}
+	if (more != NULL)
+		*more = r->more;
+	*out = v;
+	*n = count;
+	v = NULL;
+	count = 0;
+done:
+	handoff_audit_free(v, count);
+	hc_reply_free(reply);
+	return rc;
 }

@@ -47,6 +47,10 @@ const char *handoff_strerror(int err)
 		return "broker shutting down";
 	case HANDOFF_EINTERNAL:
 		return "broker internal error";
+	case HANDOFF_EPERM:
+		return "permission denied";
+	case HANDOFF_ESTALE:
+		return "request signature stale";
 	case HANDOFF_ETIMEDOUT:
 		return "no reply before the deadline";
 	case HANDOFF_EINVAL:
@@ -194,6 +198,21 @@ int handoff_connect(const char *url, const handoff_options *opts,
 		rc = HANDOFF_ENOMEM;
 		goto fail;
 	}
+	if ((opts->key_id == NULL) != (opts->secret == NULL) ||
+	    (opts->key_id != NULL &&
+	     (opts->key_id[0] == '\0' || strlen(opts->key_id) > 64))) {
+		rc = HANDOFF_EINVAL;
+		goto fail;
+	}
+	if (opts->key_id != NULL) {
+		c->key_id = strdup(opts->key_id);
+		if (c->key_id == NULL) {
+			rc = HANDOFF_ENOMEM;
+			goto fail;
+		}
+		memcpy(c->secret, opts->secret, sizeof c->secret);
+		randombytes_buf(&c->session, sizeof c->session);
+	}
 
 	c->sock = nn_socket(AF_SP, NN_REQ);
 	if (c->sock < 0) {
@@ -244,7 +263,25 @@ void handoff_close(handoff_client *c)
 	}
 	free(c->consumer);
 	free(c->last_message);
+	free(c->key_id);
+	sodium_memzero(c->secret, sizeof c->secret);
 	free(c);
+}
+
+int handoff_parse_secret(const char *hex, unsigned char out[32])
+{
+	size_t len = 0;
+	const char *end = NULL;
+	if (hex == NULL || out == NULL)
+		return HANDOFF_EINVAL;
+	while (*hex == ' ' || *hex == '\t' || *hex == '\n' || *hex == '\r')
+		hex++;
+	if (sodium_hex2bin(out, 32, hex, strlen(hex), NULL, &len, &end) ||
+	    len != 32)
+		return HANDOFF_EINVAL;
+	while (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r')
+		end++;
+	return *end == '\0' ? HANDOFF_OK : HANDOFF_EINVAL;
 }
 
 void handoff_set_deadline(handoff_client *c, uint32_t deadline_ms)

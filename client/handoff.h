@@ -53,6 +53,10 @@ typedef enum handoff_error {
 	HANDOFF_ESTORAGEFULL = 8,    /* broker store full; retry later */
 	HANDOFF_ESHUTTINGDOWN = 9,   /* broker stopping (retried until deadline) */
 	HANDOFF_EINTERNAL = 10,      /* broker-side failure; nothing applied */
+	HANDOFF_EPERM = 11,          /* not authenticated, or the key's role
+				      * may not do this; nothing applied */
+	HANDOFF_ESTALE = 12,         /* (handled inside: the library signs
+				      * again and resends) */
 	HANDOFF_ETIMEDOUT = 100,     /* no confirmed reply before the deadline */
 	HANDOFF_EINVAL = 101,        /* invalid argument to this library */
 	HANDOFF_ENOMEM = 102,        /* allocation failed */
@@ -78,7 +82,17 @@ typedef struct handoff_options {
 	 * library appends ":" and 6 random hex digits so that two handles
 	 * with one name stay apart (the broker keys resent fetches on it). */
 	const char *consumer_name;
+	/* Access control (a broker with [key NAME] sections): the key's name
+	 * and its 32-byte secret. Each request is signed with HMAC-SHA-256;
+	 * the secret itself is never sent. Both NULL: requests go unsigned.
+	 * Copied at connect; the caller may wipe its copy afterwards. */
+	const char *key_id;
+	const unsigned char *secret; /* 32 bytes */
 } handoff_options;
+
+/* Parse 64 hex digits (surrounding whitespace allowed) into out[32]:
+ * HANDOFF_OK or HANDOFF_EINVAL. For secrets kept in files. */
+int handoff_parse_secret(const char *hex, unsigned char out[32]);
 
 /*
  * Connect to the broker at url (NULL = HANDOFF_DEFAULT_URL) and check that
@@ -293,6 +307,9 @@ typedef struct handoff_dlq_action {
 	uint32_t limit;              /* at most this many per call; 0 = 100 */
 	bool dry_run;                /* report only, change nothing */
 	bool all;                    /* purge: required to act on a filter */
+	const char *reason;          /* why: kept in the broker's audit record */
+	const char *command_id;      /* NULL: the library makes one per call, so
+				      * a resent request runs once */
 } handoff_dlq_action;
 
 typedef struct handoff_dlq_result {
@@ -313,6 +330,30 @@ int handoff_dlq_purge(handoff_client *c, const char *sub,
 		      const handoff_dlq_action *action,
 		      handoff_dlq_result *result);
 void handoff_dlq_result_free(handoff_dlq_result *r);
+
+/* ---- operator audit --------------------------------------------------- */
+
+typedef struct handoff_audit_record {
+	uint64_t seq;
+	uint64_t at_ms;             /* wall clock, ms */
+	char *key_id;               /* "" when access control is off */
+	char *role;                 /* "operator", or "open" */
+	char *action;               /* "replay", "purge", "unsubscribe" */
+	char *subscription;
+	uint64_t *event_ids;        /* affected */
+	size_t n_event_ids;
+	char *selector;             /* ids given, or the filter, as text */
+	uint32_t missing;           /* requested ids not in the queue */
+	char *reason;
+	char *command_id;
+} handoff_audit_record;
+
+/* Operator actions with seq > after_seq, oldest first, at most limit
+ * (0 = 100); *more says whether more follow. Free with
+ * handoff_audit_free(). */
+int handoff_audit_list(handoff_client *c, uint64_t after_seq, uint32_t limit,
+		       handoff_audit_record **out, size_t *n, bool *more);
+void handoff_audit_free(handoff_audit_record *r, size_t n);
 
 /* ---- tracing and stats ------------------------------------------------ */
 

@@ -31,6 +31,7 @@
  *   8  lease lost: consume's ack/nack came after the lease ended (the
  *      event will be delivered again)
  *   9  partially done (dlq replay/purge: some ids were not in the queue)
+ *  10  permission denied (access control)
  */
 enum cli_exit {
 	CLI_EXIT_OK = 0,
@@ -43,6 +44,7 @@ enum cli_exit {
 	CLI_EXIT_NOSUBS = 7,
 	CLI_EXIT_LEASELOST = 8,
 	CLI_EXIT_PARTIAL = 9,
+	CLI_EXIT_DENIED = 10,
 };
 
 /* Option parsing result meaning "help was printed: exit 0 now". */
@@ -54,6 +56,8 @@ enum {
 	OPT_TIMEOUT,
 	OPT_JSON,
 	OPT_VERSION,
+	OPT_AUTH_KEY,
+	OPT_AUTH_SECRET,
 	OPT_LOCAL = 1100, /* first value free for a command's own options */
 };
 
@@ -61,6 +65,8 @@ enum {
 	{ "broker", required_argument, NULL, OPT_BROKER },       \
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },     \
 	{ "json", no_argument, NULL, OPT_JSON },                 \
+	{ "auth-key", required_argument, NULL, OPT_AUTH_KEY },   \
+	{ "auth-secret-file", required_argument, NULL, OPT_AUTH_SECRET }, \
 	{ "help", no_argument, NULL, 'h' }
 
 /* Text appended to every command's help. */
@@ -73,6 +79,8 @@ struct cli_ctx {
 	uint32_t timeout_ms;      /* --timeout: deadline of one broker call */
 	bool json;                /* --json */
 	const char *consumer;     /* consume --name; NULL = library default */
+	const char *key_id;       /* --key or $HANDOFF_KEY: sign requests */
+	const char *secret_file;  /* --secret-file or $HANDOFF_SECRET_FILE */
 	const struct cli_command *cmd; /* the command running (for messages) */
 	handoff_client *client;   /* set by cli_connect() */
 };
@@ -89,7 +97,7 @@ struct cli_command {
 /* The commands, defined in their files. */
 extern const struct cli_command cli_cmd_publish, cli_cmd_subscribe,
 	cli_cmd_unsubscribe, cli_cmd_subscriptions, cli_cmd_consume,
-	cli_cmd_dlq, cli_cmd_trace, cli_cmd_stats;
+	cli_cmd_dlq, cli_cmd_trace, cli_cmd_stats, cli_cmd_audit;
 extern const struct cli_command cli_cmd_dlq_list, cli_cmd_dlq_show,
 	cli_cmd_dlq_replay, cli_cmd_dlq_purge;
 

@@ -22,7 +22,7 @@
 #define ERROR_COLUMN_MAX 80  /* bytes of error text in the list table */
 
 enum { OPT_AFTER = OPT_LOCAL, OPT_REASON, OPT_SINCE, OPT_UNTIL, OPT_GREP,
-       OPT_LIMIT, OPT_DRY_RUN, OPT_RATE, OPT_YES };
+       OPT_LIMIT, OPT_DRY_RUN, OPT_RATE, OPT_YES, OPT_WHY };
 
 #define DLQ_FILTER_OPTIONS                                        \
 	{ "after", required_argument, NULL, OPT_AFTER },          \
@@ -49,6 +49,7 @@ struct dlq_args {
 	bool has_limit;
 	uint32_t rate;       /* events/s; 0 = as fast as possible */
 	bool dry_run, yes;
+	const char *why;     /* --why: the reason kept in the audit record */
 };
 
 /* ---- options ----------------------------------------------------------- */
@@ -114,6 +115,11 @@ static int dlq_option(struct cli_ctx *ctx, int opt, struct dlq_args *a)
 		return 0;
 	case OPT_YES:
 		a->yes = true;
+		return 0;
+	case OPT_WHY:
+		if (!*optarg)
+			return cli_usage(ctx, "empty --why");
+		a->why = optarg;
 		return 0;
 	}
 	return 0;
@@ -455,9 +461,12 @@ static int act_call(struct act *s, const handoff_dlq_action *act,
 {
 	int err;
 
+	handoff_dlq_action with_why = *act;
+	with_why.reason = s->a->why;
 	memset(r, 0, sizeof(*r));
-	err = s->purge ? handoff_dlq_purge(s->ctx->client, s->sub, act, r)
-		       : handoff_dlq_replay(s->ctx->client, s->sub, act, r);
+	err = s->purge ? handoff_dlq_purge(s->ctx->client, s->sub, &with_why, r)
+		       : handoff_dlq_replay(s->ctx->client, s->sub, &with_why,
+					    r);
 	if (err)
 		return cli_fail(s->ctx, err, "%s dead letters of '%s'%s",
 				s->purge ? "purge" : "replay", s->sub,
@@ -612,6 +621,9 @@ static int act_check(struct cli_ctx *ctx, const struct act *s, size_t n_ids,
 	if (n_ids && (s->a->filtered || s->a->has_limit))
 		return cli_usage(ctx, "give EVENT_IDs or filters/--limit, not "
 				 "both");
+	if (s->purge && s->a->yes && !s->a->dry_run && !s->a->why)
+		return cli_usage(ctx, "say why you purge: --why TEXT (kept in "
+				 "the broker's audit record)");
 	if (!s->purge || s->a->yes || s->a->dry_run)
 		return 0;
 	if (!n_ids && !s->a->filtered)
@@ -672,6 +684,7 @@ static const struct option replay_options[] = {
 	DLQ_FILTER_OPTIONS,
 	{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
 	{ "rate", required_argument, NULL, OPT_RATE },
+	{ "why", required_argument, NULL, OPT_WHY },
 	CLI_GLOBAL_OPTIONS,
 	{ NULL, 0, NULL, 0 },
 };
@@ -696,6 +709,7 @@ const struct cli_command cli_cmd_dlq_replay = {
 	"Options:\n"
 	"  --dry-run   only show what would be replayed ('would replay N')\n"
 	"  --rate N    replay at most N events per second\n"
+	"  --why TEXT  the reason, kept in the broker's audit record\n"
 	"  --limit N   replay at most N events in all\n"
 	"\n"
 	FILTER_HELP
@@ -709,6 +723,7 @@ static const struct option purge_options[] = {
 	DLQ_FILTER_OPTIONS,
 	{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
 	{ "yes", no_argument, NULL, OPT_YES },
+	{ "why", required_argument, NULL, OPT_WHY },
 	CLI_GLOBAL_OPTIONS,
 	{ NULL, 0, NULL, 0 },
 };
@@ -732,6 +747,7 @@ const struct cli_command cli_cmd_dlq_purge = {
 	"\n"
 	"Options:\n"
 	"  --yes       confirm\n"
+	"  --why TEXT  the reason, kept in the broker's audit record (required)\n"
 	"  --dry-run   list what would be purged ('would purge N')\n"
 	"  --limit N   purge at most N dead letters\n"
 	"\n"

@@ -15,6 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sodium.h>
+#include <sys/stat.h>
+
 #include "cli.h"
 
 #ifndef HANDOFF_BUILD_VERSION
@@ -30,6 +33,10 @@ const char cli_global_help[] =
 	"  --timeout DURATION  deadline of each broker call, retries included\n"
 	"                      (default 10s)\n"
 	"  --json              machine-readable output\n"
+	"  --auth-key NAME     sign requests with this access key\n"
+	"                      (default: $HANDOFF_KEY)\n"
+	"  --auth-secret-file PATH  the key's secret: 64 hex digits, mode 600\n"
+	"                      (default: $HANDOFF_SECRET_FILE)\n"
 	"  -h, --help          show this help\n";
 
 static const char exit_codes_help[] =
@@ -43,12 +50,13 @@ static const char exit_codes_help[] =
 	"  6  storage full, or a size or count limit exceeded\n"
 	"  7  publish to a topic that has no subscription\n"
 	"  8  lease lost (consume: ack/nack too late; the event comes again)\n"
-	"  9  partially done (dlq replay/purge: some ids not in the queue)\n";
+	"  9  partially done (dlq replay/purge: some ids not in the queue)\n"
+	"  10 permission denied (access control: no key, wrong key or role)\n";
 
 static const struct cli_command *const commands[] = {
 	&cli_cmd_publish, &cli_cmd_subscribe, &cli_cmd_unsubscribe,
 	&cli_cmd_subscriptions, &cli_cmd_consume, &cli_cmd_dlq,
-	&cli_cmd_trace, &cli_cmd_stats,
+	&cli_cmd_trace, &cli_cmd_stats, &cli_cmd_audit,
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -138,6 +146,12 @@ int cli_getopt(struct cli_ctx *ctx, int argc, char **argv,
 		case OPT_JSON:
 			ctx->json = true;
 			break;
+		case OPT_AUTH_KEY:
+			ctx->key_id = optarg;
+			break;
+		case OPT_AUTH_SECRET:
+			ctx->secret_file = optarg;
+			break;
 		case 'h':
 			cli_print_help(ctx->cmd, stdout);
 			*rc = CLI_STOP;
@@ -154,15 +168,60 @@ int cli_getopt(struct cli_ctx *ctx, int argc, char **argv,
 	return 0;
 }
 
+/* The secret file holds 64 hex digits; like ssh keys, it must not be
+ * readable by others. */
+static int read_secret(const char *path, unsigned char secret[32])
+{
+	char buf[160];
+	struct stat sb;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+	int rc;
+
+	if (fd < 0) {
+		cli_warn("secret file %s: %s", path, strerror(errno));
+		return CLI_EXIT_USAGE;
+	}
+	if (fstat(fd, &sb) == 0 && (sb.st_mode & 077)) {
+		close(fd);
+		cli_warn("secret file %s can be read by others: chmod 600 it",
+			 path);
+		return CLI_EXIT_USAGE;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	rc = handoff_parse_secret(buf, secret);
+	sodium_memzero(buf, sizeof(buf));
+	if (rc != HANDOFF_OK) {
+		cli_warn("secret file %s must hold 64 hex digits", path);
+		return CLI_EXIT_USAGE;
+	}
+	return 0;
+}
+
 int cli_connect(struct cli_ctx *ctx)
 {
 	handoff_options opts = { .deadline_ms = ctx->timeout_ms,
 				 .consumer_name = ctx->consumer };
+	unsigned char secret[32];
 	int err;
 
 	if (ctx->client)
 		return 0;
+	if (ctx->key_id && *ctx->key_id) {
+		if (!ctx->secret_file || !*ctx->secret_file) {
+			cli_warn("access key %s needs --auth-secret-file (or "
+				 "$HANDOFF_SECRET_FILE)", ctx->key_id);
+			return CLI_EXIT_USAGE;
+		}
+		if ((err = read_secret(ctx->secret_file, secret)))
+			return err;
+		opts.key_id = ctx->key_id;
+		opts.secret = secret;
+	}
 	err = handoff_connect(ctx->url, &opts, &ctx->client);
+	sodium_memzero(secret, sizeof(secret));
 	if (err != HANDOFF_OK) {
 		ctx->client = NULL;
 		cli_warn("connect to %s: %s", ctx->url, handoff_strerror(err));
@@ -195,6 +254,8 @@ int cli_exit_code(int err)
 		return CLI_EXIT_NOSUBS;
 	case HANDOFF_ELEASELOST:
 		return CLI_EXIT_LEASELOST;
+	case HANDOFF_EPERM:
+		return CLI_EXIT_DENIED;
 	default:
 		return CLI_EXIT_ERROR;
 	}
@@ -373,6 +434,12 @@ static int parse_main_options(struct cli_ctx *ctx, int argc, char **argv,
 		case OPT_JSON:
 			ctx->json = true;
 			break;
+		case OPT_AUTH_KEY:
+			ctx->key_id = optarg;
+			break;
+		case OPT_AUTH_SECRET:
+			ctx->secret_file = optarg;
+			break;
 		case OPT_VERSION:
 			printf("handoff %s\n", HANDOFF_BUILD_VERSION);
 			return CLI_STOP;
@@ -400,6 +467,8 @@ int main(int argc, char **argv)
 
 	ensure_std_fds();
 	ctx.url = (env && *env) ? env : HANDOFF_DEFAULT_URL;
+	ctx.key_id = getenv("HANDOFF_KEY");
+	ctx.secret_file = getenv("HANDOFF_SECRET_FILE");
 	rc = parse_main_options(&ctx, argc, argv, NULL);
 	if (rc)
 		return rc == CLI_STOP ? cli_finish(0) : rc;

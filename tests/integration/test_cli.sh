@@ -281,8 +281,19 @@ STEP="dlq purge"
 run 2 dlq purge billing "$ID3"
 run 0 --json dlq list billing
 eq "purge without --yes kept the letter" "$(json '[x["event_id"] for x in d["dead_letters"]]')" "[$ID3]"
-run 0 dlq purge billing "$ID3" --yes
+run 2 dlq purge billing "$ID3" --yes
+contains "purge without --why is refused" "$TMP/err" "--why"
+run 0 dlq purge billing "$ID3" --yes --why "poison message, ticket OPS-17"
 contains "purge says purged 1" "$TMP/out" "purged 1"
+STEP="audit"
+run 0 --json audit
+eq "audit has the purge" "$(json '[r["action"] for r in d if r["action"]=="purge"]')" '["purge"]'
+eq "audit keeps the reason" "$(json '[r["reason"] for r in d if r["action"]=="purge"][0]')" "poison message, ticket OPS-17"
+eq "audit names the event" "$(json '[r["event_ids"] for r in d if r["action"]=="purge"][0]')" "[$ID3]"
+eq "audit role without access control" "$(json '[r["role"] for r in d if r["action"]=="purge"][0]')" open
+run 0 audit
+contains "audit text line" "$TMP/out" "purge key=- role=open subscription=billing count=1"
+STEP="dlq purge"
 run 0 --json dlq list billing
 eq "purged" "$(json 'len(d["dead_letters"])')" 0
 run 0 --json trace "$ID3"

@@ -755,7 +755,7 @@ static void test_cli_purge_needs_yes(void **state)
 	cli_result_free(&r);
 
 	assert_true(cli_run(b, NULL, 0, &r, "dlq", "purge", "s", idtxt, "--yes",
-			    NULL));
+			    "--why", "test", NULL));
 	if (r.status != 0)
 		fprintf(stderr, "cli stdout: %s\ncli stderr: %s\n", r.out,
 			r.err);

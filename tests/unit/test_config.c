@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sys/stat.h>
 
 #include "config.h"
 
@@ -260,11 +261,11 @@ static void repeated_listen_replaces_default(void **state)
 	struct config *c = &f->c;
 
 	assert_int_equal(load(f, "[broker]\n"
-				 "listen = tcp://0.0.0.0:9000\n"
+				 "listen = tcp://10.1.2.3:9000\n"
 				 "listen = ipc:///tmp/h.sock\n"
 				 "listen = inproc://handoff\n"), 0);
 	assert_int_equal(c->n_listen, 3);
-	assert_string_equal(c->listen[0], "tcp://0.0.0.0:9000");
+	assert_string_equal(c->listen[0], "tcp://10.1.2.3:9000");
 	assert_string_equal(c->listen[1], "ipc:///tmp/h.sock");
 	assert_string_equal(c->listen[2], "inproc://handoff");
 	assert_null(c->listen[3]);
@@ -692,12 +693,120 @@ static void free_is_idempotent(void **state)
 	/* teardown frees once more */
 }
 
+/* ---- access control --------------------------------------------------- */
+
+#define HEX64 "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+/* A wildcard address binds every interface: only with allow_wildcard. */
+static void wildcard_needs_flag(void **state)
+{
+	struct fixture *f = *state;
+	const char *wild[] = { "tcp://*:7450", "tcp://0.0.0.0:7450",
+			       "tcp://[::]:7450", "tcp://eth0;*:7450" };
+	for (size_t i = 0; i < sizeof wild / sizeof *wild; i++) {
+		char text[128];
+		snprintf(text, sizeof text, "[broker]\nlisten = %s\n", wild[i]);
+		assert_int_equal(load(f, text), 0);
+		expect_invalid(f, "allow_wildcard");
+	}
+	assert_int_equal(load(f, "[broker]\nallow_wildcard = true\n"), 0);
+	expect_valid(f);
+	/* loopback and a named address need no flag */
+	config_free(&f->c);
+	assert_int_equal(config_init(&f->c), 0);
+	assert_int_equal(load(f, "[broker]\nlisten = tcp://127.0.0.1:1\n"
+				 "listen = tcp://10.0.0.5:2\n"), 0);
+	expect_valid(f);
+}
+
+static void keys_parse(void **state)
+{
+	struct fixture *f = *state;
+	struct config *c = &f->c;
+	assert_int_equal(load(f, "[access]\nrequest_window = 30s\n"
+				 "[key scheduler]\nrole = producer\n"
+				 "secret = " HEX64 "\n"
+				 "topics = settlement.*, payments.close\n"
+				 "[key ops]\nroles = operator, consumer\n"
+				 "secret = " HEX64 "\n"
+				 "subscriptions = *\n"), 0);
+	expect_valid(f);
+	assert_int_equal(c->n_keys, 2);
+	assert_int_equal(c->request_window_ms, 30000);
+	assert_string_equal(c->keys[0].id, "scheduler");
+	assert_int_equal(c->keys[0].roles, ROLE_PRODUCER);
+	assert_int_equal(c->keys[0].n_topics, 2);
+	assert_string_equal(c->keys[0].topics[0], "settlement.*");
+	assert_string_equal(c->keys[0].topics[1], "payments.close");
+	assert_int_equal(c->keys[0].secret[1], 0x11);
+	assert_int_equal(c->keys[1].roles, ROLE_OPERATOR | ROLE_CONSUMER);
+	assert_int_equal(c->keys[1].n_subs, 1);
+}
+
+static void keys_invalid(void **state)
+{
+	struct fixture *f = *state;
+	/* a bad secret is reported without echoing it */
+	assert_int_equal(load(f, "[key a]\nsecret = 1234\n"), EINVAL);
+	assert_non_null(strstr(f->err, "secret must be 64 hex digits"));
+	assert_null(strstr(f->err, "1234"));
+	config_free(&f->c);
+	assert_int_equal(config_init(&f->c), 0);
+	assert_int_equal(load(f, "[key a]\nrole = admin\n"), EINVAL);
+	assert_non_null(strstr(f->err, "role must be"));
+	config_free(&f->c);
+	assert_int_equal(config_init(&f->c), 0);
+	assert_int_equal(load(f, "[key a]\ncolour = red\n"), EINVAL);
+	assert_non_null(strstr(f->err, "unknown key 'colour' in [key a]"));
+	/* a key needs a role and a secret; producers topics, consumers
+	 * subscriptions */
+	config_free(&f->c);
+	assert_int_equal(config_init(&f->c), 0);
+	assert_int_equal(load(f, "[key a]\nrole = producer\n"), 0);
+	expect_invalid(f, "needs a role and a secret");
+	config_free(&f->c);
+	assert_int_equal(config_init(&f->c), 0);
+	assert_int_equal(load(f, "[key a]\nrole = producer\nsecret = " HEX64
+				 "\n"), 0);
+	expect_invalid(f, "list its topics");
+	config_free(&f->c);
+	assert_int_equal(config_init(&f->c), 0);
+	assert_int_equal(load(f, "[key a]\nrole = consumer\nsecret = " HEX64
+				 "\n"), 0);
+	expect_invalid(f, "list its subscriptions");
+}
+
+/* secret_file: read, and refused when others may read it. */
+static void secret_file(void **state)
+{
+	struct fixture *f = *state;
+	char text[PATH_MAX + 128];
+	const char *path = write_file(f, "k.secret", HEX64 "\n");
+	char kpath[PATH_MAX + 64];
+	snprintf(kpath, sizeof kpath, "%s", path);
+	assert_int_equal(chmod(kpath, 0644), 0);
+	snprintf(text, sizeof text, "[key a]\nrole = operator\n"
+		 "secret_file = %s\n", kpath);
+	assert_int_equal(load(f, text), EINVAL);
+	assert_non_null(strstr(f->err, "can be read by others"));
+	config_free(&f->c);
+	assert_int_equal(config_init(&f->c), 0);
+	assert_int_equal(chmod(kpath, 0600), 0);
+	assert_int_equal(load(f, text), 0);
+	expect_valid(f);
+	assert_int_equal(f->c.keys[0].secret[31], 0xff);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(defaults),
+		T(wildcard_needs_flag),
+		T(keys_parse),
+		T(keys_invalid),
+		T(secret_file),
 		T(file_overrides_every_key),
 		T(partial_file_keeps_defaults),
 		T(empty_file),
