@@ -763,6 +763,60 @@ static void test_unsubscribe_while_running(void **state)
 	broker_passed(b);
 }
 
+/*
+ * Acks cannot be forged or made late: a consumer whose lease expired can
+ * neither ack nor nack with its old token, whether the delivery is waiting
+ * for its retry or already leased to someone else, and the delivery stays
+ * with whoever holds it now, who can still ack it.
+ */
+static void test_stale_token_leaves_new_holder(void **state)
+{
+	broker *b = *state;
+	handoff_client *slow = it_connect(b, "slow", 0);
+	handoff_client *fast = it_connect(b, "fast", 0);
+	it_subscribe(slow, "stale", "s", 5, 500, 50, 50);
+	uint64_t id = it_publish1(slow, "stale", "E", NULL, NULL);
+	handoff_delivery *d = NULL;
+	assert_int_equal(it_fetch(slow, "s", 1, 0, &d), 1);
+	uint64_t old = d[0].lease_token;
+	handoff_deliveries_free(d, 1);
+
+	/* expired, not yet leased again: refused, still owed */
+	it_sleep_ms(800);
+	assert_int_equal(it_ack1(slow, "s", id, old), HANDOFF_ELEASELOST);
+	handoff_trace *t = NULL;
+	handoff_subscription_trace *st = it_trace_sub(slow, id, "s", &t);
+	assert_true(st->state == HANDOFF_STATE_READY ||
+		    st->state == HANDOFF_STATE_DELAYED);
+	handoff_trace_free(t);
+
+	/* leased to another consumer: the old token still cannot ack or
+	 * nack, and the new holder keeps it */
+	assert_int_equal(it_fetch(fast, "s", 1, 2000, &d), 1);
+	assert_int_equal(d[0].event_id, id);
+	assert_int_equal(d[0].attempt, 2);
+	uint64_t fresh = d[0].lease_token;
+	assert_true(fresh != old);
+	handoff_deliveries_free(d, 1);
+	assert_int_equal(it_ack1(slow, "s", id, old), HANDOFF_ELEASELOST);
+	assert_int_equal(it_nack1(slow, "s", id, old, 0, true, "forged"),
+			 HANDOFF_ELEASELOST);
+	st = it_trace_sub(fast, id, "s", &t);
+	assert_int_equal(st->state, HANDOFF_STATE_LEASED);
+	it_assert_consumer(st->consumer, "fast");
+	assert_int_equal(st->n_history, 2);
+	handoff_trace_free(t);
+	assert_int_equal(it_ack1(fast, "s", id, fresh), HANDOFF_OK);
+	st = it_trace_sub(fast, id, "s", &t);
+	assert_int_equal(st->state, HANDOFF_STATE_ACKED);
+	handoff_trace_free(t);
+	/* and a zero token never acks anything */
+	assert_int_equal(it_ack1(slow, "s", id, 0), HANDOFF_ELEASELOST);
+	handoff_close(slow);
+	handoff_close(fast);
+	broker_passed(b);
+}
+
 int main(void)
 {
 	it_default_config = CONFIG;
@@ -777,6 +831,7 @@ int main(void)
 		T(test_backoff_ceiling),
 		T(test_permanent_nack),
 		T(test_ack_rules),
+		T(test_stale_token_leaves_new_holder),
 		T(test_long_poll),
 		T(test_unsubscribe_while_running),
 	};
