@@ -1253,6 +1253,7 @@ int handlers_apply(struct handler_env *env, struct txn *t, const Request *req,
 			return ENOMEM;
 		handoff__wire__ping_reply__init(p);
 		p->version = HANDOFF_BUILD_VERSION;
+		p->max_request_bytes = env->cfg->max_request_bytes;
 		reply->body_case = HANDOFF__WIRE__REPLY__BODY_PING;
 		reply->ping = p;
 		return 0;

@@ -217,7 +217,10 @@ static int pack_signed(handoff_client *c, Handoff__Wire__Request *req,
 		only.auth = &au;
 		alen = handoff__wire__request__get_packed_size(&only);
 	}
-	if (len + alen > HC_MAX_REQUEST_BYTES)
+	/* nanomsg drops an oversized message without telling either side,
+	 * and our resends would loop until the deadline: refuse it here. */
+	if (len + alen > HC_MAX_REQUEST_BYTES ||
+	    (c->max_request_bytes && len + alen > c->max_request_bytes))
 		return HANDOFF_ETOOBIG;
 	buf = malloc(len + alen ? len + alen : 1);
 	if (buf == NULL)

@@ -38,6 +38,7 @@ struct handoff_client {
 	unsigned char secret[32];
 	uint64_t session;	     /* random per handle */
 	uint64_t seq;		     /* last sequence number signed */
+	uint32_t max_request_bytes;  /* the broker's limit (its ping says) */
 };
 
 /*

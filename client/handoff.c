@@ -242,6 +242,8 @@ int handoff_connect(const char *url, const handoff_options *opts,
 	req.body_case = HANDOFF__WIRE__REQUEST__BODY_PING;
 	req.ping = &ping;
 	rc = hc_call(c, &req, HANDOFF__WIRE__REPLY__BODY_PING, 0, &reply);
+	if (rc == HANDOFF_OK)
+		c->max_request_bytes = reply->ping->max_request_bytes;
 	hc_reply_free(reply);
 	if (rc != HANDOFF_OK)
 		goto fail;

@@ -353,6 +353,45 @@ static void test_disk_full(void **state)
 	broker_cleanup(b);
 }
 
+/* A request over the broker's max_request would be dropped by nanomsg
+ * without a word to either side (and resent until the deadline): the
+ * client learns the limit from the broker's ping and refuses at once. */
+static const char SMALL_REQUEST_CONFIG[] =
+	"[limits]\n"
+	"max_payload = 32K\n"
+	"max_request = 64K\n";
+
+static void test_max_request(void **state)
+{
+	(void)state;
+	broker *b = broker_start(SMALL_REQUEST_CONFIG);
+	handoff_client *c = it_connect(b, "big", 20000);
+	it_subscribe(c, "req", "req-s", 3, 1000, 50, 200);
+	char *payload = malloc(30 * 1024);
+	assert_non_null(payload);
+	memset(payload, 'r', 30 * 1024);
+	handoff_event ev[3];
+	const char *keys[3] = { "r0", "r1", "r2" };
+	for (int i = 0; i < 3; i++)
+		ev[i] = (handoff_event){ .payload = payload,
+					 .payload_len = 30 * 1024,
+					 .idempotency_key = keys[i] };
+	uint64_t ids[3];
+	uint64_t t0 = it_now_ms();
+	assert_int_equal(handoff_publish(c, "req", ev, 3, ids, NULL),
+			 HANDOFF_ETOOBIG);
+	assert_true(it_now_ms() - t0 < 5000); /* refused, not timed out */
+	assert_int_equal(owed(c, "req-s"), 0);
+	/* two of them fit in one request */
+	assert_int_equal(handoff_publish(c, "req", ev, 2, ids, NULL),
+			 HANDOFF_OK);
+	assert_int_equal(owed(c, "req-s"), 2);
+	free(payload);
+	handoff_close(c);
+	broker_passed(b);
+	broker_cleanup(b);
+}
+
 int main(void)
 {
 	it_default_config = CONFIG;
@@ -368,6 +407,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_max_held_fetches, it_setup,
 						it_teardown),
 		cmocka_unit_test(test_disk_full),
+		cmocka_unit_test(test_max_request),
 	};
 	return cmocka_run_group_tests_name("limits", tests, NULL, NULL);
 }
