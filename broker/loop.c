@@ -9,6 +9,7 @@
 #include "loop.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -49,6 +50,8 @@
 #define FETCH_CACHE_MAX_BYTES (256 * 1024)
 #define DIRTY_SLOTS 4096
 #define IDLE_WAKE_MS 1000
+/* Arena use over this in one turn is returned to the system afterwards. */
+#define ARENA_TRIM_BYTES (32u << 20)
 /* How often reader slots of dead processes are cleared (mdb_reader_check). */
 #define READER_CHECK_MS 5000
 
@@ -67,6 +70,7 @@ struct held_fetch {
 
 struct cached_fetch {
 	char *consumer;
+	char *sub;
 	uint64_t seq;
 	void *bytes;
 	size_t len;
@@ -154,33 +158,38 @@ static uint32_t cache_slot(const char *consumer)
 	return h % FETCH_CACHE_SLOTS;
 }
 
-static void cache_put(struct broker *b, const char *consumer, uint64_t seq,
-		      const void *bytes, size_t len)
+static void cache_put(struct broker *b, const char *consumer, const char *sub,
+		      uint64_t seq, const void *bytes, size_t len)
 {
 	if (len > FETCH_CACHE_MAX_BYTES)
 		return;
 	struct cached_fetch *c = &b->cache[cache_slot(consumer)];
 	void *copy = malloc(len ? len : 1);
-	char *name = strdup(consumer);
-	if (!copy || !name) {
+	char *name = strdup(consumer), *subname = strdup(sub);
+	if (!copy || !name || !subname) {
 		free(copy);
 		free(name);
+		free(subname);
 		return;
 	}
 	memcpy(copy, bytes, len);
 	free(c->consumer);
+	free(c->sub);
 	free(c->bytes);
 	c->consumer = name;
+	c->sub = subname;
 	c->seq = seq;
 	c->bytes = copy;
 	c->len = len;
 }
 
 static const struct cached_fetch *cache_get(struct broker *b,
-					    const char *consumer, uint64_t seq)
+					    const char *consumer,
+					    const char *sub, uint64_t seq)
 {
 	struct cached_fetch *c = &b->cache[cache_slot(consumer)];
-	if (c->consumer && c->seq == seq && strcmp(c->consumer, consumer) == 0)
+	if (c->consumer && c->seq == seq && strcmp(c->consumer, consumer) == 0 &&
+	    strcmp(c->sub, sub) == 0)
 		return c;
 	return NULL;
 }
@@ -197,7 +206,8 @@ static void send_reply(struct broker *b, void *ctrl, const Reply *r,
 		return;
 	}
 	if (fetch && r->status == HANDOFF__WIRE__STATUS__OK && fetch->fetch_seq)
-		cache_put(b, fetch->consumer, fetch->fetch_seq, msg, len);
+		cache_put(b, fetch->consumer, fetch->subscription,
+			  fetch->fetch_seq, msg, len);
 	pump_send(&b->pump, ctrl, msg, len);
 }
 
@@ -260,7 +270,8 @@ static bool held_takeover(struct broker *b, const Handoff__Wire__FetchRequest *f
 	for (size_t i = 0; i < b->n_held; i++) {
 		struct held_fetch *h = &b->held[i];
 		if (f->fetch_seq && h->seq == f->fetch_seq &&
-		    strcmp(h->consumer, f->consumer) == 0) {
+		    strcmp(h->consumer, f->consumer) == 0 &&
+		    strcmp(h->sub, f->subscription) == 0) {
 			pump_send(&b->pump, h->ctrl, NULL, 0);
 			h->ctrl = ctrl;
 			return true;
@@ -316,6 +327,7 @@ static void finish_held(struct broker *b, uint64_t now, bool committed)
 		if (r) {
 			Handoff__Wire__FetchRequest f = HANDOFF__WIRE__FETCH_REQUEST__INIT;
 			f.consumer = h->consumer;
+			f.subscription = h->sub;
 			f.fetch_seq = h->seq;
 			send_reply(b, h->ctrl, r, &f);
 			h->ctrl = NULL;
@@ -547,10 +559,17 @@ static void receive_batch(struct broker *b, int timeout_ms, bool *stopping)
 				pump_send(&b->pump, in->ctrl, NULL, 0);
 			continue;
 		}
-		if (req->body_case == HANDOFF__WIRE__REQUEST__BODY_FETCH &&
-		    req->fetch->consumer && req->fetch->fetch_seq) {
+		/* a resend is the same request: same version, subscription
+		 * (which the caller was just allowed to fetch from) and
+		 * consumer; anything else goes through every check */
+		if (req->protocol_version ==
+			    HANDOFF__WIRE__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT &&
+		    req->body_case == HANDOFF__WIRE__REQUEST__BODY_FETCH &&
+		    req->fetch->consumer && req->fetch->subscription &&
+		    req->fetch->fetch_seq) {
 			const struct cached_fetch *c =
 				cache_get(b, req->fetch->consumer,
+					  req->fetch->subscription,
 					  req->fetch->fetch_seq);
 			if (c) {
 				/* resent fetch: the same leases, not new ones */
@@ -764,7 +783,13 @@ static int poll_timeout(struct broker *b);
 
 static int turn(struct broker *b, bool *stopping)
 {
+	/* A turn that decoded a lot (a burst of large or hostile requests)
+	 * frees it here; give it back to the system, or glibc keeps most of
+	 * it in its heaps for good. */
+	size_t turn_bytes = b->arena.used_total;
 	arena_reset(&b->arena);
+	if (turn_bytes > ARENA_TRIM_BYTES)
+		malloc_trim(0);
 	receive_batch(b, poll_timeout(b), stopping);
 	uint64_t now = clock_now_ms();
 	space_update(&b->space, &b->st, now);
@@ -1001,6 +1026,7 @@ out:
 	free(b->held);
 	for (size_t i = 0; i < FETCH_CACHE_SLOTS; i++) {
 		free(b->cache[i].consumer);
+		free(b->cache[i].sub);
 		free(b->cache[i].bytes);
 	}
 	if (pump_ready)

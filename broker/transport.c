@@ -54,7 +54,10 @@ int transport_open(struct transport *tr, char *const *urls, size_t n,
 		   uint32_t max_msg, char *err, size_t errlen)
 {
 	size_t optlen = sizeof tr->rcvfd;
-	int maxsz = max_msg > INT32_MAX ? INT32_MAX : (int)max_msg;
+	/* nanomsg checks NN_RCVMAXSIZE against the whole message, the REQ
+	 * peer's 4-byte request id included: allow max_msg bytes of Request */
+	uint64_t lim = (uint64_t)max_msg + 4;
+	int maxsz = lim > INT32_MAX ? INT32_MAX : (int)lim;
 	tr->sock = nn_socket(AF_SP_RAW, NN_REP);
 	if (tr->sock < 0) {
 		snprintf(err, errlen, "nn_socket: %s", nn_strerror(nn_errno()));
