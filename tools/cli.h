@@ -79,8 +79,8 @@ struct cli_ctx {
 	uint32_t timeout_ms;      /* --timeout: deadline of one broker call */
 	bool json;                /* --json */
 	const char *consumer;     /* consume --name; NULL = library default */
-	const char *key_id;       /* --key or $HANDOFF_KEY: sign requests */
-	const char *secret_file;  /* --secret-file or $HANDOFF_SECRET_FILE */
+	const char *key_id;       /* --auth-key or $HANDOFF_AUTH_KEY */
+	const char *secret_file;  /* --auth-secret-file, $HANDOFF_AUTH_SECRET_FILE */
 	const struct cli_command *cmd; /* the command running (for messages) */
 	handoff_client *client;   /* set by cli_connect() */
 };

@@ -34,9 +34,9 @@ const char cli_global_help[] =
 	"                      (default 10s)\n"
 	"  --json              machine-readable output\n"
 	"  --auth-key NAME     sign requests with this access key\n"
-	"                      (default: $HANDOFF_KEY)\n"
+	"                      (default: $HANDOFF_AUTH_KEY)\n"
 	"  --auth-secret-file PATH  the key's secret: 64 hex digits, mode 600\n"
-	"                      (default: $HANDOFF_SECRET_FILE)\n"
+	"                      (default: $HANDOFF_AUTH_SECRET_FILE)\n"
 	"  -h, --help          show this help\n";
 
 static const char exit_codes_help[] =
@@ -212,7 +212,7 @@ int cli_connect(struct cli_ctx *ctx)
 	if (ctx->key_id && *ctx->key_id) {
 		if (!ctx->secret_file || !*ctx->secret_file) {
 			cli_warn("access key %s needs --auth-secret-file (or "
-				 "$HANDOFF_SECRET_FILE)", ctx->key_id);
+				 "$HANDOFF_AUTH_SECRET_FILE)", ctx->key_id);
 			return CLI_EXIT_USAGE;
 		}
 		if ((err = read_secret(ctx->secret_file, secret)))
@@ -467,8 +467,8 @@ int main(int argc, char **argv)
 
 	ensure_std_fds();
 	ctx.url = (env && *env) ? env : HANDOFF_DEFAULT_URL;
-	ctx.key_id = getenv("HANDOFF_KEY");
-	ctx.secret_file = getenv("HANDOFF_SECRET_FILE");
+	ctx.key_id = getenv("HANDOFF_AUTH_KEY");
+	ctx.secret_file = getenv("HANDOFF_AUTH_SECRET_FILE");
 	rc = parse_main_options(&ctx, argc, argv, NULL);
 	if (rc)
 		return rc == CLI_STOP ? cli_finish(0) : rc;
