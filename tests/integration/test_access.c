@@ -542,6 +542,47 @@ static void test_client_resigns_after_restart(void **state)
 	broker_passed(b);
 }
 
+/* The CLI signs with --auth-key/--auth-secret-file, refuses a secret file
+ * others can read, and exits 10 when the broker denies a request. */
+static void test_cli_signs(void **state)
+{
+	broker *b = *state;
+	char path[400];
+	snprintf(path, sizeof path, "%s/ops.key", b->dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(OPERATOR_HEX "\n", f);
+	fclose(f);
+	assert_int_equal(chmod(path, 0600), 0);
+	cli_result r;
+	assert_true(cli_run(b, NULL, 0, &r, "stats", NULL));
+	assert_int_equal(r.status, 10);
+	assert_non_null(strstr(r.err, "authentication required"));
+	cli_result_free(&r);
+	assert_true(cli_run(b, NULL, 0, &r, "--auth-key", "ops",
+			    "--auth-secret-file", path, "stats", NULL));
+	assert_int_equal(r.status, 0);
+	cli_result_free(&r);
+	assert_true(cli_run(b, NULL, 0, &r, "--auth-key", "ops",
+			    "--auth-secret-file", path, "--json", "audit", NULL));
+	assert_int_equal(r.status, 0);
+	assert_non_null(strstr(r.out, "["));
+	cli_result_free(&r);
+	/* producer commands with the operator's key: denied */
+	assert_true(cli_run(b, NULL, 0, &r, "--auth-key", "ops",
+			    "--auth-secret-file", path, "publish", "settle.x",
+			    "data", NULL));
+	assert_int_equal(r.status, 10);
+	cli_result_free(&r);
+	assert_int_equal(chmod(path, 0644), 0);
+	assert_true(cli_run(b, NULL, 0, &r, "--auth-key", "ops",
+			    "--auth-secret-file", path, "stats", NULL));
+	assert_int_equal(r.status, 2);
+	assert_non_null(strstr(r.err, "can be read by others"));
+	cli_result_free(&r);
+	broker_passed(b);
+}
+
 /* ---- where the broker listens -------------------------------------------------- */
 
 static void test_ipc_dir_must_be_private(void **state)
@@ -604,6 +645,8 @@ int main(void)
 						it_teardown),
 		cmocka_unit_test_setup_teardown(test_client_resigns_after_restart,
 						it_setup, it_teardown),
+		cmocka_unit_test_setup_teardown(test_cli_signs, it_setup,
+						it_teardown),
 		cmocka_unit_test(test_ipc_dir_must_be_private),
 		cmocka_unit_test(test_wildcard_needs_flag),
 	};
