@@ -13,6 +13,9 @@
  *                    with its own client handle
  *   backlog.c        backlog and restart: large backlogs on brokers of
  *                    their own (memory, drain rate, restart time)
+ *   neighbour.c      neighbour: a healthy subscription's throughput beside
+ *                    a neighbour that is absent, failing or slow, each
+ *                    phase on a broker of its own
  *   report.c         the table and the JSON object
  *
  * Times are uint64_t nanoseconds of CLOCK_MONOTONIC unless said otherwise;
@@ -174,19 +177,21 @@ void broker_stop(struct broker *b);
 /* ---- scenarios (scenario.c) -------------------------------------------- */
 
 enum ratio_kind {
-	RATIO_LMDB1 = 1 << 0,	/* events/s / LMDB 1 put per commit */
-	RATIO_LMDB100 = 1 << 1, /* events/s / LMDB 100 puts per commit */
-	RATIO_NN = 1 << 2,	/* events/s / PUSH/PULL msgs/s */
-	RATIO_K4 = 1 << 3,	/* events/s / publish-k4-e100's events/s */
-	RATIO_P99 = 1 << 4,	/* confirm p99 / LMDB 1-put commit p99 */
-	RATIO_BACKLOG = 1 << 5, /* RssAnon at N / at probe; drain / e2e */
-	RATIO_RESTART = 1 << 6, /* first fetch: large / small backlog */
+	RATIO_LMDB1 = 1 << 0,	  /* events/s / LMDB 1 put per commit */
+	RATIO_LMDB100 = 1 << 1,	  /* events/s / LMDB 100 puts per commit */
+	RATIO_NN = 1 << 2,	  /* events/s / PUSH/PULL msgs/s */
+	RATIO_K4 = 1 << 3,	  /* events/s / publish-k4-e100's events/s */
+	RATIO_P99 = 1 << 4,	  /* confirm p99 / LMDB 1-put commit p99 */
+	RATIO_BACKLOG = 1 << 5,	  /* RssAnon at N / at probe; drain / e2e */
+	RATIO_RESTART = 1 << 6,	  /* first fetch: large / small backlog */
+	RATIO_NEIGHBOUR = 1 << 7, /* H acks/s: N misbehaving / N healthy */
 };
 
 enum scen_kind {
-	SCEN_LOAD = 0, /* producers and consumers for --duration */
-	SCEN_BACKLOG,  /* backlog.c: fill, probe memory, drain */
-	SCEN_RESTART,  /* backlog.c: restart time with a backlog */
+	SCEN_LOAD = 0,	/* producers and consumers for --duration */
+	SCEN_BACKLOG,	/* backlog.c: fill, probe memory, drain */
+	SCEN_RESTART,	/* backlog.c: restart time with a backlog */
+	SCEN_NEIGHBOUR, /* neighbour.c: one bad subscription beside H */
 };
 
 struct scen_params {
@@ -204,7 +209,7 @@ struct scen_params {
 	bool overridden; /* a flag changed the scenario's defaults */
 };
 
-#define MAX_RATIOS 4
+#define MAX_RATIOS 6
 
 struct ratio {
 	const char *name;
@@ -247,6 +252,59 @@ struct restart_result {
 	uint64_t large_data_bytes, large_events_stored;
 };
 
+#define NEIGHBOUR_MAX_ROUNDS 5
+#define NEIGHBOUR_BEHAVIOURS 4 /* absent failing slow expiring */
+/* alone, rounds x (healthy, behaviour) x 4, healthy */
+#define NEIGHBOUR_MAX_PHASES \
+	(2 + 2 * NEIGHBOUR_BEHAVIOURS * NEIGHBOUR_MAX_ROUNDS)
+
+/* neighbour: one phase = one behaviour of N's consumers, on a broker of
+ * its own; H is the healthy subscription on the same topic */
+struct neighbour_phase {
+	const char *name; /* alone healthy absent failing slow expiring */
+	const char *what; /* what N's consumers do, for the notes */
+	bool ran;	  /* got to the end */
+	/* H's acks/s and p99 / the healthy phases' just before and after
+	 * (healthy and alone: / the mean of all healthy phases); < 0 = no
+	 * baseline to divide by */
+	double ratio, p99_ratio;
+	double window_s; /* H is measured over it (the phase minus warm-up) */
+	uint64_t published; /* whole phase */
+	uint64_t h_acked;   /* H's acks confirmed OK in the window */
+	double h_per_s;	    /* h_acked / window_s: the figure compared */
+	uint64_t h_p50_ns, h_p99_ns; /* publish -> fetch, fetched in window */
+	uint64_t confirm_p99_ns;     /* publishes sent in the window */
+	/* N, from the broker's counters at the end (0 without N) */
+	uint64_t n_delivered, n_acked, n_nacked, n_expired;
+	uint64_t n_backlog;  /* ready + delayed + leased at the end */
+	uint64_t n_requests; /* fetches, acks and nacks N's consumers sent */
+	double broker_cpu_s; /* the phase's broker; < 0 = unknown */
+	double p_cpu_s, h_cpu_s, n_cpu_s; /* client threads, by role */
+	uint64_t log_bytes;		  /* the broker's log at the end */
+	uint64_t data_bytes;		  /* data.mdb at the end */
+};
+
+/* one behaviour of N over the rounds */
+struct neighbour_summary {
+	const char *name;
+	int n;				    /* phases that ran */
+	double ratio, ratio_min, ratio_max; /* median, min, max */
+	double p99_ratio;		    /* median */
+};
+
+struct neighbour_result {
+	bool ran; /* every phase got to the end */
+	int rounds;
+	int n;
+	struct neighbour_phase ph[NEIGHBOUR_MAX_PHASES];
+	double warmup_s;
+	double baseline_per_s; /* mean h_per_s of the healthy phases */
+	double healthy_min, healthy_max; /* their spread: the run's noise */
+	uint64_t baseline_p99_ns;	 /* H p99 over the healthy phases */
+	double alone_per_s;
+	struct neighbour_summary beh[NEIGHBOUR_BEHAVIOURS];
+};
+
 struct scen_result {
 	struct scen_params p;
 	bool ran;
@@ -277,8 +335,9 @@ struct scen_result {
 	struct ratio ratios[MAX_RATIOS];
 	int n_ratios;
 	char note[BENCH_ERR_LEN];
-	struct backlog_result bl; /* SCEN_BACKLOG */
-	struct restart_result rs; /* SCEN_RESTART */
+	struct backlog_result bl;   /* SCEN_BACKLOG */
+	struct restart_result rs;   /* SCEN_RESTART */
+	struct neighbour_result nb; /* SCEN_NEIGHBOUR */
 };
 
 struct bench_ctx {
@@ -296,6 +355,7 @@ struct bench_ctx {
 	long backlog_events, backlog_probe;
 	long restart_pending, restart_leased;
 	bool restart_kill;	       /* also a kill -9 variant */
+	int neighbour_rounds;	       /* neighbour: repeats of its phases */
 	const struct scen_params *e2e; /* the backlog's empty-queue baseline */
 	double e2e_events_per_s;       /* e2e-batched earlier in the run; 0 */
 };
@@ -312,6 +372,13 @@ void scenario_cleanup(const struct bench_ctx *ctx, const struct scen_result *r);
  * scenario_run. */
 int backlog_run(const struct bench_ctx *ctx, struct scen_result *r);
 int restart_run(const struct bench_ctx *ctx, struct scen_result *r);
+
+/* ---- neighbour (neighbour.c) -------------------------------------------- */
+
+/* Needs ctx->exe and ctx->workdir (a spawned run); r->p gives the shape
+ * (producers, H's consumers, batches, H's backlog cap); 0 or -1 as
+ * scenario_run. */
+int neighbour_run(const struct bench_ctx *ctx, struct scen_result *r);
 
 /* ---- report (report.c) ------------------------------------------------- */
 

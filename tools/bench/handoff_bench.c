@@ -10,8 +10,9 @@
  * and print the table (or JSON). Everything talks to the broker through
  * handoff.h only.
  *
- * backlog and restart (backlog.c) are not part of `all`: they run only
- * when named, on brokers of their own in the work folder, and take long.
+ * backlog and restart (backlog.c) and neighbour (neighbour.c) are not part
+ * of `all`: they run only when named, on brokers of their own in the work
+ * folder, and take long.
  *
  * Exit status: 0 all scenarios ran, 1 a scenario or the set-up failed,
  * 2 usage error.
@@ -150,6 +151,17 @@ static const struct scen_params special_defs[] = {
 	  .fetch_batch = 1000,
 	  .subs = 1,
 	  .ratios = RATIO_RESTART },
+	/* H as e2e-batched (its backlog cap too: one round of publishes and
+	 * fetches), N with as many consumers fetching as many */
+	{ .name = "neighbour",
+	  .kind = SCEN_NEIGHBOUR,
+	  .producers = 4,
+	  .consumers = 4,
+	  .batch = 100,
+	  .fetch_batch = 250,
+	  .subs = 2,
+	  .backlog = 4 * 100 + 4 * 250,
+	  .ratios = RATIO_NEIGHBOUR },
 };
 #define N_SPECIAL (int)(sizeof special_defs / sizeof special_defs[0])
 
@@ -190,6 +202,7 @@ struct opts {
 	long restart_pending, restart_leased;
 	bool restart_kill;
 	double phase_limit;
+	long neighbour_rounds;
 };
 
 static void usage(FILE *f)
@@ -203,7 +216,7 @@ static void usage(FILE *f)
 	      "         [--backlog-events N] [--backlog-probe N]\n"
 	      "         [--restart-pending N] [--restart-leased N] "
 	      "[--restart-kill]\n"
-	      "         [--phase-limit SECONDS]\n"
+	      "         [--phase-limit SECONDS] [--neighbour-rounds N]\n"
 	      "\n"
 	      "Benchmark of the handoff broker through its client library.\n"
 	      "\n"
@@ -219,7 +232,9 @@ static void usage(FILE *f)
 	      "                     publish-k4-e100 publish-k8-e1 publish-k1-e1\n"
 	      "                     e2e-batched fanout-4 lat-1k; and, only when\n"
 	      "                     named (long; --spawn only): backlog restart\n"
-	      "  --duration S       seconds per scenario (default 5)\n"
+	      "                     neighbour\n"
+	      "  --duration S       seconds per scenario (default 5; neighbour:\n"
+	      "                     per phase)\n"
 	      "  --payload BYTES    event size (default 256; >= 8 for delivery\n"
 	      "                     latency)\n"
 	      "  --producers N, --batch N (events per publish request),\n"
@@ -253,6 +268,14 @@ static void usage(FILE *f)
 	      "  --phase-limit S      abort backlog / restart when a phase (fill,\n"
 	      "                       drain, lease, restart) takes longer (default\n"
 	      "                       1800)\n"
+	      "neighbour: a healthy subscription H (as e2e-batched) and a neighbour\n"
+	      "N on the same topic, phases of --duration, each on a broker of its\n"
+	      "own: H alone, then per round N healthy, absent, healthy, failing\n"
+	      "every delivery, healthy, slow, healthy, letting leases expire, and a\n"
+	      "last healthy; H's acks/s beside each misbehaving N is compared with\n"
+	      "the healthy phases around it (target >= 0.9).\n"
+	      "  --neighbour-rounds N  repeat the rounds, 1-5 (default 1); a\n"
+	      "                       behaviour's ratio is then the median\n"
 	      "\n"
 	      "Exit status: 0 all ran, 1 a scenario or the set-up failed, 2 usage.\n",
 	      f);
@@ -317,6 +340,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		F_RS_LEASED,
 		F_RS_KILL,
 		F_PHASE_LIMIT,
+		F_NB_ROUNDS,
 		F_HELP,
 	};
 	static const struct option lo[] = {
@@ -341,6 +365,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "restart-leased", required_argument, NULL, F_RS_LEASED },
 		{ "restart-kill", no_argument, NULL, F_RS_KILL },
 		{ "phase-limit", required_argument, NULL, F_PHASE_LIMIT },
+		{ "neighbour-rounds", required_argument, NULL, F_NB_ROUNDS },
 		{ "help", no_argument, NULL, F_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -356,6 +381,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	o->restart_pending = 1000000;
 	o->restart_leased = 100000;
 	o->phase_limit = 1800;
+	o->neighbour_rounds = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -455,6 +481,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case F_PHASE_LIMIT:
 			if (parse_double("--phase-limit", optarg, 1, 7 * 86400,
 					 &o->phase_limit))
+				return 2;
+			break;
+		case F_NB_ROUNDS:
+			if (parse_long("--neighbour-rounds", optarg, 1,
+				       NEIGHBOUR_MAX_ROUNDS,
+				       &o->neighbour_rounds))
 				return 2;
 			break;
 		case 'h':
@@ -582,7 +614,7 @@ static int select_scenarios(const struct opts *o, struct scen_params *out,
 				"handoff-bench: no scenario '%s' (all, custom, "
 				"publish-k4-e100, publish-k8-e1, "
 				"publish-k1-e1, e2e-batched, fanout-4, "
-				"lat-1k; backlog, restart)\n",
+				"lat-1k; backlog, restart, neighbour)\n",
 				tok);
 			return -1;
 		}
@@ -772,6 +804,7 @@ int main(int argc, char **argv)
 		.restart_pending = o.restart_pending,
 		.restart_leased = o.restart_leased,
 		.restart_kill = o.restart_kill,
+		.neighbour_rounds = (int)o.neighbour_rounds,
 		.e2e = &e2e,
 	};
 	for (int i = 0; i < n_sel && !bench_interrupted; i++) {
@@ -795,6 +828,9 @@ int main(int argc, char **argv)
 			break;
 		case SCEN_RESTART:
 			rc = restart_run(&ctx, &res[i]);
+			break;
+		case SCEN_NEIGHBOUR:
+			rc = neighbour_run(&ctx, &res[i]);
 			break;
 		default:
 			rc = scenario_run(&ctx, &res[i]);

@@ -15,6 +15,12 @@
  *   restart large/small, kill large/small
  *                      restart: spawn -> first fetch, large backlog /
  *                      small, after SIGTERM / after kill -9
+ *   absent, failing, slow, expiring
+ *                      neighbour: H's acks/s beside N so behaving / beside
+ *                      a healthy N (the healthy phases just before and
+ *                      after; the median over the rounds)
+ *   healthy/alone      neighbour: H beside a healthy N / H alone (the
+ *                      fan-out cost; information only)
  */
 #include <signal.h>
 #include <stdio.h>
@@ -152,6 +158,20 @@ void ratios_compute(struct scen_result *r, const struct ceilings *c,
 		add_ratio(r, "rss N/probe", (double)r->bl.rss_full_kb,
 			  (double)r->bl.rss_probe_kb);
 		add_ratio(r, "drain/e2e", r->bl.drain_per_s, r->bl.e2e_per_s);
+	}
+	if ((k & RATIO_NEIGHBOUR) && r->nb.ran) {
+		const struct neighbour_result *nb = &r->nb;
+		for (int i = 0; i < NEIGHBOUR_BEHAVIOURS; i++) {
+			const struct neighbour_summary *b = &nb->beh[i];
+			if (b->n == 0 || r->n_ratios >= MAX_RATIOS)
+				continue;
+			/* not add_ratio: H stalled (0) is a figure here */
+			r->ratios[r->n_ratios].name = b->name;
+			r->ratios[r->n_ratios].value = b->ratio;
+			r->n_ratios++;
+		}
+		add_ratio(r, "healthy/alone", nb->baseline_per_s,
+			  nb->alone_per_s);
 	}
 	if (k & RATIO_RESTART) {
 		static const int sigs[] = { SIGTERM, SIGKILL };
@@ -349,6 +369,127 @@ static void notes_restart(FILE *f, const struct scen_result *s)
 		fprintf(f, "    FAILED: %s\n", s->error);
 }
 
+#define NEIGHBOUR_TARGET 0.9
+
+static void notes_neighbour(FILE *f, const struct scen_result *s,
+			    double duration)
+{
+	const struct neighbour_result *nb = &s->nb;
+	const struct scen_params *p = &s->p;
+	char a[32], c[32], d[32], e[32], g[32];
+
+	fprintf(f,
+		"  %s: topic T, healthy subscription H: %d consumers fetching "
+		"%d (ack per fetch); %d producers x %d\n"
+		"    events/request, closed loop, waiting while H has more "
+		"than %s unacked; neighbour N: a second\n"
+		"    subscription on T whose %d consumers do what the phase "
+		"says. Each phase %.1f s on a broker of its\n"
+		"    own, H measured after %.1f s of warm-up; %d round%s. "
+		"ratio = H acks/s / H acks/s in the healthy\n"
+		"    phases just before and after (healthy, alone: / the mean "
+		"of all healthy phases); x p99 likewise\n"
+		"    for H's publish -> fetch p99. Target: ratio >= %.1f.\n",
+		p->name, p->consumers, p->fetch_batch, p->producers, p->batch,
+		grouped(a, sizeof a, (double)p->backlog), p->consumers,
+		duration, nb->warmup_s, nb->rounds, nb->rounds == 1 ? "" : "s",
+		NEIGHBOUR_TARGET);
+	if (nb->n > 0)
+		fprintf(f,
+			"    %-2s %-9s %9s %6s %-6s %7s %7s %5s  %9s %9s %9s "
+			"%9s %9s %4s %4s %7s\n",
+			"#", "phase", "H acks/s", "ratio", "", "p50 ms",
+			"p99 ms", "x p99", "N deliv", "N acked", "N nacked",
+			"N expired", "N backlog", "brk%", "N%", "log MiB");
+	for (int i = 0; i < nb->n; i++) {
+		const struct neighbour_phase *ph = &nb->ph[i];
+		bool bad = strcmp(ph->name, "healthy") != 0 &&
+			   strcmp(ph->name, "alone") != 0;
+		if (!ph->ran) {
+			fprintf(f, "    %-2d %-9s did not finish\n", i + 1,
+				ph->name);
+			continue;
+		}
+		fprintf(f, "    %-2d %-9s %9s", i + 1, ph->name,
+			grouped(a, sizeof a, ph->h_per_s));
+		if (ph->ratio >= 0)
+			fprintf(f, " %6.2f %-6s", ph->ratio,
+				!bad			      ? "" :
+				ph->ratio >= NEIGHBOUR_TARGET ? "met" :
+								"MISSED");
+		else
+			fprintf(f, " %6s %-6s", "-", "");
+		fprintf(f, " %7.2f %7.2f", (double)ph->h_p50_ns / 1e6,
+			(double)ph->h_p99_ns / 1e6);
+		if (ph->p99_ratio >= 0)
+			fprintf(f, " %5.2f", ph->p99_ratio);
+		else
+			fprintf(f, " %5s", "-");
+		fprintf(f, "  %9s %9s %9s %9s %9s",
+			grouped(a, sizeof a, (double)ph->n_delivered),
+			grouped(c, sizeof c, (double)ph->n_acked),
+			grouped(d, sizeof d, (double)ph->n_nacked),
+			grouped(e, sizeof e, (double)ph->n_expired),
+			grouped(g, sizeof g, (double)ph->n_backlog));
+		double len = ph->window_s + nb->warmup_s;
+		if (ph->broker_cpu_s >= 0 && len > 0)
+			fprintf(f, " %4.0f", 100 * ph->broker_cpu_s / len);
+		else
+			fprintf(f, " %4s", "-");
+		fprintf(f, " %4.0f %7.1f\n",
+			len > 0 ? 100 * ph->n_cpu_s / len : 0,
+			(double)ph->log_bytes / 1048576.0);
+	}
+	if (nb->baseline_per_s > 0)
+		fprintf(f,
+			"    healthy phases: mean %s acks/s, from %s to %s "
+			"(%+.0f%% / %+.0f%%: the run's noise)\n",
+			grouped(a, sizeof a, nb->baseline_per_s),
+			grouped(c, sizeof c, nb->healthy_min),
+			grouped(d, sizeof d, nb->healthy_max),
+			100 * (nb->healthy_min / nb->baseline_per_s - 1),
+			100 * (nb->healthy_max / nb->baseline_per_s - 1));
+	if (nb->alone_per_s > 0 && nb->baseline_per_s > 0)
+		fprintf(f,
+			"    alone: %s acks/s; healthy/alone %.2f (the fan-out "
+			"cost of a second subscription; not a target)\n",
+			grouped(a, sizeof a, nb->alone_per_s),
+			nb->baseline_per_s / nb->alone_per_s);
+	for (int i = 0; i < NEIGHBOUR_BEHAVIOURS; i++) {
+		const struct neighbour_summary *b = &nb->beh[i];
+		const char *what = "";
+		for (int k = 0; k < nb->n; k++)
+			if (strcmp(nb->ph[k].name, b->name ? b->name : "") == 0)
+				what = nb->ph[k].what;
+		if (b->n == 0)
+			continue;
+		fprintf(f, "    %-9s ratio %.2f", b->name, b->ratio);
+		if (b->n > 1)
+			fprintf(f, " (median of %d: %.2f..%.2f)", b->n,
+				b->ratio_min, b->ratio_max);
+		/* 1e-9: target_text says nothing for 0, a stalled H */
+		fprintf(f,
+			", x p99 %.2f, target >= %.1f%s\n"
+			"              N's consumers: %s\n",
+			b->p99_ratio, NEIGHBOUR_TARGET,
+			target_text(b->ratio > 0 ? b->ratio : 1e-9, false,
+				    NEIGHBOUR_TARGET),
+			what);
+	}
+	fprintf(f,
+		"    N deliv/acked/nacked/expired/backlog = the broker's "
+		"counters for N at the phase's end;\n"
+		"    brk%% = the phase broker's CPU, N%% = N's consumer "
+		"threads' CPU (%% of one core; the cores are\n"
+		"    shared by the broker, the clients and other work on the "
+		"machine); log = the broker's log.\n");
+	notes_cpu(f, s);
+	if (s->note[0])
+		fprintf(f, "    note: %s\n", s->note);
+	if (s->failed)
+		fprintf(f, "    FAILED: %s\n", s->error);
+}
+
 void report_table(FILE *f, const struct report *r)
 {
 	const struct machine_info *m = r->machine;
@@ -455,6 +596,10 @@ void report_table(FILE *f, const struct report *r)
 			notes_restart(f, s);
 			continue;
 		}
+		if (s->p.kind == SCEN_NEIGHBOUR) {
+			notes_neighbour(f, s, r->duration_s);
+			continue;
+		}
 		params_text(pt, sizeof pt, &s->p, r->duration_s);
 		fprintf(f, "  %s%s: %s\n", s->p.name,
 			s->p.overridden ? "*" : "", pt);
@@ -499,7 +644,9 @@ void report_table(FILE *f, const struct report *r)
 		"publish-k4-e100 events/s;\n"
 		"    p99/commit = confirm p99 / LMDB single-commit p99.\n");
 	for (int i = 0; i < r->n_results; i++) {
-		if (r->results[i].ran && r->results[i].p.kind != SCEN_LOAD) {
+		if (r->results[i].ran &&
+		    (r->results[i].p.kind == SCEN_BACKLOG ||
+		     r->results[i].p.kind == SCEN_RESTART)) {
 			fprintf(f,
 				"    backlog: rss N/probe = RssAnon with N "
 				"stored / with N_probe (target <= 1.2);\n"
@@ -511,6 +658,21 @@ void report_table(FILE *f, const struct report *r)
 				"(restart: -), confirm = the fills' publishes,\n"
 				"      RssAnon = peak over the scenario's own "
 				"broker(s), B/event = at N (restart: large).\n");
+			break;
+		}
+	}
+	for (int i = 0; i < r->n_results; i++) {
+		if (r->results[i].ran &&
+		    r->results[i].p.kind == SCEN_NEIGHBOUR) {
+			fprintf(f,
+				"    neighbour: absent, failing, slow, expiring "
+				"= H's acks/s beside N so behaving / beside\n"
+				"      a healthy N just before and after "
+				"(median over rounds; target >= 0.9);\n"
+				"      healthy/alone = beside a healthy N / "
+				"alone (the fan-out cost). Its row: events/s,\n"
+				"      confirm and delivery latency = H in the "
+				"healthy phases.\n");
 			break;
 		}
 	}
@@ -635,6 +797,99 @@ static void json_restart(FILE *f, const struct restart_result *rs)
 		"\"large_events_stored\": %llu}",
 		(unsigned long long)rs->large_data_bytes,
 		(unsigned long long)rs->large_events_stored);
+}
+
+static void json_ratio(FILE *f, const char *name, double v)
+{
+	fprintf(f, "\"%s\": ", name);
+	if (v < 0)
+		fputs("null", f);
+	else
+		fprintf(f, "%.4f", v);
+}
+
+static void json_neighbour(FILE *f, const struct neighbour_result *nb)
+{
+	fprintf(f,
+		",\n     \"neighbour\": {\"completed\": %s, \"target\": %.2f, "
+		"\"rounds\": %d, \"warmup_s\": %.3f,\n       ",
+		nb->ran ? "true" : "false", NEIGHBOUR_TARGET, nb->rounds,
+		nb->warmup_s);
+	json_num(f, "baseline_per_s", nb->baseline_per_s, true);
+	fputs(", ", f);
+	json_num(f, "healthy_min_per_s", nb->healthy_min, true);
+	fputs(", ", f);
+	json_num(f, "healthy_max_per_s", nb->healthy_max, true);
+	fputs(", ", f);
+	json_num(f, "baseline_p99_ms", (double)nb->baseline_p99_ns / 1e6, true);
+	fputs(", ", f);
+	json_num(f, "alone_per_s", nb->alone_per_s, true);
+	fputs(",\n       \"behaviours\": [", f);
+	bool first = true;
+	for (int i = 0; i < NEIGHBOUR_BEHAVIOURS; i++) {
+		const struct neighbour_summary *b = &nb->beh[i];
+		if (b->name == NULL)
+			continue;
+		fprintf(f, "%s\n        {\"name\": ", first ? "" : ",");
+		first = false;
+		json_str(f, b->name);
+		fprintf(f, ", \"phases\": %d, ", b->n);
+		json_ratio(f, "ratio", b->n ? b->ratio : -1);
+		fputs(", ", f);
+		json_ratio(f, "ratio_min", b->n ? b->ratio_min : -1);
+		fputs(", ", f);
+		json_ratio(f, "ratio_max", b->n ? b->ratio_max : -1);
+		fputs(", ", f);
+		json_ratio(f, "p99_ratio", b->n ? b->p99_ratio : -1);
+		fprintf(f, ", \"target_met\": %s}",
+			b->n == 0		     ? "null" :
+			b->ratio >= NEIGHBOUR_TARGET ? "true" :
+						       "false");
+	}
+	fputs("],\n       \"phases\": [", f);
+	for (int i = 0; i < nb->n; i++) {
+		const struct neighbour_phase *ph = &nb->ph[i];
+		fprintf(f, "%s\n        {\"name\": ", i ? "," : "");
+		json_str(f, ph->name);
+		fputs(", \"n_consumers\": ", f);
+		json_str(f, ph->what);
+		fprintf(f,
+			", \"completed\": %s, \"window_s\": %.3f,\n         "
+			"\"published\": %llu, \"h_acked\": %llu, "
+			"\"h_per_s\": %.1f, ",
+			ph->ran ? "true" : "false", ph->window_s,
+			(unsigned long long)ph->published,
+			(unsigned long long)ph->h_acked, ph->h_per_s);
+		json_ratio(f, "ratio", ph->ratio);
+		fprintf(f, ", \"h_p50_ms\": %.4f, \"h_p99_ms\": %.4f, ",
+			(double)ph->h_p50_ns / 1e6, (double)ph->h_p99_ns / 1e6);
+		json_ratio(f, "p99_ratio", ph->p99_ratio);
+		fprintf(f,
+			", \"confirm_p99_ms\": %.4f,\n         "
+			"\"n_delivered\": %llu, \"n_acked\": %llu, "
+			"\"n_nacked\": %llu, \"n_expired\": %llu, "
+			"\"n_backlog\": %llu, \"n_requests\": %llu,\n         ",
+			(double)ph->confirm_p99_ns / 1e6,
+			(unsigned long long)ph->n_delivered,
+			(unsigned long long)ph->n_acked,
+			(unsigned long long)ph->n_nacked,
+			(unsigned long long)ph->n_expired,
+			(unsigned long long)ph->n_backlog,
+			(unsigned long long)ph->n_requests);
+		fputs("\"broker_cpu_s\": ", f);
+		if (ph->broker_cpu_s >= 0)
+			fprintf(f, "%.3f", ph->broker_cpu_s);
+		else
+			fputs("null", f);
+		fprintf(f,
+			", \"producers_cpu_s\": %.3f, \"h_cpu_s\": %.3f, "
+			"\"n_cpu_s\": %.3f, \"log_bytes\": %llu, "
+			"\"data_mdb_bytes\": %llu}",
+			ph->p_cpu_s, ph->h_cpu_s, ph->n_cpu_s,
+			(unsigned long long)ph->log_bytes,
+			(unsigned long long)ph->data_bytes);
+	}
+	fputs("]}", f);
 }
 
 void report_json(FILE *f, const struct report *r)
@@ -769,6 +1024,8 @@ void report_json(FILE *f, const struct report *r)
 			json_backlog(f, &s->bl);
 		if (p->kind == SCEN_RESTART)
 			json_restart(f, &s->rs);
+		if (p->kind == SCEN_NEIGHBOUR)
+			json_neighbour(f, &s->nb);
 		fputs("}", f);
 	}
 	fprintf(f, "\n  ],\n  \"ok\": %s\n}\n", r->ok ? "true" : "false");
