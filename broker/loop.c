@@ -33,6 +33,11 @@
 #include "transport.h"
 
 #define MAX_TURN_REQUESTS 512
+/* Turn sharing: below this many work units a turn is not shared out. A
+ * unit is one delivery fetched or acked; a nack counts NACK_UNITS (it
+ * rewrites the record, schedules a retry and is logged twice). */
+#define SHARE_MIN_UNITS 512
+#define NACK_UNITS 3
 #define MAX_TURN_BYTES (64u << 20)
 #define MAX_TURN_EXPIRIES 2000
 /* Background work (retention, unsubscribe) comes in small slices: a
@@ -82,6 +87,17 @@ struct pending {
 	Request *req;
 	Reply *reply;
 	bool park;
+	void *body;              /* the wire bytes, kept until the turn is
+				  * sure to apply it (see share_turn) */
+	size_t len;
+};
+
+/* A request put off to a later turn: its bytes, already authenticated. */
+struct deferred {
+	void *ctrl;
+	void *body;
+	size_t len;
+	const struct config_key *caller;
 };
 
 struct broker {
@@ -118,6 +134,9 @@ struct broker {
 	struct pending pend[MAX_TURN_REQUESTS];
 	size_t n_pend;
 	struct inmsg inbound[MAX_TURN_REQUESTS];
+	struct deferred deferred[MAX_TURN_REQUESTS];
+	size_t n_deferred;
+	uint64_t deferred_total;     /* requests put off to share turns */
 	struct pump pump;
 	int exit_status;
 	struct space space;
@@ -514,10 +533,23 @@ static int sample_rates(struct broker *b, struct txn *t)
  * timeout_ms for one; decode them into the turn's pending list. */
 static const char *request_name(const Request *r);
 
+static void share_turn(struct broker *b);
+
 static void receive_batch(struct broker *b, int timeout_ms, bool *stopping)
 {
-	size_t n = pump_take(&b->pump, b->inbound, MAX_TURN_REQUESTS,
-			     MAX_TURN_BYTES, timeout_ms, stopping);
+	/* requests put off by the last turn come first, as they came */
+	size_t n_old = b->n_deferred;
+	for (size_t i = 0; i < n_old; i++)
+		b->inbound[i] = (struct inmsg){ b->deferred[i].ctrl,
+						b->deferred[i].body,
+						b->deferred[i].len };
+	b->n_deferred = 0;
+	size_t n = n_old + pump_take(&b->pump, b->inbound + n_old,
+				     MAX_TURN_REQUESTS - n_old, MAX_TURN_BYTES,
+				     n_old ? 0 : timeout_ms, stopping);
+	const struct config_key *old_callers[MAX_TURN_REQUESTS];
+	for (size_t i = 0; i < n_old; i++)
+		old_callers[i] = b->deferred[i].caller;
 	b->n_pend = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct inmsg *in = &b->inbound[i];
@@ -525,14 +557,19 @@ static void receive_batch(struct broker *b, int timeout_ms, bool *stopping)
 		const struct config_key *caller = NULL;
 		char why[256];
 		int ast = HANDOFF__WIRE__STATUS__OK;
-		if (req) {
+		if (req && i < n_old) {
+			caller = old_callers[i]; /* checked when it came */
+		} else if (req) {
 			ast = auth_verify(&b->auth, req, in->body, in->len,
 					  clock_now_ms(), &caller, why, sizeof why);
 			if (ast == HANDOFF__WIRE__STATUS__OK)
 				ast = auth_allows(&b->auth, caller, req, why,
 						  sizeof why);
 		}
-		free(in->body);
+		if (!req || ast != HANDOFF__WIRE__STATUS__OK) {
+			free(in->body);
+			in->body = NULL;
+		}
 		if (req && ast != HANDOFF__WIRE__STATUS__OK) {
 			log_event(LOG_WARN, "request_denied",
 				  LS("request", request_name(req)),
@@ -577,10 +614,13 @@ static void receive_batch(struct broker *b, int timeout_ms, bool *stopping)
 				if (copy)
 					memcpy(copy, c->bytes, c->len);
 				pump_send(&b->pump, in->ctrl, copy, copy ? c->len : 0);
+				free(in->body);
 				continue;
 			}
-			if (held_takeover(b, req->fetch, in->ctrl))
+			if (held_takeover(b, req->fetch, in->ctrl)) {
+				free(in->body);
 				continue;
+			}
 		}
 		struct pending *p = &b->pend[b->n_pend++];
 		p->ctrl = in->ctrl;
@@ -588,7 +628,97 @@ static void receive_batch(struct broker *b, int timeout_ms, bool *stopping)
 		p->req = req;
 		p->reply = NULL;
 		p->park = false;
+		p->body = in->body;
+		p->len = in->len;
 	}
+	share_turn(b);
+	for (size_t i = 0; i < b->n_pend; i++) {
+		free(b->pend[i].body);
+		b->pend[i].body = NULL;
+	}
+}
+
+/* The subscription a consumer request works on, and its work units. */
+static const char *consumer_work(const Request *r, uint64_t *units)
+{
+	switch (r->body_case) {
+	case HANDOFF__WIRE__REQUEST__BODY_FETCH:
+		*units = r->fetch->max_events ? r->fetch->max_events : 1;
+		return r->fetch->subscription;
+	case HANDOFF__WIRE__REQUEST__BODY_ACK:
+		*units = r->ack->n_items;
+		return r->ack->subscription;
+	case HANDOFF__WIRE__REQUEST__BODY_NACK:
+		*units = (uint64_t)r->nack->n_items * NACK_UNITS;
+		return r->nack->subscription;
+	default:
+		return NULL;
+	}
+}
+
+/*
+ * One subscription must not slow the others (promise 4): every request of
+ * a turn waits for the same commit, so a subscription whose consumers
+ * fetch and nack in a tight loop would make every commit heavy. When a
+ * busy turn holds work for several subscriptions, none gets more units
+ * than the busiest other one (at least SHARE_MIN_UNITS); its excess
+ * requests wait for the next turn, first in line, so each subscription
+ * keeps its own order and always moves.
+ */
+static void share_turn(struct broker *b)
+{
+	enum { MAX_SUBS = 64 };
+	const char *name[MAX_SUBS];
+	uint64_t want[MAX_SUBS] = { 0 }, got[MAX_SUBS] = { 0 }, total = 0;
+	size_t n_subs = 0, slot[MAX_TURN_REQUESTS];
+	for (size_t i = 0; i < b->n_pend; i++) {
+		uint64_t u = 0;
+		const char *sub = consumer_work(b->pend[i].req, &u);
+		slot[i] = MAX_SUBS;
+		if (!sub)
+			continue;
+		size_t k = 0;
+		while (k < n_subs && strcmp(name[k], sub) != 0)
+			k++;
+		if (k == n_subs) {
+			if (n_subs == MAX_SUBS)
+				continue; /* past 64 at once: not shared out */
+			name[n_subs++] = sub;
+		}
+		want[k] += u;
+		total += u;
+		slot[i] = k;
+	}
+	if (n_subs < 2 || total < SHARE_MIN_UNITS)
+		return;
+	uint64_t cap[MAX_SUBS];
+	for (size_t k = 0; k < n_subs; k++) {
+		uint64_t other = 0;
+		for (size_t j = 0; j < n_subs; j++)
+			if (j != k && want[j] > other)
+				other = want[j];
+		cap[k] = other > SHARE_MIN_UNITS ? other : SHARE_MIN_UNITS;
+	}
+	size_t kept = 0;
+	for (size_t i = 0; i < b->n_pend; i++) {
+		struct pending *p = &b->pend[i];
+		size_t k = slot[i];
+		if (k < MAX_SUBS) {
+			uint64_t u = 0;
+			consumer_work(p->req, &u);
+			/* the first request of each subscription always runs */
+			if (got[k] > 0 && got[k] + u > cap[k]) {
+				b->deferred[b->n_deferred++] = (struct deferred){
+					p->ctrl, p->body, p->len, p->caller };
+				continue;
+			}
+			got[k] += u;
+		}
+		b->pend[kept++] = *p;
+	}
+	if (kept < b->n_pend)
+		b->deferred_total += b->n_pend - kept;
+	b->n_pend = kept;
 }
 
 /*
@@ -1023,6 +1153,12 @@ int loop_run(const struct config *cfg)
 out:
 	for (size_t i = 0; i < b->n_held; i++)
 		held_free(b, &b->held[i]);
+	/* put-off requests are resent by their clients to the next broker */
+	for (size_t i = 0; i < b->n_deferred; i++) {
+		pump_send(&b->pump, b->deferred[i].ctrl, NULL, 0);
+		free(b->deferred[i].body);
+	}
+	b->n_deferred = 0;
 	free(b->held);
 	for (size_t i = 0; i < FETCH_CACHE_SLOTS; i++) {
 		free(b->cache[i].consumer);

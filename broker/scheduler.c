@@ -15,8 +15,12 @@
 #include "backoff.h"
 #include "log.h"
 
-/* Older attempts are dropped past this many, the newest kept. */
-#define MAX_HISTORY 100
+/* A delivery record keeps the first attempt and the newest ones, this many
+ * in all (attempts counts every one): a record rewritten on every attempt
+ * must stay small, or a subscription that fails everything makes each
+ * commit heavy for every other one. 20 covers every attempt of any policy
+ * up to 20 attempts. */
+#define MAX_HISTORY 20
 
 static uint64_t history_ms;
 static void (*ready_hook)(void *, uint32_t, uint64_t);
@@ -78,8 +82,7 @@ int sched_enqueue(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due)
 static int add_attempt(struct txn *t, DeliveryRecord *d, const char *consumer)
 {
 	Handoff__Wire__Attempt *a = arena_alloc(t->arena, sizeof *a);
-	size_t keep = d->n_history < MAX_HISTORY ? d->n_history : MAX_HISTORY - 1;
-	Handoff__Wire__Attempt **h = arena_alloc(t->arena, (keep + 1) * sizeof *h);
+	Handoff__Wire__Attempt **h = arena_alloc(t->arena, MAX_HISTORY * sizeof *h);
 	if (!a || !h)
 		return ENOMEM;
 	handoff__wire__attempt__init(a);
@@ -89,11 +92,21 @@ static int add_attempt(struct txn *t, DeliveryRecord *d, const char *consumer)
 	a->outcome = HANDOFF__WIRE__OUTCOME__OUTCOME_LEASED;
 	if (!a->consumer)
 		return ENOMEM;
-	if (keep)
-		memcpy(h, d->history + (d->n_history - keep), keep * sizeof *h);
-	h[keep] = a;
+	size_t n = d->n_history;
+	if (n < MAX_HISTORY) {
+		if (n)
+			memcpy(h, d->history, n * sizeof *h);
+		h[n++] = a;
+	} else {
+		/* the first attempt, then the newest MAX_HISTORY - 2, then a */
+		h[0] = d->history[0];
+		memcpy(h + 1, d->history + (n - (MAX_HISTORY - 2)),
+		       (MAX_HISTORY - 2) * sizeof *h);
+		h[MAX_HISTORY - 1] = a;
+		n = MAX_HISTORY;
+	}
 	d->history = h;
-	d->n_history = keep + 1;
+	d->n_history = n;
 	return 0;
 }
 

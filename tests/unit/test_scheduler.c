@@ -16,7 +16,7 @@
  *   done with the event (pending_subscriptions 0, payload_removed, a
  *   history expiry entry);
  *   a corrupted payload is dead-lettered (CORRUPT) at lease, never served;
- *   drop -> UNSUBSCRIBED from any live state; history is capped at 100;
+ *   drop -> UNSUBSCRIBED from any live state; history keeps the first and newest 19;
  *   after every step the subscription's counters match the index entries
  *   and the delivery states (check_counts), also when a transaction touches
  *   more subscriptions than the txn cache holds.
@@ -1142,7 +1142,7 @@ static void test_expire_after_unsubscribe(void **state)
 	assert_int_equal(payload_rc(f, ev), 0);
 }
 
-/* Only the newest 100 attempts are kept. */
+/* The first attempt and the newest 19 are kept; attempts counts all. */
 static void test_history_capped(void **state)
 {
 	struct fx *f = *state;
@@ -1157,10 +1157,11 @@ static void test_history_capped(void **state)
 	d = delivery(f, ev, sid);
 	assert_int_equal(d->state, ST(READY));
 	assert_int_equal(d->attempts, 105);
-	assert_int_equal(d->n_history, 100);
-	assert_int_equal(d->history[0]->attempt, 6);
-	assert_int_equal(d->history[99]->attempt, 105);
-	for (size_t i = 0; i < 100; i++)
+	assert_int_equal(d->n_history, 20);
+	assert_int_equal(d->history[0]->attempt, 1);
+	assert_int_equal(d->history[1]->attempt, 87);
+	assert_int_equal(d->history[19]->attempt, 105);
+	for (size_t i = 0; i < 20; i++)
 		assert_int_equal(d->history[i]->outcome, OUT(NACKED));
 	check_counts(f, sid);
 }
