@@ -175,6 +175,9 @@ static int attempt(handoff_client *c, const void *buf, size_t len,
 	return rc == HANDOFF_OK ? ATTEMPT_REPLY : rc;
 }
 
+/* Silent attempts in a row after which the socket is replaced. */
+#define RESOCKET_AFTER 3
+
 /* ---- signing ---------------------------------------------------------- */
 
 static uint64_t wall_ms(void)
@@ -283,7 +286,7 @@ int hc_call(handoff_client *c, Handoff__Wire__Request *req,
 	size_t len;
 	uint64_t deadline;
 	uint32_t backoff = BACKOFF_MIN_MS;
-	unsigned stale_resigns = 0;
+	unsigned stale_resigns = 0, silent_attempts = 0;
 	int rc;
 
 	*out = NULL;
@@ -313,6 +316,15 @@ int hc_call(handoff_client *c, Handoff__Wire__Request *req,
 			     &reply);
 		if (rc != ATTEMPT_REPLY && rc != ATTEMPT_TRANSIENT)
 			goto done;
+		/* A socket that keeps getting no answer is replaced: torture
+		 * runs saw a REQ socket stay silent across broker restarts
+		 * while fresh ones were answered. The resent bytes are the
+		 * same request, so this is as safe as any resend. */
+		if (rc == ATTEMPT_TRANSIENT &&
+		    ++silent_attempts % RESOCKET_AFTER == 0)
+			(void)hc_open_socket(c);
+		if (rc == ATTEMPT_REPLY)
+			silent_attempts = 0;
 
 		delay = backoff / 2 + randombytes_uniform(backoff / 2 + 1);
 		if (rc == ATTEMPT_REPLY) {

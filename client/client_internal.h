@@ -27,6 +27,7 @@
 
 struct handoff_client {
 	int sock;		     /* nanomsg REQ socket */
+	char *url;		     /* to open a fresh socket (hc_open_socket) */
 	uint32_t deadline_ms;	     /* per call, retries included */
 	uint32_t attempt_timeout_ms; /* per attempt before resending */
 	uint32_t max_reply_bytes;    /* NN_RCVMAXSIZE and fetch max_bytes */
@@ -57,6 +58,10 @@ int hc_call(handoff_client *c, Handoff__Wire__Request *req,
 	    Handoff__Wire__Reply__BodyCase expect, uint32_t extra_wait_ms,
 	    Handoff__Wire__Reply **out);
 void hc_reply_free(Handoff__Wire__Reply *r);
+/* Open a new REQ socket to c->url (options set, connected) and close the
+ * old one, if any. HANDOFF_OK, HANDOFF_EINVAL (bad URL) or
+ * HANDOFF_ETRANSPORT. */
+int hc_open_socket(handoff_client *c);
 
 /* Wire status -> handoff_error; -1 for a status this library doesn't know. */
 int hc_map_status(int status);

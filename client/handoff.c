@@ -157,6 +157,37 @@ static int set_int_option(int sock, int level, int option, int value)
 	return nn_setsockopt(sock, level, option, &value, sizeof(value));
 }
 
+int hc_open_socket(handoff_client *c)
+{
+	int sock = nn_socket(AF_SP, NN_REQ);
+
+	if (sock < 0)
+		return HANDOFF_ETRANSPORT;
+	if (set_int_option(sock, NN_SOL_SOCKET, NN_RCVMAXSIZE,
+			   (int)c->max_reply_bytes) < 0 ||
+	    set_int_option(sock, NN_REQ, NN_REQ_RESEND_IVL,
+			   REQ_RESEND_IVL_MS) < 0) {
+		nn_close(sock);
+		return HANDOFF_ETRANSPORT;
+	}
+	if (nn_connect(sock, c->url) < 0) {
+		int e = nn_errno();
+
+		nn_close(sock);
+		/* A malformed or unknown-scheme URL is the caller's mistake. */
+		return (e == EINVAL || e == EPROTONOSUPPORT ||
+			e == ENAMETOOLONG) ?
+			       HANDOFF_EINVAL :
+			       HANDOFF_ETRANSPORT;
+	}
+	if (c->sock >= 0) {
+		while (nn_close(c->sock) < 0 && nn_errno() == EINTR)
+			;
+	}
+	c->sock = sock;
+	return HANDOFF_OK;
+}
+
 int handoff_connect(const char *url, const handoff_options *opts,
 		    handoff_client **out)
 {
@@ -214,28 +245,14 @@ int handoff_connect(const char *url, const handoff_options *opts,
 		randombytes_buf(&c->session, sizeof c->session);
 	}
 
-	c->sock = nn_socket(AF_SP, NN_REQ);
-	if (c->sock < 0) {
-		rc = HANDOFF_ETRANSPORT;
+	c->url = strdup(url);
+	if (c->url == NULL) {
+		rc = HANDOFF_ENOMEM;
 		goto fail;
 	}
-	if (set_int_option(c->sock, NN_SOL_SOCKET, NN_RCVMAXSIZE,
-			   (int)c->max_reply_bytes) < 0 ||
-	    set_int_option(c->sock, NN_REQ, NN_REQ_RESEND_IVL,
-			   REQ_RESEND_IVL_MS) < 0) {
-		rc = HANDOFF_ETRANSPORT;
+	rc = hc_open_socket(c);
+	if (rc != HANDOFF_OK)
 		goto fail;
-	}
-	if (nn_connect(c->sock, url) < 0) {
-		int e = nn_errno();
-
-		/* A malformed or unknown-scheme URL is the caller's mistake. */
-		rc = (e == EINVAL || e == EPROTONOSUPPORT ||
-		      e == ENAMETOOLONG) ?
-			     HANDOFF_EINVAL :
-			     HANDOFF_ETRANSPORT;
-		goto fail;
-	}
 
 	/* nn_connect succeeds with nobody listening: only an answer proves
 	 * a broker is there and speaks our protocol version. */
@@ -264,6 +281,7 @@ void handoff_close(handoff_client *c)
 			;
 	}
 	free(c->consumer);
+	free(c->url);
 	free(c->last_message);
 	free(c->key_id);
 	sodium_memzero(c->secret, sizeof c->secret);
