@@ -9,6 +9,43 @@
 #define DECODE_FACTOR 16
 #define DECODE_SLACK (64 * 1024)
 
+/*
+ * protobuf-c keeps the fields it does not know and packs them again, and
+ * some (field number 0) it accepts but cannot read back: a header or a
+ * policy carried into a stored record would make that record unreadable.
+ * The broker ignores unknown fields, so it drops them here, everywhere.
+ */
+static void strip_unknown(ProtobufCMessage *m)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	m->n_unknown_fields = 0;
+	m->unknown_fields = NULL;
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		char *base = (char *)m;
+		if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+			uint32_t which = *(uint32_t *)(void *)(base + f->quantifier_offset);
+			if (which != f->id)
+				continue;
+		}
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(size_t *)(void *)(base + f->quantifier_offset);
+			ProtobufCMessage **v =
+				*(ProtobufCMessage ***)(void *)(base + f->offset);
+			for (size_t k = 0; k < n; k++)
+				if (v[k])
+					strip_unknown(v[k]);
+		} else {
+			ProtobufCMessage *sub =
+				*(ProtobufCMessage **)(void *)(base + f->offset);
+			if (sub)
+				strip_unknown(sub);
+		}
+	}
+}
+
 Request *codec_decode_request(struct arena *a, const void *buf, size_t len)
 {
 	size_t saved = a->budget;
@@ -16,6 +53,8 @@ Request *codec_decode_request(struct arena *a, const void *buf, size_t len)
 	ProtobufCAllocator al = arena_allocator(a);
 	Request *r = handoff__wire__request__unpack(&al, len, buf);
 	a->budget = saved;
+	if (r)
+		strip_unknown(&r->base);
 	return r;
 }
 

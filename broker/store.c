@@ -643,6 +643,12 @@ int store_sub_create(struct txn *t, SubRecord *r)
 	rc = mdb_put(t->txn, t->st->dbi[DB_TOPIC_SUBS], &tk, &d, 0);
 	if (rc)
 		return rc;
+	/* Written now too (the commit writes the cached copy again), so that
+	 * a listing later in the same turn, which walks the database, sees
+	 * it (found by fuzz_handlers). */
+	rc = put_msg(t, DB_SUBS, idb, 4, &r->base, 0);
+	if (rc)
+		return rc;
 	return cache_sub(t, r, true);
 }
 
@@ -1191,6 +1197,8 @@ int store_audit_next(struct txn *t, uint64_t after, AuditRecord **out)
 {
 	MDB_cursor *c;
 	uint8_t key[8];
+	if (after == UINT64_MAX)
+		return MDB_NOTFOUND; /* after + 1 would wrap to the first */
 	be64_put(key, after + 1);
 	MDB_val k = { 8, key }, d;
 	int rc = mdb_cursor_open(t->txn, t->st->dbi[DB_AUDIT], &c);

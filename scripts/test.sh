@@ -3,6 +3,8 @@
 #
 #   build/       normal build, warnings are errors
 #   build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer, leaks checked
+#   build-fuzz/  clang + libFuzzer targets (tests/fuzz), each replaying its
+#                corpus and regressions, then fuzzing for a few seconds
 #
 # Installs missing Debian packages first (see scripts/deps.sh). The last
 # line printed is always "N passed, N failed", summed over both builds
@@ -121,6 +123,15 @@ fi
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 run_suite "sanitizer build" build-asan --timeout-multiplier 3
+
+echo "== fuzz build (build-fuzz/)"
+if ! (export CC=clang; setup_and_build build-fuzz -Dfuzz=true \
+	-Dtests=false -Db_sanitize=address,undefined -Db_lundef=false); then
+	echo "test.sh: build-fuzz/ failed to build" >&2
+	total_failed=$((total_failed + 1))
+else
+	run_suite "fuzz build" build-fuzz --suite fuzz
+fi
 
 summary "$total_passed" "$total_failed"
 if [ "$total_failed" -ne 0 ] || [ "$no_tests" -ne 0 ]; then
