@@ -141,6 +141,7 @@ int config_init(struct config *c)
 	c->ack_deadline_ms = 30 * 1000;
 	c->backoff_min_ms = 1000;
 	c->backoff_max_ms = 60 * 1000;
+	c->request_window_ms = 60 * 1000;
 
 	c->log_debug = 0;
 	return 0;

@@ -27,12 +27,11 @@
 #define CONSUMER_HEX "2222222222222222222222222222222222222222222222222222222222222222"
 #define OPERATOR_HEX "3333333333333333333333333333333333333333333333333333333333333333"
 
+/* request_window is left at its default (60 s), as most configs will. */
 static const char CONFIG[] =
 	"[defaults]\n"
 	"max_attempts = 1\n"
 	"ack_deadline = 5s\n"
-	"[access]\n"
-	"request_window = 60s\n"
 	"[key scheduler]\n"
 	"role = producer\n"
 	"secret = " PRODUCER_HEX "\n"

@@ -137,6 +137,12 @@ static void defaults(void **state)
 	assert_int_equal(c->max_name_bytes, 200);
 	assert_true(c->dedup_window_ms == 24ULL * 3600 * 1000);
 	assert_true(c->history_ms == 7ULL * 24 * 3600 * 1000);
+	assert_true(c->request_window_ms == 60000);
+	assert_int_equal(c->n_keys, 0);
+	assert_int_equal(c->allow_wildcard, 0);
+	assert_int_equal(c->max_backlog, 0);
+	assert_int_equal(c->max_leases_per_consumer, 10000);
+	assert_true(c->storage_headroom_bytes == 0);
 	assert_int_equal(c->max_attempts, 5);
 	assert_int_equal(c->ack_deadline_ms, 30000);
 	assert_int_equal(c->backoff_min_ms, 1000);
