@@ -588,7 +588,7 @@ int handlers_fetch_fill(struct handler_env *env, struct txn *t,
 
 static int handle_fetch(struct handler_env *env, struct txn *t,
 			const Handoff__Wire__FetchRequest *f, Reply *reply,
-			bool *park)
+			struct fetch_hold *hold)
 {
 	CHECK_NAME("subscription", f->subscription);
 	if (!f->consumer || !*f->consumer || strlen(f->consumer) > 256)
@@ -613,8 +613,18 @@ static int handle_fetch(struct handler_env *env, struct txn *t,
 			FAIL(LIMIT_EXCEEDED, "%u fetches already waiting "
 			     "(max_held_fetches)", env->cfg->max_held_fetches);
 		}
-		env->held_fetches++; /* counts fetches parked earlier this turn */
-		*park = true;
+		SubRecord *sub;
+		uint64_t due, ev;
+		rc = store_sub_by_name(t, f->subscription, &sub);
+		if (rc)
+			return rc;
+		rc = store_ready_first(t, sub->id, &due, &ev);
+		if (rc && rc != MDB_NOTFOUND)
+			return rc;
+		env->held_fetches++; /* counts fetches held earlier this turn */
+		hold->hold = true;
+		hold->sub_id = sub->id;
+		hold->next_check = rc ? UINT64_MAX : due;
 	}
 	return 0;
 }
@@ -1174,7 +1184,6 @@ static int handle_stats(struct handler_env *env, struct txn *t, Reply *reply)
 	if (rc)
 		return rc;
 	sr->events_stored = ms.ms_entries;
-	char series[600];
 
 	struct ptr_list tl = { 0 }, sl = { 0 };
 	char *name = "";
@@ -1194,8 +1203,8 @@ static int handle_stats(struct handler_env *env, struct txn *t, Reply *reply)
 		ts->name = name;
 		ts->published = tr->published;
 		ts->subscriptions = (uint32_t)nsubs;
-		snprintf(series, sizeof series, "t:%s", name);
-		ts->publish_rate = metrics_rate(env->metrics, series);
+		ts->publish_rate = metrics_rate_of(env->metrics,
+						   METRIC_PUBLISHED, name);
 	}
 	if (rc != MDB_NOTFOUND)
 		return rc;
@@ -1223,10 +1232,10 @@ static int handle_stats(struct handler_env *env, struct txn *t, Reply *reply)
 		ss->dead_lettered = r->dead_lettered;
 		ss->replayed = r->replayed;
 		ss->purged = r->purged;
-		snprintf(series, sizeof series, "a:%s", r->name);
-		ss->ack_rate = metrics_rate(env->metrics, series);
-		snprintf(series, sizeof series, "d:%s", r->name);
-		ss->deliver_rate = metrics_rate(env->metrics, series);
+		ss->ack_rate = metrics_rate_of(env->metrics, METRIC_ACKED,
+					       r->name);
+		ss->deliver_rate = metrics_rate_of(env->metrics,
+						   METRIC_DELIVERED, r->name);
 	}
 	if (rc != MDB_NOTFOUND)
 		return rc;
@@ -1238,9 +1247,9 @@ static int handle_stats(struct handler_env *env, struct txn *t, Reply *reply)
 }
 
 int handlers_apply(struct handler_env *env, struct txn *t, const Request *req,
-		   Reply *reply, bool *park)
+		   Reply *reply, struct fetch_hold *hold)
 {
-	*park = false;
+	*hold = (struct fetch_hold){ .hold = false };
 	if (req->protocol_version !=
 	    HANDOFF__WIRE__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT)
 		FAIL(UNSUPPORTED_VERSION, "protocol version %u not supported "
@@ -1267,7 +1276,7 @@ int handlers_apply(struct handler_env *env, struct txn *t, const Request *req,
 	case HANDOFF__WIRE__REQUEST__BODY_LIST_SUBSCRIPTIONS:
 		return handle_list_subscriptions(env, t, reply);
 	case HANDOFF__WIRE__REQUEST__BODY_FETCH:
-		return handle_fetch(env, t, req->fetch, reply, park);
+		return handle_fetch(env, t, req->fetch, reply, hold);
 	case HANDOFF__WIRE__REQUEST__BODY_ACK:
 		return handle_ack(env, t, req->ack, reply);
 	case HANDOFF__WIRE__REQUEST__BODY_NACK:

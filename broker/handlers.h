@@ -37,11 +37,24 @@ struct handler_env {
 };
 
 /*
- * Apply req. For a fetch that found nothing and may wait, *park is set and
- * the reply is left for the loop to complete later (handlers_fetch_fill).
+ * What handlers_apply tells of a fetch that found nothing and may wait:
+ * the turn holds it (held.h) on subscription sub_id and looks again at
+ * next_check, the subscription's first delayed delivery's due time
+ * (UINT64_MAX: none), or as soon as a delivery of it becomes ready.
+ */
+struct fetch_hold {
+	bool hold;
+	uint32_t sub_id;
+	uint64_t next_check;
+};
+
+/*
+ * Apply req. For a fetch that found nothing and may wait, hold->hold is set
+ * and the reply is left for the turn to complete later
+ * (handlers_fetch_fill).
  */
 int handlers_apply(struct handler_env *env, struct txn *t, const Request *req,
-		   Reply *reply, bool *park);
+		   Reply *reply, struct fetch_hold *hold);
 
 /* Lease up to max deliveries of subscription sub into reply (a fetch
  * reply body is attached). *n gets the number leased; NOT_FOUND status when

@@ -2,6 +2,7 @@
 #include "metrics.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,4 +73,31 @@ double metrics_rate(const struct metrics *m, const char *name)
 	if (dt == 0 || s->v[s->head] < s->v[oldest])
 		return 0;
 	return (double)(s->v[s->head] - s->v[oldest]) * 1000.0 / (double)dt;
+}
+
+/* The series name of kind and name; names longer than the buffer share a
+ * series with their prefix (names are bounded far below it). */
+static void series_name(char *buf, size_t len, enum metric_kind kind,
+			const char *name)
+{
+	static const char prefix[] = { [METRIC_PUBLISHED] = 't',
+				       [METRIC_DELIVERED] = 'd',
+				       [METRIC_ACKED] = 'a' };
+	snprintf(buf, len, "%c:%s", prefix[kind], name);
+}
+
+int metrics_sample_of(struct metrics *m, enum metric_kind kind,
+		      const char *name, uint64_t v, uint64_t now)
+{
+	char series[600];
+	series_name(series, sizeof series, kind, name);
+	return metrics_sample(m, series, v, now);
+}
+
+double metrics_rate_of(const struct metrics *m, enum metric_kind kind,
+		       const char *name)
+{
+	char series[600];
+	series_name(series, sizeof series, kind, name);
+	return metrics_rate(m, series);
 }

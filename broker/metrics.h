@@ -31,4 +31,17 @@ int metrics_sample(struct metrics *m, const char *name, uint64_t v,
 /* Per-second rate of series name over the last minute (0 if unknown). */
 double metrics_rate(const struct metrics *m, const char *name);
 
+/* The counters the broker keeps rates of, one series per topic or
+ * subscription name. */
+enum metric_kind {
+	METRIC_PUBLISHED,  /* per topic */
+	METRIC_DELIVERED,  /* per subscription */
+	METRIC_ACKED,      /* per subscription */
+};
+/* metrics_sample and metrics_rate for the series of kind and name. */
+int metrics_sample_of(struct metrics *m, enum metric_kind kind,
+		      const char *name, uint64_t v, uint64_t now);
+double metrics_rate_of(const struct metrics *m, enum metric_kind kind,
+		       const char *name);
+
 #endif

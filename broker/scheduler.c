@@ -22,37 +22,14 @@
  * up to 20 attempts. */
 #define MAX_HISTORY 20
 
-static uint64_t history_ms;
-static void (*ready_hook)(void *, uint32_t, uint64_t);
-static void *ready_hook_ctx;
-
-static void (*lease_hook)(void *, const char *, int, uint64_t);
-static void *lease_hook_ctx;
-
-void sched_set_lease_hook(void (*hook)(void *ctx, const char *consumer,
-				       int delta, uint64_t leased_ms),
-			  void *ctx)
-{
-	lease_hook = hook;
-	lease_hook_ctx = ctx;
-}
-
 /* A lease of d ends (ack, nack, expiry, restart, unsubscribe). */
-static void lease_gone(const DeliveryRecord *d)
+static void lease_gone(struct txn *t, const DeliveryRecord *d)
 {
+	const struct sched *s = t->sched;
 	uint64_t leased = d->n_history ? d->history[d->n_history - 1]->leased_ms
 				       : 0;
-	if (lease_hook)
-		lease_hook(lease_hook_ctx, d->consumer, -1, leased);
-}
-
-void sched_init(uint64_t hist_ms,
-		void (*hook)(void *ctx, uint32_t sub, uint64_t due),
-		void *hook_ctx)
-{
-	history_ms = hist_ms;
-	ready_hook = hook;
-	ready_hook_ctx = hook_ctx;
+	if (s && s->on_lease)
+		s->on_lease(s->ctx, d->consumer, -1, leased);
 }
 
 static int put_ready(struct txn *t, SubRecord *sub, uint64_t event,
@@ -68,8 +45,8 @@ static int put_ready(struct txn *t, SubRecord *sub, uint64_t event,
 		return rc;
 	sub->ready++;
 	store_sub_mark(t, sub);
-	if (ready_hook)
-		ready_hook(ready_hook_ctx, sub->id, due);
+	if (t->sched && t->sched->on_ready)
+		t->sched->on_ready(t->sched->ctx, sub->id, due);
 	return 0;
 }
 
@@ -209,7 +186,8 @@ static int release_event(struct txn *t, uint64_t event)
 		m->payload_removed = true;
 		uint8_t id[8];
 		be64_put(id, event);
-		rc = store_expiry_put(t, t->now_ms + history_ms, EXPIRY_HISTORY,
+		rc = store_expiry_put(t, t->now_ms + t->sched->history_ms,
+				      EXPIRY_HISTORY,
 				      id, 8);
 		if (rc)
 			return rc;
@@ -292,8 +270,8 @@ int sched_lease(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due,
 		return rc;
 	sub->leased++;
 	sub->delivered++;
-	if (lease_hook)
-		lease_hook(lease_hook_ctx, consumer, 1, t->now_ms);
+	if (t->sched && t->sched->on_lease)
+		t->sched->on_lease(t->sched->ctx, consumer, 1, t->now_ms);
 	if (d->attempts > 1)
 		log_event(LOG_INFO, "redelivered", LU("event_id", event),
 			  LS("subscription", sub->name),
@@ -322,7 +300,7 @@ static int leased_delivery(struct txn *t, SubRecord *sub, uint64_t event,
 	rc = store_lease_del(t, (*d)->lease_deadline_ms, sub->id, event);
 	if (rc)
 		return rc;
-	lease_gone(*d);
+	lease_gone(t, *d);
 	if (sub->leased)
 		sub->leased--;
 	store_sub_mark(t, sub);
@@ -398,7 +376,7 @@ static int lease_ended(struct txn *t, uint64_t deadline, uint32_t sub_id,
 		return 0;
 	if (sub->deleting)
 		return sched_drop(t, sub, event); /* lease entry already gone */
-	lease_gone(d);
+	lease_gone(t, d);
 	if (sub->leased)
 		sub->leased--;
 	store_sub_mark(t, sub);
@@ -511,7 +489,7 @@ int sched_drop(struct txn *t, SubRecord *sub, uint64_t event)
 		rc = store_lease_del(t, d->lease_deadline_ms, sub->id, event);
 		if (sub->leased)
 			sub->leased--;
-		lease_gone(d);
+		lease_gone(t, d);
 		break;
 	case HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_DEAD:
 		rc = store_dlq_del(t, sub->id, event);

@@ -29,17 +29,24 @@
 
 typedef Handoff__Wire__Status Status;
 
-/* history_ms: how long a finished event's trace is kept. hook: told of
- * every delivery put in the ready index (so held fetches can be woken). */
-/* Told of every lease that starts (delta 1) or ends (delta -1, with the
- * time it was granted), for the per-consumer lease limit. Called inside the
- * caller's transaction: the hook must undo its changes on rollback. */
-void sched_set_lease_hook(void (*hook)(void *ctx, const char *consumer,
-				       int delta, uint64_t leased_ms),
-			  void *ctx);
-void sched_init(uint64_t history_ms,
-		void (*ready_hook)(void *ctx, uint32_t sub, uint64_t due),
-		void *hook_ctx);
+/*
+ * What the scheduler needs besides the store: handed in through the
+ * transaction (txn.sched), which every sched_* function takes. Whoever
+ * opens a write transaction that changes deliveries sets it; it stays the
+ * caller's. The hooks may be NULL.
+ */
+struct sched {
+	uint64_t history_ms;   /* how long a finished event's trace is kept */
+	/* Told of every delivery put in the ready index (so held fetches can
+	 * be woken). */
+	void (*on_ready)(void *ctx, uint32_t sub, uint64_t due);
+	/* Told of every lease that starts (delta 1) or ends (delta -1, with
+	 * the time it was granted), for the per-consumer lease limit. Called
+	 * inside the transaction: the hook must undo its changes on rollback. */
+	void (*on_lease)(void *ctx, const char *consumer, int delta,
+			 uint64_t leased_ms);
+	void *ctx;             /* passed to both hooks */
+};
 
 /* A new delivery of event for sub, ready at due. */
 int sched_enqueue(struct txn *t, SubRecord *sub, uint64_t event,

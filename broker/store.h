@@ -71,6 +71,8 @@ struct store {
 	int stale_readers_at_open;/* reader slots of dead processes cleared */
 };
 
+struct sched;
+
 struct txn {
 	struct store *st;
 	MDB_txn *txn;
@@ -78,6 +80,9 @@ struct txn {
 	uint64_t now_ms;
 	uint64_t next_event_id;
 	uint32_t next_sub_id;
+	/* the scheduler's context (scheduler.h): set by the opener of a
+	 * write transaction that changes deliveries; NULL otherwise */
+	const struct sched *sched;
 	/* subscription records read in this txn, written back at commit;
 	 * one copy per subscription, so changes to it can never be lost */
 	SubRecord **subs;
@@ -223,5 +228,9 @@ uint64_t be64_get(const void *p);
 void be64_put(void *p, uint64_t v);
 uint32_t be32_get(const void *p);
 void be32_put(void *p, uint32_t v);
+
+/* TEMP (lead): replaced at merge. */
+bool store_is_broken(struct store *st);
+const char *store_strerror(int rc);
 
 #endif

@@ -695,14 +695,14 @@ void fz_check_views(struct handler_env *env, struct txn *t)
 	Handoff__Wire__ListSubscriptionsRequest lr =
 		HANDOFF__WIRE__LIST_SUBSCRIPTIONS_REQUEST__INIT;
 	Handoff__Wire__StatsRequest sr = HANDOFF__WIRE__STATS_REQUEST__INIT;
-	bool park;
+	struct fetch_hold hold;
 	req.protocol_version = 1;
 
 	req.body_case = BODY(LIST_SUBSCRIPTIONS);
 	req.list_subscriptions = &lr;
 	Reply *list = codec_new_reply(t->arena);
 	FZ_ASSERT(list, "out of memory");
-	int rc = handlers_apply(env, t, &req, list, &park);
+	int rc = handlers_apply(env, t, &req, list, &hold);
 	FZ_ASSERT(rc == 0 && list->status == ST(OK) &&
 			  list->body_case == RBODY(LIST_SUBSCRIPTIONS),
 		  "list_subscriptions: rc %d status %d", rc, list->status);
@@ -711,7 +711,7 @@ void fz_check_views(struct handler_env *env, struct txn *t)
 	req.stats = &sr;
 	Reply *stats = codec_new_reply(t->arena);
 	FZ_ASSERT(stats, "out of memory");
-	rc = handlers_apply(env, t, &req, stats, &park);
+	rc = handlers_apply(env, t, &req, stats, &hold);
 	FZ_ASSERT(rc == 0 && stats->status == ST(OK) &&
 			  stats->body_case == RBODY(STATS),
 		  "stats: rc %d status %d", rc, stats->status);

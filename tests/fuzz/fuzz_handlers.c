@@ -1,9 +1,8 @@
 /*
- * fuzz_handlers.c — sequences of requests through the broker's own loop
- * turn (broker/loop.c, compiled into this file so that its static turn()
- * runs unchanged), on a small store, with a virtual clock and a stand-in
- * for the transport (pump.h) that feeds the input's requests in and
- * collects every reply.
+ * fuzz_handlers.c — sequences of requests through the broker's own turn
+ * (turn_run, turn.h, linked as handoffd links it), on a small store, with
+ * a virtual clock and a stand-in for the pump (pump.h) that feeds the
+ * input's requests in and collects every reply.
  *
  * Input: a list of operations, each one byte, then its argument:
  *   op & 15 = 0-3, 13, 15 a request: varint length, then that many bytes
@@ -61,11 +60,17 @@
  * must then have had exactly one reply, except a held fetch superseded by
  * its own resend (dropped by design) or held when the broker restarted.
  */
-#include "../../broker/loop.c"
-
 #include <fnmatch.h>
 #include <sodium.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "clock.h"
+#include "log.h"
+#include "turn.h"
 
 #include "fuzz.h"
 
@@ -93,7 +98,7 @@ static bool trace; /* FUZZ_TRACE=1: print what each input does */
  * store refuses a write by a few pages. */
 static bool fresh_store;
 
-/* ---- stand-ins: clock, transport, pump --------------------------------- */
+/* ---- stand-ins: clock, pump -------------------------------------------- */
 
 uint64_t clock_now_ms(void)
 {
@@ -103,39 +108,6 @@ uint64_t clock_now_ms(void)
 uint64_t clock_mono_ms(void)
 {
 	return vnow;
-}
-
-int transport_open(struct transport *tr, char *const *urls, size_t n,
-		   uint32_t max_msg, char *err, size_t errlen)
-{
-	(void)tr, (void)urls, (void)n, (void)max_msg, (void)err, (void)errlen;
-	return 0;
-}
-
-void transport_close(struct transport *tr)
-{
-	(void)tr;
-}
-
-int pump_init(struct pump *p, struct transport *tr, int sigfd)
-{
-	(void)p, (void)tr, (void)sigfd;
-	return 0;
-}
-
-void pump_fini(struct pump *p)
-{
-	(void)p;
-}
-
-void pump_run(struct pump *p)
-{
-	(void)p;
-}
-
-void pump_store_done(struct pump *p)
-{
-	(void)p;
 }
 
 void pump_flush(struct pump *p)
@@ -563,51 +535,26 @@ static void broker_up(void)
 	struct store st = B->st;
 	memset(B, 0, sizeof *B);
 	B->st = st;
-	B->cfg = acfg;
 	B->sigfd = -1;
 	B->tr.sock = -1;
-	B->bg.unsubscribe_pending = true;
-	arena_init(&B->arena);
-	metrics_init(&B->metrics);
-	sched_init(acfg->history_ms, on_ready, B);
-	sched_set_lease_hook(on_lease, B);
-	FZ_ASSERT(leases_init(&B->leases) == 0, "out of memory");
-	space_init(&B->space, acfg->storage_headroom_bytes, acfg->map_size_bytes);
-	FZ_ASSERT(auth_init(&B->auth, acfg, clock_now_ms()) == 0,
-		  "out of memory");
-	B->started_ms = clock_now_ms();
-	B->bg.recovering = true;
-	B->env = (struct handler_env){ .cfg = acfg, .st = &B->st,
-				       .metrics = &B->metrics,
-				       .started_ms = B->started_ms,
-				       .leases = &B->leases };
+	FZ_ASSERT(broker_init(B, acfg, clock_now_ms()) == 0, "out of memory");
 }
 
 /* Everything but the store goes, as when the process dies. Requests held
- * as long polls die with it: never answered. */
+ * as long polls or put off to the next turn die with it: never answered. */
 static void broker_down(void)
 {
-	for (size_t i = 0; i < B->n_held; i++) {
-		struct held_fetch *h = &B->held[i];
+	for (size_t i = 0; i < B->holds.n_held; i++) {
+		struct held_fetch *h = &B->holds.held[i];
 		uintptr_t id = (uintptr_t)h->ctrl;
 		if (id >= 1 && id <= n_sent)
 			sent[id - 1].lost = true;
-		free(h->sub);
-		free(h->consumer);
+		h->ctrl = NULL;
 	}
-	free(B->held);
-	B->held = NULL;
-	B->n_held = B->cap_held = 0;
-	for (size_t i = 0; i < FETCH_CACHE_SLOTS; i++) {
-		free(B->cache[i].consumer);
-		free(B->cache[i].sub);
-		free(B->cache[i].bytes);
-	}
-	memset(B->cache, 0, sizeof B->cache);
-	leases_fini(&B->leases);
-	auth_fini(&B->auth);
-	metrics_fini(&B->metrics);
-	arena_fini(&B->arena);
+	for (size_t i = 0; i < B->inbox.n_deferred; i++)
+		free(B->inbox.deferred[i].body);
+	B->inbox.n_deferred = 0;
+	broker_fini(B);
 }
 
 /* ---- checking replies -------------------------------------------------- */
@@ -783,7 +730,7 @@ static void take_reply(struct outgoing *o)
 			  "(%s)", r->status, r->message);
 	if (trace)
 		fprintf(stderr, "  #%zu %s -> %d %s\n", o->idx,
-			q ? request_name(q) : "(malformed)", r->status,
+			q ? inbox_request_name(q) : "(malformed)", r->status,
 			r->message);
 	bool ok = r->status == HANDOFF__WIRE__STATUS__OK && q &&
 		  q->protocol_version == 1 &&
@@ -886,8 +833,8 @@ static void run_turn(void)
 	bool stopping = false;
 	if (trace)
 		fprintf(stderr, "turn at T0+%llu ms: %zu requests, %zu held\n",
-			(unsigned long long)(vnow - FZ_T0), n_queue, B->n_held);
-	int rc = turn(B, &stopping);
+			(unsigned long long)(vnow - FZ_T0), n_queue, B->holds.n_held);
+	int rc = turn_run(B, &stopping);
 	FZ_ASSERT(rc == 0, "the turn found the store unusable (status %d)", rc);
 	FZ_ASSERT(n_queue == 0, "requests left in the inbox");
 	take_replies();
@@ -1021,7 +968,7 @@ static void finish(void)
 	vnow += acfg->max_wait_ms + 1;
 	run_turn();
 	/* shutdown: whatever is still held gets its empty reply */
-	finish_held(B, UINT64_MAX, false);
+	held_finish(B, UINT64_MAX, false);
 	take_replies();
 	for (size_t i = 0; i < n_sent; i++) {
 		struct sent *s = &sent[i];

@@ -58,6 +58,7 @@ static struct fz_store fs;
 static struct store st;
 static struct metrics metrics;
 static struct lease_counts lc;
+static struct sched sched;
 static struct handler_env env;
 static struct arena arena;
 static struct fz_leases fixture;        /* leases the fixture handed out */
@@ -77,10 +78,10 @@ static void on_lease(void *ctx, const char *consumer, int delta,
 static Reply *apply(struct txn *t, Request *q, int want)
 {
 	Reply *r = codec_new_reply(t->arena);
-	bool park;
+	struct fetch_hold hold;
 	FZ_ASSERT(r, "out of memory");
 	q->protocol_version = 1;
-	int rc = handlers_apply(&env, t, q, r, &park);
+	int rc = handlers_apply(&env, t, q, r, &hold);
 	FZ_ASSERT(rc == 0 && (int)r->status == want,
 		  "fixture: request %d: rc %d status %d (%s)", q->body_case, rc,
 		  r->status, r->message ? r->message : "");
@@ -243,6 +244,7 @@ static void build_fixture(void)
 	arena_reset(&arena);
 	int rc = store_txn_begin(&st, &arena, true, FZ_T0, &t);
 	FZ_ASSERT(rc == 0, "txn: %s", mdb_strerror(rc));
+	t.sched = &sched;
 	fx_subscribe(&t, "t1", "s1", 2);
 	fx_subscribe(&t, "t1", "s2", 0);
 	fx_subscribe(&t, "t2", "s3", 1);
@@ -302,8 +304,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	arena_init(&arena);
 	metrics_init(&metrics);
 	FZ_ASSERT(leases_init(&lc) == 0, "out of memory");
-	sched_init(cfg.history_ms, NULL, NULL);
-	sched_set_lease_hook(on_lease, &lc);
+	sched = (struct sched){ .history_ms = cfg.history_ms,
+				.on_lease = on_lease, .ctx = &lc };
 	fz_store_create(&fs, &st, MAP_SIZE);
 	env = (struct handler_env){ .cfg = &cfg, .st = &st, .metrics = &metrics,
 				    .started_ms = FZ_T0, .leases = &lc };
@@ -450,11 +452,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fz_counts before, after;
 	int rc = store_txn_begin(&st, &arena, true, NOW, &t);
 	FZ_ASSERT(rc == 0, "txn: %s", mdb_strerror(rc));
+	t.sched = &sched;
 	fz_db_counts(&t, &before);
 	Reply *reply = codec_new_reply(&arena);
 	FZ_ASSERT(reply, "out of memory");
-	bool park = false;
-	rc = handlers_apply(&env, &t, q, reply, &park);
+	struct fetch_hold hold = { .hold = false };
+	rc = handlers_apply(&env, &t, q, reply, &hold);
 	/* a full store aborts the turn (the loop then answers STORAGE_FULL);
 	 * any other store error would be an INTERNAL reply */
 	FZ_ASSERT(rc == 0 || rc == MDB_MAP_FULL || rc == MDB_TXN_FULL,
@@ -471,7 +474,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				fprintf(stderr, " [%d]", r->items->statuses[i]);
 			fputc('\n', stderr);
 		}
-		if (park)
+		if (hold.hold)
 			FZ_ASSERT(q->body_case == BODY(FETCH) &&
 					  q->fetch->wait_ms > 0 &&
 					  r->status == ST(OK) &&

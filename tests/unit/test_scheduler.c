@@ -59,6 +59,7 @@ struct fx {
 	bool open;
 	struct arena a;
 	struct txn t;
+	struct sched sched;
 	uint64_t now;
 	/* ready hook calls */
 	int hook_calls;
@@ -103,7 +104,8 @@ static int setup(void **state)
 	if (store_open(&f->st, f->dir, MAP_SIZE, f->err, sizeof f->err))
 		return -1;
 	f->open = true;
-	sched_init(HIST_MS, hook, f);
+	f->sched = (struct sched){ .history_ms = HIST_MS, .on_ready = hook,
+				   .ctx = f };
 	return 0;
 }
 
@@ -126,6 +128,7 @@ static void begin(struct fx *f)
 {
 	arena_reset(&f->a);
 	assert_int_equal(store_txn_begin(&f->st, &f->a, true, f->now, &f->t), 0);
+	f->t.sched = &f->sched;
 }
 
 static void commit(struct fx *f)

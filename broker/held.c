@@ -1,0 +1,228 @@
+/*
+ * held.c — held long polls and the fetch resend cache; see held.h.
+ */
+#include "held.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "replies.h"
+
+void held_mark_ready(struct holds *h, uint32_t sub)
+{
+	h->ready[(sub % READY_SLOTS) / 8] |= (uint8_t)(1u << (sub % 8));
+}
+
+void held_clear_ready(struct holds *h)
+{
+	memset(h->ready, 0, sizeof h->ready);
+}
+
+static bool is_ready(const struct holds *h, uint32_t sub)
+{
+	return h->ready[(sub % READY_SLOTS) / 8] & (1u << (sub % 8));
+}
+
+/* ---- the resend cache ------------------------------------------------- */
+
+static uint32_t cache_slot(const char *consumer)
+{
+	uint32_t x = 2166136261u;
+	for (const char *p = consumer; *p; p++)
+		x = (x ^ (uint8_t)*p) * 16777619u;
+	return x % FETCH_CACHE_SLOTS;
+}
+
+void held_cache_put(struct holds *h, const char *consumer, const char *sub,
+		    uint64_t seq, const void *bytes, size_t len)
+{
+	if (len > FETCH_CACHE_MAX_BYTES)
+		return;
+	struct cached_fetch *c = &h->cache[cache_slot(consumer)];
+	void *copy = malloc(len ? len : 1);
+	char *name = strdup(consumer), *subname = strdup(sub);
+	if (!copy || !name || !subname) {
+		free(copy);
+		free(name);
+		free(subname);
+		return;
+	}
+	memcpy(copy, bytes, len);
+	free(c->consumer);
+	free(c->sub);
+	free(c->bytes);
+	c->consumer = name;
+	c->sub = subname;
+	c->seq = seq;
+	c->bytes = copy;
+	c->len = len;
+}
+
+const struct cached_fetch *held_cache_get(const struct holds *h,
+					  const char *consumer,
+					  const char *sub, uint64_t seq)
+{
+	const struct cached_fetch *c = &h->cache[cache_slot(consumer)];
+	if (c->consumer && c->seq == seq && strcmp(c->consumer, consumer) == 0 &&
+	    strcmp(c->sub, sub) == 0)
+		return c;
+	return NULL;
+}
+
+/* ---- held fetches ----------------------------------------------------- */
+
+static void held_free(struct broker *b, struct held_fetch *h)
+{
+	free(h->sub);
+	free(h->consumer);
+	if (h->ctrl)
+		pump_send(&b->pump, h->ctrl, NULL, 0);
+	memset(h, 0, sizeof *h);
+}
+
+void holds_fini(struct broker *b)
+{
+	struct holds *hs = &b->holds;
+	for (size_t i = 0; i < hs->n_held; i++)
+		held_free(b, &hs->held[i]);
+	free(hs->held);
+	hs->held = NULL;
+	hs->n_held = hs->cap_held = 0;
+	for (size_t i = 0; i < FETCH_CACHE_SLOTS; i++) {
+		free(hs->cache[i].consumer);
+		free(hs->cache[i].sub);
+		free(hs->cache[i].bytes);
+	}
+	memset(hs->cache, 0, sizeof hs->cache);
+}
+
+int held_add(struct holds *hs, const Handoff__Wire__FetchRequest *f,
+	     void *ctrl, uint32_t sub_id, uint64_t next_check, uint64_t now)
+{
+	if (hs->n_held == hs->cap_held) {
+		size_t cap = hs->cap_held ? hs->cap_held * 2 : 16;
+		void *m = realloc(hs->held, cap * sizeof *hs->held);
+		if (!m)
+			return ENOMEM;
+		hs->held = m;
+		hs->cap_held = cap;
+	}
+	struct held_fetch *h = &hs->held[hs->n_held];
+	memset(h, 0, sizeof *h);
+	h->sub = strdup(f->subscription);
+	h->consumer = strdup(f->consumer);
+	if (!h->sub || !h->consumer) {
+		free(h->sub);
+		free(h->consumer);
+		return ENOMEM;
+	}
+	h->ctrl = ctrl;
+	h->seq = f->fetch_seq;
+	h->sub_id = sub_id;
+	h->max = f->max_events ? f->max_events : 1;
+	h->max_bytes = f->max_bytes;
+	h->deadline = now + f->wait_ms;
+	/* a delivery made ready later in the same turn: look next turn */
+	h->next_check = is_ready(hs, sub_id) ? now : next_check;
+	hs->n_held++;
+	return 0;
+}
+
+bool held_takeover(struct broker *b, const Handoff__Wire__FetchRequest *f,
+		   void *ctrl)
+{
+	struct holds *hs = &b->holds;
+	for (size_t i = 0; i < hs->n_held; i++) {
+		struct held_fetch *h = &hs->held[i];
+		if (f->fetch_seq && h->seq == f->fetch_seq &&
+		    strcmp(h->consumer, f->consumer) == 0 &&
+		    strcmp(h->sub, f->subscription) == 0) {
+			pump_send(&b->pump, h->ctrl, NULL, 0);
+			h->ctrl = ctrl;
+			return true;
+		}
+	}
+	return false;
+}
+
+int held_serve(struct broker *b, struct txn *t)
+{
+	struct holds *hs = &b->holds;
+	for (size_t i = 0; i < hs->n_held; i++) {
+		struct held_fetch *h = &hs->held[i];
+		h->reply = NULL;
+		if (!is_ready(hs, h->sub_id) && h->next_check > t->now_ms)
+			continue;
+		Reply *r = codec_new_reply(t->arena);
+		size_t n;
+		if (!r)
+			return ENOMEM;
+		int rc = handlers_fetch_fill(&b->env, t, h->sub, h->max,
+					     h->max_bytes, h->consumer, r, &n);
+		if (rc)
+			return rc;
+		if (n > 0 || r->status != HANDOFF__WIRE__STATUS__OK) {
+			h->reply = r;
+			continue;
+		}
+		uint64_t due, ev;
+		rc = store_ready_first(t, h->sub_id, &due, &ev);
+		if (rc && rc != MDB_NOTFOUND)
+			return rc;
+		h->next_check = rc ? UINT64_MAX : due;
+	}
+	return 0;
+}
+
+/* An empty fetch reply: the wait ran out. */
+static Reply *empty_fetch_reply(struct arena *a)
+{
+	Reply *r = codec_new_reply(a);
+	Handoff__Wire__FetchReply *fr = r ? arena_alloc(a, sizeof *fr) : NULL;
+	if (!fr)
+		return r;
+	handoff__wire__fetch_reply__init(fr);
+	r->body_case = HANDOFF__WIRE__REPLY__BODY_FETCH;
+	r->fetch = fr;
+	return r;
+}
+
+void held_finish(struct broker *b, uint64_t now, bool committed)
+{
+	struct holds *hs = &b->holds;
+	size_t w = 0;
+	for (size_t i = 0; i < hs->n_held; i++) {
+		struct held_fetch *h = &hs->held[i];
+		Reply *r = committed ? h->reply : NULL;
+		if (!r && h->deadline <= now)
+			r = empty_fetch_reply(&b->arena);
+		if (r) {
+			Handoff__Wire__FetchRequest f =
+				HANDOFF__WIRE__FETCH_REQUEST__INIT;
+			f.consumer = h->consumer;
+			f.subscription = h->sub;
+			f.fetch_seq = h->seq;
+			reply_send(b, h->ctrl, r, &f);
+			h->ctrl = NULL;
+			held_free(b, h);
+			continue;
+		}
+		h->reply = NULL;
+		hs->held[w++] = *h;
+	}
+	hs->n_held = w;
+}
+
+uint64_t held_next_wake(const struct holds *hs)
+{
+	uint64_t wake = UINT64_MAX;
+	for (size_t i = 0; i < hs->n_held; i++) {
+		if (hs->held[i].deadline < wake)
+			wake = hs->held[i].deadline;
+		if (hs->held[i].next_check < wake)
+			wake = hs->held[i].next_check;
+	}
+	return wake;
+}

@@ -1,0 +1,103 @@
+/*
+ * held.h — fetches that wait (long polls) and the fetch resend cache.
+ *
+ * A fetch that finds nothing and may wait is held here, off the turn, until
+ * a delivery of its subscription becomes ready (the scheduler's on_ready
+ * hook marks the subscription), its first delayed delivery comes due, or
+ * its wait runs out. Each turn serves the held fetches that may have work
+ * inside the turn's transaction (held_serve); after the commit the served
+ * and timed-out ones are answered (held_finish).
+ *
+ * The resend cache keeps the last fetch reply per consumer (one slot per
+ * hash of the consumer name): a fetch resent by the client library after a
+ * lost reply gets the same leases back instead of new ones.
+ *
+ * Ownership: the holds own their copies of names and cached reply bytes;
+ * a held fetch owns its pump control header until it is answered or
+ * dropped. Threads: the store thread only.
+ */
+#ifndef HANDOFF_BROKER_HELD_H
+#define HANDOFF_BROKER_HELD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+#include "store.h"
+
+#define FETCH_CACHE_SLOTS 1024
+#define FETCH_CACHE_MAX_BYTES (256 * 1024)
+#define READY_SLOTS 4096
+
+struct broker;
+
+struct held_fetch {
+	void *ctrl;              /* the waiting client's pump header */
+	char *sub;
+	char *consumer;
+	uint64_t seq;            /* the client's fetch_seq */
+	uint32_t sub_id;
+	uint32_t max;
+	uint32_t max_bytes;
+	uint64_t deadline;       /* answer empty then */
+	uint64_t next_check;     /* first delayed delivery due */
+	Reply *reply;            /* set when served in this turn */
+};
+
+struct cached_fetch {
+	char *consumer;
+	char *sub;
+	uint64_t seq;
+	void *bytes;             /* the packed reply */
+	size_t len;
+};
+
+struct holds {
+	struct held_fetch *held;
+	size_t n_held, cap_held;
+	struct cached_fetch cache[FETCH_CACHE_SLOTS];
+	/* subscriptions (by id, hashed) that got a ready delivery since the
+	 * last commit: their held fetches are served this turn */
+	uint8_t ready[READY_SLOTS / 8];
+};
+
+/* Free everything; held fetches are dropped through b's pump unanswered. */
+void holds_fini(struct broker *b);
+
+/* The scheduler's on_ready hook: sub has a ready delivery. */
+void held_mark_ready(struct holds *h, uint32_t sub);
+/* After a commit: no subscription is marked any more. */
+void held_clear_ready(struct holds *h);
+
+/* Hold the fetch of request req (from ctrl) on subscription sub_id until
+ * deadline now + wait; next_check is its first delayed delivery's due time
+ * (UINT64_MAX: none). The hold takes ctrl over. 0 or ENOMEM. */
+int held_add(struct holds *h, const Handoff__Wire__FetchRequest *f,
+	     void *ctrl, uint32_t sub_id, uint64_t next_check, uint64_t now);
+
+/* A resent fetch that is already held: the hold answers the newest copy
+ * (the old header is dropped). true when taken over (ctrl now held). */
+bool held_takeover(struct broker *b, const Handoff__Wire__FetchRequest *f,
+		   void *ctrl);
+
+/* Inside the turn's transaction: lease deliveries to the held fetches
+ * that may have some. 0 or a store error (abort the transaction). */
+int held_serve(struct broker *b, struct txn *t);
+
+/* After the turn: answer the fetches served by a committed turn and those
+ * whose wait ran out by now; the others wait on. */
+void held_finish(struct broker *b, uint64_t now, bool committed);
+
+/* The earliest time a held fetch needs a turn (UINT64_MAX: none). */
+uint64_t held_next_wake(const struct holds *h);
+
+/* The resend cache. put copies bytes (over FETCH_CACHE_MAX_BYTES: not
+ * kept; out of memory: not kept). get returns the entry or NULL. */
+void held_cache_put(struct holds *h, const char *consumer, const char *sub,
+		    uint64_t seq, const void *bytes, size_t len);
+const struct cached_fetch *held_cache_get(const struct holds *h,
+					  const char *consumer,
+					  const char *sub, uint64_t seq);
+
+#endif
