@@ -1,11 +1,11 @@
 /*
  * handlers.h — one function per request type: validate the decoded request,
  * apply it to the store inside the turn's write transaction, and fill the
- * reply. Nothing here commits or sends: the loop commits the whole turn,
+ * reply. Nothing here commits or sends: the turn (turn.h) commits it whole,
  * then sends every reply (group commit).
  *
  * Errors: a handler returns 0 with the outcome in reply->status, or a store
- * error that forces the loop to abort the transaction (the loop then
+ * error that forces the turn to abort the transaction (the turn then
  * retries each request of the turn alone, so one request's failure, e.g. a
  * full store, cannot fail the others).
  */
@@ -27,7 +27,7 @@ struct handler_env {
 	struct metrics *metrics;
 	uint64_t started_ms;
 	uint64_t held_fetches;
-	bool unsubscribed;      /* set when a request unsubscribed: the loop
+	bool unsubscribed;      /* set when a request unsubscribed: the turn
 				 * then drops that subscription's deliveries */
 	bool storage_refusing;  /* publishes refused: headroom reached */
 	const char *storage_why;

@@ -3,7 +3,14 @@
  *   ts=2026-11-23T16:40:00.123Z level=info event=publish_refused topic=a ...
  * Values with spaces, quotes or '=' are quoted; control bytes escaped.
  * Never silenced: info, warn and error always print; debug only when
- * enabled. Single-threaded use (the broker loop).
+ * enabled.
+ *
+ * Threads: any thread may log (the store thread and the network thread
+ * do). Each line is formatted in the caller's own buffer and written with
+ * one write(2), so lines of two threads never mix (a pipe writes lines up
+ * to PIPE_BUF whole). Deferral (log_defer_*) is per thread: it holds only
+ * the calling thread's lines. log_set_debug() is called once at start,
+ * before any other thread runs.
  */
 #ifndef HANDOFF_BROKER_LOG_H
 #define HANDOFF_BROKER_LOG_H

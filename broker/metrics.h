@@ -1,6 +1,6 @@
 /*
  * metrics.h — per-minute rates from monotonically growing counters
- * (published per topic, delivered and acked per subscription). The loop
+ * (published per topic, delivered and acked per subscription). The turn
  * samples the counters every few seconds; a rate is the growth between the
  * oldest and newest sample of the last minute. Counters themselves live in
  * the store (durable); only the samples are in memory.

@@ -3,7 +3,7 @@
  *
  * The network thread makes every nanomsg call (NOTES: keep them on one
  * thread): it receives requests into the inbox and sends what the store
- * thread put in the outbox. The store thread (loop.c) takes a batch from
+ * thread put in the outbox. The store thread (turn.c) takes a batch from
  * the inbox, applies and commits it, and posts the replies. So while one
  * turn's commit syncs to disk, the next turn's requests are already being
  * received: group commit with receiving overlapped.

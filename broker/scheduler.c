@@ -4,7 +4,7 @@
  * Each function reads the delivery record, checks that the transition is
  * allowed from its current state, then rewrites the record, its index entry
  * and the subscription counters in the caller's transaction. Nothing here
- * commits: the loop commits once per turn and only then replies.
+ * commits: the turn (turn.h) commits once and only then replies.
  */
 #include "scheduler.h"
 

@@ -1,6 +1,6 @@
 /*
  * transport.h — handoffd's one request socket: a raw-mode nanomsg REP
- * (AF_SP_RAW) bound to every --listen endpoint, so the loop can receive
+ * (AF_SP_RAW) bound to every --listen endpoint, so the broker can receive
  * many requests, hold some (long polls) and answer in any order.
  *
  * Each received request carries an opaque control header naming its
@@ -9,7 +9,9 @@
  * A successful send is not a delivery: nanomsg drops replies to vanished
  * peers silently, so every request must be safe to receive again.
  *
- * Threads: all calls from the broker loop thread.
+ * Threads: every call from one thread, the network thread (pump.h), which
+ * makes all of handoffd's nanomsg calls; the store thread never touches
+ * the socket.
  */
 #ifndef HANDOFF_BROKER_TRANSPORT_H
 #define HANDOFF_BROKER_TRANSPORT_H
