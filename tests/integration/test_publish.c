@@ -724,20 +724,20 @@ static void fill_and_drain(broker *b, const char *log_needle)
 	assert_true(broker_log_contains(b, log_needle));
 
 	/* Everything confirmed is still there, whole, and acks still work. */
-	int seen = 0;
-	while (seen < confirmed) {
+	int drained = 0;
+	while (drained < confirmed) {
 		handoff_delivery *d = NULL;
 		size_t k = it_fetch(c, "s", 8, 2000, &d);
 		assert_true(k > 0);
 		for (size_t j = 0; j < k; j++) {
-			assert_int_equal(d[j].event_id, ids[seen]);
+			assert_int_equal(d[j].event_id, ids[drained]);
 			assert_int_equal(d[j].payload_len, SIZE);
-			char want = (char)('a' + seen % 26);
+			char want = (char)('a' + drained % 26);
 			const char *p = d[j].payload;
 			assert_true(p[0] == want && p[SIZE - 1] == want);
 			assert_int_equal(it_ack1(c, "s", d[j].event_id,
 						 d[j].lease_token), HANDOFF_OK);
-			seen++;
+			drained++;
 		}
 		handoff_deliveries_free(d, k);
 	}
