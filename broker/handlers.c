@@ -573,7 +573,8 @@ int handlers_fetch_fill(struct handler_env *env, struct txn *t,
 			if (rc && rc != MDB_NOTFOUND && rc != STORE_EDECODE)
 				return rc;
 			if (!rc && bytes + peek->payload_bytes +
-					   strlen(peek->topic) + strlen(peek->key) +
+					   strlen(peek->topic) +
+					   strlen(peek->key) +
 					   DELIVERY_OVERHEAD > max_bytes)
 				break; /* the consumer could not receive more */
 		}
@@ -986,7 +987,7 @@ static int command_replayed(struct txn *t, const char *id, const char *verb,
 	if (rc == MDB_NOTFOUND)
 		return 0;
 	if (rc)
-		return rc; /* a damaged record too: never run the command twice */
+		return rc; /* damaged too: never run the command twice */
 	Handoff__Wire__DlqActionReply *ar;
 	rc = records_command_reply_to_wire(t->arena, c->reply, &ar);
 	if (rc)

@@ -133,7 +133,8 @@ int records_history_to_wire(struct arena *a, Handoff__Store__Attempt *const *in,
 	return 0;
 }
 
-Handoff__Wire__DeliveryState records_state_to_wire(Handoff__Store__DeliveryState s)
+Handoff__Wire__DeliveryState
+records_state_to_wire(Handoff__Store__DeliveryState s)
 {
 	switch (s) {
 	case STORE_DS(UNSPECIFIED): return WIRE_DS(UNSPECIFIED);
@@ -147,7 +148,8 @@ Handoff__Wire__DeliveryState records_state_to_wire(Handoff__Store__DeliveryState
 	}
 }
 
-Handoff__Wire__DeadReason records_dead_reason_to_wire(Handoff__Store__DeadReason r)
+Handoff__Wire__DeadReason
+records_dead_reason_to_wire(Handoff__Store__DeadReason r)
 {
 	switch (r) {
 	case STORE_WHY(UNSPECIFIED): return WIRE_WHY(UNSPECIFIED);

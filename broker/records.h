@@ -44,8 +44,10 @@ int records_policy_to_wire(struct arena *a, const Handoff__Store__Policy *in,
  * letters (the store has no DELAYED state: the caller decides that) */
 int records_history_to_wire(struct arena *a, Handoff__Store__Attempt *const *in,
 			    size_t n, Handoff__Wire__Attempt ***out);
-Handoff__Wire__DeliveryState records_state_to_wire(Handoff__Store__DeliveryState s);
-Handoff__Wire__DeadReason records_dead_reason_to_wire(Handoff__Store__DeadReason r);
+Handoff__Wire__DeliveryState
+records_state_to_wire(Handoff__Store__DeliveryState s);
+Handoff__Wire__DeadReason
+records_dead_reason_to_wire(Handoff__Store__DeadReason r);
 
 /* an operator action */
 int records_audit_to_wire(struct arena *a, const AuditRecord *in,

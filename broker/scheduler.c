@@ -501,7 +501,7 @@ int sched_drop(struct txn *t, SubRecord *sub, uint64_t event)
 	DeliveryRecord *d;
 	int rc = store_delivery_get(t, event, sub->id, &d);
 	if (rc == MDB_NOTFOUND || rc == STORE_EDECODE)
-		return 0; /* nothing to drop, or a damaged record: left as it is */
+		return 0; /* nothing to drop, or damaged: left as it is */
 	if (rc)
 		return rc;
 	switch (d->state) {

@@ -4,9 +4,9 @@
  *
  * Databases (keys big-endian so LMDB's byte order is numeric order; the
  * records are the messages of proto/store.proto, format version 1):
- *   meta        "schema"                                  -> format version (be32)
- *               "next_event"                              -> next event id (be64)
- *               "next_sub"                                -> next subscription id (be32)
+ *   meta        "schema"                                  -> format version (4)
+ *               "next_event"                              -> next event id (8)
+ *               "next_sub"                                -> next sub id (4)
  *   events      event id (8)                              -> EventMeta
  *   payloads    event id (8)                              -> crc32 (4) + EventBody
  *   subs        subscription id (4)                       -> SubscriptionRecord
@@ -33,13 +33,14 @@
  *
  * Errors: functions return 0; MDB_NOTFOUND where documented (no such
  * record or entry); STORE_EDECODE for a stored record or entry that is
- * damaged (a value that fails its checksum, is too short, does not decode,
- * or a key or index value of the wrong size): the record is there, but
- * unreadable; ENOMEM when the arena is exhausted; or an LMDB (or errno)
- * code. After STORE_EDECODE the transaction can go on (LMDB itself found
- * nothing wrong); after any other code but MDB_NOTFOUND it must be
- * aborted. store_strerror() names every one. Records read are allocated
- * from the transaction's arena and live until the arena is reset.
+ * damaged (a value that fails its checksum, is too short or does not
+ * decode; a key or a stored id whose size is checked and wrong): it is
+ * there, but unreadable; ENOMEM when the arena is exhausted; or an LMDB
+ * (or errno) code. After STORE_EDECODE the transaction can go on (LMDB
+ * itself found nothing wrong); after any other code but MDB_NOTFOUND it
+ * must be aborted. store_strerror() names every one. Records read are
+ * allocated from the transaction's arena and live until the arena is
+ * reset.
  *
  * Threads: nothing here locks; one thread at a time uses a store. In
  * handoffd, loop_run() opens it before the store thread (loop.c,
