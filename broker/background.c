@@ -193,10 +193,11 @@ static int expire_entry(struct broker *b, struct txn *t, int kind,
 	if (kind == EXPIRY_IDEM) {
 		IdemRecord *ir;
 		rc = store_idem_get(t, id, idlen, &ir);
-		/* a newer record under the same key keeps living */
+		/* a newer record under the same key keeps living; a gone or
+		 * damaged one has nothing to expire (its entry goes) */
 		if (rc == 0 && ir->created_ms + b->cfg->dedup_window_ms <= t->now_ms)
 			rc = store_idem_del(t, id, idlen);
-		else if (rc == MDB_NOTFOUND || rc == MDB_CORRUPTED || rc == 0)
+		else if (rc == MDB_NOTFOUND || rc == STORE_EDECODE || rc == 0)
 			rc = 0;
 	} else if (kind == EXPIRY_HISTORY && idlen == 8) {
 		rc = forget_event(t, be64_get(id));

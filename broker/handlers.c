@@ -4,7 +4,11 @@
  * Every handler validates first (names, sizes, counts, policy), so a bad
  * request changes nothing and gets BAD_REQUEST or LIMIT_EXCEEDED with a
  * message naming the field. Store work goes through store.c and the
- * delivery state machine in scheduler.c.
+ * delivery state machine in scheduler.c; store records become wire
+ * messages (and back) through records.c.
+ *
+ * A stored record that is damaged (STORE_EDECODE) fails the request like
+ * any store error, except where a handler says it is tolerated and how.
  */
 #include "handlers.h"
 
@@ -16,10 +20,12 @@
 #include <string.h>
 
 #include "log.h"
+#include "records.h"
 #include "scheduler.h"
 
 #define ST(x) HANDOFF__WIRE__STATUS__##x
 #define DS(x) HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_##x
+#define STORED(x) HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_##x
 
 #define MAX_KEY_BYTES 1024
 #define MAX_IDEM_BYTES 256
@@ -187,7 +193,10 @@ static int publish_one(struct txn *t, const char *topic,
 		*dup = true;
 		return 0;
 	}
-	if (rc && rc != MDB_NOTFOUND && rc != MDB_CORRUPTED)
+	/* A damaged record is replaced below, as if none were there: the
+	 * event is published anew (at worst a duplicate) rather than every
+	 * publish with this key refused. */
+	if (rc && rc != MDB_NOTFOUND && rc != STORE_EDECODE)
 		return rc;
 
 	*dup = false;
@@ -195,7 +204,10 @@ static int publish_one(struct txn *t, const char *topic,
 	EventBody body = HANDOFF__STORE__EVENT_BODY__INIT;
 	body.payload = e->payload;
 	body.n_headers = e->n_headers;
-	body.headers = e->headers;
+	rc = records_headers_to_store(t->arena, e->headers, e->n_headers,
+				      &body.headers);
+	if (rc)
+		return rc;
 	EventMeta m = HANDOFF__STORE__EVENT_META__INIT;
 	m.topic = (char *)topic;
 	m.key = e->key ? e->key : (char *)"";
@@ -301,7 +313,8 @@ static int handle_publish(struct handler_env *env, struct txn *t,
 		TopicRecord *tr;
 		TopicRecord blank = HANDOFF__STORE__TOPIC_RECORD__INIT;
 		rc = store_topic_get(t, p->topic, &tr);
-		if (rc == MDB_NOTFOUND || rc == MDB_CORRUPTED) {
+		/* a damaged counter starts again from zero */
+		if (rc == MDB_NOTFOUND || rc == STORE_EDECODE) {
 			tr = &blank;
 			rc = 0;
 		}
@@ -355,7 +368,7 @@ static const char *policy_problem(const Handoff__Wire__Policy *p)
 	return NULL;
 }
 
-static bool same_policy(const Handoff__Wire__Policy *a,
+static bool same_policy(const Handoff__Store__Policy *a,
 			const Handoff__Wire__Policy *b)
 {
 	return a->max_attempts == b->max_attempts &&
@@ -394,17 +407,19 @@ static int handle_subscribe(struct handler_env *env, struct txn *t,
 			     old->policy ? old->policy->backoff_min_ms : 0,
 			     old->policy ? old->policy->backoff_max_ms : 0);
 		sr->created = false;
-		sr->policy = old->policy;
+		rc = records_policy_to_wire(t->arena, old->policy, &sr->policy);
+		if (rc)
+			return rc;
 		goto done;
 	}
 	if (rc != MDB_NOTFOUND)
 		return rc;
 
-	MDB_stat ms;
-	rc = mdb_stat(t->txn, env->st->dbi[DB_SUB_NAMES], &ms);
+	uint64_t live;
+	rc = store_sub_count(t, &live);
 	if (rc)
 		return rc;
-	if (ms.ms_entries >= env->cfg->max_subscriptions)
+	if (live >= env->cfg->max_subscriptions)
 		FAIL(LIMIT_EXCEEDED, "%u subscriptions exist (max_subscriptions)",
 		     env->cfg->max_subscriptions);
 
@@ -414,9 +429,10 @@ static int handle_subscribe(struct handler_env *env, struct txn *t,
 	handoff__store__subscription_record__init(r);
 	r->name = s->subscription;
 	r->topic = s->topic;
-	r->policy = p;
 	r->created_ms = t->now_ms;
-	rc = store_sub_create(t, r);
+	rc = records_policy_to_store(t->arena, p, &r->policy);
+	if (!rc)
+		rc = store_sub_create(t, r);
 	if (rc)
 		return rc;
 	TopicRecord *tr;
@@ -492,7 +508,9 @@ static int handle_list_subscriptions(struct handler_env *env, struct txn *t,
 		handoff__wire__subscription_info__init(si);
 		si->name = r->name;
 		si->topic = r->topic;
-		si->policy = r->policy;
+		rc = records_policy_to_wire(t->arena, r->policy, &si->policy);
+		if (rc)
+			return rc;
 		si->ready = ready;
 		si->delayed = delayed;
 		si->leased = r->leased;
@@ -549,10 +567,17 @@ int handlers_fetch_fill(struct handler_env *env, struct txn *t,
 		if (rc)
 			return rc;
 		EventMeta *peek;
-		if (*n > 0 && store_event_get(t, ev, &peek) == 0 &&
-		    bytes + peek->payload_bytes + strlen(peek->topic) +
-				    strlen(peek->key) + DELIVERY_OVERHEAD > max_bytes)
-			break; /* the consumer could not receive a bigger reply */
+		if (*n > 0) {
+			rc = store_event_get(t, ev, &peek);
+			/* missing or damaged: sched_lease dead-letters it */
+			if (rc && rc != MDB_NOTFOUND && rc != STORE_EDECODE)
+				return rc;
+			if (!rc && bytes + peek->payload_bytes +
+					   strlen(peek->topic) +
+					   strlen(peek->key) +
+					   DELIVERY_OVERHEAD > max_bytes)
+				break; /* the consumer could not receive more */
+		}
 		DeliveryRecord *d;
 		EventBody *body;
 		EventMeta *meta;
@@ -570,7 +595,10 @@ int handlers_fetch_fill(struct handler_env *env, struct txn *t,
 		dv->payload = body->payload;
 		dv->key = meta->key;
 		dv->n_headers = body->n_headers;
-		dv->headers = body->headers;
+		rc = records_headers_to_wire(t->arena, body->headers,
+					     body->n_headers, &dv->headers);
+		if (rc)
+			return rc;
 		dv->attempt = d->attempts;
 		dv->lease_token = d->lease_token;
 		dv->lease_deadline_ms = d->lease_deadline_ms;
@@ -711,7 +739,7 @@ static bool filter_match(const Handoff__Wire__DlqFilter *f,
 		return false;
 	if (f->dead_until_ms && d->dead_ms > f->dead_until_ms)
 		return false;
-	if (f->reason && d->dead_reason != f->reason)
+	if (f->reason && records_dead_reason_to_wire(d->dead_reason) != f->reason)
 		return false;
 	if (f->error_contains && *f->error_contains &&
 	    (!d->error || !strstr(d->error, f->error_contains)))
@@ -719,37 +747,49 @@ static bool filter_match(const Handoff__Wire__DlqFilter *f,
 	return true;
 }
 
-static Handoff__Wire__DeadLetter *dead_letter_view(struct txn *t, uint64_t ev,
-						   const DeliveryRecord *d,
-						   bool full)
+/* A dead letter as shown. Its event record or payload may be gone or
+ * damaged (a payload that failed its checksum is why many are here): the
+ * fields they would fill are then left empty. */
+static int dead_letter_view(struct txn *t, uint64_t ev, const DeliveryRecord *d,
+			    bool full, Handoff__Wire__DeadLetter **out)
 {
 	Handoff__Wire__DeadLetter *dl = alloc0(t, sizeof *dl);
+	*out = dl;
 	if (!dl)
-		return NULL;
+		return ENOMEM;
 	handoff__wire__dead_letter__init(dl);
 	dl->event_id = ev;
-	dl->reason = d->dead_reason;
+	dl->reason = records_dead_reason_to_wire(d->dead_reason);
 	dl->error = d->error;
 	dl->dead_ms = d->dead_ms;
 	dl->attempts = d->attempts;
 	dl->replays = d->replays;
 	EventMeta *m;
-	if (store_event_get(t, ev, &m) == 0) {
+	int rc = store_event_get(t, ev, &m);
+	if (rc == 0) {
 		dl->topic = m->topic;
 		dl->key = m->key;
 		dl->published_ms = m->published_ms;
+	} else if (rc != MDB_NOTFOUND && rc != STORE_EDECODE) {
+		return rc;
 	}
-	if (full) {
-		dl->n_history = d->n_history;
-		dl->history = d->history;
-		EventBody *b;
-		if (store_payload_get(t, ev, &b) == 0) {
-			dl->payload = b->payload;
-			dl->n_headers = b->n_headers;
-			dl->headers = b->headers;
-		}
-	}
-	return dl;
+	if (!full)
+		return 0;
+	dl->n_history = d->n_history;
+	rc = records_history_to_wire(t->arena, d->history, d->n_history,
+				     &dl->history);
+	if (rc)
+		return rc;
+	EventBody *b;
+	rc = store_payload_get(t, ev, &b);
+	if (rc == MDB_NOTFOUND || rc == STORE_EDECODE)
+		return 0;
+	if (rc)
+		return rc;
+	dl->payload = b->payload;
+	dl->n_headers = b->n_headers;
+	return records_headers_to_wire(t->arena, b->headers, b->n_headers,
+				       &dl->headers);
 }
 
 static int find_sub(struct handler_env *env, struct txn *t, const char *name,
@@ -777,7 +817,9 @@ static int dlq_next_match(struct txn *t, SubRecord *sub,
 		if ((*budget)-- == 0)
 			return SCAN_BUDGET_SPENT;
 		rc = store_delivery_get(t, *cursor, sub->id, d);
-		if (rc == MDB_NOTFOUND || rc == MDB_CORRUPTED)
+		/* a stray entry, or a damaged record: skipped, so that the
+		 * rest of the queue can still be listed and acted on */
+		if (rc == MDB_NOTFOUND || rc == STORE_EDECODE)
 			continue;
 		if (rc)
 			return rc;
@@ -811,8 +853,9 @@ static int handle_dlq_list(struct handler_env *env, struct txn *t,
 			lr->more = true;
 			break;
 		}
-		if (!(v[n++] = dead_letter_view(t, cursor, d, false)))
-			return ENOMEM;
+		rc = dead_letter_view(t, cursor, d, false, &v[n++]);
+		if (rc)
+			return rc;
 	}
 	if (rc == SCAN_BUDGET_SPENT)
 		lr->more = true;
@@ -834,7 +877,7 @@ static int handle_dlq_show(struct handler_env *env, struct txn *t,
 	if (rc || !sub)
 		return rc;
 	rc = store_delivery_get(t, s->event_id, sub->id, &d);
-	if (rc == MDB_NOTFOUND || (!rc && d->state != DS(DEAD)))
+	if (rc == MDB_NOTFOUND || (!rc && d->state != STORED(DEAD)))
 		FAIL(NOT_FOUND, "event %llu is not in the dead-letter queue of "
 		     "'%s'", (unsigned long long)s->event_id, s->subscription);
 	if (rc)
@@ -843,8 +886,9 @@ static int handle_dlq_show(struct handler_env *env, struct txn *t,
 	if (!sr)
 		return ENOMEM;
 	handoff__wire__dlq_show_reply__init(sr);
-	if (!(sr->dead_letter = dead_letter_view(t, s->event_id, d, true)))
-		return ENOMEM;
+	rc = dead_letter_view(t, s->event_id, d, true, &sr->dead_letter);
+	if (rc)
+		return rc;
 	reply->body_case = HANDOFF__WIRE__REPLY__BODY_DLQ_SHOW;
 	reply->dlq_show = sr;
 	return 0;
@@ -858,7 +902,7 @@ static int audit(struct handler_env *env, struct txn *t, const char *action,
 		 const char *selector, size_t missing, const char *reason,
 		 const char *command_id, uint64_t *seq)
 {
-	AuditRecord r = HANDOFF__WIRE__AUDIT_RECORD__INIT;
+	AuditRecord r = HANDOFF__STORE__AUDIT_RECORD__INIT;
 	r.at_ms = t->now_ms;
 	r.key_id = env->caller ? env->caller->id : (char *)"";
 	r.role = (char *)auth_role_name(env->caller);
@@ -893,7 +937,7 @@ static int handle_audit_list(struct handler_env *env, struct txn *t,
 		FAIL(LIMIT_EXCEEDED, "limit %u exceeds max_batch %u", limit,
 		     env->cfg->max_batch);
 	Handoff__Wire__AuditListReply *ar = alloc0(t, sizeof *ar);
-	AuditRecord **v = arena_alloc(t->arena, limit * sizeof *v);
+	Handoff__Wire__AuditRecord **v = arena_alloc(t->arena, limit * sizeof *v);
 	if (!ar || !v)
 		return ENOMEM;
 	handoff__wire__audit_list_reply__init(ar);
@@ -906,7 +950,9 @@ static int handle_audit_list(struct handler_env *env, struct txn *t,
 			ar->more = true;
 			break;
 		}
-		v[n++] = r;
+		rc = records_audit_to_wire(t->arena, r, &v[n++]);
+		if (rc)
+			return rc;
 		after = r->seq;
 	}
 	if (rc && rc != MDB_NOTFOUND)
@@ -951,12 +997,11 @@ static int command_replayed(struct txn *t, const char *id, const char *verb,
 	if (rc == MDB_NOTFOUND)
 		return 0;
 	if (rc)
+		return rc; /* damaged too: never run the command twice */
+	Handoff__Wire__DlqActionReply *ar;
+	rc = records_command_reply_to_wire(t->arena, c->reply, &ar);
+	if (rc)
 		return rc;
-	ProtobufCAllocator al = arena_allocator(t->arena);
-	Handoff__Wire__DlqActionReply *ar = handoff__wire__dlq_action_reply__unpack(
-		&al, c->reply.len, c->reply.data);
-	if (!ar)
-		return MDB_CORRUPTED;
 	reply->body_case = HANDOFF__WIRE__REPLY__BODY_DLQ_ACTION;
 	reply->dlq_action = ar;
 	log_event(LOG_INFO, "operator_command_repeated", LS("command_id", id),
@@ -972,12 +1017,9 @@ static int remember_command(struct handler_env *env, struct txn *t,
 	CommandRecord c = HANDOFF__STORE__COMMAND_RECORD__INIT;
 	c.audit_seq = audit_seq;
 	c.created_ms = t->now_ms;
-	c.reply.len = handoff__wire__dlq_action_reply__get_packed_size(ar);
-	c.reply.data = arena_alloc(t->arena, c.reply.len ? c.reply.len : 1);
-	if (!c.reply.data)
-		return ENOMEM;
-	handoff__wire__dlq_action_reply__pack(ar, c.reply.data);
-	int rc = store_command_put(t, id, &c);
+	int rc = records_command_reply_to_store(t->arena, ar, &c.reply);
+	if (!rc)
+		rc = store_command_put(t, id, &c);
 	if (!rc)
 		rc = store_expiry_put(t, t->now_ms + env->cfg->dedup_window_ms,
 				      EXPIRY_COMMAND, id, strlen(id));
@@ -1028,9 +1070,11 @@ static int handle_dlq_action(struct handler_env *env, struct txn *t,
 			DeliveryRecord *d;
 			if (a->dry_run) {
 				rc = store_delivery_get(t, ev, sub->id, &d);
-				st = (!rc && d->state == DS(DEAD)) ? ST(OK)
-								   : ST(NOT_FOUND);
-				if (rc == MDB_NOTFOUND || rc == MDB_CORRUPTED)
+				st = (!rc && d->state == STORED(DEAD))
+					     ? ST(OK) : ST(NOT_FOUND);
+				/* a damaged record is reported missing (the
+				 * real replay or purge fails on it instead) */
+				if (rc == MDB_NOTFOUND || rc == STORE_EDECODE)
 					rc = 0;
 			} else {
 				rc = act(t, sub, ev, &st);
@@ -1100,7 +1144,7 @@ static int handle_trace(struct handler_env *env, struct txn *t,
 		return ENOMEM;
 	handoff__wire__trace_reply__init(tr);
 	tr->event_id = q->event_id;
-	if (rc == MDB_CORRUPTED) {
+	if (rc == STORE_EDECODE) {
 		tr->corrupt = true;
 		log_event(LOG_ERROR, "event_corrupt", LU("event_id", q->event_id),
 			  LS("where", "event record"), LOG_END);
@@ -1114,12 +1158,15 @@ static int handle_trace(struct handler_env *env, struct txn *t,
 		tr->payload_removed = m->payload_removed;
 		tr->idempotency_key = m->idempotency_key;
 		EventBody *b;
-		if (!m->payload_removed &&
-		    store_payload_get(t, q->event_id, &b) == MDB_CORRUPTED) {
+		rc = m->payload_removed ? MDB_NOTFOUND
+					: store_payload_get(t, q->event_id, &b);
+		if (rc == STORE_EDECODE) {
 			tr->corrupt = true;
 			log_event(LOG_ERROR, "event_corrupt",
 				  LU("event_id", q->event_id), LS("where", "payload"),
 				  LOG_END);
+		} else if (rc && rc != MDB_NOTFOUND) {
+			return rc;
 		}
 	}
 	struct ptr_list l = { 0 };
@@ -1133,32 +1180,42 @@ static int handle_trace(struct handler_env *env, struct txn *t,
 		if (rc)
 			return rc;
 		DeliveryRecord *d;
-		if (store_delivery_get(t, q->event_id, sid, &d))
-			continue;
+		rc = store_delivery_get(t, q->event_id, sid, &d);
+		if (rc == STORE_EDECODE || rc == MDB_NOTFOUND)
+			continue; /* damaged: left out of the trace */
+		if (rc)
+			return rc;
 		Handoff__Wire__SubscriptionTrace *s = alloc0(t, sizeof *s);
 		if (!s || ptr_push(t, &l, s))
 			return ENOMEM;
 		handoff__wire__subscription_trace__init(s);
 		SubRecord *sub;
 		char idname[32];
-		if (store_sub_get(t, sid, &sub) == 0) {
+		rc = store_sub_get(t, sid, &sub);
+		if (rc == 0) {
 			s->subscription = sub->name;
-		} else {
+		} else if (rc == MDB_NOTFOUND || rc == STORE_EDECODE) {
+			/* removed since, or damaged: named by its id */
 			snprintf(idname, sizeof idname, "#%u", sid);
 			s->subscription = arena_strdup(t->arena, idname);
+		} else {
+			return rc;
 		}
-		s->state = d->state;
-		if (d->state == DS(READY) && d->due_ms > t->now_ms)
+		s->state = records_state_to_wire(d->state);
+		if (d->state == STORED(READY) && d->due_ms > t->now_ms)
 			s->state = DS(DELAYED);
 		s->consumer = d->consumer;
 		s->lease_deadline_ms = d->lease_deadline_ms;
 		s->due_ms = d->due_ms;
 		s->done_ms = d->done_ms;
-		s->dead_reason = d->dead_reason;
+		s->dead_reason = records_dead_reason_to_wire(d->dead_reason);
 		s->error = d->error;
 		s->replays = d->replays;
 		s->n_history = d->n_history;
-		s->history = d->history;
+		rc = records_history_to_wire(t->arena, d->history, d->n_history,
+					     &s->history);
+		if (rc)
+			return rc;
 		if (sid == UINT32_MAX)
 			break;
 	}
@@ -1179,11 +1236,9 @@ static int handle_stats(struct handler_env *env, struct txn *t, Reply *reply)
 	sr->version = HANDOFF_BUILD_VERSION;
 	sr->held_fetches = env->held_fetches;
 	store_usage(env->st, &sr->store_used_bytes, &sr->store_map_bytes);
-	MDB_stat ms;
-	int rc = mdb_stat(t->txn, env->st->dbi[DB_PAYLOADS], &ms);
+	int rc = store_payload_count(t, &sr->events_stored);
 	if (rc)
 		return rc;
-	sr->events_stored = ms.ms_entries;
 
 	struct ptr_list tl = { 0 }, sl = { 0 };
 	char *name = "";
@@ -1191,8 +1246,11 @@ static int handle_stats(struct handler_env *env, struct txn *t, Reply *reply)
 		TopicRecord *tr;
 		uint32_t *ids;
 		size_t nsubs;
-		if (store_topic_get(t, name, &tr))
-			continue;
+		rc = store_topic_get(t, name, &tr);
+		if (rc == MDB_NOTFOUND || rc == STORE_EDECODE)
+			continue; /* damaged: left out, the other topics shown */
+		if (rc)
+			return rc;
 		rc = store_topic_subs(t, name, &ids, &nsubs);
 		if (rc)
 			return rc;

@@ -35,7 +35,7 @@ static void lease_gone(struct txn *t, const DeliveryRecord *d)
 static int put_ready(struct txn *t, SubRecord *sub, uint64_t event,
 		     DeliveryRecord *d, uint64_t due)
 {
-	d->state = HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_READY;
+	d->state = HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_READY;
 	d->due_ms = due;
 	d->lease_deadline_ms = 0;
 	int rc = store_ready_put(t, sub->id, due, event);
@@ -58,15 +58,15 @@ int sched_enqueue(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due)
 
 static int add_attempt(struct txn *t, DeliveryRecord *d, const char *consumer)
 {
-	Handoff__Wire__Attempt *a = arena_alloc(t->arena, sizeof *a);
-	Handoff__Wire__Attempt **h = arena_alloc(t->arena, MAX_HISTORY * sizeof *h);
+	Handoff__Store__Attempt *a = arena_alloc(t->arena, sizeof *a);
+	Handoff__Store__Attempt **h = arena_alloc(t->arena, MAX_HISTORY * sizeof *h);
 	if (!a || !h)
 		return ENOMEM;
-	handoff__wire__attempt__init(a);
+	handoff__store__attempt__init(a);
 	a->attempt = d->attempts;
 	a->consumer = arena_strdup(t->arena, consumer);
 	a->leased_ms = t->now_ms;
-	a->outcome = HANDOFF__WIRE__OUTCOME__OUTCOME_LEASED;
+	a->outcome = HANDOFF__STORE__OUTCOME__OUTCOME_LEASED;
 	if (!a->consumer)
 		return ENOMEM;
 	size_t n = d->n_history;
@@ -89,12 +89,12 @@ static int add_attempt(struct txn *t, DeliveryRecord *d, const char *consumer)
 
 /* Close the attempt in progress with its outcome. */
 static void end_attempt(struct txn *t, DeliveryRecord *d,
-			Handoff__Wire__Outcome outcome, const char *error)
+			Handoff__Store__Outcome outcome, const char *error)
 {
 	if (d->n_history == 0)
 		return;
-	Handoff__Wire__Attempt *a = d->history[d->n_history - 1];
-	if (a->outcome != HANDOFF__WIRE__OUTCOME__OUTCOME_LEASED)
+	Handoff__Store__Attempt *a = d->history[d->n_history - 1];
+	if (a->outcome != HANDOFF__STORE__OUTCOME__OUTCOME_LEASED)
 		return;
 	a->ended_ms = t->now_ms;
 	a->outcome = outcome;
@@ -105,14 +105,14 @@ static void end_attempt(struct txn *t, DeliveryRecord *d,
 	}
 }
 
-static const char *reason_name(Handoff__Wire__DeadReason r)
+static const char *reason_name(Handoff__Store__DeadReason r)
 {
 	switch (r) {
-	case HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_MAX_ATTEMPTS:
+	case HANDOFF__STORE__DEAD_REASON__DEAD_REASON_MAX_ATTEMPTS:
 		return "max_attempts";
-	case HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_PERMANENT:
+	case HANDOFF__STORE__DEAD_REASON__DEAD_REASON_PERMANENT:
 		return "permanent";
-	case HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_CORRUPT:
+	case HANDOFF__STORE__DEAD_REASON__DEAD_REASON_CORRUPT:
 		return "corrupt";
 	default:
 		return "none";
@@ -120,9 +120,9 @@ static const char *reason_name(Handoff__Wire__DeadReason r)
 }
 
 static int dead_letter(struct txn *t, SubRecord *sub, uint64_t event,
-		       DeliveryRecord *d, Handoff__Wire__DeadReason reason)
+		       DeliveryRecord *d, Handoff__Store__DeadReason reason)
 {
-	d->state = HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_DEAD;
+	d->state = HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_DEAD;
 	d->dead_reason = reason;
 	d->dead_ms = t->now_ms;
 	d->lease_deadline_ms = 0;
@@ -147,11 +147,11 @@ static int retry_or_dead(struct txn *t, SubRecord *sub, uint64_t event,
 {
 	if (permanent)
 		return dead_letter(t, sub, event, d,
-			HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_PERMANENT);
+			HANDOFF__STORE__DEAD_REASON__DEAD_REASON_PERMANENT);
 	uint32_t max = sub->policy ? sub->policy->max_attempts : 1;
 	if (d->budget_used >= max)
 		return dead_letter(t, sub, event, d,
-			HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_MAX_ATTEMPTS);
+			HANDOFF__STORE__DEAD_REASON__DEAD_REASON_MAX_ATTEMPTS);
 	if (delay_ms == 0 && sub->policy)
 		delay_ms = backoff_delay_ms(sub->policy->backoff_min_ms,
 					    sub->policy->backoff_max_ms,
@@ -170,8 +170,9 @@ static int release_event(struct txn *t, uint64_t event)
 {
 	EventMeta *m;
 	int rc = store_event_get(t, event, &m);
-	if (rc == MDB_NOTFOUND || rc == MDB_CORRUPTED) {
-		/* Nothing to account against; still never keep the payload. */
+	if (rc == MDB_NOTFOUND || rc == STORE_EDECODE) {
+		/* Nothing to account against (no record, or a damaged one, left
+		 * as it is); still never keep the payload. */
 		rc = store_payload_del(t, event);
 		return rc == MDB_NOTFOUND ? 0 : rc;
 	}
@@ -217,9 +218,10 @@ int sched_lease(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due,
 		*out = NULL;
 		return 0;
 	}
-	if (rc && rc != MDB_CORRUPTED)
+	if (rc && rc != STORE_EDECODE)
 		return rc;
-	if (rc == MDB_CORRUPTED) {
+	if (rc == STORE_EDECODE) {
+		/* Left as it is, out of the ready index: never delivered. */
 		log_event(LOG_ERROR, "delivery_record_corrupt",
 			  LU("event_id", event), LS("subscription", sub->name),
 			  LOG_END);
@@ -235,18 +237,18 @@ int sched_lease(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due,
 
 	int brc = store_payload_get(t, event, body);
 	int mrc = store_event_get(t, event, meta);
-	if (brc == MDB_CORRUPTED || mrc == MDB_CORRUPTED || brc == MDB_NOTFOUND ||
+	if (brc == STORE_EDECODE || mrc == STORE_EDECODE || brc == MDB_NOTFOUND ||
 	    mrc == MDB_NOTFOUND) {
 		/* Damaged (or missing) data is never delivered as good. */
 		*body = NULL;
-		end_attempt(t, d, HANDOFF__WIRE__OUTCOME__OUTCOME_CORRUPT,
+		end_attempt(t, d, HANDOFF__STORE__OUTCOME__OUTCOME_CORRUPT,
 			    "stored event failed its checksum");
 		d->error = arena_strdup(t->arena,
 					"stored event failed its checksum");
 		log_event(LOG_ERROR, "event_corrupt", LU("event_id", event),
 			  LS("subscription", sub->name), LOG_END);
 		return dead_letter(t, sub, event, d,
-			HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_CORRUPT);
+			HANDOFF__STORE__DEAD_REASON__DEAD_REASON_CORRUPT);
 	}
 	if (brc)
 		return brc;
@@ -258,7 +260,7 @@ int sched_lease(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due,
 		randombytes_buf(&token, sizeof token);
 	while (token == 0);
 	uint32_t deadline_ms = sub->policy ? sub->policy->ack_deadline_ms : 30000;
-	d->state = HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_LEASED;
+	d->state = HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_LEASED;
 	d->lease_token = token;
 	d->lease_deadline_ms = t->now_ms + deadline_ms;
 	d->consumer = arena_strdup(t->arena, consumer);
@@ -291,7 +293,7 @@ static int leased_delivery(struct txn *t, SubRecord *sub, uint64_t event,
 	}
 	if (rc)
 		return rc;
-	if ((*d)->state != HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_LEASED ||
+	if ((*d)->state != HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_LEASED ||
 	    (*d)->lease_token != token || token == 0) {
 		*status = HANDOFF__WIRE__STATUS__LEASE_LOST;
 		return 0;
@@ -315,7 +317,7 @@ int sched_ack(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
 	if (rc)
 		return rc;
 	if (*status == HANDOFF__WIRE__STATUS__LEASE_LOST &&
-	    d->state == HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_ACKED &&
+	    d->state == HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_ACKED &&
 	    d->lease_token == token && token != 0) {
 		/* the same ack again (a resent request): already done */
 		*status = HANDOFF__WIRE__STATUS__OK;
@@ -323,10 +325,10 @@ int sched_ack(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
 	}
 	if (*status != HANDOFF__WIRE__STATUS__OK)
 		return 0;
-	d->state = HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_ACKED;
+	d->state = HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_ACKED;
 	d->done_ms = t->now_ms;
 	d->lease_deadline_ms = 0;
-	end_attempt(t, d, HANDOFF__WIRE__OUTCOME__OUTCOME_ACKED, NULL);
+	end_attempt(t, d, HANDOFF__STORE__OUTCOME__OUTCOME_ACKED, NULL);
 	rc = store_delivery_put(t, event, sub->id, d);
 	if (rc)
 		return rc;
@@ -342,8 +344,8 @@ int sched_nack(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
 	int rc = leased_delivery(t, sub, event, token, &d, status);
 	if (rc || *status != HANDOFF__WIRE__STATUS__OK)
 		return rc;
-	end_attempt(t, d, permanent ? HANDOFF__WIRE__OUTCOME__OUTCOME_PERMANENT
-				    : HANDOFF__WIRE__OUTCOME__OUTCOME_NACKED,
+	end_attempt(t, d, permanent ? HANDOFF__STORE__OUTCOME__OUTCOME_PERMANENT
+				    : HANDOFF__STORE__OUTCOME__OUTCOME_NACKED,
 		    reason);
 	if (reason && *reason)
 		d->error = arena_strdup(t->arena, reason);
@@ -354,7 +356,7 @@ int sched_nack(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
 
 /* A lease ended without ack or nack (expiry, restart). */
 static int lease_ended(struct txn *t, uint64_t deadline, uint32_t sub_id,
-		       uint64_t event, Handoff__Wire__Outcome outcome)
+		       uint64_t event, Handoff__Store__Outcome outcome)
 {
 	SubRecord *sub;
 	DeliveryRecord *d;
@@ -367,11 +369,12 @@ static int lease_ended(struct txn *t, uint64_t deadline, uint32_t sub_id,
 	if (rc)
 		return rc;
 	rc = store_delivery_get(t, event, sub_id, &d);
-	if (rc == MDB_NOTFOUND || rc == MDB_CORRUPTED)
-		return 0; /* a stale index entry: removed above */
+	if (rc == MDB_NOTFOUND || rc == STORE_EDECODE)
+		return 0; /* a stale index entry (removed above), or a damaged
+			   * record: left as it is */
 	if (rc)
 		return rc;
-	if (d->state != HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_LEASED ||
+	if (d->state != HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_LEASED ||
 	    d->lease_deadline_ms != deadline)
 		return 0;
 	if (sub->deleting)
@@ -380,7 +383,7 @@ static int lease_ended(struct txn *t, uint64_t deadline, uint32_t sub_id,
 	if (sub->leased)
 		sub->leased--;
 	store_sub_mark(t, sub);
-	if (outcome == HANDOFF__WIRE__OUTCOME__OUTCOME_EXPIRED) {
+	if (outcome == HANDOFF__STORE__OUTCOME__OUTCOME_EXPIRED) {
 		end_attempt(t, d, outcome, "ack deadline passed");
 		d->error = (char *)"lease expired: no ack within the ack deadline";
 		sub->expired++;
@@ -404,14 +407,14 @@ int sched_expire(struct txn *t, uint64_t deadline, uint32_t sub_id,
 		 uint64_t event)
 {
 	return lease_ended(t, deadline, sub_id, event,
-			   HANDOFF__WIRE__OUTCOME__OUTCOME_EXPIRED);
+			   HANDOFF__STORE__OUTCOME__OUTCOME_EXPIRED);
 }
 
 int sched_recover(struct txn *t, uint64_t deadline, uint32_t sub_id,
 		  uint64_t event)
 {
 	return lease_ended(t, deadline, sub_id, event,
-			   HANDOFF__WIRE__OUTCOME__OUTCOME_BROKER_RESTART);
+			   HANDOFF__STORE__OUTCOME__OUTCOME_BROKER_RESTART);
 }
 
 static int dead_delivery(struct txn *t, SubRecord *sub, uint64_t event,
@@ -419,7 +422,7 @@ static int dead_delivery(struct txn *t, SubRecord *sub, uint64_t event,
 {
 	int rc = store_delivery_get(t, event, sub->id, d);
 	if (rc == MDB_NOTFOUND ||
-	    (!rc && (*d)->state != HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_DEAD)) {
+	    (!rc && (*d)->state != HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_DEAD)) {
 		*status = HANDOFF__WIRE__STATUS__NOT_FOUND;
 		return 0;
 	}
@@ -444,7 +447,7 @@ int sched_replay(struct txn *t, SubRecord *sub, uint64_t event,
 		return rc;
 	d->budget_used = 0;
 	d->replays++;
-	d->dead_reason = HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_UNSPECIFIED;
+	d->dead_reason = HANDOFF__STORE__DEAD_REASON__DEAD_REASON_UNSPECIFIED;
 	d->dead_ms = 0;
 	sub->replayed++;
 	log_event(LOG_INFO, "dead_letter_replayed", LU("event_id", event),
@@ -459,7 +462,7 @@ int sched_purge(struct txn *t, SubRecord *sub, uint64_t event, Status *status)
 	int rc = dead_delivery(t, sub, event, &d, status);
 	if (rc || *status != HANDOFF__WIRE__STATUS__OK)
 		return rc;
-	d->state = HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_PURGED;
+	d->state = HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_PURGED;
 	d->done_ms = t->now_ms;
 	rc = store_delivery_put(t, event, sub->id, d);
 	if (rc)
@@ -475,23 +478,23 @@ int sched_drop(struct txn *t, SubRecord *sub, uint64_t event)
 {
 	DeliveryRecord *d;
 	int rc = store_delivery_get(t, event, sub->id, &d);
-	if (rc == MDB_NOTFOUND || rc == MDB_CORRUPTED)
-		return 0;
+	if (rc == MDB_NOTFOUND || rc == STORE_EDECODE)
+		return 0; /* nothing to drop, or damaged: left as it is */
 	if (rc)
 		return rc;
 	switch (d->state) {
-	case HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_READY:
+	case HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_READY:
 		rc = store_ready_del(t, sub->id, d->due_ms, event);
 		if (sub->ready)
 			sub->ready--;
 		break;
-	case HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_LEASED:
+	case HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_LEASED:
 		rc = store_lease_del(t, d->lease_deadline_ms, sub->id, event);
 		if (sub->leased)
 			sub->leased--;
 		lease_gone(t, d);
 		break;
-	case HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_DEAD:
+	case HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_DEAD:
 		rc = store_dlq_del(t, sub->id, event);
 		if (sub->dead)
 			sub->dead--;
@@ -501,9 +504,9 @@ int sched_drop(struct txn *t, SubRecord *sub, uint64_t event)
 	}
 	if (rc && rc != MDB_NOTFOUND)
 		return rc;
-	end_attempt(t, d, HANDOFF__WIRE__OUTCOME__OUTCOME_UNSUBSCRIBED,
+	end_attempt(t, d, HANDOFF__STORE__OUTCOME__OUTCOME_UNSUBSCRIBED,
 		    "subscription deleted");
-	d->state = HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_UNSUBSCRIBED;
+	d->state = HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_UNSUBSCRIBED;
 	d->done_ms = t->now_ms;
 	rc = store_delivery_put(t, event, sub->id, d);
 	if (rc)

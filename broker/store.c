@@ -1,10 +1,12 @@
 /*
  * store.c — the LMDB layer; see store.h for the databases and keys.
  *
- * Records are protobuf-c messages packed straight into LMDB's buffer with
- * MDB_RESERVE. Payloads carry a CRC-32 that is checked on every read:
- * LMDB itself keeps no checksums, and a flipped bit must never be served
- * as good data.
+ * Records are protobuf-c messages (proto/store.proto) packed straight into
+ * LMDB's buffer with MDB_RESERVE. Payloads carry a CRC-32 that is checked
+ * on every read: LMDB itself keeps no checksums, and a flipped bit must
+ * never be served as good data. A record that fails its checksum or does
+ * not decode is STORE_EDECODE, never MDB_CORRUPTED (which stays LMDB's
+ * own word for its pages) and never "not found".
  */
 #include "store.h"
 
@@ -19,6 +21,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
+/* The record format (proto/store.proto) and database layout (store.h),
+ * kept in meta "schema". */
 #define SCHEMA_VERSION 1
 
 static const char *db_names[DB_COUNT] = {
@@ -178,15 +182,6 @@ static int load_counters(struct store *st, char *err, size_t errlen)
 	int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
 	if (rc)
 		goto out;
-	k.mv_data = "schema";
-	k.mv_size = 6;
-	rc = mdb_get(txn, st->dbi[DB_META], &k, &d);
-	if (rc || d.mv_size != 4 || be32_get(d.mv_data) != SCHEMA_VERSION) {
-		mdb_txn_abort(txn);
-		snprintf(err, errlen, "store schema is missing or not version %d",
-			 SCHEMA_VERSION);
-		return rc ? rc : EINVAL;
-	}
 	st->next_event_id = 1;
 	st->next_sub_id = 1;
 	k.mv_data = "next_event";
@@ -201,6 +196,46 @@ static int load_counters(struct store *st, char *err, size_t errlen)
 	return 0;
 out:
 	snprintf(err, errlen, "reading store counters: %s", mdb_strerror(rc));
+	return rc;
+}
+
+/*
+ * The format version in meta, read before anything is created or changed
+ * in the file: a store of another version, or an LMDB file that is no
+ * handoff store, is refused as it is. MDB_NOTFOUND when there is none,
+ * EINVAL when it is not this build's.
+ */
+static int check_format(MDB_env *env, char *err, size_t errlen)
+{
+	MDB_txn *txn;
+	MDB_dbi meta;
+	MDB_val k = { 6, "schema" }, d;
+	int rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
+	if (rc) {
+		snprintf(err, errlen, "reading the store format version: %s",
+			 mdb_strerror(rc));
+		return rc;
+	}
+	rc = mdb_dbi_open(txn, db_names[DB_META], 0, &meta);
+	if (!rc)
+		rc = mdb_get(txn, meta, &k, &d);
+	if (rc == MDB_NOTFOUND) {
+		snprintf(err, errlen, "the data file has no store format version "
+			 "(meta \"schema\"): not a handoff store");
+	} else if (rc) {
+		snprintf(err, errlen, "reading the store format version: %s",
+			 mdb_strerror(rc));
+	} else if (d.mv_size != 4) {
+		snprintf(err, errlen, "the store format version (meta \"schema\") "
+			 "is %zu bytes, not 4: not a handoff store", d.mv_size);
+		rc = EINVAL;
+	} else if (be32_get(d.mv_data) != SCHEMA_VERSION) {
+		snprintf(err, errlen, "store format version %u is not one this "
+			 "build reads (it reads version %d): written by another "
+			 "handoff version?", be32_get(d.mv_data), SCHEMA_VERSION);
+		rc = EINVAL;
+	}
+	mdb_txn_abort(txn);
 	return rc;
 }
 
@@ -320,6 +355,9 @@ int store_open(struct store *st, const char *dir, uint64_t map_size,
 	if (rc)
 		goto fail;
 	st->stale_readers_at_open = store_reader_check(st);
+	rc = check_format(st->env, err, errlen);
+	if (rc)
+		goto fail;
 	rc = create_dbs(st->env, st->dbi, false);
 	if (rc) {
 		snprintf(err, errlen, "opening databases: %s", mdb_strerror(rc));
@@ -332,6 +370,25 @@ int store_open(struct store *st, const char *dir, uint64_t map_size,
 fail:
 	store_close(st);
 	return rc;
+}
+
+const char *store_strerror(int rc)
+{
+	if (rc == STORE_EDECODE)
+		return "stored record is damaged: it fails its checksum or does "
+		       "not decode";
+	return mdb_strerror(rc); /* LMDB's codes, else strerror() */
+}
+
+bool store_is_broken(struct store *st)
+{
+	MDB_txn *probe;
+	int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &probe);
+	if (rc == 0) {
+		mdb_txn_abort(probe);
+		return false;
+	}
+	return rc == MDB_PANIC || rc == EIO;
 }
 
 void store_close(struct store *st)
@@ -401,6 +458,42 @@ static int put_msg(struct txn *t, int db, const void *key, size_t klen,
 	return 0;
 }
 
+/* protobuf-c reports a failed allocation and bad input alike (NULL): this
+ * allocator remembers which it was. */
+struct decode_alloc {
+	struct arena *arena;
+	bool failed;
+};
+
+static void *decode_alloc(void *data, size_t n)
+{
+	struct decode_alloc *da = data;
+	void *p = arena_alloc(da->arena, n);
+	if (!p)
+		da->failed = true;
+	return p;
+}
+
+static void decode_free(void *data, void *p)
+{
+	(void)data;
+	(void)p; /* the arena frees everything at its reset */
+}
+
+/* Unpack a stored value: 0, STORE_EDECODE, or ENOMEM. Fields this build
+ * does not know (a newer build's) are kept, and written back on update. */
+static int decode(struct txn *t, const ProtobufCMessageDescriptor *desc,
+		  size_t len, const void *data, void **out)
+{
+	struct decode_alloc da = { t->arena, false };
+	ProtobufCAllocator al = { .alloc = decode_alloc, .free = decode_free,
+				  .allocator_data = &da };
+	*out = protobuf_c_message_unpack(desc, &al, len, data);
+	if (*out)
+		return 0;
+	return da.failed ? ENOMEM : STORE_EDECODE;
+}
+
 static int get_msg(struct txn *t, int db, const void *key, size_t klen,
 		   const ProtobufCMessageDescriptor *desc, void **out)
 {
@@ -408,9 +501,7 @@ static int get_msg(struct txn *t, int db, const void *key, size_t klen,
 	int rc = mdb_get(t->txn, t->st->dbi[db], &k, &d);
 	if (rc)
 		return rc;
-	ProtobufCAllocator al = arena_allocator(t->arena);
-	*out = protobuf_c_message_unpack(desc, &al, d.mv_size, d.mv_data);
-	return *out ? 0 : MDB_CORRUPTED;
+	return decode(t, desc, d.mv_size, d.mv_data, out);
 }
 
 static int del_key(struct txn *t, int db, const void *key, size_t klen)
@@ -508,14 +599,13 @@ int store_payload_get(struct txn *t, uint64_t id, EventBody **out)
 	if (rc)
 		return rc;
 	if (d.mv_size < 4)
-		return MDB_CORRUPTED;
+		return STORE_EDECODE;
 	const uint8_t *p = d.mv_data;
 	uLong crc = crc32(0L, p + 4, (uInt)(d.mv_size - 4));
 	if ((uint32_t)crc != be32_get(p))
-		return MDB_CORRUPTED;
-	ProtobufCAllocator al = arena_allocator(t->arena);
-	*out = handoff__store__event_body__unpack(&al, d.mv_size - 4, p + 4);
-	return *out ? 0 : MDB_CORRUPTED;
+		return STORE_EDECODE;
+	return decode(t, &handoff__store__event_body__descriptor, d.mv_size - 4,
+		      p + 4, (void **)out);
 }
 
 int store_payload_put(struct txn *t, uint64_t id, const EventBody *b)
@@ -543,6 +633,19 @@ int store_payload_del(struct txn *t, uint64_t id)
 uint64_t store_alloc_event_id(struct txn *t)
 {
 	return t->next_event_id++;
+}
+
+static int count_entries(struct txn *t, int db, uint64_t *count)
+{
+	MDB_stat ms;
+	int rc = mdb_stat(t->txn, t->st->dbi[db], &ms);
+	*count = rc ? 0 : ms.ms_entries;
+	return rc;
+}
+
+int store_payload_count(struct txn *t, uint64_t *count)
+{
+	return count_entries(t, DB_PAYLOADS, count);
 }
 
 /* ---- subscriptions ----------------------------------------------------- */
@@ -610,8 +713,13 @@ int store_sub_by_name(struct txn *t, const char *name, SubRecord **out)
 	if (rc)
 		return rc;
 	if (d.mv_size != 4)
-		return MDB_CORRUPTED;
+		return STORE_EDECODE;
 	return store_sub_get(t, be32_get(d.mv_data), out);
+}
+
+int store_sub_count(struct txn *t, uint64_t *count)
+{
+	return count_entries(t, DB_SUB_NAMES, count);
 }
 
 static size_t topic_sub_key(uint8_t *buf, size_t cap, const char *topic,
@@ -713,7 +821,7 @@ int store_sub_next(struct txn *t, uint32_t after, uint32_t *id)
 	if (rc)
 		return rc;
 	if (ko.mv_size != 4)
-		return MDB_CORRUPTED;
+		return STORE_EDECODE;
 	*id = be32_get(ko.mv_data);
 	return 0;
 }
@@ -949,7 +1057,7 @@ int store_lease_first(struct txn *t, uint64_t *deadline, uint32_t *sub,
 	if (rc)
 		return rc;
 	if (ko.mv_size != 20)
-		return MDB_CORRUPTED;
+		return STORE_EDECODE;
 	*deadline = be64_get(ko.mv_data);
 	*sub = be32_get((uint8_t *)ko.mv_data + 8);
 	*ev = be64_get((uint8_t *)ko.mv_data + 12);
@@ -974,7 +1082,7 @@ int store_lease_next(struct txn *t, uint64_t *deadline, uint32_t *sub,
 	if (rc)
 		return rc;
 	if (ko.mv_size != 20)
-		return MDB_CORRUPTED;
+		return STORE_EDECODE;
 	*deadline = be64_get(ko.mv_data);
 	*sub = be32_get((uint8_t *)ko.mv_data + 8);
 	*ev = be64_get((uint8_t *)ko.mv_data + 12);
@@ -1089,7 +1197,7 @@ int store_expiry_first(struct txn *t, uint64_t now, uint64_t *at, int *kind,
 	if (rc)
 		return rc;
 	if (ko.mv_size < 9 || ko.mv_size > 9 + IDEM_KEY_MAX)
-		return MDB_CORRUPTED;
+		return STORE_EDECODE;
 	*at = be64_get(ko.mv_data);
 	if (*at > now)
 		return MDB_NOTFOUND;
@@ -1208,11 +1316,8 @@ int store_audit_next(struct txn *t, uint64_t after, AuditRecord **out)
 	mdb_cursor_close(c);
 	if (rc)
 		return rc;
-	ProtobufCAllocator al = arena_allocator(t->arena);
-	*out = (AuditRecord *)protobuf_c_message_unpack(
-		&handoff__wire__audit_record__descriptor, &al, d.mv_size,
-		d.mv_data);
-	return *out ? 0 : MDB_CORRUPTED;
+	return decode(t, &handoff__store__audit_record__descriptor, d.mv_size,
+		      d.mv_data, (void **)out);
 }
 
 int store_command_get(struct txn *t, const char *id, CommandRecord **out)
@@ -1230,21 +1335,4 @@ int store_command_put(struct txn *t, const char *id, const CommandRecord *r)
 int store_command_del(struct txn *t, const char *id)
 {
 	return del_key(t, DB_COMMANDS, id, strlen(id));
-}
-
-/* TEMP (lead): replaced by the store-boundary branch's versions at merge. */
-bool store_is_broken(struct store *st)
-{
-	MDB_txn *probe;
-	int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &probe);
-	if (rc == 0) {
-		mdb_txn_abort(probe);
-		return false;
-	}
-	return rc == MDB_PANIC || rc == EIO;
-}
-
-const char *store_strerror(int rc)
-{
-	return mdb_strerror(rc);
 }

@@ -1,9 +1,12 @@
 /*
  * store.h — handoff's state in one LMDB environment. The only module that
- * knows the databases, key layouts and record encodings.
+ * talks to LMDB and knows the databases, key layouts and record encodings.
  *
- * Databases (keys big-endian so LMDB's byte order is numeric order):
- *   meta        "schema", "next_event", "next_sub"        -> counters
+ * Databases (keys big-endian so LMDB's byte order is numeric order; the
+ * records are the messages of proto/store.proto, format version 1):
+ *   meta        "schema"                                  -> format version (4)
+ *               "next_event"                              -> next event id (8)
+ *               "next_sub"                                -> next sub id (4)
  *   events      event id (8)                              -> EventMeta
  *   payloads    event id (8)                              -> crc32 (4) + EventBody
  *   subs        subscription id (4)                       -> SubscriptionRecord
@@ -15,19 +18,35 @@
  *   leases      deadline ms (8) + sub id (4) + event (8)  -> (empty)
  *   dlq         sub id (4) + event id (8)                 -> (empty)
  *   idem        topic '\0' idempotency key               -> IdempotencyRecord
- *   expiry      at ms (8) + kind (1) + id (8, or an idem key) -> (empty)
+ *   expiry      at ms (8) + kind (1) + id                 -> (empty)
+ *               id: event id (8) for EXPIRY_HISTORY, an idem key for
+ *               EXPIRY_IDEM, a command id for EXPIRY_COMMAND
+ *   audit       sequence number (8), from 1               -> AuditRecord
+ *   commands    operator command id (1..256 bytes)        -> CommandRecord
  * Idempotency records are keyed by the key itself, not a hash of it: keys
  * the client library makes are time-ordered, so their inserts land at the
  * end of the tree (one page per commit) instead of one random page each.
  * Every READY delivery has one ready entry, every LEASED one lease entry,
  * every DEAD one dlq entry, in the same transaction as its record.
+ * sub_names and topic_subs hold live subscriptions only (an unsubscribed
+ * one keeps its record, marked deleting, until its deliveries are gone).
  *
- * Errors: functions return 0, MDB_NOTFOUND where documented, or an LMDB
- * (or errno) code; after any code other than MDB_NOTFOUND the transaction
- * must be aborted. Records read are allocated from the transaction's arena
- * and live until the arena is reset.
+ * Errors: functions return 0; MDB_NOTFOUND where documented (no such
+ * record or entry); STORE_EDECODE for a stored record or entry that is
+ * damaged (a value that fails its checksum, is too short or does not
+ * decode; a key or a stored id whose size is checked and wrong): it is
+ * there, but unreadable; ENOMEM when the arena is exhausted; or an LMDB
+ * (or errno) code. After STORE_EDECODE the transaction can go on (LMDB
+ * itself found nothing wrong); after any other code but MDB_NOTFOUND it
+ * must be aborted. store_strerror() names every one. Records read are
+ * allocated from the transaction's arena and live until the arena is
+ * reset.
  *
- * Threads: one thread (the broker loop) uses a store.
+ * Threads: nothing here locks; one thread at a time uses a store. In
+ * handoffd, loop_run() opens it before the store thread (loop.c,
+ * store_main) starts and closes it after that thread ends; in between the
+ * store thread is its only user: every transaction, space check and
+ * reader check.
  */
 #ifndef HANDOFF_BROKER_STORE_H
 #define HANDOFF_BROKER_STORE_H
@@ -47,7 +66,12 @@ typedef Handoff__Store__TopicRecord TopicRecord;
 typedef Handoff__Store__DeliveryRecord DeliveryRecord;
 typedef Handoff__Store__IdempotencyRecord IdemRecord;
 typedef Handoff__Store__CommandRecord CommandRecord;
-typedef Handoff__Wire__AuditRecord AuditRecord;
+typedef Handoff__Store__AuditRecord AuditRecord;
+
+/* A stored record or entry is damaged (see Errors above). Negative like
+ * LMDB's codes (MDB_KEYEXIST -30799 .. MDB_LAST_ERRCODE) but outside them;
+ * errno values are positive. */
+#define STORE_EDECODE (-30500)
 
 enum store_db {
 	DB_META, DB_EVENTS, DB_PAYLOADS, DB_SUBS, DB_SUB_NAMES, DB_TOPIC_SUBS,
@@ -101,6 +125,14 @@ int store_open(struct store *st, const char *dir, uint64_t map_size,
 void store_close(struct store *st);
 /* Whether an LMDB error says the file is damaged (not an I/O error). */
 bool store_error_is_damage(int rc);
+/* Text for any code a store function returns: STORE_EDECODE, LMDB's codes
+ * and errno values (static storage; never NULL). */
+const char *store_strerror(int rc);
+/* Whether the store is unusable for good: a read transaction cannot even
+ * begin, failing with MDB_PANIC or EIO (asked after a failed commit, to
+ * tell a broken environment from a full map or disk). Opens and aborts a
+ * read transaction: call it with no transaction of this thread open. */
+bool store_is_broken(struct store *st);
 /* Clear reader slots left by dead processes (a tool killed inside a read
  * transaction pins old pages, so the file would grow); how many. */
 int store_reader_check(struct store *st);
@@ -131,11 +163,14 @@ void store_txn_abort(struct txn *t);
 int store_event_get(struct txn *t, uint64_t id, EventMeta **out);
 int store_event_put(struct txn *t, uint64_t id, const EventMeta *m);
 int store_event_del(struct txn *t, uint64_t id);
-/* *corrupt set (and MDB_CORRUPTED returned) when the checksum fails. */
+/* STORE_EDECODE when the value is shorter than its checksum, fails it, or
+ * does not decode: a damaged payload is never returned as good. */
 int store_payload_get(struct txn *t, uint64_t id, EventBody **out);
 int store_payload_put(struct txn *t, uint64_t id, const EventBody *b);
 int store_payload_del(struct txn *t, uint64_t id);
 uint64_t store_alloc_event_id(struct txn *t);
+/* Number of events whose payload is still held. */
+int store_payload_count(struct txn *t, uint64_t *count);
 
 /* subscriptions (records cached per txn: modify in place, then mark) */
 int store_sub_get(struct txn *t, uint32_t id, SubRecord **out);
@@ -146,6 +181,8 @@ int store_sub_create(struct txn *t, SubRecord *r);
 /* Removes name and topic entries (the record stays, marked deleting). */
 int store_sub_unlink(struct txn *t, SubRecord *r);
 int store_sub_delete(struct txn *t, uint32_t id);
+/* Number of live subscriptions (those with a name: not being deleted). */
+int store_sub_count(struct txn *t, uint64_t *count);
 /* Next subscription id > after (0 = first); MDB_NOTFOUND at the end. */
 int store_sub_next(struct txn *t, uint32_t after, uint32_t *id);
 /* Ids of the live subscriptions of topic, ascending (arena array). */
@@ -205,8 +242,9 @@ int store_idem_put(struct txn *t, const uint8_t *key, size_t len,
 		   const IdemRecord *r);
 int store_idem_del(struct txn *t, const uint8_t *key, size_t len);
 
-/* expiry queue: id is 8 bytes (EXPIRY_HISTORY) or an idempotency record
- * key of up to IDEM_KEY_MAX bytes (EXPIRY_IDEM) */
+/* expiry queue: id is an event id (8 bytes, EXPIRY_HISTORY), an
+ * idempotency record key (EXPIRY_IDEM) or a command id (EXPIRY_COMMAND),
+ * of up to IDEM_KEY_MAX bytes */
 int store_expiry_put(struct txn *t, uint64_t at, int kind, const void *id,
 		     size_t idlen);
 /* First entry due at or before now; id copied into idbuf (IDEM_KEY_MAX). */
@@ -228,9 +266,5 @@ uint64_t be64_get(const void *p);
 void be64_put(void *p, uint64_t v);
 uint32_t be32_get(const void *p);
 void be32_put(void *p, uint32_t v);
-
-/* TEMP (lead): replaced at merge. */
-bool store_is_broken(struct store *st);
-const char *store_strerror(int rc);
 
 #endif

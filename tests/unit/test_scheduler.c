@@ -44,9 +44,9 @@
 #define T0 1700000000000ull
 #define HIST_MS 3600000ull
 
-#define ST(x) HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_##x
-#define OUT(x) HANDOFF__WIRE__OUTCOME__OUTCOME_##x
-#define WHY(x) HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_##x
+#define ST(x) HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_##x
+#define OUT(x) HANDOFF__STORE__OUTCOME__OUTCOME_##x
+#define WHY(x) HANDOFF__STORE__DEAD_REASON__DEAD_REASON_##x
 #define S_OK HANDOFF__WIRE__STATUS__OK
 #define S_LOST HANDOFF__WIRE__STATUS__LEASE_LOST
 #define S_NOTFOUND HANDOFF__WIRE__STATUS__NOT_FOUND
@@ -149,11 +149,11 @@ static uint32_t mk_sub(struct fx *f, const char *name, const char *topic,
 {
 	begin(f);
 	SubRecord *r = arena_alloc(&f->a, sizeof *r);
-	Handoff__Wire__Policy *p = arena_alloc(&f->a, sizeof *p);
+	Handoff__Store__Policy *p = arena_alloc(&f->a, sizeof *p);
 	assert_non_null(r);
 	assert_non_null(p);
 	handoff__store__subscription_record__init(r);
-	handoff__wire__policy__init(p);
+	handoff__store__policy__init(p);
 	p->max_attempts = max_attempts;
 	p->ack_deadline_ms = ack_ms;
 	p->backoff_min_ms = bmin;
@@ -992,7 +992,7 @@ static void test_corrupt_payload_dead_letters(void **state)
 	uint64_t ev = publish(f, "t", "precious bytes");
 	uint64_t ev2 = publish(f, "t", "more precious bytes");
 	corrupt_payload(f, ev, 8);
-	assert_int_equal(payload_rc(f, ev), MDB_CORRUPTED);
+	assert_int_equal(payload_rc(f, ev), STORE_EDECODE);
 
 	DeliveryRecord *d;
 	EventBody *body = (EventBody *)1;
@@ -1023,7 +1023,7 @@ static void test_corrupt_payload_dead_letters(void **state)
 	MDB_val k = { 8, key }, v = { sizeof junk, junk };
 	assert_int_equal(mdb_put(f->t.txn, f->st.dbi[DB_PAYLOADS], &k, &v, 0), 0);
 	commit(f);
-	assert_int_equal(payload_rc(f, ev2), MDB_CORRUPTED);
+	assert_int_equal(payload_rc(f, ev2), STORE_EDECODE);
 	body = (EventBody *)1;
 	assert_int_equal(lease(f, "s", "c", &d, &body), ev2);
 	assert_null(body);

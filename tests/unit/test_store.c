@@ -7,13 +7,18 @@
  *   counters (next event / subscription id) survive a reopen, an aborted
  *   txn leaves them alone;
  *   records: events, payloads (CRC-32 checked: a flipped byte, a bad CRC,
- *   a short value, garbage with a good CRC all give MDB_CORRUPTED),
+ *   a short value, garbage with a good CRC all give STORE_EDECODE),
  *   subscriptions (create / by_name / unlink / delete / next, duplicate
  *   names, cached counters written back at commit only when marked),
  *   topic subscriptions (ascending, exact topic match), topics, deliveries;
  *   indexes: ready (per sub, ordered by due then event), leases (global
- *   deadline order), dlq (per sub, by event id); idempotency hashes and
- *   records; the expiry queue.
+ *   deadline order), dlq (per sub, by event id); idempotency keys and
+ *   records; the expiry queue;
+ *   format: records of format version 1 as first written read and write
+ *   back byte for byte; a record with fields of a newer build decodes (and
+ *   keeps them); a damaged record is STORE_EDECODE and a failed allocation
+ *   ENOMEM, never "not found"; a store of another format version, or with
+ *   none, is refused at open and left as it was.
  *
  * Each test uses its own mkdtemp folder, removed in teardown.
  */
@@ -35,6 +40,7 @@
 #include <zlib.h>
 
 #include "arena.h"
+#include "records.h"
 #include "store.h"
 
 #define MAP_SIZE (64ull << 20)
@@ -149,11 +155,11 @@ static int count_entries(const char *dir, const char *containing)
 static SubRecord *new_sub(struct fx *f, const char *name, const char *topic)
 {
 	SubRecord *r = arena_alloc(&f->a, sizeof *r);
-	Handoff__Wire__Policy *p = arena_alloc(&f->a, sizeof *p);
+	Handoff__Store__Policy *p = arena_alloc(&f->a, sizeof *p);
 	assert_non_null(r);
 	assert_non_null(p);
 	handoff__store__subscription_record__init(r);
-	handoff__wire__policy__init(p);
+	handoff__store__policy__init(p);
 	p->max_attempts = 5;
 	p->ack_deadline_ms = 30000;
 	p->backoff_min_ms = 100;
@@ -330,8 +336,8 @@ static void test_event_roundtrip(void **state)
 static void put_body(struct fx *f, uint64_t id, const char *payload)
 {
 	EventBody b = HANDOFF__STORE__EVENT_BODY__INIT;
-	Handoff__Wire__Header h = HANDOFF__WIRE__HEADER__INIT;
-	Handoff__Wire__Header *hp = &h;
+	Handoff__Store__Header h = HANDOFF__STORE__HEADER__INIT;
+	Handoff__Store__Header *hp = &h;
 	h.name = (char *)"content-type";
 	h.value = (char *)"text/plain";
 	b.payload.data = (uint8_t *)payload;
@@ -422,8 +428,8 @@ static void test_payload_corruption_detected(void **state)
 	commit(f);
 
 	begin(f, false);
-	assert_int_equal(store_payload_get(&f->t, 1, &b), MDB_CORRUPTED);
-	assert_int_equal(store_payload_get(&f->t, 3, &b), MDB_CORRUPTED);
+	assert_int_equal(store_payload_get(&f->t, 1, &b), STORE_EDECODE);
+	assert_int_equal(store_payload_get(&f->t, 3, &b), STORE_EDECODE);
 	b = NULL;
 	assert_int_equal(store_payload_get(&f->t, 2, &b), 0); /* untouched */
 	assert_non_null(b);
@@ -445,9 +451,9 @@ static void test_payload_corruption_detected(void **state)
 	commit(f);
 
 	begin(f, false);
-	assert_int_equal(store_payload_get(&f->t, 10, &b), MDB_CORRUPTED);
-	assert_int_equal(store_payload_get(&f->t, 11, &b), MDB_CORRUPTED);
-	assert_int_equal(store_payload_get(&f->t, 12, &b), MDB_CORRUPTED);
+	assert_int_equal(store_payload_get(&f->t, 10, &b), STORE_EDECODE);
+	assert_int_equal(store_payload_get(&f->t, 11, &b), STORE_EDECODE);
+	assert_int_equal(store_payload_get(&f->t, 12, &b), STORE_EDECODE);
 	assert_int_equal(store_payload_get(&f->t, 13, &b), 0);
 	assert_int_equal(b->payload.len, 3);
 	assert_memory_equal(b->payload.data, "abc", 3);
@@ -691,12 +697,12 @@ static void test_deliveries(void **state)
 	struct fx *f = *state;
 	begin(f, true);
 	DeliveryRecord d = HANDOFF__STORE__DELIVERY_RECORD__INIT;
-	d.state = HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_LEASED;
+	d.state = HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_LEASED;
 	d.attempts = 2;
 	d.lease_token = 0xfeedfacecafebeefull;
 	d.consumer = (char *)"worker-1";
 	assert_int_equal(store_delivery_put(&f->t, 100, 3, &d), 0);
-	d.state = HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_READY;
+	d.state = HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_READY;
 	assert_int_equal(store_delivery_put(&f->t, 100, 7, &d), 0);
 	assert_int_equal(store_delivery_put(&f->t, 101, 1, &d), 0);
 	assert_int_equal(store_delivery_put(&f->t, 99, 9, &d), 0);
@@ -706,7 +712,7 @@ static void test_deliveries(void **state)
 	DeliveryRecord *g;
 	assert_int_equal(store_delivery_get(&f->t, 100, 3, &g), 0);
 	assert_int_equal(g->state,
-			 HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_LEASED);
+			 HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_LEASED);
 	assert_int_equal(g->attempts, 2);
 	assert_int_equal(g->lease_token, 0xfeedfacecafebeefull);
 	assert_string_equal(g->consumer, "worker-1");
@@ -927,6 +933,384 @@ static void test_expiry_queue(void **state)
 	commit(f);
 }
 
+/* ---- format ------------------------------------------------------------- */
+
+/* Records of format version 1 as the first builds wrote them (their
+ * store.proto embedded wire messages: Header, Policy, Attempt, AuditRecord,
+ * a packed DlqActionReply), every field set. */
+static const uint8_t v1_event_body[46] = {
+	0x0a, 0x07, 0x70, 0x61, 0x79, 0x6c, 0x6f, 0x61, 0x64, 0x12, 0x1a, 0x0a,
+	0x0c, 0x63, 0x6f, 0x6e, 0x74, 0x65, 0x6e, 0x74, 0x2d, 0x74, 0x79, 0x70,
+	0x65, 0x12, 0x0a, 0x74, 0x65, 0x78, 0x74, 0x2f, 0x70, 0x6c, 0x61, 0x69,
+	0x6e, 0x12, 0x07, 0x0a, 0x05, 0x74, 0x72, 0x61, 0x63, 0x65,
+};
+static const uint8_t v1_subscription[63] = {
+	0x08, 0x07, 0x12, 0x07, 0x62, 0x69, 0x6c, 0x6c, 0x69, 0x6e, 0x67, 0x1a,
+	0x06, 0x6f, 0x72, 0x64, 0x65, 0x72, 0x73, 0x22, 0x0c, 0x08, 0x05, 0x10,
+	0xb0, 0xea, 0x01, 0x18, 0x64, 0x20, 0xe0, 0xd4, 0x03, 0x28, 0x80, 0xd0,
+	0x95, 0xff, 0xbc, 0x31, 0x30, 0x01, 0x38, 0x02, 0x40, 0x03, 0x48, 0x04,
+	0x50, 0x05, 0x58, 0x06, 0x60, 0x07, 0x68, 0x08, 0x70, 0x09, 0x78, 0x0a,
+	0x80, 0x01, 0x0b,
+};
+static const uint8_t v1_delivery[104] = {
+	0x08, 0x05, 0x10, 0x02, 0x18, 0x02, 0x20, 0x0b, 0x28, 0x0c, 0x30, 0x0d,
+	0x3a, 0x02, 0x63, 0x32, 0x40, 0x0e, 0x48, 0x03, 0x50, 0x0f, 0x5a, 0x20,
+	0x73, 0x74, 0x6f, 0x72, 0x65, 0x64, 0x20, 0x65, 0x76, 0x65, 0x6e, 0x74,
+	0x20, 0x66, 0x61, 0x69, 0x6c, 0x65, 0x64, 0x20, 0x69, 0x74, 0x73, 0x20,
+	0x63, 0x68, 0x65, 0x63, 0x6b, 0x73, 0x75, 0x6d, 0x60, 0x01, 0x6a, 0x17,
+	0x08, 0x01, 0x12, 0x02, 0x63, 0x31, 0x18, 0xe8, 0x07, 0x20, 0xd0, 0x0f,
+	0x28, 0x03, 0x32, 0x04, 0x62, 0x6f, 0x6f, 0x6d, 0x38, 0xfa, 0x01, 0x6a,
+	0x13, 0x08, 0x02, 0x12, 0x02, 0x63, 0x32, 0x18, 0xb8, 0x17, 0x20, 0xa0,
+	0x1f, 0x28, 0x07, 0x32, 0x03, 0x63, 0x72, 0x63,
+};
+static const uint8_t v1_command[24] = {
+	0x08, 0x04, 0x10, 0x81, 0xd0, 0x95, 0xff, 0xbc, 0x31, 0x1a, 0x0d, 0x0a,
+	0x06, 0x01, 0xac, 0x02, 0xf0, 0xa2, 0x04, 0x12, 0x01, 0x09, 0x18, 0x01,
+};
+static const uint8_t v1_command_empty[9] = {
+	0x08, 0x05, 0x10, 0x82, 0xd0, 0x95, 0xff, 0xbc, 0x31,
+};
+static const uint8_t v1_audit[88] = {
+	0x08, 0x03, 0x10, 0x83, 0xd0, 0x95, 0xff, 0xbc, 0x31, 0x1a, 0x03, 0x6f,
+	0x70, 0x73, 0x22, 0x08, 0x6f, 0x70, 0x65, 0x72, 0x61, 0x74, 0x6f, 0x72,
+	0x2a, 0x06, 0x72, 0x65, 0x70, 0x6c, 0x61, 0x79, 0x32, 0x07, 0x62, 0x69,
+	0x6c, 0x6c, 0x69, 0x6e, 0x67, 0x3a, 0x06, 0x01, 0xac, 0x02, 0xf0, 0xa2,
+	0x04, 0x42, 0x13, 0x65, 0x76, 0x65, 0x6e, 0x74, 0x5f, 0x69, 0x64, 0x73,
+	0x20, 0x28, 0x33, 0x20, 0x67, 0x69, 0x76, 0x65, 0x6e, 0x29, 0x48, 0x03,
+	0x50, 0x01, 0x5a, 0x05, 0x66, 0x69, 0x78, 0x65, 0x64, 0x62, 0x05, 0x63,
+	0x6d, 0x64, 0x2d, 0x31,
+};
+
+/* bytes decode as desc and pack back to exactly bytes */
+static ProtobufCMessage *same_bytes(const ProtobufCMessageDescriptor *desc,
+				    const uint8_t *bytes, size_t n)
+{
+	ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, n, bytes);
+	uint8_t out[256];
+	assert_non_null(m);
+	assert_int_equal(protobuf_c_message_get_packed_size(m), n);
+	assert_true(n <= sizeof out);
+	protobuf_c_message_pack(m, out);
+	assert_memory_equal(out, bytes, n);
+	return m;
+}
+
+static void test_format_v1_records(void **state)
+{
+	struct fx *f = *state;
+	ProtobufCMessage *m;
+
+	m = same_bytes(&handoff__store__event_body__descriptor, v1_event_body,
+		       sizeof v1_event_body);
+	EventBody *b = (EventBody *)m;
+	assert_int_equal(b->payload.len, 7);
+	assert_memory_equal(b->payload.data, "payload", 7);
+	assert_int_equal(b->n_headers, 2);
+	assert_string_equal(b->headers[0]->name, "content-type");
+	assert_string_equal(b->headers[0]->value, "text/plain");
+	assert_string_equal(b->headers[1]->name, "trace");
+	assert_string_equal(b->headers[1]->value, "");
+	protobuf_c_message_free_unpacked(m, NULL);
+
+	m = same_bytes(&handoff__store__subscription_record__descriptor,
+		       v1_subscription, sizeof v1_subscription);
+	SubRecord *r = (SubRecord *)m;
+	assert_int_equal(r->id, 7);
+	assert_string_equal(r->name, "billing");
+	assert_string_equal(r->topic, "orders");
+	assert_non_null(r->policy);
+	assert_int_equal(r->policy->max_attempts, 5);
+	assert_int_equal(r->policy->ack_deadline_ms, 30000);
+	assert_int_equal(r->policy->backoff_min_ms, 100);
+	assert_int_equal(r->policy->backoff_max_ms, 60000);
+	assert_int_equal(r->created_ms, NOW);
+	assert_true(r->deleting);
+	assert_int_equal(r->ready, 2);
+	assert_int_equal(r->purged, 11);
+	protobuf_c_message_free_unpacked(m, NULL);
+
+	m = same_bytes(&handoff__store__delivery_record__descriptor, v1_delivery,
+		       sizeof v1_delivery);
+	DeliveryRecord *d = (DeliveryRecord *)m;
+	assert_int_equal(d->state, HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_DEAD);
+	assert_int_equal(d->dead_reason,
+			 HANDOFF__STORE__DEAD_REASON__DEAD_REASON_CORRUPT);
+	assert_int_equal(d->attempts, 2);
+	assert_int_equal(d->lease_token, 13);
+	assert_string_equal(d->consumer, "c2");
+	assert_int_equal(d->replays, 1);
+	assert_int_equal(d->n_history, 2);
+	assert_int_equal(d->history[0]->outcome,
+			 HANDOFF__STORE__OUTCOME__OUTCOME_NACKED);
+	assert_string_equal(d->history[0]->error, "boom");
+	assert_int_equal(d->history[0]->retry_delay_ms, 250);
+	assert_int_equal(d->history[1]->outcome,
+			 HANDOFF__STORE__OUTCOME__OUTCOME_CORRUPT);
+	assert_int_equal(d->history[1]->ended_ms, 4000);
+	protobuf_c_message_free_unpacked(m, NULL);
+
+	m = same_bytes(&handoff__store__audit_record__descriptor, v1_audit,
+		       sizeof v1_audit);
+	AuditRecord *a = (AuditRecord *)m;
+	assert_int_equal(a->seq, 3);
+	assert_string_equal(a->role, "operator");
+	assert_string_equal(a->action, "replay");
+	assert_int_equal(a->n_event_ids, 3);
+	assert_int_equal(a->event_ids[2], 70000);
+	assert_string_equal(a->selector, "event_ids (3 given)");
+	assert_int_equal(a->missing, 1);
+	assert_string_equal(a->command_id, "cmd-1");
+	protobuf_c_message_free_unpacked(m, NULL);
+
+	m = same_bytes(&handoff__store__command_record__descriptor, v1_command,
+		       sizeof v1_command);
+	CommandRecord *c = (CommandRecord *)m;
+	assert_int_equal(c->audit_seq, 4);
+	assert_non_null(c->reply);
+	assert_int_equal(c->reply->n_event_ids, 3);
+	assert_int_equal(c->reply->event_ids[1], 300);
+	assert_int_equal(c->reply->n_missing, 1);
+	assert_int_equal(c->reply->missing[0], 9);
+	assert_true(c->reply->more);
+	protobuf_c_message_free_unpacked(m, NULL);
+	m = same_bytes(&handoff__store__command_record__descriptor,
+		       v1_command_empty, sizeof v1_command_empty);
+	assert_null(((CommandRecord *)m)->reply);
+	protobuf_c_message_free_unpacked(m, NULL);
+
+	/* and the replies the handlers store become those same bytes */
+	uint64_t ids[3] = { 1, 300, 70000 }, miss[1] = { 9 };
+	Handoff__Wire__DlqActionReply ar = HANDOFF__WIRE__DLQ_ACTION_REPLY__INIT;
+	CommandRecord cr = HANDOFF__STORE__COMMAND_RECORD__INIT;
+	uint8_t out[64];
+	cr.audit_seq = 5;
+	cr.created_ms = NOW + 2;
+	assert_int_equal(records_command_reply_to_store(&f->a, &ar, &cr.reply), 0);
+	assert_null(cr.reply);
+	assert_int_equal(handoff__store__command_record__pack(&cr, out),
+			 sizeof v1_command_empty);
+	assert_memory_equal(out, v1_command_empty, sizeof v1_command_empty);
+	ar.n_event_ids = 3;
+	ar.event_ids = ids;
+	ar.n_missing = 1;
+	ar.missing = miss;
+	ar.more = true;
+	cr.audit_seq = 4;
+	cr.created_ms = NOW + 1;
+	assert_int_equal(records_command_reply_to_store(&f->a, &ar, &cr.reply), 0);
+	assert_int_equal(handoff__store__command_record__pack(&cr, out),
+			 sizeof v1_command);
+	assert_memory_equal(out, v1_command, sizeof v1_command);
+}
+
+static void raw_put(struct fx *f, enum store_db db, const void *key,
+		    size_t klen, const void *val, size_t vlen)
+{
+	MDB_val k = { klen, (void *)key }, d = { vlen, (void *)val };
+	assert_int_equal(mdb_put(f->t.txn, f->st.dbi[db], &k, &d, 0), 0);
+}
+
+/* A newer build may add fields: this one reads the rest, and an update
+ * keeps what it does not know. */
+static void test_unknown_fields_kept(void **state)
+{
+	struct fx *f = *state;
+	EventMeta m = HANDOFF__STORE__EVENT_META__INIT;
+	uint8_t val[128], key[8];
+	/* field 90 (varint 42) and field 91 (string "new") */
+	static const uint8_t extra[] = { 0xd0, 0x05, 0x2a,
+					 0xda, 0x05, 0x03, 'n', 'e', 'w' };
+	m.topic = (char *)"orders";
+	m.published_ms = NOW;
+	m.pending_subscriptions = 2;
+	size_t n = handoff__store__event_meta__pack(&m, val);
+	memcpy(val + n, extra, sizeof extra);
+	be64_put(key, 1);
+	begin(f, true);
+	raw_put(f, DB_EVENTS, key, 8, val, n + sizeof extra);
+	commit(f);
+
+	begin(f, true);
+	EventMeta *g;
+	assert_int_equal(store_event_get(&f->t, 1, &g), 0);
+	assert_string_equal(g->topic, "orders");
+	assert_int_equal(g->published_ms, NOW);
+	assert_int_equal(g->pending_subscriptions, 2);
+	g->pending_subscriptions = 1;
+	assert_int_equal(store_event_put(&f->t, 1, g), 0);
+	commit(f);
+
+	begin(f, false);
+	MDB_val k = { 8, key }, d;
+	assert_int_equal(mdb_get(f->t.txn, f->st.dbi[DB_EVENTS], &k, &d), 0);
+	assert_non_null(memmem(d.mv_data, d.mv_size, extra, sizeof extra));
+	assert_int_equal(store_event_get(&f->t, 1, &g), 0);
+	assert_int_equal(g->pending_subscriptions, 1);
+	store_txn_abort(&f->t);
+}
+
+/* A record that does not decode is STORE_EDECODE, whatever kind it is; a
+ * failed allocation is ENOMEM. Neither is "not found". */
+static void test_damaged_record_errors(void **state)
+{
+	struct fx *f = *state;
+	static const uint8_t junk[] = { 0x0f, 0xff, 0xff }; /* wire type 7 */
+	uint8_t key[12];
+	begin(f, true);
+	be64_put(key, 5);
+	raw_put(f, DB_EVENTS, key, 8, junk, sizeof junk);
+	be32_put(key, 9);
+	raw_put(f, DB_SUBS, key, 4, junk, sizeof junk);
+	raw_put(f, DB_SUB_NAMES, "short", 5, "abc", 3); /* an id is 4 bytes */
+	be64_put(key, 5);
+	be32_put(key + 8, 9);
+	raw_put(f, DB_DELIVERIES, key, 12, junk, sizeof junk);
+	raw_put(f, DB_TOPICS, "t", 1, junk, sizeof junk);
+	raw_put(f, DB_IDEM, "t\0k", 3, junk, sizeof junk);
+	raw_put(f, DB_COMMANDS, "cmd", 3, junk, sizeof junk);
+	be64_put(key, 1);
+	raw_put(f, DB_AUDIT, key, 8, junk, sizeof junk);
+	EventMeta m = HANDOFF__STORE__EVENT_META__INIT;
+	m.topic = (char *)"good";
+	assert_int_equal(store_event_put(&f->t, 6, &m), 0);
+	commit(f);
+
+	begin(f, false);
+	EventMeta *em;
+	SubRecord *sr;
+	DeliveryRecord *dr;
+	TopicRecord *tr;
+	IdemRecord *ir;
+	CommandRecord *cr;
+	AuditRecord *ar;
+	assert_int_equal(store_event_get(&f->t, 5, &em), STORE_EDECODE);
+	assert_int_equal(store_sub_get(&f->t, 9, &sr), STORE_EDECODE);
+	assert_int_equal(store_sub_by_name(&f->t, "short", &sr), STORE_EDECODE);
+	assert_int_equal(store_delivery_get(&f->t, 5, 9, &dr), STORE_EDECODE);
+	assert_int_equal(store_topic_get(&f->t, "t", &tr), STORE_EDECODE);
+	assert_int_equal(store_idem_get(&f->t, (const uint8_t *)"t\0k", 3, &ir),
+			 STORE_EDECODE);
+	assert_int_equal(store_command_get(&f->t, "cmd", &cr), STORE_EDECODE);
+	assert_int_equal(store_audit_next(&f->t, 0, &ar), STORE_EDECODE);
+	/* the transaction goes on after a damaged record */
+	assert_int_equal(store_event_get(&f->t, 6, &em), 0);
+	assert_string_equal(em->topic, "good");
+	/* an arena that can give nothing more */
+	f->a.budget = f->a.used_total + 1;
+	assert_int_equal(store_event_get(&f->t, 6, &em), ENOMEM);
+	f->a.budget = 0;
+	store_txn_abort(&f->t);
+
+	assert_non_null(strstr(store_strerror(STORE_EDECODE), "damaged"));
+	assert_string_equal(store_strerror(MDB_NOTFOUND),
+			    mdb_strerror(MDB_NOTFOUND));
+	assert_string_equal(store_strerror(ENOSPC), strerror(ENOSPC));
+	assert_false(store_is_broken(&f->st));
+}
+
+/* LMDB directly, as another program (or another handoff build) would. */
+struct raw_env {
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi meta;
+};
+
+static void raw_begin(struct raw_env *r, const char *dir)
+{
+	assert_int_equal(mdb_env_create(&r->env), 0);
+	assert_int_equal(mdb_env_set_maxdbs(r->env, 32), 0);
+	assert_int_equal(mdb_env_set_mapsize(r->env, MAP_SIZE), 0);
+	assert_int_equal(mdb_env_open(r->env, dir, 0, 0600), 0);
+	assert_int_equal(mdb_txn_begin(r->env, NULL, 0, &r->txn), 0);
+	assert_int_equal(mdb_dbi_open(r->txn, "meta", 0, &r->meta), 0);
+}
+
+static void raw_end(struct raw_env *r)
+{
+	assert_int_equal(mdb_txn_commit(r->txn), 0);
+	mdb_env_close(r->env);
+}
+
+static char *slurp_data(struct fx *f, size_t *len)
+{
+	char path[PATH_MAX + 32];
+	snprintf(path, sizeof path, "%s/data.mdb", f->dir);
+	FILE *fp = fopen(path, "rb");
+	assert_non_null(fp);
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+	long n = ftell(fp);
+	assert_true(n > 0);
+	rewind(fp);
+	char *buf = malloc((size_t)n);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
+	fclose(fp);
+	*len = (size_t)n;
+	return buf;
+}
+
+/* A store of a format version this build does not read is refused with a
+ * message that says so, and left as it was (its version included). */
+static void test_open_refuses_unknown_version(void **state)
+{
+	struct fx *f = *state;
+	struct raw_env r;
+	uint8_t v[4];
+	MDB_val k = { 6, "schema" }, d = { 4, v };
+	store_close(&f->st);
+	f->open = false;
+	raw_begin(&r, f->dir);
+	be32_put(v, 7);
+	assert_int_equal(mdb_put(r.txn, r.meta, &k, &d, 0), 0);
+	raw_end(&r);
+	size_t n0, n1;
+	char *before = slurp_data(f, &n0);
+
+	f->err[0] = 0;
+	assert_int_equal(store_open(&f->st, f->dir, MAP_SIZE, f->err,
+				    sizeof f->err), EINVAL);
+	assert_string_equal(f->err, "store format version 7 is not one this "
+			    "build reads (it reads version 1): written by "
+			    "another handoff version?");
+	assert_null(f->st.env);
+	assert_int_equal(f->st.lock_fd, -1);
+	char *after = slurp_data(f, &n1);
+	assert_int_equal(n0, n1);
+	assert_memory_equal(before, after, n0);
+	free(before);
+	free(after);
+
+	raw_begin(&r, f->dir);
+	assert_int_equal(mdb_get(r.txn, r.meta, &k, &d), 0);
+	assert_int_equal(d.mv_size, 4);
+	assert_int_equal(be32_get(d.mv_data), 7);
+	raw_end(&r);
+}
+
+/* No format version at all: not a handoff store (the key is not made up). */
+static void test_open_refuses_missing_version(void **state)
+{
+	struct fx *f = *state;
+	struct raw_env r;
+	MDB_val k = { 6, "schema" }, d;
+	store_close(&f->st);
+	f->open = false;
+	raw_begin(&r, f->dir);
+	assert_int_equal(mdb_del(r.txn, r.meta, &k, NULL), 0);
+	raw_end(&r);
+
+	f->err[0] = 0;
+	assert_int_equal(store_open(&f->st, f->dir, MAP_SIZE, f->err,
+				    sizeof f->err), MDB_NOTFOUND);
+	assert_non_null(strstr(f->err, "no store format version"));
+	assert_non_null(strstr(f->err, "not a handoff store"));
+	assert_null(f->st.env);
+
+	raw_begin(&r, f->dir);
+	assert_int_equal(mdb_get(r.txn, r.meta, &k, &d), MDB_NOTFOUND);
+	raw_end(&r);
+}
+
 static void test_big_endian_helpers(void **state)
 {
 	(void)state;
@@ -972,6 +1356,11 @@ int main(void)
 		TO(test_dlq_index),
 		TO(test_idem),
 		TO(test_expiry_queue),
+		TO(test_format_v1_records),
+		TO(test_unknown_fields_kept),
+		TO(test_damaged_record_errors),
+		TO(test_open_refuses_unknown_version),
+		TO(test_open_refuses_missing_version),
 		cmocka_unit_test(test_big_endian_helpers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
