@@ -368,7 +368,7 @@ static int own_broker(const struct bench_ctx *ctx, const char *name,
 		errf(err, errlen, "%s", e2);
 		broker_stop(b);
 		broker_log_tail(b, stderr, 20);
-		workdir_remove(dir);
+		broker_proc_remove_dir(dir);
 		dir[0] = '\0';
 		return -1;
 	}
@@ -381,7 +381,7 @@ static void own_broker_end(struct broker *b, const char *dir, bool failed)
 	broker_stop(b);
 	if (failed || !was_alive)
 		broker_log_tail(b, stderr, 20);
-	workdir_remove(dir);
+	broker_proc_remove_dir(dir);
 }
 
 static void disk_figures(const struct broker *b, handoff_client *admin,
@@ -393,7 +393,7 @@ static void disk_figures(const struct broker *b, handoff_client *admin,
 
 	*data_bytes = 0;
 	*stored = 0;
-	snprintf(path, sizeof path, "%s/data.mdb", b->data_dir);
+	snprintf(path, sizeof path, "%s/data.mdb", b->proc.data);
 	if (stat(path, &sb) == 0)
 		*data_bytes = (uint64_t)sb.st_size;
 	if (admin && handoff_get_stats(admin, &st) == HANDOFF_OK) {
@@ -507,7 +507,7 @@ int backlog_run(const struct bench_ctx *ctx, struct scen_result *r)
 		struct scen_result e;
 		memset(&e, 0, sizeof e);
 		e.p = *ctx->e2e;
-		c2.url = b.url;
+		c2.url = b.proc.url;
 		c2.broker = &b;
 		progress(ctx, "empty-queue baseline: %s for %.1f s", e.p.name,
 			 ctx->duration_s);
@@ -526,9 +526,9 @@ int backlog_run(const struct bench_ctx *ctx, struct scen_result *r)
 	snprintf(r->topic, sizeof r->topic, "bench.%d.%d.%s", ctx->run_id,
 		 ctx->index, r->p.name);
 	snprintf(sub, sizeof sub, "%s.s0", r->topic);
-	if (client_open(b.url, "bench-admin", CALL_DEADLINE_MS, &admin) !=
+	if (client_open(b.proc.url, "bench-admin", CALL_DEADLINE_MS, &admin) !=
 	    HANDOFF_OK) {
-		errf(err, sizeof err, "connect %s failed", b.url);
+		errf(err, sizeof err, "connect %s failed", b.proc.url);
 		goto out;
 	}
 	if (subscribe(admin, r->topic, sub, BACKLOG_ACK_DEADLINE_MS, err,
@@ -544,7 +544,7 @@ int backlog_run(const struct bench_ctx *ctx, struct scen_result *r)
 	memset(&t, 0, sizeof t);
 	t.ctx = ctx;
 	t.broker = &b;
-	t.url = b.url;
+	t.url = b.proc.url;
 	t.topic = r->topic;
 	t.sub = sub;
 	t.what = what;
@@ -576,7 +576,7 @@ int backlog_run(const struct bench_ctx *ctx, struct scen_result *r)
 	memset(&d, 0, sizeof d);
 	d.ctx = ctx;
 	d.broker = &b;
-	d.url = b.url;
+	d.url = b.proc.url;
 	d.topic = r->topic;
 	d.sub = sub;
 	d.what = what;
@@ -641,7 +641,7 @@ out:
 	if (spawned)
 		own_broker_end(&b, dir, ret != 0);
 	else if (dir[0])
-		workdir_remove(dir);
+		broker_proc_remove_dir(dir);
 	return ret;
 }
 
@@ -694,14 +694,14 @@ static int lease_some(const struct bench_ctx *ctx, handoff_client *c,
 }
 
 /* After broker_restart: connect and fetch until one delivery comes back.
- * Times from b->t_spawn_ns into cs; *c is the open handle, *got the
+ * Times from b->proc.spawn_ns into cs; *c is the open handle, *got the
  * deliveries leased by that fetch. */
 static int first_fetch(const struct bench_ctx *ctx, struct broker *b,
 		       const char *sub, struct restart_case *cs,
 		       handoff_client **c, long *got, char *err, size_t errlen)
 {
 	char msg[BENCH_ERR_LEN - 64], how[64];
-	uint64_t limit = b->t_spawn_ns + (uint64_t)(ctx->phase_limit_s * 1e9);
+	uint64_t limit = b->proc.spawn_ns + (uint64_t)(ctx->phase_limit_s * 1e9);
 	int last_rc = HANDOFF_OK;
 
 	*c = NULL;
@@ -725,11 +725,11 @@ static int first_fetch(const struct bench_ctx *ctx, struct broker *b,
 			return -1;
 		}
 		if (*c == NULL) {
-			last_rc = client_open(b->url, "bench-restart", 1000, c);
+			last_rc = client_open(b->proc.url, "bench-restart", 1000, c);
 			if (last_rc != HANDOFF_OK)
 				continue;
 			cs->connect_ms =
-				(double)(bench_now_ns() - b->t_spawn_ns) / 1e6;
+				(double)(bench_now_ns() - b->proc.spawn_ns) / 1e6;
 		}
 		handoff_delivery *d = NULL;
 		size_t n = 0;
@@ -737,7 +737,7 @@ static int first_fetch(const struct bench_ctx *ctx, struct broker *b,
 		uint64_t now = bench_now_ns();
 		handoff_deliveries_free(d, n);
 		if (last_rc == HANDOFF_OK && n > 0) {
-			cs->fetch_ms = (double)(now - b->t_spawn_ns) / 1e6;
+			cs->fetch_ms = (double)(now - b->proc.spawn_ns) / 1e6;
 			*got = (long)n;
 			return 0;
 		}
@@ -775,9 +775,9 @@ static int restart_size(const struct bench_ctx *ctx, struct scen_result *r,
 	snprintf(sub, sizeof sub, "%s.s0", topic);
 	if (r->topic[0] == '\0')
 		snprintf(r->topic, sizeof r->topic, "%s", topic);
-	if (client_open(b.url, "bench-admin", CALL_DEADLINE_MS, &c) !=
+	if (client_open(b.proc.url, "bench-admin", CALL_DEADLINE_MS, &c) !=
 	    HANDOFF_OK) {
-		errf(err, errlen, "connect %s failed", b.url);
+		errf(err, errlen, "connect %s failed", b.proc.url);
 		goto out;
 	}
 	if (subscribe(c, topic, sub, RESTART_ACK_DEADLINE_MS, err, errlen))
@@ -788,7 +788,7 @@ static int restart_size(const struct bench_ctx *ctx, struct scen_result *r,
 	memset(&t, 0, sizeof t);
 	t.ctx = ctx;
 	t.broker = &b;
-	t.url = b.url;
+	t.url = b.proc.url;
 	t.topic = topic;
 	t.sub = sub;
 	t.what = what;
@@ -824,10 +824,9 @@ static int restart_size(const struct bench_ctx *ctx, struct scen_result *r,
 		broker_stop_signal(&b, sigs[i]);
 		cs->stop_ms = (double)(bench_now_ns() - t0) / 1e6;
 		cs->term_timed_out = b.term_timed_out;
-		if (broker_restart(&b, ctx->exe, ctx->phase_limit_s, err,
-				   errlen))
+		if (broker_restart(&b, ctx->phase_limit_s, err, errlen))
 			goto out;
-		cs->listen_ms = (double)(b.t_ready_ns - b.t_spawn_ns) / 1e6;
+		cs->listen_ms = (double)(b.proc.listening_ns - b.proc.spawn_ns) / 1e6;
 		if (first_fetch(ctx, &b, sub, cs, &c, &got, err, errlen))
 			goto out;
 		progress(ctx,

@@ -7,8 +7,9 @@
  *   hist.c           the log-linear latency histogram
  *   ceilings.c       LMDB durable commits and nanomsg PUSH/PULL, measured
  *                    in the same run on the same disk
- *   broker.c         the work folder, spawning and stopping handoffd,
- *                    sampling its RssAnon
+ *   broker.c         the work folder, spawning and stopping handoffd
+ *                    (through tools/lib/broker_proc.h), sampling its
+ *                    RssAnon
  *   scenario.c       the scenarios: producer and consumer threads, each
  *                    with its own client handle
  *   backlog.c        backlog and restart: large backlogs on brokers of
@@ -34,6 +35,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
+
+#include "broker_proc.h"
 
 #ifdef HANDOFF_BUILD_VERSION
 #define HANDOFF_BENCH_VERSION HANDOFF_BUILD_VERSION
@@ -117,18 +120,12 @@ int ceiling_nn_pushpull(uint32_t payload, double seconds,
 /* ---- the broker (broker.c) --------------------------------------------- */
 
 struct broker {
-	pid_t pid; /* 0 when not spawned by us */
-	char url[BENCH_PATH_LEN];
-	char sock_path[BENCH_PATH_LEN];
-	char data_dir[BENCH_PATH_LEN];
-	char log_path[BENCH_PATH_LEN];
-	char conf_path[BENCH_PATH_LEN];
-	bool exited;
-	int status;	     /* wait status once exited */
+	/* the process, its folder, config, log and socket (handoffd.log,
+	 * b.sock); proc.pid is 0 when not spawned by us or once reaped */
+	struct broker_proc proc;
+	pid_t last_pid;	     /* the last spawn's pid, kept after the reap */
 	bool term_timed_out; /* the last stop had to SIGKILL */
-	uint64_t t_spawn_ns; /* the last start: posix_spawn called */
-	uint64_t t_ready_ns; /* ... its socket appeared */
-	/* RssAnon sampler */
+	/* RssAnon sampler (of last_pid) */
 	bool sampler_running;
 	atomic_bool sampler_stop;
 	_Atomic uint64_t rss_peak; /* kB since the last take */
@@ -139,8 +136,7 @@ struct broker {
 /* mkdtemp "PARENT/handoff-bench.XXXXXX"; the path into out. */
 int workdir_create(const char *parent, char *out, size_t outlen, char *err,
 		   size_t errlen);
-/* rm -r; errors are ignored (best effort). */
-void workdir_remove(const char *dir);
+/* (rm -r: broker_proc_remove_dir) */
 
 /* Start exe on workdir/data with a config of its own, listening on
  * ipc://workdir/b.sock, stderr to workdir/handoffd.log; then the sampler.
@@ -149,11 +145,10 @@ void workdir_remove(const char *dir);
 int broker_spawn(struct broker *b, const char *exe, const char *workdir,
 		 uint32_t max_batch, uint32_t payload, char *err,
 		 size_t errlen);
-/* Start exe again on the folder, config and socket of b (stopped), the
- * log appended to; waits up to wait_s (0 = 10 s) for the socket, polling
- * every ms (t_spawn_ns / t_ready_ns say when). */
-int broker_restart(struct broker *b, const char *exe, double wait_s, char *err,
-		   size_t errlen);
+/* Start the same exe again on the folder, config and socket of b
+ * (stopped), the log appended to; waits up to wait_s (0 = 10 s) for the
+ * socket, polling every ms (proc.spawn_ns / proc.listening_ns say when). */
+int broker_restart(struct broker *b, double wait_s, char *err, size_t errlen);
 /* Whether the spawned broker still runs (reaps it when not). */
 bool broker_alive(struct broker *b);
 /* Describe how it exited ("exit status 3", "killed by signal 9"). */

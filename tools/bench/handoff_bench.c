@@ -763,7 +763,7 @@ int main(int argc, char **argv)
 			goto finish;
 		}
 		spawned = true;
-		url = broker.url;
+		url = broker.proc.url;
 	} else {
 		url = o.broker_url;
 	}
@@ -869,7 +869,7 @@ finish:
 				how);
 		}
 	}
-	workdir_remove(workdir);
+	broker_proc_remove_dir(workdir);
 
 	if (setup_ok) {
 		struct report rep = {

@@ -565,7 +565,7 @@ static int phase_run(const struct bench_ctx *ctx, const struct scen_params *p,
 		errf(err, errlen, "%s", e2);
 		broker_stop(&b);
 		broker_log_tail(&b, stderr, 20);
-		workdir_remove(dir);
+		broker_proc_remove_dir(dir);
 		return -1;
 	}
 	spawned = true;
@@ -576,10 +576,10 @@ static int phase_run(const struct bench_ctx *ctx, const struct scen_params *p,
 	snprintf(n_sub, sizeof n_sub, "%s.n", topic);
 	handoff_options o = { .deadline_ms = CALL_DEADLINE_MS,
 			      .consumer_name = "bench-admin" };
-	int rc = handoff_connect(b.url, &o, &admin);
+	int rc = handoff_connect(b.proc.url, &o, &admin);
 	if (rc != HANDOFF_OK) {
 		admin = NULL;
-		errf(err, errlen, "connect %s: %s", b.url,
+		errf(err, errlen, "connect %s: %s", b.proc.url,
 		     handoff_strerror(rc));
 		goto cleanup;
 	}
@@ -601,7 +601,7 @@ static int phase_run(const struct bench_ctx *ctx, const struct scen_params *p,
 	sh.ctx = ctx;
 	sh.p = p;
 	sh.def = def;
-	sh.url = b.url;
+	sh.url = b.proc.url;
 	sh.topic = topic;
 	sh.h_sub = h_sub;
 	sh.n_sub = n_sub;
@@ -734,14 +734,14 @@ cleanup:
 		if (peak > *rss_peak_kb)
 			*rss_peak_kb = peak;
 		char path[BENCH_PATH_LEN + 16];
-		snprintf(path, sizeof path, "%s/data.mdb", b.data_dir);
+		snprintf(path, sizeof path, "%s/data.mdb", b.proc.data);
 		ph->data_bytes = file_size(path);
 		bool was_alive = broker_alive(&b);
 		broker_stop(&b);
-		ph->log_bytes = file_size(b.log_path);
+		ph->log_bytes = file_size(b.proc.log);
 		if (ret != 0 || !was_alive)
 			broker_log_tail(&b, stderr, 20);
-		workdir_remove(dir);
+		broker_proc_remove_dir(dir);
 	}
 	return ret;
 }

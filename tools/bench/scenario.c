@@ -304,7 +304,7 @@ static void broker_side(const struct bench_ctx *ctx, handoff_client *admin,
 	if (ctx->broker != NULL) {
 		r->rss_peak_kb = broker_take_rss_peak(ctx->broker);
 		snprintf(path, sizeof path, "%s/data.mdb",
-			 ctx->broker->data_dir);
+			 ctx->broker->proc.data);
 		if (stat(path, &sb) == 0)
 			r->data_bytes = (uint64_t)sb.st_size;
 		if (!broker_alive(ctx->broker))
