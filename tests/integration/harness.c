@@ -28,7 +28,8 @@ static bool hooks_installed;
 static void on_fatal_signal(int sig)
 {
 	/* their directories are left in place when a signal ends the test */
-	broker_proc_name_live_logs(2, "harness: test killed; broker log kept at ");
+	broker_proc_name_live_logs(2,
+				   "harness: test killed; broker log kept at ");
 	broker_proc_kill_all();
 	signal(sig, SIG_DFL);
 	raise(sig);
@@ -82,7 +83,8 @@ struct it_broker {
 
 static struct it_broker *it_broker_of(broker *b)
 {
-	return (struct it_broker *)((char *)b - offsetof(struct it_broker, proc));
+	return (struct it_broker *)((char *)b -
+				    offsetof(struct it_broker, proc));
 }
 
 static const char *handoffd_path(void)
@@ -138,7 +140,8 @@ broker *broker_start(const char *config_ini)
 /* A line in the log: what the harness did to start number start. */
 static void log_marker_at(const broker *b, const char *what, unsigned start)
 {
-	broker_proc_log_note(b, "---- harness: %s (start #%u) at wall %llu ----",
+	broker_proc_log_note(b,
+			     "---- harness: %s (start #%u) at wall %llu ----",
 			     what, start, (unsigned long long)it_wall_ms());
 }
 
@@ -167,10 +170,12 @@ void broker_spawn_delayed(broker *b, uint32_t delay_ms)
 
 void broker_wait_ready(broker *b)
 {
-	static const struct broker_proc_ping ping = { .consumer_name = "harness",
-						      .deadline_ms = 300,
-						      .attempt_timeout_ms = 150,
-						      .pause_ms = 20 };
+	static const struct broker_proc_ping ping = {
+		.consumer_name = "harness",
+		.deadline_ms = 300,
+		.attempt_timeout_ms = 150,
+		.pause_ms = 20,
+	};
 	int rc = -1;
 	switch (broker_proc_wait_ready(b, IT_READY_TIMEOUT_MS, &ping, &rc)) {
 	case BROKER_PROC_READY:

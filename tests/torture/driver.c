@@ -792,7 +792,8 @@ int driver_main(const struct drv_opts *o)
 
 	/* ---- faults ---- */
 	if (io) {
-		if (run_broker_up(r, false, "first start", NULL) != BROKER_PROC_READY) {
+		if (run_broker_up(r, false, "first start", NULL) !=
+		    BROKER_PROC_READY) {
 			run_fail(r, "handoffd did not start");
 			goto finish;
 		}

@@ -411,7 +411,8 @@ static enum io_outcome io_one(struct run *r, const char *what, unsigned k)
 	fflush(stdout);
 
 	/* The store must open cleanly afterwards, without the fault. */
-	if (run_broker_up(r, false, "clean restart", NULL) != BROKER_PROC_READY) {
+	if (run_broker_up(r, false, "clean restart", NULL) !=
+	    BROKER_PROC_READY) {
 		tt_status_text(r->b.status, how, sizeof(how));
 		run_fail(r,
 			 "%s: handoffd does not start cleanly after the "

@@ -18,6 +18,7 @@
  *                    a neighbour that is absent, failing or slow, each
  *                    phase on a broker of its own
  *   report.c         the table and the JSON object
+ *   util.c           small helpers the scenarios share
  *
  * Times are uint64_t nanoseconds of CLOCK_MONOTONIC unless said otherwise;
  * the publish stamp in a payload's first 8 bytes is CLOCK_REALTIME ns,
@@ -37,6 +38,7 @@
 #include <sys/types.h>
 
 #include "broker_proc.h"
+#include "handoff.h"
 
 #ifdef HANDOFF_BUILD_VERSION
 #define HANDOFF_BENCH_VERSION HANDOFF_BUILD_VERSION
@@ -61,6 +63,40 @@ void bench_first_error(pthread_mutex_t *mu, char *error, size_t len,
 
 /* Set by SIGINT/SIGTERM: every loop checks it and winds down. */
 extern volatile sig_atomic_t bench_interrupted;
+
+/* ---- helpers the scenarios share (util.c) ------------------------------- */
+
+/* snprintf into an error buffer; truncation is fine (no warning) */
+void bench_errf(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* "STATUS (broker's message)" of a failed call into buf (c may be NULL). */
+const char *bench_call_text(handoff_client *c, int rc, char *buf, size_t len);
+/* handoff_connect with a deadline and a consumer name; *c is NULL unless
+ * it returns HANDOFF_OK. */
+int bench_client_open(const char *url, const char *name, uint32_t deadline_ms,
+		      handoff_client **c);
+/* Subscribe sub to topic with pol: 0, or -1 with err filled. */
+int bench_subscribe(handoff_client *admin, const char *topic, const char *sub,
+		    const handoff_policy *pol, char *err, size_t errlen);
+/* Of n ack results, the OK ones; the others are added to *lost. */
+uint64_t bench_acks_ok(const int *res, size_t n, uint64_t *lost);
+/* 1234567 -> "1,234,567" (digits: a decimal number's digits). */
+const char *bench_group_digits(char *buf, size_t len, const char *digits);
+const char *bench_grouped_u(char *buf, size_t len, uint64_t v);
+/* A producer's publish request: n events sharing one payload of payload
+ * bytes filled with fill (each request stamps its first 8 bytes), and
+ * room for the ids the broker returns. */
+struct bench_batch {
+	char *buf; /* the payload (at least 1 byte allocated) */
+	handoff_event *ev;
+	uint64_t *ids;
+};
+/* 0, or -1 out of memory; bench_batch_free it either way. */
+int bench_batch_init(struct bench_batch *b, size_t n, uint32_t payload,
+		     char fill);
+void bench_batch_free(struct bench_batch *b);
+/* Size of path in bytes; 0 when it cannot be read. */
+uint64_t bench_file_size(const char *path);
 
 /* ---- histogram (hist.c) ---------------------------------------------------
  * Log-linear like HdrHistogram: values below 128 ns get a bucket each;
@@ -145,6 +181,12 @@ int workdir_create(const char *parent, char *out, size_t outlen, char *err,
 int broker_spawn(struct broker *b, const char *exe, const char *workdir,
 		 uint32_t max_batch, uint32_t payload, char *err,
 		 size_t errlen);
+/* A broker of its own for one phase: mkdir dir (new), broker_spawn in
+ * it. On failure it is stopped, its log's tail printed and dir removed;
+ * err says why. */
+int broker_spawn_own(struct broker *b, const char *exe, const char *dir,
+		     uint32_t max_batch, uint32_t payload, char *err,
+		     size_t errlen);
 /* Start the same exe again on the folder, config and socket of b
  * (stopped), the log appended to; waits up to wait_s (0 = 10 s) for the
  * socket, polling every ms (proc.spawn_ns / proc.listening_ns say when). */
@@ -358,6 +400,9 @@ struct bench_ctx {
 /* Run one scenario on fresh topic/subscriptions; fills r (r->p preset).
  * Returns 0, or -1 when it failed (r->error says why). */
 int scenario_run(const struct bench_ctx *ctx, struct scen_result *r);
+/* Allocate and clear r->confirm and r->deliver: 0, or -1 (out of memory;
+ * what was allocated is r's, freed with it). */
+int bench_result_hists(struct scen_result *r);
 /* Remove the scenario's subscriptions (used against a foreign broker). */
 void scenario_cleanup(const struct bench_ctx *ctx, const struct scen_result *r);
 

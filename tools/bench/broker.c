@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -257,6 +258,26 @@ int broker_spawn(struct broker *b, const char *exe, const char *workdir,
 			     errlen))
 		return -1;
 	return broker_start(b, READY_WAIT_NS, err, errlen);
+}
+
+int broker_spawn_own(struct broker *b, const char *exe, const char *dir,
+		     uint32_t max_batch, uint32_t payload, char *err,
+		     size_t errlen)
+{
+	char e2[BENCH_ERR_LEN - 64];
+
+	if (mkdir(dir, 0700) != 0) {
+		bench_errf(err, errlen, "mkdir %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (broker_spawn(b, exe, dir, max_batch, payload, e2, sizeof e2)) {
+		bench_errf(err, errlen, "%s", e2);
+		broker_stop(b);
+		broker_log_tail(b, stderr, 20);
+		broker_proc_remove_dir(dir);
+		return -1;
+	}
+	return 0;
 }
 
 int broker_restart(struct broker *b, double wait_s, char *err, size_t errlen)

@@ -304,9 +304,9 @@ static int spawn_attrs(posix_spawn_file_actions_t *fa,
 	if (!rc)
 		rc = posix_spawnattr_setpgroup(attr, 0);
 	if (!rc)
-		rc = posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGMASK |
-							    POSIX_SPAWN_SETSIGDEF |
-							    POSIX_SPAWN_SETPGROUP);
+		rc = posix_spawnattr_setflags(
+			attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+				      POSIX_SPAWN_SETPGROUP);
 	return rc;
 }
 
@@ -361,8 +361,9 @@ int broker_proc_spawn(struct broker_proc *b,
 	if (!rc) {
 		pid_t pid = 0;
 		b->spawn_ns = broker_proc_now_ns();
-		rc = posix_spawn(&pid, delay_ms ? "/bin/sh" : b->exe, &fa, &attr,
-				 delay_ms ? argv_delayed : argv_direct, env);
+		rc = posix_spawn(&pid, delay_ms ? "/bin/sh" : b->exe, &fa,
+				 &attr, delay_ms ? argv_delayed : argv_direct,
+				 env);
 		if (!rc) {
 			b->pid = pid;
 			live_add(pid, b->log);
@@ -458,10 +459,9 @@ enum broker_proc_wait broker_proc_wait_listening(
 	return BROKER_PROC_READY;
 }
 
-enum broker_proc_wait broker_proc_wait_ready(struct broker_proc *b,
-					     uint32_t timeout_ms,
-					     const struct broker_proc_ping *ping,
-					     int *last_rc)
+enum broker_proc_wait
+broker_proc_wait_ready(struct broker_proc *b, uint32_t timeout_ms,
+		       const struct broker_proc_ping *ping, int *last_rc)
 {
 	uint64_t until = broker_proc_now_ns() + (uint64_t)timeout_ms * 1000000u;
 	if (last_rc)

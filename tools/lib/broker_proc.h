@@ -137,10 +137,9 @@ struct broker_proc_ping {
  * blur the figure), then pings. Sets b->ready_ns; *last_rc (may be NULL)
  * gets the last handoff_connect result (HANDOFF_OK when ready, -1 when
  * none was tried). */
-enum broker_proc_wait broker_proc_wait_ready(struct broker_proc *b,
-					     uint32_t timeout_ms,
-					     const struct broker_proc_ping *ping,
-					     int *last_rc);
+enum broker_proc_wait
+broker_proc_wait_ready(struct broker_proc *b, uint32_t timeout_ms,
+		       const struct broker_proc_ping *ping, int *last_rc);
 
 /* Whether the broker still runs; reaps it (b->status, b->exited) if not. */
 bool broker_proc_alive(struct broker_proc *b);
