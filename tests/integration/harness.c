@@ -5,10 +5,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,57 +21,16 @@ extern char **environ;
 
 const char *it_default_config = NULL;
 
-/* ---- live broker registry: killed at exit and on fatal signals ---------- */
+/* ---- brokers still running: killed at exit and on fatal signals ---------- */
 
-#define MAX_LIVE 16
-static volatile pid_t live_pids[MAX_LIVE];
-static const char *volatile live_logs[MAX_LIVE];
 static bool hooks_installed;
-
-static void live_add(pid_t pid, const char *log)
-{
-	for (int i = 0; i < MAX_LIVE; i++)
-		if (live_pids[i] == 0) {
-			live_logs[i] = log;
-			live_pids[i] = pid;
-			return;
-		}
-}
-
-static void live_remove(pid_t pid)
-{
-	for (int i = 0; i < MAX_LIVE; i++)
-		if (live_pids[i] == pid)
-			live_pids[i] = 0;
-}
-
-/* Async-signal-safe: name the logs of the brokers still running (their
- * directories are left in place when a signal ends the test). */
-static void name_live_logs(void)
-{
-	static const char msg[] = "harness: test killed; broker log kept at ";
-	for (int i = 0; i < MAX_LIVE; i++) {
-		const char *log = live_logs[i];
-		if (live_pids[i] > 0 && log) {
-			ssize_t w = write(2, msg, sizeof(msg) - 1);
-			w = write(2, log, strlen(log));
-			w = write(2, "\n", 1);
-			(void)w;
-		}
-	}
-}
-
-static void kill_live(void)
-{
-	for (int i = 0; i < MAX_LIVE; i++)
-		if (live_pids[i] > 0)
-			kill(live_pids[i], SIGKILL);
-}
 
 static void on_fatal_signal(int sig)
 {
-	name_live_logs();
-	kill_live();
+	/* their directories are left in place when a signal ends the test */
+	broker_proc_name_live_logs(2,
+				   "harness: test killed; broker log kept at ");
+	broker_proc_kill_all();
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
@@ -81,7 +40,7 @@ static void install_hooks(void)
 	if (hooks_installed)
 		return;
 	hooks_installed = true;
-	atexit(kill_live);
+	atexit(broker_proc_kill_all);
 	/* meson kills a test that runs past its timeout with SIGTERM. */
 	signal(SIGTERM, on_fatal_signal);
 	signal(SIGINT, on_fatal_signal);
@@ -114,64 +73,19 @@ void it_sleep_ms(uint32_t ms)
 		;
 }
 
-/* ---- files ---------------------------------------------------------------- */
-
-static void write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	if (text)
-		assert_int_equal(fputs(text, f) >= 0, 1);
-	assert_int_equal(fclose(f), 0);
-}
-
-static char *read_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return NULL;
-	size_t cap = 4096, n = 0;
-	char *buf = malloc(cap);
-	if (!buf) {
-		fclose(f);
-		return NULL;
-	}
-	for (;;) {
-		if (n + 2048 > cap) {
-			cap *= 2;
-			char *nb = realloc(buf, cap);
-			if (!nb)
-				break;
-			buf = nb;
-		}
-		size_t got = fread(buf + n, 1, cap - n - 1, f);
-		if (got == 0)
-			break;
-		n += got;
-	}
-	buf[n] = '\0';
-	fclose(f);
-	if (len)
-		*len = n;
-	return buf;
-}
-
-static int rm_one(const char *path, const struct stat *sb, int flag,
-		  struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
-static void rm_rf(const char *dir)
-{
-	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 /* ---- broker ----------------------------------------------------------- */
+
+/* What the harness keeps beside the broker the tests see. */
+struct it_broker {
+	struct broker_proc proc;
+	bool passed; /* set by broker_passed(): no log dump */
+};
+
+static struct it_broker *it_broker_of(broker *b)
+{
+	return (struct it_broker *)((char *)b -
+				    offsetof(struct it_broker, proc));
+}
 
 static const char *handoffd_path(void)
 {
@@ -183,30 +97,37 @@ static const char *handoffd_path(void)
 	return p;
 }
 
-broker *broker_prepare(const char *config_ini)
+broker *broker_prepare_listen(const char *config_ini, const char *listen_url)
 {
 	install_hooks();
-	broker *b = calloc(1, sizeof(*b));
-	if (!b)
+	struct it_broker *ib = calloc(1, sizeof(*ib));
+	if (!ib)
 		abort(); /* (cmocka's asserts are not noreturn to the compiler) */
+	const char *exe = handoffd_path();
 
 	/* The ipc path must stay well below 108 bytes (nanomsg asserts). */
+	char dir[BROKER_PROC_DIR_LEN];
 	const char *tmp = getenv("TMPDIR");
 	if (!tmp || !*tmp || strlen(tmp) > 60)
 		tmp = "/tmp";
-	int n = snprintf(b->dir, sizeof(b->dir), "%s/hoit-XXXXXX", tmp);
-	assert_true(n > 0 && (size_t)n < sizeof(b->dir));
-	if (!mkdtemp(b->dir)) {
-		snprintf(b->dir, sizeof(b->dir), "/tmp/hoit-XXXXXX");
-		assert_non_null(mkdtemp(b->dir));
-	}
-	snprintf(b->data, sizeof(b->data), "%s/data", b->dir);
-	snprintf(b->config, sizeof(b->config), "%s/handoffd.ini", b->dir);
-	snprintf(b->log, sizeof(b->log), "%s/broker.log", b->dir);
-	snprintf(b->url, sizeof(b->url), "ipc://%s/broker.sock", b->dir);
-	assert_true(strlen(b->url) - strlen("ipc://") < 100);
-	write_file(b->config, config_ini ? config_ini : "");
-	return b;
+	if (broker_proc_mkdtemp(tmp, "hoit-", dir, sizeof(dir)))
+		assert_int_equal(broker_proc_mkdtemp("/tmp", "hoit-", dir,
+						     sizeof(dir)), 0);
+	const struct broker_proc_files files = { .sock_name = "broker.sock",
+						 .log_name = "broker.log",
+						 .listen = listen_url };
+	char err[2 * BROKER_PROC_PATH];
+	int rc = broker_proc_init(&ib->proc, exe, dir, &files, config_ini, err,
+				  sizeof(err));
+	if (rc)
+		fail_msg("harness: %s", err);
+	assert_true(listen_url || strlen(ib->proc.sock) < 100);
+	return &ib->proc;
+}
+
+broker *broker_prepare(const char *config_ini)
+{
+	return broker_prepare_listen(config_ini, NULL);
 }
 
 broker *broker_start(const char *config_ini)
@@ -216,94 +137,30 @@ broker *broker_start(const char *config_ini)
 	return b;
 }
 
+/* A line in the log: what the harness did to start number start. */
+static void log_marker_at(const broker *b, const char *what, unsigned start)
+{
+	broker_proc_log_note(b,
+			     "---- harness: %s (start #%u) at wall %llu ----",
+			     what, start, (unsigned long long)it_wall_ms());
+}
+
 static void log_marker(const broker *b, const char *what)
 {
-	FILE *f = fopen(b->log, "a");
-	if (!f)
-		return;
-	fprintf(f, "---- harness: %s (start #%d) at wall %llu ----\n", what,
-		b->starts, (unsigned long long)it_wall_ms());
-	fclose(f);
+	log_marker_at(b, what, b->starts);
 }
 
 static void spawn_common(broker *b, uint32_t delay_ms)
 {
 	assert_int_equal(b->pid, 0);
-	const char *exe = handoffd_path();
-	char delay_s[32];
-	snprintf(delay_s, sizeof(delay_s), "%u.%03u", delay_ms / 1000,
-		 delay_ms % 1000);
-
-	const char *argv_direct[] = { exe, "--data", b->data, "--listen",
-				      b->url, "--config", b->config, NULL };
-	/* sh -c 'sleep S; exec "$0" "$@"' EXE ARGS...: the pid stays the
-	 * broker's because the shell execs it. */
-	const char *argv_delayed[] = { "/bin/sh", "-c",
-				       "sleep \"$HOIT_DELAY\"; exec \"$0\" \"$@\"",
-				       exe, "--data", b->data, "--listen",
-				       b->url, "--config", b->config, NULL };
-
-	b->starts++;
-	log_marker(b, delay_ms ? "spawn (delayed)" : "spawn");
-
-	posix_spawn_file_actions_t fa;
-	assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
-	assert_int_equal(posix_spawn_file_actions_addopen(&fa, 0, "/dev/null",
-							  O_RDONLY, 0), 0);
-	assert_int_equal(posix_spawn_file_actions_addopen(&fa, 1, b->log,
-				O_WRONLY | O_CREAT | O_APPEND, 0644), 0);
-	assert_int_equal(posix_spawn_file_actions_adddup2(&fa, 1, 2), 0);
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
-	/* Keep our nanomsg sockets out of the broker. */
-	assert_int_equal(posix_spawn_file_actions_addclosefrom_np(&fa, 3), 0);
-#endif
-	posix_spawnattr_t attr;
-	assert_int_equal(posix_spawnattr_init(&attr), 0);
-	sigset_t none;
-	sigemptyset(&none);
-	sigset_t dfl;
-	sigemptyset(&dfl);
-	sigaddset(&dfl, SIGTERM);
-	sigaddset(&dfl, SIGINT);
-	sigaddset(&dfl, SIGPIPE);
-	sigaddset(&dfl, SIGHUP);
-	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setsigdefault(&attr, &dfl);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
-					       POSIX_SPAWN_SETSIGDEF |
-					       POSIX_SPAWN_SETPGROUP);
-	posix_spawnattr_setpgroup(&attr, 0);
-
-	char **env = environ;
-	char **env_copy = NULL;
-	if (delay_ms) {
-		size_t n = 0;
-		while (environ[n])
-			n++;
-		env_copy = calloc(n + 2, sizeof(char *));
-		assert_non_null(env_copy);
-		for (size_t i = 0; i < n; i++)
-			env_copy[i] = environ[i];
-		static char delay_env[64];
-		snprintf(delay_env, sizeof(delay_env), "HOIT_DELAY=%s", delay_s);
-		env_copy[n] = delay_env;
-		env = env_copy;
-	}
-
-	pid_t pid = 0;
-	int rc = posix_spawn(&pid, delay_ms ? "/bin/sh" : exe, &fa, &attr,
-			     (char *const *)(delay_ms ? argv_delayed : argv_direct),
-			     env);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
-	free(env_copy);
+	log_marker_at(b, delay_ms ? "spawn (delayed)" : "spawn", b->starts + 1);
+	struct broker_proc_spawn how = { .delay_ms = delay_ms };
+	int rc = broker_proc_spawn(b, &how);
 	if (rc != 0) {
-		fprintf(stderr, "harness: posix_spawn %s: %s\n", exe,
+		fprintf(stderr, "harness: posix_spawn %s: %s\n", b->exe,
 			strerror(rc));
 		fail();
 	}
-	b->pid = pid;
-	live_add(pid, b->log);
 }
 
 void broker_spawn_delayed(broker *b, uint32_t delay_ms)
@@ -311,56 +168,33 @@ void broker_spawn_delayed(broker *b, uint32_t delay_ms)
 	spawn_common(b, delay_ms ? delay_ms : 1);
 }
 
-/* Non-blocking check that the broker is still alive; reaps and reports. */
-static bool broker_alive(broker *b, int *status)
-{
-	if (b->pid <= 0)
-		return false;
-	int st = 0;
-	pid_t r = waitpid(b->pid, &st, WNOHANG);
-	if (r == 0)
-		return true;
-	if (r == b->pid) {
-		live_remove(b->pid);
-		b->pid = 0;
-		if (status)
-			*status = st;
-	}
-	return false;
-}
-
 void broker_wait_ready(broker *b)
 {
-	uint64_t start = it_now_ms();
-	for (;;) {
-		int st = 0;
-		if (!broker_alive(b, &st)) {
-			fprintf(stderr,
-				"harness: handoffd exited before it answered "
-				"(wait status 0x%x)\n", st);
-			broker_dump_log(b);
-			fail();
-		}
-		handoff_options o = { .deadline_ms = 300,
-				      .attempt_timeout_ms = 150,
-				      .consumer_name = "harness" };
-		handoff_client *c = NULL;
-		int rc = handoff_connect(b->url, &o, &c);
-		if (rc == HANDOFF_OK) {
-			handoff_close(c);
-			log_marker(b, "ready");
-			return;
-		}
-		if (it_now_ms() - start > IT_READY_TIMEOUT_MS) {
-			fprintf(stderr,
-				"harness: handoffd did not answer within %d ms "
-				"(last error %s)\n", IT_READY_TIMEOUT_MS,
-				handoff_strerror(rc));
-			broker_dump_log(b);
-			fail();
-		}
-		it_sleep_ms(20);
+	static const struct broker_proc_ping ping = {
+		.consumer_name = "harness",
+		.deadline_ms = 300,
+		.attempt_timeout_ms = 150,
+		.pause_ms = 20,
+	};
+	int rc = -1;
+	switch (broker_proc_wait_ready(b, IT_READY_TIMEOUT_MS, &ping, &rc)) {
+	case BROKER_PROC_READY:
+		log_marker(b, "ready");
+		return;
+	case BROKER_PROC_EXITED:
+		fprintf(stderr,
+			"harness: handoffd exited before it answered "
+			"(wait status 0x%x)\n", b->status);
+		break;
+	case BROKER_PROC_TIMEOUT:
+		fprintf(stderr,
+			"harness: handoffd did not answer within %d ms "
+			"(last error %s)\n", IT_READY_TIMEOUT_MS,
+			rc < 0 ? "no socket file" : handoff_strerror(rc));
+		break;
 	}
+	broker_dump_log(b);
+	fail();
 }
 
 void broker_spawn(broker *b)
@@ -373,44 +207,19 @@ void broker_kill9(broker *b)
 {
 	assert_true(b->pid > 0);
 	log_marker(b, "kill -9");
-	assert_int_equal(kill(b->pid, SIGKILL), 0);
-	int st = 0;
-	pid_t r;
-	while ((r = waitpid(b->pid, &st, 0)) < 0 && errno == EINTR)
-		;
-	assert_int_equal(r, b->pid);
-	live_remove(b->pid);
-	b->pid = 0;
+	assert_int_equal(broker_proc_kill9(b), 0);
 }
 
 void broker_term(broker *b)
 {
 	assert_true(b->pid > 0);
 	log_marker(b, "SIGTERM");
-	assert_int_equal(kill(b->pid, SIGTERM), 0);
-	uint64_t start = it_now_ms();
-	int st = 0;
-	for (;;) {
-		pid_t r = waitpid(b->pid, &st, WNOHANG);
-		if (r == b->pid)
-			break;
-		if (r < 0 && errno != EINTR) {
-			fprintf(stderr, "harness: waitpid: %s\n", strerror(errno));
-			fail();
-		}
-		if (it_now_ms() - start > 20000) {
-			fprintf(stderr, "harness: handoffd did not exit within "
-					"20 s of SIGTERM\n");
-			kill(b->pid, SIGKILL);
-			waitpid(b->pid, &st, 0);
-			live_remove(b->pid);
-			b->pid = 0;
-			fail();
-		}
-		it_sleep_ms(10);
+	if (!broker_proc_term(b, 20000)) {
+		fprintf(stderr, "harness: handoffd did not exit within "
+				"20 s of SIGTERM\n");
+		fail();
 	}
-	live_remove(b->pid);
-	b->pid = 0;
+	int st = b->status;
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		if (WIFSIGNALED(st))
 			fprintf(stderr, "harness: handoffd died of signal %d "
@@ -439,16 +248,13 @@ const char *broker_url(const broker *b)
 
 bool broker_log_contains(const broker *b, const char *needle)
 {
-	char *text = read_file(b->log, NULL);
-	bool found = text && strstr(text, needle);
-	free(text);
-	return found;
+	return broker_proc_log_contains(b, needle, false);
 }
 
 void broker_dump_log(const broker *b)
 {
 	size_t len = 0;
-	char *text = read_file(b->log, &len);
+	char *text = broker_proc_log_read(b, &len);
 	fprintf(stderr, "==== handoffd log (%s) ====\n", b->log);
 	if (text) {
 		/* The tail is what matters; keep the output readable. */
@@ -468,26 +274,21 @@ void broker_dump_log(const broker *b)
 
 void broker_passed(broker *b)
 {
-	b->passed = true;
+	it_broker_of(b)->passed = true;
 }
 
 void broker_cleanup(broker *b)
 {
 	if (!b)
 		return;
-	if (b->pid > 0) {
-		kill(b->pid, SIGKILL);
-		waitpid(b->pid, NULL, 0);
-		live_remove(b->pid);
-		b->pid = 0;
-	}
-	if (!b->passed || getenv("HANDOFF_TEST_VERBOSE"))
+	broker_proc_kill9(b);
+	if (!it_broker_of(b)->passed || getenv("HANDOFF_TEST_VERBOSE"))
 		broker_dump_log(b);
 	if (getenv("HANDOFF_KEEP_TMP"))
 		fprintf(stderr, "harness: kept %s\n", b->dir);
 	else
-		rm_rf(b->dir);
-	free(b);
+		broker_proc_remove_dir(b->dir);
+	free(it_broker_of(b));
 }
 
 int it_setup(void **state)

@@ -30,21 +30,18 @@
 
 #include <cmocka.h>
 
+#include "broker_proc.h"
 #include "handoff.h"
 
 /* Timings used by the tests' configs and policies. */
 #define IT_READY_TIMEOUT_MS 20000 /* broker start to first answer */
 
-typedef struct broker {
-	char dir[256];      /* the temporary directory */
-	char data[300];     /* <dir>/data */
-	char config[300];   /* <dir>/handoffd.ini */
-	char log[300];      /* <dir>/broker.log */
-	char url[320];      /* ipc://<dir>/broker.sock */
-	pid_t pid;          /* 0 when not running */
-	bool passed;        /* set by broker_passed(): no log dump */
-	int starts;         /* how many times it was spawned */
-} broker;
+/* A broker under test: the process, its folder and files (broker_proc.h,
+ * tools/lib/). Tests read b->pid, b->url, b->dir, b->data, b->config and
+ * b->log; the log is <dir>/broker.log, the socket ipc://<dir>/broker.sock.
+ * Allocated by broker_prepare() / broker_start(), freed by
+ * broker_cleanup(). */
+typedef struct broker_proc broker;
 
 /* Monotonic and wall-clock milliseconds. */
 uint64_t it_now_ms(void);
@@ -59,6 +56,9 @@ void it_sleep_ms(uint32_t ms);
 broker *broker_start(const char *config_ini);
 /* Same as broker_start() but does not spawn the broker yet. */
 broker *broker_prepare(const char *config_ini);
+/* broker_prepare() listening on listen_url (tcp://HOST:PORT) instead of its
+ * ipc socket; NULL = the ipc socket. */
+broker *broker_prepare_listen(const char *config_ini, const char *listen_url);
 /* Spawn handoffd on b's directory (b must not be running) and wait until it
  * answers (asserts it does within IT_READY_TIMEOUT_MS and stays alive). */
 void broker_spawn(broker *b);

@@ -39,9 +39,10 @@ int wire_free_port(void)
 
 broker *wire_broker_start_tcp(const char *config_ini, int *port)
 {
-	broker *b = broker_prepare(config_ini);
+	char url[64];
 	int p = wire_free_port();
-	snprintf(b->url, sizeof b->url, "tcp://127.0.0.1:%d", p);
+	snprintf(url, sizeof url, "tcp://127.0.0.1:%d", p);
+	broker *b = broker_prepare_listen(config_ini, url);
 	broker_spawn(b);
 	if (port)
 		*port = p;
@@ -52,19 +53,14 @@ bool wire_broker_alive(broker *b)
 {
 	if (b->pid <= 0)
 		return false;
-	int st = 0;
-	pid_t r = waitpid(b->pid, &st, WNOHANG);
-	if (r == 0)
+	if (broker_proc_alive(b))
 		return true;
-	if (r == b->pid) {
-		if (WIFSIGNALED(st))
-			fprintf(stderr, "wire: handoffd died of signal %d\n",
-				WTERMSIG(st));
-		else
-			fprintf(stderr, "wire: handoffd exited with status %d\n",
-				WEXITSTATUS(st));
-		b->pid = 0;
-	}
+	if (WIFSIGNALED(b->status))
+		fprintf(stderr, "wire: handoffd died of signal %d\n",
+			WTERMSIG(b->status));
+	else
+		fprintf(stderr, "wire: handoffd exited with status %d\n",
+			WEXITSTATUS(b->status));
 	return false;
 }
 

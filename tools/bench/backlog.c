@@ -86,79 +86,21 @@ static void team_fail(struct team *t, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* snprintf into an error buffer; truncation is fine (no warning) */
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static bool team_stopping(struct team *t)
 {
 	return atomic_load(&t->stop) || bench_interrupted;
-}
-
-static const char *call_text(handoff_client *c, int rc, char *buf, size_t len)
-{
-	const char *m = c ? handoff_last_message(c) : "";
-	if (m[0])
-		snprintf(buf, len, "%s (%s)", handoff_strerror(rc), m);
-	else
-		snprintf(buf, len, "%s", handoff_strerror(rc));
-	return buf;
-}
-
-/* 1234567 -> "1,234,567" */
-static const char *grouped_u(char *buf, size_t len, uint64_t v)
-{
-	char digits[32];
-	size_t n, at = 0;
-
-	snprintf(digits, sizeof digits, "%llu", (unsigned long long)v);
-	n = strlen(digits);
-	for (size_t i = 0; i < n && at + 2 < len; i++) {
-		if (i > 0 && (n - i) % 3 == 0)
-			buf[at++] = ',';
-		buf[at++] = digits[i];
-	}
-	buf[at] = '\0';
-	return buf;
-}
-
-static int client_open(const char *url, const char *name, uint32_t deadline_ms,
-		       handoff_client **c)
-{
-	handoff_options o = { .deadline_ms = deadline_ms,
-			      .consumer_name = name };
-	int rc = handoff_connect(url, &o, c);
-	if (rc != HANDOFF_OK)
-		*c = NULL;
-	return rc;
 }
 
 static void fill_loop(struct member *m, handoff_client *c)
 {
 	struct team *t = m->t;
 	uint32_t payload = t->ctx->payload;
-	char *buf = malloc(payload ? payload : 1);
-	handoff_event *ev = calloc(FILL_BATCH, sizeof *ev);
-	uint64_t *ids = calloc(FILL_BATCH, sizeof *ids);
+	struct bench_batch pb;
 	char msg[BENCH_ERR_LEN - 64];
 
-	if (buf == NULL || ev == NULL || ids == NULL) {
+	if (bench_batch_init(&pb, FILL_BATCH, payload, 'b')) {
 		team_fail(t, "producer %d: out of memory", m->idx);
 		goto out;
-	}
-	memset(buf, 'b', payload ? payload : 1);
-	for (size_t i = 0; i < FILL_BATCH; i++) {
-		ev[i].payload = buf;
-		ev[i].payload_len = payload;
 	}
 	while (!team_stopping(t)) {
 		uint64_t have = atomic_load(&t->claimed), n;
@@ -171,22 +113,21 @@ static void fill_loop(struct member *m, handoff_client *c)
 						       have + n));
 		if (payload >= 8) {
 			uint64_t st = bench_realtime_ns();
-			memcpy(buf, &st, sizeof st);
+			memcpy(pb.buf, &st, sizeof st);
 		}
 		uint64_t a = bench_now_ns();
-		int rc = handoff_publish(c, t->topic, ev, (size_t)n, ids, NULL);
+		int rc = handoff_publish(c, t->topic, pb.ev, (size_t)n, pb.ids,
+					 NULL);
 		if (rc != HANDOFF_OK) {
 			team_fail(t, "producer %d: publish: %s", m->idx,
-				  call_text(c, rc, msg, sizeof msg));
+				  bench_call_text(c, rc, msg, sizeof msg));
 			break;
 		}
 		hist_add(&m->confirm, bench_now_ns() - a);
 		atomic_fetch_add(&t->done, n);
 	}
 out:
-	free(buf);
-	free(ev);
-	free(ids);
+	bench_batch_free(&pb);
 }
 
 static void drain_loop(struct member *m, handoff_client *c)
@@ -203,7 +144,7 @@ static void drain_loop(struct member *m, handoff_client *c)
 				       &d, &n);
 		if (rc != HANDOFF_OK) {
 			team_fail(t, "consumer %d: fetch: %s", m->idx,
-				  call_text(c, rc, msg, sizeof msg));
+				  bench_call_text(c, rc, msg, sizeof msg));
 			break;
 		}
 		size_t k = n < DRAIN_FETCH ? n : DRAIN_FETCH;
@@ -217,16 +158,11 @@ static void drain_loop(struct member *m, handoff_client *c)
 		rc = handoff_ack(c, t->sub, items, k, res);
 		if (rc != HANDOFF_OK) {
 			team_fail(t, "consumer %d: ack: %s", m->idx,
-				  call_text(c, rc, msg, sizeof msg));
+				  bench_call_text(c, rc, msg, sizeof msg));
 			break;
 		}
-		uint64_t ok = 0;
-		for (size_t i = 0; i < k; i++) {
-			if (res[i] == HANDOFF_OK)
-				ok++;
-			else
-				atomic_fetch_add(&t->lease_lost, 1);
-		}
+		uint64_t lost = 0, ok = bench_acks_ok(res, k, &lost);
+		atomic_fetch_add(&t->lease_lost, lost);
 		atomic_fetch_add(&t->done, ok);
 	}
 }
@@ -239,10 +175,10 @@ static void *member_main(void *arg)
 	char name[64], msg[BENCH_ERR_LEN - 64];
 
 	snprintf(name, sizeof name, "bench-%s%d", t->drain ? "c" : "p", m->idx);
-	int rc = client_open(t->url, name, CALL_DEADLINE_MS, &c);
+	int rc = bench_client_open(t->url, name, CALL_DEADLINE_MS, &c);
 	if (rc != HANDOFF_OK)
 		team_fail(t, "%s: connect %s: %s", name, t->url,
-			  call_text(NULL, rc, msg, sizeof msg));
+			  bench_call_text(NULL, rc, msg, sizeof msg));
 	else if (t->drain)
 		drain_loop(m, c);
 	else
@@ -265,12 +201,13 @@ static int team_run(struct team *t, int members, double *elapsed_s,
 
 	*elapsed_s = 0;
 	if (m == NULL) {
-		errf(err, errlen, "%s: out of memory", t->what);
+		bench_errf(err, errlen, "%s: out of memory", t->what);
 		return -1;
 	}
 	if (pthread_mutex_init(&t->mu, NULL) != 0) {
 		free(m);
-		errf(err, errlen, "%s: pthread_mutex_init failed", t->what);
+		bench_errf(err, errlen, "%s: pthread_mutex_init failed",
+			   t->what);
 		return -1;
 	}
 	atomic_store(&t->stop, false);
@@ -309,13 +246,14 @@ static int team_run(struct team *t, int members, double *elapsed_s,
 				  "did not finish within the phase limit of "
 				  "%.0f s (%s of %s done); aborted",
 				  ctx->phase_limit_s,
-				  grouped_u(a, sizeof a, atomic_load(&t->done)),
-				  grouped_u(b, sizeof b, t->target));
+				  bench_grouped_u(a, sizeof a,
+						  atomic_load(&t->done)),
+				  bench_grouped_u(b, sizeof b, t->target));
 		} else if (ctx->progress && now >= next_progress) {
 			uint64_t d = atomic_load(&t->done);
 			fprintf(stderr, "handoff-bench:   %s: %s done (%s/s)\n",
-				t->what, grouped_u(a, sizeof a, d),
-				grouped_u(b, sizeof b,
+				t->what, bench_grouped_u(a, sizeof a, d),
+				bench_grouped_u(b, sizeof b,
 					  (uint64_t)((double)(d - last_done) *
 						     1e9 /
 						     (double)(now - last_t))));
@@ -334,9 +272,9 @@ static int team_run(struct team *t, int members, double *elapsed_s,
 	}
 	*elapsed_s = (double)(t_last - t0) / 1e9;
 	if (t->error[0]) {
-		errf(err, errlen, "%s: %s", t->what, t->error);
+		bench_errf(err, errlen, "%s: %s", t->what, t->error);
 	} else if (atomic_load(&t->done) < t->target) {
-		errf(err, errlen, "%s: stopped short", t->what);
+		bench_errf(err, errlen, "%s: stopped short", t->what);
 	} else {
 		ret = 0;
 	}
@@ -351,24 +289,14 @@ static int own_broker(const struct bench_ctx *ctx, const char *name,
 		      struct broker *b, char *dir, size_t dirlen, char *err,
 		      size_t errlen)
 {
-	char e2[BENCH_ERR_LEN - 64];
-
 	memset(b, 0, sizeof *b);
 	int n = snprintf(dir, dirlen, "%s/%s", ctx->workdir, name);
 	if (n < 0 || (size_t)n >= dirlen) {
-		errf(err, errlen, "work folder path too long");
+		bench_errf(err, errlen, "work folder path too long");
 		return -1;
 	}
-	if (mkdir(dir, 0700) != 0) {
-		errf(err, errlen, "mkdir %s: %s", dir, strerror(errno));
-		return -1;
-	}
-	if (broker_spawn(b, ctx->exe, dir, LEASE_FETCH, ctx->payload, e2,
-			 sizeof e2)) {
-		errf(err, errlen, "%s", e2);
-		broker_stop(b);
-		broker_log_tail(b, stderr, 20);
-		workdir_remove(dir);
+	if (broker_spawn_own(b, ctx->exe, dir, LEASE_FETCH, ctx->payload, err,
+			     errlen)) {
 		dir[0] = '\0';
 		return -1;
 	}
@@ -381,7 +309,7 @@ static void own_broker_end(struct broker *b, const char *dir, bool failed)
 	broker_stop(b);
 	if (failed || !was_alive)
 		broker_log_tail(b, stderr, 20);
-	workdir_remove(dir);
+	broker_proc_remove_dir(dir);
 }
 
 static void disk_figures(const struct broker *b, handoff_client *admin,
@@ -393,7 +321,7 @@ static void disk_figures(const struct broker *b, handoff_client *admin,
 
 	*data_bytes = 0;
 	*stored = 0;
-	snprintf(path, sizeof path, "%s/data.mdb", b->data_dir);
+	snprintf(path, sizeof path, "%s/data.mdb", b->proc.data);
 	if (stat(path, &sb) == 0)
 		*data_bytes = (uint64_t)sb.st_size;
 	if (admin && handoff_get_stats(admin, &st) == HANDOFF_OK) {
@@ -424,21 +352,14 @@ static int subscribe(handoff_client *admin, const char *topic, const char *sub,
 		     uint32_t ack_deadline_ms, char *err, size_t errlen)
 {
 	handoff_policy pol = { .ack_deadline_ms = ack_deadline_ms };
-	char msg[BENCH_ERR_LEN - 64];
-	int rc = handoff_subscribe(admin, topic, sub, &pol, NULL, NULL);
-	if (rc != HANDOFF_OK) {
-		errf(err, errlen, "subscribe %s: %s", sub,
-		     call_text(admin, rc, msg, sizeof msg));
-		return -1;
-	}
-	return 0;
+	return bench_subscribe(admin, topic, sub, &pol, err, errlen);
 }
 
 static bool needs_spawn(const struct bench_ctx *ctx, struct scen_result *r)
 {
 	if (ctx->exe && ctx->workdir && ctx->workdir[0])
 		return false;
-	errf(r->error, sizeof r->error,
+	bench_errf(r->error, sizeof r->error,
 	     "%s needs a broker of its own: run with --spawn", r->p.name);
 	return true;
 }
@@ -475,19 +396,15 @@ int backlog_run(const struct bench_ctx *ctx, struct scen_result *r)
 	memset(&b, 0, sizeof b);
 	dir[0] = '\0';
 	err[0] = '\0';
-	r->confirm = calloc(1, sizeof *r->confirm);
-	r->deliver = calloc(1, sizeof *r->deliver);
-	if (r->confirm == NULL || r->deliver == NULL) {
-		errf(err, sizeof err, "out of memory");
+	if (bench_result_hists(r)) {
+		bench_errf(err, sizeof err, "out of memory");
 		goto out;
 	}
-	hist_init(r->confirm);
-	hist_init(r->deliver);
 	if (needs_spawn(ctx, r))
 		goto out;
 	if (ctx->backlog_probe < 1 ||
 	    ctx->backlog_probe >= ctx->backlog_events) {
-		errf(err, sizeof err,
+		bench_errf(err, sizeof err,
 		     "--backlog-probe must be at least 1 and below "
 		     "--backlog-events");
 		goto out;
@@ -507,7 +424,7 @@ int backlog_run(const struct bench_ctx *ctx, struct scen_result *r)
 		struct scen_result e;
 		memset(&e, 0, sizeof e);
 		e.p = *ctx->e2e;
-		c2.url = b.url;
+		c2.url = b.proc.url;
 		c2.broker = &b;
 		progress(ctx, "empty-queue baseline: %s for %.1f s", e.p.name,
 			 ctx->duration_s);
@@ -515,8 +432,9 @@ int backlog_run(const struct bench_ctx *ctx, struct scen_result *r)
 		free(e.confirm);
 		free(e.deliver);
 		if (rc != 0) {
-			errf(err, sizeof err, "empty-queue baseline %s: %s",
-			     e.p.name, e.error);
+			bench_errf(err, sizeof err,
+				   "empty-queue baseline %s: %s", e.p.name,
+				   e.error);
 			goto out;
 		}
 		bl->e2e_per_s = e.events_per_s;
@@ -526,9 +444,9 @@ int backlog_run(const struct bench_ctx *ctx, struct scen_result *r)
 	snprintf(r->topic, sizeof r->topic, "bench.%d.%d.%s", ctx->run_id,
 		 ctx->index, r->p.name);
 	snprintf(sub, sizeof sub, "%s.s0", r->topic);
-	if (client_open(b.url, "bench-admin", CALL_DEADLINE_MS, &admin) !=
-	    HANDOFF_OK) {
-		errf(err, sizeof err, "connect %s failed", b.url);
+	if (bench_client_open(b.proc.url, "bench-admin", CALL_DEADLINE_MS,
+			      &admin) != HANDOFF_OK) {
+		bench_errf(err, sizeof err, "connect %s failed", b.proc.url);
 		goto out;
 	}
 	if (subscribe(admin, r->topic, sub, BACKLOG_ACK_DEADLINE_MS, err,
@@ -544,20 +462,20 @@ int backlog_run(const struct bench_ctx *ctx, struct scen_result *r)
 	memset(&t, 0, sizeof t);
 	t.ctx = ctx;
 	t.broker = &b;
-	t.url = b.url;
+	t.url = b.proc.url;
 	t.topic = r->topic;
 	t.sub = sub;
 	t.what = what;
 	t.target = (uint64_t)bl->probe;
 	snprintf(what, sizeof what, "fill to %s events",
-		 grouped_u(a, sizeof a, t.target));
+		 bench_grouped_u(a, sizeof a, t.target));
 	progress(ctx, "%s", what);
 	if (team_run(&t, FILL_PRODUCERS, &s1, r->confirm, err, sizeof err))
 		goto fill_failed;
 	bl->rss_probe_kb = broker_rss_anon(&b);
 	t.target = (uint64_t)bl->events;
 	snprintf(what, sizeof what, "fill to %s events",
-		 grouped_u(a, sizeof a, t.target));
+		 bench_grouped_u(a, sizeof a, t.target));
 	progress(ctx, "%s", what);
 	if (team_run(&t, FILL_PRODUCERS, &s2, r->confirm, err, sizeof err))
 		goto fill_failed;
@@ -576,14 +494,14 @@ int backlog_run(const struct bench_ctx *ctx, struct scen_result *r)
 	memset(&d, 0, sizeof d);
 	d.ctx = ctx;
 	d.broker = &b;
-	d.url = b.url;
+	d.url = b.proc.url;
 	d.topic = r->topic;
 	d.sub = sub;
 	d.what = what;
 	d.drain = true;
 	d.target = r->published;
 	snprintf(what, sizeof what, "drain of %s events",
-		 grouped_u(a, sizeof a, d.target));
+		 bench_grouped_u(a, sizeof a, d.target));
 	progress(ctx, "%s", what);
 	int drc = team_run(&d, DRAIN_CONSUMERS, &bl->drain_s, NULL, err,
 			   sizeof err);
@@ -635,13 +553,13 @@ out:
 	if (ret != 0) {
 		r->failed = true;
 		if (r->error[0] == '\0')
-			errf(r->error, sizeof r->error, "%s",
+			bench_errf(r->error, sizeof r->error, "%s",
 			     err[0] ? err : "failed");
 	}
 	if (spawned)
 		own_broker_end(&b, dir, ret != 0);
 	else if (dir[0])
-		workdir_remove(dir);
+		broker_proc_remove_dir(dir);
 	return ret;
 }
 
@@ -662,28 +580,28 @@ static int lease_some(const struct bench_ctx *ctx, handoff_client *c,
 		long ask =
 			want - *got < LEASE_FETCH ? want - *got : LEASE_FETCH;
 		if (bench_interrupted) {
-			errf(err, errlen, "leasing: interrupted");
+			bench_errf(err, errlen, "leasing: interrupted");
 			return -1;
 		}
 		if (bench_now_ns() > limit) {
-			errf(err, errlen,
+			bench_errf(err, errlen,
 			     "leasing %ld events did not finish within the "
 			     "phase limit of %.0f s (%s leased); aborted",
 			     want, ctx->phase_limit_s,
-			     grouped_u(a, sizeof a, (uint64_t)*got));
+			     bench_grouped_u(a, sizeof a, (uint64_t)*got));
 			return -1;
 		}
 		int rc = handoff_fetch(c, sub, (size_t)ask, FETCH_WAIT_MS, &d,
 				       &n);
 		if (rc != HANDOFF_OK) {
-			errf(err, errlen, "leasing: fetch: %s",
-			     call_text(c, rc, msg, sizeof msg));
+			bench_errf(err, errlen, "leasing: fetch: %s",
+			     bench_call_text(c, rc, msg, sizeof msg));
 			return -1;
 		}
 		handoff_deliveries_free(d, n);
 		*got += (long)n;
 		if (n == 0 && ++empty >= 50) {
-			errf(err, errlen,
+			bench_errf(err, errlen,
 			     "leasing: no deliveries for 5 s with %ld of "
 			     "%ld leased",
 			     *got, want);
@@ -694,42 +612,45 @@ static int lease_some(const struct bench_ctx *ctx, handoff_client *c,
 }
 
 /* After broker_restart: connect and fetch until one delivery comes back.
- * Times from b->t_spawn_ns into cs; *c is the open handle, *got the
+ * Times from b->proc.spawn_ns into cs; *c is the open handle, *got the
  * deliveries leased by that fetch. */
 static int first_fetch(const struct bench_ctx *ctx, struct broker *b,
 		       const char *sub, struct restart_case *cs,
 		       handoff_client **c, long *got, char *err, size_t errlen)
 {
 	char msg[BENCH_ERR_LEN - 64], how[64];
-	uint64_t limit = b->t_spawn_ns + (uint64_t)(ctx->phase_limit_s * 1e9);
+	uint64_t limit =
+		b->proc.spawn_ns + (uint64_t)(ctx->phase_limit_s * 1e9);
 	int last_rc = HANDOFF_OK;
 
 	*c = NULL;
 	*got = 0;
 	for (;;) {
 		if (bench_interrupted) {
-			errf(err, errlen, "first fetch: interrupted");
+			bench_errf(err, errlen, "first fetch: interrupted");
 			return -1;
 		}
 		if (!broker_alive(b)) {
 			broker_exit_text(b, how, sizeof how);
-			errf(err, errlen,
+			bench_errf(err, errlen,
 			     "broker exited after the restart (%s)", how);
 			return -1;
 		}
 		if (bench_now_ns() > limit) {
-			errf(err, errlen,
+			bench_errf(err, errlen,
 			     "no delivery within the phase limit of %.0f s "
 			     "of the restart (last: %s); aborted",
 			     ctx->phase_limit_s, handoff_strerror(last_rc));
 			return -1;
 		}
 		if (*c == NULL) {
-			last_rc = client_open(b->url, "bench-restart", 1000, c);
+			last_rc = bench_client_open(b->proc.url,
+						    "bench-restart", 1000, c);
 			if (last_rc != HANDOFF_OK)
 				continue;
 			cs->connect_ms =
-				(double)(bench_now_ns() - b->t_spawn_ns) / 1e6;
+				(double)(bench_now_ns() - b->proc.spawn_ns) /
+				1e6;
 		}
 		handoff_delivery *d = NULL;
 		size_t n = 0;
@@ -737,13 +658,13 @@ static int first_fetch(const struct bench_ctx *ctx, struct broker *b,
 		uint64_t now = bench_now_ns();
 		handoff_deliveries_free(d, n);
 		if (last_rc == HANDOFF_OK && n > 0) {
-			cs->fetch_ms = (double)(now - b->t_spawn_ns) / 1e6;
+			cs->fetch_ms = (double)(now - b->proc.spawn_ns) / 1e6;
 			*got = (long)n;
 			return 0;
 		}
 		if (last_rc != HANDOFF_OK) {
-			errf(err, errlen, "first fetch: %s",
-			     call_text(*c, last_rc, msg, sizeof msg));
+			bench_errf(err, errlen, "first fetch: %s",
+			     bench_call_text(*c, last_rc, msg, sizeof msg));
 			handoff_close(*c);
 			*c = NULL;
 		}
@@ -775,9 +696,9 @@ static int restart_size(const struct bench_ctx *ctx, struct scen_result *r,
 	snprintf(sub, sizeof sub, "%s.s0", topic);
 	if (r->topic[0] == '\0')
 		snprintf(r->topic, sizeof r->topic, "%s", topic);
-	if (client_open(b.url, "bench-admin", CALL_DEADLINE_MS, &c) !=
-	    HANDOFF_OK) {
-		errf(err, errlen, "connect %s failed", b.url);
+	if (bench_client_open(b.proc.url, "bench-admin", CALL_DEADLINE_MS,
+			      &c) != HANDOFF_OK) {
+		bench_errf(err, errlen, "connect %s failed", b.proc.url);
 		goto out;
 	}
 	if (subscribe(c, topic, sub, RESTART_ACK_DEADLINE_MS, err, errlen))
@@ -788,13 +709,13 @@ static int restart_size(const struct bench_ctx *ctx, struct scen_result *r,
 	memset(&t, 0, sizeof t);
 	t.ctx = ctx;
 	t.broker = &b;
-	t.url = b.url;
+	t.url = b.proc.url;
 	t.topic = topic;
 	t.sub = sub;
 	t.what = what;
 	t.target = (uint64_t)pending;
 	snprintf(what, sizeof what, "%s backlog: publish %s events", size,
-		 grouped_u(a, sizeof a, t.target));
+		 bench_grouped_u(a, sizeof a, t.target));
 	progress(ctx, "%s", what);
 	if (team_run(&t, FILL_PRODUCERS, &secs, r->confirm, err, errlen))
 		goto out;
@@ -805,7 +726,7 @@ static int restart_size(const struct bench_ctx *ctx, struct scen_result *r,
 
 	long got = 0;
 	progress(ctx, "%s backlog: lease %s of them", size,
-		 grouped_u(a, sizeof a, (uint64_t)leased));
+		 bench_grouped_u(a, sizeof a, (uint64_t)leased));
 	if (lease_some(ctx, c, sub, leased, &got, err, errlen))
 		goto out;
 
@@ -824,17 +745,17 @@ static int restart_size(const struct bench_ctx *ctx, struct scen_result *r,
 		broker_stop_signal(&b, sigs[i]);
 		cs->stop_ms = (double)(bench_now_ns() - t0) / 1e6;
 		cs->term_timed_out = b.term_timed_out;
-		if (broker_restart(&b, ctx->exe, ctx->phase_limit_s, err,
-				   errlen))
+		if (broker_restart(&b, ctx->phase_limit_s, err, errlen))
 			goto out;
-		cs->listen_ms = (double)(b.t_ready_ns - b.t_spawn_ns) / 1e6;
+		cs->listen_ms =
+			(double)(b.proc.listening_ns - b.proc.spawn_ns) / 1e6;
 		if (first_fetch(ctx, &b, sub, cs, &c, &got, err, errlen))
 			goto out;
 		progress(ctx,
 			 "%s backlog (%s pending, %s leased), %s: first "
 			 "fetch %.1f ms after the spawn",
-			 size, grouped_u(a, sizeof a, (uint64_t)pending),
-			 grouped_u(b2, sizeof b2, (uint64_t)cs->leased),
+			 size, bench_grouped_u(a, sizeof a, (uint64_t)pending),
+			 bench_grouped_u(b2, sizeof b2, (uint64_t)cs->leased),
 			 sig_name(cs->sig), cs->fetch_ms);
 		if (i + 1 < n_sigs &&
 		    lease_some(ctx, c, sub, leased, &got, err, errlen))
@@ -858,19 +779,15 @@ int restart_run(const struct bench_ctx *ctx, struct scen_result *r)
 	int ret = -1;
 
 	r->ran = true;
-	r->confirm = calloc(1, sizeof *r->confirm);
-	r->deliver = calloc(1, sizeof *r->deliver);
-	if (r->confirm == NULL || r->deliver == NULL) {
-		errf(err, sizeof err, "out of memory");
+	if (bench_result_hists(r)) {
+		bench_errf(err, sizeof err, "out of memory");
 		goto out;
 	}
-	hist_init(r->confirm);
-	hist_init(r->deliver);
 	if (needs_spawn(ctx, r))
 		goto out;
 	if (ctx->restart_pending < 1 || ctx->restart_leased < 1 ||
 	    ctx->restart_leased > ctx->restart_pending) {
-		errf(err, sizeof err,
+		bench_errf(err, sizeof err,
 		     "--restart-leased must be 1..--restart-pending");
 		goto out;
 	}
@@ -895,7 +812,7 @@ out:
 	if (ret != 0) {
 		r->failed = true;
 		if (r->error[0] == '\0')
-			errf(r->error, sizeof r->error, "%s",
+			bench_errf(r->error, sizeof r->error, "%s",
 			     err[0] ? err : "failed");
 	}
 	return ret;

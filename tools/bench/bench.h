@@ -7,8 +7,9 @@
  *   hist.c           the log-linear latency histogram
  *   ceilings.c       LMDB durable commits and nanomsg PUSH/PULL, measured
  *                    in the same run on the same disk
- *   broker.c         the work folder, spawning and stopping handoffd,
- *                    sampling its RssAnon
+ *   broker.c         the work folder, spawning and stopping handoffd
+ *                    (through tools/lib/broker_proc.h), sampling its
+ *                    RssAnon
  *   scenario.c       the scenarios: producer and consumer threads, each
  *                    with its own client handle
  *   backlog.c        backlog and restart: large backlogs on brokers of
@@ -17,6 +18,7 @@
  *                    a neighbour that is absent, failing or slow, each
  *                    phase on a broker of its own
  *   report.c         the table and the JSON object
+ *   util.c           small helpers the scenarios share
  *
  * Times are uint64_t nanoseconds of CLOCK_MONOTONIC unless said otherwise;
  * the publish stamp in a payload's first 8 bytes is CLOCK_REALTIME ns,
@@ -34,6 +36,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
+
+#include "broker_proc.h"
+#include "handoff.h"
 
 #ifdef HANDOFF_BUILD_VERSION
 #define HANDOFF_BENCH_VERSION HANDOFF_BUILD_VERSION
@@ -58,6 +63,40 @@ void bench_first_error(pthread_mutex_t *mu, char *error, size_t len,
 
 /* Set by SIGINT/SIGTERM: every loop checks it and winds down. */
 extern volatile sig_atomic_t bench_interrupted;
+
+/* ---- helpers the scenarios share (util.c) ------------------------------- */
+
+/* snprintf into an error buffer; truncation is fine (no warning) */
+void bench_errf(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* "STATUS (broker's message)" of a failed call into buf (c may be NULL). */
+const char *bench_call_text(handoff_client *c, int rc, char *buf, size_t len);
+/* handoff_connect with a deadline and a consumer name; *c is NULL unless
+ * it returns HANDOFF_OK. */
+int bench_client_open(const char *url, const char *name, uint32_t deadline_ms,
+		      handoff_client **c);
+/* Subscribe sub to topic with pol: 0, or -1 with err filled. */
+int bench_subscribe(handoff_client *admin, const char *topic, const char *sub,
+		    const handoff_policy *pol, char *err, size_t errlen);
+/* Of n ack results, the OK ones; the others are added to *lost. */
+uint64_t bench_acks_ok(const int *res, size_t n, uint64_t *lost);
+/* 1234567 -> "1,234,567" (digits: a decimal number's digits). */
+const char *bench_group_digits(char *buf, size_t len, const char *digits);
+const char *bench_grouped_u(char *buf, size_t len, uint64_t v);
+/* A producer's publish request: n events sharing one payload of payload
+ * bytes filled with fill (each request stamps its first 8 bytes), and
+ * room for the ids the broker returns. */
+struct bench_batch {
+	char *buf; /* the payload (at least 1 byte allocated) */
+	handoff_event *ev;
+	uint64_t *ids;
+};
+/* 0, or -1 out of memory; bench_batch_free it either way. */
+int bench_batch_init(struct bench_batch *b, size_t n, uint32_t payload,
+		     char fill);
+void bench_batch_free(struct bench_batch *b);
+/* Size of path in bytes; 0 when it cannot be read. */
+uint64_t bench_file_size(const char *path);
 
 /* ---- histogram (hist.c) ---------------------------------------------------
  * Log-linear like HdrHistogram: values below 128 ns get a bucket each;
@@ -117,18 +156,12 @@ int ceiling_nn_pushpull(uint32_t payload, double seconds,
 /* ---- the broker (broker.c) --------------------------------------------- */
 
 struct broker {
-	pid_t pid; /* 0 when not spawned by us */
-	char url[BENCH_PATH_LEN];
-	char sock_path[BENCH_PATH_LEN];
-	char data_dir[BENCH_PATH_LEN];
-	char log_path[BENCH_PATH_LEN];
-	char conf_path[BENCH_PATH_LEN];
-	bool exited;
-	int status;	     /* wait status once exited */
+	/* the process, its folder, config, log and socket (handoffd.log,
+	 * b.sock); proc.pid is 0 when not spawned by us or once reaped */
+	struct broker_proc proc;
+	pid_t last_pid;	     /* the last spawn's pid, kept after the reap */
 	bool term_timed_out; /* the last stop had to SIGKILL */
-	uint64_t t_spawn_ns; /* the last start: posix_spawn called */
-	uint64_t t_ready_ns; /* ... its socket appeared */
-	/* RssAnon sampler */
+	/* RssAnon sampler (of last_pid) */
 	bool sampler_running;
 	atomic_bool sampler_stop;
 	_Atomic uint64_t rss_peak; /* kB since the last take */
@@ -139,8 +172,7 @@ struct broker {
 /* mkdtemp "PARENT/handoff-bench.XXXXXX"; the path into out. */
 int workdir_create(const char *parent, char *out, size_t outlen, char *err,
 		   size_t errlen);
-/* rm -r; errors are ignored (best effort). */
-void workdir_remove(const char *dir);
+/* (rm -r: broker_proc_remove_dir) */
 
 /* Start exe on workdir/data with a config of its own, listening on
  * ipc://workdir/b.sock, stderr to workdir/handoffd.log; then the sampler.
@@ -149,11 +181,16 @@ void workdir_remove(const char *dir);
 int broker_spawn(struct broker *b, const char *exe, const char *workdir,
 		 uint32_t max_batch, uint32_t payload, char *err,
 		 size_t errlen);
-/* Start exe again on the folder, config and socket of b (stopped), the
- * log appended to; waits up to wait_s (0 = 10 s) for the socket, polling
- * every ms (t_spawn_ns / t_ready_ns say when). */
-int broker_restart(struct broker *b, const char *exe, double wait_s, char *err,
-		   size_t errlen);
+/* A broker of its own for one phase: mkdir dir (new), broker_spawn in
+ * it. On failure it is stopped, its log's tail printed and dir removed;
+ * err says why. */
+int broker_spawn_own(struct broker *b, const char *exe, const char *dir,
+		     uint32_t max_batch, uint32_t payload, char *err,
+		     size_t errlen);
+/* Start the same exe again on the folder, config and socket of b
+ * (stopped), the log appended to; waits up to wait_s (0 = 10 s) for the
+ * socket, polling every ms (proc.spawn_ns / proc.listening_ns say when). */
+int broker_restart(struct broker *b, double wait_s, char *err, size_t errlen);
 /* Whether the spawned broker still runs (reaps it when not). */
 bool broker_alive(struct broker *b);
 /* Describe how it exited ("exit status 3", "killed by signal 9"). */
@@ -363,6 +400,9 @@ struct bench_ctx {
 /* Run one scenario on fresh topic/subscriptions; fills r (r->p preset).
  * Returns 0, or -1 when it failed (r->error says why). */
 int scenario_run(const struct bench_ctx *ctx, struct scen_result *r);
+/* Allocate and clear r->confirm and r->deliver: 0, or -1 (out of memory;
+ * what was allocated is r's, freed with it). */
+int bench_result_hists(struct scen_result *r);
 /* Remove the scenario's subscriptions (used against a foreign broker). */
 void scenario_cleanup(const struct bench_ctx *ctx, const struct scen_result *r);
 

@@ -16,11 +16,13 @@
  * (broker_stop_signal) and starts the same binary again on the same
  * folder, config and socket (broker_restart); the log is then appended to,
  * so it tells the whole story. Spawn and ready times are kept for it.
+ *
+ * The process itself (folder, config file, posix_spawn, reaping, the
+ * socket poll) is broker_proc's (tools/lib/broker_proc.h); what is the
+ * benchmark's own is here: the config, the sampler, the stop with a
+ * chosen signal and its 10 s limit, and the errors in its words.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,25 +33,22 @@
 
 #include "bench.h"
 
-extern char **environ;
-
 #define SAMPLE_NS     50000000ULL /* 50 ms */
-#define STOP_WAIT_NS  10000000000ULL
+#define STOP_WAIT_MS  10000u
 #define READY_WAIT_NS 10000000000ULL
-#define READY_POLL_NS 1000000ULL /* 1 ms: the restart time is measured */
 #define SUN_PATH_MAX  107
 
 int workdir_create(const char *parent, char *out, size_t outlen, char *err,
 		   size_t errlen)
 {
-	int n = snprintf(out, outlen, "%s/handoff-bench.XXXXXX",
-			 parent ? parent : ".");
-	if (n < 0 || (size_t)n >= outlen) {
+	int rc = broker_proc_mkdtemp(parent ? parent : ".", "handoff-bench.",
+				     out, outlen);
+	if (rc == ENAMETOOLONG) {
 		snprintf(err, errlen, "data dir path too long");
 		return -1;
 	}
-	if (mkdtemp(out) == NULL) {
-		snprintf(err, errlen, "mkdtemp %s: %s", out, strerror(errno));
+	if (rc) {
+		snprintf(err, errlen, "mkdtemp %s: %s", out, strerror(rc));
 		return -1;
 	}
 	/* absolute, so the ipc URL and the report name it unambiguously */
@@ -58,25 +57,6 @@ int workdir_create(const char *parent, char *out, size_t outlen, char *err,
 		snprintf(out, outlen, "%s", abs);
 	free(abs);
 	return 0;
-}
-
-static int rm_one(const char *path, const struct stat *st, int type,
-		  struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if (type == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
-void workdir_remove(const char *dir)
-{
-	if (dir == NULL || dir[0] == '\0')
-		return;
-	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* RssAnon of pid in kB, 0 when unreadable. */
@@ -102,9 +82,9 @@ static uint64_t read_rss_anon(pid_t pid)
 
 uint64_t broker_rss_anon(const struct broker *b)
 {
-	if (b == NULL || b->pid <= 0 || b->exited)
+	if (b == NULL || b->proc.pid <= 0)
 		return 0;
-	return read_rss_anon(b->pid);
+	return read_rss_anon(b->proc.pid);
 }
 
 static void peak_update(_Atomic uint64_t *peak, uint64_t v)
@@ -119,7 +99,7 @@ static void *sampler_main(void *arg)
 	struct broker *b = arg;
 
 	while (!atomic_load(&b->sampler_stop)) {
-		uint64_t kb = read_rss_anon(b->pid);
+		uint64_t kb = read_rss_anon(b->last_pid);
 		peak_update(&b->rss_peak, kb);
 		peak_update(&b->rss_peak_all, kb);
 		bench_sleep_ns(SAMPLE_NS);
@@ -129,9 +109,9 @@ static void *sampler_main(void *arg)
 
 uint64_t broker_take_rss_peak(struct broker *b)
 {
-	if (b == NULL || b->pid <= 0)
+	if (b == NULL || b->last_pid <= 0)
 		return 0;
-	uint64_t now = read_rss_anon(b->pid);
+	uint64_t now = read_rss_anon(b->last_pid);
 	peak_update(&b->rss_peak, now);
 	peak_update(&b->rss_peak_all, now);
 	return atomic_exchange(&b->rss_peak, now);
@@ -144,9 +124,9 @@ double broker_cpu_seconds(const struct broker *b)
 	FILE *f;
 	size_t n;
 
-	if (b == NULL || b->pid <= 0 || b->exited)
+	if (b == NULL || b->proc.pid <= 0)
 		return -1;
-	snprintf(path, sizeof path, "/proc/%ld/stat", (long)b->pid);
+	snprintf(path, sizeof path, "/proc/%ld/stat", (long)b->proc.pid);
 	f = fopen(path, "r");
 	if (f == NULL)
 		return -1;
@@ -174,18 +154,14 @@ double bench_cpu_seconds(void)
 	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
-static int write_config(const char *path, uint32_t max_batch, uint32_t payload,
-			char *err, size_t errlen)
+/* The config: limits raised where max_batch or payload need it. */
+static void config_text(char *out, size_t outlen, uint32_t max_batch,
+			uint32_t payload)
 {
-	FILE *f = fopen(path, "w");
 	uint32_t max_payload = 1U << 20;
 	uint64_t max_request = 16ULL << 20;
 	uint64_t need;
 
-	if (f == NULL) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
-	}
 	if (max_batch < 1000)
 		max_batch = 1000;
 	if (payload > max_payload)
@@ -195,40 +171,27 @@ static int write_config(const char *path, uint32_t max_batch, uint32_t payload,
 		max_request = need;
 	if (max_request > 0xffffffffULL)
 		max_request = 0xffffffffULL;
-	fprintf(f,
-		"; written by handoff-bench\n"
-		"[broker]\n"
-		"map_size = 64G\n"
-		"[limits]\n"
-		"max_batch = %u\n"
-		"max_payload = %u\n"
-		"max_request = %llu\n"
-		"[defaults]\n"
-		"ack_deadline = 30s\n",
-		max_batch, max_payload, (unsigned long long)max_request);
-	if (fclose(f) != 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
-	}
-	return 0;
+	snprintf(out, outlen,
+		 "; written by handoff-bench\n"
+		 "[broker]\n"
+		 "map_size = 64G\n"
+		 "[limits]\n"
+		 "max_batch = %u\n"
+		 "max_payload = %u\n"
+		 "max_request = %llu\n"
+		 "[defaults]\n"
+		 "ack_deadline = 30s\n",
+		 max_batch, max_payload, (unsigned long long)max_request);
 }
 
-/* Start b->exe on the paths in b (set by broker_spawn), the log
- * truncated or appended to; wait up to wait_ns for the socket, then start
- * the sampler. */
-static int broker_start(struct broker *b, const char *exe, bool append_log,
-			uint64_t wait_ns, char *err, size_t errlen)
+/* Start b->proc again (its folder set up), the log appended to; wait up to
+ * wait_ns for the socket, then start the sampler. */
+static int broker_start(struct broker *b, uint64_t wait_ns, char *err,
+			size_t errlen)
 {
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	bool fa_init = false, attr_init = false;
-	int rc, ret = -1;
+	const char *exe = b->proc.exe;
 
-	b->pid = 0;
-	b->exited = false;
-	b->status = 0;
-	b->t_spawn_ns = 0;
-	b->t_ready_ns = 0;
+	b->last_pid = 0;
 	atomic_store(&b->sampler_stop, false);
 	atomic_store(&b->rss_peak, 0);
 	b->sampler_running = false;
@@ -237,104 +200,93 @@ static int broker_start(struct broker *b, const char *exe, bool append_log,
 		snprintf(err, errlen, "%s: %s", exe, strerror(errno));
 		return -1;
 	}
-	if ((rc = posix_spawn_file_actions_init(&fa)) != 0)
-		goto spawn_fail;
-	fa_init = true;
-	if ((rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null",
-						   O_RDONLY, 0)) != 0 ||
-	    (rc = posix_spawn_file_actions_addopen(
-		     &fa, 2, b->log_path,
-		     O_WRONLY | O_CREAT | (append_log ? O_APPEND : O_TRUNC),
-		     0600)) != 0 ||
-	    (rc = posix_spawn_file_actions_adddup2(&fa, 2, 1)) != 0)
-		goto spawn_fail;
-	if ((rc = posix_spawnattr_init(&attr)) != 0)
-		goto spawn_fail;
-	attr_init = true;
-	if ((rc = posix_spawnattr_setpgroup(&attr, 0)) != 0 ||
-	    (rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP)) != 0)
-		goto spawn_fail;
-
-	char *const argv[] = {
-		(char *)exe, "--data",	 b->data_dir,  "--listen",
-		b->url,	     "--config", b->conf_path, NULL,
-	};
-	b->t_spawn_ns = bench_now_ns();
-	if ((rc = posix_spawn(&b->pid, exe, &fa, &attr, argv, environ)) != 0) {
-		b->pid = 0;
-		goto spawn_fail;
+	int rc = broker_proc_spawn(&b->proc, NULL);
+	if (rc != 0) {
+		snprintf(err, errlen, "spawn %s: %s", exe, strerror(rc));
+		return -1;
 	}
+	b->last_pid = b->proc.pid;
 
 	/* Ready once the socket exists (the store is open and the leases
 	 * of a previous run recovered by then). */
-	uint64_t until = b->t_spawn_ns + wait_ns;
-	struct stat st;
-	while (stat(b->sock_path, &st) != 0) {
-		if (!broker_alive(b)) {
-			char how[64];
-			broker_exit_text(b, how, sizeof how);
-			snprintf(err, errlen, "handoffd exited at start (%s)",
-				 how);
-			goto cleanup;
-		}
-		if (bench_now_ns() > until || bench_interrupted) {
-			snprintf(err, errlen,
-				 "handoffd did not create %s within %.0f s%s",
-				 b->sock_path, (double)wait_ns / 1e9,
-				 bench_interrupted ? " (interrupted)" : "");
-			goto cleanup;
-		}
-		bench_sleep_ns(READY_POLL_NS);
+	switch (broker_proc_wait_listening(&b->proc,
+					   (uint32_t)(wait_ns / 1000000u),
+					   &bench_interrupted)) {
+	case BROKER_PROC_READY:
+		break;
+	case BROKER_PROC_EXITED: {
+		char how[64];
+		broker_exit_text(b, how, sizeof how);
+		snprintf(err, errlen, "handoffd exited at start (%s)", how);
+		return -1;
 	}
-	b->t_ready_ns = bench_now_ns();
+	case BROKER_PROC_TIMEOUT:
+		snprintf(err, errlen,
+			 "handoffd did not create %s within %.0f s%s",
+			 b->proc.sock, (double)wait_ns / 1e9,
+			 bench_interrupted ? " (interrupted)" : "");
+		return -1;
+	}
 	if (pthread_create(&b->sampler, NULL, sampler_main, b) == 0)
 		b->sampler_running = true;
-	ret = 0;
-	goto cleanup;
-
-spawn_fail:
-	snprintf(err, errlen, "spawn %s: %s", exe, strerror(rc));
-cleanup:
-	if (fa_init)
-		posix_spawn_file_actions_destroy(&fa);
-	if (attr_init)
-		posix_spawnattr_destroy(&attr);
-	return ret;
+	return 0;
 }
 
 int broker_spawn(struct broker *b, const char *exe, const char *workdir,
 		 uint32_t max_batch, uint32_t payload, char *err, size_t errlen)
 {
-	b->pid = 0;
-	b->exited = false;
+	static const struct broker_proc_files files = {
+		.sock_name = "b.sock",
+		.log_name = "handoffd.log",
+	};
+	char sock[BENCH_PATH_LEN + 8], config[512];
+
+	b->last_pid = 0;
 	b->sampler_running = false;
 	atomic_store(&b->rss_peak_all, 0);
 
-	snprintf(b->sock_path, sizeof b->sock_path, "%s/b.sock", workdir);
-	if (strlen(b->sock_path) > SUN_PATH_MAX) {
+	snprintf(sock, sizeof sock, "%s/%s", workdir, files.sock_name);
+	if (strlen(sock) > SUN_PATH_MAX) {
 		snprintf(err, errlen,
 			 "socket path %s is longer than %d bytes; pass a "
 			 "shorter --data-dir",
-			 b->sock_path, SUN_PATH_MAX);
+			 sock, SUN_PATH_MAX);
 		return -1;
 	}
-	snprintf(b->url, sizeof b->url, "ipc://%s", b->sock_path);
-	snprintf(b->data_dir, sizeof b->data_dir, "%s/data", workdir);
-	snprintf(b->log_path, sizeof b->log_path, "%s/handoffd.log", workdir);
-	snprintf(b->conf_path, sizeof b->conf_path, "%s/handoffd.ini", workdir);
-	if (write_config(b->conf_path, max_batch, payload, err, errlen))
+	config_text(config, sizeof config, max_batch, payload);
+	if (broker_proc_init(&b->proc, exe, workdir, &files, config, err,
+			     errlen))
 		return -1;
-	return broker_start(b, exe, false, READY_WAIT_NS, err, errlen);
+	return broker_start(b, READY_WAIT_NS, err, errlen);
 }
 
-int broker_restart(struct broker *b, const char *exe, double wait_s, char *err,
-		   size_t errlen)
+int broker_spawn_own(struct broker *b, const char *exe, const char *dir,
+		     uint32_t max_batch, uint32_t payload, char *err,
+		     size_t errlen)
 {
-	if (b->sock_path[0] == '\0' || b->conf_path[0] == '\0') {
+	char e2[BENCH_ERR_LEN - 64];
+
+	if (mkdir(dir, 0700) != 0) {
+		bench_errf(err, errlen, "mkdir %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (broker_spawn(b, exe, dir, max_batch, payload, e2, sizeof e2)) {
+		bench_errf(err, errlen, "%s", e2);
+		broker_stop(b);
+		broker_log_tail(b, stderr, 20);
+		broker_proc_remove_dir(dir);
+		return -1;
+	}
+	return 0;
+}
+
+int broker_restart(struct broker *b, double wait_s, char *err, size_t errlen)
+{
+	if (b->proc.config[0] == '\0') {
 		snprintf(err, errlen, "broker_restart: never spawned");
 		return -1;
 	}
-	if (b->pid > 0 && broker_alive(b)) {
+	if (broker_proc_alive(&b->proc)) {
 		snprintf(err, errlen, "broker_restart: still running");
 		return -1;
 	}
@@ -343,10 +295,9 @@ int broker_restart(struct broker *b, const char *exe, double wait_s, char *err,
 		pthread_join(b->sampler, NULL);
 		b->sampler_running = false;
 	}
-	/* a killed broker leaves its socket file: the new one must not be
-	 * taken as ready before it listens */
-	unlink(b->sock_path);
-	return broker_start(b, exe, true,
+	/* broker_proc_spawn removes the socket file a killed broker left:
+	 * the new one must not be taken as ready before it listens */
+	return broker_start(b,
 			    wait_s > 0 ? (uint64_t)(wait_s * 1e9) :
 					 READY_WAIT_NS,
 			    err, errlen);
@@ -354,32 +305,21 @@ int broker_restart(struct broker *b, const char *exe, double wait_s, char *err,
 
 bool broker_alive(struct broker *b)
 {
-	int status;
-
-	if (b == NULL || b->pid <= 0)
-		return false;
-	if (b->exited)
-		return false;
-	pid_t r = waitpid(b->pid, &status, WNOHANG);
-	if (r == b->pid) {
-		b->exited = true;
-		b->status = status;
-		return false;
-	}
-	return true;
+	return b != NULL && broker_proc_alive(&b->proc);
 }
 
 void broker_exit_text(const struct broker *b, char *out, size_t outlen)
 {
-	if (!b->exited)
+	int status = b->proc.status;
+
+	if (!b->proc.exited)
 		snprintf(out, outlen, "running");
-	else if (WIFEXITED(b->status))
-		snprintf(out, outlen, "exit status %d", WEXITSTATUS(b->status));
-	else if (WIFSIGNALED(b->status))
-		snprintf(out, outlen, "killed by signal %d",
-			 WTERMSIG(b->status));
+	else if (WIFEXITED(status))
+		snprintf(out, outlen, "exit status %d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(out, outlen, "killed by signal %d", WTERMSIG(status));
 	else
-		snprintf(out, outlen, "wait status %d", b->status);
+		snprintf(out, outlen, "wait status %d", status);
 }
 
 void broker_log_tail(const struct broker *b, FILE *f, int lines)
@@ -390,9 +330,9 @@ void broker_log_tail(const struct broker *b, FILE *f, int lines)
 	size_t n;
 	int seen = 0;
 
-	if (b == NULL || b->log_path[0] == '\0')
+	if (b == NULL || b->proc.log[0] == '\0')
 		return;
-	in = fopen(b->log_path, "r");
+	in = fopen(b->proc.log, "r");
 	if (in == NULL)
 		return;
 	if (fseek(in, 0, SEEK_END) != 0 || (size = ftell(in)) < 0)
@@ -409,7 +349,7 @@ void broker_log_tail(const struct broker *b, FILE *f, int lines)
 			break;
 		p--;
 	}
-	fprintf(f, "--- last lines of %s ---\n%s", b->log_path, p);
+	fprintf(f, "--- last lines of %s ---\n%s", b->proc.log, p);
 	if (n == 0 || buf[n - 1] != '\n')
 		fputc('\n', f);
 out:
@@ -418,27 +358,16 @@ out:
 
 void broker_stop_signal(struct broker *b, int sig)
 {
-	if (b == NULL || b->pid <= 0)
+	if (b == NULL || b->last_pid <= 0)
 		return;
 	b->term_timed_out = false;
-	if (broker_alive(b)) {
-		kill(b->pid, sig);
-		uint64_t until = bench_now_ns() + STOP_WAIT_NS;
-		while (broker_alive(b) && bench_now_ns() < until)
-			bench_sleep_ns(1000000);
-		if (broker_alive(b)) {
-			fprintf(stderr,
-				"handoff-bench: handoffd did not stop within "
-				"10 s of signal %d; killing it\n",
-				sig);
-			b->term_timed_out = true;
-			kill(b->pid, SIGKILL);
-			int status;
-			if (waitpid(b->pid, &status, 0) == b->pid) {
-				b->exited = true;
-				b->status = status;
-			}
-		}
+	if (broker_proc_alive(&b->proc) &&
+	    !broker_proc_signal(&b->proc, sig, STOP_WAIT_MS)) {
+		fprintf(stderr,
+			"handoff-bench: handoffd did not stop within "
+			"10 s of signal %d; killing it\n",
+			sig);
+		b->term_timed_out = true;
 	}
 	if (b->sampler_running) {
 		atomic_store(&b->sampler_stop, true);

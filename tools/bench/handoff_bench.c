@@ -676,12 +676,10 @@ static void run_lmdb_ceilings(const char *workdir, uint32_t payload,
 static void broker_version(const char *url, char *out, size_t len)
 {
 	handoff_client *c = NULL;
-	handoff_options o = { .deadline_ms = 10000,
-			      .consumer_name = "bench-admin" };
 	handoff_stats *st = NULL;
 
 	out[0] = '\0';
-	if (handoff_connect(url, &o, &c) != HANDOFF_OK)
+	if (bench_client_open(url, "bench-admin", 10000, &c) != HANDOFF_OK)
 		return;
 	if (handoff_get_stats(c, &st) == HANDOFF_OK) {
 		snprintf(out, len, "%s", st->version ? st->version : "?");
@@ -763,7 +761,7 @@ int main(int argc, char **argv)
 			goto finish;
 		}
 		spawned = true;
-		url = broker.url;
+		url = broker.proc.url;
 	} else {
 		url = o.broker_url;
 	}
@@ -869,7 +867,7 @@ finish:
 				how);
 		}
 	}
-	workdir_remove(workdir);
+	broker_proc_remove_dir(workdir);
 
 	if (setup_ok) {
 		struct report rep = {

@@ -164,19 +164,6 @@ static void nb_fail(struct nb_shared *sh, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* snprintf into an error buffer; truncation is fine (no warning) */
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static bool nb_stopping(struct nb_shared *sh)
 {
 	return atomic_load(&sh->stop) || bench_interrupted;
@@ -185,16 +172,6 @@ static bool nb_stopping(struct nb_shared *sh)
 static bool nb_over(struct nb_shared *sh)
 {
 	return nb_stopping(sh) || bench_now_ns() >= sh->t_end;
-}
-
-static const char *call_text(handoff_client *c, int rc, char *buf, size_t len)
-{
-	const char *m = c ? handoff_last_message(c) : "";
-	if (m[0])
-		snprintf(buf, len, "%s (%s)", handoff_strerror(rc), m);
-	else
-		snprintf(buf, len, "%s", handoff_strerror(rc));
-	return buf;
 }
 
 static double thread_cpu_s(void)
@@ -212,20 +189,13 @@ static void producer(struct nb_worker *w, handoff_client *c)
 	struct nb_shared *sh = w->sh;
 	size_t n = (size_t)sh->p->batch;
 	uint32_t payload = sh->ctx->payload;
-	char *buf = malloc(payload ? payload : 1);
-	handoff_event *ev = calloc(n, sizeof *ev);
-	uint64_t *ids = calloc(n, sizeof *ids);
+	struct bench_batch pb;
 	int64_t cap = sh->p->backlog;
 	char msg[BENCH_ERR_LEN - 64];
 
-	if (buf == NULL || ev == NULL || ids == NULL) {
+	if (bench_batch_init(&pb, n, payload, 'n')) {
 		nb_fail(sh, "producer %d: out of memory", w->idx);
 		goto cleanup;
-	}
-	memset(buf, 'n', payload ? payload : 1);
-	for (size_t i = 0; i < n; i++) {
-		ev[i].payload = buf;
-		ev[i].payload_len = payload;
 	}
 	while (!nb_over(sh)) {
 		/* H's unacked only: N's backlog must not hold producers */
@@ -237,14 +207,14 @@ static void producer(struct nb_worker *w, handoff_client *c)
 		}
 		if (payload >= 8) {
 			uint64_t st = bench_realtime_ns();
-			memcpy(buf, &st, sizeof st);
+			memcpy(pb.buf, &st, sizeof st);
 		}
 		uint64_t a = bench_now_ns();
-		int rc = handoff_publish(c, sh->topic, ev, n, ids, NULL);
+		int rc = handoff_publish(c, sh->topic, pb.ev, n, pb.ids, NULL);
 		uint64_t z = bench_now_ns();
 		if (rc != HANDOFF_OK) {
 			nb_fail(sh, "producer %d: publish: %s", w->idx,
-				call_text(c, rc, msg, sizeof msg));
+				bench_call_text(c, rc, msg, sizeof msg));
 			break;
 		}
 		if (a >= sh->t_meas && z <= sh->t_end)
@@ -253,9 +223,7 @@ static void producer(struct nb_worker *w, handoff_client *c)
 		atomic_fetch_add(&sh->published, (uint64_t)n);
 	}
 cleanup:
-	free(buf);
-	free(ev);
-	free(ids);
+	bench_batch_free(&pb);
 }
 
 /* H: fetch, ack each fetch in one request; counts what the window saw. */
@@ -278,7 +246,7 @@ static void h_consumer(struct nb_worker *w, handoff_client *c)
 			handoff_fetch(c, sh->h_sub, max, FETCH_WAIT_MS, &d, &n);
 		if (rc != HANDOFF_OK) {
 			nb_fail(sh, "H consumer %d: fetch: %s", w->idx,
-				call_text(c, rc, msg, sizeof msg));
+				bench_call_text(c, rc, msg, sizeof msg));
 			break;
 		}
 		uint64_t rt = bench_realtime_ns(), mono = bench_now_ns();
@@ -301,16 +269,10 @@ static void h_consumer(struct nb_worker *w, handoff_client *c)
 		uint64_t z = bench_now_ns();
 		if (rc != HANDOFF_OK) {
 			nb_fail(sh, "H consumer %d: ack: %s", w->idx,
-				call_text(c, rc, msg, sizeof msg));
+				bench_call_text(c, rc, msg, sizeof msg));
 			break;
 		}
-		uint64_t ok = 0;
-		for (size_t i = 0; i < m; i++) {
-			if (res[i] == HANDOFF_OK)
-				ok++;
-			else
-				w->lease_lost++;
-		}
+		uint64_t ok = bench_acks_ok(res, m, &w->lease_lost);
 		atomic_fetch_add(&sh->h_acked, ok);
 		if (z >= sh->t_meas && z <= sh->t_end)
 			w->h_window += ok;
@@ -363,7 +325,7 @@ static void n_consumer(struct nb_worker *w, handoff_client *c)
 		if (rc != HANDOFF_OK) {
 			nb_fail(sh, "N consumer %d (%s): fetch: %s", w->idx,
 				sh->def->name,
-				call_text(c, rc, msg, sizeof msg));
+				bench_call_text(c, rc, msg, sizeof msg));
 			break;
 		}
 		size_t m = n < max ? n : max;
@@ -417,7 +379,7 @@ static void n_consumer(struct nb_worker *w, handoff_client *c)
 			nb_fail(sh, "N consumer %d (%s): %s: %s", w->idx,
 				sh->def->name,
 				kind == NB_FAILING ? "nack" : "ack",
-				call_text(c, rc, msg, sizeof msg));
+				bench_call_text(c, rc, msg, sizeof msg));
 			break;
 		}
 	}
@@ -434,16 +396,12 @@ static void *worker_main(void *arg)
 	handoff_client *c = NULL;
 	char name[64], msg[BENCH_ERR_LEN - 64];
 	static const char *const role_tag[] = { "p", "h", "n" };
-	handoff_options o = { .deadline_ms = CALL_DEADLINE_MS };
 
 	snprintf(name, sizeof name, "bench-%s%d", role_tag[w->role], w->idx);
-	o.consumer_name = name;
-	int rc = handoff_connect(sh->url, &o, &c);
-	if (rc != HANDOFF_OK) {
+	int rc = bench_client_open(sh->url, name, CALL_DEADLINE_MS, &c);
+	if (rc != HANDOFF_OK)
 		nb_fail(sh, "%s: connect %s: %s", name, sh->url,
-			call_text(NULL, rc, msg, sizeof msg));
-		c = NULL;
-	}
+			bench_call_text(NULL, rc, msg, sizeof msg));
 
 	pthread_mutex_lock(&sh->mu);
 	sh->ready++;
@@ -475,25 +433,6 @@ static void *worker_main(void *arg)
 }
 
 /* ---- one phase ------------------------------------------------------------ */
-
-static int subscribe(handoff_client *admin, const char *topic, const char *sub,
-		     const handoff_policy *pol, char *err, size_t errlen)
-{
-	char msg[BENCH_ERR_LEN - 64];
-	int rc = handoff_subscribe(admin, topic, sub, pol, NULL, NULL);
-	if (rc != HANDOFF_OK) {
-		errf(err, errlen, "subscribe %s: %s", sub,
-		     call_text(admin, rc, msg, sizeof msg));
-		return -1;
-	}
-	return 0;
-}
-
-static uint64_t file_size(const char *path)
-{
-	struct stat sb;
-	return stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
-}
 
 /* The broker's counters for H and N at the end of the phase. */
 static void phase_counters(handoff_client *admin, const char *h_sub,
@@ -540,7 +479,7 @@ static int phase_run(const struct bench_ctx *ctx, const struct scen_params *p,
 	struct nb_worker *w = NULL;
 	handoff_client *admin = NULL;
 	char dir[BENCH_PATH_LEN], topic[128], h_sub[160], n_sub[160];
-	char e2[BENCH_ERR_LEN - 64], msg[BENCH_ERR_LEN - 64];
+	char msg[BENCH_ERR_LEN - 64];
 	bool spawned = false, sync_init = false;
 	int nthreads = 0, started = 0, ret = -1;
 
@@ -553,33 +492,22 @@ static int phase_run(const struct bench_ctx *ctx, const struct scen_params *p,
 	int len = snprintf(dir, sizeof dir, "%s/neighbour-%d-%s", ctx->workdir,
 			   i + 1, def->name);
 	if (len < 0 || (size_t)len >= sizeof dir) {
-		errf(err, errlen, "work folder path too long");
+		bench_errf(err, errlen, "work folder path too long");
 		return -1;
 	}
-	if (mkdir(dir, 0700) != 0) {
-		errf(err, errlen, "mkdir %s: %s", dir, strerror(errno));
+	if (broker_spawn_own(&b, ctx->exe, dir, LEASE_MAX_BATCH, ctx->payload,
+			     err, errlen))
 		return -1;
-	}
-	if (broker_spawn(&b, ctx->exe, dir, LEASE_MAX_BATCH, ctx->payload, e2,
-			 sizeof e2)) {
-		errf(err, errlen, "%s", e2);
-		broker_stop(&b);
-		broker_log_tail(&b, stderr, 20);
-		workdir_remove(dir);
-		return -1;
-	}
 	spawned = true;
 
 	snprintf(topic, sizeof topic, "bench.%d.%d.neighbour-%d-%s",
 		 ctx->run_id, ctx->index, i + 1, def->name);
 	snprintf(h_sub, sizeof h_sub, "%s.h", topic);
 	snprintf(n_sub, sizeof n_sub, "%s.n", topic);
-	handoff_options o = { .deadline_ms = CALL_DEADLINE_MS,
-			      .consumer_name = "bench-admin" };
-	int rc = handoff_connect(b.url, &o, &admin);
+	int rc = bench_client_open(b.proc.url, "bench-admin", CALL_DEADLINE_MS,
+				   &admin);
 	if (rc != HANDOFF_OK) {
-		admin = NULL;
-		errf(err, errlen, "connect %s: %s", b.url,
+		bench_errf(err, errlen, "connect %s: %s", b.proc.url,
 		     handoff_strerror(rc));
 		goto cleanup;
 	}
@@ -593,25 +521,25 @@ static int phase_run(const struct bench_ctx *ctx, const struct scen_params *p,
 	}
 	if (def->kind == NB_SLOW || def->kind == NB_EXPIRING)
 		n_pol.ack_deadline_ms = N_SLOW_DEADLINE_MS;
-	if (subscribe(admin, topic, h_sub, &h_pol, err, errlen))
+	if (bench_subscribe(admin, topic, h_sub, &h_pol, err, errlen))
 		goto cleanup;
-	if (with_n && subscribe(admin, topic, n_sub, &n_pol, err, errlen))
+	if (with_n && bench_subscribe(admin, topic, n_sub, &n_pol, err, errlen))
 		goto cleanup;
 
 	sh.ctx = ctx;
 	sh.p = p;
 	sh.def = def;
-	sh.url = b.url;
+	sh.url = b.proc.url;
 	sh.topic = topic;
 	sh.h_sub = h_sub;
 	sh.n_sub = n_sub;
 	if (pthread_mutex_init(&sh.mu, NULL) != 0) {
-		errf(err, errlen, "pthread_mutex_init failed");
+		bench_errf(err, errlen, "pthread_mutex_init failed");
 		goto cleanup;
 	}
 	if (pthread_cond_init(&sh.cond, NULL) != 0) {
 		pthread_mutex_destroy(&sh.mu);
-		errf(err, errlen, "pthread_cond_init failed");
+		bench_errf(err, errlen, "pthread_cond_init failed");
 		goto cleanup;
 	}
 	sync_init = true;
@@ -620,7 +548,7 @@ static int phase_run(const struct bench_ctx *ctx, const struct scen_params *p,
 	nthreads = p->producers + p->consumers + n_consumers;
 	w = calloc((size_t)nthreads, sizeof *w);
 	if (w == NULL) {
-		errf(err, errlen, "out of memory");
+		bench_errf(err, errlen, "out of memory");
 		goto cleanup;
 	}
 	broker_take_rss_peak(&b);
@@ -703,7 +631,7 @@ static int phase_run(const struct bench_ctx *ctx, const struct scen_params *p,
 	ph->h_p99_ns = hist_quantile(deliver, 0.99);
 	ph->confirm_p99_ns = hist_quantile(confirm, 0.99);
 	if (sh.error[0]) {
-		errf(err, errlen, "%s", sh.error);
+		bench_errf(err, errlen, "%s", sh.error);
 		goto cleanup;
 	}
 	uint64_t h_broker_acked;
@@ -734,14 +662,14 @@ cleanup:
 		if (peak > *rss_peak_kb)
 			*rss_peak_kb = peak;
 		char path[BENCH_PATH_LEN + 16];
-		snprintf(path, sizeof path, "%s/data.mdb", b.data_dir);
-		ph->data_bytes = file_size(path);
+		snprintf(path, sizeof path, "%s/data.mdb", b.proc.data);
+		ph->data_bytes = bench_file_size(path);
 		bool was_alive = broker_alive(&b);
 		broker_stop(&b);
-		ph->log_bytes = file_size(b.log_path);
+		ph->log_bytes = bench_file_size(b.proc.log);
 		if (ret != 0 || !was_alive)
 			broker_log_tail(&b, stderr, 20);
-		workdir_remove(dir);
+		broker_proc_remove_dir(dir);
 	}
 	return ret;
 }
@@ -844,26 +772,22 @@ int neighbour_run(const struct bench_ctx *ctx, struct scen_result *r)
 	uint64_t t0 = bench_now_ns();
 
 	r->ran = true;
-	r->confirm = calloc(1, sizeof *r->confirm);
-	r->deliver = calloc(1, sizeof *r->deliver);
+	int hists = bench_result_hists(r);
 	confirm = malloc(sizeof *confirm);
 	deliver = malloc(sizeof *deliver);
-	if (r->confirm == NULL || r->deliver == NULL || confirm == NULL ||
-	    deliver == NULL) {
-		errf(err, sizeof err, "out of memory");
+	if (hists || confirm == NULL || deliver == NULL) {
+		bench_errf(err, sizeof err, "out of memory");
 		goto out;
 	}
-	hist_init(r->confirm);
-	hist_init(r->deliver);
 	if (!(ctx->exe && ctx->workdir && ctx->workdir[0])) {
-		errf(err, sizeof err,
+		bench_errf(err, sizeof err,
 		     "%s needs brokers of its own: run with --spawn", p->name);
 		goto out;
 	}
 	if (p->producers < 1 || p->consumers < 1 || p->batch < 1 ||
 	    p->fetch_batch < 1 || p->fetch_batch > LEASE_MAX_BATCH ||
 	    p->batch > LEASE_MAX_BATCH || p->backlog < 1) {
-		errf(err, sizeof err, "%s: bad shape", p->name);
+		bench_errf(err, sizeof err, "%s: bad shape", p->name);
 		goto out;
 	}
 	nb->rounds = ctx->neighbour_rounds < 1 ? 1 :
@@ -906,7 +830,7 @@ int neighbour_run(const struct bench_ctx *ctx, struct scen_result *r)
 		else
 			r->broker_cpu_s = -1;
 		if (rc) {
-			errf(err, sizeof err, "phase %d (%s): %s", i + 1,
+			bench_errf(err, sizeof err, "phase %d (%s): %s", i + 1,
 			     order[i]->name, e2);
 			goto out;
 		}
@@ -922,7 +846,7 @@ int neighbour_run(const struct bench_ctx *ctx, struct scen_result *r)
 		}
 	}
 	if (bench_interrupted) {
-		errf(err, sizeof err, "interrupted");
+		bench_errf(err, sizeof err, "interrupted");
 		goto out;
 	}
 	nb->ran = true;
@@ -940,7 +864,7 @@ out:
 	if (ret != 0) {
 		r->failed = true;
 		if (r->error[0] == '\0')
-			errf(r->error, sizeof r->error, "%s",
+			bench_errf(r->error, sizeof r->error, "%s",
 			     err[0] ? err : "failed");
 	}
 	return ret;

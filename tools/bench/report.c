@@ -194,19 +194,11 @@ void ratios_compute(struct scen_result *r, const struct ceilings *c,
 static const char *grouped(char *buf, size_t len, double v)
 {
 	char digits[32];
-	size_t n, at = 0;
 
 	if (v < 0)
 		v = 0;
 	snprintf(digits, sizeof digits, "%.0f", v);
-	n = strlen(digits);
-	for (size_t i = 0; i < n && at + 2 < len; i++) {
-		if (i > 0 && (n - i) % 3 == 0)
-			buf[at++] = ',';
-		buf[at++] = digits[i];
-	}
-	buf[at] = '\0';
-	return buf;
+	return bench_group_digits(buf, len, digits);
 }
 
 static void ms_cell(FILE *f, const struct hist *h, double q)

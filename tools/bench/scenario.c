@@ -90,36 +90,19 @@ static bool stopping(struct shared *sh)
 	return atomic_load(&sh->stop) || bench_interrupted;
 }
 
-static const char *call_text(handoff_client *c, int rc, char *buf, size_t len)
-{
-	const char *m = c ? handoff_last_message(c) : "";
-	if (m[0])
-		snprintf(buf, len, "%s (%s)", handoff_strerror(rc), m);
-	else
-		snprintf(buf, len, "%s", handoff_strerror(rc));
-	return buf;
-}
-
 static void producer(struct worker *w, handoff_client *c)
 {
 	struct shared *sh = w->sh;
 	const struct scen_params *p = sh->p;
 	size_t n = (size_t)p->batch;
-	char *buf = malloc(sh->payload ? sh->payload : 1);
-	handoff_event *ev = calloc(n, sizeof *ev);
-	uint64_t *ids = calloc(n, sizeof *ids);
+	struct bench_batch pb;
 	uint64_t interval = 0, next = sh->t_start;
 	int64_t cap = (int64_t)p->backlog * sh->consumed_subs;
 	char msg[BENCH_ERR_LEN - 64];
 
-	if (buf == NULL || ev == NULL || ids == NULL) {
+	if (bench_batch_init(&pb, n, sh->payload, 'p')) {
 		fail(sh, "producer %d: out of memory", w->idx);
 		goto cleanup;
-	}
-	memset(buf, 'p', sh->payload ? sh->payload : 1);
-	for (size_t i = 0; i < n; i++) {
-		ev[i].payload = buf;
-		ev[i].payload_len = sh->payload;
 	}
 	if (p->rate > 0) {
 		double per = p->rate / p->producers; /* events/s */
@@ -154,23 +137,21 @@ static void producer(struct worker *w, handoff_client *c)
 		}
 		if (sh->payload >= 8) {
 			uint64_t st = bench_realtime_ns();
-			memcpy(buf, &st, sizeof st);
+			memcpy(pb.buf, &st, sizeof st);
 		}
 		uint64_t a = bench_now_ns();
-		int rc = handoff_publish(c, sh->topic, ev, n, ids, NULL);
+		int rc = handoff_publish(c, sh->topic, pb.ev, n, pb.ids, NULL);
 		uint64_t z = bench_now_ns();
 		if (rc != HANDOFF_OK) {
 			fail(sh, "producer %d: publish: %s", w->idx,
-			     call_text(c, rc, msg, sizeof msg));
+			     bench_call_text(c, rc, msg, sizeof msg));
 			break;
 		}
 		hist_add(&w->confirm, z - (interval ? sched : a));
 		atomic_fetch_add(&sh->published, (uint64_t)n);
 	}
 cleanup:
-	free(buf);
-	free(ev);
-	free(ids);
+	bench_batch_free(&pb);
 }
 
 static void consumer(struct worker *w, handoff_client *c)
@@ -193,7 +174,7 @@ static void consumer(struct worker *w, handoff_client *c)
 		int rc = handoff_fetch(c, sub, max, FETCH_WAIT_MS, &d, &n);
 		if (rc != HANDOFF_OK) {
 			fail(sh, "consumer %d: fetch: %s", w->idx,
-			     call_text(c, rc, msg, sizeof msg));
+			     bench_call_text(c, rc, msg, sizeof msg));
 			break;
 		}
 		uint64_t rt = bench_realtime_ns();
@@ -219,16 +200,10 @@ static void consumer(struct worker *w, handoff_client *c)
 		}
 		if (rc != HANDOFF_OK) {
 			fail(sh, "consumer %d: ack: %s", w->idx,
-			     call_text(c, rc, msg, sizeof msg));
+			     bench_call_text(c, rc, msg, sizeof msg));
 			break;
 		}
-		uint64_t ok = 0;
-		for (size_t i = 0; i < m; i++) {
-			if (res[i] == HANDOFF_OK)
-				ok++;
-			else
-				w->lease_lost++;
-		}
+		uint64_t ok = bench_acks_ok(res, m, &w->lease_lost);
 		atomic_fetch_add(&sh->acked, ok);
 	}
 cleanup:
@@ -242,17 +217,13 @@ static void *worker_main(void *arg)
 	struct shared *sh = w->sh;
 	handoff_client *c = NULL;
 	char name[64], msg[BENCH_ERR_LEN - 64];
-	handoff_options o = { .deadline_ms = CALL_DEADLINE_MS };
 
 	snprintf(name, sizeof name, "bench-%s%d", w->consumer ? "c" : "p",
 		 w->idx);
-	o.consumer_name = name;
-	int rc = handoff_connect(sh->ctx->url, &o, &c);
-	if (rc != HANDOFF_OK) {
+	int rc = bench_client_open(sh->ctx->url, name, CALL_DEADLINE_MS, &c);
+	if (rc != HANDOFF_OK)
 		fail(sh, "%s: connect %s: %s", name, sh->ctx->url,
-		     call_text(NULL, rc, msg, sizeof msg));
-		c = NULL;
-	}
+		     bench_call_text(NULL, rc, msg, sizeof msg));
 
 	pthread_mutex_lock(&sh->mu);
 	sh->ready++;
@@ -281,11 +252,9 @@ static void sub_name(char *out, size_t len, const char *topic, int i)
 static int admin_connect(const struct bench_ctx *ctx, handoff_client **c,
 			 char *err, size_t errlen)
 {
-	handoff_options o = { .deadline_ms = CALL_DEADLINE_MS,
-			      .consumer_name = "bench-admin" };
-	int rc = handoff_connect(ctx->url, &o, c);
+	int rc =
+		bench_client_open(ctx->url, "bench-admin", CALL_DEADLINE_MS, c);
 	if (rc != HANDOFF_OK) {
-		*c = NULL;
 		snprintf(err, errlen, "connect %s: %s", ctx->url,
 			 handoff_strerror(rc));
 		return -1;
@@ -304,7 +273,7 @@ static void broker_side(const struct bench_ctx *ctx, handoff_client *admin,
 	if (ctx->broker != NULL) {
 		r->rss_peak_kb = broker_take_rss_peak(ctx->broker);
 		snprintf(path, sizeof path, "%s/data.mdb",
-			 ctx->broker->data_dir);
+			 ctx->broker->proc.data);
 		if (stat(path, &sb) == 0)
 			r->data_bytes = (uint64_t)sb.st_size;
 		if (!broker_alive(ctx->broker))
@@ -384,7 +353,7 @@ int scenario_run(const struct bench_ctx *ctx, struct scen_result *r)
 		if (rc != HANDOFF_OK) {
 			snprintf(r->error, sizeof r->error, "subscribe %s: %s",
 				 subs[i],
-				 call_text(admin, rc, msg, sizeof msg));
+				 bench_call_text(admin, rc, msg, sizeof msg));
 			goto cleanup;
 		}
 	}

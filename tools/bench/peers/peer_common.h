@@ -1,5 +1,5 @@
 /*
- * peer_common.h — what every peer client of bench/peers.sh shares: the
+ * peer_common.h — what every peer client of peers.sh shares: the
  * command line, the four workloads, latency histograms and the one JSON
  * line each run prints. One client program per peer (peer_redis.c,
  * peer_rabbitmq.c, peer_beanstalkd.c, peer_nats.c, peer_handoff.c).

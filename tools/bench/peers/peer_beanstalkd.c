@@ -1,5 +1,5 @@
 /*
- * peer_beanstalkd.c — beanstalkd peer for bench/peers.sh, speaking the
+ * peer_beanstalkd.c — beanstalkd peer for peers.sh, speaking the
  * text protocol over TCP by hand.
  *
  * Publish = `put <pri> <delay> <ttr> <bytes>\r\n<data>\r\n`, confirmed by

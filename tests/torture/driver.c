@@ -94,21 +94,77 @@ void run_env_faultfs(struct run *r, const char *state)
 
 /* ---- broker ---------------------------------------------------------------- */
 
+/* The config of every run: long polls as long as a consumer asks, the
+ * rest default (dedup window 24 h, history 7 d: nothing the checker asks
+ * about is cleaned away during a run). */
+static const char BROKER_CONFIG[] = "; written by handoff-torture\n"
+				    "[limits]\n"
+				    "max_wait = 60s\n";
+
+/* The broker's folder dir (data/ created, config written). 0, or -1 with
+ * err filled. */
+static int broker_setup(struct run *r, const char *dir, char *err,
+			size_t errlen)
+{
+	const char *exe = r->o->handoffd;
+	char sock[TT_PATH];
+	/* nanomsg asserts on an ipc path of 108 bytes or more */
+	if (tt_fmt(sock, sizeof(sock), "%s/b.sock", dir) &&
+	    strlen(sock) >= 100) {
+		snprintf(err, errlen,
+			 "socket path %s is too long (< 100 bytes)", sock);
+		return -1;
+	}
+	if (access(exe, X_OK)) {
+		snprintf(err, errlen, "handoffd %s: %s", exe, strerror(errno));
+		return -1;
+	}
+	if (broker_proc_init(&r->b, exe, dir, NULL, BROKER_CONFIG, err,
+			     errlen))
+		return -1;
+	int rc = tt_mkdirs(r->b.data);
+	if (rc) {
+		snprintf(err, errlen, "%s: %s", dir, strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+/* Spawn with env (may be NULL) after the log's marker line for this start.
+ * 0 or errno. */
+static int broker_spawn(struct run *r, char *const env[], const char *note)
+{
+	broker_proc_log_note(&r->b, "---- torture: spawn %u%s%s ----",
+			     r->b.starts + 1, note && *note ? ": " : "",
+			     note ? note : "");
+	struct broker_proc_spawn how = { .extra_env = env };
+	return broker_proc_spawn(&r->b, &how);
+}
+
 int run_broker_up(struct run *r, bool faulty, const char *note,
 		  uint64_t *ready_ns)
 {
-	int rc = bp_spawn(&r->b, faulty ? r->env : NULL, note);
+	static const struct broker_proc_ping ping = {
+		.consumer_name = "torture-ping",
+		.deadline_ms = 1000,
+		.attempt_timeout_ms = 250,
+	};
+	int rc = broker_spawn(r, faulty ? r->env : NULL, note);
 	if (rc) {
 		run_fail(r, "cannot spawn %s: %s", r->b.exe, strerror(rc));
-		return BP_EXITED;
+		return BROKER_PROC_EXITED;
 	}
-	return (int)bp_wait_ready(&r->b, READY_TIMEOUT_MS, ready_ns);
+	enum broker_proc_wait w =
+		broker_proc_wait_ready(&r->b, READY_TIMEOUT_MS, &ping, NULL);
+	if (w == BROKER_PROC_READY && ready_ns)
+		*ready_ns = r->b.ready_ns - r->b.spawn_ns;
+	return (int)w;
 }
 
 int run_broker_term(struct run *r)
 {
 	char how[64];
-	if (!bp_term(&r->b, TERM_TIMEOUT_MS)) {
+	if (!broker_proc_term(&r->b, TERM_TIMEOUT_MS)) {
 		run_fail(r, "handoffd did not stop within %u s of SIGTERM",
 			 TERM_TIMEOUT_MS / 1000);
 		return -1;
@@ -226,7 +282,7 @@ static int run_for(struct run *r, uint32_t ms, uint64_t *next_replay)
 	uint64_t until = tt_mono_ns() + (uint64_t)ms * 1000000u;
 	while (tt_mono_ns() < until) {
 		wk_reap(&r->ws, true);
-		if (!bp_alive(&r->b)) {
+		if (!broker_proc_alive(&r->b)) {
 			char how[64];
 			tt_status_text(r->b.status, how, sizeof(how));
 			if (!r->o->negative_control)
@@ -274,7 +330,7 @@ static int restart(struct run *r, bool faulty, const char *note)
 {
 	uint64_t ns = 0;
 	int rc = run_broker_up(r, faulty, note, &ns);
-	if (rc == BP_READY) {
+	if (rc == BROKER_PROC_READY) {
 		note_restart(r, ns);
 		return 0;
 	}
@@ -284,12 +340,12 @@ static int restart(struct run *r, bool faulty, const char *note)
 		fprintf(stderr,
 			"torture: event=broker_refused_image how=\"%s\" "
 			"negative_control=1\n",
-			rc == BP_EXITED ? how : "no answer");
-		if (rc != BP_EXITED)
-			bp_kill9(&r->b);
+			rc == BROKER_PROC_EXITED ? how : "no answer");
+		if (rc != BROKER_PROC_EXITED)
+			broker_proc_kill9(&r->b);
 		return -1;
 	}
-	if (rc == BP_EXITED) {
+	if (rc == BROKER_PROC_EXITED) {
 		char how[64];
 		tt_status_text(r->b.status, how, sizeof(how));
 		run_fail(r, "handoffd did not come back after %s (%s)", note,
@@ -308,19 +364,19 @@ static int kill_faults(struct run *r)
 	while (fault_budget_left(r, r->o->cycles)) {
 		if (run_for(r, pick_delay(r), &next_replay))
 			return -1;
-		bp_kill9(&r->b);
+		broker_proc_kill9(&r->b);
 		r->faults++;
 		snprintf(note, sizeof(note), "after kill %u", r->faults);
 		/* One kill in twenty hits the broker while it starts (store
 		 * open, lease recovery) instead of after it answered. */
 		if (tt_chance(&r->rng, 50) &&
 		    fault_budget_left(r, r->o->cycles)) {
-			if (bp_spawn(&r->b, NULL, note)) {
+			if (broker_spawn(r, NULL, note)) {
 				run_fail(r, "cannot spawn handoffd");
 				return -1;
 			}
 			tt_sleep_ms((uint32_t)tt_range(&r->rng, 1, 40));
-			bp_kill9(&r->b);
+			broker_proc_kill9(&r->b);
 			r->faults++;
 			snprintf(note, sizeof(note), "after kill %u (at start)",
 				 r->faults);
@@ -336,7 +392,7 @@ static int cut_once(struct run *r, const char *state)
 {
 	const char *mode = CUT_MODES[r->faults % 4];
 	char seed[32], out[TT_PATH + 16], log[TT_PATH + 32], note[96];
-	bp_kill9(&r->b);
+	broker_proc_kill9(&r->b);
 	r->faults++;
 	snprintf(seed, sizeof(seed), "%llu",
 		 (unsigned long long)(r->o->seed * 1000003u + r->faults));
@@ -458,7 +514,7 @@ int run_drain(struct run *r)
 		uint64_t left = 0;
 		char state[256] = "";
 		wk_reap(&r->ws, false);
-		if (!bp_alive(&r->b)) {
+		if (!broker_proc_alive(&r->b)) {
 			char how[64];
 			tt_status_text(r->b.status, how, sizeof(how));
 			run_fail(r, "handoffd died during the drain (%s)", how);
@@ -566,13 +622,14 @@ static void on_fatal_signal(int sig)
 	ssize_t w = write(2, msg, sizeof(msg) - 1);
 	(void)w;
 	tt_kill_children();
+	broker_proc_kill_all();
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
 
 static int setup(struct run *r)
 {
-	char err[256];
+	char err[2 * TT_PATH + 128];
 	const char *tmp = getenv("TMPDIR");
 	if (r->o->dir) {
 		snprintf(r->dir, sizeof(r->dir), "%s", r->o->dir);
@@ -599,7 +656,7 @@ static int setup(struct run *r)
 			r->dir);
 		return -1;
 	}
-	if (bp_init(&r->b, r->o->handoffd, bdir, err, sizeof(err))) {
+	if (broker_setup(r, bdir, err, sizeof(err))) {
 		fprintf(stderr, "torture: %s\n", err);
 		return -1;
 	}
@@ -641,7 +698,7 @@ static int first_start(struct run *r, bool *faulty)
 {
 	bool pc = strcmp(r->o->mode, "powercut") == 0;
 	*faulty = false;
-	if (run_broker_up(r, false, "first start", NULL) != BP_READY) {
+	if (run_broker_up(r, false, "first start", NULL) != BROKER_PROC_READY) {
 		run_fail(r, "handoffd did not start");
 		return -1;
 	}
@@ -658,7 +715,7 @@ static int first_start(struct run *r, bool *faulty)
 	if (r->o->negative_control)
 		run_env_add(r, "HANDOFF_TEST_NOSYNC=1");
 	*faulty = true;
-	if (run_broker_up(r, true, "preloaded", NULL) != BP_READY) {
+	if (run_broker_up(r, true, "preloaded", NULL) != BROKER_PROC_READY) {
 		run_fail(r, "handoffd did not start with libfaultfs preloaded");
 		return -1;
 	}
@@ -735,7 +792,8 @@ int driver_main(const struct drv_opts *o)
 
 	/* ---- faults ---- */
 	if (io) {
-		if (run_broker_up(r, false, "first start", NULL) != BP_READY) {
+		if (run_broker_up(r, false, "first start", NULL) !=
+		    BROKER_PROC_READY) {
 			run_fail(r, "handoffd did not start");
 			goto finish;
 		}
@@ -792,7 +850,7 @@ int driver_main(const struct drv_opts *o)
 	fflush(stdout);
 
 	/* ---- drain and check ---- */
-	if (!bp_alive(&r->b) && restart(r, faulty, "for the drain")) {
+	if (!broker_proc_alive(&r->b) && restart(r, faulty, "for the drain")) {
 		refused = r->o->negative_control;
 		goto finish;
 	}
@@ -806,11 +864,11 @@ int driver_main(const struct drv_opts *o)
 	run_broker_term(r);
 
 finish:
-	if (bp_alive(&r->b))
+	if (broker_proc_alive(&r->b))
 		wk_stop(&r->ws, -1, WORKER_STOP_MS);
 	wk_kill_all(&r->ws);
-	if (bp_alive(&r->b))
-		bp_kill9(&r->b);
+	if (broker_proc_alive(&r->b))
+		broker_proc_kill9(&r->b);
 	if (o->negative_control) {
 		/* A broker that cannot even report on the confirmed events has
 		 * lost them as surely as one that forgot them. */

@@ -1,5 +1,5 @@
 /*
- * peer_redis.c — Redis Streams peer for bench/peers.sh.
+ * peer_redis.c — Redis Streams peer for peers.sh.
  *
  * Publish = XADD key * p PAYLOAD; "confirmed" = the XADD reply, which with
  * `appendfsync always` comes after the AOF write has been fsynced (Redis

@@ -1,6 +1,6 @@
 /*
  * peer_handoff.c — handoff itself, through its client library, in the same
- * four workloads as the peers (bench/peers.sh).
+ * four workloads as the peers (peers.sh).
  *
  * handoff's client is REQ/REP: a handle has exactly one request in flight.
  * So the peers' "256 published and not yet confirmed" becomes one publish

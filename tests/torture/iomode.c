@@ -76,7 +76,7 @@ static int settle(struct io *s, int rc, const char *call)
 				 handoff_last_message(s->c));
 		return IO_REFUSED;
 	}
-	if (!bp_alive(&s->r->b)) {
+	if (!broker_proc_alive(&s->r->b)) {
 		s->exited = true;
 		return IO_STOP;
 	}
@@ -302,7 +302,7 @@ static bool read_counters(const char *state, uint64_t *writes, uint64_t *syncs)
 static bool exited3(struct run *r)
 {
 	return WIFEXITED(r->b.status) && WEXITSTATUS(r->b.status) == 3 &&
-	       bp_log_since_spawn(&r->b, "store_unusable");
+	       broker_proc_log_contains(&r->b, "store_unusable", true);
 }
 
 /* One faulty broker run for (what, k). */
@@ -324,15 +324,15 @@ static enum io_outcome io_one(struct run *r, const char *what, unsigned k)
 	r->faults++;
 
 	int up = run_broker_up(r, true, note, NULL);
-	if (up == BP_TIMEOUT) {
-		bp_kill9(&r->b);
+	if (up == BROKER_PROC_TIMEOUT) {
+		broker_proc_kill9(&r->b);
 		run_fail(r,
 			 "%s: handoffd did not answer within 60 s (hang at "
 			 "start)",
 			 note);
 		goto report;
 	}
-	if (up == BP_READY) {
+	if (up == BROKER_PROC_READY) {
 		started = true;
 		io_workload(&s);
 		if (s.hang) {
@@ -340,10 +340,11 @@ static enum io_outcome io_one(struct run *r, const char *what, unsigned k)
 				 "%s: a call went unanswered for %u s while "
 				 "handoffd was running (hang)",
 				 note, IO_HANG_MS / 1000);
-			bp_kill9(&r->b);
+			broker_proc_kill9(&r->b);
 			goto report;
 		}
-		if (!s.exited && bp_alive(&r->b) && !bp_term(&r->b, 30000)) {
+		if (!s.exited && broker_proc_alive(&r->b) &&
+		    !broker_proc_term(&r->b, 30000)) {
 			run_fail(r,
 				 "%s: handoffd did not exit within 30 s of "
 				 "SIGTERM (hang)",
@@ -351,7 +352,7 @@ static enum io_outcome io_one(struct run *r, const char *what, unsigned k)
 			goto report;
 		}
 		if (!s.exited)
-			bp_wait_exit(&r->b, 30000);
+			broker_proc_wait_exit(&r->b, 30000);
 	}
 	tt_status_text(r->b.status, how, sizeof(how));
 
@@ -410,14 +411,15 @@ static enum io_outcome io_one(struct run *r, const char *what, unsigned k)
 	fflush(stdout);
 
 	/* The store must open cleanly afterwards, without the fault. */
-	if (run_broker_up(r, false, "clean restart", NULL) != BP_READY) {
+	if (run_broker_up(r, false, "clean restart", NULL) !=
+	    BROKER_PROC_READY) {
 		tt_status_text(r->b.status, how, sizeof(how));
 		run_fail(r,
 			 "%s: handoffd does not start cleanly after the "
 			 "failure (%s)",
 			 note, how);
-		if (bp_alive(&r->b))
-			bp_kill9(&r->b);
+		if (broker_proc_alive(&r->b))
+			broker_proc_kill9(&r->b);
 		return OUT_FAILED;
 	}
 	if (run_broker_term(r))

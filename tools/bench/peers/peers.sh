@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# bench/peers.sh — handoff against peer brokers, same machine, same session.
+# tools/bench/peers/peers.sh — handoff against peer brokers, same machine,
+# same session.
 #
-#   bash bench/peers.sh [--rounds N] [--duration S] [--only LIST] [--keep]
+#   bash tools/bench/peers/peers.sh [--rounds N] [--duration S] [--only LIST] [--keep]
 #
 # Installs what is missing (Debian packages of the peers and their C
 # clients, plus the project's own build deps from scripts/deps.sh), builds
 # the bench clients into build-peers/, then runs every round: each broker
 # in turn is started on 127.0.0.1 (non-default ports, data in a temp
-# folder), driven through the four workloads of bench/peer_common.h
+# folder), driven through the four workloads of tools/bench/peers/peer_common.h
 # (w256, w1, e2e, lat1k) and stopped. At the end one table: the median
 # over the rounds of each figure, and handoff's throughput divided by each
 # peer's.
@@ -26,10 +27,10 @@
 # build-peers/peers-results.jsonl.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 BUILD="$ROOT/build-peers"
-BENCH="$BUILD/bench"
-CMDLINE="bash bench/peers.sh $*"
+BENCH="$BUILD/tools/bench/peers"
+CMDLINE="bash tools/bench/peers/peers.sh $*"
 
 ROUNDS=1
 DURATION=5
@@ -178,8 +179,9 @@ install_all() {
 
 build_all() {
 	local -a setup=(meson setup "$BUILD" -Dpeers=true -Dtests=false)
-	# Reconfigure every time: bench/meson.build builds peer-rabbitmq and
-	# peer-nats only when their sources exist at configure time.
+	# Reconfigure every time: tools/bench/peers/meson.build builds
+	# peer-rabbitmq and peer-nats only when their sources exist at
+	# configure time.
 	if [ -d "$BUILD" ] && [ -f "$BUILD/build.ninja" ]; then
 		setup+=(--reconfigure)
 	fi

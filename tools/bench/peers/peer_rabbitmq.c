@@ -1,5 +1,5 @@
 /*
- * peer_rabbitmq.c — the RabbitMQ peer of bench/peers.sh (librabbitmq 0.11,
+ * peer_rabbitmq.c — the RabbitMQ peer of peers.sh (librabbitmq 0.11,
  * RabbitMQ 3.10). One durable queue per run, `--variant quorum` (the
  * default: x-queue-type quorum) or `--variant classic`, named uniquely and
  * deleted at the end. Messages go through the default exchange with the

@@ -17,7 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "bproc.h"
+#include "broker_proc.h"
 #include "check.h"
 #include "handoff.h"
 #include "record.h"
@@ -55,7 +55,7 @@ struct run {
 	char dir[TT_PATH];
 	char rec_dir[TT_PATH + 8];
 	char log_dir[TT_PATH + 8];
-	struct bproc b;
+	struct broker_proc b; /* the broker under torture (broker/) */
 	handoff_client *c;     /* the driver's own handle */
 	struct rec_writer rec; /* driver.rec */
 	struct workers ws;
@@ -91,7 +91,8 @@ void run_env_add(struct run *r, const char *fmt, ...)
  * option it needs). */
 void run_env_faultfs(struct run *r, const char *state);
 /* Spawn the broker (with r->env when faulty) and wait until it answers.
- * 0 ready; BP_EXITED / BP_TIMEOUT otherwise (not reported). */
+ * BROKER_PROC_READY (0), or BROKER_PROC_EXITED / BROKER_PROC_TIMEOUT (not
+ * reported); *ready_ns (may be NULL) = spawn to first answered ping. */
 int run_broker_up(struct run *r, bool faulty, const char *note,
 		  uint64_t *ready_ns);
 /* Stop the broker with SIGTERM; 0 when it exited 0, else reports. */

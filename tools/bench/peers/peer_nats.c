@@ -1,5 +1,5 @@
 /*
- * peer_nats.c — the NATS JetStream peer of bench/peers.sh (libnats 3.4,
+ * peer_nats.c — the NATS JetStream peer of peers.sh (libnats 3.4,
  * nats-server 2.9 with -js). One file-storage stream per run (subject
  * `bench.<run>`), deleted at the end.
  *
