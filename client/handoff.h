@@ -81,7 +81,9 @@
 extern "C" {
 #endif
 
-#define HANDOFF_VERSION "0.1.0"
+/* HANDOFF_VERSION: this library's release, e.g. "0.1.0" (generated from
+ * the build's project version). */
+#include "handoff_version.h"
 /* The endpoint handoffd listens on and the CLI uses when not told. */
 #define HANDOFF_DEFAULT_URL "tcp://127.0.0.1:7450"
 
