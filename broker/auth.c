@@ -19,6 +19,9 @@
 #define SWEEP_MS 1000
 #define SEQ_WINDOW 64
 
+_Static_assert(CONFIG_SECRET_BYTES == REQUEST_MAC_SECRET_BYTES,
+	       "a key's secret is the MAC's key");
+
 struct auth_session {
 	uint64_t session;
 	const struct config_key *key; /* NULL: free slot */
