@@ -81,13 +81,13 @@
 extern "C" {
 #endif
 
-/* HANDOFF_VERSION: this library's release, e.g. "0.1.0" (generated from
- * the build's project version). */
+/* HANDOFF_VERSION: this library's release, "MAJOR.MINOR.PATCH" (generated
+ * from the project version in the top-level meson.build). */
 #include "handoff_version.h"
 /* The endpoint handoffd listens on and the CLI uses when not told. */
 #define HANDOFF_DEFAULT_URL "tcp://127.0.0.1:7450"
 
-/* Error codes. 1..10 mirror the broker's wire statuses (proto/PROTOCOL.md);
+/* Error codes. 1..12 mirror the broker's wire statuses (proto/PROTOCOL.md);
  * 100 and up arise in the client. */
 typedef enum handoff_error {
 	HANDOFF_OK = 0,
