@@ -10,12 +10,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "request_mac.h"
+
 #define ST(x) HANDOFF__WIRE__STATUS__##x
 #define MAX_KEY_ID 64
 #define MAX_AUTH_BYTES 256
 #define SESSION_CAP (1u << 17)    /* slots; at most half are used */
 #define SWEEP_MS 1000
 #define SEQ_WINDOW 64
+
+_Static_assert(CONFIG_SECRET_BYTES == REQUEST_MAC_SECRET_BYTES,
+	       "a key's secret is the MAC's key");
 
 struct auth_session {
 	uint64_t session;
@@ -131,34 +136,6 @@ static int check_seq(struct auth *a, const struct config_key *k,
 	return ST(OK);
 }
 
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-/* The MAC over the content (the bytes before the Auth field). */
-static void compute_mac(const struct config_key *k, const Handoff__Wire__Auth *au,
-			const uint8_t *content, size_t len,
-			uint8_t out[crypto_auth_hmacsha256_BYTES])
-{
-	static const char domain[] = "handoff-auth-v1";
-	crypto_auth_hmacsha256_state st;
-	uint8_t nums[24];
-	put_le64(nums, au->session);
-	put_le64(nums + 8, au->seq);
-	put_le64(nums + 16, au->timestamp_ms);
-	crypto_auth_hmacsha256_init(&st, k->secret, sizeof k->secret);
-	crypto_auth_hmacsha256_update(&st, (const uint8_t *)domain,
-				      sizeof domain);
-	crypto_auth_hmacsha256_update(&st, (const uint8_t *)au->key_id,
-				      strlen(au->key_id) + 1);
-	crypto_auth_hmacsha256_update(&st, nums, sizeof nums);
-	crypto_auth_hmacsha256_update(&st, content, len);
-	crypto_auth_hmacsha256_final(&st, out);
-	sodium_memzero(&st, sizeof st);
-}
-
 int auth_verify(struct auth *a, const Request *req, const void *buf,
 		size_t len, uint64_t now_ms, const struct config_key **key,
 		char *why, size_t whylen)
@@ -200,7 +177,8 @@ int auth_verify(struct auth *a, const Request *req, const void *buf,
 	uint8_t mac[crypto_auth_hmacsha256_BYTES];
 	/* Unknown keys are answered like bad MACs, after the same work. */
 	static const struct config_key nobody;
-	compute_mac(k ? k : &nobody, au, bytes, len - tlen, mac);
+	request_mac((k ? k : &nobody)->secret, au->key_id, au->session, au->seq,
+		    au->timestamp_ms, bytes, len - tlen, mac);
 	int good = sodium_memcmp(mac, au->mac.data, sizeof mac) == 0;
 	sodium_memzero(mac, sizeof mac);
 	if (!k || !good) {

@@ -5,7 +5,8 @@
  * Access control is on when the config has any [key NAME] section. Then
  * every request but ping must carry an Auth (proto/handoff.proto): an
  * HMAC-SHA-256 over the request's bytes keyed by the key's secret, with a
- * session id, a sequence number and the signing time. The secret never
+ * session id, a sequence number and the signing time (the exact bytes:
+ * common/request_mac.h, shared with the client). The secret never
  * travels; MACs are compared in constant time; secrets are never logged.
  *
  * Replays: a request signed more than request_window ago (or ahead), or

@@ -24,6 +24,7 @@
 #include <sodium.h>
 
 #include "client_internal.h"
+#include "request_mac.h"
 
 #define BACKOFF_MIN_MS 50u
 #define BACKOFF_MAX_MS 1000u
@@ -187,12 +188,6 @@ static uint64_t wall_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
 /*
  * Pack req into a new buffer; with a key, append an Auth field whose MAC
  * covers every byte before it (proto/handoff.proto, message Auth). Each
@@ -201,10 +196,9 @@ static void put_le64(uint8_t *p, uint64_t v)
 static int pack_signed(handoff_client *c, Handoff__Wire__Request *req,
 		       uint8_t **out, size_t *out_len)
 {
-	static const char domain[] = "handoff-auth-v1";
 	Handoff__Wire__Request only = HANDOFF__WIRE__REQUEST__INIT;
 	Handoff__Wire__Auth au = HANDOFF__WIRE__AUTH__INIT;
-	uint8_t mac[crypto_auth_hmacsha256_BYTES];
+	uint8_t mac[REQUEST_MAC_BYTES];
 	size_t len, alen = 0;
 	uint8_t *buf;
 
@@ -230,20 +224,8 @@ static int pack_signed(handoff_client *c, Handoff__Wire__Request *req,
 		return HANDOFF_ENOMEM;
 	handoff__wire__request__pack(req, buf);
 	if (c->key_id != NULL) {
-		crypto_auth_hmacsha256_state st;
-		uint8_t nums[24];
-		put_le64(nums, au.session);
-		put_le64(nums + 8, au.seq);
-		put_le64(nums + 16, au.timestamp_ms);
-		crypto_auth_hmacsha256_init(&st, c->secret, sizeof c->secret);
-		crypto_auth_hmacsha256_update(&st, (const uint8_t *)domain,
-					      sizeof domain);
-		crypto_auth_hmacsha256_update(&st, (const uint8_t *)c->key_id,
-					      strlen(c->key_id) + 1);
-		crypto_auth_hmacsha256_update(&st, nums, sizeof nums);
-		crypto_auth_hmacsha256_update(&st, buf, len);
-		crypto_auth_hmacsha256_final(&st, mac);
-		sodium_memzero(&st, sizeof st);
+		request_mac(c->secret, c->key_id, au.session, au.seq,
+			    au.timestamp_ms, buf, len, mac);
 		handoff__wire__request__pack(&only, buf + len);
 	}
 	*out = buf;

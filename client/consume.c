@@ -127,36 +127,74 @@ static int copy_item_statuses(const Handoff__Wire__ItemsReply *r, size_t n,
 	return HANDOFF_OK;
 }
 
-int handoff_ack(handoff_client *c, const char *sub,
-		const handoff_ack_item *items, size_t n, int *results)
+/*
+ * Ack (nacks == NULL) or nack (acks == NULL) n items of sub in one request;
+ * per-item statuses into results (may be NULL) as handoff_ack() says. The
+ * wire items point into the caller's items, which packing only reads.
+ */
+static int settle(handoff_client *c, const char *sub,
+		  const handoff_ack_item *acks, const handoff_nack_item *nacks,
+		  size_t n, int *results)
 {
 	Handoff__Wire__Request req = HANDOFF__WIRE__REQUEST__INIT;
 	Handoff__Wire__AckRequest ack = HANDOFF__WIRE__ACK_REQUEST__INIT;
+	Handoff__Wire__NackRequest nack = HANDOFF__WIRE__NACK_REQUEST__INIT;
 	Handoff__Wire__Reply *reply = NULL;
-	Handoff__Wire__AckItem *w = NULL, **ptrs = NULL;
+	Handoff__Wire__AckItem *aw = NULL, **aptrs = NULL;
+	Handoff__Wire__NackItem *nw = NULL, **nptrs = NULL;
 	int rc;
 
-	if (c == NULL || sub == NULL || items == NULL || n == 0)
+	if (c == NULL || sub == NULL || (acks == NULL && nacks == NULL) ||
+	    n == 0)
 		return HANDOFF_EINVAL;
-	w = calloc(n, sizeof(*w));
-	ptrs = calloc(n, sizeof(*ptrs));
-	if (w == NULL || ptrs == NULL) {
+	if (nacks != NULL) {
+		nw = calloc(n, sizeof(*nw));
+		nptrs = calloc(n, sizeof(*nptrs));
+	} else {
+		aw = calloc(n, sizeof(*aw));
+		aptrs = calloc(n, sizeof(*aptrs));
+	}
+	if (nacks != NULL ? nw == NULL || nptrs == NULL :
+			    aw == NULL || aptrs == NULL) {
 		rc = HANDOFF_ENOMEM;
 		goto done;
 	}
 	for (size_t i = 0; i < n; i++) {
-		Handoff__Wire__AckItem init = HANDOFF__WIRE__ACK_ITEM__INIT;
+		if (nacks != NULL) {
+			const handoff_nack_item *it = &nacks[i];
+			Handoff__Wire__NackItem init =
+				HANDOFF__WIRE__NACK_ITEM__INIT;
 
-		w[i] = init;
-		w[i].event_id = items[i].event_id;
-		w[i].lease_token = items[i].lease_token;
-		ptrs[i] = &w[i];
+			nw[i] = init;
+			nw[i].event_id = it->event_id;
+			nw[i].lease_token = it->lease_token;
+			nw[i].delay_ms = it->delay_ms;
+			nw[i].permanent = it->permanent;
+			nw[i].reason = (char *)(it->reason ? it->reason : "");
+			nptrs[i] = &nw[i];
+		} else {
+			Handoff__Wire__AckItem init =
+				HANDOFF__WIRE__ACK_ITEM__INIT;
+
+			aw[i] = init;
+			aw[i].event_id = acks[i].event_id;
+			aw[i].lease_token = acks[i].lease_token;
+			aptrs[i] = &aw[i];
+		}
 	}
-	ack.subscription = (char *)sub;
-	ack.items = ptrs;
-	ack.n_items = n;
-	req.body_case = HANDOFF__WIRE__REQUEST__BODY_ACK;
-	req.ack = &ack;
+	if (nacks != NULL) {
+		nack.subscription = (char *)sub;
+		nack.items = nptrs;
+		nack.n_items = n;
+		req.body_case = HANDOFF__WIRE__REQUEST__BODY_NACK;
+		req.nack = &nack;
+	} else {
+		ack.subscription = (char *)sub;
+		ack.items = aptrs;
+		ack.n_items = n;
+		req.body_case = HANDOFF__WIRE__REQUEST__BODY_ACK;
+		req.ack = &ack;
+	}
 
 	rc = hc_call(c, &req, HANDOFF__WIRE__REPLY__BODY_ITEMS, 0, &reply);
 	if (rc == HANDOFF_OK)
@@ -164,52 +202,25 @@ int handoff_ack(handoff_client *c, const char *sub,
 
 done:
 	hc_reply_free(reply);
-	free(ptrs);
-	free(w);
+	free(nptrs);
+	free(nw);
+	free(aptrs);
+	free(aw);
 	return rc;
+}
+
+int handoff_ack(handoff_client *c, const char *sub,
+		const handoff_ack_item *items, size_t n, int *results)
+{
+	if (items == NULL)
+		return HANDOFF_EINVAL;
+	return settle(c, sub, items, NULL, n, results);
 }
 
 int handoff_nack(handoff_client *c, const char *sub,
 		 const handoff_nack_item *items, size_t n, int *results)
 {
-	Handoff__Wire__Request req = HANDOFF__WIRE__REQUEST__INIT;
-	Handoff__Wire__NackRequest nack = HANDOFF__WIRE__NACK_REQUEST__INIT;
-	Handoff__Wire__Reply *reply = NULL;
-	Handoff__Wire__NackItem *w = NULL, **ptrs = NULL;
-	int rc;
-
-	if (c == NULL || sub == NULL || items == NULL || n == 0)
+	if (items == NULL)
 		return HANDOFF_EINVAL;
-	w = calloc(n, sizeof(*w));
-	ptrs = calloc(n, sizeof(*ptrs));
-	if (w == NULL || ptrs == NULL) {
-		rc = HANDOFF_ENOMEM;
-		goto done;
-	}
-	for (size_t i = 0; i < n; i++) {
-		Handoff__Wire__NackItem init = HANDOFF__WIRE__NACK_ITEM__INIT;
-
-		w[i] = init;
-		w[i].event_id = items[i].event_id;
-		w[i].lease_token = items[i].lease_token;
-		w[i].delay_ms = items[i].delay_ms;
-		w[i].permanent = items[i].permanent;
-		w[i].reason = (char *)(items[i].reason ? items[i].reason : "");
-		ptrs[i] = &w[i];
-	}
-	nack.subscription = (char *)sub;
-	nack.items = ptrs;
-	nack.n_items = n;
-	req.body_case = HANDOFF__WIRE__REQUEST__BODY_NACK;
-	req.nack = &nack;
-
-	rc = hc_call(c, &req, HANDOFF__WIRE__REPLY__BODY_ITEMS, 0, &reply);
-	if (rc == HANDOFF_OK)
-		rc = copy_item_statuses(reply->items, n, results);
-
-done:
-	hc_reply_free(reply);
-	free(ptrs);
-	free(w);
-	return rc;
+	return settle(c, sub, NULL, items, n, results);
 }

@@ -63,6 +63,18 @@ int hc_copy_headers(Handoff__Wire__Header *const *src, size_t n,
 	return HANDOFF_OK;
 }
 
+/* handoff.h's enums carry the wire's numbers, so fields are copied as they
+ * come (a value newer than this library stays as it is). */
+_Static_assert((int)HANDOFF_OUTCOME_UNSUBSCRIBED ==
+		       (int)HANDOFF__WIRE__OUTCOME__OUTCOME_UNSUBSCRIBED,
+	       "handoff_outcome follows the wire's Outcome");
+_Static_assert((int)HANDOFF_DEAD_CORRUPT ==
+		       (int)HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_CORRUPT,
+	       "handoff_dead_reason follows the wire's DeadReason");
+_Static_assert((int)HANDOFF_STATE_UNSUBSCRIBED ==
+		       (int)HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_UNSUBSCRIBED,
+	       "handoff_delivery_state follows the wire's DeliveryState");
+
 void hc_attempts_free(handoff_attempt *a, size_t n)
 {
 	if (a == NULL)
@@ -91,7 +103,7 @@ int hc_copy_attempts(Handoff__Wire__Attempt *const *src, size_t n,
 		a[i].attempt = s->attempt;
 		a[i].leased_ms = s->leased_ms;
 		a[i].ended_ms = s->ended_ms;
-		a[i].outcome = (int)s->outcome;
+		a[i].outcome = (handoff_outcome)s->outcome;
 		a[i].retry_delay_ms = s->retry_delay_ms;
 		a[i].consumer = hc_strdup(s->consumer);
 		a[i].error = hc_strdup(s->error);

@@ -16,7 +16,8 @@ static int copy_filter(const handoff_dlq_filter *f,
 {
 	if (f == NULL)
 		return HANDOFF_OK;
-	if (f->reason < HANDOFF_DEAD_NONE || f->reason > HANDOFF_DEAD_CORRUPT)
+	if ((int)f->reason < HANDOFF_DEAD_NONE ||
+	    (int)f->reason > HANDOFF_DEAD_CORRUPT)
 		return HANDOFF_EINVAL;
 	wf->after_event_id = f->after_event_id;
 	wf->dead_since_ms = f->dead_since_ms;
@@ -52,7 +53,7 @@ static int copy_dead_letter(const Handoff__Wire__DeadLetter *w,
 			    handoff_dead_letter *d, bool full)
 {
 	d->event_id = w->event_id;
-	d->reason = (int)w->reason;
+	d->reason = (handoff_dead_reason)w->reason;
 	d->dead_ms = w->dead_ms;
 	d->published_ms = w->published_ms;
 	d->attempts = w->attempts;

@@ -13,14 +13,60 @@
  * Errors: every function returning int returns HANDOFF_OK (0) or one of
  * the handoff_error codes below; handoff_strerror() names each, and
  * handoff_last_message() gives the broker's own text for the last error.
+ * Each function lists the codes particular to it. Besides those, every
+ * call that talks to the broker (all but handoff_strerror, the *_name and
+ * *_free functions, handoff_parse_secret, handoff_close and the handle
+ * getters/setters) can return:
  *
- * Ownership: strings and buffers passed in are only read during the call.
- * Results the library allocates are owned by the caller and released with
- * the matching *_free function; every pointer inside a result belongs to
- * that result.
+ *   HANDOFF_EINVAL       c is NULL, or another argument the function
+ *                        names is NULL or out of range. Nothing is sent.
+ *   HANDOFF_ENOMEM       an allocation in the library failed.
+ *   HANDOFF_ETOOBIG      the packed request is over 16 MiB or over the
+ *                        broker's max_request_bytes (its ping says). Not
+ *                        sent.
+ *   HANDOFF_ETIMEDOUT    no reply with a final status before the handle's
+ *                        deadline (retries included). The request may or
+ *                        may not have been applied: every request is safe
+ *                        to send again (idempotency keys, lease tokens,
+ *                        command ids).
+ *   HANDOFF_ETRANSPORT   the nanomsg socket failed for good (not merely a
+ *                        broker that is down: that is retried, then
+ *                        HANDOFF_ETIMEDOUT).
+ *   HANDOFF_EPROTO       the reply could not be decoded (malformed, or
+ *                        over the library's decode budget), carries a
+ *                        status this library doesn't know or the wrong
+ *                        body, or contradicts the request (e.g. more
+ *                        items than asked for).
+ *   HANDOFF_EPERM        the broker has access control on and the handle
+ *                        is unsigned, its key is unknown, its secret wrong,
+ *                        or the key's role or patterns don't allow this.
+ *   HANDOFF_EINTERNAL    the broker failed to apply the request: nothing
+ *                        was applied; retry after
+ *                        handoff_last_retry_after_ms().
+ *   HANDOFF_ESTORAGEFULL the broker's store is full: nothing applied;
+ *                        retry after handoff_last_retry_after_ms().
+ *   HANDOFF_EBADREQUEST  the broker could not decode the request, or found
+ *                        an argument invalid (e.g. a name outside its
+ *                        alphabet or over max_name_bytes).
+ *   HANDOFF_EVERSION     the broker speaks another protocol version.
+ *
+ * HANDOFF_ESHUTTINGDOWN and HANDOFF_ESTALE never reach the caller: a broker
+ * shutting down is retried until the deadline (then HANDOFF_ETIMEDOUT), and
+ * a stale signature is signed again and resent. On any error the outputs
+ * are as each function says (cleared where it says so), never half-filled.
+ *
+ * Ownership: strings and buffers passed in are only read during the call
+ * (handoff_connect() copies what it keeps). Results the library allocates
+ * are owned by the caller and released with the matching *_free function,
+ * which accepts NULL; every pointer inside a result belongs to that
+ * result.
  *
  * Threads: a handle is not thread-safe; use one handle per thread (each
- * has its own socket). Distinct handles need no locking. Call
+ * has its own socket), or serialise all calls on it, including
+ * handoff_close(), handoff_last_message() and handoff_set_deadline().
+ * Distinct handles need no locking. Functions without a handle
+ * (handoff_strerror, the *_name functions, handoff_parse_secret, the
+ * *_free functions on distinct results) are thread-safe. Call
  * handoff_connect() before fork() only if the child never uses the handle:
  * nanomsg starts threads with its first socket.
  */
@@ -35,11 +81,13 @@
 extern "C" {
 #endif
 
-#define HANDOFF_VERSION "0.1.0"
+/* HANDOFF_VERSION: this library's release, "MAJOR.MINOR.PATCH" (generated
+ * from the project version in the top-level meson.build). */
+#include "handoff_version.h"
 /* The endpoint handoffd listens on and the CLI uses when not told. */
 #define HANDOFF_DEFAULT_URL "tcp://127.0.0.1:7450"
 
-/* Error codes. 1..10 mirror the broker's wire statuses (proto/PROTOCOL.md);
+/* Error codes. 1..12 mirror the broker's wire statuses (proto/PROTOCOL.md);
  * 100 and up arise in the client. */
 typedef enum handoff_error {
 	HANDOFF_OK = 0,
@@ -65,7 +113,8 @@ typedef enum handoff_error {
 	HANDOFF_ETOOBIG = 105,       /* request larger than the send limit */
 } handoff_error;
 
-/* A static, never-NULL description of an error code (unknown codes too). */
+/* A static, never-NULL description of an error code (unknown codes too).
+ * Never fails; thread-safe. */
 const char *handoff_strerror(int err);
 
 typedef struct handoff_client handoff_client;
@@ -90,27 +139,50 @@ typedef struct handoff_options {
 	const unsigned char *secret; /* 32 bytes */
 } handoff_options;
 
-/* Parse 64 hex digits (surrounding whitespace allowed) into out[32]:
- * HANDOFF_OK or HANDOFF_EINVAL. For secrets kept in files. */
+/* Parse 64 hex digits (surrounding whitespace allowed) into out[32], for
+ * secrets kept in files. HANDOFF_OK, or HANDOFF_EINVAL: hex or out NULL,
+ * not exactly 64 hex digits, or anything else after them (out may then be
+ * partly written). Reads hex, writes the caller's out; thread-safe. */
 int handoff_parse_secret(const char *hex, unsigned char out[32]);
 
 /*
  * Connect to the broker at url (NULL = HANDOFF_DEFAULT_URL) and check that
- * it answers, retrying refused connections until opts->deadline_ms.
- * opts may be NULL for defaults. On success *out is a new handle the caller
- * closes with handoff_close(). Errors: HANDOFF_EINVAL, HANDOFF_ETRANSPORT,
- * HANDOFF_ETIMEDOUT, HANDOFF_EVERSION, HANDOFF_ENOMEM.
+ * it answers a ping, retrying until opts->deadline_ms (nanomsg connects
+ * lazily: only an answer proves a broker is there). opts may be NULL for
+ * defaults. On success *out is a new handle the caller owns and closes
+ * with handoff_close(); on error *out is NULL (if out is not).
+ * Errors:
+ *   HANDOFF_EINVAL      out NULL; url ""; url malformed or of a transport
+ *                       nanomsg doesn't know; key_id without secret or the
+ *                       other way round; key_id "" or over 64 bytes.
+ *   HANDOFF_ETRANSPORT  libsodium failed to initialise, or the socket could
+ *                       not be created, configured or connected.
+ *   HANDOFF_ETIMEDOUT   no broker answered before the deadline.
+ *   HANDOFF_EPERM       a broker with access control refused the signed
+ *                       ping: unknown key_id or wrong secret.
+ *   HANDOFF_EVERSION, HANDOFF_EPROTO, HANDOFF_ENOMEM, and the broker's
+ *   HANDOFF_EINTERNAL / HANDOFF_ESTORAGEFULL / HANDOFF_EBADREQUEST.
+ * url, opts and its strings are only read (copied where kept); the caller
+ * may wipe opts->secret afterwards. Thread-safe (it touches no other
+ * handle).
  */
 int handoff_connect(const char *url, const handoff_options *opts,
 		    handoff_client **out);
-/* Close the handle (NULL is ignored). */
+/* Close the socket, wipe the secret and free the handle (NULL is
+ * ignored). Never fails. Nothing else may use c during or after it. */
 void handoff_close(handoff_client *c);
-/* Change the per-call deadline of an open handle; 0 = the default. */
+/* Change the per-call deadline of an open handle; 0 = the default (10 s).
+ * Applies to the next call. NULL is ignored. */
 void handoff_set_deadline(handoff_client *c, uint32_t deadline_ms);
-/* The broker's message for the last failed call on this handle, or "".
- * Valid until the next call on the handle. */
+/* The text of the last reply the last call on c received (the broker's
+ * reason for an error), or "" when it got none or c is NULL. Never NULL.
+ * The string belongs to the handle: valid until the next call on c or
+ * handoff_close(). */
 const char *handoff_last_message(const handoff_client *c);
-/* The retry hint the broker sent with the last HANDOFF_ESTORAGEFULL (ms). */
+/* The retry hint (ms) of the last reply the last call on c received, or 0
+ * (none sent, no reply, c NULL). Brokers send one with
+ * HANDOFF_ESTORAGEFULL, HANDOFF_EINTERNAL and the HANDOFF_ELIMIT of
+ * max_backlog and max_leases_per_consumer: limits that drain by waiting. */
 uint32_t handoff_last_retry_after_ms(const handoff_client *c);
 
 /* ---- publishing ------------------------------------------------------- */
@@ -120,8 +192,9 @@ typedef struct handoff_header {
 	const char *value;
 } handoff_header;
 
+/* Everything in an event is the caller's and only read during the call. */
 typedef struct handoff_event {
-	const void *payload;
+	const void *payload;         /* may be NULL when payload_len is 0 */
 	size_t payload_len;
 	const char *key;             /* NULL or "" = none */
 	const char *idempotency_key; /* NULL = the library makes a random one */
@@ -132,11 +205,27 @@ typedef struct handoff_event {
 /*
  * Publish events to topic, all in one request: the broker stores all or
  * none, durably, before it confirms. On HANDOFF_OK event_ids[i] (caller's
- * array of n) holds the id of events[i]; duplicates (may be NULL) tells
- * which ids came from an earlier publish with the same idempotency key.
- * Errors: HANDOFF_ENOSUBSCRIPTIONS, HANDOFF_ELIMIT, HANDOFF_ESTORAGEFULL,
- * HANDOFF_EBADREQUEST, HANDOFF_ETIMEDOUT (the publish may or may not be
- * stored: publish again with the same idempotency keys to find out), ...
+ * array of n) holds the id of events[i]; duplicates (may be NULL, else the
+ * caller's array of n) tells which ids came from an earlier publish with
+ * the same idempotency key. Neither array is written on error.
+ * Errors (besides those every call can return):
+ *   HANDOFF_EINVAL        topic, events or event_ids NULL; n == 0; an
+ *                         event with payload NULL but payload_len > 0, or
+ *                         headers NULL but n_headers > 0, or a header
+ *                         with a NULL name or value.
+ *   HANDOFF_ENOSUBSCRIPTIONS  topic has no subscription: nothing stored.
+ *   HANDOFF_ELIMIT        more than max_batch events, a payload over
+ *                         max_payload, or a subscription of topic already
+ *                         owes max_backlog deliveries.
+ *   HANDOFF_ESTORAGEFULL  the store is below its headroom: retry after
+ *                         handoff_last_retry_after_ms().
+ *   HANDOFF_EBADREQUEST   a bad topic name, an idempotency key over 256
+ *                         bytes, a key over 1024, more than 64 headers, a
+ *                         header name "" or over 256 bytes or a value over
+ *                         4096.
+ *   HANDOFF_ETIMEDOUT     the publish may or may not be stored: publish
+ *                         the same events again with the same idempotency
+ *                         keys to find out (set them yourself to do so).
  */
 int handoff_publish(handoff_client *c, const char *topic,
 		    const handoff_event *events, size_t n, uint64_t *event_ids,
@@ -153,17 +242,30 @@ typedef struct handoff_policy {
 } handoff_policy;
 
 /*
- * Create subscription name on topic. Idempotent: an existing subscription
- * with the same topic and policy gives HANDOFF_OK and *created = false;
- * with another topic or policy, HANDOFF_ECONFLICT. policy may be NULL
- * (defaults); effective (may be NULL) receives the policy in force.
+ * Create subscription name on topic (an operator request). Idempotent: an
+ * existing subscription with the same topic and policy gives HANDOFF_OK
+ * and *created = false. policy may be NULL (defaults); created and
+ * effective (may be NULL) receive whether it was new and the policy in
+ * force, on HANDOFF_OK only.
+ * Errors (besides those every call can return):
+ *   HANDOFF_EINVAL       topic or name NULL.
+ *   HANDOFF_ECONFLICT    name exists on another topic or with another
+ *                        policy.
+ *   HANDOFF_ELIMIT       max_subscriptions exist already.
+ *   HANDOFF_EBADREQUEST  a bad topic or subscription name, or a policy the
+ *                        broker refuses (handoff_last_message() says why).
  */
 int handoff_subscribe(handoff_client *c, const char *topic, const char *name,
 		      const handoff_policy *policy, bool *created,
 		      handoff_policy *effective);
-/* Delete a subscription and all its deliveries and dead letters. */
+/* Delete a subscription and all its deliveries and dead letters (an
+ * operator request, recorded in the audit log).
+ * Errors (besides those every call can return): HANDOFF_EINVAL (name
+ * NULL), HANDOFF_ENOTFOUND (no such subscription; also when a resend finds
+ * it already deleted), HANDOFF_EBADREQUEST (a bad name). */
 int handoff_unsubscribe(handoff_client *c, const char *name);
 
+/* name and topic belong to the array handoff_list_subscriptions() made. */
 typedef struct handoff_subscription_info {
 	char *name;
 	char *topic;
@@ -172,8 +274,13 @@ typedef struct handoff_subscription_info {
 	uint64_t created_ms;
 } handoff_subscription_info;
 
+/* Every subscription (an operator request). On HANDOFF_OK *out is an array
+ * of *n the caller frees with handoff_subscriptions_free(), NULL when
+ * *n == 0; on error *out = NULL and *n = 0. Errors: those every call can
+ * return (HANDOFF_EINVAL: out or n NULL). */
 int handoff_list_subscriptions(handoff_client *c,
 			       handoff_subscription_info **out, size_t *n);
+/* Frees the n entries of s and s itself; NULL is ignored. */
 void handoff_subscriptions_free(handoff_subscription_info *s, size_t n);
 
 /* ---- consuming -------------------------------------------------------- */
@@ -192,13 +299,27 @@ typedef struct handoff_delivery {
 	uint64_t published_ms;
 } handoff_delivery;
 
+/* Each field of a delivery belongs to the array handoff_fetch() made. */
+
 /*
  * Lease up to max deliveries of subscription sub, waiting up to wait_ms for
- * the first one (long poll). *n may be 0 when the wait ran out. A fetch
- * that is resent after a lost reply gets the same deliveries back.
+ * the first one (long poll; the wait is added to the handle's deadline).
+ * On HANDOFF_OK *out is an array of *n the caller frees with
+ * handoff_deliveries_free(); *n is 0 and *out NULL when the wait ran out.
+ * On error *out = NULL and *n = 0. A fetch that is resent after a lost
+ * reply gets the same deliveries back.
+ * Errors (besides those every call can return):
+ *   HANDOFF_EINVAL       sub, out or n NULL, or max == 0.
+ *   HANDOFF_ENOTFOUND    no such subscription.
+ *   HANDOFF_ELIMIT       max over max_batch, wait_ms over max_wait,
+ *                        max_held_fetches long polls already waiting, or
+ *                        this consumer holds max_leases_per_consumer.
+ *   HANDOFF_EBADREQUEST  a bad subscription name, a consumer name over 256
+ *                        bytes, or max_reply_bytes under 1024.
  */
 int handoff_fetch(handoff_client *c, const char *sub, size_t max,
 		  uint32_t wait_ms, handoff_delivery **out, size_t *n);
+/* Frees the n deliveries of d and d itself; NULL is ignored. */
 void handoff_deliveries_free(handoff_delivery *d, size_t n);
 
 typedef struct handoff_ack_item {
@@ -207,11 +328,18 @@ typedef struct handoff_ack_item {
 } handoff_ack_item;
 
 /*
- * Ack deliveries: each is done once the broker confirms (durably). The
- * call returns HANDOFF_OK when the request was valid; results (may be
- * NULL, else n entries) gets each item's own code: HANDOFF_OK,
- * HANDOFF_ELEASELOST (lease expired or reassigned: the event will be
- * delivered again), HANDOFF_ENOTFOUND.
+ * Ack deliveries of subscription sub: each is done once the broker
+ * confirms (durably). The call returns HANDOFF_OK when the request was
+ * valid; results (may be NULL, else the caller's array of n) then gets
+ * each item's own handoff_error: HANDOFF_OK, HANDOFF_ELEASELOST (lease
+ * expired or reassigned: the event will be delivered again) or
+ * HANDOFF_ENOTFOUND (no such delivery). results is not written on error.
+ * Errors (besides those every call can return):
+ *   HANDOFF_EINVAL       sub or items NULL, or n == 0.
+ *   HANDOFF_ENOTFOUND    no such subscription.
+ *   HANDOFF_ELIMIT       n over max_batch.
+ *   HANDOFF_EBADREQUEST  a bad subscription name.
+ *   HANDOFF_EPROTO       also: not one status per item, or an unknown one.
  */
 int handoff_ack(handoff_client *c, const char *sub,
 		const handoff_ack_item *items, size_t n, int *results);
@@ -224,7 +352,10 @@ typedef struct handoff_nack_item {
 	const char *reason;  /* error text kept in the history; may be NULL */
 } handoff_nack_item;
 
-/* Nack deliveries; results as for handoff_ack(). */
+/* Nack deliveries: each becomes due again after its delay, or is
+ * dead-lettered (permanent, or out of attempts). results as for
+ * handoff_ack(). Errors as for handoff_ack(), and HANDOFF_EBADREQUEST for
+ * a reason over 4096 bytes or a delay over 24 h. */
 int handoff_nack(handoff_client *c, const char *sub,
 		 const handoff_nack_item *items, size_t n, int *results);
 
@@ -241,7 +372,7 @@ typedef enum handoff_outcome {
 	HANDOFF_OUTCOME_CORRUPT = 7,
 	HANDOFF_OUTCOME_UNSUBSCRIBED = 8,
 } handoff_outcome;
-/* "leased", "acked", "nacked", ...; "unknown" otherwise. */
+/* "leased", "acked", "nacked", ...; "unknown" otherwise (static; thread-safe). */
 const char *handoff_outcome_name(int outcome);
 
 typedef struct handoff_attempt {
@@ -249,7 +380,7 @@ typedef struct handoff_attempt {
 	char *consumer;
 	uint64_t leased_ms;
 	uint64_t ended_ms;       /* 0 while in progress */
-	int outcome;             /* handoff_outcome */
+	handoff_outcome outcome;
 	char *error;
 	uint32_t retry_delay_ms;
 } handoff_attempt;
@@ -260,14 +391,15 @@ typedef enum handoff_dead_reason {
 	HANDOFF_DEAD_PERMANENT = 2,
 	HANDOFF_DEAD_CORRUPT = 3,
 } handoff_dead_reason;
-/* "max_attempts", "permanent", "corrupt"; "none" otherwise. */
+/* "max_attempts", "permanent", "corrupt"; "none" otherwise (static;
+ * thread-safe). */
 const char *handoff_dead_reason_name(int reason);
 
 typedef struct handoff_dead_letter {
 	uint64_t event_id;
 	char *topic;
 	char *key;
-	int reason;              /* handoff_dead_reason */
+	handoff_dead_reason reason;
 	char *error;
 	uint64_t dead_ms;
 	uint64_t published_ms;
@@ -281,25 +413,43 @@ typedef struct handoff_dead_letter {
 	size_t n_headers;
 } handoff_dead_letter;
 
-/* Zero fields match everything. */
+/* Zero fields match everything. Only read during a call. */
 typedef struct handoff_dlq_filter {
 	uint64_t after_event_id;
 	uint64_t dead_since_ms;
 	uint64_t dead_until_ms;
-	int reason;                  /* handoff_dead_reason; 0 = any */
+	handoff_dead_reason reason;  /* HANDOFF_DEAD_NONE = any */
 	const char *error_contains;  /* NULL = any */
 } handoff_dlq_filter;
 
-/* List up to limit (0 = 100) dead letters matching filter (may be NULL),
- * in event id order; *more tells whether more match past the last one. */
+/*
+ * List up to limit (0 = 100) dead letters of sub matching filter (may be
+ * NULL), in event id order (an operator request). On HANDOFF_OK *out is an
+ * array of *n the caller frees with handoff_dead_letters_free() (NULL when
+ * *n == 0) and *more (may be NULL) tells whether more match past the last
+ * one; on error *out = NULL, *n = 0, *more = false.
+ * Errors (besides those every call can return):
+ *   HANDOFF_EINVAL       sub, out or n NULL, or filter->reason not a
+ *                        handoff_dead_reason.
+ *   HANDOFF_ENOTFOUND    no such subscription.
+ *   HANDOFF_ELIMIT       limit over max_batch.
+ *   HANDOFF_EBADREQUEST  a bad subscription name.
+ */
 int handoff_dlq_list(handoff_client *c, const char *sub,
 		     const handoff_dlq_filter *filter, uint32_t limit,
 		     handoff_dead_letter **out, size_t *n, bool *more);
-/* One dead letter with payload and full attempt history. */
+/* One dead letter with payload, headers and full attempt history (an
+ * operator request). On HANDOFF_OK *out is one entry the caller frees with
+ * handoff_dead_letters_free(*out, 1); on error *out = NULL.
+ * Errors (besides those every call can return): HANDOFF_EINVAL (sub or out
+ * NULL), HANDOFF_ENOTFOUND (no such subscription, or event_id is not in
+ * its dead-letter queue), HANDOFF_EBADREQUEST (a bad name). */
 int handoff_dlq_show(handoff_client *c, const char *sub, uint64_t event_id,
 		     handoff_dead_letter **out);
+/* Frees the n dead letters of d and d itself; NULL is ignored. */
 void handoff_dead_letters_free(handoff_dead_letter *d, size_t n);
 
+/* Only read during a call. */
 typedef struct handoff_dlq_action {
 	const uint64_t *event_ids;   /* act on these ... */
 	size_t n_event_ids;
@@ -312,6 +462,8 @@ typedef struct handoff_dlq_action {
 				      * a resent request runs once */
 } handoff_dlq_action;
 
+/* Filled by a replay or purge; its arrays are the caller's, freed with
+ * handoff_dlq_result_free() (the struct itself is the caller's too). */
 typedef struct handoff_dlq_result {
 	uint64_t *event_ids;   /* affected (dry run: would be) */
 	size_t n_event_ids;
@@ -320,15 +472,32 @@ typedef struct handoff_dlq_result {
 	bool more;             /* matches remain past limit */
 } handoff_dlq_result;
 
-/* Replay: each dead letter becomes ready again with a fresh attempt budget,
- * its history kept, in the same commit that takes it off the queue. */
+/*
+ * Replay: each dead letter of sub that action names becomes ready again
+ * with a fresh attempt budget, its history kept, in the same commit that
+ * takes it off the queue (an operator request, recorded in the audit log).
+ * *result is zeroed first and filled on HANDOFF_OK only: what was (or on a
+ * dry run would be) affected, requested ids not in the queue, and whether
+ * matches remain past action->limit.
+ * Errors (besides those every call can return):
+ *   HANDOFF_EINVAL       sub, action or result NULL; event_ids NULL with
+ *                        n_event_ids > 0; filter->reason not a
+ *                        handoff_dead_reason.
+ *   HANDOFF_ENOTFOUND    no such subscription.
+ *   HANDOFF_ELIMIT       limit or n_event_ids over max_batch.
+ *   HANDOFF_EBADREQUEST  a bad name, command_id over 256 bytes or reason
+ *                        over 4096.
+ */
 int handoff_dlq_replay(handoff_client *c, const char *sub,
 		       const handoff_dlq_action *action,
 		       handoff_dlq_result *result);
-/* Purge: remove dead letters for good. */
+/* Purge: remove dead letters for good. As handoff_dlq_replay(), and
+ * HANDOFF_EBADREQUEST for a filter (no event ids) without all = true
+ * unless it is a dry run. */
 int handoff_dlq_purge(handoff_client *c, const char *sub,
 		      const handoff_dlq_action *action,
 		      handoff_dlq_result *result);
+/* Frees r's arrays and zeroes *r (not r itself); NULL is ignored. */
 void handoff_dlq_result_free(handoff_dlq_result *r);
 
 /* ---- operator audit --------------------------------------------------- */
@@ -349,10 +518,15 @@ typedef struct handoff_audit_record {
 } handoff_audit_record;
 
 /* Operator actions with seq > after_seq, oldest first, at most limit
- * (0 = 100); *more says whether more follow. Free with
- * handoff_audit_free(). */
+ * (0 = 100; an operator request). On HANDOFF_OK *out is an array of *n
+ * (NULL when *n == 0) the caller frees with handoff_audit_free(), and
+ * *more (may be NULL) says whether more follow; on error *out = NULL,
+ * *n = 0, *more = false.
+ * Errors (besides those every call can return): HANDOFF_EINVAL (out or n
+ * NULL), HANDOFF_ELIMIT (limit over max_batch). */
 int handoff_audit_list(handoff_client *c, uint64_t after_seq, uint32_t limit,
 		       handoff_audit_record **out, size_t *n, bool *more);
+/* Frees the n records of r and r itself; NULL is ignored. */
 void handoff_audit_free(handoff_audit_record *r, size_t n);
 
 /* ---- tracing and stats ------------------------------------------------ */
@@ -367,17 +541,18 @@ typedef enum handoff_delivery_state {
 	HANDOFF_STATE_PURGED = 6,
 	HANDOFF_STATE_UNSUBSCRIBED = 7,
 } handoff_delivery_state;
-/* "ready", "delayed", "leased", ...; "unknown" otherwise. */
+/* "ready", "delayed", "leased", ...; "unknown" otherwise (static;
+ * thread-safe). */
 const char *handoff_state_name(int state);
 
 typedef struct handoff_subscription_trace {
 	char *subscription;
-	int state;                /* handoff_delivery_state */
+	handoff_delivery_state state;
 	char *consumer;
 	uint64_t lease_deadline_ms;
 	uint64_t due_ms;
 	uint64_t done_ms;
-	int dead_reason;
+	handoff_dead_reason dead_reason;
 	char *error;
 	uint32_t replays;
 	handoff_attempt *history;
@@ -397,10 +572,15 @@ typedef struct handoff_trace {
 	size_t n_subscriptions;
 } handoff_trace;
 
-/* Where event_id is for each subscription. HANDOFF_ENOTFOUND when the
- * broker holds no record of it (never published, or past history). */
+/* Where event_id is for each subscription (an operator request). On
+ * HANDOFF_OK *out is a trace the caller frees with handoff_trace_free();
+ * on error *out = NULL.
+ * Errors (besides those every call can return): HANDOFF_EINVAL (out NULL),
+ * HANDOFF_ENOTFOUND (the broker holds no record of it: never published, or
+ * past history), HANDOFF_EPROTO (also: a trace of another event). */
 int handoff_trace_event(handoff_client *c, uint64_t event_id,
 			handoff_trace **out);
+/* Frees t and everything in it; NULL is ignored. */
 void handoff_trace_free(handoff_trace *t);
 
 typedef struct handoff_topic_stats {
@@ -432,7 +612,12 @@ typedef struct handoff_stats {
 	size_t n_subscriptions;
 } handoff_stats;
 
+/* The broker's counters and rates (an operator request). On HANDOFF_OK
+ * *out is the caller's, freed with handoff_stats_free(); on error
+ * *out = NULL. Errors: those every call can return (HANDOFF_EINVAL: out
+ * NULL). */
 int handoff_get_stats(handoff_client *c, handoff_stats **out);
+/* Frees s and everything in it; NULL is ignored. */
 void handoff_stats_free(handoff_stats *s);
 
 #ifdef __cplusplus

@@ -33,11 +33,11 @@ void handoff_trace_free(handoff_trace *t)
 static int copy_subscription_trace(const Handoff__Wire__SubscriptionTrace *w,
 				   handoff_subscription_trace *s)
 {
-	s->state = (int)w->state;
+	s->state = (handoff_delivery_state)w->state;
 	s->lease_deadline_ms = w->lease_deadline_ms;
 	s->due_ms = w->due_ms;
 	s->done_ms = w->done_ms;
-	s->dead_reason = (int)w->dead_reason;
+	s->dead_reason = (handoff_dead_reason)w->dead_reason;
 	s->replays = w->replays;
 	s->subscription = hc_strdup(w->subscription);
 	s->consumer = hc_strdup(w->consumer);

@@ -54,7 +54,8 @@ struct dlq_args {
 
 /* ---- options ----------------------------------------------------------- */
 
-static int parse_reason(struct cli_ctx *ctx, const char *arg, int *reason)
+static int parse_reason(struct cli_ctx *ctx, const char *arg,
+			handoff_dead_reason *reason)
 {
 	static const int reasons[] = { HANDOFF_DEAD_MAX_ATTEMPTS,
 				       HANDOFF_DEAD_PERMANENT,

@@ -73,6 +73,7 @@
 #include "turn.h"
 
 #include "fuzz.h"
+#include "request_mac.h"
 
 #define MAP_SIZE (1u << 20)
 #define MAX_REQUEST (64u << 10)
@@ -192,28 +193,11 @@ static void add_keys(struct config *c)
 	c->request_window_ms = 60 * 1000;
 }
 
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
 static void auth_mac(const struct signer *sg, const Handoff__Wire__Auth *au,
 		     const uint8_t *content, size_t len, uint8_t mac[32])
 {
-	static const char domain[] = "handoff-auth-v1";
-	crypto_auth_hmacsha256_state st;
-	uint8_t nums[24];
-	put_le64(nums, au->session);
-	put_le64(nums + 8, au->seq);
-	put_le64(nums + 16, au->timestamp_ms);
-	crypto_auth_hmacsha256_init(&st, sg->secret, sizeof sg->secret);
-	crypto_auth_hmacsha256_update(&st, (const uint8_t *)domain, sizeof domain);
-	crypto_auth_hmacsha256_update(&st, (const uint8_t *)au->key_id,
-				      strlen(au->key_id) + 1);
-	crypto_auth_hmacsha256_update(&st, nums, sizeof nums);
-	crypto_auth_hmacsha256_update(&st, content, len);
-	crypto_auth_hmacsha256_final(&st, mac);
+	request_mac(sg->secret, au->key_id, au->session, au->seq,
+		    au->timestamp_ms, content, len, mac);
 }
 
 /* q packed and signed by the current signer (q->auth is ignored). */

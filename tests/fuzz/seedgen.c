@@ -1116,7 +1116,7 @@ static void client_seeds(void)
 	down.message = "stopping";
 
 	Handoff__Wire__PingReply ping = HANDOFF__WIRE__PING_REPLY__INIT;
-	ping.version = "0.1.0";
+	ping.version = HANDOFF_BUILD_VERSION;
 	ok.body_case = RBODY(PING);
 	ok.ping = &ping;
 	one[0] = &ok;
@@ -1295,7 +1295,7 @@ static void client_seeds(void)
 	ss.topic = "t1";
 	ss.acked = 7;
 	Handoff__Wire__StatsReply str = HANDOFF__WIRE__STATS_REPLY__INIT;
-	str.version = "0.1.0";
+	str.version = HANDOFF_BUILD_VERSION;
 	str.n_topics = 1;
 	str.topics = tsp;
 	str.n_subscriptions = 1;

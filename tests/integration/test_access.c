@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "handoff.pb-c.h"
+#include "request_mac.h"
 
 #define PRODUCER_HEX "1111111111111111111111111111111111111111111111111111111111111111"
 #define CONSUMER_HEX "2222222222222222222222222222222222222222222222222222222222222222"
@@ -339,20 +340,13 @@ static uint64_t wall_now(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
 /* req packed, then its Auth (as client/call.c does); *len gets the size. */
 static uint8_t *sign(Handoff__Wire__Request *req, const char *key,
 		     const char *hex, uint64_t session, uint64_t seq,
 		     uint64_t ts, size_t *len)
 {
-	static const char domain[] = "handoff-auth-v1";
 	unsigned char secret[32];
-	uint8_t mac[crypto_auth_hmacsha256_BYTES], nums[24];
+	uint8_t mac[REQUEST_MAC_BYTES];
 	assert_int_equal(handoff_parse_secret(hex, secret), HANDOFF_OK);
 	req->protocol_version = 1;
 	req->auth = NULL;
@@ -370,16 +364,7 @@ static uint8_t *sign(Handoff__Wire__Request *req, const char *key,
 	uint8_t *buf = malloc(clen + alen);
 	assert_non_null(buf);
 	handoff__wire__request__pack(req, buf);
-	le64(nums, session);
-	le64(nums + 8, seq);
-	le64(nums + 16, ts);
-	crypto_auth_hmacsha256_state st;
-	crypto_auth_hmacsha256_init(&st, secret, sizeof secret);
-	crypto_auth_hmacsha256_update(&st, (const uint8_t *)domain, sizeof domain);
-	crypto_auth_hmacsha256_update(&st, (const uint8_t *)key, strlen(key) + 1);
-	crypto_auth_hmacsha256_update(&st, nums, sizeof nums);
-	crypto_auth_hmacsha256_update(&st, buf, clen);
-	crypto_auth_hmacsha256_final(&st, mac);
+	request_mac(secret, key, session, seq, ts, buf, clen, mac);
 	handoff__wire__request__pack(&only, buf + clen);
 	*len = clen + alen;
 	return buf;

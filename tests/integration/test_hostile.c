@@ -28,6 +28,7 @@
  */
 #include "harness.h"
 #include "wire_util.h"
+#include "request_mac.h"
 
 #include <nanomsg/nn.h>
 #include <sodium.h>
@@ -1908,19 +1909,12 @@ static handoff_client *acl_connect(const broker *b, const char *key,
 	return c;
 }
 
-static void le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
 /* req packed, then its Auth, as PROTOCOL.md §1.1 describes. */
 static uint8_t *hostile_sign(WRequest *req, const char *key, const char *hex,
 			     uint64_t session, uint64_t seq, size_t *len)
 {
-	static const char domain[] = "handoff-auth-v1";
 	unsigned char secret[32];
-	uint8_t mac[crypto_auth_hmacsha256_BYTES], nums[24];
+	uint8_t mac[REQUEST_MAC_BYTES];
 	assert_int_equal(handoff_parse_secret(hex, secret), HANDOFF_OK);
 	uint64_t ts = it_wall_ms();
 	req->auth = NULL;
@@ -1938,16 +1932,7 @@ static uint8_t *hostile_sign(WRequest *req, const char *key, const char *hex,
 	uint8_t *buf = malloc(clen + alen);
 	assert_non_null(buf);
 	handoff__wire__request__pack(req, buf);
-	le64(nums, session);
-	le64(nums + 8, seq);
-	le64(nums + 16, ts);
-	crypto_auth_hmacsha256_state st;
-	crypto_auth_hmacsha256_init(&st, secret, sizeof secret);
-	crypto_auth_hmacsha256_update(&st, (const uint8_t *)domain, sizeof domain);
-	crypto_auth_hmacsha256_update(&st, (const uint8_t *)key, strlen(key) + 1);
-	crypto_auth_hmacsha256_update(&st, nums, sizeof nums);
-	crypto_auth_hmacsha256_update(&st, buf, clen);
-	crypto_auth_hmacsha256_final(&st, mac);
+	request_mac(secret, key, session, seq, ts, buf, clen, mac);
 	handoff__wire__request__pack(&only, buf + clen);
 	*len = clen + alen;
 	return buf;
