@@ -418,7 +418,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	Handoff__Wire__Reply r = HANDOFF__WIRE__REPLY__INIT;
 	Handoff__Wire__PingReply p = HANDOFF__WIRE__PING_REPLY__INIT;
 	r.protocol_version = 1;
-	p.version = (char *)"0.1.0";
+	p.version = (char *)HANDOFF_BUILD_VERSION;
 	r.body_case = HANDOFF__WIRE__REPLY__BODY_PING;
 	r.ping = &p;
 	ping_reply_len = handoff__wire__reply__get_packed_size(&r);
