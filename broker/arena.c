@@ -107,7 +107,8 @@ static void pb_free(void *data, void *p)
 
 ProtobufCAllocator arena_allocator(struct arena *a)
 {
-	ProtobufCAllocator al = { .alloc = pb_alloc, .free = pb_free,
+	ProtobufCAllocator al = { .alloc = pb_alloc,
+				  .free = pb_free,
 				  .allocator_data = a };
 	return al;
 }

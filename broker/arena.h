@@ -17,9 +17,9 @@ struct arena_chunk;
 
 struct arena {
 	struct arena_chunk *head;
-	size_t used_total;     /* bytes handed out since the last reset */
-	size_t budget;         /* 0 = unlimited; else allocations fail past it */
-	size_t keep_bytes;     /* a reset keeps one chunk up to this size */
+	size_t used_total; /* bytes handed out since the last reset */
+	size_t budget;	   /* 0 = unlimited; else allocations fail past it */
+	size_t keep_bytes; /* a reset keeps one chunk up to this size */
 };
 
 void arena_init(struct arena *a);

@@ -12,12 +12,12 @@
 
 #include "request_mac.h"
 
-#define ST(x) HANDOFF__WIRE__STATUS__##x
-#define MAX_KEY_ID 64
+#define ST(x)	       HANDOFF__WIRE__STATUS__##x
+#define MAX_KEY_ID     64
 #define MAX_AUTH_BYTES 256
-#define SESSION_CAP (1u << 17)    /* slots; at most half are used */
-#define SWEEP_MS 1000
-#define SEQ_WINDOW 64
+#define SESSION_CAP    (1u << 17) /* slots; at most half are used */
+#define SWEEP_MS       1000
+#define SEQ_WINDOW     64
 
 _Static_assert(CONFIG_SECRET_BYTES == REQUEST_MAC_SECRET_BYTES,
 	       "a key's secret is the MAC's key");
@@ -26,7 +26,7 @@ struct auth_session {
 	uint64_t session;
 	const struct config_key *key; /* NULL: free slot */
 	uint64_t max_seq;
-	uint64_t seen;                /* bit i: max_seq - i was accepted */
+	uint64_t seen; /* bit i: max_seq - i was accepted */
 	uint64_t last_ms;
 };
 
@@ -110,7 +110,8 @@ static int check_seq(struct auth *a, const struct config_key *k,
 	struct auth_session *e = &a->table[s];
 	if (!e->key) {
 		if (a->used >= a->cap / 2) {
-			snprintf(why, whylen, "too many signing sessions at "
+			snprintf(why, whylen,
+				 "too many signing sessions at "
 				 "once; retry later");
 			return ST(STALE_REQUEST);
 		}
@@ -127,18 +128,20 @@ static int check_seq(struct auth *a, const struct config_key *k,
 	}
 	uint64_t back = e->max_seq - seq;
 	if (back >= SEQ_WINDOW || (e->seen & (1ull << back))) {
-		snprintf(why, whylen, "request sequence %llu of this session was "
+		snprintf(why, whylen,
+			 "request sequence %llu of this session was "
 			 "used already (a replay, or a resend after it was "
-			 "applied): sign again", (unsigned long long)seq);
+			 "applied): sign again",
+			 (unsigned long long)seq);
 		return ST(STALE_REQUEST);
 	}
 	e->seen |= 1ull << back;
 	return ST(OK);
 }
 
-int auth_verify(struct auth *a, const Request *req, const void *buf,
-		size_t len, uint64_t now_ms, const struct config_key **key,
-		char *why, size_t whylen)
+int auth_verify(struct auth *a, const Request *req, const void *buf, size_t len,
+		uint64_t now_ms, const struct config_key **key, char *why,
+		size_t whylen)
 {
 	const Handoff__Wire__Auth *au = req->auth;
 	*key = NULL;
@@ -147,7 +150,8 @@ int auth_verify(struct auth *a, const Request *req, const void *buf,
 	if (!au) {
 		if (req->body_case == HANDOFF__WIRE__REQUEST__BODY_PING)
 			return ST(OK);
-		snprintf(why, whylen, "authentication required: this broker "
+		snprintf(why, whylen,
+			 "authentication required: this broker "
 			 "has access control on; sign requests with a key");
 		return ST(PERMISSION_DENIED);
 	}
@@ -169,7 +173,8 @@ int auth_verify(struct auth *a, const Request *req, const void *buf,
 	handoff__wire__request__pack(&only, tail);
 	const uint8_t *bytes = buf;
 	if (memcmp(bytes + len - tlen, tail, tlen) != 0) {
-		snprintf(why, whylen, "authentication must be the last field "
+		snprintf(why, whylen,
+			 "authentication must be the last field "
 			 "of the request");
 		return ST(PERMISSION_DENIED);
 	}
@@ -182,20 +187,24 @@ int auth_verify(struct auth *a, const Request *req, const void *buf,
 	int good = sodium_memcmp(mac, au->mac.data, sizeof mac) == 0;
 	sodium_memzero(mac, sizeof mac);
 	if (!k || !good) {
-		snprintf(why, whylen, "authentication failed: unknown key or "
+		snprintf(why, whylen,
+			 "authentication failed: unknown key or "
 			 "bad signature");
 		return ST(PERMISSION_DENIED);
 	}
 	uint64_t window = a->cfg->request_window_ms;
-	if (au->timestamp_ms + window < now_ms || au->timestamp_ms > now_ms + window) {
-		snprintf(why, whylen, "request signed %lld ms from now, outside "
+	if (au->timestamp_ms + window < now_ms ||
+	    au->timestamp_ms > now_ms + window) {
+		snprintf(why, whylen,
+			 "request signed %lld ms from now, outside "
 			 "the %llu ms window: sign again",
 			 (long long)(au->timestamp_ms - now_ms),
 			 (unsigned long long)window);
 		return ST(STALE_REQUEST);
 	}
 	if (au->timestamp_ms < a->started_ms) {
-		snprintf(why, whylen, "request signed before this broker "
+		snprintf(why, whylen,
+			 "request signed before this broker "
 			 "started: sign again");
 		return ST(STALE_REQUEST);
 	}
@@ -264,23 +273,30 @@ int auth_allows(const struct auth *a, const struct config_key *key,
 		return ST(PERMISSION_DENIED);
 	}
 	if (!(key->roles & need)) {
-		snprintf(why, whylen, "permission denied: key '%s' has no %s "
-			 "role to %s%s%s", key->id,
-			 need == ROLE_PRODUCER ? "producer"
-			 : need == ROLE_CONSUMER ? "consumer" : "operator",
+		snprintf(why, whylen,
+			 "permission denied: key '%s' has no %s "
+			 "role to %s%s%s",
+			 key->id,
+			 need == ROLE_PRODUCER ? "producer" :
+			 need == ROLE_CONSUMER ? "consumer" :
+						 "operator",
 			 what, name ? " " : "", name ? name : "");
 		return ST(PERMISSION_DENIED);
 	}
 	if (need == ROLE_PRODUCER &&
 	    !matches(key->topics, key->n_topics, name ? name : "")) {
-		snprintf(why, whylen, "permission denied: key '%s' may not "
-			 "publish to topic '%s'", key->id, name ? name : "");
+		snprintf(why, whylen,
+			 "permission denied: key '%s' may not "
+			 "publish to topic '%s'",
+			 key->id, name ? name : "");
 		return ST(PERMISSION_DENIED);
 	}
 	if (need == ROLE_CONSUMER &&
 	    !matches(key->subs, key->n_subs, name ? name : "")) {
-		snprintf(why, whylen, "permission denied: key '%s' may not "
-			 "consume subscription '%s'", key->id, name ? name : "");
+		snprintf(why, whylen,
+			 "permission denied: key '%s' may not "
+			 "consume subscription '%s'",
+			 key->id, name ? name : "");
 		return ST(PERMISSION_DENIED);
 	}
 	return ST(OK);

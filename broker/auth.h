@@ -33,8 +33,8 @@ struct auth_session;
 
 struct auth {
 	const struct config *cfg;
-	uint64_t started_ms;          /* wall clock */
-	struct auth_session *table;   /* open addressing */
+	uint64_t started_ms;	    /* wall clock */
+	struct auth_session *table; /* open addressing */
 	size_t cap, used;
 	uint64_t next_sweep_ms;
 };
@@ -49,9 +49,9 @@ bool auth_enabled(const struct auth *a);
  * (*key is the key, NULL when access control is off or for an unsigned
  * ping), PERMISSION_DENIED or STALE_REQUEST, with the reason in why.
  */
-int auth_verify(struct auth *a, const Request *req, const void *buf,
-		size_t len, uint64_t now_ms, const struct config_key **key,
-		char *why, size_t whylen);
+int auth_verify(struct auth *a, const Request *req, const void *buf, size_t len,
+		uint64_t now_ms, const struct config_key **key, char *why,
+		size_t whylen);
 
 /* OK, or PERMISSION_DENIED with the reason, for key making req (key may be
  * NULL only when access control is off). */

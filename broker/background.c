@@ -9,14 +9,14 @@
 #include "broker.h"
 #include "log.h"
 
-#define RECOVER_PER_TURN 250
+#define RECOVER_PER_TURN  250
 #define MAX_TURN_EXPIRIES 2000
 /* Background work (retention, unsubscribe) comes in small slices: a
  * request arriving during an idle turn waits for that turn's commit, and a
  * turn with requests gives it an even smaller share, so dropping millions
  * of deliveries does not slow live traffic (128 per commit still drains
  * some 100,000 a second). */
-#define MAX_TURN_CLEANUPS 128
+#define MAX_TURN_CLEANUPS      128
 #define MAX_TURN_CLEANUPS_BUSY 8
 /* How often reader slots of dead processes are cleared. */
 #define READER_CHECK_MS 5000
@@ -65,9 +65,9 @@ int bg_recover(struct broker *b, struct txn *t)
 	uint64_t deadline = p->recover_deadline, ev = p->recover_ev;
 	uint32_t sub = p->recover_sub;
 	for (int n = 0; n < RECOVER_PER_TURN; n++) {
-		int rc = p->recover_begun
-				 ? store_lease_next(t, &deadline, &sub, &ev)
-				 : store_lease_first(t, &deadline, &sub, &ev);
+		int rc = p->recover_begun ?
+				 store_lease_next(t, &deadline, &sub, &ev) :
+				 store_lease_first(t, &deadline, &sub, &ev);
 		if (rc == MDB_NOTFOUND) {
 			p->recovering = false;
 			log_event(LOG_INFO, "leases_recovered",
@@ -160,7 +160,8 @@ static int drain_unsubscribed(struct broker *b, struct txn *t, int *budget)
 			if (rc == MDB_NOTFOUND)
 				rc = store_dlq_next(t, id, 0, &ev);
 			if (rc == MDB_NOTFOUND)
-				rc = store_lease_find_sub(t, id, &deadline, &ev);
+				rc = store_lease_find_sub(t, id, &deadline,
+							  &ev);
 			if (rc == MDB_NOTFOUND) {
 				log_event(LOG_INFO, "subscription_removed",
 					  LS("subscription", sub->name),
@@ -195,7 +196,8 @@ static int expire_entry(struct broker *b, struct txn *t, int kind,
 		rc = store_idem_get(t, id, idlen, &ir);
 		/* a newer record under the same key keeps living; a gone or
 		 * damaged one has nothing to expire (its entry goes) */
-		if (rc == 0 && ir->created_ms + b->cfg->dedup_window_ms <= t->now_ms)
+		if (rc == 0 &&
+		    ir->created_ms + b->cfg->dedup_window_ms <= t->now_ms)
 			rc = store_idem_del(t, id, idlen);
 		else if (rc == MDB_NOTFOUND || rc == STORE_EDECODE || rc == 0)
 			rc = 0;
@@ -214,7 +216,8 @@ static int expire_entry(struct broker *b, struct txn *t, int kind,
 
 int bg_clean_up(struct broker *b, struct txn *t)
 {
-	int budget = b->inbox.n_pend ? MAX_TURN_CLEANUPS_BUSY : MAX_TURN_CLEANUPS;
+	int budget =
+		b->inbox.n_pend ? MAX_TURN_CLEANUPS_BUSY : MAX_TURN_CLEANUPS;
 	uint64_t at;
 	int kind, rc;
 	uint8_t id[IDEM_KEY_MAX];
@@ -279,6 +282,6 @@ bool bg_busy(const struct background *bg)
 
 uint64_t bg_next_wake(const struct background *bg)
 {
-	return bg->next_lease_ms < bg->next_expiry_ms ? bg->next_lease_ms
-						      : bg->next_expiry_ms;
+	return bg->next_lease_ms < bg->next_expiry_ms ? bg->next_lease_ms :
+							bg->next_expiry_ms;
 }

@@ -33,21 +33,21 @@ struct bg_progress {
 	/* Leases from before this start are made ready again a bounded
 	 * number per turn, so start-up time does not grow with them. */
 	bool recovering;
-	uint64_t recover_deadline;   /* last lease key looked at */
+	uint64_t recover_deadline; /* last lease key looked at */
 	uint32_t recover_sub;
 	uint64_t recover_ev;
 	bool recover_begun;
 	uint64_t recovered;
-	bool unsubscribe_pending;    /* a deleted subscription is draining */
+	bool unsubscribe_pending; /* a deleted subscription is draining */
 };
 
 struct background {
 	struct bg_progress progress;
-	uint64_t next_lease_ms;      /* first lease deadline */
-	uint64_t next_expiry_ms;     /* first retention expiry */
+	uint64_t next_lease_ms;	 /* first lease deadline */
+	uint64_t next_expiry_ms; /* first retention expiry */
 	uint64_t next_sample_ms;
 	uint64_t next_reader_check_ms;
-	bool cleanup_more;           /* retention has more due now */
+	bool cleanup_more; /* retention has more due now */
 };
 
 /* A broker starting: recovery and the unsubscribe drain are pending. */

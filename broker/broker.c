@@ -26,8 +26,7 @@ static void on_lease(void *ctx, const char *consumer, int delta,
 	leases_add(&b->leases, consumer, delta);
 }
 
-int broker_init(struct broker *b, const struct config *cfg,
-		uint64_t started_ms)
+int broker_init(struct broker *b, const struct config *cfg, uint64_t started_ms)
 {
 	b->cfg = cfg;
 	b->started_ms = started_ms;
@@ -39,7 +38,8 @@ int broker_init(struct broker *b, const struct config *cfg,
 				   .on_lease = on_lease,
 				   .ctx = b };
 	space_init(&b->space, cfg->storage_headroom_bytes, cfg->map_size_bytes);
-	b->env = (struct handler_env){ .cfg = cfg, .st = &b->st,
+	b->env = (struct handler_env){ .cfg = cfg,
+				       .st = &b->st,
 				       .metrics = &b->metrics,
 				       .started_ms = started_ms,
 				       .leases = &b->leases };

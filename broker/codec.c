@@ -7,7 +7,7 @@
  * element, plus struct overheads); this bound is generous for real requests
  * and still caps a hostile one. */
 #define DECODE_FACTOR 16
-#define DECODE_SLACK (64 * 1024)
+#define DECODE_SLACK  (64 * 1024)
 
 /*
  * protobuf-c keeps the fields it does not know and packs them again, and
@@ -26,20 +26,23 @@ static void strip_unknown(ProtobufCMessage *m)
 		if (f->type != PROTOBUF_C_TYPE_MESSAGE)
 			continue;
 		if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
-			uint32_t which = *(uint32_t *)(void *)(base + f->quantifier_offset);
+			uint32_t which =
+				*(uint32_t *)(void *)(base +
+						      f->quantifier_offset);
 			if (which != f->id)
 				continue;
 		}
 		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-			size_t n = *(size_t *)(void *)(base + f->quantifier_offset);
-			ProtobufCMessage **v =
-				*(ProtobufCMessage ***)(void *)(base + f->offset);
+			size_t n = *(size_t *)(void *)(base +
+						       f->quantifier_offset);
+			ProtobufCMessage **v = *(
+				ProtobufCMessage ***)(void *)(base + f->offset);
 			for (size_t k = 0; k < n; k++)
 				if (v[k])
 					strip_unknown(v[k]);
 		} else {
-			ProtobufCMessage *sub =
-				*(ProtobufCMessage **)(void *)(base + f->offset);
+			ProtobufCMessage *sub = *(
+				ProtobufCMessage **)(void *)(base + f->offset);
 			if (sub)
 				strip_unknown(sub);
 		}
@@ -64,7 +67,8 @@ Reply *codec_new_reply(struct arena *a)
 	if (!r)
 		return NULL;
 	handoff__wire__reply__init(r);
-	r->protocol_version = HANDOFF__WIRE__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT;
+	r->protocol_version =
+		HANDOFF__WIRE__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT;
 	return r;
 }
 

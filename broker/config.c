@@ -30,22 +30,21 @@
 #include "duration.h"
 
 #define DEFAULT_DATA_DIR "./handoff-data"
-#define DEFAULT_LISTEN "tcp://127.0.0.1:7450"
+#define DEFAULT_LISTEN	 "tcp://127.0.0.1:7450"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
-static const char *const listen_schemes[] = { "ipc://", "tcp://",
-					      "inproc://" };
+static const char *const listen_schemes[] = { "ipc://", "tcp://", "inproc://" };
 
 enum kind {
-	K_STRING,   /* char * (data_dir) */
-	K_LISTEN,   /* appended to listen[] */
-	K_SIZE64,   /* uint64_t, K/M/G suffixes */
-	K_SIZE32,   /* uint32_t, K/M/G suffixes */
-	K_COUNT32,  /* uint32_t, plain decimal */
-	K_MS64,     /* uint64_t milliseconds, ms/s/m/h/d suffixes */
-	K_MS32,     /* uint32_t milliseconds */
-	K_BOOL,     /* int 0/1 */
+	K_STRING,  /* char * (data_dir) */
+	K_LISTEN,  /* appended to listen[] */
+	K_SIZE64,  /* uint64_t, K/M/G suffixes */
+	K_SIZE32,  /* uint32_t, K/M/G suffixes */
+	K_COUNT32, /* uint32_t, plain decimal */
+	K_MS64,	   /* uint64_t milliseconds, ms/s/m/h/d suffixes */
+	K_MS32,	   /* uint32_t milliseconds */
+	K_BOOL,	   /* int 0/1 */
 };
 
 struct key {
@@ -55,8 +54,10 @@ struct key {
 	size_t offset;
 };
 
-#define KEY(sec, name, kind, field) \
-	{ sec, name, kind, offsetof(struct config, field) }
+#define KEY(sec, name, kind, field)                             \
+	{                                                       \
+		sec, name, kind, offsetof(struct config, field) \
+	}
 
 static const struct key keys[] = {
 	KEY("broker", "data_dir", K_STRING, data_dir),
@@ -237,7 +238,8 @@ static int listen_is_wildcard(const char *url)
 	const char *semi = strchr(host, ';');
 	if (semi)
 		host = semi + 1;
-	return strncmp(host, "*:", 2) == 0 || strncmp(host, "0.0.0.0:", 8) == 0 ||
+	return strncmp(host, "*:", 2) == 0 ||
+	       strncmp(host, "0.0.0.0:", 8) == 0 ||
 	       strncmp(host, "[::]:", 5) == 0;
 }
 
@@ -246,12 +248,12 @@ static int listen_is_wildcard(const char *url)
 struct load {
 	struct config *c;
 	FILE *f;
-	int lineno;        /* line last handed to inih */
-	int listen_seen;   /* a listen= of this file was applied already */
-	int err;           /* first error (errno value), 0 if none */
+	int lineno;	 /* line last handed to inih */
+	int listen_seen; /* a listen= of this file was applied already */
+	int err;	 /* first error (errno value), 0 if none */
 	int err_line;
-	char msg[256];     /* "what", without the FILE:LINE: prefix */
-	char *buf;         /* getline buffer */
+	char msg[256]; /* "what", without the FILE:LINE: prefix */
+	char *buf;     /* getline buffer */
 	size_t cap;
 };
 
@@ -278,7 +280,7 @@ static char *read_line(char *str, int num, void *stream)
 	ssize_t n;
 
 	if (ld->err)
-		return NULL;   /* stop at the first error */
+		return NULL; /* stop at the first error */
 	n = getline(&ld->buf, &ld->cap, ld->f);
 	if (n < 0)
 		return NULL;
@@ -461,7 +463,8 @@ static int parse_secret_hex(const char *hex, uint8_t *out)
 	if (strlen(hex) != 2 * CONFIG_SECRET_BYTES)
 		return EINVAL;
 	if (sodium_hex2bin(out, CONFIG_SECRET_BYTES, hex, strlen(hex), NULL,
-			   &len, &end) || len != CONFIG_SECRET_BYTES || *end)
+			   &len, &end) ||
+	    len != CONFIG_SECRET_BYTES || *end)
 		return EINVAL;
 	return 0;
 }
@@ -480,8 +483,10 @@ static int read_secret_file(struct load *ld, const char *path, uint8_t *out)
 	}
 	if (fstat(fd, &sb) || (sb.st_mode & 077)) {
 		close(fd);
-		load_fail(ld, EINVAL, "secret_file %s can be read by others "
-			  "(chmod 600 it)", path);
+		load_fail(ld, EINVAL,
+			  "secret_file %s can be read by others "
+			  "(chmod 600 it)",
+			  path);
 		return EINVAL;
 	}
 	ssize_t n = read(fd, buf, sizeof buf - 1);
@@ -510,13 +515,17 @@ static void on_key_section(struct load *ld, const char *id, const char *name,
 	if (strcmp(name, "role") == 0 || strcmp(name, "roles") == 0) {
 		rc = parse_roles(value, &k->roles);
 		if (rc)
-			load_fail(ld, EINVAL, "[key %s] role must be producer, "
-				  "consumer and/or operator", id);
+			load_fail(ld, EINVAL,
+				  "[key %s] role must be producer, "
+				  "consumer and/or operator",
+				  id);
 	} else if (strcmp(name, "secret") == 0) {
 		rc = parse_secret_hex(value, k->secret);
 		if (rc)
-			load_fail(ld, EINVAL, "[key %s] secret must be %d hex "
-				  "digits", id, 2 * CONFIG_SECRET_BYTES);
+			load_fail(ld, EINVAL,
+				  "[key %s] secret must be %d hex "
+				  "digits",
+				  id, 2 * CONFIG_SECRET_BYTES);
 		k->has_secret = rc == 0;
 	} else if (strcmp(name, "secret_file") == 0) {
 		rc = read_secret_file(ld, value, k->secret);
@@ -532,7 +541,8 @@ static void on_key_section(struct load *ld, const char *id, const char *name,
 	if (rc == ENOMEM)
 		load_fail(ld, ENOMEM, "out of memory");
 	else if (rc)
-		load_fail(ld, EINVAL, "bad value for '%s' in [key %s]", name, id);
+		load_fail(ld, EINVAL, "bad value for '%s' in [key %s]", name,
+			  id);
 }
 
 static int on_key(void *user, const char *section, const char *name,
@@ -620,7 +630,10 @@ int config_load_file(struct config *c, const char *path, char *err,
 
 int config_validate(const struct config *c, char *err, size_t errlen)
 {
-#define LIMIT(name, field) { name, offsetof(struct config, field) }
+#define LIMIT(name, field)                           \
+	{                                            \
+		name, offsetof(struct config, field) \
+	}
 	static const struct {
 		const char *name;
 		size_t offset;
@@ -664,17 +677,22 @@ int config_validate(const struct config *c, char *err, size_t errlen)
 	for (i = 0; i < c->n_keys; i++) {
 		const struct config_key *k = &c->keys[i];
 		if (!k->has_secret || !k->roles) {
-			set_err(err, errlen, "[key %s] needs a role and a secret "
-				"(or secret_file)", k->id);
+			set_err(err, errlen,
+				"[key %s] needs a role and a secret "
+				"(or secret_file)",
+				k->id);
 			return EINVAL;
 		}
 		if ((k->roles & ROLE_PRODUCER) && k->n_topics == 0) {
-			set_err(err, errlen, "[key %s] is a producer: list its "
-				"topics (topics = pattern, ...; * for all)", k->id);
+			set_err(err, errlen,
+				"[key %s] is a producer: list its "
+				"topics (topics = pattern, ...; * for all)",
+				k->id);
 			return EINVAL;
 		}
 		if ((k->roles & ROLE_CONSUMER) && k->n_subs == 0) {
-			set_err(err, errlen, "[key %s] is a consumer: list its "
+			set_err(err, errlen,
+				"[key %s] is a consumer: list its "
 				"subscriptions (subscriptions = pattern, ...)",
 				k->id);
 			return EINVAL;
@@ -682,9 +700,11 @@ int config_validate(const struct config *c, char *err, size_t errlen)
 	}
 	for (i = 0; i < c->n_listen; i++) {
 		if (!c->allow_wildcard && listen_is_wildcard(c->listen[i])) {
-			set_err(err, errlen, "listen URL '%s' binds every "
+			set_err(err, errlen,
+				"listen URL '%s' binds every "
 				"interface: give an address, or set "
-				"allow_wildcard = true in [broker]", c->listen[i]);
+				"allow_wildcard = true in [broker]",
+				c->listen[i]);
 			return EINVAL;
 		}
 	}

@@ -11,67 +11,71 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CONFIG_MAX_LISTEN 16
-#define CONFIG_MAX_KEYS 64
+#define CONFIG_MAX_LISTEN   16
+#define CONFIG_MAX_KEYS	    64
 #define CONFIG_MAX_PATTERNS 32
 #define CONFIG_SECRET_BYTES 32
 
 enum config_role {
-	ROLE_PRODUCER = 1,  /* publish to its topics */
-	ROLE_CONSUMER = 2,  /* fetch, ack, nack on its subscriptions */
-	ROLE_OPERATOR = 4,  /* subscriptions, dead letters, trace, stats, audit */
+	ROLE_PRODUCER = 1, /* publish to its topics */
+	ROLE_CONSUMER = 2, /* fetch, ack, nack on its subscriptions */
+	ROLE_OPERATOR =
+		4, /* subscriptions, dead letters, trace, stats, audit */
 };
 
 /* One [key NAME] section: who may do what, proven with the secret. */
 struct config_key {
 	char *id;
-	unsigned roles;                     /* enum config_role bits */
+	unsigned roles; /* enum config_role bits */
 	uint8_t secret[CONFIG_SECRET_BYTES];
 	int has_secret;
-	char *topics[CONFIG_MAX_PATTERNS];  /* fnmatch patterns (producer) */
+	char *topics[CONFIG_MAX_PATTERNS]; /* fnmatch patterns (producer) */
 	size_t n_topics;
-	char *subs[CONFIG_MAX_PATTERNS];    /* fnmatch patterns (consumer) */
+	char *subs[CONFIG_MAX_PATTERNS]; /* fnmatch patterns (consumer) */
 	size_t n_subs;
 };
 
 struct config {
-	char *data_dir;                 /* default "./handoff-data" */
-	char *listen[CONFIG_MAX_LISTEN];/* default { "tcp://127.0.0.1:7450" } */
+	char *data_dir; /* default "./handoff-data" */
+	char *listen
+		[CONFIG_MAX_LISTEN]; /* default { "tcp://127.0.0.1:7450" } */
 	size_t n_listen;
-	uint64_t map_size_bytes;        /* LMDB map; default 1 GiB */
+	uint64_t map_size_bytes; /* LMDB map; default 1 GiB */
 
 	/* limits: going over one gets LIMIT_EXCEEDED */
-	uint32_t max_payload_bytes;     /* default 1 MiB */
-	uint32_t max_request_bytes;     /* NN_RCVMAXSIZE; default 16 MiB */
-	uint32_t max_batch;             /* events per publish, items per ack/nack/fetch; default 1000 */
-	uint32_t max_subscriptions;     /* default 1000 */
-	uint32_t max_held_fetches;      /* long polls held at once; default 1024 */
-	uint32_t max_wait_ms;           /* longest long poll; default 60000 */
-	uint32_t max_name_bytes;        /* topic / subscription name; default 200, at most 240 */
-	uint32_t max_backlog;           /* deliveries owed per subscription (ready,
+	uint32_t max_payload_bytes; /* default 1 MiB */
+	uint32_t max_request_bytes; /* NN_RCVMAXSIZE; default 16 MiB */
+	uint32_t
+		max_batch; /* events per publish, items per ack/nack/fetch; default 1000 */
+	uint32_t max_subscriptions; /* default 1000 */
+	uint32_t max_held_fetches;  /* long polls held at once; default 1024 */
+	uint32_t max_wait_ms;	    /* longest long poll; default 60000 */
+	uint32_t
+		max_name_bytes; /* topic / subscription name; default 200, at most 240 */
+	uint32_t max_backlog; /* deliveries owed per subscription (ready,
 					 * delayed, leased); 0 = no limit (default) */
 	uint32_t max_leases_per_consumer; /* open leases one consumer may hold;
 					 * 0 = no limit; default 10000 */
-	uint64_t storage_headroom_bytes;/* space kept free for acks, nacks and
+	uint64_t storage_headroom_bytes;  /* space kept free for acks, nacks and
 					 * purges; publishes are refused below it;
 					 * 0 = map_size/64 within [1 MiB, 64 MiB] */
 
-	uint64_t dedup_window_ms;       /* idempotency records kept; default 24 h */
-	uint64_t history_ms;            /* trace records kept after done; default 7 d */
+	uint64_t dedup_window_ms; /* idempotency records kept; default 24 h */
+	uint64_t history_ms; /* trace records kept after done; default 7 d */
 
 	/* subscription policy defaults */
-	uint32_t max_attempts;          /* default 5 */
-	uint32_t ack_deadline_ms;       /* default 30000 */
-	uint32_t backoff_min_ms;        /* default 1000 */
-	uint32_t backoff_max_ms;        /* default 60000 */
+	uint32_t max_attempts;	  /* default 5 */
+	uint32_t ack_deadline_ms; /* default 30000 */
+	uint32_t backoff_min_ms;  /* default 1000 */
+	uint32_t backoff_max_ms;  /* default 60000 */
 
-	int log_debug;                  /* 1: also log debug lines */
-	int allow_wildcard;             /* 1: tcp://\* and 0.0.0.0 may be bound */
+	int log_debug;	    /* 1: also log debug lines */
+	int allow_wildcard; /* 1: tcp://\* and 0.0.0.0 may be bound */
 
 	/* access control: on when any key is configured */
 	struct config_key keys[CONFIG_MAX_KEYS];
 	size_t n_keys;
-	uint64_t request_window_ms;     /* signed requests older are stale; 60 s */
+	uint64_t request_window_ms; /* signed requests older are stale; 60 s */
 };
 
 /* Fill c with the defaults above. Returns 0, or ENOMEM. */

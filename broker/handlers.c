@@ -23,24 +23,24 @@
 #include "records.h"
 #include "scheduler.h"
 
-#define ST(x) HANDOFF__WIRE__STATUS__##x
-#define DS(x) HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_##x
+#define ST(x)	  HANDOFF__WIRE__STATUS__##x
+#define DS(x)	  HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_##x
 #define STORED(x) HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_##x
 
-#define MAX_KEY_BYTES 1024
-#define MAX_IDEM_BYTES 256
-#define MAX_HEADERS 64
-#define MAX_HEADER_NAME 256
-#define MAX_COMMAND_ID 256
-#define MAX_HEADER_VALUE 4096
-#define MAX_REASON_BYTES 4096
+#define MAX_KEY_BYTES	   1024
+#define MAX_IDEM_BYTES	   256
+#define MAX_HEADERS	   64
+#define MAX_HEADER_NAME	   256
+#define MAX_COMMAND_ID	   256
+#define MAX_HEADER_VALUE   4096
+#define MAX_REASON_BYTES   4096
 #define DEFAULT_LIST_LIMIT 100
-#define DLQ_SCAN_BUDGET 100000
-#define DELIVERY_OVERHEAD 256
-#define DEFAULT_MAX_REPLY (64u << 20)
+#define DLQ_SCAN_BUDGET	   100000
+#define DELIVERY_OVERHEAD  256
+#define DEFAULT_MAX_REPLY  (64u << 20)
 
-void handlers_status(struct arena *a, Reply *reply, int status,
-		     const char *fmt, ...)
+void handlers_status(struct arena *a, Reply *reply, int status, const char *fmt,
+		     ...)
 {
 	char buf[512];
 	va_list ap;
@@ -52,10 +52,10 @@ void handlers_status(struct arena *a, Reply *reply, int status,
 	reply->message = m ? m : (char *)"";
 }
 
-#define FAIL(status, ...)                                               \
-	do {                                                            \
+#define FAIL(status, ...)                                                  \
+	do {                                                               \
 		handlers_status(t->arena, reply, ST(status), __VA_ARGS__); \
-		return 0;                                               \
+		return 0;                                                  \
 	} while (0)
 
 /* Names are used in keys and logs: a small, printable alphabet. */
@@ -74,12 +74,12 @@ static bool valid_name(const char *s, uint32_t max)
 	return true;
 }
 
-#define CHECK_NAME(what, s)                                                 \
-	do {                                                                \
-		if (!valid_name((s), env->cfg->max_name_bytes))             \
-			FAIL(BAD_REQUEST,                                   \
-			     "%s must be 1-%u bytes of [A-Za-z0-9._:/-]", what, \
-			     env->cfg->max_name_bytes);                     \
+#define CHECK_NAME(what, s)                                               \
+	do {                                                              \
+		if (!valid_name((s), env->cfg->max_name_bytes))           \
+			FAIL(BAD_REQUEST,                                 \
+			     "%s must be 1-%u bytes of [A-Za-z0-9._:/-]", \
+			     what, env->cfg->max_name_bytes);             \
 	} while (0)
 
 static void *alloc0(struct txn *t, size_t n)
@@ -124,8 +124,8 @@ static int next_live_sub(struct txn *t, uint32_t *id, SubRecord **r,
 			return rc;
 		if ((*r)->deleting)
 			continue;
-		rc = store_ready_count_after(t, (*r)->id, t->now_ms, (*r)->ready,
-					     delayed);
+		rc = store_ready_count_after(t, (*r)->id, t->now_ms,
+					     (*r)->ready, delayed);
 		if (rc)
 			return rc;
 		*ready = (*r)->ready > *delayed ? (*r)->ready - *delayed : 0;
@@ -136,21 +136,25 @@ static int next_live_sub(struct txn *t, uint32_t *id, SubRecord **r,
 
 /* ---- publish ---------------------------------------------------------- */
 
-static int check_event(struct handler_env *env, const Handoff__Wire__PublishEvent *e,
-		       size_t i, char *why, size_t whylen, int *status)
+static int check_event(struct handler_env *env,
+		       const Handoff__Wire__PublishEvent *e, size_t i,
+		       char *why, size_t whylen, int *status)
 {
 	*status = ST(BAD_REQUEST);
 	if (e->payload.len > env->cfg->max_payload_bytes) {
 		*status = ST(LIMIT_EXCEEDED);
-		snprintf(why, whylen, "event %zu: payload of %zu bytes exceeds "
-			 "max_payload %u", i, e->payload.len,
-			 env->cfg->max_payload_bytes);
+		snprintf(why, whylen,
+			 "event %zu: payload of %zu bytes exceeds "
+			 "max_payload %u",
+			 i, e->payload.len, env->cfg->max_payload_bytes);
 		return -1;
 	}
 	if (!e->idempotency_key || !*e->idempotency_key ||
 	    strlen(e->idempotency_key) > MAX_IDEM_BYTES) {
-		snprintf(why, whylen, "event %zu: idempotency_key must be 1-%d "
-			 "bytes", i, MAX_IDEM_BYTES);
+		snprintf(why, whylen,
+			 "event %zu: idempotency_key must be 1-%d "
+			 "bytes",
+			 i, MAX_IDEM_BYTES);
 		return -1;
 	}
 	if (e->key && strlen(e->key) > MAX_KEY_BYTES) {
@@ -167,9 +171,10 @@ static int check_event(struct handler_env *env, const Handoff__Wire__PublishEven
 		const char *n = e->headers[h]->name, *v = e->headers[h]->value;
 		if (!n || !*n || strlen(n) > MAX_HEADER_NAME ||
 		    (v && strlen(v) > MAX_HEADER_VALUE)) {
-			snprintf(why, whylen, "event %zu: header %zu: name must "
-				 "be 1-%d bytes, value at most %d", i, h,
-				 MAX_HEADER_NAME, MAX_HEADER_VALUE);
+			snprintf(why, whylen,
+				 "event %zu: header %zu: name must "
+				 "be 1-%d bytes, value at most %d",
+				 i, h, MAX_HEADER_NAME, MAX_HEADER_VALUE);
 			return -1;
 		}
 	}
@@ -227,8 +232,8 @@ static int publish_one(struct txn *t, const char *topic,
 	nr.created_ms = t->now_ms;
 	rc = store_idem_put(t, ikey, ilen, &nr);
 	if (!rc)
-		rc = store_expiry_put(t, t->now_ms + window_ms, EXPIRY_IDEM, ikey,
-				      ilen);
+		rc = store_expiry_put(t, t->now_ms + window_ms, EXPIRY_IDEM,
+				      ikey, ilen);
 	return rc;
 }
 
@@ -244,10 +249,12 @@ static int handle_publish(struct handler_env *env, struct txn *t,
 		FAIL(LIMIT_EXCEEDED, "%zu events exceed max_batch %u",
 		     p->n_events, env->cfg->max_batch);
 	for (size_t i = 0; i < p->n_events; i++) {
-		if (check_event(env, p->events[i], i, why, sizeof why, &status)) {
+		if (check_event(env, p->events[i], i, why, sizeof why,
+				&status)) {
 			handlers_status(t->arena, reply, status, "%s", why);
-			log_event(LOG_WARN, "publish_refused", LS("topic", p->topic),
-				  LS("reason", why), LOG_END);
+			log_event(LOG_WARN, "publish_refused",
+				  LS("topic", p->topic), LS("reason", why),
+				  LOG_END);
 			return 0;
 		}
 	}
@@ -260,13 +267,15 @@ static int handle_publish(struct handler_env *env, struct txn *t,
 	if (n_subs == 0) {
 		log_event(LOG_WARN, "publish_refused", LS("topic", p->topic),
 			  LS("reason", "no subscriptions"), LOG_END);
-		FAIL(NO_SUBSCRIPTIONS, "topic '%s' has no subscriptions: "
-		     "nothing would receive the event", p->topic);
+		FAIL(NO_SUBSCRIPTIONS,
+		     "topic '%s' has no subscriptions: "
+		     "nothing would receive the event",
+		     p->topic);
 	}
 	if (env->storage_refusing) {
 		log_event(LOG_WARN, "publish_refused", LS("topic", p->topic),
-			  LU("events", p->n_events), LS("reason", env->storage_why),
-			  LOG_END);
+			  LU("events", p->n_events),
+			  LS("reason", env->storage_why), LOG_END);
 		reply->retry_after_ms = 1000;
 		FAIL(STORAGE_FULL, "%s", env->storage_why);
 	}
@@ -280,16 +289,18 @@ static int handle_publish(struct handler_env *env, struct txn *t,
 		uint64_t owed = subs[s]->ready + subs[s]->leased;
 		uint32_t cap = env->cfg->max_backlog;
 		if (cap && owed + p->n_events > cap) {
-			log_event(LOG_WARN, "publish_refused", LS("topic", p->topic),
+			log_event(LOG_WARN, "publish_refused",
+				  LS("topic", p->topic),
 				  LU("events", p->n_events),
 				  LS("subscription", subs[s]->name),
-				  LS("reason", "max_backlog"), LU("backlog", owed),
-				  LOG_END);
+				  LS("reason", "max_backlog"),
+				  LU("backlog", owed), LOG_END);
 			reply->retry_after_ms = 1000;
-			FAIL(LIMIT_EXCEEDED, "subscription '%s' already owes %llu "
+			FAIL(LIMIT_EXCEEDED,
+			     "subscription '%s' already owes %llu "
 			     "deliveries (max_backlog %u): retry when it has "
-			     "drained", subs[s]->name, (unsigned long long)owed,
-			     cap);
+			     "drained",
+			     subs[s]->name, (unsigned long long)owed, cap);
 		}
 	}
 
@@ -345,13 +356,14 @@ static Handoff__Wire__Policy *effective_policy(struct handler_env *env,
 		return NULL;
 	handoff__wire__policy__init(p);
 	const struct config *c = env->cfg;
-	p->max_attempts = in && in->max_attempts ? in->max_attempts : c->max_attempts;
-	p->ack_deadline_ms = in && in->ack_deadline_ms ? in->ack_deadline_ms
-						       : c->ack_deadline_ms;
-	p->backoff_min_ms = in && in->backoff_min_ms ? in->backoff_min_ms
-						     : c->backoff_min_ms;
-	p->backoff_max_ms = in && in->backoff_max_ms ? in->backoff_max_ms
-						     : c->backoff_max_ms;
+	p->max_attempts =
+		in && in->max_attempts ? in->max_attempts : c->max_attempts;
+	p->ack_deadline_ms = in && in->ack_deadline_ms ? in->ack_deadline_ms :
+							 c->ack_deadline_ms;
+	p->backoff_min_ms = in && in->backoff_min_ms ? in->backoff_min_ms :
+						       c->backoff_min_ms;
+	p->backoff_max_ms = in && in->backoff_max_ms ? in->backoff_max_ms :
+						       c->backoff_max_ms;
 	return p;
 }
 
@@ -399,9 +411,11 @@ static int handle_subscribe(struct handler_env *env, struct txn *t,
 			FAIL(CONFLICT, "subscription '%s' exists on topic '%s'",
 			     s->subscription, old->topic);
 		if (!old->policy || !same_policy(old->policy, p))
-			FAIL(CONFLICT, "subscription '%s' exists with another "
+			FAIL(CONFLICT,
+			     "subscription '%s' exists with another "
 			     "policy (max_attempts=%u ack_deadline_ms=%u "
-			     "backoff=%u..%u ms)", s->subscription,
+			     "backoff=%u..%u ms)",
+			     s->subscription,
 			     old->policy ? old->policy->max_attempts : 0,
 			     old->policy ? old->policy->ack_deadline_ms : 0,
 			     old->policy ? old->policy->backoff_min_ms : 0,
@@ -420,7 +434,8 @@ static int handle_subscribe(struct handler_env *env, struct txn *t,
 	if (rc)
 		return rc;
 	if (live >= env->cfg->max_subscriptions)
-		FAIL(LIMIT_EXCEEDED, "%u subscriptions exist (max_subscriptions)",
+		FAIL(LIMIT_EXCEEDED,
+		     "%u subscriptions exist (max_subscriptions)",
 		     env->cfg->max_subscriptions);
 
 	SubRecord *r = alloc0(t, sizeof *r);
@@ -481,8 +496,10 @@ static int handle_unsubscribe(struct handler_env *env, struct txn *t,
 		  LS("topic", r->topic), LU("id", r->id), LU("ready", r->ready),
 		  LU("leased", r->leased), LU("dead", r->dead), LOG_END);
 	char what[160];
-	snprintf(what, sizeof what, "topic %.100s; ready=%llu leased=%llu "
-		 "dead=%llu dropped", r->topic, (unsigned long long)r->ready,
+	snprintf(what, sizeof what,
+		 "topic %.100s; ready=%llu leased=%llu "
+		 "dead=%llu dropped",
+		 r->topic, (unsigned long long)r->ready,
 		 (unsigned long long)r->leased, (unsigned long long)r->dead);
 	return audit(env, t, "unsubscribe", r->name, NULL, 0, what, 0, "", "",
 		     NULL);
@@ -544,7 +561,8 @@ int handlers_fetch_fill(struct handler_env *env, struct txn *t,
 		uint32_t held = leases_held(env->leases, consumer);
 		if (held >= lease_cap) {
 			reply->retry_after_ms = 1000;
-			FAIL(LIMIT_EXCEEDED, "consumer '%s' holds %u open leases "
+			FAIL(LIMIT_EXCEEDED,
+			     "consumer '%s' holds %u open leases "
 			     "(max_leases_per_consumer %u): ack or nack some first",
 			     consumer, held, lease_cap);
 		}
@@ -573,9 +591,10 @@ int handlers_fetch_fill(struct handler_env *env, struct txn *t,
 			if (rc && rc != MDB_NOTFOUND && rc != STORE_EDECODE)
 				return rc;
 			if (!rc && bytes + peek->payload_bytes +
-					   strlen(peek->topic) +
-					   strlen(peek->key) +
-					   DELIVERY_OVERHEAD > max_bytes)
+						   strlen(peek->topic) +
+						   strlen(peek->key) +
+						   DELIVERY_OVERHEAD >
+					   max_bytes)
 				break; /* the consumer could not receive more */
 		}
 		DeliveryRecord *d;
@@ -638,8 +657,10 @@ static int handle_fetch(struct handler_env *env, struct txn *t,
 	if (reply->status == ST(OK) && n == 0 && f->wait_ms > 0) {
 		if (env->held_fetches >= env->cfg->max_held_fetches) {
 			reply->body_case = HANDOFF__WIRE__REPLY__BODY__NOT_SET;
-			FAIL(LIMIT_EXCEEDED, "%u fetches already waiting "
-			     "(max_held_fetches)", env->cfg->max_held_fetches);
+			FAIL(LIMIT_EXCEEDED,
+			     "%u fetches already waiting "
+			     "(max_held_fetches)",
+			     env->cfg->max_held_fetches);
 		}
 		SubRecord *sub;
 		uint64_t due, ev;
@@ -679,8 +700,8 @@ static int handle_ack(struct handler_env *env, struct txn *t,
 	if (a->n_items == 0)
 		FAIL(BAD_REQUEST, "ack carries no items");
 	if (a->n_items > env->cfg->max_batch)
-		FAIL(LIMIT_EXCEEDED, "%zu items exceed max_batch %u", a->n_items,
-		     env->cfg->max_batch);
+		FAIL(LIMIT_EXCEEDED, "%zu items exceed max_batch %u",
+		     a->n_items, env->cfg->max_batch);
 	SubRecord *sub;
 	int rc = store_sub_by_name(t, a->subscription, &sub);
 	if (rc == MDB_NOTFOUND)
@@ -702,13 +723,14 @@ static int handle_nack(struct handler_env *env, struct txn *t,
 	if (a->n_items == 0)
 		FAIL(BAD_REQUEST, "nack carries no items");
 	if (a->n_items > env->cfg->max_batch)
-		FAIL(LIMIT_EXCEEDED, "%zu items exceed max_batch %u", a->n_items,
-		     env->cfg->max_batch);
+		FAIL(LIMIT_EXCEEDED, "%zu items exceed max_batch %u",
+		     a->n_items, env->cfg->max_batch);
 	for (size_t i = 0; i < a->n_items; i++) {
 		const Handoff__Wire__NackItem *it = a->items[i];
 		if (it->reason && strlen(it->reason) > MAX_REASON_BYTES)
-			FAIL(BAD_REQUEST, "item %zu: reason longer than %d bytes",
-			     i, MAX_REASON_BYTES);
+			FAIL(BAD_REQUEST,
+			     "item %zu: reason longer than %d bytes", i,
+			     MAX_REASON_BYTES);
 		if (it->delay_ms > 24u * 3600 * 1000)
 			FAIL(BAD_REQUEST, "item %zu: delay longer than 24h", i);
 	}
@@ -723,7 +745,8 @@ static int handle_nack(struct handler_env *env, struct txn *t,
 	for (size_t i = 0; i < a->n_items && !rc; i++) {
 		const Handoff__Wire__NackItem *it = a->items[i];
 		rc = sched_nack(t, sub, it->event_id, it->lease_token,
-				it->delay_ms, it->permanent, it->reason, &st[i]);
+				it->delay_ms, it->permanent, it->reason,
+				&st[i]);
 	}
 	return rc;
 }
@@ -739,7 +762,8 @@ static bool filter_match(const Handoff__Wire__DlqFilter *f,
 		return false;
 	if (f->dead_until_ms && d->dead_ms > f->dead_until_ms)
 		return false;
-	if (f->reason && records_dead_reason_to_wire(d->dead_reason) != f->reason)
+	if (f->reason &&
+	    records_dead_reason_to_wire(d->dead_reason) != f->reason)
 		return false;
 	if (f->error_contains && *f->error_contains &&
 	    (!d->error || !strstr(d->error, f->error_contains)))
@@ -841,14 +865,16 @@ static int handle_dlq_list(struct handler_env *env, struct txn *t,
 		FAIL(LIMIT_EXCEEDED, "limit %u exceeds max_batch %u", limit,
 		     env->cfg->max_batch);
 	Handoff__Wire__DlqListReply *lr = alloc0(t, sizeof *lr);
-	Handoff__Wire__DeadLetter **v = arena_alloc(t->arena, limit * sizeof *v);
+	Handoff__Wire__DeadLetter **v =
+		arena_alloc(t->arena, limit * sizeof *v);
 	if (!lr || !v)
 		return ENOMEM;
 	handoff__wire__dlq_list_reply__init(lr);
 	uint64_t cursor = l->filter ? l->filter->after_event_id : 0;
 	size_t budget = DLQ_SCAN_BUDGET, n = 0;
 	DeliveryRecord *d;
-	while ((rc = dlq_next_match(t, sub, l->filter, &cursor, &d, &budget)) == 0) {
+	while ((rc = dlq_next_match(t, sub, l->filter, &cursor, &d, &budget)) ==
+	       0) {
 		if (n == limit) {
 			lr->more = true;
 			break;
@@ -878,8 +904,10 @@ static int handle_dlq_show(struct handler_env *env, struct txn *t,
 		return rc;
 	rc = store_delivery_get(t, s->event_id, sub->id, &d);
 	if (rc == MDB_NOTFOUND || (!rc && d->state != STORED(DEAD)))
-		FAIL(NOT_FOUND, "event %llu is not in the dead-letter queue of "
-		     "'%s'", (unsigned long long)s->event_id, s->subscription);
+		FAIL(NOT_FOUND,
+		     "event %llu is not in the dead-letter queue of "
+		     "'%s'",
+		     (unsigned long long)s->event_id, s->subscription);
 	if (rc)
 		return rc;
 	Handoff__Wire__DlqShowReply *sr = alloc0(t, sizeof *sr);
@@ -923,8 +951,9 @@ static int audit(struct handler_env *env, struct txn *t, const char *action,
 	log_event(LOG_WARN, "operator_action", LU("audit_seq", r.seq),
 		  LS("action", action), LS("subscription", sub),
 		  LU("count", n_ids), LS("selector", selector),
-		  LS("key", r.key_id), LS("role", r.role), LS("reason", r.reason),
-		  LS("command_id", r.command_id), LOG_END);
+		  LS("key", r.key_id), LS("role", r.role),
+		  LS("reason", r.reason), LS("command_id", r.command_id),
+		  LOG_END);
 	return 0;
 }
 
@@ -937,7 +966,8 @@ static int handle_audit_list(struct handler_env *env, struct txn *t,
 		FAIL(LIMIT_EXCEEDED, "limit %u exceeds max_batch %u", limit,
 		     env->cfg->max_batch);
 	Handoff__Wire__AuditListReply *ar = alloc0(t, sizeof *ar);
-	Handoff__Wire__AuditRecord **v = arena_alloc(t->arena, limit * sizeof *v);
+	Handoff__Wire__AuditRecord **v =
+		arena_alloc(t->arena, limit * sizeof *v);
 	if (!ar || !v)
 		return ENOMEM;
 	handoff__wire__audit_list_reply__init(ar);
@@ -970,19 +1000,21 @@ static const char *selector_text(struct txn *t,
 {
 	char buf[512];
 	if (a->n_event_ids) {
-		snprintf(buf, sizeof buf, "event_ids (%zu given)", a->n_event_ids);
+		snprintf(buf, sizeof buf, "event_ids (%zu given)",
+			 a->n_event_ids);
 	} else {
 		const Handoff__Wire__DlqFilter *f = a->filter;
-		snprintf(buf, sizeof buf,
-			 "filter after_event_id=%llu dead_since_ms=%llu "
-			 "dead_until_ms=%llu reason=%d error_contains='%.200s'%s "
-			 "limit=%u",
-			 f ? (unsigned long long)f->after_event_id : 0ull,
-			 f ? (unsigned long long)f->dead_since_ms : 0ull,
-			 f ? (unsigned long long)f->dead_until_ms : 0ull,
-			 f ? (int)f->reason : 0,
-			 f && f->error_contains ? f->error_contains : "",
-			 a->all ? " all" : "", a->limit);
+		snprintf(
+			buf, sizeof buf,
+			"filter after_event_id=%llu dead_since_ms=%llu "
+			"dead_until_ms=%llu reason=%d error_contains='%.200s'%s "
+			"limit=%u",
+			f ? (unsigned long long)f->after_event_id : 0ull,
+			f ? (unsigned long long)f->dead_since_ms : 0ull,
+			f ? (unsigned long long)f->dead_until_ms : 0ull,
+			f ? (int)f->reason : 0,
+			f && f->error_contains ? f->error_contains : "",
+			a->all ? " all" : "", a->limit);
 	}
 	return arena_strdup(t->arena, buf);
 }
@@ -1040,8 +1072,10 @@ static int handle_dlq_action(struct handler_env *env, struct txn *t,
 		return rc;
 	uint32_t limit = a->limit ? a->limit : DEFAULT_LIST_LIMIT;
 	if (limit > env->cfg->max_batch || a->n_event_ids > env->cfg->max_batch)
-		FAIL(LIMIT_EXCEEDED, "more than max_batch %u dead letters in one "
-		     "request", env->cfg->max_batch);
+		FAIL(LIMIT_EXCEEDED,
+		     "more than max_batch %u dead letters in one "
+		     "request",
+		     env->cfg->max_batch);
 	if (purge && a->n_event_ids == 0 && !a->all && !a->dry_run)
 		FAIL(BAD_REQUEST, "purge without event ids needs all=true");
 	if (a->command_id && strlen(a->command_id) > MAX_COMMAND_ID)
@@ -1070,8 +1104,9 @@ static int handle_dlq_action(struct handler_env *env, struct txn *t,
 			DeliveryRecord *d;
 			if (a->dry_run) {
 				rc = store_delivery_get(t, ev, sub->id, &d);
-				st = (!rc && d->state == STORED(DEAD))
-					     ? ST(OK) : ST(NOT_FOUND);
+				st = (!rc && d->state == STORED(DEAD)) ?
+					     ST(OK) :
+					     ST(NOT_FOUND);
 				/* a damaged record is reported missing (the
 				 * real replay or purge fails on it instead) */
 				if (rc == MDB_NOTFOUND || rc == STORE_EDECODE)
@@ -1137,8 +1172,10 @@ static int handle_trace(struct handler_env *env, struct txn *t,
 	EventMeta *m;
 	int rc = store_event_get(t, q->event_id, &m);
 	if (rc == MDB_NOTFOUND)
-		FAIL(NOT_FOUND, "no record of event %llu (never published, or "
-		     "past the history period)", (unsigned long long)q->event_id);
+		FAIL(NOT_FOUND,
+		     "no record of event %llu (never published, or "
+		     "past the history period)",
+		     (unsigned long long)q->event_id);
 	Handoff__Wire__TraceReply *tr = alloc0(t, sizeof *tr);
 	if (!tr)
 		return ENOMEM;
@@ -1146,7 +1183,8 @@ static int handle_trace(struct handler_env *env, struct txn *t,
 	tr->event_id = q->event_id;
 	if (rc == STORE_EDECODE) {
 		tr->corrupt = true;
-		log_event(LOG_ERROR, "event_corrupt", LU("event_id", q->event_id),
+		log_event(LOG_ERROR, "event_corrupt",
+			  LU("event_id", q->event_id),
 			  LS("where", "event record"), LOG_END);
 	} else if (rc) {
 		return rc;
@@ -1158,13 +1196,13 @@ static int handle_trace(struct handler_env *env, struct txn *t,
 		tr->payload_removed = m->payload_removed;
 		tr->idempotency_key = m->idempotency_key;
 		EventBody *b;
-		rc = m->payload_removed ? MDB_NOTFOUND
-					: store_payload_get(t, q->event_id, &b);
+		rc = m->payload_removed ? MDB_NOTFOUND :
+					  store_payload_get(t, q->event_id, &b);
 		if (rc == STORE_EDECODE) {
 			tr->corrupt = true;
 			log_event(LOG_ERROR, "event_corrupt",
-				  LU("event_id", q->event_id), LS("where", "payload"),
-				  LOG_END);
+				  LU("event_id", q->event_id),
+				  LS("where", "payload"), LOG_END);
 		} else if (rc && rc != MDB_NOTFOUND) {
 			return rc;
 		}
@@ -1173,7 +1211,8 @@ static int handle_trace(struct handler_env *env, struct txn *t,
 	uint32_t sid = 0;
 	bool first = true;
 	for (;;) {
-		rc = store_delivery_next_sub(t, q->event_id, first ? 0 : sid, &sid);
+		rc = store_delivery_next_sub(t, q->event_id, first ? 0 : sid,
+					     &sid);
 		first = false;
 		if (rc == MDB_NOTFOUND)
 			break;
@@ -1261,8 +1300,8 @@ static int handle_stats(struct handler_env *env, struct txn *t, Reply *reply)
 		ts->name = name;
 		ts->published = tr->published;
 		ts->subscriptions = (uint32_t)nsubs;
-		ts->publish_rate = metrics_rate_of(env->metrics,
-						   METRIC_PUBLISHED, name);
+		ts->publish_rate =
+			metrics_rate_of(env->metrics, METRIC_PUBLISHED, name);
 	}
 	if (rc != MDB_NOTFOUND)
 		return rc;
@@ -1290,8 +1329,8 @@ static int handle_stats(struct handler_env *env, struct txn *t, Reply *reply)
 		ss->dead_lettered = r->dead_lettered;
 		ss->replayed = r->replayed;
 		ss->purged = r->purged;
-		ss->ack_rate = metrics_rate_of(env->metrics, METRIC_ACKED,
-					       r->name);
+		ss->ack_rate =
+			metrics_rate_of(env->metrics, METRIC_ACKED, r->name);
 		ss->deliver_rate = metrics_rate_of(env->metrics,
 						   METRIC_DELIVERED, r->name);
 	}
@@ -1310,8 +1349,10 @@ int handlers_apply(struct handler_env *env, struct txn *t, const Request *req,
 	*hold = (struct fetch_hold){ .hold = false };
 	if (req->protocol_version !=
 	    HANDOFF__WIRE__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT)
-		FAIL(UNSUPPORTED_VERSION, "protocol version %u not supported "
-		     "(this broker speaks %d)", req->protocol_version,
+		FAIL(UNSUPPORTED_VERSION,
+		     "protocol version %u not supported "
+		     "(this broker speaks %d)",
+		     req->protocol_version,
 		     HANDOFF__WIRE__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT);
 	switch (req->body_case) {
 	case HANDOFF__WIRE__REQUEST__BODY_PING: {

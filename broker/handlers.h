@@ -27,11 +27,11 @@ struct handler_env {
 	struct metrics *metrics;
 	uint64_t started_ms;
 	uint64_t held_fetches;
-	bool unsubscribed;      /* set when a request unsubscribed: the turn
+	bool unsubscribed;     /* set when a request unsubscribed: the turn
 				 * then drops that subscription's deliveries */
-	bool storage_refusing;  /* publishes refused: headroom reached */
+	bool storage_refusing; /* publishes refused: headroom reached */
 	const char *storage_why;
-	struct lease_counts *leases; /* open leases per consumer */
+	struct lease_counts *leases;	 /* open leases per consumer */
 	const struct config_key *caller; /* who sent the request being
 				 * applied (NULL: access control off) */
 };
@@ -59,12 +59,12 @@ int handlers_apply(struct handler_env *env, struct txn *t, const Request *req,
 /* Lease up to max deliveries of subscription sub into reply (a fetch
  * reply body is attached). *n gets the number leased; NOT_FOUND status when
  * the subscription is gone. */
-int handlers_fetch_fill(struct handler_env *env, struct txn *t,
-			const char *sub, uint32_t max, uint32_t max_bytes,
-			const char *consumer, Reply *reply, size_t *n);
+int handlers_fetch_fill(struct handler_env *env, struct txn *t, const char *sub,
+			uint32_t max, uint32_t max_bytes, const char *consumer,
+			Reply *reply, size_t *n);
 
 /* Set reply's status and a printf-style message (in the txn arena). */
-void handlers_status(struct arena *a, Reply *reply, int status,
-		     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void handlers_status(struct arena *a, Reply *reply, int status, const char *fmt,
+		     ...) __attribute__((format(printf, 4, 5)));
 
 #endif

@@ -61,12 +61,12 @@ void held_cache_put(struct holds *h, const char *consumer, const char *sub,
 }
 
 const struct cached_fetch *held_cache_get(const struct holds *h,
-					  const char *consumer,
-					  const char *sub, uint64_t seq)
+					  const char *consumer, const char *sub,
+					  uint64_t seq)
 {
 	const struct cached_fetch *c = &h->cache[cache_slot(consumer)];
-	if (c->consumer && c->seq == seq && strcmp(c->consumer, consumer) == 0 &&
-	    strcmp(c->sub, sub) == 0)
+	if (c->consumer && c->seq == seq &&
+	    strcmp(c->consumer, consumer) == 0 && strcmp(c->sub, sub) == 0)
 		return c;
 	return NULL;
 }
@@ -98,8 +98,8 @@ void holds_fini(struct broker *b)
 	memset(hs->cache, 0, sizeof hs->cache);
 }
 
-int held_add(struct holds *hs, const Handoff__Wire__FetchRequest *f,
-	     void *ctrl, uint32_t sub_id, uint64_t next_check, uint64_t now)
+int held_add(struct holds *hs, const Handoff__Wire__FetchRequest *f, void *ctrl,
+	     uint32_t sub_id, uint64_t next_check, uint64_t now)
 {
 	if (hs->n_held == hs->cap_held) {
 		size_t cap = hs->cap_held ? hs->cap_held * 2 : 16;

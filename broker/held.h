@@ -26,30 +26,30 @@
 #include "codec.h"
 #include "store.h"
 
-#define FETCH_CACHE_SLOTS 1024
+#define FETCH_CACHE_SLOTS     1024
 #define FETCH_CACHE_MAX_BYTES (256 * 1024)
-#define READY_SLOTS 4096
+#define READY_SLOTS	      4096
 
 struct broker;
 
 struct held_fetch {
-	void *ctrl;              /* the waiting client's pump header */
+	void *ctrl; /* the waiting client's pump header */
 	char *sub;
 	char *consumer;
-	uint64_t seq;            /* the client's fetch_seq */
+	uint64_t seq; /* the client's fetch_seq */
 	uint32_t sub_id;
 	uint32_t max;
 	uint32_t max_bytes;
-	uint64_t deadline;       /* answer empty then */
-	uint64_t next_check;     /* first delayed delivery due */
-	Reply *reply;            /* set when served in this turn */
+	uint64_t deadline;   /* answer empty then */
+	uint64_t next_check; /* first delayed delivery due */
+	Reply *reply;	     /* set when served in this turn */
 };
 
 struct cached_fetch {
 	char *consumer;
 	char *sub;
 	uint64_t seq;
-	void *bytes;             /* the packed reply */
+	void *bytes; /* the packed reply */
 	size_t len;
 };
 
@@ -73,8 +73,8 @@ void held_clear_ready(struct holds *h);
 /* Hold the fetch of request req (from ctrl) on subscription sub_id until
  * deadline now + wait; next_check is its first delayed delivery's due time
  * (UINT64_MAX: none). The hold takes ctrl over. 0 or ENOMEM. */
-int held_add(struct holds *h, const Handoff__Wire__FetchRequest *f,
-	     void *ctrl, uint32_t sub_id, uint64_t next_check, uint64_t now);
+int held_add(struct holds *h, const Handoff__Wire__FetchRequest *f, void *ctrl,
+	     uint32_t sub_id, uint64_t next_check, uint64_t now);
 
 /* A resent fetch that is already held: the hold answers the newest copy
  * (the old header is dropped). true when taken over (ctrl now held). */
@@ -97,7 +97,7 @@ uint64_t held_next_wake(const struct holds *h);
 void held_cache_put(struct holds *h, const char *consumer, const char *sub,
 		    uint64_t seq, const void *bytes, size_t len);
 const struct cached_fetch *held_cache_get(const struct holds *h,
-					  const char *consumer,
-					  const char *sub, uint64_t seq);
+					  const char *consumer, const char *sub,
+					  uint64_t seq);
 
 #endif

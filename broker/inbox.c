@@ -16,22 +16,38 @@
 const char *inbox_request_name(const Request *r)
 {
 	switch (r->body_case) {
-	case HANDOFF__WIRE__REQUEST__BODY_PING: return "ping";
-	case HANDOFF__WIRE__REQUEST__BODY_PUBLISH: return "publish";
-	case HANDOFF__WIRE__REQUEST__BODY_SUBSCRIBE: return "subscribe";
-	case HANDOFF__WIRE__REQUEST__BODY_UNSUBSCRIBE: return "unsubscribe";
-	case HANDOFF__WIRE__REQUEST__BODY_LIST_SUBSCRIPTIONS: return "list_subscriptions";
-	case HANDOFF__WIRE__REQUEST__BODY_FETCH: return "fetch";
-	case HANDOFF__WIRE__REQUEST__BODY_ACK: return "ack";
-	case HANDOFF__WIRE__REQUEST__BODY_NACK: return "nack";
-	case HANDOFF__WIRE__REQUEST__BODY_DLQ_LIST: return "dlq_list";
-	case HANDOFF__WIRE__REQUEST__BODY_DLQ_SHOW: return "dlq_show";
-	case HANDOFF__WIRE__REQUEST__BODY_DLQ_REPLAY: return "dlq_replay";
-	case HANDOFF__WIRE__REQUEST__BODY_DLQ_PURGE: return "dlq_purge";
-	case HANDOFF__WIRE__REQUEST__BODY_TRACE: return "trace";
-	case HANDOFF__WIRE__REQUEST__BODY_STATS: return "stats";
-	case HANDOFF__WIRE__REQUEST__BODY_AUDIT_LIST: return "audit_list";
-	default: return "unknown";
+	case HANDOFF__WIRE__REQUEST__BODY_PING:
+		return "ping";
+	case HANDOFF__WIRE__REQUEST__BODY_PUBLISH:
+		return "publish";
+	case HANDOFF__WIRE__REQUEST__BODY_SUBSCRIBE:
+		return "subscribe";
+	case HANDOFF__WIRE__REQUEST__BODY_UNSUBSCRIBE:
+		return "unsubscribe";
+	case HANDOFF__WIRE__REQUEST__BODY_LIST_SUBSCRIPTIONS:
+		return "list_subscriptions";
+	case HANDOFF__WIRE__REQUEST__BODY_FETCH:
+		return "fetch";
+	case HANDOFF__WIRE__REQUEST__BODY_ACK:
+		return "ack";
+	case HANDOFF__WIRE__REQUEST__BODY_NACK:
+		return "nack";
+	case HANDOFF__WIRE__REQUEST__BODY_DLQ_LIST:
+		return "dlq_list";
+	case HANDOFF__WIRE__REQUEST__BODY_DLQ_SHOW:
+		return "dlq_show";
+	case HANDOFF__WIRE__REQUEST__BODY_DLQ_REPLAY:
+		return "dlq_replay";
+	case HANDOFF__WIRE__REQUEST__BODY_DLQ_PURGE:
+		return "dlq_purge";
+	case HANDOFF__WIRE__REQUEST__BODY_TRACE:
+		return "trace";
+	case HANDOFF__WIRE__REQUEST__BODY_STATS:
+		return "stats";
+	case HANDOFF__WIRE__REQUEST__BODY_AUDIT_LIST:
+		return "audit_list";
+	default:
+		return "unknown";
 	}
 }
 
@@ -79,8 +95,7 @@ static bool answer_resent_fetch(struct broker *b, const Request *req,
 
 /* Requests put off by the last turn come first, as they came. Returns how
  * many; their callers are in callers[]. */
-static size_t take_deferred(struct inbox *ib,
-			    const struct config_key **callers)
+static size_t take_deferred(struct inbox *ib, const struct config_key **callers)
 {
 	size_t n = ib->n_deferred;
 	for (size_t i = 0; i < n; i++) {
@@ -104,14 +119,16 @@ void inbox_receive(struct broker *b, int timeout_ms, bool *stopping)
 	ib->n_pend = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct inmsg *in = &ib->inbound[i];
-		Request *req = codec_decode_request(&b->arena, in->body, in->len);
+		Request *req =
+			codec_decode_request(&b->arena, in->body, in->len);
 		const struct config_key *caller = NULL;
 		char why[256];
 		int ast = HANDOFF__WIRE__STATUS__OK;
 		if (req && i < n_old)
 			caller = old_callers[i]; /* checked when it came */
 		else if (req)
-			ast = authenticate(b, req, in, &caller, why, sizeof why);
+			ast = authenticate(b, req, in, &caller, why,
+					   sizeof why);
 		if (!req || ast != HANDOFF__WIRE__STATUS__OK) {
 			free(in->body);
 			in->body = NULL;
@@ -119,15 +136,16 @@ void inbox_receive(struct broker *b, int timeout_ms, bool *stopping)
 		if (req && ast != HANDOFF__WIRE__STATUS__OK) {
 			log_event(LOG_WARN, "request_denied",
 				  LS("request", inbox_request_name(req)),
-				  LS("key", req->auth && req->auth->key_id
-						    ? req->auth->key_id : ""),
+				  LS("key", req->auth && req->auth->key_id ?
+						    req->auth->key_id :
+						    ""),
 				  LS("reason", why), LOG_END);
 			reply_send_error(b, in->ctrl, ast, why);
 			continue;
 		}
 		if (!req) {
-			log_event(LOG_WARN, "request_malformed", LU("bytes", in->len),
-				  LOG_END);
+			log_event(LOG_WARN, "request_malformed",
+				  LU("bytes", in->len), LOG_END);
 			reply_send_error(b, in->ctrl,
 					 HANDOFF__WIRE__STATUS__BAD_REQUEST,
 					 "malformed request: not a handoff "
@@ -139,9 +157,11 @@ void inbox_receive(struct broker *b, int timeout_ms, bool *stopping)
 			free(in->body);
 			continue;
 		}
-		ib->pend[ib->n_pend++] = (struct pending){
-			.ctrl = in->ctrl, .caller = caller, .req = req,
-			.body = in->body, .len = in->len };
+		ib->pend[ib->n_pend++] = (struct pending){ .ctrl = in->ctrl,
+							   .caller = caller,
+							   .req = req,
+							   .body = in->body,
+							   .len = in->len };
 	}
 	share_turn(ib);
 	for (size_t i = 0; i < ib->n_pend; i++) {

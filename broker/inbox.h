@@ -25,7 +25,7 @@
 #include "pump.h"
 
 #define MAX_TURN_REQUESTS 512
-#define MAX_TURN_BYTES (64u << 20)
+#define MAX_TURN_BYTES	  (64u << 20)
 
 struct broker;
 
@@ -34,10 +34,10 @@ struct pending {
 	const struct config_key *caller; /* NULL: access control off */
 	Request *req;
 	Reply *reply;
-	bool park;               /* a fetch to hold (held.h) */
-	uint32_t park_sub;       /* its subscription id */
-	uint64_t park_check;     /* its first delayed delivery's due time */
-	void *body;              /* the wire bytes, kept until the turn is
+	bool park;	     /* a fetch to hold (held.h) */
+	uint32_t park_sub;   /* its subscription id */
+	uint64_t park_check; /* its first delayed delivery's due time */
+	void *body;	     /* the wire bytes, kept until the turn is
 				  * sure to apply it (see share.h) */
 	size_t len;
 };

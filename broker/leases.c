@@ -48,8 +48,7 @@ void leases_fini(struct lease_counts *lc)
 	memset(lc, 0, sizeof *lc);
 }
 
-static struct lease_entry *find(const struct lease_counts *lc,
-				const char *name)
+static struct lease_entry *find(const struct lease_counts *lc, const char *name)
 {
 	if (!lc->buckets)
 		return NULL;

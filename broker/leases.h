@@ -25,7 +25,7 @@ struct lease_counts {
 	struct lease_undo {
 		struct lease_entry *e;
 		int32_t delta;
-	} *undo;
+	} * undo;
 	size_t n_undo, cap_undo;
 };
 

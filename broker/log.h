@@ -38,9 +38,9 @@ void log_defer_end(int keep);
 /* Free the calling thread's held-lines buffer (call as a thread ends). */
 void log_thread_done(void);
 
-#define LS(k, v) (k), 's', (const char *)(v)
-#define LU(k, v) (k), 'u', (uint64_t)(v)
-#define LI(k, v) (k), 'i', (int64_t)(v)
+#define LS(k, v)    (k), 's', (const char *)(v)
+#define LU(k, v)    (k), 'u', (uint64_t)(v)
+#define LI(k, v)    (k), 'i', (int64_t)(v)
 #define LB(k, p, n) (k), 'b', (const void *)(p), (size_t)(n)
 
 #endif

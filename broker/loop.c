@@ -79,7 +79,8 @@ int loop_run(const struct config *cfg)
 			  LOG_END);
 	if (b->st.nosync)
 		log_event(LOG_WARN, "durability_off",
-			  LS("why", "HANDOFF_TEST_NOSYNC=1 (test only)"), LOG_END);
+			  LS("why", "HANDOFF_TEST_NOSYNC=1 (test only)"),
+			  LOG_END);
 	uint64_t t0 = clock_mono_ms();
 	if (broker_init(b, cfg, clock_now_ms())) {
 		start_failed(strerror(ENOMEM));
@@ -96,9 +97,12 @@ int loop_run(const struct config *cfg)
 	}
 	pump_ready = true;
 	for (size_t i = 0; i < cfg->n_listen; i++)
-		log_event(LOG_INFO, "listening", LS("url", cfg->listen[i]), LOG_END);
-	log_event(LOG_INFO, "broker_started", LS("version", HANDOFF_BUILD_VERSION),
-		  LS("data", cfg->data_dir), LU("next_event_id", b->st.next_event_id),
+		log_event(LOG_INFO, "listening", LS("url", cfg->listen[i]),
+			  LOG_END);
+	log_event(LOG_INFO, "broker_started",
+		  LS("version", HANDOFF_BUILD_VERSION),
+		  LS("data", cfg->data_dir),
+		  LU("next_event_id", b->st.next_event_id),
 		  LU("startup_ms", clock_mono_ms() - t0), LOG_END);
 
 	int rc = pthread_create(&store_thread, NULL, store_main, b);
@@ -109,7 +113,8 @@ int loop_run(const struct config *cfg)
 	pump_run(&b->pump);
 	pthread_join(store_thread, NULL);
 	status = b->exit_status;
-	log_event(LOG_INFO, "broker_stopped", LU("exit_status", status), LOG_END);
+	log_event(LOG_INFO, "broker_stopped", LU("exit_status", status),
+		  LOG_END);
 out:
 	/* held fetches and put-off requests are resent by their clients to
 	 * the next broker */

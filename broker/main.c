@@ -63,7 +63,8 @@ int main(int argc, char **argv)
 			break;
 		case 'l':
 			if (n_listen == CONFIG_MAX_LISTEN) {
-				fprintf(stderr, "handoffd: at most %d --listen\n",
+				fprintf(stderr,
+					"handoffd: at most %d --listen\n",
 					CONFIG_MAX_LISTEN);
 				return 2;
 			}
@@ -87,7 +88,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "handoffd: unexpected argument '%s'\n", argv[optind]);
+		fprintf(stderr, "handoffd: unexpected argument '%s'\n",
+			argv[optind]);
 		usage(stderr);
 		return 2;
 	}
@@ -97,7 +99,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	int status = 1;
-	if (config_file && config_load_file(&cfg, config_file, err, sizeof err)) {
+	if (config_file &&
+	    config_load_file(&cfg, config_file, err, sizeof err)) {
 		fprintf(stderr, "handoffd: config: %s\n", err);
 		goto out;
 	}

@@ -67,8 +67,8 @@ double metrics_rate(const struct metrics *m, const char *name)
 	const struct metric_series *s = find(m, name);
 	if (!s || s->count < 2)
 		return 0;
-	size_t oldest = (s->head + METRICS_SAMPLES - (s->count - 1)) %
-			METRICS_SAMPLES;
+	size_t oldest =
+		(s->head + METRICS_SAMPLES - (s->count - 1)) % METRICS_SAMPLES;
 	uint64_t dt = s->at[s->head] - s->at[oldest];
 	if (dt == 0 || s->v[s->head] < s->v[oldest])
 		return 0;

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define METRICS_SAMPLES 13      /* 12 intervals of 5 s: one minute */
+#define METRICS_SAMPLES	    13 /* 12 intervals of 5 s: one minute */
 #define METRICS_INTERVAL_MS 5000
 
 struct metric_series;
@@ -34,9 +34,9 @@ double metrics_rate(const struct metrics *m, const char *name);
 /* The counters the broker keeps rates of, one series per topic or
  * subscription name. */
 enum metric_kind {
-	METRIC_PUBLISHED,  /* per topic */
-	METRIC_DELIVERED,  /* per subscription */
-	METRIC_ACKED,      /* per subscription */
+	METRIC_PUBLISHED, /* per topic */
+	METRIC_DELIVERED, /* per subscription */
+	METRIC_ACKED,	  /* per subscription */
 };
 /* metrics_sample and metrics_rate for the series of kind and name. */
 int metrics_sample_of(struct metrics *m, enum metric_kind kind,

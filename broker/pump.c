@@ -15,8 +15,8 @@
 
 #include "log.h"
 
-#define RECV_PER_WAKE 256
-#define INBOX_MAX 4096
+#define RECV_PER_WAKE	256
+#define INBOX_MAX	4096
 #define INBOX_MAX_BYTES (128u << 20)
 
 int pump_init(struct pump *p, struct transport *tr, int sigfd)
@@ -87,7 +87,8 @@ size_t pump_take(struct pump *p, struct inmsg *out, size_t max,
 	}
 	pthread_mutex_lock(&p->mu);
 	while (p->n_in == 0 && !p->stopping && timeout_ms > 0) {
-		if (pthread_cond_timedwait(&p->cond, &p->mu, &until) == ETIMEDOUT)
+		if (pthread_cond_timedwait(&p->cond, &p->mu, &until) ==
+		    ETIMEDOUT)
 			break;
 	}
 	size_t n = 0, bytes = 0;
@@ -97,7 +98,8 @@ size_t pump_take(struct pump *p, struct inmsg *out, size_t max,
 	if (n) {
 		memcpy(out, p->in, n * sizeof *out);
 		if (p->n_in > n)
-			memmove(p->in, p->in + n, (p->n_in - n) * sizeof *p->in);
+			memmove(p->in, p->in + n,
+				(p->n_in - n) * sizeof *p->in);
 	}
 	p->n_in -= n;
 	for (size_t i = 0; i < n; i++)
@@ -115,8 +117,8 @@ void pump_send(struct pump *p, void *ctrl, void *buf, size_t len)
 		 * connection's; the client resends. The ctrl leaks: nanomsg
 		 * memory may only be freed on the network thread. */
 		free(buf);
-		log_event(LOG_ERROR, "reply_dropped", LS("reason", "out of memory"),
-			  LOG_END);
+		log_event(LOG_ERROR, "reply_dropped",
+			  LS("reason", "out of memory"), LOG_END);
 		return;
 	}
 	p->staged[p->n_staged++] = (struct outmsg){ ctrl, buf, len };
@@ -238,7 +240,8 @@ void pump_run(struct pump *p)
 	for (;;) {
 		pthread_mutex_lock(&p->mu);
 		bool done = p->store_done, stopping = p->stopping;
-		bool full = p->n_in >= p->max_in || p->in_bytes >= p->max_in_bytes;
+		bool full =
+			p->n_in >= p->max_in || p->in_bytes >= p->max_in_bytes;
 		pthread_mutex_unlock(&p->mu);
 		if (done) {
 			send_outbox(p);
@@ -255,13 +258,14 @@ void pump_run(struct pump *p)
 		};
 		int rc = poll(fds, 3, take ? 1000 : 10);
 		if (rc < 0 && errno != EINTR) {
-			log_event(LOG_ERROR, "poll_failed", LS("error", strerror(errno)),
-				  LOG_END);
+			log_event(LOG_ERROR, "poll_failed",
+				  LS("error", strerror(errno)), LOG_END);
 			rc = 0;
 		}
 		if (rc > 0 && (fds[1].revents & POLLIN)) {
 			struct signalfd_siginfo si;
-			if (read(p->sigfd, &si, sizeof si) == (ssize_t)sizeof si)
+			if (read(p->sigfd, &si, sizeof si) ==
+			    (ssize_t)sizeof si)
 				log_event(LOG_INFO, "broker_stopping",
 					  LU("signal", si.ssi_signo), LOG_END);
 			pthread_mutex_lock(&p->mu);

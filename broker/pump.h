@@ -30,25 +30,25 @@ struct inmsg {
 
 struct outmsg {
 	void *ctrl;
-	void *buf;       /* NULL: drop ctrl, send nothing */
+	void *buf; /* NULL: drop ctrl, send nothing */
 	size_t len;
 };
 
 struct pump {
 	struct transport *tr;
 	int sigfd;
-	int notify_fd;            /* eventfd: store -> network */
+	int notify_fd; /* eventfd: store -> network */
 	pthread_mutex_t mu;
-	pthread_cond_t cond;      /* the store thread waits on it */
-	struct inmsg *in;         /* under mu */
+	pthread_cond_t cond; /* the store thread waits on it */
+	struct inmsg *in;    /* under mu */
 	size_t n_in, cap_in, in_bytes;
-	struct outmsg *out;       /* under mu */
+	struct outmsg *out; /* under mu */
 	size_t n_out, cap_out;
-	struct outmsg *staged;    /* store thread only, until pump_flush */
+	struct outmsg *staged; /* store thread only, until pump_flush */
 	size_t n_staged, cap_staged;
-	bool stopping;            /* under mu: a signal came */
-	bool store_done;          /* under mu */
-	size_t max_in;            /* inbox cap: past it, stop receiving */
+	bool stopping;	 /* under mu: a signal came */
+	bool store_done; /* under mu */
+	size_t max_in;	 /* inbox cap: past it, stop receiving */
 	size_t max_in_bytes;
 };
 

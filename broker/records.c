@@ -9,12 +9,12 @@
 
 #include <errno.h>
 
-#define STORE_DS(x) HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_##x
-#define WIRE_DS(x) HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_##x
+#define STORE_DS(x)  HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_##x
+#define WIRE_DS(x)   HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_##x
 #define STORE_OUT(x) HANDOFF__STORE__OUTCOME__OUTCOME_##x
-#define WIRE_OUT(x) HANDOFF__WIRE__OUTCOME__OUTCOME_##x
+#define WIRE_OUT(x)  HANDOFF__WIRE__OUTCOME__OUTCOME_##x
 #define STORE_WHY(x) HANDOFF__STORE__DEAD_REASON__DEAD_REASON_##x
-#define WIRE_WHY(x) HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_##x
+#define WIRE_WHY(x)  HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_##x
 
 int records_headers_to_store(struct arena *a, Handoff__Wire__Header *const *in,
 			     size_t n, Handoff__Store__Header ***out)
@@ -95,16 +95,26 @@ int records_policy_to_wire(struct arena *a, const Handoff__Store__Policy *in,
 static Handoff__Wire__Outcome outcome_to_wire(Handoff__Store__Outcome o)
 {
 	switch (o) {
-	case STORE_OUT(UNSPECIFIED): return WIRE_OUT(UNSPECIFIED);
-	case STORE_OUT(LEASED): return WIRE_OUT(LEASED);
-	case STORE_OUT(ACKED): return WIRE_OUT(ACKED);
-	case STORE_OUT(NACKED): return WIRE_OUT(NACKED);
-	case STORE_OUT(PERMANENT): return WIRE_OUT(PERMANENT);
-	case STORE_OUT(EXPIRED): return WIRE_OUT(EXPIRED);
-	case STORE_OUT(BROKER_RESTART): return WIRE_OUT(BROKER_RESTART);
-	case STORE_OUT(CORRUPT): return WIRE_OUT(CORRUPT);
-	case STORE_OUT(UNSUBSCRIBED): return WIRE_OUT(UNSUBSCRIBED);
-	default: return (Handoff__Wire__Outcome)o;
+	case STORE_OUT(UNSPECIFIED):
+		return WIRE_OUT(UNSPECIFIED);
+	case STORE_OUT(LEASED):
+		return WIRE_OUT(LEASED);
+	case STORE_OUT(ACKED):
+		return WIRE_OUT(ACKED);
+	case STORE_OUT(NACKED):
+		return WIRE_OUT(NACKED);
+	case STORE_OUT(PERMANENT):
+		return WIRE_OUT(PERMANENT);
+	case STORE_OUT(EXPIRED):
+		return WIRE_OUT(EXPIRED);
+	case STORE_OUT(BROKER_RESTART):
+		return WIRE_OUT(BROKER_RESTART);
+	case STORE_OUT(CORRUPT):
+		return WIRE_OUT(CORRUPT);
+	case STORE_OUT(UNSUBSCRIBED):
+		return WIRE_OUT(UNSUBSCRIBED);
+	default:
+		return (Handoff__Wire__Outcome)o;
 	}
 }
 
@@ -137,14 +147,22 @@ Handoff__Wire__DeliveryState
 records_state_to_wire(Handoff__Store__DeliveryState s)
 {
 	switch (s) {
-	case STORE_DS(UNSPECIFIED): return WIRE_DS(UNSPECIFIED);
-	case STORE_DS(READY): return WIRE_DS(READY);
-	case STORE_DS(LEASED): return WIRE_DS(LEASED);
-	case STORE_DS(ACKED): return WIRE_DS(ACKED);
-	case STORE_DS(DEAD): return WIRE_DS(DEAD);
-	case STORE_DS(PURGED): return WIRE_DS(PURGED);
-	case STORE_DS(UNSUBSCRIBED): return WIRE_DS(UNSUBSCRIBED);
-	default: return (Handoff__Wire__DeliveryState)s;
+	case STORE_DS(UNSPECIFIED):
+		return WIRE_DS(UNSPECIFIED);
+	case STORE_DS(READY):
+		return WIRE_DS(READY);
+	case STORE_DS(LEASED):
+		return WIRE_DS(LEASED);
+	case STORE_DS(ACKED):
+		return WIRE_DS(ACKED);
+	case STORE_DS(DEAD):
+		return WIRE_DS(DEAD);
+	case STORE_DS(PURGED):
+		return WIRE_DS(PURGED);
+	case STORE_DS(UNSUBSCRIBED):
+		return WIRE_DS(UNSUBSCRIBED);
+	default:
+		return (Handoff__Wire__DeliveryState)s;
 	}
 }
 
@@ -152,11 +170,16 @@ Handoff__Wire__DeadReason
 records_dead_reason_to_wire(Handoff__Store__DeadReason r)
 {
 	switch (r) {
-	case STORE_WHY(UNSPECIFIED): return WIRE_WHY(UNSPECIFIED);
-	case STORE_WHY(MAX_ATTEMPTS): return WIRE_WHY(MAX_ATTEMPTS);
-	case STORE_WHY(PERMANENT): return WIRE_WHY(PERMANENT);
-	case STORE_WHY(CORRUPT): return WIRE_WHY(CORRUPT);
-	default: return (Handoff__Wire__DeadReason)r;
+	case STORE_WHY(UNSPECIFIED):
+		return WIRE_WHY(UNSPECIFIED);
+	case STORE_WHY(MAX_ATTEMPTS):
+		return WIRE_WHY(MAX_ATTEMPTS);
+	case STORE_WHY(PERMANENT):
+		return WIRE_WHY(PERMANENT);
+	case STORE_WHY(CORRUPT):
+		return WIRE_WHY(CORRUPT);
+	default:
+		return (Handoff__Wire__DeadReason)r;
 	}
 }
 

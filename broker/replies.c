@@ -14,8 +14,8 @@ void reply_send(struct broker *b, void *ctrl, const Reply *r,
 	void *msg = codec_pack_reply(r, &len);
 	if (!msg) {
 		pump_send(&b->pump, ctrl, NULL, 0);
-		log_event(LOG_ERROR, "reply_dropped", LS("reason", "out of memory"),
-			  LOG_END);
+		log_event(LOG_ERROR, "reply_dropped",
+			  LS("reason", "out of memory"), LOG_END);
 		return;
 	}
 	if (fetch && r->status == HANDOFF__WIRE__STATUS__OK && fetch->fetch_seq)
@@ -32,8 +32,7 @@ Reply *reply_error(struct broker *b, int status, const char *msg)
 	return r;
 }
 
-void reply_send_error(struct broker *b, void *ctrl, int status,
-		      const char *msg)
+void reply_send_error(struct broker *b, void *ctrl, int status, const char *msg)
 {
 	Reply *r = reply_error(b, status, msg);
 	if (r)

@@ -26,8 +26,8 @@
 static void lease_gone(struct txn *t, const DeliveryRecord *d)
 {
 	const struct sched *s = t->sched;
-	uint64_t leased = d->n_history ? d->history[d->n_history - 1]->leased_ms
-				       : 0;
+	uint64_t leased =
+		d->n_history ? d->history[d->n_history - 1]->leased_ms : 0;
 	if (s && s->on_lease)
 		s->on_lease(s->ctx, d->consumer, -1, leased);
 }
@@ -59,7 +59,8 @@ int sched_enqueue(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due)
 static int add_attempt(struct txn *t, DeliveryRecord *d, const char *consumer)
 {
 	Handoff__Store__Attempt *a = arena_alloc(t->arena, sizeof *a);
-	Handoff__Store__Attempt **h = arena_alloc(t->arena, MAX_HISTORY * sizeof *h);
+	Handoff__Store__Attempt **h =
+		arena_alloc(t->arena, MAX_HISTORY * sizeof *h);
 	if (!a || !h)
 		return ENOMEM;
 	handoff__store__attempt__init(a);
@@ -135,7 +136,8 @@ static int dead_letter(struct txn *t, SubRecord *sub, uint64_t event,
 	sub->dead_lettered++;
 	store_sub_mark(t, sub);
 	log_event(LOG_WARN, "dead_lettered", LU("event_id", event),
-		  LS("subscription", sub->name), LS("reason", reason_name(reason)),
+		  LS("subscription", sub->name),
+		  LS("reason", reason_name(reason)),
 		  LU("attempts", d->attempts), LS("error", d->error), LOG_END);
 	return 0;
 }
@@ -146,22 +148,25 @@ static int retry_or_dead(struct txn *t, SubRecord *sub, uint64_t event,
 			 const char *why)
 {
 	if (permanent)
-		return dead_letter(t, sub, event, d,
+		return dead_letter(
+			t, sub, event, d,
 			HANDOFF__STORE__DEAD_REASON__DEAD_REASON_PERMANENT);
 	uint32_t max = sub->policy ? sub->policy->max_attempts : 1;
 	if (d->budget_used >= max)
-		return dead_letter(t, sub, event, d,
+		return dead_letter(
+			t, sub, event, d,
 			HANDOFF__STORE__DEAD_REASON__DEAD_REASON_MAX_ATTEMPTS);
 	if (delay_ms == 0 && sub->policy)
-		delay_ms = backoff_delay_ms(sub->policy->backoff_min_ms,
-					    sub->policy->backoff_max_ms,
-					    d->budget_used, randombytes_random());
+		delay_ms =
+			backoff_delay_ms(sub->policy->backoff_min_ms,
+					 sub->policy->backoff_max_ms,
+					 d->budget_used, randombytes_random());
 	if (d->n_history)
 		d->history[d->n_history - 1]->retry_delay_ms = delay_ms;
 	log_event(LOG_INFO, "redelivery_scheduled", LU("event_id", event),
 		  LS("subscription", sub->name), LU("attempt", d->attempts),
-		  LS("why", why), LU("delay_ms", delay_ms), LS("error", d->error),
-		  LOG_END);
+		  LS("why", why), LU("delay_ms", delay_ms),
+		  LS("error", d->error), LOG_END);
 	return put_ready(t, sub, event, d, t->now_ms + delay_ms);
 }
 
@@ -188,8 +193,7 @@ static int release_event(struct txn *t, uint64_t event)
 		uint8_t id[8];
 		be64_put(id, event);
 		rc = store_expiry_put(t, t->now_ms + t->sched->history_ms,
-				      EXPIRY_HISTORY,
-				      id, 8);
+				      EXPIRY_HISTORY, id, 8);
 		if (rc)
 			return rc;
 	}
@@ -237,8 +241,8 @@ int sched_lease(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due,
 
 	int brc = store_payload_get(t, event, body);
 	int mrc = store_event_get(t, event, meta);
-	if (brc == STORE_EDECODE || mrc == STORE_EDECODE || brc == MDB_NOTFOUND ||
-	    mrc == MDB_NOTFOUND) {
+	if (brc == STORE_EDECODE || mrc == STORE_EDECODE ||
+	    brc == MDB_NOTFOUND || mrc == MDB_NOTFOUND) {
 		/* Damaged (or missing) data is never delivered as good. */
 		*body = NULL;
 		end_attempt(t, d, HANDOFF__STORE__OUTCOME__OUTCOME_CORRUPT,
@@ -247,7 +251,8 @@ int sched_lease(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due,
 					"stored event failed its checksum");
 		log_event(LOG_ERROR, "event_corrupt", LU("event_id", event),
 			  LS("subscription", sub->name), LOG_END);
-		return dead_letter(t, sub, event, d,
+		return dead_letter(
+			t, sub, event, d,
 			HANDOFF__STORE__DEAD_REASON__DEAD_REASON_CORRUPT);
 	}
 	if (brc)
@@ -259,7 +264,8 @@ int sched_lease(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due,
 	do
 		randombytes_buf(&token, sizeof token);
 	while (token == 0);
-	uint32_t deadline_ms = sub->policy ? sub->policy->ack_deadline_ms : 30000;
+	uint32_t deadline_ms =
+		sub->policy ? sub->policy->ack_deadline_ms : 30000;
 	d->state = HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_LEASED;
 	d->lease_token = token;
 	d->lease_deadline_ms = t->now_ms + deadline_ms;
@@ -293,7 +299,8 @@ static int leased_delivery(struct txn *t, SubRecord *sub, uint64_t event,
 	}
 	if (rc)
 		return rc;
-	if ((*d)->state != HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_LEASED ||
+	if ((*d)->state !=
+		    HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_LEASED ||
 	    (*d)->lease_token != token || token == 0) {
 		*status = HANDOFF__WIRE__STATUS__LEASE_LOST;
 		return 0;
@@ -344,8 +351,9 @@ int sched_nack(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
 	int rc = leased_delivery(t, sub, event, token, &d, status);
 	if (rc || *status != HANDOFF__WIRE__STATUS__OK)
 		return rc;
-	end_attempt(t, d, permanent ? HANDOFF__STORE__OUTCOME__OUTCOME_PERMANENT
-				    : HANDOFF__STORE__OUTCOME__OUTCOME_NACKED,
+	end_attempt(t, d,
+		    permanent ? HANDOFF__STORE__OUTCOME__OUTCOME_PERMANENT :
+				HANDOFF__STORE__OUTCOME__OUTCOME_NACKED,
 		    reason);
 	if (reason && *reason)
 		d->error = arena_strdup(t->arena, reason);
@@ -385,13 +393,15 @@ static int lease_ended(struct txn *t, uint64_t deadline, uint32_t sub_id,
 	store_sub_mark(t, sub);
 	if (outcome == HANDOFF__STORE__OUTCOME__OUTCOME_EXPIRED) {
 		end_attempt(t, d, outcome, "ack deadline passed");
-		d->error = (char *)"lease expired: no ack within the ack deadline";
+		d->error =
+			(char *)"lease expired: no ack within the ack deadline";
 		sub->expired++;
 		log_event(LOG_INFO, "lease_expired", LU("event_id", event),
 			  LS("subscription", sub->name),
-			  LU("attempt", d->attempts), LS("consumer", d->consumer),
-			  LOG_END);
-		return retry_or_dead(t, sub, event, d, 0, false, "lease_expired");
+			  LU("attempt", d->attempts),
+			  LS("consumer", d->consumer), LOG_END);
+		return retry_or_dead(t, sub, event, d, 0, false,
+				     "lease_expired");
 	}
 	/* A broker restart is not the consumer's failure: no budget used. */
 	end_attempt(t, d, outcome, "broker restarted during the lease");
@@ -422,7 +432,9 @@ static int dead_delivery(struct txn *t, SubRecord *sub, uint64_t event,
 {
 	int rc = store_delivery_get(t, event, sub->id, d);
 	if (rc == MDB_NOTFOUND ||
-	    (!rc && (*d)->state != HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_DEAD)) {
+	    (!rc &&
+	     (*d)->state !=
+		     HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_DEAD)) {
 		*status = HANDOFF__WIRE__STATUS__NOT_FOUND;
 		return 0;
 	}
@@ -438,8 +450,7 @@ static int dead_delivery(struct txn *t, SubRecord *sub, uint64_t event,
 	return 0;
 }
 
-int sched_replay(struct txn *t, SubRecord *sub, uint64_t event,
-		 Status *status)
+int sched_replay(struct txn *t, SubRecord *sub, uint64_t event, Status *status)
 {
 	DeliveryRecord *d;
 	int rc = dead_delivery(t, sub, event, &d, status);

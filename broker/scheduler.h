@@ -36,7 +36,7 @@ typedef Handoff__Wire__Status Status;
  * caller's. The hooks may be NULL.
  */
 struct sched {
-	uint64_t history_ms;   /* how long a finished event's trace is kept */
+	uint64_t history_ms; /* how long a finished event's trace is kept */
 	/* Told of every delivery put in the ready index (so held fetches can
 	 * be woken). */
 	void (*on_ready)(void *ctx, uint32_t sub, uint64_t due);
@@ -45,12 +45,11 @@ struct sched {
 	 * inside the transaction: the hook must undo its changes on rollback. */
 	void (*on_lease)(void *ctx, const char *consumer, int delta,
 			 uint64_t leased_ms);
-	void *ctx;             /* passed to both hooks */
+	void *ctx; /* passed to both hooks */
 };
 
 /* A new delivery of event for sub, ready at due. */
-int sched_enqueue(struct txn *t, SubRecord *sub, uint64_t event,
-		  uint64_t due);
+int sched_enqueue(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due);
 /*
  * Lease sub's delivery of event (whose ready entry is at due) to consumer.
  * *d receives the updated record (arena). If its payload fails the checksum
@@ -71,10 +70,8 @@ int sched_expire(struct txn *t, uint64_t deadline, uint32_t sub_id,
 int sched_recover(struct txn *t, uint64_t deadline, uint32_t sub_id,
 		  uint64_t event);
 /* Replay / purge one dead letter; NOT_FOUND when it is not in the queue. */
-int sched_replay(struct txn *t, SubRecord *sub, uint64_t event,
-		 Status *status);
-int sched_purge(struct txn *t, SubRecord *sub, uint64_t event,
-		Status *status);
+int sched_replay(struct txn *t, SubRecord *sub, uint64_t event, Status *status);
+int sched_purge(struct txn *t, SubRecord *sub, uint64_t event, Status *status);
 /* Unsubscribing: finish a live delivery as UNSUBSCRIBED. */
 int sched_drop(struct txn *t, SubRecord *sub, uint64_t event);
 

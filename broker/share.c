@@ -65,8 +65,9 @@ void share_turn(struct inbox *in)
 			uint64_t u = 0;
 			consumer_work(p->req, &u);
 			if (got[k] > 0 && got[k] + u > cap[k]) {
-				in->deferred[in->n_deferred++] = (struct deferred){
-					p->ctrl, p->body, p->len, p->caller };
+				in->deferred[in->n_deferred++] =
+					(struct deferred){ p->ctrl, p->body,
+							   p->len, p->caller };
 				continue;
 			}
 			got[k] += u;

@@ -22,7 +22,7 @@
 #include "inbox.h"
 
 #define SHARE_MIN_UNITS 512
-#define NACK_UNITS 3
+#define NACK_UNITS	3
 
 void share_turn(struct inbox *in);
 

@@ -9,7 +9,7 @@
 
 #include "log.h"
 
-#define MIB (1024ull * 1024)
+#define MIB		 (1024ull * 1024)
 #define RESERVE_RETRY_MS 1000
 
 void space_init(struct space *s, uint64_t headroom, uint64_t map_size)
@@ -50,7 +50,8 @@ static void reserve_disk(struct space *s, struct store *st, uint64_t end,
 		return;
 	}
 	if (rc != s->reserve_error)
-		log_event(LOG_WARN, "disk_space_short", LU("wanted_bytes", want),
+		log_event(LOG_WARN, "disk_space_short",
+			  LU("wanted_bytes", want),
 			  LU("reserved_bytes", s->reserved),
 			  LS("error", strerror(rc)), LOG_END);
 	s->reserve_error = rc;
@@ -65,7 +66,8 @@ void space_update(struct space *s, struct store *st, uint64_t now_ms)
 	uint64_t map_bytes = map_pages * psize;
 	uint64_t end = used_pages * psize;
 	if (s->reserved == 0)
-		s->reserved = store_file_bytes(st); /* allocated by earlier runs */
+		s->reserved =
+			store_file_bytes(st); /* allocated by earlier runs */
 	reserve_disk(s, st, end, map_bytes, now_ms);
 
 	/* Capacity: the map, or what the disk let the file have. */
@@ -95,7 +97,8 @@ void space_update(struct space *s, struct store *st, uint64_t now_ms)
 			  LU("free_bytes", free_bytes),
 			  LU("headroom_bytes", s->headroom),
 			  LU("file_bytes", end), LU("map_bytes", map_bytes),
-			  LS("limit", cap < map_bytes ? "disk" : "map"), LOG_END);
+			  LS("limit", cap < map_bytes ? "disk" : "map"),
+			  LOG_END);
 }
 
 bool space_refusing(const struct space *s, const char **why)

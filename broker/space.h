@@ -27,12 +27,12 @@
 #include "store.h"
 
 struct space {
-	uint64_t headroom;        /* bytes */
-	uint64_t reserved;        /* bytes of the file known to be allocated */
+	uint64_t headroom;	  /* bytes */
+	uint64_t reserved;	  /* bytes of the file known to be allocated */
 	uint64_t next_reserve_ms; /* after a failed reservation */
-	int reserve_error;        /* errno of the last failed reservation */
-	bool refusing;            /* publishes are refused */
-	char why[200];            /* the reason given to refused publishers */
+	int reserve_error;	  /* errno of the last failed reservation */
+	bool refusing;		  /* publishes are refused */
+	char why[200];		  /* the reason given to refused publishers */
 };
 
 /* headroom 0 picks map_size / 64 within [1 MiB, 64 MiB]. */

@@ -26,9 +26,9 @@
 #define SCHEMA_VERSION 1
 
 static const char *db_names[DB_COUNT] = {
-	"meta", "events", "payloads", "subs", "sub_names", "topic_subs",
-	"topics", "deliveries", "ready", "leases", "dlq", "idem", "expiry",
-	"audit", "commands",
+	"meta",	      "events", "payloads",   "subs",  "sub_names",
+	"topic_subs", "topics", "deliveries", "ready", "leases",
+	"dlq",	      "idem",	"expiry",     "audit", "commands",
 };
 
 uint64_t be64_get(const void *p)
@@ -220,19 +220,25 @@ static int check_format(MDB_env *env, char *err, size_t errlen)
 	if (!rc)
 		rc = mdb_get(txn, meta, &k, &d);
 	if (rc == MDB_NOTFOUND) {
-		snprintf(err, errlen, "the data file has no store format version "
+		snprintf(err, errlen,
+			 "the data file has no store format version "
 			 "(meta \"schema\"): not a handoff store");
 	} else if (rc) {
 		snprintf(err, errlen, "reading the store format version: %s",
 			 mdb_strerror(rc));
 	} else if (d.mv_size != 4) {
-		snprintf(err, errlen, "the store format version (meta \"schema\") "
-			 "is %zu bytes, not 4: not a handoff store", d.mv_size);
+		snprintf(err, errlen,
+			 "the store format version (meta \"schema\") "
+			 "is %zu bytes, not 4: not a handoff store",
+			 d.mv_size);
 		rc = EINVAL;
 	} else if (be32_get(d.mv_data) != SCHEMA_VERSION) {
-		snprintf(err, errlen, "store format version %u is not one this "
-			 "build reads (it reads version %d): written by another "
-			 "handoff version?", be32_get(d.mv_data), SCHEMA_VERSION);
+		snprintf(
+			err, errlen,
+			"store format version %u is not one this "
+			"build reads (it reads version %d): written by another "
+			"handoff version?",
+			be32_get(d.mv_data), SCHEMA_VERSION);
 		rc = EINVAL;
 	}
 	mdb_txn_abort(txn);
@@ -270,8 +276,8 @@ static int check_file_size(const char *dir, uint64_t need, char *err,
 	snprintf(err, errlen,
 		 "store damaged: %s is %lld bytes but its pages end at %llu "
 		 "bytes: the file was truncated; restore it from a backup or "
-		 "move it aside", path, (long long)sb.st_size,
-		 (unsigned long long)need);
+		 "move it aside",
+		 path, (long long)sb.st_size, (unsigned long long)need);
 	return MDB_CORRUPTED;
 }
 
@@ -283,8 +289,8 @@ int store_reader_check(struct store *st)
 	return dead;
 }
 
-int store_open(struct store *st, const char *dir, uint64_t map_size,
-	       char *err, size_t errlen)
+int store_open(struct store *st, const char *dir, uint64_t map_size, char *err,
+	       size_t errlen)
 {
 	char path[PATH_MAX + 32];
 	struct stat sb;
@@ -306,7 +312,8 @@ int store_open(struct store *st, const char *dir, uint64_t map_size,
 				rc = errno;
 				snprintf(err, errlen,
 					 "%s exists, is not empty and holds no "
-					 "handoff store (%s)", dir, strerror(rc));
+					 "handoff store (%s)",
+					 dir, strerror(rc));
 				return rc;
 			}
 		}
@@ -340,7 +347,8 @@ int store_open(struct store *st, const char *dir, uint64_t map_size,
 	rc = mdb_env_open(st->env, dir, st->nosync ? MDB_NOSYNC : 0, 0600);
 	if (rc) {
 		snprintf(err, errlen, "%s %s: %s",
-			 store_error_is_damage(rc) ? "store damaged:" : "opening store",
+			 store_error_is_damage(rc) ? "store damaged:" :
+						     "opening store",
 			 dir, mdb_strerror(rc));
 		goto fail;
 	}
@@ -350,7 +358,8 @@ int store_open(struct store *st, const char *dir, uint64_t map_size,
 	MDB_stat est;
 	mdb_env_info(st->env, &info);
 	mdb_env_stat(st->env, &est);
-	rc = check_file_size(dir, (uint64_t)(info.me_last_pgno + 1) * est.ms_psize,
+	rc = check_file_size(dir,
+			     (uint64_t)(info.me_last_pgno + 1) * est.ms_psize,
 			     err, errlen);
 	if (rc)
 		goto fail;
@@ -360,7 +369,8 @@ int store_open(struct store *st, const char *dir, uint64_t map_size,
 		goto fail;
 	rc = create_dbs(st->env, st->dbi, false);
 	if (rc) {
-		snprintf(err, errlen, "opening databases: %s", mdb_strerror(rc));
+		snprintf(err, errlen, "opening databases: %s",
+			 mdb_strerror(rc));
 		goto fail;
 	}
 	rc = load_counters(st, err, errlen);
@@ -486,7 +496,8 @@ static int decode(struct txn *t, const ProtobufCMessageDescriptor *desc,
 		  size_t len, const void *data, void **out)
 {
 	struct decode_alloc da = { t->arena, false };
-	ProtobufCAllocator al = { .alloc = decode_alloc, .free = decode_free,
+	ProtobufCAllocator al = { .alloc = decode_alloc,
+				  .free = decode_free,
 				  .allocator_data = &da };
 	*out = protobuf_c_message_unpack(desc, &al, len, data);
 	if (*out)
@@ -572,8 +583,8 @@ int store_event_get(struct txn *t, uint64_t id, EventMeta **out)
 {
 	uint8_t k[8];
 	be64_put(k, id);
-	return get_msg(t, DB_EVENTS, k, 8, &handoff__store__event_meta__descriptor,
-		       (void **)out);
+	return get_msg(t, DB_EVENTS, k, 8,
+		       &handoff__store__event_meta__descriptor, (void **)out);
 }
 
 int store_event_put(struct txn *t, uint64_t id, const EventMeta *m)
@@ -848,10 +859,11 @@ int store_topic_subs(struct txn *t, const char *topic, uint32_t **ids,
 	key[tl] = 0;
 	k.mv_data = key;
 	rc = mdb_cursor_get(c, &k, &d, MDB_SET_RANGE);
-	while (rc == 0 && k.mv_size > tl && memcmp(k.mv_data, key, tl + 1) == 0) {
+	while (rc == 0 && k.mv_size > tl &&
+	       memcmp(k.mv_data, key, tl + 1) == 0) {
 		if (*n == cap) {
-			uint32_t *bigger = arena_alloc(t->arena,
-						       2 * cap * sizeof *bigger);
+			uint32_t *bigger =
+				arena_alloc(t->arena, 2 * cap * sizeof *bigger);
 			if (!bigger) {
 				rc = ENOMEM;
 				break;
@@ -988,8 +1000,7 @@ int store_ready_del(struct txn *t, uint32_t sub, uint64_t due, uint64_t ev)
 	return del_key(t, DB_READY, k, 20);
 }
 
-int store_ready_first(struct txn *t, uint32_t sub, uint64_t *due,
-		      uint64_t *ev)
+int store_ready_first(struct txn *t, uint32_t sub, uint64_t *due, uint64_t *ev)
 {
 	uint8_t k[20];
 	MDB_val ko;
@@ -1033,16 +1044,14 @@ static void lease_key(uint8_t k[20], uint64_t deadline, uint32_t sub,
 	be64_put(k + 12, ev);
 }
 
-int store_lease_put(struct txn *t, uint64_t deadline, uint32_t sub,
-		    uint64_t ev)
+int store_lease_put(struct txn *t, uint64_t deadline, uint32_t sub, uint64_t ev)
 {
 	uint8_t k[20];
 	lease_key(k, deadline, sub, ev);
 	return put_empty(t, DB_LEASES, k, 20, MDB_APPEND);
 }
 
-int store_lease_del(struct txn *t, uint64_t deadline, uint32_t sub,
-		    uint64_t ev)
+int store_lease_del(struct txn *t, uint64_t deadline, uint32_t sub, uint64_t ev)
 {
 	uint8_t k[20];
 	lease_key(k, deadline, sub, ev);
@@ -1099,7 +1108,8 @@ int store_lease_find_sub(struct txn *t, uint32_t sub, uint64_t *deadline,
 	MDB_val k, d;
 	rc = mdb_cursor_get(c, &k, &d, MDB_FIRST);
 	while (!rc) {
-		if (k.mv_size == 20 && be32_get((uint8_t *)k.mv_data + 8) == sub) {
+		if (k.mv_size == 20 &&
+		    be32_get((uint8_t *)k.mv_data + 8) == sub) {
 			*deadline = be64_get(k.mv_data);
 			*ev = be64_get((uint8_t *)k.mv_data + 12);
 			break;
@@ -1296,7 +1306,8 @@ int store_audit_append(struct txn *t, AuditRecord *r)
 	mdb_cursor_close(c);
 	if (rc && rc != MDB_NOTFOUND)
 		return rc;
-	r->seq = rc == MDB_NOTFOUND || k.mv_size != 8 ? 1 : be64_get(k.mv_data) + 1;
+	r->seq = rc == MDB_NOTFOUND || k.mv_size != 8 ? 1 :
+							be64_get(k.mv_data) + 1;
 	be64_put(key, r->seq);
 	return put_msg(t, DB_AUDIT, key, 8, &r->base, MDB_APPEND);
 }

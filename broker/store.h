@@ -74,9 +74,22 @@ typedef Handoff__Store__AuditRecord AuditRecord;
 #define STORE_EDECODE (-30500)
 
 enum store_db {
-	DB_META, DB_EVENTS, DB_PAYLOADS, DB_SUBS, DB_SUB_NAMES, DB_TOPIC_SUBS,
-	DB_TOPICS, DB_DELIVERIES, DB_READY, DB_LEASES, DB_DLQ, DB_IDEM,
-	DB_EXPIRY, DB_AUDIT, DB_COMMANDS, DB_COUNT
+	DB_META,
+	DB_EVENTS,
+	DB_PAYLOADS,
+	DB_SUBS,
+	DB_SUB_NAMES,
+	DB_TOPIC_SUBS,
+	DB_TOPICS,
+	DB_DELIVERIES,
+	DB_READY,
+	DB_LEASES,
+	DB_DLQ,
+	DB_IDEM,
+	DB_EXPIRY,
+	DB_AUDIT,
+	DB_COMMANDS,
+	DB_COUNT
 };
 
 enum expiry_kind { EXPIRY_IDEM = 1, EXPIRY_HISTORY = 2, EXPIRY_COMMAND = 3 };
@@ -88,11 +101,11 @@ enum expiry_kind { EXPIRY_IDEM = 1, EXPIRY_HISTORY = 2, EXPIRY_COMMAND = 3 };
 struct store {
 	MDB_env *env;
 	MDB_dbi dbi[DB_COUNT];
-	uint64_t next_event_id;   /* as of the last commit */
+	uint64_t next_event_id; /* as of the last commit */
 	uint32_t next_sub_id;
 	int lock_fd;
-	int nosync;               /* test-only: MDB_NOSYNC (not durable) */
-	int stale_readers_at_open;/* reader slots of dead processes cleared */
+	int nosync;		   /* test-only: MDB_NOSYNC (not durable) */
+	int stale_readers_at_open; /* reader slots of dead processes cleared */
 };
 
 struct sched;
@@ -120,8 +133,8 @@ struct txn {
  * damaged store (truncated file, bad meta pages) gives a message starting
  * "store damaged:" and an error for which store_error_is_damage() is true.
  */
-int store_open(struct store *st, const char *dir, uint64_t map_size,
-	       char *err, size_t errlen);
+int store_open(struct store *st, const char *dir, uint64_t map_size, char *err,
+	       size_t errlen);
 void store_close(struct store *st);
 /* Whether an LMDB error says the file is damaged (not an I/O error). */
 bool store_error_is_damage(int rc);
@@ -207,8 +220,7 @@ int store_delivery_next_sub(struct txn *t, uint64_t event, uint32_t after,
 int store_ready_put(struct txn *t, uint32_t sub, uint64_t due, uint64_t ev);
 int store_ready_del(struct txn *t, uint32_t sub, uint64_t due, uint64_t ev);
 /* First ready entry of sub (any due); MDB_NOTFOUND when none. */
-int store_ready_first(struct txn *t, uint32_t sub, uint64_t *due,
-		      uint64_t *ev);
+int store_ready_first(struct txn *t, uint32_t sub, uint64_t *due, uint64_t *ev);
 /* Count sub's ready entries due after `from` (stops at cap). */
 int store_ready_count_after(struct txn *t, uint32_t sub, uint64_t from,
 			    uint64_t cap, uint64_t *count);
@@ -228,8 +240,7 @@ int store_lease_find_sub(struct txn *t, uint32_t sub, uint64_t *deadline,
 int store_dlq_put(struct txn *t, uint32_t sub, uint64_t ev);
 int store_dlq_del(struct txn *t, uint32_t sub, uint64_t ev);
 /* Next event id > after in sub's dead-letter queue. */
-int store_dlq_next(struct txn *t, uint32_t sub, uint64_t after,
-		   uint64_t *ev);
+int store_dlq_next(struct txn *t, uint32_t sub, uint64_t after, uint64_t *ev);
 
 /* idempotency records */
 /* The record key of (topic, key) into out (IDEM_KEY_MAX bytes): 0, or

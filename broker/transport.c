@@ -41,10 +41,13 @@ static int check_ipc_dir(const char *path, char *err, size_t errlen)
 	}
 	if ((sb.st_uid != geteuid() && sb.st_uid != 0) ||
 	    (sb.st_mode & (S_IWGRP | S_IWOTH))) {
-		snprintf(err, errlen, "ipc socket directory %s can be written by "
-			 "other users (mode %03o, owner %u): put the socket in a "
-			 "directory only this user can write", dir,
-			 (unsigned)(sb.st_mode & 0777), (unsigned)sb.st_uid);
+		snprintf(
+			err, errlen,
+			"ipc socket directory %s can be written by "
+			"other users (mode %03o, owner %u): put the socket in a "
+			"directory only this user can write",
+			dir, (unsigned)(sb.st_mode & 0777),
+			(unsigned)sb.st_uid);
 		return EPERM;
 	}
 	return 0;
@@ -75,9 +78,13 @@ int transport_open(struct transport *tr, char *const *urls, size_t n,
 	for (size_t i = 0; i < n; i++) {
 		const char *url = urls[i];
 		int is_ipc = strncmp(url, "ipc://", 6) == 0;
-		if (is_ipc && strlen(url + 6) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-			snprintf(err, errlen, "%s: ipc path too long (max %zu bytes)",
-				 url, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+		if (is_ipc &&
+		    strlen(url + 6) >=
+			    sizeof(((struct sockaddr_un *)0)->sun_path)) {
+			snprintf(err, errlen,
+				 "%s: ipc path too long (max %zu bytes)", url,
+				 sizeof(((struct sockaddr_un *)0)->sun_path) -
+					 1);
 			nn_close(tr->sock);
 			return ENAMETOOLONG;
 		}
@@ -93,7 +100,8 @@ int transport_open(struct transport *tr, char *const *urls, size_t n,
 		umask(old);
 		if (rc < 0) {
 			int e = nn_errno();
-			snprintf(err, errlen, "listen %s: %s", url, nn_strerror(e));
+			snprintf(err, errlen, "listen %s: %s", url,
+				 nn_strerror(e));
 			nn_close(tr->sock);
 			return e;
 		}

@@ -21,13 +21,13 @@
 
 struct transport {
 	int sock;
-	int rcvfd;        /* readable while a message waits: poll() it */
+	int rcvfd; /* readable while a message waits: poll() it */
 };
 
 struct inbound {
-	void *body;       /* nanomsg-owned message; transport_release() */
+	void *body; /* nanomsg-owned message; transport_release() */
 	size_t len;
-	void *ctrl;       /* sender header; passes to transport_reply() */
+	void *ctrl; /* sender header; passes to transport_reply() */
 };
 
 /* Bind urls; max_msg bounds what is received (NN_RCVMAXSIZE). */

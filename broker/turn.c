@@ -14,7 +14,7 @@
 /* With only background work left, wait this long for a request first: a
  * request then never queues behind a background-only turn. */
 #define BACKGROUND_WAIT_MS 1
-#define IDLE_WAKE_MS 1000
+#define IDLE_WAKE_MS	   1000
 /* Arena use over this in one turn is returned to the system afterwards. */
 #define ARENA_TRIM_BYTES (32u << 20)
 
@@ -34,7 +34,7 @@ static int store_unusable(int rc)
 {
 	log_event(LOG_ERROR, "store_unusable", LS("error", store_strerror(rc)),
 		  LS("action", "exiting without retrying the failed write; "
-		     "restart recovers from the last durable commit"),
+			       "restart recovers from the last durable commit"),
 		  LOG_END);
 	return TURN_STORE_UNUSABLE;
 }
@@ -42,9 +42,9 @@ static int store_unusable(int rc)
 static int storage_status(int rc)
 {
 	return rc == MDB_MAP_FULL || rc == ENOSPC || rc == EDQUOT ||
-			       rc == MDB_TXN_FULL
-		       ? HANDOFF__WIRE__STATUS__STORAGE_FULL
-		       : HANDOFF__WIRE__STATUS__INTERNAL;
+			       rc == MDB_TXN_FULL ?
+		       HANDOFF__WIRE__STATUS__STORAGE_FULL :
+		       HANDOFF__WIRE__STATUS__INTERNAL;
 }
 
 /* How long the turn may wait for its first request. */
@@ -144,12 +144,13 @@ static int apply_one_by_one(struct broker *b, uint64_t now)
 			return rc;
 		int st = storage_status(rc);
 		p->park = false;
-		p->reply = reply_error(b, st,
-				       st == HANDOFF__WIRE__STATUS__STORAGE_FULL
-					       ? "storage full: request not "
-						 "applied; retry later"
-					       : "request not applied: internal "
-						 "store error");
+		p->reply =
+			reply_error(b, st,
+				    st == HANDOFF__WIRE__STATUS__STORAGE_FULL ?
+					    "storage full: request not "
+					    "applied; retry later" :
+					    "request not applied: internal "
+					    "store error");
 		if (p->reply)
 			p->reply->retry_after_ms = 1000;
 		const Request *q = p->req;
@@ -196,16 +197,19 @@ static void reply_all(struct broker *b, uint64_t now, bool committed)
 	for (size_t i = 0; i < b->inbox.n_pend; i++) {
 		struct pending *p = &b->inbox.pend[i];
 		const Handoff__Wire__FetchRequest *f =
-			p->req->body_case == HANDOFF__WIRE__REQUEST__BODY_FETCH
-				? p->req->fetch : NULL;
+			p->req->body_case ==
+					HANDOFF__WIRE__REQUEST__BODY_FETCH ?
+				p->req->fetch :
+				NULL;
 		if (p->park) {
 			if (held_add(&b->holds, f, p->ctrl, p->park_sub,
 				     p->park_check, now) == 0) {
 				p->ctrl = NULL;
 				continue;
 			}
-			p->reply = reply_error(b, HANDOFF__WIRE__STATUS__INTERNAL,
-					       "out of memory holding the fetch");
+			p->reply =
+				reply_error(b, HANDOFF__WIRE__STATUS__INTERNAL,
+					    "out of memory holding the fetch");
 		}
 		if (p->reply)
 			reply_send(b, p->ctrl, p->reply, f);
@@ -235,7 +239,8 @@ static void start_turn(struct broker *b)
 static void check_storage(struct broker *b, uint64_t now)
 {
 	space_update(&b->space, &b->st, now);
-	b->env.storage_refusing = space_refusing(&b->space, &b->env.storage_why);
+	b->env.storage_refusing =
+		space_refusing(&b->space, &b->env.storage_why);
 	bg_check_readers(b, now);
 }
 
@@ -243,12 +248,12 @@ int turn_run(struct broker *b, bool *stopping)
 {
 	bool committed;
 	start_turn(b);
-	inbox_receive(b, poll_timeout(b), stopping);     /* 1. receive */
+	inbox_receive(b, poll_timeout(b), stopping); /* 1. receive */
 	uint64_t now = clock_now_ms();
 	check_storage(b, now);
-	int rc = apply(b, now, &committed);              /* 2. apply, 3. commit */
+	int rc = apply(b, now, &committed); /* 2. apply, 3. commit */
 	if (rc)
 		return store_unusable(rc);
-	reply_all(b, now, committed);                    /* 4. reply */
+	reply_all(b, now, committed); /* 4. reply */
 	return 0;
 }

@@ -26,20 +26,20 @@
 #define HC_DEFAULT_DLQ_LIMIT 100u
 
 struct handoff_client {
-	int sock;		     /* nanomsg REQ socket */
-	char *url;		     /* to open a fresh socket (hc_open_socket) */
-	uint32_t deadline_ms;	     /* per call, retries included */
+	int sock;	      /* nanomsg REQ socket */
+	char *url;	      /* to open a fresh socket (hc_open_socket) */
+	uint32_t deadline_ms; /* per call, retries included */
 	uint32_t attempt_timeout_ms; /* per attempt before resending */
 	uint32_t max_reply_bytes;    /* NN_RCVMAXSIZE and fetch max_bytes */
 	char *consumer;		     /* "name:suffix", unique per handle */
 	uint64_t fetch_seq;	     /* one per handoff_fetch call */
 	char *last_message;	     /* last reply's text; NULL = "" */
 	uint32_t last_retry_after_ms;
-	char *key_id;		     /* NULL: requests go unsigned */
+	char *key_id; /* NULL: requests go unsigned */
 	unsigned char secret[32];
-	uint64_t session;	     /* random per handle */
-	uint64_t seq;		     /* last sequence number signed */
-	uint32_t max_request_bytes;  /* the broker's limit (its ping says) */
+	uint64_t session;	    /* random per handle */
+	uint64_t seq;		    /* last sequence number signed */
+	uint32_t max_request_bytes; /* the broker's limit (its ping says) */
 };
 
 /*

@@ -71,9 +71,10 @@ _Static_assert((int)HANDOFF_OUTCOME_UNSUBSCRIBED ==
 _Static_assert((int)HANDOFF_DEAD_CORRUPT ==
 		       (int)HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_CORRUPT,
 	       "handoff_dead_reason follows the wire's DeadReason");
-_Static_assert((int)HANDOFF_STATE_UNSUBSCRIBED ==
-		       (int)HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_UNSUBSCRIBED,
-	       "handoff_delivery_state follows the wire's DeliveryState");
+_Static_assert(
+	(int)HANDOFF_STATE_UNSUBSCRIBED ==
+		(int)HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_UNSUBSCRIBED,
+	"handoff_delivery_state follows the wire's DeliveryState");
 
 void hc_attempts_free(handoff_attempt *a, size_t n)
 {

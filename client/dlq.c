@@ -342,7 +342,8 @@ int handoff_audit_list(handoff_client *c, uint64_t after_seq, uint32_t limit,
 		       handoff_audit_record **out, size_t *n, bool *more)
 {
 	Handoff__Wire__Request req = HANDOFF__WIRE__REQUEST__INIT;
-	Handoff__Wire__AuditListRequest al = HANDOFF__WIRE__AUDIT_LIST_REQUEST__INIT;
+	Handoff__Wire__AuditListRequest al =
+		HANDOFF__WIRE__AUDIT_LIST_REQUEST__INIT;
 	Handoff__Wire__Reply *reply = NULL;
 	handoff_audit_record *v = NULL;
 	size_t count = 0;

@@ -165,8 +165,8 @@ int hc_open_socket(handoff_client *c)
 		return HANDOFF_ETRANSPORT;
 	if (set_int_option(sock, NN_SOL_SOCKET, NN_RCVMAXSIZE,
 			   (int)c->max_reply_bytes) < 0 ||
-	    set_int_option(sock, NN_REQ, NN_REQ_RESEND_IVL,
-			   REQ_RESEND_IVL_MS) < 0) {
+	    set_int_option(sock, NN_REQ, NN_REQ_RESEND_IVL, REQ_RESEND_IVL_MS) <
+		    0) {
 		nn_close(sock);
 		return HANDOFF_ETRANSPORT;
 	}

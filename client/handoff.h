@@ -91,26 +91,28 @@ extern "C" {
  * 100 and up arise in the client. */
 typedef enum handoff_error {
 	HANDOFF_OK = 0,
-	HANDOFF_EBADREQUEST = 1,     /* the broker found the request invalid */
-	HANDOFF_EVERSION = 2,        /* protocol version not spoken by broker */
-	HANDOFF_ENOSUBSCRIPTIONS = 3,/* publish to a topic with no subscription */
-	HANDOFF_ENOTFOUND = 4,       /* no such subscription / event / letter */
-	HANDOFF_ECONFLICT = 5,       /* subscription exists with other policy */
-	HANDOFF_ELEASELOST = 6,      /* ack/nack for a lease no longer held */
-	HANDOFF_ELIMIT = 7,          /* a configured limit was exceeded */
-	HANDOFF_ESTORAGEFULL = 8,    /* broker store full; retry later */
-	HANDOFF_ESHUTTINGDOWN = 9,   /* broker stopping (retried until deadline) */
-	HANDOFF_EINTERNAL = 10,      /* broker-side failure; nothing applied */
-	HANDOFF_EPERM = 11,          /* not authenticated, or the key's role
+	HANDOFF_EBADREQUEST = 1, /* the broker found the request invalid */
+	HANDOFF_EVERSION = 2,	 /* protocol version not spoken by broker */
+	HANDOFF_ENOSUBSCRIPTIONS =
+		3,		  /* publish to a topic with no subscription */
+	HANDOFF_ENOTFOUND = 4,	  /* no such subscription / event / letter */
+	HANDOFF_ECONFLICT = 5,	  /* subscription exists with other policy */
+	HANDOFF_ELEASELOST = 6,	  /* ack/nack for a lease no longer held */
+	HANDOFF_ELIMIT = 7,	  /* a configured limit was exceeded */
+	HANDOFF_ESTORAGEFULL = 8, /* broker store full; retry later */
+	HANDOFF_ESHUTTINGDOWN =
+		9,		  /* broker stopping (retried until deadline) */
+	HANDOFF_EINTERNAL = 10,	  /* broker-side failure; nothing applied */
+	HANDOFF_EPERM = 11,	  /* not authenticated, or the key's role
 				      * may not do this; nothing applied */
-	HANDOFF_ESTALE = 12,         /* (handled inside: the library signs
+	HANDOFF_ESTALE = 12,	  /* (handled inside: the library signs
 				      * again and resends) */
-	HANDOFF_ETIMEDOUT = 100,     /* no confirmed reply before the deadline */
-	HANDOFF_EINVAL = 101,        /* invalid argument to this library */
-	HANDOFF_ENOMEM = 102,        /* allocation failed */
-	HANDOFF_ETRANSPORT = 103,    /* socket could not be created/connected */
-	HANDOFF_EPROTO = 104,        /* broker reply could not be decoded */
-	HANDOFF_ETOOBIG = 105,       /* request larger than the send limit */
+	HANDOFF_ETIMEDOUT = 100,  /* no confirmed reply before the deadline */
+	HANDOFF_EINVAL = 101,	  /* invalid argument to this library */
+	HANDOFF_ENOMEM = 102,	  /* allocation failed */
+	HANDOFF_ETRANSPORT = 103, /* socket could not be created/connected */
+	HANDOFF_EPROTO = 104,	  /* broker reply could not be decoded */
+	HANDOFF_ETOOBIG = 105,	  /* request larger than the send limit */
 } handoff_error;
 
 /* A static, never-NULL description of an error code (unknown codes too).
@@ -194,9 +196,9 @@ typedef struct handoff_header {
 
 /* Everything in an event is the caller's and only read during the call. */
 typedef struct handoff_event {
-	const void *payload;         /* may be NULL when payload_len is 0 */
+	const void *payload; /* may be NULL when payload_len is 0 */
 	size_t payload_len;
-	const char *key;             /* NULL or "" = none */
+	const char *key;	     /* NULL or "" = none */
 	const char *idempotency_key; /* NULL = the library makes a random one */
 	const handoff_header *headers;
 	size_t n_headers;
@@ -290,12 +292,12 @@ typedef struct handoff_delivery {
 	char *topic;
 	void *payload;
 	size_t payload_len;
-	char *key;                 /* "" when none */
-	handoff_header *headers;   /* name/value point into this delivery */
+	char *key;		 /* "" when none */
+	handoff_header *headers; /* name/value point into this delivery */
 	size_t n_headers;
-	uint32_t attempt;          /* 1 on the first delivery */
-	uint64_t lease_token;      /* give it back with ack/nack */
-	uint64_t lease_deadline_ms;/* unix ms; ack before it */
+	uint32_t attempt;	    /* 1 on the first delivery */
+	uint64_t lease_token;	    /* give it back with ack/nack */
+	uint64_t lease_deadline_ms; /* unix ms; ack before it */
 	uint64_t published_ms;
 } handoff_delivery;
 
@@ -347,9 +349,9 @@ int handoff_ack(handoff_client *c, const char *sub,
 typedef struct handoff_nack_item {
 	uint64_t event_id;
 	uint64_t lease_token;
-	uint32_t delay_ms;   /* 0 = the subscription's backoff */
-	bool permanent;      /* dead-letter now: the event can never succeed */
-	const char *reason;  /* error text kept in the history; may be NULL */
+	uint32_t delay_ms;  /* 0 = the subscription's backoff */
+	bool permanent;	    /* dead-letter now: the event can never succeed */
+	const char *reason; /* error text kept in the history; may be NULL */
 } handoff_nack_item;
 
 /* Nack deliveries: each becomes due again after its delay, or is
@@ -379,7 +381,7 @@ typedef struct handoff_attempt {
 	uint32_t attempt;
 	char *consumer;
 	uint64_t leased_ms;
-	uint64_t ended_ms;       /* 0 while in progress */
+	uint64_t ended_ms; /* 0 while in progress */
 	handoff_outcome outcome;
 	char *error;
 	uint32_t retry_delay_ms;
@@ -405,9 +407,9 @@ typedef struct handoff_dead_letter {
 	uint64_t published_ms;
 	uint32_t attempts;
 	uint32_t replays;
-	handoff_attempt *history;/* handoff_dlq_show only */
+	handoff_attempt *history; /* handoff_dlq_show only */
 	size_t n_history;
-	void *payload;           /* handoff_dlq_show only */
+	void *payload; /* handoff_dlq_show only */
 	size_t payload_len;
 	handoff_header *headers; /* handoff_dlq_show only */
 	size_t n_headers;
@@ -418,8 +420,8 @@ typedef struct handoff_dlq_filter {
 	uint64_t after_event_id;
 	uint64_t dead_since_ms;
 	uint64_t dead_until_ms;
-	handoff_dead_reason reason;  /* HANDOFF_DEAD_NONE = any */
-	const char *error_contains;  /* NULL = any */
+	handoff_dead_reason reason; /* HANDOFF_DEAD_NONE = any */
+	const char *error_contains; /* NULL = any */
 } handoff_dlq_filter;
 
 /*
@@ -451,25 +453,25 @@ void handoff_dead_letters_free(handoff_dead_letter *d, size_t n);
 
 /* Only read during a call. */
 typedef struct handoff_dlq_action {
-	const uint64_t *event_ids;   /* act on these ... */
+	const uint64_t *event_ids; /* act on these ... */
 	size_t n_event_ids;
 	const handoff_dlq_filter *filter; /* ... or on the filter's matches */
-	uint32_t limit;              /* at most this many per call; 0 = 100 */
-	bool dry_run;                /* report only, change nothing */
-	bool all;                    /* purge: required to act on a filter */
-	const char *reason;          /* why: kept in the broker's audit record */
-	const char *command_id;      /* NULL: the library makes one per call, so
+	uint32_t limit;		/* at most this many per call; 0 = 100 */
+	bool dry_run;		/* report only, change nothing */
+	bool all;		/* purge: required to act on a filter */
+	const char *reason;	/* why: kept in the broker's audit record */
+	const char *command_id; /* NULL: the library makes one per call, so
 				      * a resent request runs once */
 } handoff_dlq_action;
 
 /* Filled by a replay or purge; its arrays are the caller's, freed with
  * handoff_dlq_result_free() (the struct itself is the caller's too). */
 typedef struct handoff_dlq_result {
-	uint64_t *event_ids;   /* affected (dry run: would be) */
+	uint64_t *event_ids; /* affected (dry run: would be) */
 	size_t n_event_ids;
-	uint64_t *missing;     /* requested ids not in the queue */
+	uint64_t *missing; /* requested ids not in the queue */
 	size_t n_missing;
-	bool more;             /* matches remain past limit */
+	bool more; /* matches remain past limit */
 } handoff_dlq_result;
 
 /*
@@ -504,15 +506,15 @@ void handoff_dlq_result_free(handoff_dlq_result *r);
 
 typedef struct handoff_audit_record {
 	uint64_t seq;
-	uint64_t at_ms;             /* wall clock, ms */
-	char *key_id;               /* "" when access control is off */
-	char *role;                 /* "operator", or "open" */
-	char *action;               /* "replay", "purge", "unsubscribe" */
+	uint64_t at_ms; /* wall clock, ms */
+	char *key_id;	/* "" when access control is off */
+	char *role;	/* "operator", or "open" */
+	char *action;	/* "replay", "purge", "unsubscribe" */
 	char *subscription;
-	uint64_t *event_ids;        /* affected */
+	uint64_t *event_ids; /* affected */
 	size_t n_event_ids;
-	char *selector;             /* ids given, or the filter, as text */
-	uint32_t missing;           /* requested ids not in the queue */
+	char *selector;	  /* ids given, or the filter, as text */
+	uint32_t missing; /* requested ids not in the queue */
 	char *reason;
 	char *command_id;
 } handoff_audit_record;

@@ -15,7 +15,7 @@
 
 #define IDEMPOTENCY_KEY_BYTES 12
 /* 12 hex digits of unix ms, '-', 24 hex digits of randomness, NUL */
-#define IDEMPOTENCY_KEY_LEN   (12 + 1 + 2 * IDEMPOTENCY_KEY_BYTES + 1)
+#define IDEMPOTENCY_KEY_LEN (12 + 1 + 2 * IDEMPOTENCY_KEY_BYTES + 1)
 
 typedef char idempotency_key[IDEMPOTENCY_KEY_LEN];
 

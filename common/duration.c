@@ -39,10 +39,18 @@ static const struct unit duration_units[] = {
 static const struct unit size_units[] = {
 	{ "", 1 },
 	{ "B", 1 },
-	{ "K", 1ULL << 10 }, { "KB", 1ULL << 10 }, { "KiB", 1ULL << 10 },
-	{ "M", 1ULL << 20 }, { "MB", 1ULL << 20 }, { "MiB", 1ULL << 20 },
-	{ "G", 1ULL << 30 }, { "GB", 1ULL << 30 }, { "GiB", 1ULL << 30 },
-	{ "T", 1ULL << 40 }, { "TB", 1ULL << 40 }, { "TiB", 1ULL << 40 },
+	{ "K", 1ULL << 10 },
+	{ "KB", 1ULL << 10 },
+	{ "KiB", 1ULL << 10 },
+	{ "M", 1ULL << 20 },
+	{ "MB", 1ULL << 20 },
+	{ "MiB", 1ULL << 20 },
+	{ "G", 1ULL << 30 },
+	{ "GB", 1ULL << 30 },
+	{ "GiB", 1ULL << 30 },
+	{ "T", 1ULL << 40 },
+	{ "TB", 1ULL << 40 },
+	{ "TiB", 1ULL << 40 },
 };
 
 static int ascii_lower(int ch)

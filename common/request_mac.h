@@ -24,7 +24,7 @@
 #include <stdint.h>
 
 #define REQUEST_MAC_SECRET_BYTES 32 /* the key's secret */
-#define REQUEST_MAC_BYTES 32        /* crypto_auth_hmacsha256_BYTES */
+#define REQUEST_MAC_BYTES	 32 /* crypto_auth_hmacsha256_BYTES */
 
 /* Write the MAC of one signed request to out. content may be NULL only
  * when content_len is 0. */

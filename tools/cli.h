@@ -61,13 +61,16 @@ enum {
 	OPT_LOCAL = 1100, /* first value free for a command's own options */
 };
 
-#define CLI_GLOBAL_OPTIONS                                       \
-	{ "broker", required_argument, NULL, OPT_BROKER },       \
-	{ "timeout", required_argument, NULL, OPT_TIMEOUT },     \
-	{ "json", no_argument, NULL, OPT_JSON },                 \
-	{ "auth-key", required_argument, NULL, OPT_AUTH_KEY },   \
-	{ "auth-secret-file", required_argument, NULL, OPT_AUTH_SECRET }, \
-	{ "help", no_argument, NULL, 'h' }
+#define CLI_GLOBAL_OPTIONS                                             \
+	{ "broker", required_argument, NULL, OPT_BROKER },             \
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },   \
+		{ "json", no_argument, NULL, OPT_JSON },               \
+		{ "auth-key", required_argument, NULL, OPT_AUTH_KEY }, \
+		{ "auth-secret-file", required_argument, NULL,         \
+		  OPT_AUTH_SECRET },                                   \
+	{                                                              \
+		"help", no_argument, NULL, 'h'                         \
+	}
 
 /* Text appended to every command's help. */
 extern const char cli_global_help[];
@@ -75,14 +78,15 @@ extern const char cli_global_help[];
 struct cli_command;
 
 struct cli_ctx {
-	const char *url;          /* --broker, $HANDOFF_BROKER, or default */
-	uint32_t timeout_ms;      /* --timeout: deadline of one broker call */
-	bool json;                /* --json */
-	const char *consumer;     /* consume --name; NULL = library default */
-	const char *key_id;       /* --auth-key or $HANDOFF_AUTH_KEY */
-	const char *secret_file;  /* --auth-secret-file, $HANDOFF_AUTH_SECRET_FILE */
+	const char *url;      /* --broker, $HANDOFF_BROKER, or default */
+	uint32_t timeout_ms;  /* --timeout: deadline of one broker call */
+	bool json;	      /* --json */
+	const char *consumer; /* consume --name; NULL = library default */
+	const char *key_id;   /* --auth-key or $HANDOFF_AUTH_KEY */
+	const char *
+		secret_file; /* --auth-secret-file, $HANDOFF_AUTH_SECRET_FILE */
 	const struct cli_command *cmd; /* the command running (for messages) */
-	handoff_client *client;   /* set by cli_connect() */
+	handoff_client *client;	       /* set by cli_connect() */
 };
 
 typedef int (*cli_run_fn)(struct cli_ctx *ctx, int argc, char **argv);
@@ -91,7 +95,7 @@ struct cli_command {
 	const char *name;    /* "publish", "dlq list" */
 	const char *summary; /* one line for the command list */
 	const char *help;    /* full help text, ends with a newline */
-	cli_run_fn run;      /* argv[0] is the command's own name */
+	cli_run_fn run;	     /* argv[0] is the command's own name */
 };
 
 /* The commands, defined in their files. */
@@ -202,7 +206,7 @@ struct cli_json {
 	FILE *f;
 	unsigned depth;
 	bool first[CLI_JSON_MAX_DEPTH + 1]; /* no value yet at this depth */
-	bool after_key;                     /* next value follows a key */
+	bool after_key;			    /* next value follows a key */
 };
 void cli_json_init(struct cli_json *j, FILE *f);
 void cli_json_begin_object(struct cli_json *j);
@@ -230,8 +234,7 @@ void cli_json_kv_time(struct cli_json *j, const char *key, uint64_t ms);
  * "payload_base64": base64. 0 or ENOMEM. */
 int cli_json_kv_payload(struct cli_json *j, const void *p, size_t n);
 /* "headers": {"name": "value", ...} */
-void cli_json_kv_headers(struct cli_json *j, const handoff_header *h,
-			 size_t n);
+void cli_json_kv_headers(struct cli_json *j, const handoff_header *h, size_t n);
 /* "history": [{attempt, consumer, leased, ended, outcome, error,
  * retry_delay_ms}, ...] */
 void cli_json_kv_history(struct cli_json *j, const handoff_attempt *a,
@@ -243,13 +246,13 @@ void cli_json_kv_policy(struct cli_json *j, const handoff_policy *p);
 struct cli_table {
 	size_t ncols;
 	const char *const *head; /* column titles */
-	unsigned right;          /* bit i: right-align column i */
-	char **cells;            /* nrows * ncols, owned */
+	unsigned right;		 /* bit i: right-align column i */
+	char **cells;		 /* nrows * ncols, owned */
 	size_t nrows, cap;
-	int err;                 /* ENOMEM once an add failed */
+	int err; /* ENOMEM once an add failed */
 };
-void cli_table_init(struct cli_table *t, const char *const *head,
-		    size_t ncols, unsigned right);
+void cli_table_init(struct cli_table *t, const char *const *head, size_t ncols,
+		    unsigned right);
 /* Add a row of t->ncols strings (NULL shows as "-"). 0 or ENOMEM. */
 int cli_table_add(struct cli_table *t, ...);
 /* Print with a header line, each line prefixed by indent. 0 or ENOMEM
@@ -267,8 +270,8 @@ void cli_print_policy(FILE *f, const handoff_policy *p);
 #define CLI_EXEC_LINE_MAX 1024
 
 struct cli_exec_result {
-	bool signaled;  /* the command was killed by a signal */
-	int status;     /* exit status, or the signal number */
+	bool signaled; /* the command was killed by a signal */
+	int status;    /* exit status, or the signal number */
 	char last_line[CLI_EXEC_LINE_MAX]; /* last non-empty stderr line */
 };
 

@@ -46,12 +46,14 @@ static void record_line(const handoff_audit_record *r)
 	char t[CLI_FMT_MAX];
 	printf("%" PRIu64 " %s %s key=", r->seq, cli_fmt_time(r->at_ms, t),
 	       r->action);
-	cli_put_escaped_str(stdout, *r->key_id ? r->key_id : "-", CLI_ESC_SPACE);
+	cli_put_escaped_str(stdout, *r->key_id ? r->key_id : "-",
+			    CLI_ESC_SPACE);
 	printf(" role=%s subscription=", r->role);
 	cli_put_escaped_str(stdout, r->subscription, CLI_ESC_SPACE);
 	printf(" count=%zu missing=%" PRIu32 " reason=", r->n_event_ids,
 	       r->missing);
-	cli_put_escaped_str(stdout, *r->reason ? r->reason : "-", CLI_ESC_SPACE);
+	cli_put_escaped_str(stdout, *r->reason ? r->reason : "-",
+			    CLI_ESC_SPACE);
 	printf(" selector=");
 	cli_put_escaped_str(stdout, r->selector, CLI_ESC_SPACE);
 	fputc('\n', stdout);
@@ -114,17 +116,16 @@ static int run_audit(struct cli_ctx *ctx, int argc, char **argv)
 const struct cli_command cli_cmd_audit = {
 	.name = "audit",
 	.summary = "operator actions on record (replay, purge, unsubscribe)",
-	.help =
-	"Usage: handoff audit [--after SEQ] [--limit N] [--json]\n"
-	"\n"
-	"List the broker's durable record of operator actions, oldest first:\n"
-	"sequence, time (UTC), action, the key and role that ran it, the\n"
-	"subscription, how many dead letters it affected and how many asked\n"
-	"for were missing, the reason given (--why), and what was selected.\n"
-	"--json also gives every affected event id and the command id.\n"
-	"\n"
-	"Options:\n"
-	"  --after SEQ   only records after this sequence number\n"
-	"  --limit N     at most N records\n",
+	.help = "Usage: handoff audit [--after SEQ] [--limit N] [--json]\n"
+		"\n"
+		"List the broker's durable record of operator actions, oldest first:\n"
+		"sequence, time (UTC), action, the key and role that ran it, the\n"
+		"subscription, how many dead letters it affected and how many asked\n"
+		"for were missing, the reason given (--why), and what was selected.\n"
+		"--json also gives every affected event id and the command id.\n"
+		"\n"
+		"Options:\n"
+		"  --after SEQ   only records after this sequence number\n"
+		"  --limit N     at most N records\n",
 	.run = run_audit,
 };

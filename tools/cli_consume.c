@@ -14,14 +14,20 @@
 
 #include "cli.h"
 
-#define DEFAULT_WAIT_MS 5000u
+#define DEFAULT_WAIT_MS	    5000u
 #define DEFAULT_BATCH_PRINT 10u
-#define DEFAULT_BATCH_EXEC 1u
-#define EXIT_PERMANENT 100 /* the command says: never retry this event */
-#define RETRY_PAUSE_MS 1000u /* --forever: pause after a broker outage */
+#define DEFAULT_BATCH_EXEC  1u
+#define EXIT_PERMANENT	    100	  /* the command says: never retry this event */
+#define RETRY_PAUSE_MS	    1000u /* --forever: pause after a broker outage */
 
-enum { OPT_COUNT = OPT_LOCAL, OPT_WAIT, OPT_BATCH, OPT_EXEC, OPT_FOREVER,
-       OPT_NAME };
+enum {
+	OPT_COUNT = OPT_LOCAL,
+	OPT_WAIT,
+	OPT_BATCH,
+	OPT_EXEC,
+	OPT_FOREVER,
+	OPT_NAME
+};
 
 static const struct option consume_options[] = {
 	{ "count", required_argument, NULL, OPT_COUNT },
@@ -36,17 +42,16 @@ static const struct option consume_options[] = {
 
 struct consume_args {
 	const char *sub;
-	uint64_t count;   /* stop after this many events; 0 = not given */
+	uint64_t count; /* stop after this many events; 0 = not given */
 	uint32_t wait_ms;
-	uint32_t batch;   /* most events per fetch; 0 = by mode */
+	uint32_t batch;	  /* most events per fetch; 0 = by mode */
 	const char *exec; /* NULL: print */
 	bool forever;
 };
 
 /* ---- options ----------------------------------------------------------- */
 
-static int consume_option(struct cli_ctx *ctx, int opt,
-			  struct consume_args *a)
+static int consume_option(struct cli_ctx *ctx, int opt, struct consume_args *a)
 {
 	switch (opt) {
 	case OPT_COUNT:
@@ -91,7 +96,7 @@ static int consume_parse(struct cli_ctx *ctx, int argc, char **argv,
 		return cli_usage(ctx, "want one SUBSCRIPTION");
 	if (a->exec && ctx->json)
 		return cli_usage(ctx, "--json does not apply with --exec (the "
-				 "command owns stdout)");
+				      "command owns stdout)");
 	a->sub = argv[optind];
 	if (!a->batch)
 		a->batch = a->exec ? DEFAULT_BATCH_EXEC : DEFAULT_BATCH_PRINT;
@@ -142,10 +147,10 @@ static int item_results(const handoff_delivery *d, const int *res, size_t n)
 			continue;
 		cli_warn("event %" PRIu64 ": %s%s", d[i].event_id,
 			 handoff_strerror(res[i]),
-			 res[i] == HANDOFF_ELEASELOST
-				 ? " (the lease ended first; the event will "
-				   "be delivered again)"
-				 : "");
+			 res[i] == HANDOFF_ELEASELOST ?
+				 " (the lease ended first; the event will "
+				 "be delivered again)" :
+				 "");
 		if (!rc)
 			rc = cli_exit_code(res[i]);
 	}
@@ -170,8 +175,10 @@ static int ack_all(struct cli_ctx *ctx, const char *sub,
 	}
 	err = handoff_ack(ctx->client, sub, items, n, res);
 	if (err)
-		rc = cli_fail(ctx, err, "ack %zu event(s) of '%s' (they will "
-			      "be delivered again)", n, sub);
+		rc = cli_fail(ctx, err,
+			      "ack %zu event(s) of '%s' (they will "
+			      "be delivered again)",
+			      n, sub);
 	else
 		rc = item_results(d, res, n);
 out:
@@ -264,7 +271,8 @@ static void log_event(const handoff_delivery *d, const struct verdict *v,
 	if (item == HANDOFF_ELEASELOST)
 		cli_warn("event %" PRIu64 ": the lease ended before the "
 			 "command did; the event will be delivered again "
-			 "(finish within the ack deadline)", d->event_id);
+			 "(finish within the ack deadline)",
+			 d->event_id);
 }
 
 static int exec_one(struct cli_ctx *ctx, const struct consume_args *a,
@@ -334,8 +342,8 @@ static int exec_batch(struct cli_ctx *ctx, const struct consume_args *a,
 /* ---- the loop ---------------------------------------------------------- */
 
 /* The library adds the long-poll time to the call's deadline itself. */
-static int fetch(struct cli_ctx *ctx, const struct consume_args *a,
-		 size_t want, handoff_delivery **d, size_t *n)
+static int fetch(struct cli_ctx *ctx, const struct consume_args *a, size_t want,
+		 handoff_delivery **d, size_t *n)
 {
 	return handoff_fetch(ctx->client, a->sub, want, a->wait_ms, d, n);
 }
@@ -363,7 +371,8 @@ static int consume_loop(struct cli_ctx *ctx, const struct consume_args *a)
 		if (err && cli_stop_requested())
 			break;
 		if (err && a->forever && transient(err)) {
-			cli_fail(ctx, err, "fetch from '%s' (retrying)", a->sub);
+			cli_fail(ctx, err, "fetch from '%s' (retrying)",
+				 a->sub);
 			cli_sleep_ms(RETRY_PAUSE_MS);
 			continue;
 		}
@@ -375,8 +384,8 @@ static int consume_loop(struct cli_ctx *ctx, const struct consume_args *a)
 				break;
 			continue;
 		}
-		r = a->exec ? exec_batch(ctx, a, d, n, &fatal)
-			    : print_batch(ctx, a, d, n, &fatal);
+		r = a->exec ? exec_batch(ctx, a, d, n, &fatal) :
+			      print_batch(ctx, a, d, n, &fatal);
 		handoff_deliveries_free(d, n);
 		if (r && !rc)
 			rc = r;
@@ -403,55 +412,54 @@ static int run_consume(struct cli_ctx *ctx, int argc, char **argv)
 const struct cli_command cli_cmd_consume = {
 	.name = "consume",
 	.summary = "receive events: print them, or run a command per event",
-	.help =
-	"Usage: handoff consume SUBSCRIPTION [OPTIONS]\n"
-	"\n"
-	"Lease events of SUBSCRIPTION and process them.\n"
-	"\n"
-	"Without --exec each event is printed on stdout, one line each:\n"
-	"  event_id=N topic=T attempt=A key=K payload=TEXT\n"
-	"(bytes that are not printable are escaped as \\n, \\t, \\\\, \\xHH;\n"
-	"spaces in topic and key as \\x20), or with --json one JSON object\n"
-	"per line (payload as text, or payload_base64 when not UTF-8). The\n"
-	"printed events are then acked together.\n"
-	"\n"
-	"With --exec COMMAND each event runs '/bin/sh -c COMMAND' with the\n"
-	"payload on stdin and these variables set: HANDOFF_EVENT_ID,\n"
-	"HANDOFF_TOPIC, HANDOFF_KEY, HANDOFF_ATTEMPT, HANDOFF_SUBSCRIPTION,\n"
-	"HANDOFF_PUBLISHED_MS, HANDOFF_LEASE_DEADLINE_MS and one\n"
-	"HANDOFF_HEADER_<NAME> per header (NAME uppercased, other characters\n"
-	"than ASCII letters and digits replaced by '_' byte by byte; for a\n"
-	"repeated header the last value). The command's exit status\n"
-	"decides:\n"
-	"  0          ack: done\n"
-	"  100        nack as permanent: dead-letter the event now\n"
-	"  other      nack (75, EX_TEMPFAIL, is the usual one): retry after\n"
-	"             the subscription's backoff, or dead-letter once the\n"
-	"             attempts are used up\n"
-	"  signal     nack with reason 'killed by signal N'\n"
-	"The nack reason is the command's last non-empty stderr line (stderr\n"
-	"is passed through). The command is waited for however long it runs,\n"
-	"but it must finish within the subscription's ack deadline: after it\n"
-	"the lease is lost, the ack/nack is refused and the event is\n"
-	"delivered again. One line per event goes to stderr:\n"
-	"  event_id=N attempt=A result=acked|nacked|permanent [reason=...]\n"
-	"\n"
-	"Options:\n"
-	"  --count N         stop after N events\n"
-	"  --forever         keep going; a wait with nothing delivered does not\n"
-	"                    stop, broker outages are retried (stop with\n"
-	"                    SIGINT/SIGTERM: the current event is finished)\n"
-	"  --wait DURATION   long-poll time of each fetch (default 5s)\n"
-	"  --batch N         most events per fetch (default 10; 1 with --exec:\n"
-	"                    all leases of a batch start at the fetch, so with\n"
-	"                    --exec the whole batch must finish within the\n"
-	"                    ack deadline)\n"
-	"  --exec COMMAND    run COMMAND per event (see above)\n"
-	"  --name NAME       consumer name shown in traces (default HOST:PID)\n"
-	"\n"
-	"Without --count or --forever, consume does one fetch: it processes\n"
-	"what that fetch returns (up to --batch events) and exits. It also\n"
-	"stops when a wait runs out with nothing delivered (exit code 0).\n"
-	"Exit code 8 when an ack or nack came after its lease had ended.\n",
+	.help = "Usage: handoff consume SUBSCRIPTION [OPTIONS]\n"
+		"\n"
+		"Lease events of SUBSCRIPTION and process them.\n"
+		"\n"
+		"Without --exec each event is printed on stdout, one line each:\n"
+		"  event_id=N topic=T attempt=A key=K payload=TEXT\n"
+		"(bytes that are not printable are escaped as \\n, \\t, \\\\, \\xHH;\n"
+		"spaces in topic and key as \\x20), or with --json one JSON object\n"
+		"per line (payload as text, or payload_base64 when not UTF-8). The\n"
+		"printed events are then acked together.\n"
+		"\n"
+		"With --exec COMMAND each event runs '/bin/sh -c COMMAND' with the\n"
+		"payload on stdin and these variables set: HANDOFF_EVENT_ID,\n"
+		"HANDOFF_TOPIC, HANDOFF_KEY, HANDOFF_ATTEMPT, HANDOFF_SUBSCRIPTION,\n"
+		"HANDOFF_PUBLISHED_MS, HANDOFF_LEASE_DEADLINE_MS and one\n"
+		"HANDOFF_HEADER_<NAME> per header (NAME uppercased, other characters\n"
+		"than ASCII letters and digits replaced by '_' byte by byte; for a\n"
+		"repeated header the last value). The command's exit status\n"
+		"decides:\n"
+		"  0          ack: done\n"
+		"  100        nack as permanent: dead-letter the event now\n"
+		"  other      nack (75, EX_TEMPFAIL, is the usual one): retry after\n"
+		"             the subscription's backoff, or dead-letter once the\n"
+		"             attempts are used up\n"
+		"  signal     nack with reason 'killed by signal N'\n"
+		"The nack reason is the command's last non-empty stderr line (stderr\n"
+		"is passed through). The command is waited for however long it runs,\n"
+		"but it must finish within the subscription's ack deadline: after it\n"
+		"the lease is lost, the ack/nack is refused and the event is\n"
+		"delivered again. One line per event goes to stderr:\n"
+		"  event_id=N attempt=A result=acked|nacked|permanent [reason=...]\n"
+		"\n"
+		"Options:\n"
+		"  --count N         stop after N events\n"
+		"  --forever         keep going; a wait with nothing delivered does not\n"
+		"                    stop, broker outages are retried (stop with\n"
+		"                    SIGINT/SIGTERM: the current event is finished)\n"
+		"  --wait DURATION   long-poll time of each fetch (default 5s)\n"
+		"  --batch N         most events per fetch (default 10; 1 with --exec:\n"
+		"                    all leases of a batch start at the fetch, so with\n"
+		"                    --exec the whole batch must finish within the\n"
+		"                    ack deadline)\n"
+		"  --exec COMMAND    run COMMAND per event (see above)\n"
+		"  --name NAME       consumer name shown in traces (default HOST:PID)\n"
+		"\n"
+		"Without --count or --forever, consume does one fetch: it processes\n"
+		"what that fetch returns (up to --batch events) and exits. It also\n"
+		"stops when a wait runs out with nothing delivered (exit code 0).\n"
+		"Exit code 8 when an ack or nack came after its lease had ended.\n",
 	.run = run_consume,
 };

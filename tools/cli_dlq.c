@@ -17,39 +17,51 @@
 
 #include "cli.h"
 
-#define PAGE 100u            /* dead letters per list/action request */
+#define PAGE		   100u /* dead letters per list/action request */
 #define DEFAULT_LIST_LIMIT 100u
-#define ERROR_COLUMN_MAX 80  /* bytes of error text in the list table */
+#define ERROR_COLUMN_MAX   80 /* bytes of error text in the list table */
 
-enum { OPT_AFTER = OPT_LOCAL, OPT_REASON, OPT_SINCE, OPT_UNTIL, OPT_GREP,
-       OPT_LIMIT, OPT_DRY_RUN, OPT_RATE, OPT_YES, OPT_WHY };
+enum {
+	OPT_AFTER = OPT_LOCAL,
+	OPT_REASON,
+	OPT_SINCE,
+	OPT_UNTIL,
+	OPT_GREP,
+	OPT_LIMIT,
+	OPT_DRY_RUN,
+	OPT_RATE,
+	OPT_YES,
+	OPT_WHY
+};
 
-#define DLQ_FILTER_OPTIONS                                        \
-	{ "after", required_argument, NULL, OPT_AFTER },          \
-	{ "reason", required_argument, NULL, OPT_REASON },        \
-	{ "since", required_argument, NULL, OPT_SINCE },          \
-	{ "until", required_argument, NULL, OPT_UNTIL },          \
-	{ "grep", required_argument, NULL, OPT_GREP },            \
-	{ "limit", required_argument, NULL, OPT_LIMIT }
+#define DLQ_FILTER_OPTIONS                                         \
+	{ "after", required_argument, NULL, OPT_AFTER },           \
+		{ "reason", required_argument, NULL, OPT_REASON }, \
+		{ "since", required_argument, NULL, OPT_SINCE },   \
+		{ "until", required_argument, NULL, OPT_UNTIL },   \
+		{ "grep", required_argument, NULL, OPT_GREP },     \
+	{                                                          \
+		"limit", required_argument, NULL, OPT_LIMIT        \
+	}
 
-#define FILTER_HELP                                                        \
-	"Filters:\n"                                                       \
-	"  --after ID        only event ids greater than ID\n"             \
-	"  --reason R        max_attempts, permanent or corrupt\n"         \
-	"  --since TIME      dead at or after TIME\n"                      \
-	"  --until TIME      dead at or before TIME\n"                     \
-	"  --grep TEXT       the last error contains TEXT\n"               \
+#define FILTER_HELP                                                          \
+	"Filters:\n"                                                         \
+	"  --after ID        only event ids greater than ID\n"               \
+	"  --reason R        max_attempts, permanent or corrupt\n"           \
+	"  --since TIME      dead at or after TIME\n"                        \
+	"  --until TIME      dead at or before TIME\n"                       \
+	"  --grep TEXT       the last error contains TEXT\n"                 \
 	"TIME is unix ms, an ISO-8601 UTC time (2024-05-01T12:00:00Z), or\n" \
 	"a duration meaning that long ago (30m, 1h, 7d).\n"
 
 struct dlq_args {
 	handoff_dlq_filter f;
-	bool filtered;       /* some filter option was given */
-	uint64_t limit;      /* 0 = none */
+	bool filtered;	/* some filter option was given */
+	uint64_t limit; /* 0 = none */
 	bool has_limit;
-	uint32_t rate;       /* events/s; 0 = as fast as possible */
+	uint32_t rate; /* events/s; 0 = as fast as possible */
 	bool dry_run, yes;
-	const char *why;     /* --why: the reason kept in the audit record */
+	const char *why; /* --why: the reason kept in the audit record */
 };
 
 /* ---- options ----------------------------------------------------------- */
@@ -67,8 +79,10 @@ static int parse_reason(struct cli_ctx *ctx, const char *arg,
 			return 0;
 		}
 	}
-	return cli_usage(ctx, "invalid --reason '%s' (want max_attempts, "
-			 "permanent or corrupt)", arg);
+	return cli_usage(ctx,
+			 "invalid --reason '%s' (want max_attempts, "
+			 "permanent or corrupt)",
+			 arg);
 }
 
 static int filter_option(struct cli_ctx *ctx, int opt, struct dlq_args *a)
@@ -179,8 +193,8 @@ static const char *shorten(const char *s, char *buf, size_t max)
 
 static void letter_row(struct cli_table *t, const handoff_dead_letter *d)
 {
-	char id[CLI_FMT_MAX], at[CLI_FMT_MAX], n[CLI_FMT_MAX],
-		r[CLI_FMT_MAX], err[ERROR_COLUMN_MAX + 4];
+	char id[CLI_FMT_MAX], at[CLI_FMT_MAX], n[CLI_FMT_MAX], r[CLI_FMT_MAX],
+		err[ERROR_COLUMN_MAX + 4];
 
 	cli_table_add(t, cli_fmt_u64(d->event_id, id),
 		      cli_fmt_time(d->dead_ms, at),
@@ -196,8 +210,7 @@ struct list_out {
 };
 
 static int list_pages(struct cli_ctx *ctx, const char *sub,
-		      const struct dlq_args *a, struct list_out *o,
-		      bool *more)
+		      const struct dlq_args *a, struct list_out *o, bool *more)
 {
 	handoff_dlq_filter f = a->f;
 	uint64_t left = a->has_limit ? a->limit : DEFAULT_LIST_LIMIT;
@@ -205,8 +218,8 @@ static int list_pages(struct cli_ctx *ctx, const char *sub,
 
 	*more = true;
 	while (*more && (unlimited || left > 0)) {
-		uint32_t page = (!unlimited && left < PAGE) ? (uint32_t)left
-							    : PAGE;
+		uint32_t page =
+			(!unlimited && left < PAGE) ? (uint32_t)left : PAGE;
 		handoff_dead_letter *d = NULL;
 		size_t n = 0;
 		int err = handoff_dlq_list(ctx->client, sub, &f, page, &d, &n,
@@ -232,8 +245,10 @@ static int list_pages(struct cli_ctx *ctx, const char *sub,
 		left -= n < left ? n : left;
 	}
 	if (*more && f.after_event_id && !o->json)
-		fprintf(stderr, "(more dead letters match; the next ones: "
-			"--after %" PRIu64 ")\n", f.after_event_id);
+		fprintf(stderr,
+			"(more dead letters match; the next ones: "
+			"--after %" PRIu64 ")\n",
+			f.after_event_id);
 	return 0;
 }
 
@@ -246,8 +261,7 @@ static const struct option list_options[] = {
 static int run_dlq_list(struct cli_ctx *ctx, int argc, char **argv)
 {
 	static const char *const head[] = { "EVENT_ID", "DEAD_AT", "REASON",
-					     "ATTEMPTS", "REPLAYS",
-					     "ERROR" };
+					    "ATTEMPTS", "REPLAYS", "ERROR" };
 	struct dlq_args a = { 0 };
 	struct list_out o = { .json = ctx->json };
 	bool more = false;
@@ -286,15 +300,13 @@ static int run_dlq_list(struct cli_ctx *ctx, int argc, char **argv)
 const struct cli_command cli_cmd_dlq_list = {
 	.name = "dlq list",
 	.summary = "list dead letters",
-	.help =
-	"Usage: handoff dlq list SUBSCRIPTION [FILTERS] [--limit N]\n"
-	"\n"
-	"List dead letters of SUBSCRIPTION in event id order: event id, when\n"
-	"it died (UTC), why, attempts used, times replayed, last error.\n"
-	"--limit N shows at most N (default 100; 0 = all). With --json, an\n"
-	"object {\"dead_letters\":[...],\"more\":B}.\n"
-	"\n"
-	FILTER_HELP,
+	.help = "Usage: handoff dlq list SUBSCRIPTION [FILTERS] [--limit N]\n"
+		"\n"
+		"List dead letters of SUBSCRIPTION in event id order: event id, when\n"
+		"it died (UTC), why, attempts used, times replayed, last error.\n"
+		"--limit N shows at most N (default 100; 0 = all). With --json, an\n"
+		"object {\"dead_letters\":[...],\"more\":B}.\n"
+		"\n" FILTER_HELP,
 	.run = run_dlq_list,
 };
 
@@ -374,8 +386,9 @@ static int run_dlq_show(struct cli_ctx *ctx, int argc, char **argv)
 		return rc;
 	err = handoff_dlq_show(ctx->client, argv[optind], id, &d);
 	if (err)
-		return cli_fail(ctx, err, "show dead letter %" PRIu64
-				" of '%s'", id, argv[optind]);
+		return cli_fail(ctx, err,
+				"show dead letter %" PRIu64 " of '%s'", id,
+				argv[optind]);
 	if (ctx->json)
 		show_json(argv[optind], d);
 	else if (show_text(d))
@@ -387,13 +400,12 @@ static int run_dlq_show(struct cli_ctx *ctx, int argc, char **argv)
 const struct cli_command cli_cmd_dlq_show = {
 	.name = "dlq show",
 	.summary = "show one dead letter with its payload and history",
-	.help =
-	"Usage: handoff dlq show SUBSCRIPTION EVENT_ID\n"
-	"\n"
-	"Show one dead letter: why it died, the last error, headers, the\n"
-	"payload (escaped; in --json as text, or payload_base64 when not\n"
-	"UTF-8) and every attempt: number, consumer, when leased and ended,\n"
-	"outcome, error, and the retry delay chosen after it.\n",
+	.help = "Usage: handoff dlq show SUBSCRIPTION EVENT_ID\n"
+		"\n"
+		"Show one dead letter: why it died, the last error, headers, the\n"
+		"payload (escaped; in --json as text, or payload_base64 when not\n"
+		"UTF-8) and every attempt: number, consumer, when leased and ended,\n"
+		"outcome, error, and the retry delay chosen after it.\n",
 	.run = run_dlq_show,
 };
 
@@ -404,10 +416,10 @@ struct act {
 	const char *sub;
 	const struct dlq_args *a;
 	bool purge;
-	uint64_t done;          /* letters acted on (or that would be) */
-	uint64_t missing;       /* requested ids not in the queue */
-	uint64_t started_ms;    /* monotonic, for --rate */
-	struct cli_json j;      /* --json: ids and missing ids collected */
+	uint64_t done;	     /* letters acted on (or that would be) */
+	uint64_t missing;    /* requested ids not in the queue */
+	uint64_t started_ms; /* monotonic, for --rate */
+	struct cli_json j;   /* --json: ids and missing ids collected */
 	uint64_t *ids, *miss;
 	size_t n_ids, n_miss, cap_ids, cap_miss;
 };
@@ -443,10 +455,10 @@ static int act_record(struct act *s, const handoff_dlq_result *r)
 	}
 	for (size_t i = 0; i < r->n_missing; i++) {
 		cli_warn("dlq %s: event %" PRIu64 " is not in the dead-letter "
-			 "queue of '%s'", s->purge ? "purge" : "replay",
-			 r->missing[i], s->sub);
-		if (s->ctx->json && push_id(&s->miss, &s->n_miss,
-					    &s->cap_miss, r->missing[i]))
+			 "queue of '%s'",
+			 s->purge ? "purge" : "replay", r->missing[i], s->sub);
+		if (s->ctx->json &&
+		    push_id(&s->miss, &s->n_miss, &s->cap_miss, r->missing[i]))
 			return ENOMEM;
 	}
 	s->done += r->n_event_ids;
@@ -465,9 +477,9 @@ static int act_call(struct act *s, const handoff_dlq_action *act,
 	handoff_dlq_action with_why = *act;
 	with_why.reason = s->a->why;
 	memset(r, 0, sizeof(*r));
-	err = s->purge ? handoff_dlq_purge(s->ctx->client, s->sub, &with_why, r)
-		       : handoff_dlq_replay(s->ctx->client, s->sub, &with_why,
-					    r);
+	err = s->purge ?
+		      handoff_dlq_purge(s->ctx->client, s->sub, &with_why, r) :
+		      handoff_dlq_replay(s->ctx->client, s->sub, &with_why, r);
 	if (err)
 		return cli_fail(s->ctx, err, "%s dead letters of '%s'%s",
 				s->purge ? "purge" : "replay", s->sub,
@@ -592,8 +604,8 @@ static void act_summary(struct act *s)
 		return;
 	}
 	printf("%s%s %" PRIu64 "\n", s->a->dry_run ? "would " : "",
-	       s->purge ? (s->a->dry_run ? "purge" : "purged")
-			: (s->a->dry_run ? "replay" : "replayed"),
+	       s->purge ? (s->a->dry_run ? "purge" : "purged") :
+			  (s->a->dry_run ? "replay" : "replayed"),
 	       s->done);
 }
 
@@ -621,18 +633,20 @@ static int act_check(struct cli_ctx *ctx, const struct act *s, size_t n_ids,
 {
 	if (n_ids && (s->a->filtered || s->a->has_limit))
 		return cli_usage(ctx, "give EVENT_IDs or filters/--limit, not "
-				 "both");
+				      "both");
 	if (s->purge && s->a->yes && !s->a->dry_run && !s->a->why)
 		return cli_usage(ctx, "say why you purge: --why TEXT (kept in "
-				 "the broker's audit record)");
+				      "the broker's audit record)");
 	if (!s->purge || s->a->yes || s->a->dry_run)
 		return 0;
 	if (!n_ids && !s->a->filtered)
-		return cli_usage(ctx, "this deletes ALL dead letters of '%s' "
+		return cli_usage(ctx,
+				 "this deletes ALL dead letters of '%s' "
 				 "for good; add --yes to confirm (or "
-				 "--dry-run to see them)", sub);
+				 "--dry-run to see them)",
+				 sub);
 	return cli_usage(ctx, "purged dead letters are gone for good; add "
-			 "--yes to confirm (or --dry-run to see them)");
+			      "--yes to confirm (or --dry-run to see them)");
 }
 
 static int act_exit(const struct act *s, int rc)
@@ -698,25 +712,22 @@ static int run_dlq_replay(struct cli_ctx *ctx, int argc, char **argv)
 const struct cli_command cli_cmd_dlq_replay = {
 	.name = "dlq replay",
 	.summary = "make dead letters ready again",
-	.help =
-	"Usage: handoff dlq replay SUBSCRIPTION EVENT_ID...\n"
-	"       handoff dlq replay SUBSCRIPTION [FILTERS] [--limit N]\n"
-	"\n"
-	"Make dead letters ready for delivery again, with a fresh attempt\n"
-	"budget (their history is kept). With EVENT_IDs, those; else every\n"
-	"dead letter matching the filters (all of them when none is given),\n"
-	"at most --limit N. Prints each replayed id, then 'replayed N'.\n"
-	"\n"
-	"Options:\n"
-	"  --dry-run   only show what would be replayed ('would replay N')\n"
-	"  --rate N    replay at most N events per second\n"
-	"  --why TEXT  the reason, kept in the broker's audit record\n"
-	"  --limit N   replay at most N events in all\n"
-	"\n"
-	FILTER_HELP
-	"\n"
-	"Ids not in the queue are named on stderr; the exit code is then 9\n"
-	"(3 when none of the ids was there). Interrupted: exit code 9.\n",
+	.help = "Usage: handoff dlq replay SUBSCRIPTION EVENT_ID...\n"
+		"       handoff dlq replay SUBSCRIPTION [FILTERS] [--limit N]\n"
+		"\n"
+		"Make dead letters ready for delivery again, with a fresh attempt\n"
+		"budget (their history is kept). With EVENT_IDs, those; else every\n"
+		"dead letter matching the filters (all of them when none is given),\n"
+		"at most --limit N. Prints each replayed id, then 'replayed N'.\n"
+		"\n"
+		"Options:\n"
+		"  --dry-run   only show what would be replayed ('would replay N')\n"
+		"  --rate N    replay at most N events per second\n"
+		"  --why TEXT  the reason, kept in the broker's audit record\n"
+		"  --limit N   replay at most N events in all\n"
+		"\n" FILTER_HELP "\n"
+		"Ids not in the queue are named on stderr; the exit code is then 9\n"
+		"(3 when none of the ids was there). Interrupted: exit code 9.\n",
 	.run = run_dlq_replay,
 };
 
@@ -737,24 +748,21 @@ static int run_dlq_purge(struct cli_ctx *ctx, int argc, char **argv)
 const struct cli_command cli_cmd_dlq_purge = {
 	.name = "dlq purge",
 	.summary = "delete dead letters for good",
-	.help =
-	"Usage: handoff dlq purge SUBSCRIPTION EVENT_ID... --yes\n"
-	"       handoff dlq purge SUBSCRIPTION [FILTERS] [--limit N] --yes\n"
-	"\n"
-	"Delete dead letters for good: with EVENT_IDs, those; else every dead\n"
-	"letter matching the filters, or ALL of them when no filter is given.\n"
-	"Refuses to run without --yes (exit code 2) unless --dry-run.\n"
-	"Prints 'purged N'.\n"
-	"\n"
-	"Options:\n"
-	"  --yes       confirm\n"
-	"  --why TEXT  the reason, kept in the broker's audit record (required)\n"
-	"  --dry-run   list what would be purged ('would purge N')\n"
-	"  --limit N   purge at most N dead letters\n"
-	"\n"
-	FILTER_HELP
-	"\n"
-	"Ids not in the queue are named on stderr; the exit code is then 9\n"
-	"(3 when none of the ids was there).\n",
+	.help = "Usage: handoff dlq purge SUBSCRIPTION EVENT_ID... --yes\n"
+		"       handoff dlq purge SUBSCRIPTION [FILTERS] [--limit N] --yes\n"
+		"\n"
+		"Delete dead letters for good: with EVENT_IDs, those; else every dead\n"
+		"letter matching the filters, or ALL of them when no filter is given.\n"
+		"Refuses to run without --yes (exit code 2) unless --dry-run.\n"
+		"Prints 'purged N'.\n"
+		"\n"
+		"Options:\n"
+		"  --yes       confirm\n"
+		"  --why TEXT  the reason, kept in the broker's audit record (required)\n"
+		"  --dry-run   list what would be purged ('would purge N')\n"
+		"  --limit N   purge at most N dead letters\n"
+		"\n" FILTER_HELP "\n"
+		"Ids not in the queue are named on stderr; the exit code is then 9\n"
+		"(3 when none of the ids was there).\n",
 	.run = run_dlq_purge,
 };

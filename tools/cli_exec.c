@@ -32,7 +32,7 @@ extern char **environ;
 /* ---- environment ------------------------------------------------------- */
 
 struct env {
-	char **vars;      /* NULL-terminated once built */
+	char **vars; /* NULL-terminated once built */
 	size_t n, cap;
 	size_t first_own; /* vars[first_own..n) were allocated here */
 };
@@ -90,9 +90,13 @@ static int env_set_u64(struct env *e, const char *name, uint64_t v)
 static bool is_delivery_var(const char *s)
 {
 	static const char *const names[] = {
-		"HANDOFF_EVENT_ID=", "HANDOFF_TOPIC=", "HANDOFF_KEY=",
-		"HANDOFF_ATTEMPT=", "HANDOFF_SUBSCRIPTION=",
-		"HANDOFF_PUBLISHED_MS=", "HANDOFF_LEASE_DEADLINE_MS=",
+		"HANDOFF_EVENT_ID=",
+		"HANDOFF_TOPIC=",
+		"HANDOFF_KEY=",
+		"HANDOFF_ATTEMPT=",
+		"HANDOFF_SUBSCRIPTION=",
+		"HANDOFF_PUBLISHED_MS=",
+		"HANDOFF_LEASE_DEADLINE_MS=",
 		"HANDOFF_HEADER_",
 	};
 
@@ -135,8 +139,7 @@ static void env_free(struct env *e)
 	free(e->vars);
 }
 
-static int env_build(struct env *e, const char *sub,
-		     const handoff_delivery *d)
+static int env_build(struct env *e, const char *sub, const handoff_delivery *d)
 {
 	int rc = 0;
 
@@ -150,10 +153,10 @@ static int env_build(struct env *e, const char *sub,
 	rc = rc ? rc : env_set(e, "HANDOFF_KEY", d->key ? d->key : "");
 	rc = rc ? rc : env_set_u64(e, "HANDOFF_ATTEMPT", d->attempt);
 	rc = rc ? rc : env_set(e, "HANDOFF_SUBSCRIPTION", sub);
-	rc = rc ? rc : env_set_u64(e, "HANDOFF_PUBLISHED_MS",
-				   d->published_ms);
-	rc = rc ? rc : env_set_u64(e, "HANDOFF_LEASE_DEADLINE_MS",
-				   d->lease_deadline_ms);
+	rc = rc ? rc : env_set_u64(e, "HANDOFF_PUBLISHED_MS", d->published_ms);
+	rc = rc ? rc :
+		  env_set_u64(e, "HANDOFF_LEASE_DEADLINE_MS",
+			      d->lease_deadline_ms);
 	for (size_t i = 0; !rc && i < d->n_headers; i++)
 		rc = env_set_header(e, &d->headers[i]);
 	return rc;
@@ -164,14 +167,14 @@ static int env_build(struct env *e, const char *sub,
 struct line_keep {
 	char cur[CLI_EXEC_LINE_MAX]; /* line being read; longer is cut */
 	size_t len;
-	char *last;                  /* CLI_EXEC_LINE_MAX bytes */
+	char *last; /* CLI_EXEC_LINE_MAX bytes */
 };
 
 static void keep_end_line(struct line_keep *k)
 {
-	while (k->len > 0 && (k->cur[k->len - 1] == ' ' ||
-			      k->cur[k->len - 1] == '\t' ||
-			      k->cur[k->len - 1] == '\r'))
+	while (k->len > 0 &&
+	       (k->cur[k->len - 1] == ' ' || k->cur[k->len - 1] == '\t' ||
+		k->cur[k->len - 1] == '\r'))
 		k->len--;
 	if (k->len > 0) {
 		memcpy(k->last, k->cur, k->len);
@@ -207,12 +210,12 @@ static void write_all(int fd, const char *buf, size_t n)
 /* ---- running ----------------------------------------------------------- */
 
 struct pump {
-	int in_fd;                    /* command's stdin, -1 once closed */
-	int err_fd;                   /* command's stderr, -1 at EOF */
+	int in_fd;  /* command's stdin, -1 once closed */
+	int err_fd; /* command's stderr, -1 at EOF */
 	const unsigned char *payload;
 	size_t len, off;
 	struct line_keep keep;
-	bool mid_line;                /* last byte echoed was not '\n' */
+	bool mid_line; /* last byte echoed was not '\n' */
 };
 
 static void close_fd(int *fd)
@@ -231,8 +234,7 @@ static void pump_write(struct pump *p)
 	if (w > 0)
 		p->off += (size_t)w;
 	/* EPIPE: the command stopped reading; that is its business. */
-	if (p->off == p->len ||
-	    (w < 0 && errno != EAGAIN && errno != EINTR))
+	if (p->off == p->len || (w < 0 && errno != EAGAIN && errno != EINTR))
 		close_fd(&p->in_fd);
 }
 
@@ -326,12 +328,13 @@ static int spawn_sh(const char *cmd, char **envp, int in_fd, int err_fd,
 	sigaddset(&def, SIGTERM);
 	sigemptyset(&none);
 	rc = posix_spawn_file_actions_adddup2(&fa, in_fd, STDIN_FILENO);
-	rc = rc ? rc : posix_spawn_file_actions_adddup2(&fa, err_fd,
-							 STDERR_FILENO);
+	rc = rc ? rc :
+		  posix_spawn_file_actions_adddup2(&fa, err_fd, STDERR_FILENO);
 	rc = rc ? rc : posix_spawnattr_setsigdefault(&at, &def);
 	rc = rc ? rc : posix_spawnattr_setsigmask(&at, &none);
-	rc = rc ? rc : posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF |
-						POSIX_SPAWN_SETSIGMASK);
+	rc = rc ? rc :
+		  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF |
+							POSIX_SPAWN_SETSIGMASK);
 	rc = rc ? rc : posix_spawn(pid, "/bin/sh", &fa, &at, argv, envp);
 	posix_spawnattr_destroy(&at);
 	posix_spawn_file_actions_destroy(&fa);

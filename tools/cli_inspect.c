@@ -26,9 +26,9 @@ static void trace_sub_json(struct cli_json *j,
 	cli_json_kv_time(j, "due", s->due_ms);
 	cli_json_kv_time(j, "done", s->done_ms);
 	cli_json_kv_str(j, "dead_reason",
-			s->state == HANDOFF_STATE_DEAD
-				? handoff_dead_reason_name(s->dead_reason)
-				: NULL);
+			s->state == HANDOFF_STATE_DEAD ?
+				handoff_dead_reason_name(s->dead_reason) :
+				NULL);
 	cli_json_kv_str(j, "error", s->error);
 	cli_json_kv_u64(j, "replays", s->replays);
 	cli_json_kv_history(j, s->history, s->n_history);
@@ -122,12 +122,13 @@ static int trace_text(const handoff_trace *t)
 	field("key:", t->key);
 	field("published:", cli_fmt_time(t->published_ms, b));
 	snprintf(p, sizeof(p), "%" PRIu64 " bytes%s", t->payload_bytes,
-		 t->payload_removed ? " (removed: every subscription is done)"
-				    : "");
+		 t->payload_removed ? " (removed: every subscription is done)" :
+				      "");
 	field("payload:", p);
 	field("idempotency_key:", t->idempotency_key);
 	if (t->corrupt)
-		field("corrupt:", "yes (the stored record failed its checksum)");
+		field("corrupt:",
+		      "yes (the stored record failed its checksum)");
 	for (size_t i = 0; i < t->n_subscriptions && !rc; i++)
 		rc = trace_sub_text(&t->subscriptions[i]);
 	if (!t->n_subscriptions)
@@ -165,16 +166,15 @@ static int run_trace(struct cli_ctx *ctx, int argc, char **argv)
 const struct cli_command cli_cmd_trace = {
 	.name = "trace",
 	.summary = "show where one event is, per subscription",
-	.help =
-	"Usage: handoff trace EVENT_ID\n"
-	"\n"
-	"Show an event's topic, key, publish time, payload size (and whether\n"
-	"the payload was already removed), idempotency key; then for every\n"
-	"subscription its state (ready, delayed, leased, acked, dead, purged,\n"
-	"unsubscribed) with the consumer and lease deadline when leased, the\n"
-	"due time when waiting, the done time when acked or purged, the dead\n"
-	"reason and last error, and the attempt history.\n"
-	"Exit code 3 when the broker has no record of the event.\n",
+	.help = "Usage: handoff trace EVENT_ID\n"
+		"\n"
+		"Show an event's topic, key, publish time, payload size (and whether\n"
+		"the payload was already removed), idempotency key; then for every\n"
+		"subscription its state (ready, delayed, leased, acked, dead, purged,\n"
+		"unsubscribed) with the consumer and lease deadline when leased, the\n"
+		"due time when waiting, the done time when acked or purged, the dead\n"
+		"reason and last error, and the attempt history.\n"
+		"Exit code 3 when the broker has no record of the event.\n",
 	.run = run_trace,
 };
 
@@ -240,8 +240,8 @@ static void stats_header(const handoff_stats *s)
 	field("version:", s->version);
 	field("uptime:", cli_fmt_uptime(s->uptime_ms, u));
 	printf("%-16s %" PRIu64 "\n", "events stored:", s->events_stored);
-	printf("%-16s %s used of %s", "store:",
-	       cli_fmt_bytes(s->store_used_bytes, a),
+	printf("%-16s %s used of %s",
+	       "store:", cli_fmt_bytes(s->store_used_bytes, a),
 	       cli_fmt_bytes(s->store_map_bytes, b));
 	if (s->store_map_bytes)
 		printf(" (%.1f%%)", 100.0 * (double)s->store_used_bytes /
@@ -252,7 +252,7 @@ static void stats_header(const handoff_stats *s)
 static int stats_topics(const handoff_stats *s)
 {
 	static const char *const head[] = { "TOPIC", "PUBLISHED", "RATE/S",
-					     "SUBSCRIPTIONS" };
+					    "SUBSCRIPTIONS" };
 	struct cli_table t;
 	int rc;
 
@@ -274,9 +274,9 @@ static int stats_topics(const handoff_stats *s)
 static int stats_subscriptions(const handoff_stats *s)
 {
 	static const char *const head[] = {
-		"SUBSCRIPTION", "TOPIC", "READY", "DELAYED", "LEASED", "DEAD",
-		"DELIVERED", "ACKED", "NACKED", "EXPIRED", "DEAD_LETTERED",
-		"REPLAYED", "PURGED", "ACK/S",
+		"SUBSCRIPTION",	 "TOPIC",     "READY",	"DELAYED", "LEASED",
+		"DEAD",		 "DELIVERED", "ACKED",	"NACKED",  "EXPIRED",
+		"DEAD_LETTERED", "REPLAYED",  "PURGED", "ACK/S",
 	};
 	struct cli_table t;
 	int rc;
@@ -286,7 +286,8 @@ static int stats_subscriptions(const handoff_stats *s)
 		const handoff_subscription_stats *u = &s->subscriptions[i];
 		char c[12][CLI_FMT_MAX];
 
-		cli_table_add(&t, u->name, u->topic, cli_fmt_u64(u->ready, c[0]),
+		cli_table_add(&t, u->name, u->topic,
+			      cli_fmt_u64(u->ready, c[0]),
 			      cli_fmt_u64(u->delayed, c[1]),
 			      cli_fmt_u64(u->leased, c[2]),
 			      cli_fmt_u64(u->dead, c[3]),
@@ -338,14 +339,13 @@ static int run_stats(struct cli_ctx *ctx, int argc, char **argv)
 const struct cli_command cli_cmd_stats = {
 	.name = "stats",
 	.summary = "broker, topic and subscription counters",
-	.help =
-	"Usage: handoff stats [--json]\n"
-	"\n"
-	"Show the broker's version, uptime, events stored and store space;\n"
-	"per topic the events published, the publish rate (events/s over\n"
-	"the last minute) and the number of subscriptions; per subscription\n"
-	"the queue (ready, delayed, leased, dead), the counters since the\n"
-	"broker started (delivered, acked, nacked, expired, dead-lettered,\n"
-	"replayed, purged) and the ack rate (acks/s over the last minute).\n",
+	.help = "Usage: handoff stats [--json]\n"
+		"\n"
+		"Show the broker's version, uptime, events stored and store space;\n"
+		"per topic the events published, the publish rate (events/s over\n"
+		"the last minute) and the number of subscriptions; per subscription\n"
+		"the queue (ready, delayed, leased, dead), the counters since the\n"
+		"broker started (delivered, acked, nacked, expired, dead-lettered,\n"
+		"replayed, purged) and the ack rate (acks/s over the last minute).\n",
 	.run = run_stats,
 };

@@ -77,10 +77,22 @@ void cli_put_escaped(FILE *f, const void *p, size_t n, unsigned flags)
 		size_t len;
 
 		switch (c) {
-		case '\\': fputs("\\\\", f); i++; continue;
-		case '\n': fputs("\\n", f); i++; continue;
-		case '\r': fputs("\\r", f); i++; continue;
-		case '\t': fputs("\\t", f); i++; continue;
+		case '\\':
+			fputs("\\\\", f);
+			i++;
+			continue;
+		case '\n':
+			fputs("\\n", f);
+			i++;
+			continue;
+		case '\r':
+			fputs("\\r", f);
+			i++;
+			continue;
+		case '\t':
+			fputs("\\t", f);
+			i++;
+			continue;
 		case ' ':
 			fputs((flags & CLI_ESC_SPACE) ? "\\x20" : " ", f);
 			i++;
@@ -167,15 +179,19 @@ const char *cli_fmt_time(uint64_t ms, char *buf)
 		return buf;
 	}
 	len = strftime(buf, CLI_FMT_MAX, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + len, CLI_FMT_MAX - len, ".%03uZ",
-		 (unsigned)(ms % 1000));
+	snprintf(buf + len, CLI_FMT_MAX - len, ".%03uZ", (unsigned)(ms % 1000));
 	return buf;
 }
 
 const char *cli_fmt_duration(uint64_t ms, char *buf)
 {
-	static const struct { uint64_t ms; const char *unit; } units[] = {
-		{ 86400000, "d" }, { 3600000, "h" }, { 60000, "m" },
+	static const struct {
+		uint64_t ms;
+		const char *unit;
+	} units[] = {
+		{ 86400000, "d" },
+		{ 3600000, "h" },
+		{ 60000, "m" },
 		{ 1000, "s" },
 	};
 
@@ -282,10 +298,22 @@ static void json_close(struct cli_json *j, int c)
 		j->depth--;
 }
 
-void cli_json_begin_object(struct cli_json *j) { json_open(j, '{'); }
-void cli_json_end_object(struct cli_json *j) { json_close(j, '}'); }
-void cli_json_begin_array(struct cli_json *j) { json_open(j, '['); }
-void cli_json_end_array(struct cli_json *j) { json_close(j, ']'); }
+void cli_json_begin_object(struct cli_json *j)
+{
+	json_open(j, '{');
+}
+void cli_json_end_object(struct cli_json *j)
+{
+	json_close(j, '}');
+}
+void cli_json_begin_array(struct cli_json *j)
+{
+	json_open(j, '[');
+}
+void cli_json_end_array(struct cli_json *j)
+{
+	json_close(j, ']');
+}
 
 void cli_json_newline(struct cli_json *j)
 {
@@ -310,10 +338,18 @@ static void json_put_string(FILE *f, const unsigned char *s, size_t n)
 		}
 		if (c < 0x20) {
 			switch (c) {
-			case '\n': fputs("\\n", f); break;
-			case '\r': fputs("\\r", f); break;
-			case '\t': fputs("\\t", f); break;
-			default: fprintf(f, "\\u%04x", c); break;
+			case '\n':
+				fputs("\\n", f);
+				break;
+			case '\r':
+				fputs("\\r", f);
+				break;
+			case '\t':
+				fputs("\\t", f);
+				break;
+			default:
+				fprintf(f, "\\u%04x", c);
+				break;
 			}
 			i++;
 			continue;
@@ -431,8 +467,7 @@ int cli_json_kv_payload(struct cli_json *j, const void *p, size_t n)
 	return 0;
 }
 
-void cli_json_kv_headers(struct cli_json *j, const handoff_header *h,
-			 size_t n)
+void cli_json_kv_headers(struct cli_json *j, const handoff_header *h, size_t n)
 {
 	cli_json_key(j, "headers");
 	cli_json_begin_object(j);
@@ -442,8 +477,7 @@ void cli_json_kv_headers(struct cli_json *j, const handoff_header *h,
 	cli_json_end_object(j);
 }
 
-void cli_json_kv_history(struct cli_json *j, const handoff_attempt *a,
-			 size_t n)
+void cli_json_kv_history(struct cli_json *j, const handoff_attempt *a, size_t n)
 {
 	cli_json_key(j, "history");
 	cli_json_begin_array(j);
@@ -475,8 +509,8 @@ void cli_json_kv_policy(struct cli_json *j, const handoff_policy *p)
 
 /* ---- tables -------------------------------------------------------------- */
 
-void cli_table_init(struct cli_table *t, const char *const *head,
-		    size_t ncols, unsigned right)
+void cli_table_init(struct cli_table *t, const char *const *head, size_t ncols,
+		    unsigned right)
 {
 	memset(t, 0, sizeof(*t));
 	t->head = head;
@@ -587,10 +621,10 @@ void cli_table_free(struct cli_table *t)
 int cli_print_history(FILE *f, const handoff_attempt *a, size_t n,
 		      const char *indent)
 {
-	static const char *const head[] = { "ATTEMPT", "CONSUMER",
-					     "LEASED_AT", "ENDED_AT",
-					     "OUTCOME", "RETRY_DELAY",
-					     "ERROR" };
+	static const char *const head[] = { "ATTEMPT",	 "CONSUMER",
+					    "LEASED_AT", "ENDED_AT",
+					    "OUTCOME",	 "RETRY_DELAY",
+					    "ERROR" };
 	struct cli_table t;
 	int rc;
 
@@ -598,19 +632,17 @@ int cli_print_history(FILE *f, const handoff_attempt *a, size_t n,
 	for (size_t i = 0; i < n; i++) {
 		char num[CLI_FMT_MAX], l[CLI_FMT_MAX], e[CLI_FMT_MAX],
 			d[CLI_FMT_MAX];
-		const char *err = a[i].error && *a[i].error ? a[i].error
-							    : NULL;
+		const char *err = a[i].error && *a[i].error ? a[i].error : NULL;
 
 		cli_table_add(&t, cli_fmt_u64(a[i].attempt, num),
-			      a[i].consumer && *a[i].consumer ? a[i].consumer
-							      : NULL,
+			      a[i].consumer && *a[i].consumer ? a[i].consumer :
+								NULL,
 			      cli_fmt_time(a[i].leased_ms, l),
 			      cli_fmt_time(a[i].ended_ms, e),
 			      handoff_outcome_name(a[i].outcome),
-			      a[i].retry_delay_ms
-				      ? cli_fmt_duration(a[i].retry_delay_ms,
-							 d)
-				      : NULL,
+			      a[i].retry_delay_ms ?
+				      cli_fmt_duration(a[i].retry_delay_ms, d) :
+				      NULL,
 			      err);
 	}
 	rc = cli_table_print(&t, f, indent);

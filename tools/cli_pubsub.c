@@ -60,7 +60,8 @@ static int publish_parse(struct cli_ctx *ctx, int argc, char **argv,
 			break;
 		case OPT_IDEM:
 			if (!*optarg)
-				return cli_usage(ctx, "empty --idempotency-key");
+				return cli_usage(ctx,
+						 "empty --idempotency-key");
 			a->ev.idempotency_key = optarg;
 			break;
 		case OPT_HEADER:
@@ -84,7 +85,8 @@ static int publish_payload(const char *data, struct publish_args *a)
 	}
 	if (isatty(STDIN_FILENO))
 		fputs("handoff: reading the payload from stdin "
-		      "(end with Ctrl-D)\n", stderr);
+		      "(end with Ctrl-D)\n",
+		      stderr);
 	err = cli_read_all(STDIN_FILENO, STDIN_CAP, &a->stdin_buf,
 			   &a->ev.payload_len);
 	if (err == E2BIG) {
@@ -116,7 +118,8 @@ static int publish_print(const struct cli_ctx *ctx, uint64_t id, bool dup)
 	printf("%" PRIu64 "\n", id);
 	if (dup)
 		cli_warn("event %" PRIu64 " was already published with this "
-			 "idempotency key; not stored again", id);
+			 "idempotency key; not stored again",
+			 id);
 	return 0;
 }
 
@@ -137,8 +140,8 @@ static int run_publish(struct cli_ctx *ctx, int argc, char **argv)
 	if (rc)
 		goto out;
 	if (optind >= argc || argc - optind > 2) {
-		rc = cli_usage(ctx, optind >= argc ? "missing TOPIC"
-						   : "too many arguments");
+		rc = cli_usage(ctx, optind >= argc ? "missing TOPIC" :
+						     "too many arguments");
 		goto out;
 	}
 	topic = argv[optind];
@@ -164,23 +167,22 @@ out:
 const struct cli_command cli_cmd_publish = {
 	.name = "publish",
 	.summary = "publish one event to a topic",
-	.help =
-	"Usage: handoff publish TOPIC [OPTIONS] [DATA|-]\n"
-	"\n"
-	"Publish one event. The payload is DATA, or all of stdin (binary-safe)\n"
-	"when DATA is '-' or absent. The broker stores it durably for every\n"
-	"subscription of TOPIC before it answers. Prints the event id.\n"
-	"\n"
-	"Options:\n"
-	"  --key K              event key (shown to consumers)\n"
-	"  --idempotency-key K  publishing again with the same key within the\n"
-	"                       broker's dedup window returns the first event's\n"
-	"                       id instead of storing a copy (default: random)\n"
-	"  --header NAME=VALUE  add a header; repeatable\n"
-	"\n"
-	"Output: the event id; with --json {\"event_id\":N,\"duplicate\":B}.\n"
-	"Use '--' before a DATA that starts with '-'.\n"
-	"Exit code 7 when TOPIC has no subscription (nothing is stored).\n",
+	.help = "Usage: handoff publish TOPIC [OPTIONS] [DATA|-]\n"
+		"\n"
+		"Publish one event. The payload is DATA, or all of stdin (binary-safe)\n"
+		"when DATA is '-' or absent. The broker stores it durably for every\n"
+		"subscription of TOPIC before it answers. Prints the event id.\n"
+		"\n"
+		"Options:\n"
+		"  --key K              event key (shown to consumers)\n"
+		"  --idempotency-key K  publishing again with the same key within the\n"
+		"                       broker's dedup window returns the first event's\n"
+		"                       id instead of storing a copy (default: random)\n"
+		"  --header NAME=VALUE  add a header; repeatable\n"
+		"\n"
+		"Output: the event id; with --json {\"event_id\":N,\"duplicate\":B}.\n"
+		"Use '--' before a DATA that starts with '-'.\n"
+		"Exit code 7 when TOPIC has no subscription (nothing is stored).\n",
 	.run = run_publish,
 };
 
@@ -216,8 +218,10 @@ static int parse_backoff(struct cli_ctx *ctx, const char *arg,
 				 arg);
 	return 0;
 bad:
-	return cli_usage(ctx, "invalid --backoff '%s' (want MIN..MAX, e.g. "
-			 "1s..1m)", arg);
+	return cli_usage(ctx,
+			 "invalid --backoff '%s' (want MIN..MAX, e.g. "
+			 "1s..1m)",
+			 arg);
 }
 
 static int subscribe_parse(struct cli_ctx *ctx, int argc, char **argv,
@@ -234,7 +238,7 @@ static int subscribe_parse(struct cli_ctx *ctx, int argc, char **argv,
 				return rc;
 			if (p->max_attempts == 0)
 				return cli_usage(ctx, "--max-attempts must be "
-						 "at least 1");
+						      "at least 1");
 			break;
 		case OPT_ACK_DEADLINE:
 			if ((rc = cli_opt_duration(ctx, "--ack-deadline",
@@ -243,7 +247,7 @@ static int subscribe_parse(struct cli_ctx *ctx, int argc, char **argv,
 				return rc;
 			if (p->ack_deadline_ms == 0)
 				return cli_usage(ctx, "--ack-deadline must be "
-						 "more than 0");
+						      "more than 0");
 			break;
 		case OPT_BACKOFF:
 			if ((rc = parse_backoff(ctx, optarg, p)))
@@ -288,8 +292,8 @@ static int run_subscribe(struct cli_ctx *ctx, int argc, char **argv)
 		return cli_usage(ctx, "want TOPIC and SUBSCRIPTION");
 	if ((rc = cli_connect(ctx)))
 		return rc;
-	err = handoff_subscribe(ctx->client, argv[optind], argv[optind + 1],
-				&p, &created, &eff);
+	err = handoff_subscribe(ctx->client, argv[optind], argv[optind + 1], &p,
+				&created, &eff);
 	if (err)
 		return cli_fail(ctx, err, "subscribe '%s' to '%s'",
 				argv[optind + 1], argv[optind]);
@@ -300,22 +304,21 @@ static int run_subscribe(struct cli_ctx *ctx, int argc, char **argv)
 const struct cli_command cli_cmd_subscribe = {
 	.name = "subscribe",
 	.summary = "create a subscription to a topic (idempotent)",
-	.help =
-	"Usage: handoff subscribe TOPIC SUBSCRIPTION [OPTIONS]\n"
-	"\n"
-	"Create SUBSCRIPTION on TOPIC: from now on every event published to\n"
-	"TOPIC is queued for it. Running it again with the same topic and\n"
-	"policy is fine ('exists'); another topic or policy is a conflict\n"
-	"(exit code 4). Options left out take the broker's defaults.\n"
-	"\n"
-	"Options:\n"
-	"  --max-attempts N        deliveries before an event is dead-lettered\n"
-	"  --ack-deadline DURATION how long a consumer holds a lease\n"
-	"  --backoff MIN..MAX      retry delay after a nack or expiry, doubling\n"
-	"                          from MIN up to MAX (e.g. 1s..1m)\n"
-	"\n"
-	"Output: 'created' or 'exists' and the policy in force, e.g.\n"
-	"  created max_attempts=5 ack_deadline=30s backoff=1s..1m\n",
+	.help = "Usage: handoff subscribe TOPIC SUBSCRIPTION [OPTIONS]\n"
+		"\n"
+		"Create SUBSCRIPTION on TOPIC: from now on every event published to\n"
+		"TOPIC is queued for it. Running it again with the same topic and\n"
+		"policy is fine ('exists'); another topic or policy is a conflict\n"
+		"(exit code 4). Options left out take the broker's defaults.\n"
+		"\n"
+		"Options:\n"
+		"  --max-attempts N        deliveries before an event is dead-lettered\n"
+		"  --ack-deadline DURATION how long a consumer holds a lease\n"
+		"  --backoff MIN..MAX      retry delay after a nack or expiry, doubling\n"
+		"                          from MIN up to MAX (e.g. 1s..1m)\n"
+		"\n"
+		"Output: 'created' or 'exists' and the policy in force, e.g.\n"
+		"  created max_attempts=5 ack_deadline=30s backoff=1s..1m\n",
 	.run = run_subscribe,
 };
 
@@ -344,9 +347,11 @@ static int run_unsubscribe(struct cli_ctx *ctx, int argc, char **argv)
 		return cli_usage(ctx, "want one SUBSCRIPTION");
 	name = argv[optind];
 	if (!yes)
-		return cli_usage(ctx, "this deletes '%s' with all its queued "
+		return cli_usage(ctx,
+				 "this deletes '%s' with all its queued "
 				 "events and dead letters; add --yes to "
-				 "confirm", name);
+				 "confirm",
+				 name);
 	if ((rc = cli_connect(ctx)))
 		return rc;
 	err = handoff_unsubscribe(ctx->client, name);
@@ -371,11 +376,10 @@ static int run_unsubscribe(struct cli_ctx *ctx, int argc, char **argv)
 const struct cli_command cli_cmd_unsubscribe = {
 	.name = "unsubscribe",
 	.summary = "delete a subscription and everything queued for it",
-	.help =
-	"Usage: handoff unsubscribe SUBSCRIPTION --yes\n"
-	"\n"
-	"Delete SUBSCRIPTION with all its pending deliveries and dead\n"
-	"letters. This cannot be undone, hence --yes (exit code 2 without).\n",
+	.help = "Usage: handoff unsubscribe SUBSCRIPTION --yes\n"
+		"\n"
+		"Delete SUBSCRIPTION with all its pending deliveries and dead\n"
+		"letters. This cannot be undone, hence --yes (exit code 2 without).\n",
 	.run = run_unsubscribe,
 };
 
@@ -406,8 +410,8 @@ static void subscriptions_json(const handoff_subscription_info *s, size_t n)
 static int subscriptions_table(const handoff_subscription_info *s, size_t n)
 {
 	static const char *const head[] = {
-		"NAME", "TOPIC", "READY", "DELAYED", "LEASED", "DEAD",
-		"MAX_ATTEMPTS", "ACK_DEADLINE", "BACKOFF",
+		"NAME", "TOPIC",	"READY",	"DELAYED", "LEASED",
+		"DEAD", "MAX_ATTEMPTS", "ACK_DEADLINE", "BACKOFF",
 	};
 	struct cli_table t;
 	int rc;
@@ -422,13 +426,12 @@ static int subscriptions_table(const handoff_subscription_info *s, size_t n)
 		snprintf(b, sizeof(b), "%s..%s",
 			 cli_fmt_duration(p->backoff_min_ms, lo),
 			 cli_fmt_duration(p->backoff_max_ms, hi));
-		cli_table_add(&t, s[i].name, s[i].topic,
-			      cli_fmt_u64(s[i].ready, r),
-			      cli_fmt_u64(s[i].delayed, d),
-			      cli_fmt_u64(s[i].leased, l),
-			      cli_fmt_u64(s[i].dead, x),
-			      cli_fmt_u64(p->max_attempts, m),
-			      cli_fmt_duration(p->ack_deadline_ms, a), b);
+		cli_table_add(
+			&t, s[i].name, s[i].topic, cli_fmt_u64(s[i].ready, r),
+			cli_fmt_u64(s[i].delayed, d),
+			cli_fmt_u64(s[i].leased, l), cli_fmt_u64(s[i].dead, x),
+			cli_fmt_u64(p->max_attempts, m),
+			cli_fmt_duration(p->ack_deadline_ms, a), b);
 	}
 	rc = cli_table_print(&t, stdout, "");
 	cli_table_free(&t);
@@ -472,12 +475,11 @@ static int run_subscriptions(struct cli_ctx *ctx, int argc, char **argv)
 const struct cli_command cli_cmd_subscriptions = {
 	.name = "subscriptions",
 	.summary = "list subscriptions with queue depths and policy",
-	.help =
-	"Usage: handoff subscriptions [--json]\n"
-	"\n"
-	"List every subscription: its topic; how many deliveries are ready\n"
-	"(due now), delayed (waiting for a retry time), leased (held by a\n"
-	"consumer) and dead (in the dead-letter queue); and its policy.\n"
-	"With --json, an array of objects.\n",
+	.help = "Usage: handoff subscriptions [--json]\n"
+		"\n"
+		"List every subscription: its topic; how many deliveries are ready\n"
+		"(due now), delayed (waiting for a retry time), leased (held by a\n"
+		"consumer) and dead (in the dead-letter queue); and its policy.\n"
+		"With --json, an array of objects.\n",
 	.run = run_subscriptions,
 };

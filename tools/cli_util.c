@@ -142,7 +142,8 @@ int cli_opt_u32(struct cli_ctx *ctx, const char *name, const char *arg,
 	if (cli_parse_u32(arg, out) != 0)
 		return cli_usage(ctx,
 				 "invalid %s '%s' (want a whole number up to "
-				 "%u)", name, arg, (unsigned)UINT32_MAX);
+				 "%u)",
+				 name, arg, (unsigned)UINT32_MAX);
 	return 0;
 }
 
@@ -152,7 +153,8 @@ int cli_opt_duration(struct cli_ctx *ctx, const char *name, const char *arg,
 	if (cli_parse_duration32(arg, ms) != 0)
 		return cli_usage(ctx,
 				 "invalid %s '%s' (want e.g. 250ms, 30s, 5m, "
-				 "2h, 7d; at most 49d)", name, arg);
+				 "2h, 7d; at most 49d)",
+				 name, arg);
 	return 0;
 }
 

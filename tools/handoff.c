@@ -54,14 +54,16 @@ static const char exit_codes_help[] =
 	"  10 permission denied (access control: no key, wrong key or role)\n";
 
 static const struct cli_command *const commands[] = {
-	&cli_cmd_publish, &cli_cmd_subscribe, &cli_cmd_unsubscribe,
-	&cli_cmd_subscriptions, &cli_cmd_consume, &cli_cmd_dlq,
-	&cli_cmd_trace, &cli_cmd_stats, &cli_cmd_audit,
+	&cli_cmd_publish,	&cli_cmd_subscribe, &cli_cmd_unsubscribe,
+	&cli_cmd_subscriptions, &cli_cmd_consume,   &cli_cmd_dlq,
+	&cli_cmd_trace,		&cli_cmd_stats,	    &cli_cmd_audit,
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
 static const struct cli_command *const dlq_commands[] = {
-	&cli_cmd_dlq_list, &cli_cmd_dlq_show, &cli_cmd_dlq_replay,
+	&cli_cmd_dlq_list,
+	&cli_cmd_dlq_show,
+	&cli_cmd_dlq_replay,
 	&cli_cmd_dlq_purge,
 };
 #define N_DLQ_COMMANDS (sizeof(dlq_commands) / sizeof(dlq_commands[0]))
@@ -72,7 +74,8 @@ static void print_main_help(FILE *f)
 	      "\n"
 	      "Command-line client of the handoff event broker.\n"
 	      "\n"
-	      "Commands:\n", f);
+	      "Commands:\n",
+	      f);
 	for (size_t i = 0; i < N_COMMANDS; i++)
 		fprintf(f, "  %-14s %s\n", commands[i]->name,
 			commands[i]->summary);
@@ -81,7 +84,8 @@ static void print_main_help(FILE *f)
 	fputs("  --version           print the version\n"
 	      "\n"
 	      "Durations: 250ms, 30s, 5m, 2h, 7d (a bare number is ms).\n"
-	      "\n", f);
+	      "\n",
+	      f);
 	fputs(exit_codes_help, f);
 }
 
@@ -92,8 +96,8 @@ void cli_print_help(const struct cli_command *cmd, FILE *f)
 }
 
 static const struct cli_command *
-find_command(const struct cli_command *const *list, size_t n,
-	     const char *name, size_t skip)
+find_command(const struct cli_command *const *list, size_t n, const char *name,
+	     size_t skip)
 {
 	for (size_t i = 0; i < n; i++)
 		if (strcmp(list[i]->name + skip, name) == 0)
@@ -212,7 +216,8 @@ int cli_connect(struct cli_ctx *ctx)
 	if (ctx->key_id && *ctx->key_id) {
 		if (!ctx->secret_file || !*ctx->secret_file) {
 			cli_warn("access key %s needs --auth-secret-file (or "
-				 "$HANDOFF_AUTH_SECRET_FILE)", ctx->key_id);
+				 "$HANDOFF_AUTH_SECRET_FILE)",
+				 ctx->key_id);
 			return CLI_EXIT_USAGE;
 		}
 		if ((err = read_secret(ctx->secret_file, secret)))
@@ -340,8 +345,7 @@ static int run_help(int argc, char **argv)
 		cmd = sub;
 	}
 	if (!cmd) {
-		cli_warn("no such command '%s'; see 'handoff --help'",
-			 argv[1]);
+		cli_warn("no such command '%s'; see 'handoff --help'", argv[1]);
 		return CLI_EXIT_USAGE;
 	}
 	cli_print_help(cmd, stdout);
@@ -363,11 +367,11 @@ static int run_dlq(struct cli_ctx *ctx, int argc, char **argv)
 	argv += optind;
 	if (argc < 1)
 		return cli_usage(ctx, "missing command: list, show, replay or "
-				 "purge");
+				      "purge");
 	if (strcmp(argv[0], "help") == 0) {
 		sub = argc >= 2 ? find_command(dlq_commands, N_DLQ_COMMANDS,
-					       argv[1], 4)
-				: NULL;
+					       argv[1], 4) :
+				  NULL;
 		cli_print_help(sub ? sub : &cli_cmd_dlq, stdout);
 		return CLI_STOP;
 	}
@@ -474,7 +478,8 @@ int main(int argc, char **argv)
 		return rc == CLI_STOP ? cli_finish(0) : rc;
 	if (optind >= argc) {
 		fputs("Usage: handoff [GLOBAL OPTIONS] COMMAND [ARGS...]\n"
-		      "Try 'handoff --help'.\n", stderr);
+		      "Try 'handoff --help'.\n",
+		      stderr);
 		return CLI_EXIT_USAGE;
 	}
 	argc -= optind;
@@ -483,8 +488,7 @@ int main(int argc, char **argv)
 		return run_help(argc, argv);
 	cmd = find_command(commands, N_COMMANDS, argv[0], 0);
 	if (!cmd) {
-		cli_warn("unknown command '%s'; see 'handoff --help'",
-			 argv[0]);
+		cli_warn("unknown command '%s'; see 'handoff --help'", argv[0]);
 		return CLI_EXIT_USAGE;
 	}
 	rc = cli_run(&ctx, cmd, argc, argv);

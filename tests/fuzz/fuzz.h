@@ -37,7 +37,7 @@ void fz_config(struct config *c, uint64_t map_size);
 struct fz_store {
 	char dir[PATH_MAX];
 	uint64_t map_size;
-	void *pristine;        /* data.mdb of a brand-new store */
+	void *pristine; /* data.mdb of a brand-new store */
 	size_t pristine_len;
 };
 

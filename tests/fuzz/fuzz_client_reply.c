@@ -48,7 +48,7 @@ static size_t reply_len[MAX_REPLIES + 1];
 static size_t n_replies, next_reply;
 static int mock_errno;
 static int expect_body; /* the Request body case the call must send */
-static bool signing;    /* the handle has a key */
+static bool signing;	/* the handle has a key */
 static uint64_t last_seq;
 static bool stale_before; /* the last reply said STALE_REQUEST */
 static uint8_t ping_reply[64];
@@ -97,12 +97,15 @@ int nn_send(int s, const void *buf, size_t len, int flags)
 {
 	(void)flags;
 	FZ_ASSERT(s == 3, "nn_send on socket %d", s);
-	Handoff__Wire__Request *q = handoff__wire__request__unpack(NULL, len, buf);
+	Handoff__Wire__Request *q =
+		handoff__wire__request__unpack(NULL, len, buf);
 	FZ_ASSERT(q, "the client sent %zu bytes that are not a Request", len);
 	FZ_ASSERT(q->protocol_version == 1, "request of version %u",
 		  q->protocol_version);
-	FZ_ASSERT((int)q->body_case == expect_body, "the client sent body %d, "
-		  "the call is %d", q->body_case, expect_body);
+	FZ_ASSERT((int)q->body_case == expect_body,
+		  "the client sent body %d, "
+		  "the call is %d",
+		  q->body_case, expect_body);
 	FZ_ASSERT(!q->auth == !signing, "request %s, the handle %s a key",
 		  q->auth ? "signed" : "unsigned", signing ? "has" : "has no");
 	if (q->auth) {
@@ -111,12 +114,13 @@ int nn_send(int s, const void *buf, size_t len, int flags)
 		only.auth = q->auth;
 		size_t tlen = handoff__wire__request__get_packed_size(&only);
 		FZ_ASSERT(!strcmp(q->auth->key_id, "k1") &&
-				  q->auth->mac.len == 32 && tlen <= sizeof tail &&
-				  tlen <= len,
+				  q->auth->mac.len == 32 &&
+				  tlen <= sizeof tail && tlen <= len,
 			  "malformed Auth");
 		handoff__wire__request__pack(&only, tail);
-		FZ_ASSERT(!memcmp((const uint8_t *)buf + len - tlen, tail, tlen),
-			  "the Auth field is not the last bytes of the request");
+		FZ_ASSERT(
+			!memcmp((const uint8_t *)buf + len - tlen, tail, tlen),
+			"the Auth field is not the last bytes of the request");
 		/* a resend is the same bytes; after STALE_REQUEST the request
 		 * is signed again, with a new sequence number */
 		FZ_ASSERT(q->auth->seq >= last_seq &&
@@ -140,8 +144,8 @@ int nn_recv(int s, void *buf, size_t len, int flags)
 		return -1;
 	}
 	size_t n = reply_len[next_reply];
-	Handoff__Wire__Reply *r = handoff__wire__reply__unpack(NULL, n,
-							       replies[next_reply]);
+	Handoff__Wire__Reply *r =
+		handoff__wire__reply__unpack(NULL, n, replies[next_reply]);
 	stale_before = r && r->status == HANDOFF__WIRE__STATUS__STALE_REQUEST;
 	if (r)
 		handoff__wire__reply__free_unpacked(r, NULL);
@@ -177,7 +181,8 @@ static void check_headers(const handoff_header *h, size_t n)
 {
 	FZ_ASSERT(n == 0 || h, "%zu headers without an array", n);
 	for (size_t i = 0; i < n; i++)
-		FZ_ASSERT(h[i].name && h[i].value && strlen(h[i].name) < (1u << 24),
+		FZ_ASSERT(h[i].name && h[i].value &&
+				  strlen(h[i].name) < (1u << 24),
 			  "header %zu", i);
 }
 
@@ -240,9 +245,11 @@ static int call(handoff_client *c, int which, size_t n, uint64_t id)
 		size_t k = 99;
 		expect_body = HANDOFF__WIRE__REQUEST__BODY_LIST_SUBSCRIPTIONS;
 		rc = handoff_list_subscriptions(c, &s, &k);
-		FZ_ASSERT(rc == HANDOFF_OK || (!s && !k), "list failed with results");
+		FZ_ASSERT(rc == HANDOFF_OK || (!s && !k),
+			  "list failed with results");
 		for (size_t i = 0; i < k; i++)
-			FZ_ASSERT(s[i].name && s[i].topic, "subscription %zu", i);
+			FZ_ASSERT(s[i].name && s[i].topic, "subscription %zu",
+				  i);
 		handoff_subscriptions_free(s, k);
 		break;
 	}
@@ -251,13 +258,15 @@ static int call(handoff_client *c, int which, size_t n, uint64_t id)
 		size_t k = 99;
 		expect_body = HANDOFF__WIRE__REQUEST__BODY_FETCH;
 		rc = handoff_fetch(c, "s1", n, 0, &d, &k);
-		FZ_ASSERT(rc == HANDOFF_OK || (!d && !k), "fetch failed with results");
+		FZ_ASSERT(rc == HANDOFF_OK || (!d && !k),
+			  "fetch failed with results");
 		FZ_ASSERT(k <= n, "fetch of %zu gave %zu", n, k);
 		FZ_ASSERT(k == 0 || d, "%zu deliveries without an array", k);
 		for (size_t i = 0; i < k; i++) {
 			FZ_ASSERT(d[i].topic && d[i].key && d[i].payload,
 				  "delivery %zu", i);
-			FZ_ASSERT(((const char *)d[i].payload)[d[i].payload_len] == 0,
+			FZ_ASSERT(((const char *)d[i]
+					   .payload)[d[i].payload_len] == 0,
 				  "payload not terminated");
 			check_headers(d[i].headers, d[i].n_headers);
 		}
@@ -273,13 +282,14 @@ static int call(handoff_client *c, int which, size_t n, uint64_t id)
 			results[i] = -12345;
 		for (size_t i = 0; i < n; i++) {
 			a[i] = (handoff_ack_item){ id + i, 77 + i };
-			nk[i] = (handoff_nack_item){ id + i, 77 + i, (uint32_t)i,
-						     i == 2, i == 1 ? NULL : "err" };
+			nk[i] = (handoff_nack_item){ id + i, 77 + i,
+						     (uint32_t)i, i == 2,
+						     i == 1 ? NULL : "err" };
 		}
-		expect_body = which == 6 ? HANDOFF__WIRE__REQUEST__BODY_ACK
-					 : HANDOFF__WIRE__REQUEST__BODY_NACK;
-		rc = which == 6 ? handoff_ack(c, "s1", a, n, results)
-				: handoff_nack(c, "s1", nk, n, results);
+		expect_body = which == 6 ? HANDOFF__WIRE__REQUEST__BODY_ACK :
+					   HANDOFF__WIRE__REQUEST__BODY_NACK;
+		rc = which == 6 ? handoff_ack(c, "s1", a, n, results) :
+				  handoff_nack(c, "s1", nk, n, results);
 		for (size_t i = 0; i < n; i++)
 			FZ_ASSERT(rc != HANDOFF_OK ||
 					  (results[i] >= 0 && results[i] <= 12),
@@ -296,7 +306,8 @@ static int call(handoff_client *c, int which, size_t n, uint64_t id)
 		expect_body = HANDOFF__WIRE__REQUEST__BODY_DLQ_LIST;
 		rc = handoff_dlq_list(c, "s1", id % 2 ? &f : NULL, (uint32_t)n,
 				      &d, &k, &more);
-		FZ_ASSERT(rc == HANDOFF_OK || (!d && !k), "dlq_list failed with results");
+		FZ_ASSERT(rc == HANDOFF_OK || (!d && !k),
+			  "dlq_list failed with results");
 		FZ_ASSERT(k <= n, "dlq_list limit %zu gave %zu", n, k);
 		for (size_t i = 0; i < k; i++)
 			check_dead_letter(&d[i], false);
@@ -310,7 +321,8 @@ static int call(handoff_client *c, int which, size_t n, uint64_t id)
 		FZ_ASSERT(rc == HANDOFF_OK ? d != NULL : d == NULL,
 			  "dlq_show result %p with rc %d", (void *)d, rc);
 		if (d) {
-			FZ_ASSERT(d->event_id == id, "dlq_show of %llu gave %llu",
+			FZ_ASSERT(d->event_id == id,
+				  "dlq_show of %llu gave %llu",
 				  (unsigned long long)id,
 				  (unsigned long long)d->event_id);
 			check_dead_letter(d, true);
@@ -333,13 +345,13 @@ static int call(handoff_client *c, int which, size_t n, uint64_t id)
 			a.filter = &f;
 			a.all = true;
 		}
-		expect_body = which == 10 ? HANDOFF__WIRE__REQUEST__BODY_DLQ_REPLAY
-					  : HANDOFF__WIRE__REQUEST__BODY_DLQ_PURGE;
-		rc = which == 10 ? handoff_dlq_replay(c, "s1", &a, &r)
-				 : handoff_dlq_purge(c, "s1", &a, &r);
-		FZ_ASSERT(rc == HANDOFF_OK ||
-				  (!r.event_ids && !r.missing && !r.n_event_ids &&
-				   !r.n_missing),
+		expect_body = which == 10 ?
+				      HANDOFF__WIRE__REQUEST__BODY_DLQ_REPLAY :
+				      HANDOFF__WIRE__REQUEST__BODY_DLQ_PURGE;
+		rc = which == 10 ? handoff_dlq_replay(c, "s1", &a, &r) :
+				   handoff_dlq_purge(c, "s1", &a, &r);
+		FZ_ASSERT(rc == HANDOFF_OK || (!r.event_ids && !r.missing &&
+					       !r.n_event_ids && !r.n_missing),
 			  "dlq action failed with results");
 		FZ_ASSERT(!r.n_event_ids == !r.event_ids &&
 				  !r.n_missing == !r.missing,
@@ -360,7 +372,8 @@ static int call(handoff_client *c, int which, size_t n, uint64_t id)
 			for (size_t i = 0; i < t->n_subscriptions; i++) {
 				const handoff_subscription_trace *s =
 					&t->subscriptions[i];
-				FZ_ASSERT(s->subscription && s->consumer && s->error,
+				FZ_ASSERT(s->subscription && s->consumer &&
+						  s->error,
 					  "trace subscription %zu", i);
 				check_attempts(s->history, s->n_history);
 				(void)handoff_state_name(s->state);
@@ -375,14 +388,16 @@ static int call(handoff_client *c, int which, size_t n, uint64_t id)
 		bool more;
 		expect_body = HANDOFF__WIRE__REQUEST__BODY_AUDIT_LIST;
 		rc = handoff_audit_list(c, id, (uint32_t)n, &a, &k, &more);
-		FZ_ASSERT(rc == HANDOFF_OK || (!a && !k), "audit_list failed with "
+		FZ_ASSERT(rc == HANDOFF_OK || (!a && !k),
+			  "audit_list failed with "
 			  "results");
 		for (size_t i = 0; i < k; i++)
-			FZ_ASSERT(a[i].key_id && a[i].role && a[i].action &&
-					  a[i].subscription && a[i].selector &&
-					  a[i].reason && a[i].command_id &&
-					  (!a[i].n_event_ids == !a[i].event_ids),
-				  "audit record %zu", i);
+			FZ_ASSERT(
+				a[i].key_id && a[i].role && a[i].action &&
+					a[i].subscription && a[i].selector &&
+					a[i].reason && a[i].command_id &&
+					(!a[i].n_event_ids == !a[i].event_ids),
+				"audit record %zu", i);
 		handoff_audit_free(a, k);
 		break;
 	}

@@ -16,9 +16,9 @@
 
 #include "handlers.h"
 
-#define ST(x) HANDOFF__WIRE__STATUS__##x
-#define DS(x) HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_##x
-#define BODY(x) HANDOFF__WIRE__REQUEST__BODY_##x
+#define ST(x)	 HANDOFF__WIRE__STATUS__##x
+#define DS(x)	 HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_##x
+#define BODY(x)	 HANDOFF__WIRE__REQUEST__BODY_##x
 #define RBODY(x) HANDOFF__WIRE__REPLY__BODY_##x
 
 static const struct config *fz_cfg;
@@ -116,7 +116,8 @@ void fz_store_create(struct fz_store *s, struct store *st, uint64_t map_size)
 	s->pristine = malloc(s->pristine_len);
 	FZ_ASSERT(s->pristine, "out of memory");
 	FZ_ASSERT(read(fd, s->pristine, s->pristine_len) ==
-			  (ssize_t)s->pristine_len, "read %s", path);
+			  (ssize_t)s->pristine_len,
+		  "read %s", path);
 	close(fd);
 	/* The file keeps the whole map allocated from now on, so the broker's
 	 * disk reservation (space.c) finds it done for every input alike;
@@ -135,7 +136,8 @@ void fz_store_fresh(struct fz_store *s, struct store *st)
 	int fd = open(path, O_WRONLY | O_CLOEXEC);
 	FZ_ASSERT(fd >= 0, "open %s: %s", path, strerror(errno));
 	FZ_ASSERT(pwrite(fd, s->pristine, s->pristine_len, 0) ==
-			  (ssize_t)s->pristine_len, "write %s", path);
+			  (ssize_t)s->pristine_len,
+		  "write %s", path);
 	close(fd);
 	open_store(s, st);
 }
@@ -198,7 +200,8 @@ static bool key_exists(struct txn *t, int db, const void *key, size_t len)
 {
 	MDB_val k = { len, (void *)key }, d;
 	int rc = mdb_get(t->txn, t->st->dbi[db], &k, &d);
-	FZ_ASSERT(rc == 0 || rc == MDB_NOTFOUND, "mdb_get: %s", mdb_strerror(rc));
+	FZ_ASSERT(rc == 0 || rc == MDB_NOTFOUND, "mdb_get: %s",
+		  mdb_strerror(rc));
 	return rc == 0;
 }
 
@@ -217,14 +220,14 @@ struct check {
 	struct txn *t;
 	struct sub_seen *subs;
 	size_t n_subs, cap_subs;
-	uint32_t *non_final;   /* per event id */
-	uint8_t *history_due;  /* per event id: has a history expiry entry */
-	uint64_t n_events;     /* array length: next_event_id */
+	uint32_t *non_final;  /* per event id */
+	uint8_t *history_due; /* per event id: has a history expiry entry */
+	uint64_t n_events;    /* array length: next_event_id */
 	struct consumer_count *cons;
 	size_t n_cons, cap_cons;
 	uint64_t started_ms;
 	bool count_leases;
-	uint64_t n_audit;      /* audit records seen, in order */
+	uint64_t n_audit; /* audit records seen, in order */
 };
 
 static struct sub_seen *sub_find(struct check *c, uint32_t id)
@@ -318,16 +321,18 @@ static void visit_ready(struct check *c, const MDB_val *k, const MDB_val *d)
 	uint64_t due = be64_get((uint8_t *)k->mv_data + 4);
 	uint64_t ev = be64_get((uint8_t *)k->mv_data + 12);
 	struct sub_seen *s = sub_find(c, sub);
-	FZ_ASSERT(s, "ready entry of event %llu for subscription %u, which "
-		  "has no record", (unsigned long long)ev, sub);
+	FZ_ASSERT(s,
+		  "ready entry of event %llu for subscription %u, which "
+		  "has no record",
+		  (unsigned long long)ev, sub);
 	s->ready++;
 	DeliveryRecord *r = delivery(c, ev, sub);
 	FZ_ASSERT(r, "ready entry %u/%llu without its delivery", sub,
 		  (unsigned long long)ev);
 	FZ_ASSERT(r->state == DS(READY) && r->due_ms == due,
 		  "ready entry %u/%llu due %llu, delivery in state %d due %llu",
-		  sub, (unsigned long long)ev, (unsigned long long)due, r->state,
-		  (unsigned long long)r->due_ms);
+		  sub, (unsigned long long)ev, (unsigned long long)due,
+		  r->state, (unsigned long long)r->due_ms);
 }
 
 static void visit_lease(struct check *c, const MDB_val *k, const MDB_val *d)
@@ -338,17 +343,19 @@ static void visit_lease(struct check *c, const MDB_val *k, const MDB_val *d)
 	uint32_t sub = be32_get((uint8_t *)k->mv_data + 8);
 	uint64_t ev = be64_get((uint8_t *)k->mv_data + 12);
 	struct sub_seen *s = sub_find(c, sub);
-	FZ_ASSERT(s, "lease entry of event %llu for subscription %u, which "
-		  "has no record", (unsigned long long)ev, sub);
+	FZ_ASSERT(s,
+		  "lease entry of event %llu for subscription %u, which "
+		  "has no record",
+		  (unsigned long long)ev, sub);
 	s->leased++;
 	DeliveryRecord *r = delivery(c, ev, sub);
 	FZ_ASSERT(r, "lease entry %u/%llu without its delivery", sub,
 		  (unsigned long long)ev);
 	FZ_ASSERT(r->state == DS(LEASED) && r->lease_deadline_ms == deadline,
 		  "lease entry %u/%llu deadline %llu, delivery in state %d "
-		  "deadline %llu", sub, (unsigned long long)ev,
-		  (unsigned long long)deadline, r->state,
-		  (unsigned long long)r->lease_deadline_ms);
+		  "deadline %llu",
+		  sub, (unsigned long long)ev, (unsigned long long)deadline,
+		  r->state, (unsigned long long)r->lease_deadline_ms);
 }
 
 static void visit_dlq(struct check *c, const MDB_val *k, const MDB_val *d)
@@ -358,8 +365,10 @@ static void visit_dlq(struct check *c, const MDB_val *k, const MDB_val *d)
 	uint32_t sub = be32_get(k->mv_data);
 	uint64_t ev = be64_get((uint8_t *)k->mv_data + 4);
 	struct sub_seen *s = sub_find(c, sub);
-	FZ_ASSERT(s, "dlq entry of event %llu for subscription %u, which has "
-		  "no record", (unsigned long long)ev, sub);
+	FZ_ASSERT(s,
+		  "dlq entry of event %llu for subscription %u, which has "
+		  "no record",
+		  (unsigned long long)ev, sub);
 	s->dead++;
 	DeliveryRecord *r = delivery(c, ev, sub);
 	FZ_ASSERT(r && r->state == DS(DEAD),
@@ -375,9 +384,10 @@ static void visit_delivery(struct check *c, const MDB_val *k, const MDB_val *d)
 	uint32_t sub = be32_get((uint8_t *)k->mv_data + 8);
 	DeliveryRecord *r = delivery(c, ev, sub);
 	FZ_ASSERT(r, "delivery %llu/%u vanished", (unsigned long long)ev, sub);
-	FZ_ASSERT(ev > 0 && ev < c->n_events, "delivery of event %llu, next "
-		  "event id %llu", (unsigned long long)ev,
-		  (unsigned long long)c->n_events);
+	FZ_ASSERT(ev > 0 && ev < c->n_events,
+		  "delivery of event %llu, next "
+		  "event id %llu",
+		  (unsigned long long)ev, (unsigned long long)c->n_events);
 	bool final = false;
 	uint8_t key[20];
 	switch (r->state) {
@@ -397,13 +407,16 @@ static void visit_delivery(struct check *c, const MDB_val *k, const MDB_val *d)
 		FZ_ASSERT(key_exists(c->t, DB_LEASES, key, 20),
 			  "LEASED delivery %llu/%u has no lease entry",
 			  (unsigned long long)ev, sub);
-		FZ_ASSERT(r->lease_token != 0, "LEASED delivery %llu/%u with "
-			  "token 0", (unsigned long long)ev, sub);
-		FZ_ASSERT(r->n_history > 0 &&
-				  r->history[r->n_history - 1]->outcome ==
-					  HANDOFF__WIRE__OUTCOME__OUTCOME_LEASED,
-			  "LEASED delivery %llu/%u: last attempt not in progress",
+		FZ_ASSERT(r->lease_token != 0,
+			  "LEASED delivery %llu/%u with "
+			  "token 0",
 			  (unsigned long long)ev, sub);
+		FZ_ASSERT(
+			r->n_history > 0 &&
+				r->history[r->n_history - 1]->outcome ==
+					HANDOFF__WIRE__OUTCOME__OUTCOME_LEASED,
+			"LEASED delivery %llu/%u: last attempt not in progress",
+			(unsigned long long)ev, sub);
 		if (c->count_leases &&
 		    r->history[r->n_history - 1]->leased_ms >= c->started_ms)
 			consumer_count(c, r->consumer ? r->consumer : "");
@@ -428,14 +441,16 @@ static void visit_delivery(struct check *c, const MDB_val *k, const MDB_val *d)
 			  (unsigned long long)ev, sub, r->state);
 	}
 	if (!final) {
-		FZ_ASSERT(sub_find(c, sub), "live delivery %llu/%u (state %d) "
+		FZ_ASSERT(sub_find(c, sub),
+			  "live delivery %llu/%u (state %d) "
 			  "of a subscription that has no record",
 			  (unsigned long long)ev, sub, r->state);
 		c->non_final[ev]++;
 	}
-	FZ_ASSERT(r->budget_used <= r->attempts, "delivery %llu/%u: budget "
-		  "%u > attempts %u", (unsigned long long)ev, sub,
-		  r->budget_used, r->attempts);
+	FZ_ASSERT(r->budget_used <= r->attempts,
+		  "delivery %llu/%u: budget "
+		  "%u > attempts %u",
+		  (unsigned long long)ev, sub, r->budget_used, r->attempts);
 }
 
 static void visit_expiry(struct check *c, const MDB_val *k, const MDB_val *d)
@@ -483,9 +498,11 @@ static void visit_event(struct check *c, const MDB_val *k, const MDB_val *d)
 		  (unsigned long long)ev, m->payload_removed,
 		  has_payload ? "present" : "absent");
 	if (m->payload_removed)
-		FZ_ASSERT(c->history_due[ev], "event %llu: payload removed "
+		FZ_ASSERT(c->history_due[ev],
+			  "event %llu: payload removed "
 			  "but no history expiry entry: its trace is kept "
-			  "forever", (unsigned long long)ev);
+			  "forever",
+			  (unsigned long long)ev);
 }
 
 static void visit_payload(struct check *c, const MDB_val *k, const MDB_val *d)
@@ -530,14 +547,16 @@ static void visit_command(struct check *c, const MDB_val *k, const MDB_val *d)
 	(void)d;
 	char id[IDEM_KEY_MAX + 1];
 	CommandRecord *r;
-	FZ_ASSERT(k->mv_size > 0 && k->mv_size <= 256, "command id of %zu bytes",
-		  k->mv_size);
+	FZ_ASSERT(k->mv_size > 0 && k->mv_size <= 256,
+		  "command id of %zu bytes", k->mv_size);
 	memcpy(id, k->mv_data, k->mv_size);
 	id[k->mv_size] = 0;
 	int rc = store_command_get(c->t, id, &r);
 	/* its reply is part of the record: decoded by store_command_get */
-	FZ_ASSERT(rc == 0, "command record %s (or its reply) does not decode: "
-		  "%s", id, store_strerror(rc));
+	FZ_ASSERT(rc == 0,
+		  "command record %s (or its reply) does not decode: "
+		  "%s",
+		  id, store_strerror(rc));
 	FZ_ASSERT(r->audit_seq >= 1 && r->audit_seq <= c->n_audit,
 		  "command %s names audit record %llu of %llu", id,
 		  (unsigned long long)r->audit_seq,
@@ -549,7 +568,8 @@ static void visit_command(struct check *c, const MDB_val *k, const MDB_val *d)
 		memcpy(key + 9, k->mv_data, k->mv_size);
 		FZ_ASSERT(key_exists(c->t, DB_EXPIRY, key, 9 + k->mv_size),
 			  "command record %s has no expiry entry: it would be "
-			  "kept forever", id);
+			  "kept forever",
+			  id);
 	}
 }
 
@@ -587,22 +607,26 @@ static void visit_topic_sub(struct check *c, const MDB_val *k, const MDB_val *d)
 	FZ_ASSERT(d->mv_size == 4, "topic_subs value of %zu bytes", d->mv_size);
 	uint32_t id = be32_get(d->mv_data);
 	struct sub_seen *s = sub_find(c, id);
-	FZ_ASSERT(s && !s->r->deleting, "topic_subs entry names subscription "
-		  "%u: %s", id, s ? "deleted" : "no record");
+	FZ_ASSERT(s && !s->r->deleting,
+		  "topic_subs entry names subscription "
+		  "%u: %s",
+		  id, s ? "deleted" : "no record");
 	size_t tl = strlen(s->r->topic), nl = strlen(s->r->name);
 	FZ_ASSERT(k->mv_size == tl + 1 + nl &&
 			  !memcmp(k->mv_data, s->r->topic, tl) &&
 			  ((char *)k->mv_data)[tl] == 0 &&
 			  !memcmp((char *)k->mv_data + tl + 1, s->r->name, nl),
 		  "topic_subs entry for subscription %u (%s on %s) has another "
-		  "key", id, s->r->name, s->r->topic);
+		  "key",
+		  id, s->r->name, s->r->topic);
 }
 
 void fz_check_store(struct txn *t, const struct lease_counts *leases,
 		    uint64_t started_ms, char *const *consumers,
 		    size_t n_consumers)
 {
-	struct check c = { .t = t, .started_ms = started_ms,
+	struct check c = { .t = t,
+			   .started_ms = started_ms,
 			   .count_leases = leases != NULL };
 
 	c.n_events = t->next_event_id;
@@ -625,11 +649,13 @@ void fz_check_store(struct txn *t, const struct lease_counts *leases,
 			  "subscription %u lacks name, topic or policy", r->id);
 		if (!r->deleting) {
 			MDB_val k = { strlen(r->name), r->name }, d;
-			int rc = mdb_get(t->txn, t->st->dbi[DB_SUB_NAMES], &k, &d);
-			FZ_ASSERT(rc == 0 && d.mv_size == 4 &&
-					  be32_get(d.mv_data) == r->id,
-				  "live subscription %u (%s) not under its name",
-				  r->id, r->name);
+			int rc = mdb_get(t->txn, t->st->dbi[DB_SUB_NAMES], &k,
+					 &d);
+			FZ_ASSERT(
+				rc == 0 && d.mv_size == 4 &&
+					be32_get(d.mv_data) == r->id,
+				"live subscription %u (%s) not under its name",
+				r->id, r->name);
 		}
 	}
 
@@ -648,22 +674,24 @@ void fz_check_store(struct txn *t, const struct lease_counts *leases,
 
 	for (size_t i = 0; i < c.n_subs; i++) {
 		struct sub_seen *s = &c.subs[i];
-		FZ_ASSERT(s->r->ready == s->ready && s->r->leased == s->leased &&
-				  s->r->dead == s->dead,
-			  "subscription %u (%s%s): counters ready %llu leased "
-			  "%llu dead %llu, index ready %llu leased %llu dead %llu",
-			  s->id, s->r->name, s->r->deleting ? ", deleting" : "",
-			  (unsigned long long)s->r->ready,
-			  (unsigned long long)s->r->leased,
-			  (unsigned long long)s->r->dead,
-			  (unsigned long long)s->ready,
-			  (unsigned long long)s->leased,
-			  (unsigned long long)s->dead);
+		FZ_ASSERT(
+			s->r->ready == s->ready && s->r->leased == s->leased &&
+				s->r->dead == s->dead,
+			"subscription %u (%s%s): counters ready %llu leased "
+			"%llu dead %llu, index ready %llu leased %llu dead %llu",
+			s->id, s->r->name, s->r->deleting ? ", deleting" : "",
+			(unsigned long long)s->r->ready,
+			(unsigned long long)s->r->leased,
+			(unsigned long long)s->r->dead,
+			(unsigned long long)s->ready,
+			(unsigned long long)s->leased,
+			(unsigned long long)s->dead);
 	}
 
 	if (leases) {
 		for (size_t i = 0; i < c.n_cons; i++)
-			FZ_ASSERT(leases_held(leases, c.cons[i].name) == c.cons[i].n,
+			FZ_ASSERT(leases_held(leases, c.cons[i].name) ==
+					  c.cons[i].n,
 				  "consumer %s: lease table says %u, the store "
 				  "holds %u leases granted since the start",
 				  c.cons[i].name,
@@ -674,8 +702,8 @@ void fz_check_store(struct txn *t, const struct lease_counts *leases,
 			FZ_ASSERT(leases_held(leases, consumers[i]) == want,
 				  "consumer %s: lease table says %u, the store "
 				  "holds %u leases granted since the start",
-				  consumers[i], leases_held(leases, consumers[i]),
-				  want);
+				  consumers[i],
+				  leases_held(leases, consumers[i]), want);
 		}
 	}
 
@@ -714,22 +742,26 @@ void fz_check_views(struct handler_env *env, struct txn *t)
 			  stats->body_case == RBODY(STATS),
 		  "stats: rc %d status %d", rc, stats->status);
 
-	const Handoff__Wire__ListSubscriptionsReply *l = list->list_subscriptions;
+	const Handoff__Wire__ListSubscriptionsReply *l =
+		list->list_subscriptions;
 	const Handoff__Wire__StatsReply *s = stats->stats;
 	FZ_ASSERT(l->n_subscriptions == s->n_subscriptions,
 		  "list shows %zu subscriptions, stats %zu", l->n_subscriptions,
 		  s->n_subscriptions);
 	for (size_t i = 0; i < l->n_subscriptions; i++) {
 		const Handoff__Wire__SubscriptionInfo *si = l->subscriptions[i];
-		const Handoff__Wire__SubscriptionStats *ss = s->subscriptions[i];
+		const Handoff__Wire__SubscriptionStats *ss =
+			s->subscriptions[i];
 		SubRecord *r;
 		rc = store_sub_by_name(t, si->name, &r);
 		FZ_ASSERT(rc == 0 && !r->deleting, "listed subscription %s: %s",
 			  si->name, rc ? mdb_strerror(rc) : "deleting");
-		FZ_ASSERT(!strcmp(si->name, ss->name) && !strcmp(si->topic, ss->topic),
+		FZ_ASSERT(!strcmp(si->name, ss->name) &&
+				  !strcmp(si->topic, ss->topic),
 			  "list and stats disagree on subscription %zu", i);
 		FZ_ASSERT(si->ready + si->delayed == r->ready &&
-				  si->leased == r->leased && si->dead == r->dead,
+				  si->leased == r->leased &&
+				  si->dead == r->dead,
 			  "list of %s: ready %llu + delayed %llu, leased %llu, "
 			  "dead %llu; record ready %llu leased %llu dead %llu",
 			  si->name, (unsigned long long)si->ready,
@@ -739,9 +771,12 @@ void fz_check_views(struct handler_env *env, struct txn *t)
 			  (unsigned long long)r->ready,
 			  (unsigned long long)r->leased,
 			  (unsigned long long)r->dead);
-		FZ_ASSERT(ss->ready == si->ready && ss->delayed == si->delayed &&
-				  ss->leased == si->leased && ss->dead == si->dead,
-			  "stats and list disagree on the counts of %s", si->name);
+		FZ_ASSERT(ss->ready == si->ready &&
+				  ss->delayed == si->delayed &&
+				  ss->leased == si->leased &&
+				  ss->dead == si->dead,
+			  "stats and list disagree on the counts of %s",
+			  si->name);
 	}
 	/* every live subscription is listed (records written by earlier
 	 * commits and those created in this transaction alike) */
@@ -822,7 +857,8 @@ static bool valid_name(const char *s, uint32_t max)
 		return false;
 	for (size_t i = 0; i < n; i++)
 		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-			    "0123456789._-:/", s[i]))
+			    "0123456789._-:/",
+			    s[i]))
 			return false;
 	return true;
 }
@@ -836,7 +872,8 @@ static void check_items(const Reply *r, size_t n_items)
 		  r->items->n_statuses);
 	for (size_t i = 0; i < n_items; i++) {
 		int s = r->items->statuses[i];
-		FZ_ASSERT(s == ST(OK) || s == ST(LEASE_LOST) || s == ST(NOT_FOUND),
+		FZ_ASSERT(s == ST(OK) || s == ST(LEASE_LOST) ||
+				  s == ST(NOT_FOUND),
 			  "item %zu status %d", i, s);
 	}
 }
@@ -855,7 +892,7 @@ static void check_policy(const struct config *cfg,
 		  got->backoff_max_ms);
 #define FIELD(f, dflt)                                                   \
 	FZ_ASSERT(got->f == (want && want->f ? want->f : (dflt)),        \
-		  "subscribe OK: effective " #f " %u, asked %u", got->f,  \
+		  "subscribe OK: effective " #f " %u, asked %u", got->f, \
 		  want ? want->f : 0)
 	FIELD(max_attempts, cfg->max_attempts);
 	FIELD(ack_deadline_ms, cfg->ack_deadline_ms);
@@ -869,7 +906,8 @@ static void check_dlq_filter(const Handoff__Wire__DlqFilter *f,
 {
 	uint64_t prev = f ? f->after_event_id : 0;
 	for (size_t i = 0; i < n; i++) {
-		FZ_ASSERT(ids[i] > prev, "dead letters out of order or at/before "
+		FZ_ASSERT(ids[i] > prev,
+			  "dead letters out of order or at/before "
 			  "the cursor: %llu after %llu",
 			  (unsigned long long)ids[i], (unsigned long long)prev);
 		prev = ids[i];
@@ -882,22 +920,27 @@ static void check_ok_body(const struct config *cfg, const Request *q,
 	switch (q->body_case) {
 	case BODY(PING):
 		FZ_ASSERT(r->body_case == RBODY(PING) && r->ping &&
-				  !strcmp(r->ping->version, HANDOFF_BUILD_VERSION) &&
-				  r->ping->max_request_bytes == cfg->max_request_bytes,
+				  !strcmp(r->ping->version,
+					  HANDOFF_BUILD_VERSION) &&
+				  r->ping->max_request_bytes ==
+					  cfg->max_request_bytes,
 			  "ping OK without the version and request limit");
 		break;
 	case BODY(AUDIT_LIST): {
 		const Handoff__Wire__AuditListReply *a = r->audit_list;
-		uint32_t limit = q->audit_list->limit ? q->audit_list->limit : 100;
+		uint32_t limit =
+			q->audit_list->limit ? q->audit_list->limit : 100;
 		FZ_ASSERT(r->body_case == RBODY(AUDIT_LIST) && a,
 			  "audit_list OK without its body");
-		FZ_ASSERT(a->n_records <= limit, "audit_list limit %u: %zu", limit,
-			  a->n_records);
+		FZ_ASSERT(a->n_records <= limit, "audit_list limit %u: %zu",
+			  limit, a->n_records);
 		uint64_t prev = q->audit_list->after_seq;
 		for (size_t i = 0; i < a->n_records; i++) {
 			const Handoff__Wire__AuditRecord *ar = a->records[i];
-			FZ_ASSERT(ar->seq > prev, "audit records out of order: "
-				  "%llu after %llu", (unsigned long long)ar->seq,
+			FZ_ASSERT(ar->seq > prev,
+				  "audit records out of order: "
+				  "%llu after %llu",
+				  (unsigned long long)ar->seq,
 				  (unsigned long long)prev);
 			prev = ar->seq;
 			FZ_ASSERT(!strcmp(ar->action, "replay") ||
@@ -950,23 +993,24 @@ static void check_ok_body(const struct config *cfg, const Request *q,
 		uint32_t max = f->max_events ? f->max_events : 1;
 		FZ_ASSERT(r->body_case == RBODY(FETCH) && fr,
 			  "fetch OK without fetch body");
-		FZ_ASSERT(fr->n_deliveries <= max, "fetch of %u: %zu deliveries",
-			  max, fr->n_deliveries);
+		FZ_ASSERT(fr->n_deliveries <= max,
+			  "fetch of %u: %zu deliveries", max, fr->n_deliveries);
 		for (size_t i = 0; i < fr->n_deliveries; i++) {
 			const Handoff__Wire__Delivery *d = fr->deliveries[i];
-			FZ_ASSERT(d->event_id > 0 && d->lease_token != 0 &&
-					  d->attempt >= 1,
-				  "delivery %zu: event %llu token %llu attempt %u",
-				  i, (unsigned long long)d->event_id,
-				  (unsigned long long)d->lease_token, d->attempt);
+			FZ_ASSERT(
+				d->event_id > 0 && d->lease_token != 0 &&
+					d->attempt >= 1,
+				"delivery %zu: event %llu token %llu attempt %u",
+				i, (unsigned long long)d->event_id,
+				(unsigned long long)d->lease_token, d->attempt);
 			FZ_ASSERT(d->payload.len <= cfg->max_payload_bytes,
 				  "delivery %zu: payload of %zu bytes", i,
 				  d->payload.len);
 		}
 		uint64_t max_bytes = f->max_bytes ? f->max_bytes : (64u << 20);
 		FZ_ASSERT(fr->n_deliveries <= 1 || len <= max_bytes,
-			  "fetch reply of %zu bytes exceeds max_bytes %llu", len,
-			  (unsigned long long)max_bytes);
+			  "fetch reply of %zu bytes exceeds max_bytes %llu",
+			  len, (unsigned long long)max_bytes);
 		break;
 	}
 	case BODY(ACK):
@@ -994,9 +1038,10 @@ static void check_ok_body(const struct config *cfg, const Request *q,
 					  d->n_headers == 0,
 				  "dlq_list carries history/payload/headers");
 			if (f && f->reason)
-				FZ_ASSERT(d->reason == f->reason, "filter on "
-					  "reason %d matched %d", f->reason,
-					  d->reason);
+				FZ_ASSERT(d->reason == f->reason,
+					  "filter on "
+					  "reason %d matched %d",
+					  f->reason, d->reason);
 			if (f && f->dead_since_ms)
 				FZ_ASSERT(d->dead_ms >= f->dead_since_ms,
 					  "filter dead_since not applied");
@@ -1022,8 +1067,8 @@ static void check_ok_body(const struct config *cfg, const Request *q,
 	case BODY(DLQ_REPLAY):
 	case BODY(DLQ_PURGE): {
 		const Handoff__Wire__DlqActionRequest *a =
-			q->body_case == BODY(DLQ_REPLAY) ? q->dlq_replay
-							 : q->dlq_purge;
+			q->body_case == BODY(DLQ_REPLAY) ? q->dlq_replay :
+							   q->dlq_purge;
 		const Handoff__Wire__DlqActionReply *ar = r->dlq_action;
 		FZ_ASSERT(r->body_case == RBODY(DLQ_ACTION) && ar,
 			  "dlq action OK without its body");
@@ -1032,17 +1077,22 @@ static void check_ok_body(const struct config *cfg, const Request *q,
 		if (a->command_id && *a->command_id && !a->dry_run)
 			break;
 		if (a->n_event_ids) {
-			FZ_ASSERT(ar->n_event_ids + ar->n_missing == a->n_event_ids,
-				  "dlq action on %zu ids: %zu done + %zu missing",
-				  a->n_event_ids, ar->n_event_ids, ar->n_missing);
-			FZ_ASSERT(!ar->more, "dlq action by ids with more=true");
+			FZ_ASSERT(
+				ar->n_event_ids + ar->n_missing ==
+					a->n_event_ids,
+				"dlq action on %zu ids: %zu done + %zu missing",
+				a->n_event_ids, ar->n_event_ids, ar->n_missing);
+			FZ_ASSERT(!ar->more,
+				  "dlq action by ids with more=true");
 		} else {
 			uint32_t limit = a->limit ? a->limit : 100;
-			FZ_ASSERT(ar->n_event_ids <= limit && ar->n_missing == 0,
+			FZ_ASSERT(ar->n_event_ids <= limit &&
+					  ar->n_missing == 0,
 				  "dlq action by filter: %zu done (limit %u), "
-				  "%zu missing", ar->n_event_ids, limit,
-				  ar->n_missing);
-			check_dlq_filter(a->filter, ar->event_ids, ar->n_event_ids);
+				  "%zu missing",
+				  ar->n_event_ids, limit, ar->n_missing);
+			check_dlq_filter(a->filter, ar->event_ids,
+					 ar->n_event_ids);
 		}
 		break;
 	}
@@ -1057,7 +1107,8 @@ static void check_ok_body(const struct config *cfg, const Request *q,
 		break;
 	case BODY(STATS):
 		FZ_ASSERT(r->body_case == RBODY(STATS) && r->stats &&
-				  !strcmp(r->stats->version, HANDOFF_BUILD_VERSION),
+				  !strcmp(r->stats->version,
+					  HANDOFF_BUILD_VERSION),
 			  "stats OK without its body");
 		break;
 	default:
@@ -1073,18 +1124,26 @@ Reply *fz_check_reply(const struct config *cfg, const Request *q,
 	FZ_ASSERT(r, "the broker's reply (%zu bytes) does not decode", len);
 	FZ_ASSERT(r->protocol_version == 1, "reply protocol_version %u",
 		  r->protocol_version);
-	FZ_ASSERT(fz_status_valid(r->status), "reply status %d outside the "
-		  "closed set", r->status);
+	FZ_ASSERT(fz_status_valid(r->status),
+		  "reply status %d outside the "
+		  "closed set",
+		  r->status);
 	FZ_ASSERT(r->status == ST(OK) || (r->message && *r->message),
 		  "error reply %d without a message", r->status);
-	FZ_ASSERT(r->status != ST(INTERNAL), "INTERNAL reply (a store error "
-		  "other than a full store): %s", r->message);
+	FZ_ASSERT(r->status != ST(INTERNAL),
+		  "INTERNAL reply (a store error "
+		  "other than a full store): %s",
+		  r->message);
 	if (r->status == ST(STORAGE_FULL))
-		FZ_ASSERT(r->retry_after_ms == 1000, "STORAGE_FULL with "
-			  "retry_after_ms %u", r->retry_after_ms);
+		FZ_ASSERT(r->retry_after_ms == 1000,
+			  "STORAGE_FULL with "
+			  "retry_after_ms %u",
+			  r->retry_after_ms);
 	if (!q) {
-		FZ_ASSERT(r->status == ST(BAD_REQUEST), "malformed request got "
-			  "status %d", r->status);
+		FZ_ASSERT(r->status == ST(BAD_REQUEST),
+			  "malformed request got "
+			  "status %d",
+			  r->status);
 		return r;
 	}
 	/* access control comes next (PROTOCOL.md §1); the harness that
@@ -1103,7 +1162,8 @@ Reply *fz_check_reply(const struct config *cfg, const Request *q,
 	}
 	FZ_ASSERT(allowed_statuses(cfg, q->body_case) & (1u << r->status),
 		  "request type %d got status %d (%s), which PROTOCOL.md does "
-		  "not list for it", q->body_case, r->status, r->message);
+		  "not list for it",
+		  q->body_case, r->status, r->message);
 	if (r->status == ST(OK))
 		check_ok_body(cfg, q, r, len);
 	return r;
@@ -1126,7 +1186,8 @@ struct fz_lease *fz_leases_find(struct fz_leases *l, const char *sub,
 {
 	for (size_t i = 0; i < l->n; i++) {
 		struct fz_lease *e = &l->v[i];
-		if (e->event == event && e->token == token && !strcmp(e->sub, sub))
+		if (e->event == event && e->token == token &&
+		    !strcmp(e->sub, sub))
 			return e;
 	}
 	return NULL;
@@ -1139,8 +1200,8 @@ void fz_leases_add_fetch(struct fz_leases *l, const char *sub,
 		return;
 	for (size_t i = 0; i < r->fetch->n_deliveries; i++) {
 		const Handoff__Wire__Delivery *d = r->fetch->deliveries[i];
-		struct fz_lease *e = fz_leases_find(l, sub, d->event_id,
-						    d->lease_token);
+		struct fz_lease *e =
+			fz_leases_find(l, sub, d->event_id, d->lease_token);
 		if (e)
 			continue; /* a resent fetch answered from the cache */
 		for (size_t j = 0; j < l->n; j++)
@@ -1172,26 +1233,33 @@ void fz_leases_check_items(struct fz_leases *l, const Request *q,
 	const char *sub = ack ? q->ack->subscription : q->nack->subscription;
 	size_t n = ack ? q->ack->n_items : q->nack->n_items;
 	for (size_t i = 0; i < n; i++) {
-		uint64_t ev = ack ? q->ack->items[i]->event_id
-				  : q->nack->items[i]->event_id;
-		uint64_t tok = ack ? q->ack->items[i]->lease_token
-				   : q->nack->items[i]->lease_token;
+		uint64_t ev = ack ? q->ack->items[i]->event_id :
+				    q->nack->items[i]->event_id;
+		uint64_t tok = ack ? q->ack->items[i]->lease_token :
+				     q->nack->items[i]->lease_token;
 		if (r->items->statuses[i] != ST(OK))
 			continue;
 		struct fz_lease *e = fz_leases_find(l, sub, ev, tok);
-		FZ_ASSERT(e, "%s of %s/%llu token %llu succeeded, but no fetch "
-			  "handed out that lease", ack ? "ack" : "nack", sub,
-			  (unsigned long long)ev, (unsigned long long)tok);
+		FZ_ASSERT(e,
+			  "%s of %s/%llu token %llu succeeded, but no fetch "
+			  "handed out that lease",
+			  ack ? "ack" : "nack", sub, (unsigned long long)ev,
+			  (unsigned long long)tok);
 		if (ack) {
-			FZ_ASSERT(e->state != FZ_ENDED, "ack of %s/%llu token %llu "
-				  "succeeded after its lease had ended", sub,
-				  (unsigned long long)ev, (unsigned long long)tok);
+			FZ_ASSERT(e->state != FZ_ENDED,
+				  "ack of %s/%llu token %llu "
+				  "succeeded after its lease had ended",
+				  sub, (unsigned long long)ev,
+				  (unsigned long long)tok);
 			e->state = FZ_ACKED;
 		} else {
-			FZ_ASSERT(e->state == FZ_OPEN, "nack of %s/%llu token %llu "
-				  "succeeded after its lease had %s", sub,
-				  (unsigned long long)ev, (unsigned long long)tok,
-				  e->state == FZ_ACKED ? "been acked" : "ended");
+			FZ_ASSERT(e->state == FZ_OPEN,
+				  "nack of %s/%llu token %llu "
+				  "succeeded after its lease had %s",
+				  sub, (unsigned long long)ev,
+				  (unsigned long long)tok,
+				  e->state == FZ_ACKED ? "been acked" :
+							 "ended");
 			e->state = FZ_ENDED;
 		}
 	}
@@ -1208,8 +1276,8 @@ void fz_leases_observe(struct fz_leases *l, struct txn *t)
 		int rc = store_sub_by_name(t, e->sub, &sub);
 		if (rc == 0)
 			rc = store_delivery_get(t, e->event, sub->id, &d);
-		FZ_ASSERT(rc == 0 || rc == MDB_NOTFOUND, "observing a lease: %s",
-			  mdb_strerror(rc));
+		FZ_ASSERT(rc == 0 || rc == MDB_NOTFOUND,
+			  "observing a lease: %s", mdb_strerror(rc));
 		if (rc || d->state != DS(LEASED) || d->lease_token != e->token)
 			e->state = FZ_ENDED;
 	}
@@ -1225,10 +1293,10 @@ void fz_leases_fixup(struct fz_leases *l, Request *q)
 	char **sub = ack ? &q->ack->subscription : &q->nack->subscription;
 	size_t n = ack ? q->ack->n_items : q->nack->n_items;
 	for (size_t i = 0; i < n; i++) {
-		uint64_t *ev = ack ? &q->ack->items[i]->event_id
-				   : &q->nack->items[i]->event_id;
-		uint64_t *tok = ack ? &q->ack->items[i]->lease_token
-				    : &q->nack->items[i]->lease_token;
+		uint64_t *ev = ack ? &q->ack->items[i]->event_id :
+				     &q->nack->items[i]->event_id;
+		uint64_t *tok = ack ? &q->ack->items[i]->lease_token :
+				      &q->nack->items[i]->lease_token;
 		if (*tok == 0 || *tok > 63)
 			continue;
 		const struct fz_lease *e = &l->v[(*tok - 1) % l->n];

@@ -75,17 +75,17 @@
 #include "fuzz.h"
 #include "request_mac.h"
 
-#define MAP_SIZE (1u << 20)
-#define MAX_REQUEST (64u << 10)
-#define TURN_CAP 48
-#define MAX_OPS 4096
+#define MAP_SIZE     (1u << 20)
+#define MAX_REQUEST  (64u << 10)
+#define TURN_CAP     48
+#define MAX_OPS	     4096
 #define MAX_RESTARTS 4 /* a restart reopens LMDB: about 1 ms */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static struct config cfg_open;  /* access control off */
-static struct config cfg_auth;  /* four keys (access control on) */
+static struct config cfg_open;		/* access control off */
+static struct config cfg_auth;		/* four keys (access control on) */
 static struct config *acfg = &cfg_open; /* this input's */
 static struct fz_store fs;
 static struct broker the_broker;
@@ -120,13 +120,13 @@ void pump_flush(struct pump *p)
 struct sent {
 	uint8_t *bytes;
 	size_t len;
-	Request *req;          /* as the broker decodes it; NULL: malformed */
+	Request *req; /* as the broker decodes it; NULL: malformed */
 	int replies;
-	bool dropped;          /* its ctrl came back without a reply */
-	bool lost;             /* held when the broker restarted */
-	void *fetch_reply;     /* OK fetch reply bytes (fetch_seq != 0) */
+	bool dropped;	   /* its ctrl came back without a reply */
+	bool lost;	   /* held when the broker restarted */
+	void *fetch_reply; /* OK fetch reply bytes (fetch_seq != 0) */
 	size_t fetch_reply_len;
-	int auth_expect;       /* what access control must answer: OK,
+	int auth_expect; /* what access control must answer: OK,
 				* PERMISSION_DENIED, STALE_REQUEST */
 };
 
@@ -148,30 +148,38 @@ static char *xstrdup(const char *s);
 struct signer {
 	const char *id;
 	unsigned roles;
-	const char *topics, *subs;    /* one fnmatch pattern each */
+	const char *topics, *subs; /* one fnmatch pattern each */
 	uint8_t secret[32];
-	uint64_t seq;                 /* last signed, this input */
+	uint64_t seq; /* last signed, this input */
 	/* what the broker accepted of this key's session, this input */
 	uint64_t *accepted;
 	size_t n_accepted, cap_accepted;
 	uint64_t max_accepted;
 };
 
-#define N_KEYS 4
+#define N_KEYS	4
 #define SESSION 0x5e55104eull
 static struct signer signers[N_KEYS + 1] = {
 	{ "prod", ROLE_PRODUCER, "t[12]", NULL, { 1 }, 0, NULL, 0, 0, 0 },
 	{ "cons", ROLE_CONSUMER, NULL, "s1", { 2 }, 0, NULL, 0, 0, 0 },
 	{ "ops", ROLE_OPERATOR, NULL, NULL, { 3 }, 0, NULL, 0, 0, 0 },
-	{ "all", ROLE_PRODUCER | ROLE_CONSUMER | ROLE_OPERATOR, "*", "*", { 4 },
-	  0, NULL, 0, 0, 0 },
+	{ "all",
+	  ROLE_PRODUCER | ROLE_CONSUMER | ROLE_OPERATOR,
+	  "*",
+	  "*",
+	  { 4 },
+	  0,
+	  NULL,
+	  0,
+	  0,
+	  0 },
 	{ "ghost", ROLE_OPERATOR, NULL, NULL, { 5 }, 0, NULL, 0, 0, 0 },
 };
-static bool auth_on;       /* this input runs with access control */
-static int signer = -1;    /* who signs what is sent next; -1: nobody */
+static bool auth_on;	/* this input runs with access control */
+static int signer = -1; /* who signs what is sent next; -1: nobody */
 static unsigned sign_flags;
-#define SIGN_PAST 1        /* timestamp just outside the window, before */
-#define SIGN_FUTURE 2      /* ... after */
+#define SIGN_PAST    1 /* timestamp just outside the window, before */
+#define SIGN_FUTURE  2 /* ... after */
 #define SIGN_BAD_MAC 4
 
 static void add_keys(struct config *c)
@@ -250,9 +258,9 @@ static int auth_expect(const struct sent *s)
 		return HANDOFF__WIRE__STATUS__OK;
 	au = q->auth;
 	if (!au)
-		return q->body_case == HANDOFF__WIRE__REQUEST__BODY_PING
-			       ? HANDOFF__WIRE__STATUS__OK
-			       : HANDOFF__WIRE__STATUS__PERMISSION_DENIED;
+		return q->body_case == HANDOFF__WIRE__REQUEST__BODY_PING ?
+			       HANDOFF__WIRE__STATUS__OK :
+			       HANDOFF__WIRE__STATUS__PERMISSION_DENIED;
 	if (!au->key_id || strlen(au->key_id) > 64 || au->mac.len != 32)
 		return HANDOFF__WIRE__STATUS__PERMISSION_DENIED;
 	Request only = HANDOFF__WIRE__REQUEST__INIT;
@@ -354,8 +362,8 @@ struct outgoing {
 static struct outgoing *out;
 static size_t n_out, cap_out;
 
-size_t pump_take(struct pump *p, struct inmsg *in, size_t max,
-		 size_t max_bytes, int timeout_ms, bool *stopping)
+size_t pump_take(struct pump *p, struct inmsg *in, size_t max, size_t max_bytes,
+		 int timeout_ms, bool *stopping)
 {
 	(void)p, (void)max_bytes, (void)timeout_ms;
 	*stopping = false;
@@ -386,19 +394,20 @@ void pump_send(struct pump *p, void *ctrl, void *buf, size_t len)
 		out = realloc(out, cap_out * sizeof *out);
 		FZ_ASSERT(out, "out of memory");
 	}
-	out[n_out++] = (struct outgoing){ .idx = id - 1, .buf = buf, .len = len };
+	out[n_out++] =
+		(struct outgoing){ .idx = id - 1, .buf = buf, .len = len };
 }
 
 /* ---- what the harness knows ------------------------------------------- */
 
-static struct arena harena;     /* the harness's decoded requests */
-static struct arena oarena;     /* observation transactions */
+static struct arena harena; /* the harness's decoded requests */
+static struct arena oarena; /* observation transactions */
 static struct fz_leases leases;
 static char **consumers;
 static size_t n_consumers, cap_consumers;
-static char **live_subs;        /* subscriptions created, not removed */
+static char **live_subs; /* subscriptions created, not removed */
 static size_t n_live, cap_live;
-static size_t *refused;         /* leases an item was refused for while open */
+static size_t *refused; /* leases an item was refused for while open */
 static size_t n_refused, cap_refused;
 static uint64_t max_event_id;
 
@@ -441,7 +450,8 @@ static void note_consumer(const char *c)
 	for (size_t i = 0; i < n_consumers; i++)
 		if (!strcmp(consumers[i], c))
 			return;
-	consumers = grow(consumers, &cap_consumers, n_consumers, sizeof *consumers);
+	consumers =
+		grow(consumers, &cap_consumers, n_consumers, sizeof *consumers);
 	consumers[n_consumers++] = xstrdup(c);
 }
 
@@ -456,7 +466,8 @@ static ssize_t live_find(const char *name)
 static struct idem *idem_find(const char *topic, const char *key)
 {
 	for (size_t i = 0; i < n_idems; i++)
-		if (!strcmp(idems[i].topic, topic) && !strcmp(idems[i].key, key))
+		if (!strcmp(idems[i].topic, topic) &&
+		    !strcmp(idems[i].key, key))
 			return &idems[i];
 	return NULL;
 }
@@ -550,24 +561,30 @@ static void check_publish(const Request *q, const Reply *r)
 	for (size_t i = 0; i < p->n_events; i++) {
 		uint64_t id = r->publish->event_ids[i];
 		bool dup = r->publish->duplicates[i];
-		struct idem *e = idem_find(p->topic, p->events[i]->idempotency_key);
+		struct idem *e =
+			idem_find(p->topic, p->events[i]->idempotency_key);
 		bool live = e && e->created_ms + window > vnow;
 		if (dup) {
-			FZ_ASSERT(live && e->id == id,
-				  "publish to %s key %s: duplicate of %llu, but "
-				  "the harness knows %s", p->topic,
-				  p->events[i]->idempotency_key,
-				  (unsigned long long)id,
-				  !e ? "no event with that key"
-				     : live ? "another id" : "only an expired one");
+			FZ_ASSERT(
+				live && e->id == id,
+				"publish to %s key %s: duplicate of %llu, but "
+				"the harness knows %s",
+				p->topic, p->events[i]->idempotency_key,
+				(unsigned long long)id,
+				!e   ? "no event with that key" :
+				live ? "another id" :
+				       "only an expired one");
 			continue;
 		}
-		FZ_ASSERT(!live, "publish to %s key %s within the dedup window "
-			  "of event %llu got a new event %llu", p->topic,
-			  p->events[i]->idempotency_key,
+		FZ_ASSERT(!live,
+			  "publish to %s key %s within the dedup window "
+			  "of event %llu got a new event %llu",
+			  p->topic, p->events[i]->idempotency_key,
 			  (unsigned long long)e->id, (unsigned long long)id);
-		FZ_ASSERT(id > max_event_id, "new event id %llu, but %llu was "
-			  "handed out before", (unsigned long long)id,
+		FZ_ASSERT(id > max_event_id,
+			  "new event id %llu, but %llu was "
+			  "handed out before",
+			  (unsigned long long)id,
 			  (unsigned long long)max_event_id);
 		max_event_id = id;
 		if (!e) {
@@ -587,11 +604,13 @@ static void check_publish(const Request *q, const Reply *r)
 static void check_command(const Request *q, const Reply *r)
 {
 	const Handoff__Wire__DlqActionRequest *a =
-		q->body_case == HANDOFF__WIRE__REQUEST__BODY_DLQ_REPLAY
-			? q->dlq_replay : q->dlq_purge;
+		q->body_case == HANDOFF__WIRE__REQUEST__BODY_DLQ_REPLAY ?
+			q->dlq_replay :
+			q->dlq_purge;
 	if (!a->command_id || !*a->command_id || a->dry_run)
 		return;
-	size_t len = handoff__wire__dlq_action_reply__get_packed_size(r->dlq_action);
+	size_t len =
+		handoff__wire__dlq_action_reply__get_packed_size(r->dlq_action);
 	uint8_t *bytes = malloc(len ? len : 1);
 	FZ_ASSERT(bytes, "out of memory");
 	handoff__wire__dlq_action_reply__pack(r->dlq_action, bytes);
@@ -601,8 +620,10 @@ static void check_command(const Request *q, const Reply *r)
 			c = &commands[i];
 	bool same = c && c->len == len && !memcmp(c->reply, bytes, len);
 	if (c && c->created_ms + acfg->dedup_window_ms > vnow)
-		FZ_ASSERT(same, "command %s ran again within the dedup window "
-			  "(another reply)", a->command_id);
+		FZ_ASSERT(same,
+			  "command %s ran again within the dedup window "
+			  "(another reply)",
+			  a->command_id);
 	if (c && same) {
 		free(bytes);
 		return;
@@ -631,8 +652,10 @@ static void check_list(const Reply *r)
 	for (size_t i = 0; i < n_live; i++) {
 		bool found = false;
 		for (size_t j = 0; j < l->n_subscriptions && !found; j++)
-			found = !strcmp(l->subscriptions[j]->name, live_subs[i]);
-		FZ_ASSERT(found, "list_subscriptions misses %s, created by an "
+			found = !strcmp(l->subscriptions[j]->name,
+					live_subs[i]);
+		FZ_ASSERT(found,
+			  "list_subscriptions misses %s, created by an "
 			  "earlier subscribe (same turn or before)",
 			  live_subs[i]);
 	}
@@ -650,10 +673,10 @@ static void note_refusals(const Request *q, const Reply *r)
 	for (size_t i = 0; i < n; i++) {
 		if (r->items->statuses[i] == HANDOFF__WIRE__STATUS__OK)
 			continue;
-		uint64_t ev = ack ? q->ack->items[i]->event_id
-				  : q->nack->items[i]->event_id;
-		uint64_t tok = ack ? q->ack->items[i]->lease_token
-				   : q->nack->items[i]->lease_token;
+		uint64_t ev = ack ? q->ack->items[i]->event_id :
+				    q->nack->items[i]->event_id;
+		uint64_t tok = ack ? q->ack->items[i]->lease_token :
+				     q->nack->items[i]->lease_token;
 		struct fz_lease *e = fz_leases_find(&leases, sub, ev, tok);
 		if (e && e->state == FZ_OPEN) {
 			refused = grow(refused, &cap_refused, n_refused,
@@ -676,7 +699,8 @@ static const Request *cached_fetch(size_t idx, const void *buf, size_t len)
 		return NULL;
 	for (size_t i = 0; i < idx; i++) {
 		const Request *e = sent[i].req;
-		if (sent[i].fetch_reply && e->fetch->fetch_seq == q->fetch->fetch_seq &&
+		if (sent[i].fetch_reply &&
+		    e->fetch->fetch_seq == q->fetch->fetch_seq &&
 		    !strcmp(e->fetch->consumer, q->fetch->consumer) &&
 		    !strcmp(e->fetch->subscription, q->fetch->subscription) &&
 		    sent[i].fetch_reply_len == len &&
@@ -706,12 +730,16 @@ static void take_reply(struct outgoing *o)
 	if (s->auth_expect != HANDOFF__WIRE__STATUS__OK)
 		FZ_ASSERT((int)r->status == s->auth_expect,
 			  "access control should have answered %d, the reply "
-			  "is %d (%s)", s->auth_expect, r->status, r->message);
+			  "is %d (%s)",
+			  s->auth_expect, r->status, r->message);
 	else
-		FZ_ASSERT(r->status != HANDOFF__WIRE__STATUS__PERMISSION_DENIED &&
-				  r->status != HANDOFF__WIRE__STATUS__STALE_REQUEST,
-			  "access control refused a request it must take: %d "
-			  "(%s)", r->status, r->message);
+		FZ_ASSERT(
+			r->status != HANDOFF__WIRE__STATUS__PERMISSION_DENIED &&
+				r->status !=
+					HANDOFF__WIRE__STATUS__STALE_REQUEST,
+			"access control refused a request it must take: %d "
+			"(%s)",
+			r->status, r->message);
 	if (trace)
 		fprintf(stderr, "  #%zu %s -> %d %s\n", o->idx,
 			q ? inbox_request_name(q) : "(malformed)", r->status,
@@ -723,10 +751,11 @@ static void take_reply(struct outgoing *o)
 	case HANDOFF__WIRE__REQUEST__BODY_FETCH: {
 		const Handoff__Wire__FetchRequest *f = q->fetch;
 		for (size_t i = 0; i < r->fetch->n_deliveries; i++)
-			FZ_ASSERT(r->fetch->deliveries[i]->event_id <= max_event_id,
+			FZ_ASSERT(r->fetch->deliveries[i]->event_id <=
+					  max_event_id,
 				  "delivery of event %llu, never published",
-				  (unsigned long long)
-					  r->fetch->deliveries[i]->event_id);
+				  (unsigned long long)r->fetch->deliveries[i]
+					  ->event_id);
 		if (orig)
 			break;
 		fz_leases_add_fetch(&leases, f->subscription, f->consumer, r);
@@ -749,14 +778,17 @@ static void take_reply(struct outgoing *o)
 		break;
 	case HANDOFF__WIRE__REQUEST__BODY_SUBSCRIBE:
 		if (live_find(q->subscribe->subscription) < 0) {
-			FZ_ASSERT(r->subscribe->created, "subscribe of new %s "
+			FZ_ASSERT(r->subscribe->created,
+				  "subscribe of new %s "
 				  "says created=false",
 				  q->subscribe->subscription);
 			live_subs = grow(live_subs, &cap_live, n_live,
 					 sizeof *live_subs);
-			live_subs[n_live++] = xstrdup(q->subscribe->subscription);
+			live_subs[n_live++] =
+				xstrdup(q->subscribe->subscription);
 		} else {
-			FZ_ASSERT(!r->subscribe->created, "subscribe of existing "
+			FZ_ASSERT(!r->subscribe->created,
+				  "subscribe of existing "
 				  "%s says created=true",
 				  q->subscribe->subscription);
 		}
@@ -817,7 +849,8 @@ static void run_turn(void)
 	bool stopping = false;
 	if (trace)
 		fprintf(stderr, "turn at T0+%llu ms: %zu requests, %zu held\n",
-			(unsigned long long)(vnow - FZ_T0), n_queue, B->holds.n_held);
+			(unsigned long long)(vnow - FZ_T0), n_queue,
+			B->holds.n_held);
 	int rc = turn_run(B, &stopping);
 	FZ_ASSERT(rc == 0, "the turn found the store unusable (status %d)", rc);
 	FZ_ASSERT(n_queue == 0, "requests left in the inbox");
@@ -866,10 +899,10 @@ static void send_request(const uint8_t *p, size_t len)
 	Request *q = handoff__wire__request__unpack(NULL, len, p);
 	bool items = q && (q->body_case == HANDOFF__WIRE__REQUEST__BODY_ACK ||
 			   q->body_case == HANDOFF__WIRE__REQUEST__BODY_NACK);
-	char **subp = !items ? NULL
-		      : q->body_case == HANDOFF__WIRE__REQUEST__BODY_ACK
-			      ? &q->ack->subscription
-			      : &q->nack->subscription;
+	char **subp = !items ? NULL :
+		      q->body_case == HANDOFF__WIRE__REQUEST__BODY_ACK ?
+			       &q->ack->subscription :
+			       &q->nack->subscription;
 	char *own = subp ? *subp : NULL;
 	if (items)
 		fz_leases_fixup(&leases, q);
@@ -895,7 +928,8 @@ static void amplify(unsigned k)
 	if (!n_sent)
 		return;
 	struct sent *last = &sent[n_sent - 1];
-	Request *q = handoff__wire__request__unpack(NULL, last->len, last->bytes);
+	Request *q =
+		handoff__wire__request__unpack(NULL, last->len, last->bytes);
 	if (!q || q->body_case != HANDOFF__WIRE__REQUEST__BODY_PUBLISH) {
 		if (q)
 			handoff__wire__request__free_unpacked(q, NULL);
@@ -903,7 +937,7 @@ static void amplify(unsigned k)
 	}
 	size_t n = q->publish->n_events;
 	char **own = calloc(n ? n : 1, sizeof *own);
-	char (*keys)[300] = calloc(n ? n : 1, sizeof *keys);
+	char(*keys)[300] = calloc(n ? n : 1, sizeof *keys);
 	FZ_ASSERT(own && keys, "out of memory");
 	for (size_t i = 0; i < n; i++)
 		own[i] = q->publish->events[i]->idempotency_key;
@@ -975,12 +1009,15 @@ static void finish(void)
 			resent = r && r->body_case == q->body_case &&
 				 q->fetch->fetch_seq &&
 				 r->fetch->fetch_seq == q->fetch->fetch_seq &&
-				 !strcmp(r->fetch->consumer, q->fetch->consumer) &&
+				 !strcmp(r->fetch->consumer,
+					 q->fetch->consumer) &&
 				 !strcmp(r->fetch->subscription,
 					 q->fetch->subscription);
 		}
-		FZ_ASSERT(resent, "fetch %zu dropped without a resend taking it "
-			  "over", i);
+		FZ_ASSERT(resent,
+			  "fetch %zu dropped without a resend taking it "
+			  "over",
+			  i);
 	}
 }
 
@@ -1021,8 +1058,21 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 }
 
 static const uint64_t steps[16] = {
-	0, 1, 10, 100, 999, 1000, 1500, 5000, 29999, 30000, 60001,
-	10 * 60 * 1000, 30 * 60 * 1000, 3600 * 1000, 24 * 3600 * 1000ull,
+	0,
+	1,
+	10,
+	100,
+	999,
+	1000,
+	1500,
+	5000,
+	29999,
+	30000,
+	60001,
+	10 * 60 * 1000,
+	30 * 60 * 1000,
+	3600 * 1000,
+	24 * 3600 * 1000ull,
 	7 * 24 * 3600 * 1000ull,
 };
 

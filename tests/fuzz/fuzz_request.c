@@ -42,9 +42,9 @@
 #error "compile with -DFUZZ_REQUEST=HANDOFF__WIRE__REQUEST__BODY_<TYPE>"
 #endif
 
-#define ST(x) HANDOFF__WIRE__STATUS__##x
-#define BODY(x) HANDOFF__WIRE__REQUEST__BODY_##x
-#define MAP_SIZE (4u << 20)
+#define ST(x)	       HANDOFF__WIRE__STATUS__##x
+#define BODY(x)	       HANDOFF__WIRE__REQUEST__BODY_##x
+#define MAP_SIZE       (4u << 20)
 #define MAX_BODY_BYTES (256u << 10)
 /* the fixture is built at T0; inputs run 2 s later, when the delayed
  * retry of the fixture is due */
@@ -61,7 +61,7 @@ static struct lease_counts lc;
 static struct sched sched;
 static struct handler_env env;
 static struct arena arena;
-static struct fz_leases fixture;        /* leases the fixture handed out */
+static struct fz_leases fixture; /* leases the fixture handed out */
 static enum fz_lease_state *fixture_state;
 static char *consumers[] = { "c1", "c2", "c3" };
 static bool trace; /* FUZZ_TRACE=1: print each reply's status */
@@ -92,7 +92,8 @@ static void fx_subscribe(struct txn *t, const char *topic, const char *name,
 			 uint32_t max_attempts)
 {
 	Request q = HANDOFF__WIRE__REQUEST__INIT;
-	Handoff__Wire__SubscribeRequest s = HANDOFF__WIRE__SUBSCRIBE_REQUEST__INIT;
+	Handoff__Wire__SubscribeRequest s =
+		HANDOFF__WIRE__SUBSCRIBE_REQUEST__INIT;
 	Handoff__Wire__Policy p = HANDOFF__WIRE__POLICY__INIT;
 	p.max_attempts = max_attempts;
 	s.topic = (char *)topic;
@@ -172,7 +173,8 @@ static void fx_end(struct txn *t, const char *sub, uint64_t event, bool ack,
 {
 	struct fz_lease *e = NULL;
 	for (size_t i = 0; i < fixture.n && !e; i++)
-		if (!strcmp(fixture.v[i].sub, sub) && fixture.v[i].event == event)
+		if (!strcmp(fixture.v[i].sub, sub) &&
+		    fixture.v[i].event == event)
 			e = &fixture.v[i];
 	FZ_ASSERT(e, "fixture: no lease of %s/%llu", sub,
 		  (unsigned long long)event);
@@ -193,8 +195,8 @@ static void fx_end(struct txn *t, const char *sub, uint64_t event, bool ack,
 		ni.event_id = event;
 		ni.lease_token = e->token;
 		ni.permanent = permanent;
-		ni.reason = permanent ? (char *)"cannot parse the payload"
-				      : (char *)"downstream timeout";
+		ni.reason = permanent ? (char *)"cannot parse the payload" :
+					(char *)"downstream timeout";
 		n.subscription = (char *)sub;
 		n.n_items = 1;
 		n.items = &nip;
@@ -214,7 +216,8 @@ static void fx_replay_missing(struct txn *t, const char *sub, uint64_t event,
 			      const char *command_id)
 {
 	Request q = HANDOFF__WIRE__REQUEST__INIT;
-	Handoff__Wire__DlqActionRequest a = HANDOFF__WIRE__DLQ_ACTION_REQUEST__INIT;
+	Handoff__Wire__DlqActionRequest a =
+		HANDOFF__WIRE__DLQ_ACTION_REQUEST__INIT;
 	a.subscription = (char *)sub;
 	a.n_event_ids = 1;
 	a.event_ids = &event;
@@ -305,10 +308,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	metrics_init(&metrics);
 	FZ_ASSERT(leases_init(&lc) == 0, "out of memory");
 	sched = (struct sched){ .history_ms = cfg.history_ms,
-				.on_lease = on_lease, .ctx = &lc };
+				.on_lease = on_lease,
+				.ctx = &lc };
 	fz_store_create(&fs, &st, MAP_SIZE);
-	env = (struct handler_env){ .cfg = &cfg, .st = &st, .metrics = &metrics,
-				    .started_ms = FZ_T0, .leases = &lc };
+	env = (struct handler_env){ .cfg = &cfg,
+				    .st = &st,
+				    .metrics = &metrics,
+				    .started_ms = FZ_T0,
+				    .leases = &lc };
 	build_fixture();
 	atexit(cleanup);
 	return 0;
@@ -355,15 +362,18 @@ static bool has_unknown(const ProtobufCMessage *m)
 			continue;
 		const char *base = (const char *)m;
 		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-			size_t n = *(const size_t *)(base + f->quantifier_offset);
+			size_t n =
+				*(const size_t *)(base + f->quantifier_offset);
 			ProtobufCMessage *const *v =
-				*(ProtobufCMessage *const *const *)(base + f->offset);
+				*(ProtobufCMessage *const *const *)(base +
+								    f->offset);
 			for (size_t k = 0; k < n; k++)
 				if (has_unknown(v[k]))
 					return true;
 		} else {
 			if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF &&
-			    *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+			    *(const uint32_t *)(base + f->quantifier_offset) !=
+				    f->id)
 				continue;
 			const ProtobufCMessage *sub =
 				*(ProtobufCMessage *const *)(base + f->offset);
@@ -390,7 +400,7 @@ static void check_roundtrip(const Request *q)
 	Request *q2 = handoff__wire__request__unpack(NULL, len, a);
 	if (!q2) {
 		FZ_ASSERT(has_unknown(&q->base), "a decoded request packs into "
-			  "bytes that do not decode");
+						 "bytes that do not decode");
 		free(a);
 		return;
 	}
@@ -399,8 +409,10 @@ static void check_roundtrip(const Request *q)
 	uint8_t *b = malloc(len2 ? len2 : 1);
 	FZ_ASSERT(b, "out of memory");
 	handoff__wire__request__pack(q2, b);
-	FZ_ASSERT(len == len2 && !memcmp(a, b, len), "repacking changed the "
-		  "request (%zu -> %zu bytes)", len, len2);
+	FZ_ASSERT(len == len2 && !memcmp(a, b, len),
+		  "repacking changed the "
+		  "request (%zu -> %zu bytes)",
+		  len, len2);
 	handoff__wire__request__free_unpacked(q2, NULL);
 	free(a);
 	free(b);
@@ -469,8 +481,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		Reply *r = fz_check_reply(&cfg, q, rbuf, rlen);
 		if (trace) {
 			fprintf(stderr, "status %d %s", r->status, r->message);
-			for (size_t i = 0; r->body_case == HANDOFF__WIRE__REPLY__BODY_ITEMS &&
-					   i < r->items->n_statuses; i++)
+			for (size_t i = 0;
+			     r->body_case == HANDOFF__WIRE__REPLY__BODY_ITEMS &&
+			     i < r->items->n_statuses;
+			     i++)
 				fprintf(stderr, " [%d]", r->items->statuses[i]);
 			fputc('\n', stderr);
 		}

@@ -100,7 +100,8 @@ void fz_rng_install(void)
 	done = 1;
 	if (randombytes_set_implementation(&fuzz_impl) != 0 ||
 	    sodium_init() < 0) {
-		fz_fail(__FILE__, __LINE__, "cannot install the fuzz random source");
+		fz_fail(__FILE__, __LINE__,
+			"cannot install the fuzz random source");
 	}
 }
 

@@ -10,10 +10,10 @@
 /* Print "fuzz invariant violated: ..." and abort. */
 void fz_fail(const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4), noreturn));
-#define FZ_ASSERT(cond, ...)                                        \
-	do {                                                        \
-		if (!(cond))                                        \
-			fz_fail(__FILE__, __LINE__, __VA_ARGS__);   \
+#define FZ_ASSERT(cond, ...)                                      \
+	do {                                                      \
+		if (!(cond))                                      \
+			fz_fail(__FILE__, __LINE__, __VA_ARGS__); \
 	} while (0)
 
 /* ---- randomness ------------------------------------------------------- */

@@ -33,9 +33,9 @@
 typedef Handoff__Wire__Request Request;
 typedef Handoff__Wire__Reply Reply;
 
-#define BODY(x) HANDOFF__WIRE__REQUEST__BODY_##x
+#define BODY(x)	 HANDOFF__WIRE__REQUEST__BODY_##x
 #define RBODY(x) HANDOFF__WIRE__REPLY__BODY_##x
-#define ST(x) HANDOFF__WIRE__STATUS__##x
+#define ST(x)	 HANDOFF__WIRE__STATUS__##x
 
 static const char *root;
 static int n_written;
@@ -122,9 +122,18 @@ static void seed_msg(const char *target, const char *name,
 
 /* ---- request bodies --------------------------------------------------- */
 
-static Handoff__Wire__Header hdr_a = { PROTOBUF_C_MESSAGE_INIT(&handoff__wire__header__descriptor), (char *)"trace", (char *)"abc-123" };
-static Handoff__Wire__Header hdr_b = { PROTOBUF_C_MESSAGE_INIT(&handoff__wire__header__descriptor), (char *)"content-type", (char *)"text/plain" };
-static Handoff__Wire__Header hdr_empty = { PROTOBUF_C_MESSAGE_INIT(&handoff__wire__header__descriptor), (char *)"", (char *)"v" };
+static Handoff__Wire__Header hdr_a = {
+	PROTOBUF_C_MESSAGE_INIT(&handoff__wire__header__descriptor),
+	(char *)"trace", (char *)"abc-123"
+};
+static Handoff__Wire__Header hdr_b = {
+	PROTOBUF_C_MESSAGE_INIT(&handoff__wire__header__descriptor),
+	(char *)"content-type", (char *)"text/plain"
+};
+static Handoff__Wire__Header hdr_empty = {
+	PROTOBUF_C_MESSAGE_INIT(&handoff__wire__header__descriptor), (char *)"",
+	(char *)"v"
+};
 static Handoff__Wire__Header *hdrs2[] = { &hdr_a, &hdr_b };
 static Handoff__Wire__Header *hdrs_bad[] = { &hdr_a, &hdr_empty };
 
@@ -185,11 +194,11 @@ static void publish_free(Handoff__Wire__PublishRequest *p)
 	free(p);
 }
 
-static Handoff__Wire__SubscribeRequest sub_req(const char *topic,
-					       const char *name,
-					       Handoff__Wire__Policy *policy)
+static Handoff__Wire__SubscribeRequest
+sub_req(const char *topic, const char *name, Handoff__Wire__Policy *policy)
 {
-	Handoff__Wire__SubscribeRequest s = HANDOFF__WIRE__SUBSCRIBE_REQUEST__INIT;
+	Handoff__Wire__SubscribeRequest s =
+		HANDOFF__WIRE__SUBSCRIBE_REQUEST__INIT;
 	s.topic = (char *)topic;
 	s.subscription = (char *)name;
 	s.policy = policy;
@@ -210,9 +219,8 @@ static Handoff__Wire__FetchRequest fetch_req(const char *sub,
 }
 
 /* items: (event, token) pairs; token 1..63 = the k-th lease seen */
-static Handoff__Wire__AckRequest *ack_req(const char *sub, size_t n,
-					  const uint64_t *ev,
-					  const uint64_t *tok)
+static Handoff__Wire__AckRequest *
+ack_req(const char *sub, size_t n, const uint64_t *ev, const uint64_t *tok)
 {
 	Handoff__Wire__AckRequest *a = calloc(1, sizeof *a);
 	Handoff__Wire__AckItem **it = calloc(n ? n : 1, sizeof *it);
@@ -287,14 +295,15 @@ static void request_seeds(void)
 	char *long_command = repeat('x', 257);
 
 	/* ping, list_subscriptions, stats: empty bodies, and unknown fields */
-	static const uint8_t unknown[] = { 0x08, 0x05, 0x12, 0x02, 'h', 'i',
-					   0xa0, 0x06, 0x01 };
+	static const uint8_t unknown[] = { 0x08, 0x05, 0x12, 0x02, 'h',
+					   'i',	 0xa0, 0x06, 0x01 };
 	const char *empties[] = { "fuzz_ping", "fuzz_list_subscriptions",
 				  "fuzz_stats" };
 	/* (fuzz_audit_list has seeds of its own below) */
 	for (size_t i = 0; i < 3; i++) {
 		write_seed(empties[i], "empty", "", 0);
-		write_seed(empties[i], "unknown-fields", unknown, sizeof unknown);
+		write_seed(empties[i], "unknown-fields", unknown,
+			   sizeof unknown);
 	}
 
 	/* publish */
@@ -318,14 +327,15 @@ static void request_seeds(void)
 		{ "empty-header-name", "t1", "d", 1, 4, 2 },
 	};
 	for (size_t i = 0; i < sizeof pubs / sizeof *pubs; i++) {
-		Handoff__Wire__PublishRequest *p = publish(
-			pubs[i].topic, pubs[i].n, pubs[i].prefix, pubs[i].payload,
-			pubs[i].headers);
+		Handoff__Wire__PublishRequest *p =
+			publish(pubs[i].topic, pubs[i].n, pubs[i].prefix,
+				pubs[i].payload, pubs[i].headers);
 		seed_msg(T, pubs[i].name, &p->base);
 		publish_free(p);
 	}
 	{
-		Handoff__Wire__PublishRequest *p = publish("t1", 2, "same", 3, 0);
+		Handoff__Wire__PublishRequest *p =
+			publish("t1", 2, "same", 3, 0);
 		free(p->events[1]->idempotency_key);
 		p->events[1]->idempotency_key = strdup("same0");
 		seed_msg(T, "same-key-twice", &p->base);
@@ -389,9 +399,10 @@ static void request_seeds(void)
 
 	/* unsubscribe */
 	T = "fuzz_unsubscribe";
-	const char *unsubs[][2] = { { "s1", "s1" }, { "s3", "s3" },
-				    { "not-found", "s9" }, { "deleted", "s4" },
-				    { "empty", "" }, { "bad-name", "s 1" } };
+	const char *unsubs[][2] = {
+		{ "s1", "s1" },	     { "s3", "s3" },  { "not-found", "s9" },
+		{ "deleted", "s4" }, { "empty", "" }, { "bad-name", "s 1" }
+	};
 	for (size_t i = 0; i < 6; i++) {
 		Handoff__Wire__UnsubscribeRequest u =
 			HANDOFF__WIRE__UNSUBSCRIBE_REQUEST__INIT;
@@ -421,14 +432,15 @@ static void request_seeds(void)
 		{ "bad-sub", "s/1 x", "c1", 1, 0, 0 },
 	};
 	for (size_t i = 0; i < sizeof fetches / sizeof *fetches; i++) {
-		Handoff__Wire__FetchRequest f = fetch_req(
-			fetches[i].sub, fetches[i].consumer, fetches[i].max,
-			fetches[i].wait, i);
+		Handoff__Wire__FetchRequest f =
+			fetch_req(fetches[i].sub, fetches[i].consumer,
+				  fetches[i].max, fetches[i].wait, i);
 		f.max_bytes = fetches[i].max_bytes;
 		seed_msg(T, fetches[i].name, &f.base);
 	}
 	{
-		Handoff__Wire__FetchRequest f = fetch_req("s1", long_consumer, 1, 0, 0);
+		Handoff__Wire__FetchRequest f =
+			fetch_req("s1", long_consumer, 1, 0, 0);
 		seed_msg(T, "long-consumer", &f.base);
 	}
 
@@ -496,7 +508,8 @@ static void request_seeds(void)
 		a = nack_req("s9", 1, NULL, NULL, false, 0, NULL);
 		seed_msg(T, "not-found", &a->base);
 		nack_free(a);
-		a = nack_req("", 2, zero, (uint64_t[]){ 4, 4 }, false, 5, "twice");
+		a = nack_req("", 2, zero, (uint64_t[]){ 4, 4 }, false, 5,
+			     "twice");
 		seed_msg(T, "same-lease-twice", &a->base);
 		nack_free(a);
 	}
@@ -505,7 +518,8 @@ static void request_seeds(void)
 	T = "fuzz_dlq_list";
 	{
 		Handoff__Wire__DlqFilter f = HANDOFF__WIRE__DLQ_FILTER__INIT;
-		Handoff__Wire__DlqListRequest l = HANDOFF__WIRE__DLQ_LIST_REQUEST__INIT;
+		Handoff__Wire__DlqListRequest l =
+			HANDOFF__WIRE__DLQ_LIST_REQUEST__INIT;
 		l.subscription = "s1";
 		seed_msg(T, "default-limit", &l.base);
 		l.limit = 10;
@@ -537,9 +551,12 @@ static void request_seeds(void)
 	}
 	T = "fuzz_dlq_show";
 	{
-		struct { const char *name, *sub; uint64_t ev; } shows[] = {
-			{ "s1-1", "s1", 1 }, { "s3-7", "s3", 7 },
-			{ "s3-8", "s3", 8 }, { "not-dead", "s1", 4 },
+		struct {
+			const char *name, *sub;
+			uint64_t ev;
+		} shows[] = {
+			{ "s1-1", "s1", 1 },	  { "s3-7", "s3", 7 },
+			{ "s3-8", "s3", 8 },	  { "not-dead", "s1", 4 },
 			{ "no-event", "s1", 99 }, { "not-found", "s9", 1 },
 			{ "bad-name", "", 1 },
 		};
@@ -638,7 +655,8 @@ static void request_seeds(void)
 	T = "fuzz_trace";
 	for (uint64_t ev = 0; ev <= 11; ev++) {
 		char name[32];
-		Handoff__Wire__TraceRequest t = HANDOFF__WIRE__TRACE_REQUEST__INIT;
+		Handoff__Wire__TraceRequest t =
+			HANDOFF__WIRE__TRACE_REQUEST__INIT;
 		t.event_id = ev == 11 ? 999 : ev;
 		snprintf(name, sizeof name, "event-%llu",
 			 (unsigned long long)t.event_id);
@@ -655,15 +673,42 @@ static void request_seeds(void)
 /* ---- fuzz_handlers: operation lists ------------------------------------ */
 
 /* operations of fuzz_handlers.c */
-enum { OP_REQ = 0, OP_REQ_TURN = 4, OP_TURN = 6, OP_CLOCK = 8, OP_RESEND = 10,
-       OP_AMPLIFY = 11, OP_RESTART = 12, OP_SIGN = 14 };
+enum {
+	OP_REQ = 0,
+	OP_REQ_TURN = 4,
+	OP_TURN = 6,
+	OP_CLOCK = 8,
+	OP_RESEND = 10,
+	OP_AMPLIFY = 11,
+	OP_RESTART = 12,
+	OP_SIGN = 14
+};
 /* OP_SIGN arguments: the signer, and how to spoil the signature */
-enum { SG_NONE = 0, SG_PROD = 1, SG_CONS = 2, SG_OPS = 3, SG_ALL = 4,
-       SG_GHOST = 5, SG_PAST = 8, SG_FUTURE = 16, SG_BAD_MAC = 32 };
+enum {
+	SG_NONE = 0,
+	SG_PROD = 1,
+	SG_CONS = 2,
+	SG_OPS = 3,
+	SG_ALL = 4,
+	SG_GHOST = 5,
+	SG_PAST = 8,
+	SG_FUTURE = 16,
+	SG_BAD_MAC = 32
+};
 /* steps of fuzz_handlers.c */
-enum { CK_1MS = 1, CK_1S = 5, CK_1_5S = 6, CK_5S = 7, CK_30S = 9,
-       CK_60S = 10, CK_10MIN = 11, CK_30MIN = 12, CK_1H = 13, CK_1D = 14,
-       CK_7D = 15 };
+enum {
+	CK_1MS = 1,
+	CK_1S = 5,
+	CK_1_5S = 6,
+	CK_5S = 7,
+	CK_30S = 9,
+	CK_60S = 10,
+	CK_10MIN = 11,
+	CK_30MIN = 12,
+	CK_1H = 13,
+	CK_1D = 14,
+	CK_7D = 15
+};
 
 static void op_req(struct buf *b, Request *q, bool turn)
 {
@@ -708,7 +753,8 @@ static void r_subscribe(struct buf *b, const char *topic, const char *name,
 static void r_unsubscribe(struct buf *b, const char *name, bool turn)
 {
 	Request q = HANDOFF__WIRE__REQUEST__INIT;
-	Handoff__Wire__UnsubscribeRequest u = HANDOFF__WIRE__UNSUBSCRIBE_REQUEST__INIT;
+	Handoff__Wire__UnsubscribeRequest u =
+		HANDOFF__WIRE__UNSUBSCRIBE_REQUEST__INIT;
 	u.subscription = (char *)name;
 	q.body_case = BODY(UNSUBSCRIBE);
 	q.unsubscribe = &u;
@@ -719,7 +765,8 @@ static void r_publish(struct buf *b, const char *topic, size_t n,
 		      const char *prefix, size_t payload, bool turn)
 {
 	Request q = HANDOFF__WIRE__REQUEST__INIT;
-	Handoff__Wire__PublishRequest *p = publish(topic, n, prefix, payload, n % 2);
+	Handoff__Wire__PublishRequest *p =
+		publish(topic, n, prefix, payload, n % 2);
 	q.body_case = BODY(PUBLISH);
 	q.publish = p;
 	op_req(b, &q, turn);
@@ -730,7 +777,8 @@ static void r_fetch(struct buf *b, const char *sub, const char *consumer,
 		    uint32_t max, uint32_t wait, uint64_t seq, bool turn)
 {
 	Request q = HANDOFF__WIRE__REQUEST__INIT;
-	Handoff__Wire__FetchRequest f = fetch_req(sub, consumer, max, wait, seq);
+	Handoff__Wire__FetchRequest f =
+		fetch_req(sub, consumer, max, wait, seq);
 	q.body_case = BODY(FETCH);
 	q.fetch = &f;
 	op_req(b, &q, turn);
@@ -793,7 +841,8 @@ static void r_dlq(struct buf *b, int body, const char *sub, bool by_filter,
 	Request q = HANDOFF__WIRE__REQUEST__INIT;
 	Handoff__Wire__DlqListRequest l = HANDOFF__WIRE__DLQ_LIST_REQUEST__INIT;
 	Handoff__Wire__DlqShowRequest s = HANDOFF__WIRE__DLQ_SHOW_REQUEST__INIT;
-	Handoff__Wire__DlqActionRequest a = HANDOFF__WIRE__DLQ_ACTION_REQUEST__INIT;
+	Handoff__Wire__DlqActionRequest a =
+		HANDOFF__WIRE__DLQ_ACTION_REQUEST__INIT;
 	q.body_case = body;
 	l.subscription = s.subscription = a.subscription = (char *)sub;
 	s.event_id = ev;
@@ -821,10 +870,10 @@ static void handler_seeds(void)
 	struct buf b = { 0 };
 	uint64_t r123[] = { 1, 2, 3, 4, 5, 6, 7, 8 };
 
-#define SEED(name)                                      \
-	do {                                            \
-		write_seed(T, name, b.p, b.len);        \
-		b.len = 0;                              \
+#define SEED(name)                               \
+	do {                                     \
+		write_seed(T, name, b.p, b.len); \
+		b.len = 0;                       \
 	} while (0)
 
 	/* lease, ack, nack, list and stats in one turn */
@@ -860,11 +909,11 @@ static void handler_seeds(void)
 	r_fetch(&b, "s1", "c1", 3, 0, 1, true);
 	r_nack(&b, 3, r123, true, 0, true);
 	dlq_command_id = "replay-1";
-	r_dlq(&b, BODY(DLQ_REPLAY), "s1", false, 1, true);   /* request 4 */
+	r_dlq(&b, BODY(DLQ_REPLAY), "s1", false, 1, true); /* request 4 */
 	op(&b, OP_RESEND, 4);
 	op(&b, OP_TURN, -1);
 	dlq_command_id = "purge-1";
-	r_dlq(&b, BODY(DLQ_PURGE), "s1", true, 0, false);    /* request 6 */
+	r_dlq(&b, BODY(DLQ_PURGE), "s1", true, 0, false); /* request 6 */
 	op(&b, OP_RESEND, 6);
 	op(&b, OP_TURN, -1);
 	dlq_command_id = NULL;
@@ -1148,7 +1197,10 @@ static void client_seeds(void)
 	client_seed("publish-error", 1, 2, 0, one, 1);
 
 	/* subscribe */
-	Handoff__Wire__Policy pol = { PROTOBUF_C_MESSAGE_INIT(&handoff__wire__policy__descriptor), 3, 30000, 1000, 60000 };
+	Handoff__Wire__Policy pol = {
+		PROTOBUF_C_MESSAGE_INIT(&handoff__wire__policy__descriptor), 3,
+		30000, 1000, 60000
+	};
 	Handoff__Wire__SubscribeReply sr = HANDOFF__WIRE__SUBSCRIBE_REPLY__INIT;
 	sr.created = 1;
 	sr.policy = &pol;
@@ -1167,13 +1219,16 @@ static void client_seeds(void)
 	client_seed("unsubscribe-with-body", 3, 1, 0, one, 1);
 
 	/* list */
-	Handoff__Wire__SubscriptionInfo si = HANDOFF__WIRE__SUBSCRIPTION_INFO__INIT, *sip[2] = { &si, &si };
+	Handoff__Wire__SubscriptionInfo
+		si = HANDOFF__WIRE__SUBSCRIPTION_INFO__INIT,
+		*sip[2] = { &si, &si };
 	si.name = "s1";
 	si.topic = "t1";
 	si.policy = &pol;
 	si.ready = 3;
 	si.dead = 1;
-	Handoff__Wire__ListSubscriptionsReply lr = HANDOFF__WIRE__LIST_SUBSCRIPTIONS_REPLY__INIT;
+	Handoff__Wire__ListSubscriptionsReply lr =
+		HANDOFF__WIRE__LIST_SUBSCRIPTIONS_REPLY__INIT;
 	lr.n_subscriptions = 2;
 	lr.subscriptions = sip;
 	ok.body_case = RBODY(LIST_SUBSCRIPTIONS);
@@ -1181,7 +1236,8 @@ static void client_seeds(void)
 	client_seed("list", 4, 1, 0, one, 1);
 
 	/* fetch of up to 3 */
-	Handoff__Wire__Delivery dv = HANDOFF__WIRE__DELIVERY__INIT, *dvp[3] = { &dv, &dv, &dv };
+	Handoff__Wire__Delivery dv = HANDOFF__WIRE__DELIVERY__INIT,
+				*dvp[3] = { &dv, &dv, &dv };
 	dv.event_id = 5;
 	dv.topic = "t1";
 	dv.payload.data = (uint8_t *)"hello";
@@ -1224,12 +1280,14 @@ static void client_seeds(void)
 	sts[2] = ST(NOT_FOUND);
 
 	/* dead letters */
-	Handoff__Wire__Attempt at = HANDOFF__WIRE__ATTEMPT__INIT, *atp[2] = { &at, &at };
+	Handoff__Wire__Attempt at = HANDOFF__WIRE__ATTEMPT__INIT,
+			       *atp[2] = { &at, &at };
 	at.attempt = 1;
 	at.consumer = "c1";
 	at.outcome = HANDOFF__WIRE__OUTCOME__OUTCOME_NACKED;
 	at.error = "boom";
-	Handoff__Wire__DeadLetter dl = HANDOFF__WIRE__DEAD_LETTER__INIT, *dlp[2] = { &dl, &dl };
+	Handoff__Wire__DeadLetter dl = HANDOFF__WIRE__DEAD_LETTER__INIT,
+				  *dlp[2] = { &dl, &dl };
 	dl.event_id = 9;
 	dl.topic = "t1";
 	dl.reason = HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_PERMANENT;
@@ -1257,7 +1315,8 @@ static void client_seeds(void)
 	dsr.dead_letter = NULL;
 	client_seed("dlq-show-empty", 9, 1, 9, one, 1);
 	uint64_t done[] = { 3, 4 }, missing[] = { 5 };
-	Handoff__Wire__DlqActionReply dar = HANDOFF__WIRE__DLQ_ACTION_REPLY__INIT;
+	Handoff__Wire__DlqActionReply dar =
+		HANDOFF__WIRE__DLQ_ACTION_REPLY__INIT;
 	dar.n_event_ids = 2;
 	dar.event_ids = done;
 	dar.n_missing = 1;
@@ -1268,7 +1327,9 @@ static void client_seeds(void)
 	client_seed("dlq-purge-filter", 11, 3, 2, one, 1);
 
 	/* trace */
-	Handoff__Wire__SubscriptionTrace stt = HANDOFF__WIRE__SUBSCRIPTION_TRACE__INIT, *sttp[2] = { &stt, &stt };
+	Handoff__Wire__SubscriptionTrace
+		stt = HANDOFF__WIRE__SUBSCRIPTION_TRACE__INIT,
+		*sttp[2] = { &stt, &stt };
 	stt.subscription = "s1";
 	stt.state = HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_LEASED;
 	stt.consumer = "c1";
@@ -1286,11 +1347,14 @@ static void client_seeds(void)
 	client_seed("trace-other-event", 12, 1, 5, one, 1);
 
 	/* stats */
-	Handoff__Wire__TopicStats ts = HANDOFF__WIRE__TOPIC_STATS__INIT, *tsp[1] = { &ts };
+	Handoff__Wire__TopicStats ts = HANDOFF__WIRE__TOPIC_STATS__INIT,
+				  *tsp[1] = { &ts };
 	ts.name = "t1";
 	ts.published = 10;
 	ts.publish_rate = 1.5;
-	Handoff__Wire__SubscriptionStats ss = HANDOFF__WIRE__SUBSCRIPTION_STATS__INIT, *ssp[1] = { &ss };
+	Handoff__Wire__SubscriptionStats
+		ss = HANDOFF__WIRE__SUBSCRIPTION_STATS__INIT,
+		*ssp[1] = { &ss };
 	ss.name = "s1";
 	ss.topic = "t1";
 	ss.acked = 7;
@@ -1314,7 +1378,8 @@ static void client_seeds(void)
 
 	/* audit list */
 	uint64_t aids[] = { 7, 8 };
-	Handoff__Wire__AuditRecord au = HANDOFF__WIRE__AUDIT_RECORD__INIT, *aup[2] = { &au, &au };
+	Handoff__Wire__AuditRecord au = HANDOFF__WIRE__AUDIT_RECORD__INIT,
+				   *aup[2] = { &au, &au };
 	au.seq = 3;
 	au.key_id = "ops";
 	au.role = "operator";
@@ -1324,7 +1389,8 @@ static void client_seeds(void)
 	au.event_ids = aids;
 	au.count = 2;
 	au.selector = "event_ids (2 given)";
-	Handoff__Wire__AuditListReply alr = HANDOFF__WIRE__AUDIT_LIST_REPLY__INIT;
+	Handoff__Wire__AuditListReply alr =
+		HANDOFF__WIRE__AUDIT_LIST_REPLY__INIT;
 	alr.n_records = 2;
 	alr.records = aup;
 	alr.more = 1;

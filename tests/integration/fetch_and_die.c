@@ -69,7 +69,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	for (size_t i = 0; i < acks; i++) {
-		handoff_ack_item it = { lease[i]->event_id, lease[i]->lease_token };
+		handoff_ack_item it = { lease[i]->event_id,
+					lease[i]->lease_token };
 		int res = -1;
 		rc = handoff_ack(c, sub, &it, 1, &res);
 		if (rc != HANDOFF_OK)

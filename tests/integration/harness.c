@@ -91,7 +91,8 @@ static const char *handoffd_path(void)
 {
 	const char *p = getenv("HANDOFFD");
 	if (!p || !*p) {
-		fprintf(stderr, "harness: HANDOFFD is not set (run via meson test)\n");
+		fprintf(stderr,
+			"harness: HANDOFFD is not set (run via meson test)\n");
 		fail();
 	}
 	return p;
@@ -111,8 +112,9 @@ broker *broker_prepare_listen(const char *config_ini, const char *listen_url)
 	if (!tmp || !*tmp || strlen(tmp) > 60)
 		tmp = "/tmp";
 	if (broker_proc_mkdtemp(tmp, "hoit-", dir, sizeof(dir)))
-		assert_int_equal(broker_proc_mkdtemp("/tmp", "hoit-", dir,
-						     sizeof(dir)), 0);
+		assert_int_equal(
+			broker_proc_mkdtemp("/tmp", "hoit-", dir, sizeof(dir)),
+			0);
 	const struct broker_proc_files files = { .sock_name = "broker.sock",
 						 .log_name = "broker.log",
 						 .listen = listen_url };
@@ -184,12 +186,14 @@ void broker_wait_ready(broker *b)
 	case BROKER_PROC_EXITED:
 		fprintf(stderr,
 			"harness: handoffd exited before it answered "
-			"(wait status 0x%x)\n", b->status);
+			"(wait status 0x%x)\n",
+			b->status);
 		break;
 	case BROKER_PROC_TIMEOUT:
 		fprintf(stderr,
 			"harness: handoffd did not answer within %d ms "
-			"(last error %s)\n", IT_READY_TIMEOUT_MS,
+			"(last error %s)\n",
+			IT_READY_TIMEOUT_MS,
 			rc < 0 ? "no socket file" : handoff_strerror(rc));
 		break;
 	}
@@ -222,11 +226,15 @@ void broker_term(broker *b)
 	int st = b->status;
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		if (WIFSIGNALED(st))
-			fprintf(stderr, "harness: handoffd died of signal %d "
-					"after SIGTERM\n", WTERMSIG(st));
+			fprintf(stderr,
+				"harness: handoffd died of signal %d "
+				"after SIGTERM\n",
+				WTERMSIG(st));
 		else
-			fprintf(stderr, "harness: handoffd exited with status "
-					"%d after SIGTERM\n", WEXITSTATUS(st));
+			fprintf(stderr,
+				"harness: handoffd exited with status "
+				"%d after SIGTERM\n",
+				WEXITSTATUS(st));
 		fail();
 	}
 	log_marker(b, "exited 0");
@@ -262,7 +270,8 @@ void broker_dump_log(const broker *b)
 		const char *p = text;
 		if (len > max) {
 			p = text + len - max;
-			fprintf(stderr, "[... %zu bytes skipped ...]\n", len - max);
+			fprintf(stderr, "[... %zu bytes skipped ...]\n",
+				len - max);
 		}
 		fputs(p, stderr);
 	} else {
@@ -404,8 +413,7 @@ int it_nack1(handoff_client *c, const char *sub, uint64_t id, uint64_t token,
 	return res;
 }
 
-void it_assert_backoff(uint32_t delay, uint32_t k, uint32_t bmin,
-		       uint32_t bmax)
+void it_assert_backoff(uint32_t delay, uint32_t k, uint32_t bmin, uint32_t bmax)
 {
 	uint64_t d = bmin;
 	for (uint32_t i = 1; i < k && d < bmax; i++)
@@ -416,10 +424,11 @@ void it_assert_backoff(uint32_t delay, uint32_t k, uint32_t bmin,
 	if (hi > bmax)
 		hi = bmax;
 	if (delay < lo || delay > hi)
-		fprintf(stderr, "retry delay after attempt %u is %u ms, "
-				"expected [%llu, %llu] (min %u, max %u)\n", k,
-			delay, (unsigned long long)lo, (unsigned long long)hi,
-			bmin, bmax);
+		fprintf(stderr,
+			"retry delay after attempt %u is %u ms, "
+			"expected [%llu, %llu] (min %u, max %u)\n",
+			k, delay, (unsigned long long)lo,
+			(unsigned long long)hi, bmin, bmax);
 	assert_true(delay >= lo && delay <= hi);
 }
 
@@ -560,8 +569,8 @@ static void buf_append(char **buf, size_t *len, size_t *cap, const char *src,
 	(*buf)[*len] = '\0';
 }
 
-int it_run(const char *const *argv, const char *stdin_data,
-	   uint32_t timeout_ms, cli_result *r)
+int it_run(const char *const *argv, const char *stdin_data, uint32_t timeout_ms,
+	   cli_result *r)
 {
 	install_hooks();
 	memset(r, 0, sizeof(*r));
@@ -577,7 +586,8 @@ int it_run(const char *const *argv, const char *stdin_data,
 	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
 	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
 	posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+#if defined(__GLIBC__) && \
+	(__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
 	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
 #endif
 	posix_spawnattr_t attr;
@@ -590,7 +600,7 @@ int it_run(const char *const *argv, const char *stdin_data,
 	posix_spawnattr_setsigmask(&attr, &none);
 	posix_spawnattr_setsigdefault(&attr, &dfl);
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
-					       POSIX_SPAWN_SETSIGDEF);
+						POSIX_SPAWN_SETSIGDEF);
 	pid_t pid = 0;
 	int rc = posix_spawn(&pid, argv[0], &fa, &attr, (char *const *)argv,
 			     environ);

@@ -142,10 +142,10 @@ bool it_dlq_has(handoff_client *c, const char *sub, uint64_t id);
 /* ---- CLI --------------------------------------------------------------- */
 
 typedef struct cli_result {
-	int status;     /* exit code, or 128+signal, or -1 on timeout */
-	char *out;      /* stdout, NUL-terminated */
+	int status; /* exit code, or 128+signal, or -1 on timeout */
+	char *out;  /* stdout, NUL-terminated */
 	size_t out_len;
-	char *err;      /* stderr, NUL-terminated */
+	char *err; /* stderr, NUL-terminated */
 	size_t err_len;
 } cli_result;
 
@@ -166,7 +166,7 @@ void cli_result_free(cli_result *r);
  * stdin_data (may be NULL), capture stdout/stderr, kill it after timeout_ms
  * (0 = 30000); the general form of cli_run. Returns r->status.
  */
-int it_run(const char *const *argv, const char *stdin_data,
-	   uint32_t timeout_ms, cli_result *r);
+int it_run(const char *const *argv, const char *stdin_data, uint32_t timeout_ms,
+	   cli_result *r);
 
 #endif

@@ -35,7 +35,8 @@ static MDB_env *open_env(const char *dir)
 	if (!rc)
 		rc = mdb_env_open(env, dir, MDB_RDONLY, 0600);
 	if (rc) {
-		fprintf(stderr, "stale_reader: %s: %s\n", dir, mdb_strerror(rc));
+		fprintf(stderr, "stale_reader: %s: %s\n", dir,
+			mdb_strerror(rc));
 		exit(1);
 	}
 	return env;

@@ -24,26 +24,28 @@
 #include "handoff.pb-c.h"
 #include "request_mac.h"
 
-#define PRODUCER_HEX "1111111111111111111111111111111111111111111111111111111111111111"
-#define CONSUMER_HEX "2222222222222222222222222222222222222222222222222222222222222222"
-#define OPERATOR_HEX "3333333333333333333333333333333333333333333333333333333333333333"
+#define PRODUCER_HEX \
+	"1111111111111111111111111111111111111111111111111111111111111111"
+#define CONSUMER_HEX \
+	"2222222222222222222222222222222222222222222222222222222222222222"
+#define OPERATOR_HEX \
+	"3333333333333333333333333333333333333333333333333333333333333333"
 
 /* request_window is left at its default (60 s), as most configs will. */
-static const char CONFIG[] =
-	"[defaults]\n"
-	"max_attempts = 1\n"
-	"ack_deadline = 5s\n"
-	"[key scheduler]\n"
-	"role = producer\n"
-	"secret = " PRODUCER_HEX "\n"
-	"topics = settle.*\n"
-	"[key billing]\n"
-	"role = consumer\n"
-	"secret = " CONSUMER_HEX "\n"
-	"subscriptions = billing\n"
-	"[key ops]\n"
-	"role = operator\n"
-	"secret = " OPERATOR_HEX "\n";
+static const char CONFIG[] = "[defaults]\n"
+			     "max_attempts = 1\n"
+			     "ack_deadline = 5s\n"
+			     "[key scheduler]\n"
+			     "role = producer\n"
+			     "secret = " PRODUCER_HEX "\n"
+			     "topics = settle.*\n"
+			     "[key billing]\n"
+			     "role = consumer\n"
+			     "secret = " CONSUMER_HEX "\n"
+			     "subscriptions = billing\n"
+			     "[key ops]\n"
+			     "role = operator\n"
+			     "secret = " OPERATOR_HEX "\n";
 
 static handoff_client *connect_as(const broker *b, const char *key,
 				  const char *hex)
@@ -62,7 +64,8 @@ static handoff_client *connect_as(const broker *b, const char *key,
 
 static int publish(handoff_client *c, const char *topic, const char *idem)
 {
-	handoff_event ev = { .payload = "p", .payload_len = 1,
+	handoff_event ev = { .payload = "p",
+			     .payload_len = 1,
 			     .idempotency_key = idem };
 	uint64_t id;
 	return handoff_publish(c, topic, &ev, 1, &id, NULL);
@@ -84,8 +87,8 @@ static void test_unsigned_is_denied(void **state)
 	setup_subscriptions(b);
 	handoff_client *anon = connect_as(b, NULL, NULL); /* ping is open */
 	assert_int_equal(publish(anon, "settle.close", "a1"), HANDOFF_EPERM);
-	assert_non_null(strstr(handoff_last_message(anon),
-			       "authentication required"));
+	assert_non_null(
+		strstr(handoff_last_message(anon), "authentication required"));
 	handoff_stats *s = NULL;
 	assert_int_equal(handoff_get_stats(anon, &s), HANDOFF_EPERM);
 	handoff_delivery *d = NULL;
@@ -97,8 +100,10 @@ static void test_unsigned_is_denied(void **state)
 	/* a wrong secret and an unknown key are refused alike, at connect
 	 * already (the ping is signed too) */
 	unsigned char secret[32];
-	assert_int_equal(handoff_parse_secret(CONSUMER_HEX, secret), HANDOFF_OK);
-	handoff_options o = { .deadline_ms = 5000, .key_id = "scheduler",
+	assert_int_equal(handoff_parse_secret(CONSUMER_HEX, secret),
+			 HANDOFF_OK);
+	handoff_options o = { .deadline_ms = 5000,
+			      .key_id = "scheduler",
 			      .secret = secret };
 	handoff_client *forged = NULL;
 	assert_int_equal(handoff_connect(broker_url(b), &o, &forged),
@@ -137,7 +142,8 @@ static void test_producer_boundary(void **state)
 			 HANDOFF_EPERM);
 	bool created;
 	assert_int_equal(handoff_subscribe(p, "settle.close", "mine", NULL,
-					   &created, NULL), HANDOFF_EPERM);
+					   &created, NULL),
+			 HANDOFF_EPERM);
 	handoff_dlq_action all = { .all = true, .reason = "x" };
 	handoff_dlq_result r;
 	assert_int_equal(handoff_dlq_purge(p, "billing", &all, &r),
@@ -187,7 +193,8 @@ static void test_consumer_boundary(void **state)
 	handoff_client *ops = connect_as(b, "ops", OPERATOR_HEX);
 	assert_int_equal(it_sub_info(ops, "ledger").ready, 1);
 	assert_int_equal(it_sub_info(ops, "billing").ready +
-				 it_sub_info(ops, "billing").leased, 0);
+				 it_sub_info(ops, "billing").leased,
+			 0);
 	handoff_close(ops);
 	broker_passed(b);
 }
@@ -219,7 +226,8 @@ static void test_operator_boundary(void **state)
 static uint64_t dead_one(const broker *b, const char *idem)
 {
 	handoff_client *p = connect_as(b, "scheduler", PRODUCER_HEX);
-	handoff_event ev = { .payload = "x", .payload_len = 1,
+	handoff_event ev = { .payload = "x",
+			     .payload_len = 1,
 			     .idempotency_key = idem };
 	uint64_t id;
 	assert_int_equal(handoff_publish(p, "settle.close", &ev, 1, &id, NULL),
@@ -229,7 +237,8 @@ static uint64_t dead_one(const broker *b, const char *idem)
 	handoff_delivery *d = NULL;
 	assert_int_equal(it_fetch(c, "billing", 1, 0, &d), 1);
 	assert_int_equal(it_nack1(c, "billing", d[0].event_id, d[0].lease_token,
-				  0, true, "poison"), HANDOFF_OK);
+				  0, true, "poison"),
+			 HANDOFF_OK);
 	handoff_deliveries_free(d, 1);
 	handoff_close(c);
 	return id;
@@ -245,7 +254,8 @@ static void test_audit_and_command_ids(void **state)
 
 	/* the same command id twice: one replay, one audit record, the same
 	 * answer both times */
-	handoff_dlq_action act = { .event_ids = &id, .n_event_ids = 1,
+	handoff_dlq_action act = { .event_ids = &id,
+				   .n_event_ids = 1,
 				   .reason = "fixed the parser, INC-42",
 				   .command_id = "cmd-replay-1" };
 	handoff_dlq_result r1, r2;
@@ -265,13 +275,15 @@ static void test_audit_and_command_ids(void **state)
 	handoff_delivery *d = NULL;
 	assert_int_equal(it_fetch(c, "billing", 1, 2000, &d), 1);
 	assert_int_equal(d[0].event_id, id);
-	assert_int_equal(it_ack1(c, "billing", id, d[0].lease_token), HANDOFF_OK);
+	assert_int_equal(it_ack1(c, "billing", id, d[0].lease_token),
+			 HANDOFF_OK);
 	handoff_deliveries_free(d, 1);
 	handoff_close(c);
 
 	/* a second, different command is a new action */
 	uint64_t id2 = dead_one(b, "dead-2");
-	handoff_dlq_action purge = { .event_ids = &id2, .n_event_ids = 1,
+	handoff_dlq_action purge = { .event_ids = &id2,
+				     .n_event_ids = 1,
 				     .reason = "duplicate of 41" };
 	assert_int_equal(handoff_dlq_purge(ops, "billing", &purge, &r1),
 			 HANDOFF_OK);
@@ -376,15 +388,16 @@ static int send_raw(const broker *b, const uint8_t *buf, size_t len)
 	int s = nn_socket(AF_SP, NN_REQ);
 	assert_true(s >= 0);
 	int to = 5000;
-	assert_int_equal(nn_setsockopt(s, NN_SOL_SOCKET, NN_RCVTIMEO, &to,
-				       sizeof to), 0);
+	assert_int_equal(
+		nn_setsockopt(s, NN_SOL_SOCKET, NN_RCVTIMEO, &to, sizeof to),
+		0);
 	assert_true(nn_connect(s, broker_url(b)) >= 0);
 	assert_int_equal(nn_send(s, buf, len, 0), (int)len);
 	void *msg = NULL;
 	int n = nn_recv(s, &msg, NN_MSG, 0);
 	assert_true(n >= 0);
-	Handoff__Wire__Reply *r = handoff__wire__reply__unpack(NULL, (size_t)n,
-							       msg);
+	Handoff__Wire__Reply *r =
+		handoff__wire__reply__unpack(NULL, (size_t)n, msg);
 	assert_non_null(r);
 	int status = r->status;
 	handoff__wire__reply__free_unpacked(r, NULL);
@@ -411,7 +424,8 @@ static bool has_sub(const broker *b, const char *name)
 	handoff_subscription_info *list = NULL;
 	size_t n = 0;
 	bool found = false;
-	assert_int_equal(handoff_list_subscriptions(ops, &list, &n), HANDOFF_OK);
+	assert_int_equal(handoff_list_subscriptions(ops, &list, &n),
+			 HANDOFF_OK);
 	for (size_t i = 0; i < n; i++)
 		found |= strcmp(list[i].name, name) == 0;
 	handoff_subscriptions_free(list, n);
@@ -436,8 +450,8 @@ static void test_replay_protection(void **state)
 	enum { ST_OK = 0, ST_NOT_FOUND = 4, ST_DENIED = 11, ST_STALE = 12 };
 	size_t len;
 	uint64_t session = 0x5e55104;
-	uint8_t *captured = unsubscribe_request("ledger", session, 1,
-						wall_now(), &len);
+	uint8_t *captured =
+		unsubscribe_request("ledger", session, 1, wall_now(), &len);
 	assert_int_equal(send_raw(b, captured, len), ST_OK);
 	assert_false(has_sub(b, "ledger"));
 	resubscribe(b, "ledger");
@@ -447,8 +461,8 @@ static void test_replay_protection(void **state)
 
 	/* tampered content under a valid-looking auth */
 	size_t len2;
-	uint8_t *other = unsubscribe_request("billing", session, 2, wall_now(),
-					     &len2);
+	uint8_t *other =
+		unsubscribe_request("billing", session, 2, wall_now(), &len2);
 	uint8_t *pos = memmem(other, len2, "billing", 7);
 	assert_non_null(pos);
 	memcpy(pos, "ledgerX", 7); /* same length, different target */
@@ -457,12 +471,12 @@ static void test_replay_protection(void **state)
 	free(other);
 
 	/* out of the window, either side */
-	other = unsubscribe_request("ledger", session, 3,
-				    wall_now() - 120000, &len2);
+	other = unsubscribe_request("ledger", session, 3, wall_now() - 120000,
+				    &len2);
 	assert_int_equal(send_raw(b, other, len2), ST_STALE);
 	free(other);
-	other = unsubscribe_request("ledger", session, 4,
-				    wall_now() + 120000, &len2);
+	other = unsubscribe_request("ledger", session, 4, wall_now() + 120000,
+				    &len2);
 	assert_int_equal(send_raw(b, other, len2), ST_STALE);
 	free(other);
 	assert_true(has_sub(b, "ledger"));
@@ -518,7 +532,8 @@ static void test_client_resigns_after_restart(void **state)
 	broker_restart(b, true);
 	pthread_join(th, NULL);
 	assert_int_equal(f.rc, HANDOFF_OK);
-	assert_true(broker_log_contains(b, "signed before this broker started"));
+	assert_true(
+		broker_log_contains(b, "signed before this broker started"));
 	handoff_close(p);
 	handoff_client *ops = connect_as(b, "ops", OPERATOR_HEX);
 	assert_int_equal(it_sub_info(ops, "billing").ready, 2);
@@ -548,7 +563,8 @@ static void test_cli_signs(void **state)
 	assert_int_equal(r.status, 0);
 	cli_result_free(&r);
 	assert_true(cli_run(b, NULL, 0, &r, "--auth-key", "ops",
-			    "--auth-secret-file", path, "--json", "audit", NULL));
+			    "--auth-secret-file", path, "--json", "audit",
+			    NULL));
 	assert_int_equal(r.status, 0);
 	assert_non_null(strstr(r.out, "["));
 	cli_result_free(&r);
@@ -581,8 +597,8 @@ static void test_ipc_dir_must_be_private(void **state)
 	broker_term(b);
 	/* a directory others can write is refused */
 	assert_int_equal(chmod(b->dir, 0777), 0);
-	const char *argv[] = { getenv("HANDOFFD"), "--data", b->data, "--listen",
-			       b->url, NULL };
+	const char *argv[] = { getenv("HANDOFFD"), "--data", b->data,
+			       "--listen",	   b->url,   NULL };
 	cli_result r;
 	int st = it_run(argv, NULL, 20000, &r);
 	assert_int_not_equal(st, 0);
@@ -598,8 +614,8 @@ static void test_wildcard_needs_flag(void **state)
 {
 	(void)state;
 	broker *b = broker_prepare("");
-	const char *argv[] = { getenv("HANDOFFD"), "--data", b->data, "--listen",
-			       "tcp://0.0.0.0:7", NULL };
+	const char *argv[] = { getenv("HANDOFFD"), "--data",	      b->data,
+			       "--listen",	   "tcp://0.0.0.0:7", NULL };
 	cli_result r;
 	int st = it_run(argv, NULL, 20000, &r);
 	assert_int_equal(st, 2);
@@ -615,20 +631,21 @@ int main(void)
 		return 1;
 	it_default_config = CONFIG;
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_unsigned_is_denied, it_setup,
-						it_teardown),
-		cmocka_unit_test_setup_teardown(test_producer_boundary, it_setup,
-						it_teardown),
-		cmocka_unit_test_setup_teardown(test_consumer_boundary, it_setup,
-						it_teardown),
-		cmocka_unit_test_setup_teardown(test_operator_boundary, it_setup,
-						it_teardown),
+		cmocka_unit_test_setup_teardown(test_unsigned_is_denied,
+						it_setup, it_teardown),
+		cmocka_unit_test_setup_teardown(test_producer_boundary,
+						it_setup, it_teardown),
+		cmocka_unit_test_setup_teardown(test_consumer_boundary,
+						it_setup, it_teardown),
+		cmocka_unit_test_setup_teardown(test_operator_boundary,
+						it_setup, it_teardown),
 		cmocka_unit_test_setup_teardown(test_audit_and_command_ids,
 						it_setup, it_teardown),
-		cmocka_unit_test_setup_teardown(test_replay_protection, it_setup,
-						it_teardown),
-		cmocka_unit_test_setup_teardown(test_client_resigns_after_restart,
+		cmocka_unit_test_setup_teardown(test_replay_protection,
 						it_setup, it_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_client_resigns_after_restart, it_setup,
+			it_teardown),
 		cmocka_unit_test_setup_teardown(test_cli_signs, it_setup,
 						it_teardown),
 		cmocka_unit_test(test_ipc_dir_must_be_private),

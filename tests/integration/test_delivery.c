@@ -11,14 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char CONFIG[] =
-	"[defaults]\n"
-	"max_attempts = 3\n"
-	"ack_deadline = 500ms\n"
-	"backoff_min = 50ms\n"
-	"backoff_max = 200ms\n"
-	"[limits]\n"
-	"max_payload = 64K\n";
+static const char CONFIG[] = "[defaults]\n"
+			     "max_attempts = 3\n"
+			     "ack_deadline = 500ms\n"
+			     "backoff_min = 50ms\n"
+			     "backoff_max = 200ms\n"
+			     "[limits]\n"
+			     "max_payload = 64K\n";
 
 /* ---- subscribe: defaults, idempotence, conflict -------------------------- */
 
@@ -29,8 +28,9 @@ static void test_subscribe_policy(void **state)
 	handoff_policy eff = { 0 };
 	bool created = false;
 	/* All-zero policy = the [defaults] of the config file. */
-	assert_int_equal(handoff_subscribe(c, "t", "defaults", NULL, &created,
-					   &eff), HANDOFF_OK);
+	assert_int_equal(
+		handoff_subscribe(c, "t", "defaults", NULL, &created, &eff),
+		HANDOFF_OK);
 	assert_true(created);
 	assert_int_equal(eff.max_attempts, 3);
 	assert_int_equal(eff.ack_deadline_ms, 500);
@@ -38,20 +38,24 @@ static void test_subscribe_policy(void **state)
 	assert_int_equal(eff.backoff_max_ms, 200);
 	/* Again: OK, not created. */
 	created = true;
-	assert_int_equal(handoff_subscribe(c, "t", "defaults", NULL, &created,
-					   NULL), HANDOFF_OK);
+	assert_int_equal(
+		handoff_subscribe(c, "t", "defaults", NULL, &created, NULL),
+		HANDOFF_OK);
 	assert_false(created);
 	/* Explicit values equal to the defaults are the same policy. */
 	handoff_policy same = { 3, 500, 50, 200 };
-	assert_int_equal(handoff_subscribe(c, "t", "defaults", &same, &created,
-					   NULL), HANDOFF_OK);
+	assert_int_equal(
+		handoff_subscribe(c, "t", "defaults", &same, &created, NULL),
+		HANDOFF_OK);
 	assert_false(created);
 	/* Another policy or topic: conflict, and the original is unchanged. */
 	handoff_policy other = { 7, 500, 50, 200 };
-	assert_int_equal(handoff_subscribe(c, "t", "defaults", &other, &created,
-					   NULL), HANDOFF_ECONFLICT);
-	assert_int_equal(handoff_subscribe(c, "t2", "defaults", NULL, &created,
-					   NULL), HANDOFF_ECONFLICT);
+	assert_int_equal(
+		handoff_subscribe(c, "t", "defaults", &other, &created, NULL),
+		HANDOFF_ECONFLICT);
+	assert_int_equal(
+		handoff_subscribe(c, "t2", "defaults", NULL, &created, NULL),
+		HANDOFF_ECONFLICT);
 	handoff_subscription_info info = it_sub_info(c, "defaults");
 	assert_int_equal(info.policy.max_attempts, 3);
 	assert_int_equal(info.policy.ack_deadline_ms, 500);
@@ -101,7 +105,8 @@ static void test_fanout_one_fails(void **state)
 		for (size_t i = 0; i < k; i++) {
 			assert_int_equal(d[i].attempt, 1);
 			assert_int_equal(it_ack1(good, "good", d[i].event_id,
-						 d[i].lease_token), HANDOFF_OK);
+						 d[i].lease_token),
+					 HANDOFF_OK);
 			good_acked++;
 		}
 		handoff_deliveries_free(d, k);
@@ -113,7 +118,8 @@ static void test_fanout_one_fails(void **state)
 			assert_true(d[i].attempt >= 1 && d[i].attempt <= 3);
 			assert_int_equal(it_nack1(bad, "bad", d[i].event_id,
 						  d[i].lease_token, 0, false,
-						  reason), HANDOFF_OK);
+						  reason),
+					 HANDOFF_OK);
 			bad_nacks++;
 		}
 		handoff_deliveries_free(d, k);
@@ -137,7 +143,8 @@ static void test_fanout_one_fails(void **state)
 		for (uint32_t a = 0; a < 3; a++) {
 			handoff_attempt *h = &dl->history[a];
 			char want[64];
-			snprintf(want, sizeof(want), "boom on attempt %u", a + 1);
+			snprintf(want, sizeof(want), "boom on attempt %u",
+				 a + 1);
 			assert_int_equal(h->attempt, a + 1);
 			assert_int_equal(h->outcome, HANDOFF_OUTCOME_NACKED);
 			assert_string_equal(h->error, want);
@@ -145,7 +152,8 @@ static void test_fanout_one_fails(void **state)
 			assert_true(h->leased_ms > 0);
 			assert_true(h->ended_ms >= h->leased_ms);
 			if (a < 2) {
-				it_assert_backoff(h->retry_delay_ms, a + 1, 50, 200);
+				it_assert_backoff(h->retry_delay_ms, a + 1, 50,
+						  200);
 				/* Not redelivered before the delay. */
 				assert_true(dl->history[a + 1].leased_ms + 2 >=
 					    h->ended_ms + h->retry_delay_ms);
@@ -156,8 +164,8 @@ static void test_fanout_one_fails(void **state)
 
 		/* The trace shows both sides. */
 		handoff_trace *t = NULL;
-		handoff_subscription_trace *g = it_trace_sub(admin, ids[i],
-							     "good", &t);
+		handoff_subscription_trace *g =
+			it_trace_sub(admin, ids[i], "good", &t);
 		assert_int_equal(g->state, HANDOFF_STATE_ACKED);
 		assert_true(g->done_ms > 0);
 		assert_int_equal(g->n_history, 1);
@@ -213,7 +221,8 @@ static void test_stuck_subscription_does_not_block(void **state)
 			snprintf(payloads[j], sizeof(payloads[j]), "e%d",
 				 batch * 10 + j);
 			evs[j] = (handoff_event){ .payload = payloads[j],
-				.payload_len = strlen(payloads[j]) };
+						  .payload_len =
+							  strlen(payloads[j]) };
 		}
 		assert_int_equal(handoff_publish(c, "feed", evs, 10,
 						 ids + batch * 10, NULL),
@@ -241,7 +250,8 @@ static void test_stuck_subscription_does_not_block(void **state)
 			seen_id[idx] = true;
 			assert_int_equal(d[i].attempt, 1);
 			assert_int_equal(it_ack1(c, "fast", d[i].event_id,
-						 d[i].lease_token), HANDOFF_OK);
+						 d[i].lease_token),
+					 HANDOFF_OK);
 			got++;
 		}
 		handoff_deliveries_free(d, k);
@@ -265,7 +275,8 @@ static void test_stuck_subscription_does_not_block(void **state)
 		for (size_t i = 0; i < k; i++)
 			assert_int_equal(it_ack1(c, "never-fetched",
 						 d[i].event_id,
-						 d[i].lease_token), HANDOFF_OK);
+						 d[i].lease_token),
+					 HANDOFF_OK);
 		late += k;
 		handoff_deliveries_free(d, k);
 	}
@@ -387,8 +398,9 @@ static void test_nack_delay(void **state)
 	handoff_deliveries_free(d, 1);
 
 	uint64_t wall = it_wall_ms();
-	assert_int_equal(it_nack1(c, "s", id, tok, 1000, false,
-				  "downstream busy"), HANDOFF_OK);
+	assert_int_equal(
+		it_nack1(c, "s", id, tok, 1000, false, "downstream busy"),
+		HANDOFF_OK);
 	uint64_t t_nack = it_now_ms();
 
 	handoff_trace *t = NULL;
@@ -444,7 +456,8 @@ static void test_backoff_ceiling(void **state)
 		assert_int_equal(d[0].event_id, id);
 		assert_int_equal(d[0].attempt, a);
 		assert_int_equal(it_nack1(c, "s", id, d[0].lease_token, 0,
-					  false, "nope"), HANDOFF_OK);
+					  false, "nope"),
+				 HANDOFF_OK);
 		nacked_at = it_now_ms();
 		handoff_deliveries_free(d, 1);
 	}
@@ -478,7 +491,8 @@ static void test_permanent_nack(void **state)
 	handoff_delivery *d = NULL;
 	assert_int_equal(it_fetch(c, "s", 1, 2000, &d), 1);
 	assert_int_equal(it_nack1(c, "s", id, d[0].lease_token, 0, true,
-				  "schema: unexpected end"), HANDOFF_OK);
+				  "schema: unexpected end"),
+			 HANDOFF_OK);
 	handoff_deliveries_free(d, 1);
 
 	handoff_dead_letter *dl = NULL;
@@ -551,10 +565,10 @@ static void test_ack_rules(void **state)
 
 	/* Per-item results in one batch. */
 	handoff_ack_item items[4] = {
-		{ a, ta },          /* already acked, same token: OK */
-		{ bid, tb ^ 0x5a5a },/* wrong token */
-		{ x, 1 },           /* never had by s */
-		{ 987654321, 1 },   /* no such event */
+		{ a, ta },	      /* already acked, same token: OK */
+		{ bid, tb ^ 0x5a5a }, /* wrong token */
+		{ x, 1 },	      /* never had by s */
+		{ 987654321, 1 },     /* no such event */
 	};
 	int res[4] = { -1, -1, -1, -1 };
 	assert_int_equal(handoff_ack(c, "s", items, 4, res), HANDOFF_OK);
@@ -640,8 +654,9 @@ static void test_long_poll(void **state)
 	 * poll, issued while the event is delayed, gets it once due. */
 	uint64_t id = it_publish1(c, "poll", "retry me", NULL, NULL);
 	assert_int_equal(it_fetch(c, "s", 1, 2000, &d), 1);
-	assert_int_equal(it_nack1(c, "s", id, d[0].lease_token, 400, false,
-				  "later"), HANDOFF_OK);
+	assert_int_equal(
+		it_nack1(c, "s", id, d[0].lease_token, 400, false, "later"),
+		HANDOFF_OK);
 	handoff_deliveries_free(d, 1);
 	t0 = it_now_ms();
 	k = it_fetch(c, "s", 1, 15000, &d);
@@ -709,7 +724,8 @@ static void test_unsubscribe_while_running(void **state)
 	handoff_delivery *d = NULL;
 	assert_int_equal(it_fetch(c, "drop", 2, 1000, &d), 2);
 	assert_int_equal(it_nack1(c, "drop", d[1].event_id, d[1].lease_token, 0,
-				  true, "bad"), HANDOFF_OK);
+				  true, "bad"),
+			 HANDOFF_OK);
 	handoff_deliveries_free(d, 2);
 	assert_true(it_dlq_has(c, "drop", ids[1]));
 
@@ -727,7 +743,8 @@ static void test_unsubscribe_while_running(void **state)
 		assert_true(k > 0);
 		for (size_t i = 0; i < k; i++)
 			assert_int_equal(it_ack1(c, "keep", d[i].event_id,
-						 d[i].lease_token), HANDOFF_OK);
+						 d[i].lease_token),
+					 HANDOFF_OK);
 		got += k;
 		handoff_deliveries_free(d, k);
 	}
@@ -745,11 +762,13 @@ static void test_unsubscribe_while_running(void **state)
 	assert_int_equal(stored, 0);
 	for (int i = 0; i < 3; i++) {
 		handoff_trace *t = NULL;
-		assert_int_equal(handoff_trace_event(c, ids[i], &t), HANDOFF_OK);
+		assert_int_equal(handoff_trace_event(c, ids[i], &t),
+				 HANDOFF_OK);
 		assert_true(t->payload_removed);
 		bool saw_drop = false;
 		for (size_t s = 0; s < t->n_subscriptions; s++) {
-			if (t->subscriptions[s].state == HANDOFF_STATE_UNSUBSCRIBED)
+			if (t->subscriptions[s].state ==
+			    HANDOFF_STATE_UNSUBSCRIBED)
 				saw_drop = true;
 			else
 				assert_int_equal(t->subscriptions[s].state,

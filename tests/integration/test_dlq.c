@@ -9,14 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char CONFIG[] =
-	"[defaults]\n"
-	"max_attempts = 3\n"
-	"ack_deadline = 500ms\n"
-	"backoff_min = 50ms\n"
-	"backoff_max = 200ms\n"
-	"[limits]\n"
-	"max_payload = 64K\n";
+static const char CONFIG[] = "[defaults]\n"
+			     "max_attempts = 3\n"
+			     "ack_deadline = 500ms\n"
+			     "backoff_min = 50ms\n"
+			     "backoff_max = 200ms\n"
+			     "[limits]\n"
+			     "max_payload = 64K\n";
 
 enum { NLET = 6 };
 
@@ -35,10 +34,14 @@ static void make_dead_letters(handoff_client *c, uint64_t ids[NLET])
 		snprintf(k, sizeof(k), "acct-%d", i);
 		snprintf(hv, sizeof(hv), "%d", i * 100);
 		handoff_header h[1] = { { "amount", hv } };
-		handoff_event ev = { .payload = p, .payload_len = strlen(p),
-				     .key = k, .headers = h, .n_headers = 1 };
-		assert_int_equal(handoff_publish(c, "pay", &ev, 1, &ids[i],
-						 NULL), HANDOFF_OK);
+		handoff_event ev = { .payload = p,
+				     .payload_len = strlen(p),
+				     .key = k,
+				     .headers = h,
+				     .n_headers = 1 };
+		assert_int_equal(
+			handoff_publish(c, "pay", &ev, 1, &ids[i], NULL),
+			HANDOFF_OK);
 	}
 	uint64_t t0 = it_now_ms();
 	while (it_dlq_count(c, "s") < NLET && it_now_ms() - t0 < 20000) {
@@ -52,22 +55,24 @@ static void make_dead_letters(handoff_client *c, uint64_t ids[NLET])
 			assert_true(idx >= 0);
 			char reason[64];
 			if (idx % 2)
-				snprintf(reason, sizeof(reason), "invalid iban");
+				snprintf(reason, sizeof(reason),
+					 "invalid iban");
 			else
 				snprintf(reason, sizeof(reason),
 					 "timeout talking to bank (attempt %u)",
 					 d[i].attempt);
 			assert_int_equal(it_nack1(c, "s", d[i].event_id,
 						  d[i].lease_token, 0, idx % 2,
-						  reason), HANDOFF_OK);
+						  reason),
+					 HANDOFF_OK);
 		}
 		handoff_deliveries_free(d, k);
 	}
 	assert_int_equal(it_dlq_count(c, "s"), NLET);
 }
 
-static void list(handoff_client *c, const handoff_dlq_filter *f,
-		 uint32_t limit, handoff_dead_letter **d, size_t *n, bool *more)
+static void list(handoff_client *c, const handoff_dlq_filter *f, uint32_t limit,
+		 handoff_dead_letter **d, size_t *n, bool *more)
 {
 	int rc = handoff_dlq_list(c, "s", f, limit, d, n, more);
 	assert_int_equal(rc, HANDOFF_OK);
@@ -109,7 +114,8 @@ static void test_list_filters(void **state)
 			assert_int_equal(d[i].reason,
 					 HANDOFF_DEAD_MAX_ATTEMPTS);
 			assert_int_equal(d[i].attempts, 2);
-			assert_string_equal(d[i].error,
+			assert_string_equal(
+				d[i].error,
 				"timeout talking to bank (attempt 2)");
 		}
 	}
@@ -249,7 +255,8 @@ static void test_replay_by_id(void **state)
 	uint64_t id = ids[0]; /* max_attempts, 2 attempts */
 
 	/* Dry run: reports, changes nothing. */
-	handoff_dlq_action act = { .event_ids = &id, .n_event_ids = 1,
+	handoff_dlq_action act = { .event_ids = &id,
+				   .n_event_ids = 1,
 				   .dry_run = true };
 	handoff_dlq_result r = { 0 };
 	assert_int_equal(handoff_dlq_replay(c, "s", &act, &r), HANDOFF_OK);
@@ -304,8 +311,9 @@ static void test_replay_by_id(void **state)
 
 	/* Fresh budget: max_attempts (2) more attempts before it is dead
 	 * again, so a nack now retries instead of dead-lettering. */
-	assert_int_equal(it_nack1(c, "s", id, d[0].lease_token, 0, false,
-				  "still down"), HANDOFF_OK);
+	assert_int_equal(
+		it_nack1(c, "s", id, d[0].lease_token, 0, false, "still down"),
+		HANDOFF_OK);
 	handoff_deliveries_free(d, 1);
 	assert_false(it_dlq_has(c, "s", id));
 	assert_int_equal(it_fetch(c, "s", 10, 3000, &d), 1);
@@ -351,7 +359,8 @@ static void test_replay_dies_again(void **state)
 		assert_int_equal(d[0].event_id, id);
 		assert_int_equal(d[0].attempt, a);
 		assert_int_equal(it_nack1(c, "s", id, d[0].lease_token, 0,
-					  false, "nope again"), HANDOFF_OK);
+					  false, "nope again"),
+				 HANDOFF_OK);
 		handoff_deliveries_free(d, 1);
 	}
 	handoff_dead_letter *dl = NULL;
@@ -418,7 +427,8 @@ static void test_replay_by_filter(void **state)
 			got[idx] = true;
 			assert_int_equal(d[i].attempt, 2);
 			assert_int_equal(it_ack1(c, "s", d[i].event_id,
-						 d[i].lease_token), HANDOFF_OK);
+						 d[i].lease_token),
+					 HANDOFF_OK);
 		}
 		total += k;
 		handoff_deliveries_free(d, k);
@@ -440,7 +450,8 @@ static void test_purge(void **state)
 	make_dead_letters(c, ids);
 
 	/* Dry run changes nothing. */
-	handoff_dlq_action act = { .event_ids = &ids[0], .n_event_ids = 1,
+	handoff_dlq_action act = { .event_ids = &ids[0],
+				   .n_event_ids = 1,
 				   .dry_run = true };
 	handoff_dlq_result r = { 0 };
 	assert_int_equal(handoff_dlq_purge(c, "s", &act, &r), HANDOFF_OK);
@@ -519,8 +530,11 @@ static void test_trace_lifecycle(void **state)
 	it_subscribe(c, "life", "bad", 3, 5000, 50, 100);
 	it_subscribe(c, "life", "later", 3, 5000, 50, 100);
 	handoff_header h[1] = { { "h", "v" } };
-	handoff_event ev = { .payload = "life", .payload_len = 4, .key = "K",
-			     .idempotency_key = "life-1", .headers = h,
+	handoff_event ev = { .payload = "life",
+			     .payload_len = 4,
+			     .key = "K",
+			     .idempotency_key = "life-1",
+			     .headers = h,
 			     .n_headers = 1 };
 	uint64_t id = 0;
 	uint64_t before = it_wall_ms();
@@ -541,7 +555,8 @@ static void test_trace_lifecycle(void **state)
 	assert_true(t->published_ms + 1000 >= before);
 	assert_int_equal(t->n_subscriptions, 3);
 	for (size_t i = 0; i < 3; i++) {
-		assert_int_equal(t->subscriptions[i].state, HANDOFF_STATE_READY);
+		assert_int_equal(t->subscriptions[i].state,
+				 HANDOFF_STATE_READY);
 		assert_int_equal(t->subscriptions[i].n_history, 0);
 	}
 	handoff_trace_free(t);
@@ -571,7 +586,8 @@ static void test_trace_lifecycle(void **state)
 	/* later: nacked with a delay → delayed, due when, retried why. */
 	assert_int_equal(it_fetch(c, "later", 1, 2000, &d), 1);
 	assert_int_equal(it_nack1(c, "later", id, d[0].lease_token, 60000,
-				  false, "rate limited"), HANDOFF_OK);
+				  false, "rate limited"),
+			 HANDOFF_OK);
 	handoff_deliveries_free(d, 1);
 	s = it_trace_sub(c, id, "later", &t);
 	assert_int_equal(s->state, HANDOFF_STATE_DELAYED);
@@ -583,7 +599,8 @@ static void test_trace_lifecycle(void **state)
 	/* bad: dead-lettered why → purged. */
 	assert_int_equal(it_fetch(c, "bad", 1, 2000, &d), 1);
 	assert_int_equal(it_nack1(c, "bad", id, d[0].lease_token, 0, true,
-				  "cannot parse"), HANDOFF_OK);
+				  "cannot parse"),
+			 HANDOFF_OK);
 	handoff_deliveries_free(d, 1);
 	s = it_trace_sub(c, id, "bad", &t);
 	assert_int_equal(s->state, HANDOFF_STATE_DEAD);
@@ -715,7 +732,8 @@ static void test_replay_survives_kill9(void **state)
 			assert_int_equal(s->n_history, 3);
 			handoff_trace_free(t);
 			assert_int_equal(it_ack1(c, "s", d[i].event_id,
-						 d[i].lease_token), HANDOFF_OK);
+						 d[i].lease_token),
+					 HANDOFF_OK);
 		}
 		total += k;
 		handoff_deliveries_free(d, k);

@@ -38,24 +38,22 @@
 
 extern char **environ;
 
-static const char CONFIG[] =
-	"[defaults]\n"
-	"max_attempts = 5\n"
-	"ack_deadline = 30s\n"
-	"backoff_min = 50ms\n"
-	"backoff_max = 200ms\n";
+static const char CONFIG[] = "[defaults]\n"
+			     "max_attempts = 5\n"
+			     "ack_deadline = 30s\n"
+			     "backoff_min = 50ms\n"
+			     "backoff_max = 200ms\n";
 
 /* Trace and dedup records expire fast, so that in steady churn the store
  * only grows if freed pages cannot be reused. */
-static const char CHURN_CONFIG[] =
-	"[retention]\n"
-	"history = 200ms\n"
-	"dedup_window = 200ms\n"
-	"[defaults]\n"
-	"max_attempts = 5\n"
-	"ack_deadline = 30s\n"
-	"backoff_min = 50ms\n"
-	"backoff_max = 200ms\n";
+static const char CHURN_CONFIG[] = "[retention]\n"
+				   "history = 200ms\n"
+				   "dedup_window = 200ms\n"
+				   "[defaults]\n"
+				   "max_attempts = 5\n"
+				   "ack_deadline = 30s\n"
+				   "backoff_min = 50ms\n"
+				   "backoff_max = 200ms\n";
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -237,13 +235,14 @@ static void drain_expect(handoff_client *c, const char *sub,
 			int i = index_of(ids, n, d[j].event_id);
 			if (i < 0 || !good[i] || seen[i])
 				fail_msg("%s delivered event %" PRIu64
-					 " (damaged, unknown or twice)", sub,
-					 d[j].event_id);
+					 " (damaged, unknown or twice)",
+					 sub, d[j].event_id);
 			seen[i] = true;
 			assert_int_equal(d[j].payload_len, lens[i]);
 			assert_memory_equal(d[j].payload, payloads[i], lens[i]);
 			assert_int_equal(it_ack1(c, sub, d[j].event_id,
-						 d[j].lease_token), HANDOFF_OK);
+						 d[j].lease_token),
+					 HANDOFF_OK);
 		}
 		got += k;
 		handoff_deliveries_free(d, k);
@@ -259,8 +258,7 @@ static void drain_expect(handoff_client *c, const char *sub,
 /* The damaged event of sub: dead-lettered as corrupt, its trace says so
  * (corrupt flag, DEAD, reason corrupt, the attempt ended corrupt), and
  * nothing of sub is left ready, delayed or leased. */
-static void assert_dead_corrupt(handoff_client *c, const char *sub,
-				uint64_t id)
+static void assert_dead_corrupt(handoff_client *c, const char *sub, uint64_t id)
 {
 	assert_true(it_dlq_has(c, sub, id));
 	handoff_dead_letter *dl = NULL;
@@ -323,8 +321,8 @@ static void test_corrupt_payload_dead_lettered(void **state)
 	char *img = slurp(path, &len);
 	/* One bit in the middle of the payload: still a valid protobuf,
 	 * so only the checksum can tell. */
-	size_t flipped = flip_everywhere(img, len, pat[VICTIM], PAT_LEN, 100,
-					 0x10);
+	size_t flipped =
+		flip_everywhere(img, len, pat[VICTIM], PAT_LEN, 100, 0x10);
 	assert_true(flipped >= 1);
 	spill(path, img, len);
 	free(img);
@@ -396,12 +394,12 @@ static void test_corrupt_crc_and_short_payload(void **state)
 	size_t vl = stored_value(pay[0], lens[0], val);
 	if (flip_everywhere(img, len, val, vl, 1, 0x04) < 1)
 		fail_msg("stored value of event %" PRIu64 " not found: layout "
-			 "is not crc32 + EventBody", ids[0]);
+			 "is not crc32 + EventBody",
+			 ids[0]);
 	vl = stored_value(pay[1], lens[1], val);
 	/* val: crc(4) 0x0a 0x03 'o' 'k' '!': flip a bit of the 'k'. */
 	if (flip_everywhere(img, len, val, vl, 7, 0x01) < 1)
-		fail_msg("stored value of event %" PRIu64 " not found",
-			 ids[1]);
+		fail_msg("stored value of event %" PRIu64 " not found", ids[1]);
 	spill(path, img, len);
 	free(img);
 
@@ -423,8 +421,8 @@ static void test_corrupt_crc_and_short_payload(void **state)
 static void run_handoffd(const broker *b, cli_result *r)
 {
 	const char *argv[] = { getenv("HANDOFFD"), "--data", b->data,
-			       "--listen", b->url, "--config", b->config,
-			       NULL };
+			       "--listen",	   b->url,   "--config",
+			       b->config,	   NULL };
 	assert_non_null(argv[0]);
 	it_run(argv, NULL, 20000, r);
 }
@@ -438,11 +436,11 @@ static uint32_t le32(const void *p)
 
 typedef struct damage {
 	const char *name;
-	size_t keep;           /* truncate to this many bytes ... */
-	size_t meta_off;       /* ... or XOR meta_mask into both meta pages */
-	size_t meta_len;       /*     at meta_off .. meta_off+meta_len */
+	size_t keep;	 /* truncate to this many bytes ... */
+	size_t meta_off; /* ... or XOR meta_mask into both meta pages */
+	size_t meta_len; /*     at meta_off .. meta_off+meta_len */
 	unsigned char meta_mask;
-	const char *must_say;  /* besides "store damaged"; NULL = none */
+	const char *must_say; /* besides "store damaged"; NULL = none */
 } damage;
 
 /* LMDB's meta pages: the page header (16 bytes; mp_flags, with P_META =
@@ -450,8 +448,14 @@ typedef struct damage {
  * in the free DB's md_pad at 40; mm_last_pg at 136, mm_txnid at 144).
  * Pages 0 and 1 hold the two metas; the one with the larger txnid is
  * current. */
-enum { META_FLAGS = 10, META_MAGIC = 16, META_PSIZE = 40, META_LAST_PG = 136,
-       META_TXNID = 144, LMDB_MAGIC = 0xBEEFC0DE };
+enum {
+	META_FLAGS = 10,
+	META_MAGIC = 16,
+	META_PSIZE = 40,
+	META_LAST_PG = 136,
+	META_TXNID = 144,
+	LMDB_MAGIC = 0xBEEFC0DE
+};
 
 static uint64_t le64(const void *p)
 {
@@ -465,13 +469,13 @@ static uint64_t le64(const void *p)
 static size_t pages_end(const char *img, size_t psize)
 {
 	const char *m0 = img, *m1 = img + psize;
-	const char *cur = le64(m1 + META_TXNID) > le64(m0 + META_TXNID) ? m1
-									  : m0;
+	const char *cur =
+		le64(m1 + META_TXNID) > le64(m0 + META_TXNID) ? m1 : m0;
 	return (size_t)(le64(cur + META_LAST_PG) + 1) * psize;
 }
 
-static void apply_damage(const damage *d, const char *path,
-			 const char *orig, size_t len, size_t psize)
+static void apply_damage(const damage *d, const char *path, const char *orig,
+			 size_t len, size_t psize)
 {
 	if (!d->meta_len) {
 		spill(path, orig, d->keep);
@@ -482,13 +486,13 @@ static void apply_damage(const damage *d, const char *path,
 	memcpy(img, orig, len);
 	for (size_t page = 0; page < 2; page++)
 		for (size_t i = 0; i < d->meta_len; i++)
-			img[page * psize + d->meta_off + i] ^= (char)d->meta_mask;
+			img[page * psize + d->meta_off + i] ^=
+				(char)d->meta_mask;
 	spill(path, img, len);
 	free(img);
 }
 
-static void expect_refused(const broker *b, const damage *d,
-			   const char *path)
+static void expect_refused(const broker *b, const damage *d, const char *path)
 {
 	uint64_t before = file_size(path);
 	cli_result r;
@@ -501,7 +505,8 @@ static void expect_refused(const broker *b, const damage *d,
 		  (!d->must_say || strstr(r.err, d->must_say)) &&
 		  !strstr(r.err, "Sanitizer");
 	if (!ok)
-		fprintf(stderr, "damage '%s': handoffd status %d (want 1; "
+		fprintf(stderr,
+			"damage '%s': handoffd status %d (want 1; "
 			"128+N is signal N, -1 still running), stderr:\n%s\n",
 			d->name, r.status, r.err);
 	cli_result_free(&r);
@@ -621,7 +626,8 @@ static pid_t run_reader(const broker *b, const char *mode)
 	} else {
 		if (!(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL))
 			fail_msg("stale_reader did not die of SIGKILL holding "
-				 "its txn (status 0x%x)", st);
+				 "its txn (status 0x%x)",
+				 st);
 	}
 	return pid;
 }
@@ -669,8 +675,8 @@ static void churn(handoff_client *c, int n)
 }
 
 typedef struct growth {
-	uint64_t file;   /* data.mdb's size */
-	uint64_t pages;  /* bytes up to its last page in use (stats) */
+	uint64_t file;	/* data.mdb's size */
+	uint64_t pages; /* bytes up to its last page in use (stats) */
 } growth;
 
 static growth store_size(const broker *b, handoff_client *c)
@@ -696,8 +702,9 @@ static growth growth_after_churn(const broker *b, handoff_client *c)
 	growth g1 = store_size(b, c);
 	churn(c, CHURN_CYCLES);
 	growth g2 = store_size(b, c);
-	fprintf(stderr, "faults: over %d cycles data.mdb %" PRIu64 " -> %"
-		PRIu64 " bytes, pages in use end %" PRIu64 " -> %" PRIu64 "\n",
+	fprintf(stderr,
+		"faults: over %d cycles data.mdb %" PRIu64 " -> %" PRIu64
+		" bytes, pages in use end %" PRIu64 " -> %" PRIu64 "\n",
 		CHURN_CYCLES, g1.file, g2.file, g1.pages, g2.pages);
 	return (growth){ g2.file > g1.file ? g2.file - g1.file : 0,
 			 g2.pages > g1.pages ? g2.pages - g1.pages : 0 };
@@ -737,16 +744,18 @@ static void test_stale_reader_cleared_while_running(void **state)
 		fail_msg("no event=stale_readers_cleared count>=1 in the log "
 			 "within 30 s of a reader dying with a txn open");
 	growth pinned = store_size(b, c);
-	fprintf(stderr, "faults: stale slot cleared after %" PRIu64 " ms; "
+	fprintf(stderr,
+		"faults: stale slot cleared after %" PRIu64 " ms; "
 		"meanwhile pages in use end %" PRIu64 " -> %" PRIu64 "\n",
 		it_now_ms() - t0, before.pages, pinned.pages);
 	assert_int_equal(reader_slots(b, dead), 0);
 	growth grown = growth_after_churn(b, c);
 	if (grown.file > GROWTH_BOUND || grown.pages > GROWTH_BOUND)
-		fail_msg("after the stale slot was cleared data.mdb grew %"
-			 PRIu64 " bytes and its pages in use %" PRIu64
-			 " (bound %" PRIu64 ")", grown.file, grown.pages,
-			 GROWTH_BOUND);
+		fail_msg(
+			"after the stale slot was cleared data.mdb grew %" PRIu64
+			" bytes and its pages in use %" PRIu64
+			" (bound %" PRIu64 ")",
+			grown.file, grown.pages, GROWTH_BOUND);
 	handoff_close(c);
 	broker_passed(b);
 
@@ -762,8 +771,8 @@ static void test_stale_reader_cleared_while_running(void **state)
 		fail_msg("control: with a live reader pinning a snapshot "
 			 "data.mdb grew only %" PRIu64 " bytes and its pages "
 			 "in use %" PRIu64 " (bound %" PRIu64 "): the "
-			 "measurement cannot tell", grown.file, grown.pages,
-			 GROWTH_BOUND);
+			 "measurement cannot tell",
+			 grown.file, grown.pages, GROWTH_BOUND);
 	handoff_close(c);
 	broker_passed(ctl);
 	broker_cleanup(ctl);
@@ -802,7 +811,7 @@ typedef struct doomed_lease {
 	uint64_t id;
 	bool acked;
 	uint64_t deadline_ms;
-	uint64_t token2;   /* the survivor's lease */
+	uint64_t token2; /* the survivor's lease */
 } doomed_lease;
 
 /* Run $FETCH_AND_DIE and read back what it leased and acked. */
@@ -812,25 +821,29 @@ static void run_doomed_consumer(const broker *b, doomed_lease *l, size_t n,
 	char n_s[16], acks_s[16];
 	snprintf(n_s, sizeof n_s, "%zu", n);
 	snprintf(acks_s, sizeof acks_s, "%zu", acks);
-	const char *argv[] = { helper_path("FETCH_AND_DIE"), b->url, "s", n_s,
-			       acks_s, NULL };
+	const char *argv[] = {
+		helper_path("FETCH_AND_DIE"), b->url, "s", n_s, acks_s, NULL
+	};
 	cli_result r;
 	it_run(argv, NULL, 60000, &r);
 	if (r.status != 128 + SIGKILL)
 		fail_msg("fetch_and_die ended with status %d, not SIGKILL: "
-			 "%s", r.status, r.err);
+			 "%s",
+			 r.status, r.err);
 	size_t k = 0, n_acked = 0;
-	for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n")) {
+	for (char *line = strtok(r.out, "\n"); line;
+	     line = strtok(NULL, "\n")) {
 		char what[8];
 		uint64_t id, deadline;
 		uint32_t attempt;
-		assert_int_equal(sscanf(line, "%7s %" SCNu64 " %" SCNu32
-					" %" SCNu64, what, &id, &attempt,
-					&deadline), 4);
+		assert_int_equal(sscanf(line,
+					"%7s %" SCNu64 " %" SCNu32 " %" SCNu64,
+					what, &id, &attempt, &deadline),
+				 4);
 		assert_true(k < n);
 		assert_int_equal(attempt, 1);
-		l[k] = (doomed_lease){ id, strcmp(what, "acked") == 0,
-				       deadline, 0 };
+		l[k] = (doomed_lease){ id, strcmp(what, "acked") == 0, deadline,
+				       0 };
 		n_acked += l[k].acked;
 		k++;
 	}
@@ -894,7 +907,8 @@ static void test_consumer_killed_mid_batch(void **state)
 
 	for (size_t i = 0; i < N; i++) {
 		handoff_trace *t = NULL;
-		handoff_subscription_trace *st = it_trace_sub(c, l[i].id, "s", &t);
+		handoff_subscription_trace *st =
+			it_trace_sub(c, l[i].id, "s", &t);
 		assert_int_equal(st->state, HANDOFF_STATE_ACKED);
 		it_assert_consumer(st->history[0].consumer, "doomed");
 		if (l[i].acked) {
@@ -906,7 +920,8 @@ static void test_consumer_killed_mid_batch(void **state)
 			assert_int_equal(st->history[0].outcome,
 					 HANDOFF_OUTCOME_EXPIRED);
 			/* Not taken back before the dead consumer's deadline. */
-			assert_true(st->history[0].ended_ms >= l[i].deadline_ms);
+			assert_true(st->history[0].ended_ms >=
+				    l[i].deadline_ms);
 			assert_int_equal(st->history[1].attempt, 2);
 			it_assert_consumer(st->history[1].consumer, "survivor");
 			assert_int_equal(st->history[1].outcome,
@@ -962,8 +977,8 @@ static void join_publish(pthread_t th, bg_publish *p, bool dup_ok)
 }
 
 /* sub holds exactly one delivery, id with payload, and nothing else. */
-static void assert_stored_once(handoff_client *c, const char *sub,
-			       uint64_t id, const char *payload)
+static void assert_stored_once(handoff_client *c, const char *sub, uint64_t id,
+			       const char *payload)
 {
 	handoff_delivery *d = NULL;
 	size_t k = it_fetch(c, sub, 10, 5000, &d);
@@ -984,7 +999,8 @@ static void test_publish_while_broker_down(void **state)
 	handoff_client *c = it_connect(b, "admin", 20000);
 	it_subscribe(c, "down", "s", 5, 30000, 50, 200);
 	bg_publish p = { .c = it_connect(b, "producer", 20000),
-			 .topic = "down", .payload = "sent-while-down" };
+			 .topic = "down",
+			 .payload = "sent-while-down" };
 	broker_kill9(b);
 	pthread_t th;
 	start_publish(&th, &p);
@@ -1003,7 +1019,8 @@ static void test_publish_in_flight_when_broker_dies(void **state)
 	handoff_client *c = it_connect(b, "admin", 20000);
 	it_subscribe(c, "flight", "s", 5, 30000, 50, 200);
 	bg_publish p = { .c = it_connect(b, "producer", 20000),
-			 .topic = "flight", .payload = "in-flight" };
+			 .topic = "flight",
+			 .payload = "in-flight" };
 	/* Stopped, the broker takes the request into its socket buffer and
 	 * never answers; then it dies with the request unread. */
 	assert_int_equal(kill(b->pid, SIGSTOP), 0);
@@ -1031,7 +1048,8 @@ static void test_publish_resent_to_stalled_broker(void **state)
 	broker *b = *state;
 	handoff_client *c = it_connect(b, "admin", 20000);
 	it_subscribe(c, "stall", "s", 5, 30000, 50, 200);
-	handoff_options o = { .deadline_ms = 20000, .attempt_timeout_ms = 300,
+	handoff_options o = { .deadline_ms = 20000,
+			      .attempt_timeout_ms = 300,
 			      .consumer_name = "producer" };
 	bg_publish p = { .topic = "stall", .payload = "resent-while-stalled" };
 	assert_int_equal(handoff_connect(broker_url(b), &o, &p.c), HANDOFF_OK);
@@ -1090,7 +1108,8 @@ static void test_consumer_across_restarts(void **state)
 					 d[i].event_id);
 			}
 			assert_int_equal(it_ack1(c, "s", d[i].event_id,
-						 d[i].lease_token), HANDOFF_OK);
+						 d[i].lease_token),
+					 HANDOFF_OK);
 		}
 		handoff_deliveries_free(d, k);
 	}
@@ -1131,7 +1150,7 @@ int main(void)
 	const char *only = getenv("FAULTS_TEST");
 	if (only && *only)
 		cmocka_set_test_filter(only);
-#define T(f) cmocka_unit_test_setup_teardown(f, it_setup, faults_teardown)
+#define T(f)  cmocka_unit_test_setup_teardown(f, it_setup, faults_teardown)
 #define TC(f) cmocka_unit_test_setup_teardown(f, churn_setup, faults_teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_corrupt_payload_dead_lettered),

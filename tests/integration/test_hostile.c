@@ -37,28 +37,27 @@
 #include <string.h>
 #include <time.h>
 
-static const char CONFIG[] =
-	"[limits]\n"
-	"max_request = 2M\n"
-	"max_payload = 64K\n"
-	"max_batch = 100\n"
-	"max_wait = 5s\n"
-	"[defaults]\n"
-	"ack_deadline = 120s\n";
+static const char CONFIG[] = "[limits]\n"
+			     "max_request = 2M\n"
+			     "max_payload = 64K\n"
+			     "max_batch = 100\n"
+			     "max_wait = 5s\n"
+			     "[defaults]\n"
+			     "ack_deadline = 120s\n";
 
 #define MAX_REQUEST (2u << 20)
 #define MAX_PAYLOAD (64u << 10)
-#define MAX_BATCH 100u
-#define DAY_MS (24u * 3600u * 1000u)
-#define NAME_RULE "must be 1-200 bytes of [A-Za-z0-9._:/-]"
+#define MAX_BATCH   100u
+#define DAY_MS	    (24u * 3600u * 1000u)
+#define NAME_RULE   "must be 1-200 bytes of [A-Za-z0-9._:/-]"
 
 static struct {
 	broker *b;
-	handoff_client *ctl;   /* the normal client: snapshots, traces */
-	int req;               /* REQ socket for the bad requests */
-	int ctlreq;            /* REQ socket for control pings */
-	wire_latency base;     /* control ping latency before any abuse */
-	uint64_t ev_dead;      /* a dead letter of sa */
+	handoff_client *ctl; /* the normal client: snapshots, traces */
+	int req;	     /* REQ socket for the bad requests */
+	int ctlreq;	     /* REQ socket for control pings */
+	wire_latency base;   /* control ping latency before any abuse */
+	uint64_t ev_dead;    /* a dead letter of sa */
 } G;
 
 /* ---- a tiny protobuf writer for raw, possibly broken, messages ----------- */
@@ -162,7 +161,8 @@ static void subscribe_req(const char *topic, const char *sub,
 			  const Handoff__Wire__Policy *pol, int status,
 			  const char *needle, const char *what)
 {
-	Handoff__Wire__SubscribeRequest s = HANDOFF__WIRE__SUBSCRIBE_REQUEST__INIT;
+	Handoff__Wire__SubscribeRequest s =
+		HANDOFF__WIRE__SUBSCRIBE_REQUEST__INIT;
 	s.topic = (char *)topic;
 	s.subscription = (char *)sub;
 	s.policy = (Handoff__Wire__Policy *)pol;
@@ -253,8 +253,7 @@ static WReply *nack_req(const char *sub, const nack_spec *sp, size_t n,
 	return rep;
 }
 
-static void assert_items(WReply *r, const int *want, size_t n,
-			 const char *what)
+static void assert_items(WReply *r, const int *want, size_t n, const char *what)
 {
 	assert_non_null(r);
 	if (r->body_case != HANDOFF__WIRE__REPLY__BODY_ITEMS ||
@@ -278,7 +277,8 @@ static WReply *dlq_req(enum dlq_kind k, const char *sub, const uint64_t *ids,
 	WRequest r = req_v1();
 	Handoff__Wire__DlqListRequest l = HANDOFF__WIRE__DLQ_LIST_REQUEST__INIT;
 	Handoff__Wire__DlqShowRequest s = HANDOFF__WIRE__DLQ_SHOW_REQUEST__INIT;
-	Handoff__Wire__DlqActionRequest a = HANDOFF__WIRE__DLQ_ACTION_REQUEST__INIT;
+	Handoff__Wire__DlqActionRequest a =
+		HANDOFF__WIRE__DLQ_ACTION_REQUEST__INIT;
 	switch (k) {
 	case DLQ_LIST:
 		l.subscription = (char *)sub;
@@ -338,7 +338,8 @@ static void snap(snapshot *s)
 	memset(s, 0, sizeof *s);
 	handoff_subscription_info *info = NULL;
 	size_t n = 0;
-	assert_int_equal(handoff_list_subscriptions(G.ctl, &info, &n), HANDOFF_OK);
+	assert_int_equal(handoff_list_subscriptions(G.ctl, &info, &n),
+			 HANDOFF_OK);
 	assert_true(n <= SNAP_MAX);
 	s->n_subs = n;
 	for (size_t i = 0; i < n; i++) {
@@ -383,11 +384,11 @@ static void assert_unchanged(const snapshot *before, const char *what)
 	assert_non_null(now);
 	snap(now);
 	const snapshot *a = before, *b = now;
-#define SAME(x, fmt)                                                       \
-	do {                                                               \
-		if (a->x != b->x)                                          \
+#define SAME(x, fmt)                                                         \
+	do {                                                                 \
+		if (a->x != b->x)                                            \
 			fail_msg("%s changed %s: " fmt " -> " fmt, what, #x, \
-				 a->x, b->x);                              \
+				 a->x, b->x);                                \
 	} while (0)
 	if (a->n_subs != b->n_subs)
 		fail_msg("%s changed the number of subscriptions: %zu -> %zu",
@@ -437,15 +438,15 @@ static void control_ok(const char *after)
 }
 
 /* Run one class: snapshot, the class, nothing changed, control answers. */
-#define CLASS(fn, name)                                                   \
-	do {                                                              \
-		snapshot *s_ = malloc(sizeof *s_);                        \
-		assert_non_null(s_);                                      \
-		snap(s_);                                                 \
-		fn();                                                     \
-		assert_unchanged(s_, name);                               \
-		free(s_);                                                 \
-		control_ok(name);                                         \
+#define CLASS(fn, name)                            \
+	do {                                       \
+		snapshot *s_ = malloc(sizeof *s_); \
+		assert_non_null(s_);               \
+		snap(s_);                          \
+		fn();                              \
+		assert_unchanged(s_, name);        \
+		free(s_);                          \
+		control_ok(name);                  \
 	} while (0)
 
 static char *repeat(char c, size_t n)
@@ -487,15 +488,17 @@ static int group_setup(void **state)
 	assert_int_equal(it_fetch(G.ctl, "sa", 1, 0, &d), 1);
 	assert_int_equal(d[0].event_id, G.ev_dead);
 	assert_int_equal(it_nack1(G.ctl, "sa", G.ev_dead, d[0].lease_token, 0,
-				  true, "poison"), HANDOFF_OK);
+				  true, "poison"),
+			 HANDOFF_OK);
 	handoff_deliveries_free(d, 1);
 	G.req = wire_req_open(broker_url(G.b));
 	G.ctlreq = wire_req_open(broker_url(G.b));
 	wire_ping_latency(G.ctlreq, 10); /* warm up */
 	G.base = wire_ping_latency(G.ctlreq, 21);
-	fprintf(stderr, "hostile: broker %s; baseline control ping median "
-		"%.2f ms (max %.2f)\n", broker_url(G.b), G.base.median_ms,
-		G.base.max_ms);
+	fprintf(stderr,
+		"hostile: broker %s; baseline control ping median "
+		"%.2f ms (max %.2f)\n",
+		broker_url(G.b), G.base.median_ms, G.base.max_ms);
 	return 0;
 }
 
@@ -564,7 +567,8 @@ static void cls_malformed(void)
 		{ "\x53\x0c\x08\x01", 4, "a start-group on the ping field" },
 		{ "\x08\x01\x52\xff\xff\xff\xff\x0f", 8,
 		  "ping declaring 4 GiB" },
-		{ "\x08\x01\x52\x05\x01\x02", 6, "ping declaring 5 bytes, 2 sent" },
+		{ "\x08\x01\x52\x05\x01\x02", 6,
+		  "ping declaring 5 bytes, 2 sent" },
 		{ "\x08\x01\x52\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01", 13,
 		  "a 10-byte length" },
 		{ "\x08\x01\x52\x02\xff\xff", 6, "a ping body of garbage" },
@@ -574,8 +578,7 @@ static void cls_malformed(void)
 		{ "\x08\x01\x55\x00\x00\x00\x00", 7,
 		  "the ping field as fixed32" },
 		{ "\x0a\x01\x01", 3, "protocol_version as bytes" },
-		{ "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 10,
-		  "all ones" },
+		{ "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 10, "all ones" },
 		{ "\x00\x00\x00\x00\x00\x00\x00\x00", 8, "all zeros" },
 		{ "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27, "an HTTP request" },
 	};
@@ -606,8 +609,10 @@ static void cls_malformed(void)
 		if (want < 0)
 			continue; /* decodes to a real request: not sent */
 		if (getenv("HOSTILE_VERBOSE"))
-			fprintf(stderr, "hostile: random blob %2d (%4zu bytes) "
-				"-> %s\n", i, n, wire_status_name(want));
+			fprintf(stderr,
+				"hostile: random blob %2d (%4zu bytes) "
+				"-> %s\n",
+				i, n, wire_status_name(want));
 		char what[64];
 		snprintf(what, sizeof what, "random blob %d (%zu bytes)", i, n);
 		wire_expect_bytes(G.req, blob, n, want, needle, what, false);
@@ -637,10 +642,12 @@ static void truncations(const WRequest *r, int full_status, const char *what)
 	uint8_t *buf = wire_pack(r, &len);
 	char w[128];
 	for (size_t cut = 0; cut < len; cut++) {
-		int want = cut == 0 ? WST(UNSUPPORTED_VERSION) : WST(BAD_REQUEST);
-		const char *needle = cut == 0 ? "protocol version 0 not supported"
-				     : cut == 2 ? "unknown or missing request type"
-						: "malformed request";
+		int want =
+			cut == 0 ? WST(UNSUPPORTED_VERSION) : WST(BAD_REQUEST);
+		const char *needle =
+			cut == 0 ? "protocol version 0 not supported" :
+			cut == 2 ? "unknown or missing request type" :
+				   "malformed request";
 		snprintf(w, sizeof w, "%s cut at %zu of %zu bytes", what, cut,
 			 len);
 		wire_expect_bytes(G.req, buf, cut, want, needle, w, false);
@@ -660,8 +667,10 @@ static void cls_truncated(void)
 	h[1].name = "x-trace";
 	h[1].value = "abc123";
 	Handoff__Wire__Header *hp[2] = { &h[0], &h[1] };
-	Handoff__Wire__PublishEvent e[2] = { HANDOFF__WIRE__PUBLISH_EVENT__INIT,
-					     HANDOFF__WIRE__PUBLISH_EVENT__INIT };
+	Handoff__Wire__PublishEvent e[2] = {
+		HANDOFF__WIRE__PUBLISH_EVENT__INIT,
+		HANDOFF__WIRE__PUBLISH_EVENT__INIT
+	};
 	for (int i = 0; i < 2; i++) {
 		e[i].payload.data = (uint8_t *)"payload bytes for truncation";
 		e[i].payload.len = 28;
@@ -672,7 +681,8 @@ static void cls_truncated(void)
 	}
 	Handoff__Wire__PublishEvent *ep[2] = { &e[0], &e[1] };
 	Handoff__Wire__PublishRequest p = HANDOFF__WIRE__PUBLISH_REQUEST__INIT;
-	p.topic = "t-none"; /* no subscriptions: the whole one changes nothing */
+	p.topic =
+		"t-none"; /* no subscriptions: the whole one changes nothing */
 	p.n_events = 2;
 	p.events = ep;
 	WRequest r = req_v1();
@@ -686,7 +696,8 @@ static void cls_truncated(void)
 	pol.ack_deadline_ms = 30000;
 	pol.backoff_min_ms = 100;
 	pol.backoff_max_ms = 5000;
-	Handoff__Wire__SubscribeRequest s = HANDOFF__WIRE__SUBSCRIBE_REQUEST__INIT;
+	Handoff__Wire__SubscribeRequest s =
+		HANDOFF__WIRE__SUBSCRIBE_REQUEST__INIT;
 	s.topic = "t-other";
 	s.subscription = "sa";
 	s.policy = &pol;
@@ -744,7 +755,8 @@ static void cls_truncated(void)
 	Handoff__Wire__DlqFilter flt = HANDOFF__WIRE__DLQ_FILTER__INIT;
 	flt.error_contains = "nothing like this";
 	flt.after_event_id = 5;
-	Handoff__Wire__DlqActionRequest d = HANDOFF__WIRE__DLQ_ACTION_REQUEST__INIT;
+	Handoff__Wire__DlqActionRequest d =
+		HANDOFF__WIRE__DLQ_ACTION_REQUEST__INIT;
 	d.subscription = "sa";
 	d.n_event_ids = 3;
 	d.event_ids = ids;
@@ -774,12 +786,14 @@ static uint8_t *sized_publish(size_t len)
 	for (;;) {
 		uint8_t *data = calloc(1, pay);
 		assert_non_null(data);
-		Handoff__Wire__PublishEvent e = HANDOFF__WIRE__PUBLISH_EVENT__INIT;
+		Handoff__Wire__PublishEvent e =
+			HANDOFF__WIRE__PUBLISH_EVENT__INIT;
 		e.payload.data = data;
 		e.payload.len = pay;
 		e.idempotency_key = "oversized";
 		Handoff__Wire__PublishEvent *ep = &e;
-		Handoff__Wire__PublishRequest p = HANDOFF__WIRE__PUBLISH_REQUEST__INIT;
+		Handoff__Wire__PublishRequest p =
+			HANDOFF__WIRE__PUBLISH_REQUEST__INIT;
 		p.topic = "t";
 		p.n_events = 1;
 		p.events = &ep;
@@ -813,8 +827,9 @@ static void cls_oversized(void)
 		uint8_t *buf = sized_publish(sizes[i]);
 		int big = wire_req_open(broker_url(G.b));
 		char what[96];
-		snprintf(what, sizeof what, "a %zu-byte request (max_request %u)",
-			 sizes[i], MAX_REQUEST);
+		snprintf(what, sizeof what,
+			 "a %zu-byte request (max_request %u)", sizes[i],
+			 MAX_REQUEST);
 		wire_expect_silence(big, buf, sizes[i], 1500, what);
 		/* while it resends its request in a loop: */
 		char after[96];
@@ -829,8 +844,10 @@ static void cls_oversized(void)
 	size_t fits = MAX_REQUEST - 4;
 	uint8_t *buf = sized_publish(fits);
 	wire_expect_bytes(G.req, buf, fits, WST(LIMIT_EXCEEDED),
-			  "exceeds max_payload", "a request of max_request - 4 "
-			  "bytes", false);
+			  "exceeds max_payload",
+			  "a request of max_request - 4 "
+			  "bytes",
+			  false);
 	free(buf);
 }
 
@@ -859,10 +876,12 @@ static void test_bug_request_of_max_request_bytes(void **state)
 	wire_req_close(s);
 	free(buf);
 	if (!r)
-		fail_msg("BROKER BUG: a request of exactly max_request (%u) "
-			 "bytes got no reply; PROTOCOL.md drops only larger "
-			 "ones (transport.c: NN_RCVMAXSIZE must allow the 4-byte "
-			 "REQ header)", MAX_REQUEST);
+		fail_msg(
+			"BROKER BUG: a request of exactly max_request (%u) "
+			"bytes got no reply; PROTOCOL.md drops only larger "
+			"ones (transport.c: NN_RCVMAXSIZE must allow the 4-byte "
+			"REQ header)",
+			MAX_REQUEST);
 	assert_int_equal(r->status, WST(LIMIT_EXCEEDED));
 	wire_reply_free(r);
 	control_ok("a request of exactly max_request bytes");
@@ -956,19 +975,22 @@ static void cls_version(void)
 	for (size_t i = 0; i < sizeof versions / sizeof versions[0]; i++) {
 		snprintf(needle, sizeof needle,
 			 "protocol version %u not supported (this broker "
-			 "speaks 1)", versions[i]);
+			 "speaks 1)",
+			 versions[i]);
 		WRequest r = wire_ping_request();
 		r.protocol_version = versions[i];
 		snprintf(what, sizeof what, "ping at version %u", versions[i]);
 		expect1(&r, WST(UNSUPPORTED_VERSION), needle, what);
 
 		/* a publish that would succeed at version 1 */
-		Handoff__Wire__PublishEvent e = HANDOFF__WIRE__PUBLISH_EVENT__INIT;
+		Handoff__Wire__PublishEvent e =
+			HANDOFF__WIRE__PUBLISH_EVENT__INIT;
 		e.payload.data = (uint8_t *)"x";
 		e.payload.len = 1;
 		e.idempotency_key = "version-probe";
 		Handoff__Wire__PublishEvent *ep = &e;
-		Handoff__Wire__PublishRequest p = HANDOFF__WIRE__PUBLISH_REQUEST__INIT;
+		Handoff__Wire__PublishRequest p =
+			HANDOFF__WIRE__PUBLISH_REQUEST__INIT;
 		p.topic = "t";
 		p.n_events = 1;
 		p.events = &ep;
@@ -985,8 +1007,9 @@ static void cls_version(void)
 		r.protocol_version = versions[i];
 		snprintf(what, sizeof what, "no body at version %u",
 			 versions[i]);
-		expect1(&r, versions[i] == 1 ? WST(BAD_REQUEST)
-					     : WST(UNSUPPORTED_VERSION),
+		expect1(&r,
+			versions[i] == 1 ? WST(BAD_REQUEST) :
+					   WST(UNSUPPORTED_VERSION),
 			needle, what);
 
 		/* an unknown body field: the version is checked first */
@@ -1000,8 +1023,8 @@ static void cls_version(void)
 	}
 	/* the empty message is a Request with every field unset */
 	wire_expect_bytes(G.req, "", 0, WST(UNSUPPORTED_VERSION),
-			  "protocol version 0 not supported", "an empty message",
-			  false);
+			  "protocol version 0 not supported",
+			  "an empty message", false);
 }
 
 static void test_unsupported_version(void **state)
@@ -1025,7 +1048,7 @@ static void cls_counts(void)
 	size_t n = MAX_BATCH + 1;
 	Handoff__Wire__PublishEvent *e = calloc(n, sizeof *e);
 	Handoff__Wire__PublishEvent **ep = calloc(n, sizeof *ep);
-	char (*keys)[16] = calloc(n, 16);
+	char(*keys)[16] = calloc(n, 16);
 	assert_true(e && ep && keys);
 	for (size_t i = 0; i < n; i++) {
 		handoff__wire__publish_event__init(&e[i]);
@@ -1077,18 +1100,16 @@ static void cls_counts(void)
 				  WST(LIMIT_EXCEEDED),
 				  "max_events 4294967295 exceeds max_batch",
 				  "fetch max_events 2^32-1"));
-	wire_reply_free(fetch_req("sb", "greedy", 1, 0xffffffffu, 0, 0, 1,
-				  WST(LIMIT_EXCEEDED),
-				  "wait of 4294967295 ms exceeds max_wait 5000 ms",
-				  "fetch wait_ms 2^32-1"));
-	wire_reply_free(fetch_req("sb", "greedy", 1, 0, 1, 0, 1,
-				  WST(BAD_REQUEST),
-				  "max_bytes must be at least 1024",
-				  "fetch max_bytes 1"));
-	wire_reply_free(fetch_req("sb", "greedy", 1, 0, 1023, 0, 1,
-				  WST(BAD_REQUEST),
-				  "max_bytes must be at least 1024",
-				  "fetch max_bytes 1023"));
+	wire_reply_free(fetch_req(
+		"sb", "greedy", 1, 0xffffffffu, 0, 0, 1, WST(LIMIT_EXCEEDED),
+		"wait of 4294967295 ms exceeds max_wait 5000 ms",
+		"fetch wait_ms 2^32-1"));
+	wire_reply_free(fetch_req(
+		"sb", "greedy", 1, 0, 1, 0, 1, WST(BAD_REQUEST),
+		"max_bytes must be at least 1024", "fetch max_bytes 1"));
+	wire_reply_free(fetch_req(
+		"sb", "greedy", 1, 0, 1023, 0, 1, WST(BAD_REQUEST),
+		"max_bytes must be at least 1024", "fetch max_bytes 1023"));
 
 	/* §5.10: "`LIMIT_EXCEEDED` | "limit N exceeds max_batch M""; §5.12:
 	 * "`LIMIT_EXCEEDED` | "more than max_batch N dead letters in one
@@ -1137,8 +1158,8 @@ static void cls_counts(void)
 		pb_sub(&b, purge ? 21 : 20, &in);
 		expect_bytes(&b, WST(LIMIT_EXCEEDED),
 			     "more than max_batch 100 dead letters",
-			     purge ? "dlq_purge of 1,000,000 packed ids"
-				   : "dlq_replay of 1,000,000 packed ids");
+			     purge ? "dlq_purge of 1,000,000 packed ids" :
+				     "dlq_replay of 1,000,000 packed ids");
 		pb_free(&b);
 		pb_free(&in);
 	}
@@ -1175,8 +1196,10 @@ static void test_huge_counts(void **state)
 {
 	(void)state;
 	CLASS(cls_counts, "huge counts");
-	fprintf(stderr, "hostile: broker VmHWM %ld KiB, VmRSS %ld KiB after "
-		"the huge counts\n", wire_proc_kb(G.b->pid, "VmHWM"),
+	fprintf(stderr,
+		"hostile: broker VmHWM %ld KiB, VmRSS %ld KiB after "
+		"the huge counts\n",
+		wire_proc_kb(G.b->pid, "VmHWM"),
 		wire_proc_kb(G.b->pid, "VmRSS"));
 }
 
@@ -1234,7 +1257,8 @@ static void test_concurrent_bombs(void **state)
 	bombs_rss0 = wire_proc_kb(G.b->pid, "VmRSS");
 	CLASS(cls_concurrent_bombs, "16 concurrent decode bombs");
 	long hwm = wire_proc_kb(G.b->pid, "VmHWM");
-	fprintf(stderr, "hostile: %d concurrent 1.8 MB decode bombs: broker "
+	fprintf(stderr,
+		"hostile: %d concurrent 1.8 MB decode bombs: broker "
 		"VmHWM %ld -> %ld KiB (+%ld KiB for %d x %zu KiB sent)\n",
 		BOMBS, hwm0, hwm, hwm - hwm0, BOMBS, (size_t)1800);
 }
@@ -1253,13 +1277,16 @@ static void test_bug_decode_burst_memory_kept(void **state)
 	(void)state;
 	long limit = bombs_rss0 + (WIRE_ASAN ? 256 * 1024 : 32 * 1024);
 	long rss = wire_rss_settle(G.b->pid, limit, 5000);
-	fprintf(stderr, "hostile: RSS %ld KiB before the bombs, %ld KiB 5 s "
-		"after\n", bombs_rss0, rss);
+	fprintf(stderr,
+		"hostile: RSS %ld KiB before the bombs, %ld KiB 5 s "
+		"after\n",
+		bombs_rss0, rss);
 	if (rss > limit)
-		fail_msg("BROKER BUG: RSS stays at %ld KiB after a burst of "
-			 "decode bombs (was %ld KiB): freed arena memory is not "
-			 "given back (loop.c turn: malloc_trim)", rss,
-			 bombs_rss0);
+		fail_msg(
+			"BROKER BUG: RSS stays at %ld KiB after a burst of "
+			"decode bombs (was %ld KiB): freed arena memory is not "
+			"given back (loop.c turn: malloc_trim)",
+			rss, bombs_rss0);
 }
 
 /* ==== 7. names =========================================================== */
@@ -1277,18 +1304,21 @@ static void cls_names(void)
 	char *long201 = repeat('n', 201), *long200 = repeat('n', 200);
 	char *long1000 = repeat('x', 1000);
 	const char *bad[] = {
-		"", long201, long1000, "a b", "a*", "a\n", "a\tb", "\xc3\xa9",
-		"caf\xc3\xa9", "a%41", "a#b", "a@b", "a,b", "\x7f", "a;b",
-		"a|b", "a\"b", "a'b", "a\\b", "a?b", "a+b", "\x01", "a\rb",
-		"<script>", "a=b", "\xff\xfe", "a b c ",
+		"",	long201,    long1000,	   "a b",  "a*",   "a\n",
+		"a\tb", "\xc3\xa9", "caf\xc3\xa9", "a%41", "a#b",  "a@b",
+		"a,b",	"\x7f",	    "a;b",	   "a|b",  "a\"b", "a'b",
+		"a\\b", "a?b",	    "a+b",	   "\x01", "a\rb", "<script>",
+		"a=b",	"\xff\xfe", "a b c ",
 	};
 	const uint64_t one = 1;
 	char what[128];
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		const char *nm = bad[i];
 		int shown = (int)(strlen(nm) > 12 ? 12 : strlen(nm));
-#define W(kind) (snprintf(what, sizeof what, "%s with name #%zu '%.*s'", kind, i, \
-			  shown, nm), what)
+#define W(kind)                                                           \
+	(snprintf(what, sizeof what, "%s with name #%zu '%.*s'", kind, i, \
+		  shown, nm),                                             \
+	 what)
 		subscribe_req(nm, "ok-sub", NULL, WST(BAD_REQUEST),
 			      "topic " NAME_RULE, W("subscribe topic"));
 		subscribe_req("t", nm, NULL, WST(BAD_REQUEST),
@@ -1303,10 +1333,12 @@ static void cls_names(void)
 		expect1(&r, WST(BAD_REQUEST), "subscription " NAME_RULE,
 			W("unsubscribe"));
 
-		Handoff__Wire__PublishEvent e = HANDOFF__WIRE__PUBLISH_EVENT__INIT;
+		Handoff__Wire__PublishEvent e =
+			HANDOFF__WIRE__PUBLISH_EVENT__INIT;
 		e.idempotency_key = "name-probe";
 		Handoff__Wire__PublishEvent *ep = &e;
-		Handoff__Wire__PublishRequest p = HANDOFF__WIRE__PUBLISH_REQUEST__INIT;
+		Handoff__Wire__PublishRequest p =
+			HANDOFF__WIRE__PUBLISH_REQUEST__INIT;
 		p.topic = (char *)nm;
 		p.n_events = 1;
 		p.events = &ep;
@@ -1315,30 +1347,37 @@ static void cls_names(void)
 		r.publish = &p;
 		expect1(&r, WST(BAD_REQUEST), "topic " NAME_RULE, W("publish"));
 
-		wire_reply_free(fetch_req(nm, "c", 1, 0, 0, 0, 1, WST(BAD_REQUEST),
-					  "subscription " NAME_RULE, W("fetch")));
-		wire_reply_free(ack_req(nm, &G.ev_dead, &one, 1, WST(BAD_REQUEST),
+		wire_reply_free(
+			fetch_req(nm, "c", 1, 0, 0, 0, 1, WST(BAD_REQUEST),
+				  "subscription " NAME_RULE, W("fetch")));
+		wire_reply_free(ack_req(nm, &G.ev_dead, &one, 1,
+					WST(BAD_REQUEST),
 					"subscription " NAME_RULE, W("ack")));
 		nack_spec ns = { .ev = G.ev_dead, .tok = 1 };
 		wire_reply_free(nack_req(nm, &ns, 1, WST(BAD_REQUEST),
 					 "subscription " NAME_RULE, W("nack")));
-		wire_reply_free(dlq_req(DLQ_LIST, nm, NULL, 0, 0, false, false, 0,
-					WST(BAD_REQUEST), "subscription " NAME_RULE,
+		wire_reply_free(dlq_req(DLQ_LIST, nm, NULL, 0, 0, false, false,
+					0, WST(BAD_REQUEST),
+					"subscription " NAME_RULE,
 					W("dlq_list")));
 		wire_reply_free(dlq_req(DLQ_SHOW, nm, NULL, 0, 0, false, false,
 					G.ev_dead, WST(BAD_REQUEST),
-					"subscription " NAME_RULE, W("dlq_show")));
+					"subscription " NAME_RULE,
+					W("dlq_show")));
 		wire_reply_free(dlq_req(DLQ_REPLAY, nm, &G.ev_dead, 1, 0, false,
 					false, 0, WST(BAD_REQUEST),
-					"subscription " NAME_RULE, W("dlq_replay")));
+					"subscription " NAME_RULE,
+					W("dlq_replay")));
 		wire_reply_free(dlq_req(DLQ_PURGE, nm, &G.ev_dead, 1, 0, false,
 					true, 0, WST(BAD_REQUEST),
-					"subscription " NAME_RULE, W("dlq_purge")));
+					"subscription " NAME_RULE,
+					W("dlq_purge")));
 #undef W
 	}
 	/* 200 bytes is a name: it passes the check and is simply unknown */
 	wire_reply_free(fetch_req(long200, "c", 1, 0, 0, 0, 1, WST(NOT_FOUND),
-				  "no subscription", "fetch on a 200-byte name"));
+				  "no subscription",
+				  "fetch on a 200-byte name"));
 	wire_reply_free(dlq_req(DLQ_LIST, long200, NULL, 0, 0, false, false, 0,
 				WST(NOT_FOUND), "no subscription",
 				"dlq_list on a 200-byte name"));
@@ -1414,9 +1453,10 @@ static void cls_event_fields(void)
 	e.payload.data = big;
 	e.payload.len = MAX_PAYLOAD + 1;
 	e.idempotency_key = "big";
-	publish_events(&e, WST(LIMIT_EXCEEDED),
-		       "event 1: payload of 65537 bytes exceeds max_payload 65536",
-		       "payload over max_payload");
+	publish_events(
+		&e, WST(LIMIT_EXCEEDED),
+		"event 1: payload of 65537 bytes exceeds max_payload 65536",
+		"payload over max_payload");
 	/* "`BAD_REQUEST` | "event I: idempotency_key must be 1-256 bytes"" */
 	handoff__wire__publish_event__init(&e);
 	publish_events(&e, WST(BAD_REQUEST),
@@ -1429,7 +1469,8 @@ static void cls_event_fields(void)
 	/* "`BAD_REQUEST` | "event I: key longer than 1024 bytes"" */
 	e.idempotency_key = "k";
 	e.key = k1025;
-	publish_events(&e, WST(BAD_REQUEST), "event 1: key longer than 1024 bytes",
+	publish_events(&e, WST(BAD_REQUEST),
+		       "event 1: key longer than 1024 bytes",
 		       "a 1025-byte key");
 	e.key = "";
 	/* "`BAD_REQUEST` | "event I: more than 64 headers"" */
@@ -1500,22 +1541,29 @@ static void cls_policies(void)
 		const char *needle;
 	} cases[] = {
 		{ { PROTOBUF_C_MESSAGE_INIT(&handoff__wire__policy__descriptor),
-		    10001, 0, 0, 0 }, "max_attempts must be 1-10000" },
+		    10001, 0, 0, 0 },
+		  "max_attempts must be 1-10000" },
 		{ { PROTOBUF_C_MESSAGE_INIT(&handoff__wire__policy__descriptor),
-		    0xffffffffu, 0, 0, 0 }, "max_attempts must be 1-10000" },
+		    0xffffffffu, 0, 0, 0 },
+		  "max_attempts must be 1-10000" },
 		{ { PROTOBUF_C_MESSAGE_INIT(&handoff__wire__policy__descriptor),
-		    0, DAY_MS + 1, 0, 0 }, "ack_deadline must be at most 24h" },
+		    0, DAY_MS + 1, 0, 0 },
+		  "ack_deadline must be at most 24h" },
 		{ { PROTOBUF_C_MESSAGE_INIT(&handoff__wire__policy__descriptor),
-		    0, 0xffffffffu, 0, 0 }, "ack_deadline must be at most 24h" },
+		    0, 0xffffffffu, 0, 0 },
+		  "ack_deadline must be at most 24h" },
 		{ { PROTOBUF_C_MESSAGE_INIT(&handoff__wire__policy__descriptor),
-		    0, 0, 0, DAY_MS + 1 }, "backoff max must be at most 24h" },
+		    0, 0, 0, DAY_MS + 1 },
+		  "backoff max must be at most 24h" },
 		{ { PROTOBUF_C_MESSAGE_INIT(&handoff__wire__policy__descriptor),
 		    0, 0, 0xffffffffu, 0xffffffffu },
 		  "backoff max must be at most 24h" },
 		{ { PROTOBUF_C_MESSAGE_INIT(&handoff__wire__policy__descriptor),
-		    0, 0, 5000, 1000 }, "backoff min must not exceed backoff max" },
+		    0, 0, 5000, 1000 },
+		  "backoff min must not exceed backoff max" },
 		{ { PROTOBUF_C_MESSAGE_INIT(&handoff__wire__policy__descriptor),
-		    0, 0, 120000, 0 }, "backoff min must not exceed backoff max" },
+		    0, 0, 120000, 0 },
+		  "backoff min must not exceed backoff max" },
 		{ { PROTOBUF_C_MESSAGE_INIT(&handoff__wire__policy__descriptor),
 		    0, 0, 0xffffffffu, 0 },
 		  "backoff min must not exceed backoff max" },
@@ -1547,7 +1595,8 @@ static void test_invalid_policies(void **state)
 	CLASS(cls_policies, "invalid policies");
 	/* "a 0 field (or no policy) takes the broker default" */
 	Handoff__Wire__Policy zero = HANDOFF__WIRE__POLICY__INIT;
-	Handoff__Wire__SubscribeRequest s = HANDOFF__WIRE__SUBSCRIBE_REQUEST__INIT;
+	Handoff__Wire__SubscribeRequest s =
+		HANDOFF__WIRE__SUBSCRIBE_REQUEST__INIT;
 	s.topic = "t-pol";
 	s.subscription = "pol-zero";
 	s.policy = &zero;
@@ -1588,13 +1637,13 @@ static void cls_acks(void)
 	const int LL = WST(LEASE_LOST), NF = WST(NOT_FOUND);
 	uint64_t e1[1], t1[1];
 	int want[4];
-#define ACK1(sub, e, t, st, what)                                     \
-	do {                                                          \
-		e1[0] = (e);                                          \
-		t1[0] = (t);                                          \
-		want[0] = (st);                                       \
+#define ACK1(sub, e, t, st, what)                                          \
+	do {                                                               \
+		e1[0] = (e);                                               \
+		t1[0] = (t);                                               \
+		want[0] = (st);                                            \
 		assert_items(ack_req(sub, e1, t1, 1, WST(OK), NULL, what), \
-			     want, 1, what);                          \
+			     want, 1, what);                               \
 	} while (0)
 	ACK1("sa", 999999, tok, NF, "ack of an event that does not exist");
 	ACK1("sa", UINT64_MAX, tok, NF, "ack of event 2^64-1");
@@ -1618,21 +1667,21 @@ static void cls_acks(void)
 	nack_spec n1 = { .ev = ev, .tok = tok };
 	want[0] = LL;
 	assert_items(nack_req("sb", &n1, 1, WST(OK), NULL,
-			      "nack in sb with sa's token"), want, 1,
-		     "nack in sb with sa's token");
+			      "nack in sb with sa's token"),
+		     want, 1, "nack in sb with sa's token");
 	n1.permanent = true;
 	assert_items(nack_req("sb", &n1, 1, WST(OK), NULL,
-			      "permanent nack in sb with sa's token"), want, 1,
-		     "permanent nack in sb");
+			      "permanent nack in sb with sa's token"),
+		     want, 1, "permanent nack in sb");
 	want[0] = NF;
 	assert_items(nack_req("sc", &n1, 1, WST(OK), NULL,
-			      "nack in sc with sa's token"), want, 1,
-		     "nack in sc with sa's token");
+			      "nack in sc with sa's token"),
+		     want, 1, "nack in sc with sa's token");
 	n1 = (nack_spec){ .ev = ev, .tok = tok + 1, .permanent = true };
 	want[0] = LL;
 	assert_items(nack_req("sa", &n1, 1, WST(OK), NULL,
-			      "permanent nack with a wrong token"), want, 1,
-		     "permanent nack with a wrong token");
+			      "permanent nack with a wrong token"),
+		     want, 1, "permanent nack with a wrong token");
 
 	/* request-level refusals carrying the right token: not applied */
 	nack_spec far = { .ev = ev, .tok = tok, .delay = DAY_MS + 1 };
@@ -1657,7 +1706,8 @@ static void cls_acks(void)
 	wire_reply_free(ack_req("sa", NULL, NULL, 0, WST(BAD_REQUEST),
 				"ack carries no items", "an ack of no items"));
 	wire_reply_free(nack_req("sa", NULL, 0, WST(BAD_REQUEST),
-				 "nack carries no items", "a nack of no items"));
+				 "nack carries no items",
+				 "a nack of no items"));
 	uint64_t tk = tok;
 	wire_reply_free(ack_req("nosuch", &ev, &tk, 1, WST(NOT_FOUND),
 				"no subscription 'nosuch'",
@@ -1688,7 +1738,8 @@ static void test_acks_nacks(void **state)
 	(void)state;
 	A_EV = lease_one("ack-target", &A_TOK);
 	handoff_trace *t = NULL;
-	uint64_t deadline = it_trace_sub(G.ctl, A_EV, "sa", &t)->lease_deadline_ms;
+	uint64_t deadline =
+		it_trace_sub(G.ctl, A_EV, "sa", &t)->lease_deadline_ms;
 	handoff_trace_free(t);
 	CLASS(cls_acks, "foreign acks and nacks");
 	assert_lease_intact(A_EV, deadline);
@@ -1721,7 +1772,8 @@ static void cls_dlq(void)
 	wire_reply_free(dlq_req(DLQ_LIST, "nosuch", NULL, 0, 0, false, false, 0,
 				WST(NOT_FOUND), nf, "dlq_list nosuch"));
 	wire_reply_free(dlq_req(DLQ_SHOW, "nosuch", NULL, 0, 0, false, false,
-				G.ev_dead, WST(NOT_FOUND), nf, "dlq_show nosuch"));
+				G.ev_dead, WST(NOT_FOUND), nf,
+				"dlq_show nosuch"));
 	wire_reply_free(dlq_req(DLQ_REPLAY, "nosuch", &G.ev_dead, 1, 0, false,
 				false, 0, WST(NOT_FOUND), nf,
 				"dlq_replay nosuch"));
@@ -1729,7 +1781,8 @@ static void cls_dlq(void)
 				0, WST(NOT_FOUND), nf,
 				"dlq_replay nosuch by filter"));
 	wire_reply_free(dlq_req(DLQ_PURGE, "nosuch", &G.ev_dead, 1, 0, false,
-				false, 0, WST(NOT_FOUND), nf, "dlq_purge nosuch"));
+				false, 0, WST(NOT_FOUND), nf,
+				"dlq_purge nosuch"));
 	wire_reply_free(dlq_req(DLQ_PURGE, "nosuch", NULL, 0, 0, false, true, 0,
 				WST(NOT_FOUND), nf, "dlq_purge nosuch all"));
 	/* a subscription that exists on another topic: its own queue only */
@@ -1737,10 +1790,11 @@ static void cls_dlq(void)
 				G.ev_dead, WST(NOT_FOUND),
 				"is not in the dead-letter queue of 'sb'",
 				"dlq_show of sa's dead letter in sb"));
-	wire_reply_free(dlq_req(DLQ_SHOW, "sa", NULL, 0, 0, false, false, 999999,
-				WST(NOT_FOUND),
+	wire_reply_free(dlq_req(DLQ_SHOW, "sa", NULL, 0, 0, false, false,
+				999999, WST(NOT_FOUND),
 				"event 999999 is not in the dead-letter queue "
-				"of 'sa'", "dlq_show of an unknown event"));
+				"of 'sa'",
+				"dlq_show of an unknown event"));
 	wire_reply_free(dlq_req(DLQ_PURGE, "sa", NULL, 0, 0, false, false, 0,
 				WST(BAD_REQUEST),
 				"purge without event ids needs all=true",
@@ -1751,14 +1805,15 @@ static void cls_dlq(void)
 		WReply *r = dlq_req((enum dlq_kind)k, "sb", ids, 3, 0, false,
 				    false, 0, WST(OK), NULL,
 				    "dlq action on sb's non-dead ids");
-		assert_int_equal(r->body_case, HANDOFF__WIRE__REPLY__BODY_DLQ_ACTION);
+		assert_int_equal(r->body_case,
+				 HANDOFF__WIRE__REPLY__BODY_DLQ_ACTION);
 		assert_int_equal(r->dlq_action->n_event_ids, 0);
 		assert_int_equal(r->dlq_action->n_missing, 3);
 		wire_reply_free(r);
 	}
 	/* a dry run in sa names the dead letter, and changes nothing */
-	WReply *r = dlq_req(DLQ_PURGE, "sa", NULL, 0, 0, true, false, 0, WST(OK),
-			    NULL, "dry-run purge by filter");
+	WReply *r = dlq_req(DLQ_PURGE, "sa", NULL, 0, 0, true, false, 0,
+			    WST(OK), NULL, "dry-run purge by filter");
 	assert_int_equal(r->dlq_action->n_event_ids, 1);
 	assert_int_equal(r->dlq_action->event_ids[0], G.ev_dead);
 	wire_reply_free(r);
@@ -1773,7 +1828,8 @@ static void cls_dlq(void)
 		expect1(&q, WST(NOT_FOUND), "no record of event",
 			"trace of an unknown event");
 	}
-	Handoff__Wire__UnsubscribeRequest u = HANDOFF__WIRE__UNSUBSCRIBE_REQUEST__INIT;
+	Handoff__Wire__UnsubscribeRequest u =
+		HANDOFF__WIRE__UNSUBSCRIBE_REQUEST__INIT;
 	u.subscription = "nosuch";
 	q = req_v1();
 	q.body_case = HANDOFF__WIRE__REQUEST__BODY_UNSUBSCRIBE;
@@ -1840,23 +1896,28 @@ static void test_bug_fetch_cache_skips_checks(void **state)
 	r = wire_call(G.req, &q, 10000);
 	assert_non_null(r);
 	int st_name = (int)r->status;
-	size_t leaked = r->body_case == HANDOFF__WIRE__REPLY__BODY_FETCH
-				? r->fetch->n_deliveries : 0;
+	size_t leaked = r->body_case == HANDOFF__WIRE__REPLY__BODY_FETCH ?
+				r->fetch->n_deliveries :
+				0;
 	wire_reply_free(r);
 	control_ok("fetch-cache probes");
 	if (st_version != WST(UNSUPPORTED_VERSION))
-		fprintf(stderr, "BROKER BUG: a fetch at protocol version 2 got "
+		fprintf(stderr,
+			"BROKER BUG: a fetch at protocol version 2 got "
 			"%s (the cached reply) instead of UNSUPPORTED_VERSION "
 			"(loop.c receive_batch: cache before version check)\n",
 			wire_status_name(st_version));
 	if (st_name != WST(BAD_REQUEST))
-		fprintf(stderr, "BROKER BUG: a fetch naming subscription 'not a "
+		fprintf(stderr,
+			"BROKER BUG: a fetch naming subscription 'not a "
 			"valid name!' got %s with %zu cached deliveries instead "
 			"of BAD_REQUEST (loop.c receive_batch)\n",
 			wire_status_name(st_name), leaked);
-	if (st_version != WST(UNSUPPORTED_VERSION) || st_name != WST(BAD_REQUEST))
-		fail_msg("BROKER BUG: the fetch resend cache answers before the "
-			 "checks of PROTOCOL.md §1 (see above)");
+	if (st_version != WST(UNSUPPORTED_VERSION) ||
+	    st_name != WST(BAD_REQUEST))
+		fail_msg(
+			"BROKER BUG: the fetch resend cache answers before the "
+			"checks of PROTOCOL.md §1 (see above)");
 }
 
 /*
@@ -1871,39 +1932,44 @@ static void test_bug_fetch_cache_skips_checks(void **state)
  * is answered without a commit, so guessing is cheap. The same lookup in
  * the held fetches lets such a request take over a victim's long poll.
  */
-#define HEX_OPS "3333333333333333333333333333333333333333333333333333333333333333"
-#define HEX_BILLING "2222222222222222222222222222222222222222222222222222222222222222"
-#define HEX_PUB "1111111111111111111111111111111111111111111111111111111111111111"
-#define HEX_MALLORY "4444444444444444444444444444444444444444444444444444444444444444"
+#define HEX_OPS \
+	"3333333333333333333333333333333333333333333333333333333333333333"
+#define HEX_BILLING \
+	"2222222222222222222222222222222222222222222222222222222222222222"
+#define HEX_PUB \
+	"1111111111111111111111111111111111111111111111111111111111111111"
+#define HEX_MALLORY \
+	"4444444444444444444444444444444444444444444444444444444444444444"
 
-static const char ACL_CONFIG[] =
-	"[defaults]\n"
-	"ack_deadline = 120s\n"
-	"[access]\n"
-	"request_window = 60s\n"
-	"[key ops]\n"
-	"role = operator\n"
-	"secret = " HEX_OPS "\n"
-	"[key pub]\n"
-	"role = producer\n"
-	"secret = " HEX_PUB "\n"
-	"topics = *\n"
-	"[key billing]\n"
-	"role = consumer\n"
-	"secret = " HEX_BILLING "\n"
-	"subscriptions = billing\n"
-	"[key mallory]\n"
-	"role = consumer\n"
-	"secret = " HEX_MALLORY "\n"
-	"subscriptions = public\n";
+static const char ACL_CONFIG[] = "[defaults]\n"
+				 "ack_deadline = 120s\n"
+				 "[access]\n"
+				 "request_window = 60s\n"
+				 "[key ops]\n"
+				 "role = operator\n"
+				 "secret = " HEX_OPS "\n"
+				 "[key pub]\n"
+				 "role = producer\n"
+				 "secret = " HEX_PUB "\n"
+				 "topics = *\n"
+				 "[key billing]\n"
+				 "role = consumer\n"
+				 "secret = " HEX_BILLING "\n"
+				 "subscriptions = billing\n"
+				 "[key mallory]\n"
+				 "role = consumer\n"
+				 "secret = " HEX_MALLORY "\n"
+				 "subscriptions = public\n";
 
 static handoff_client *acl_connect(const broker *b, const char *key,
 				   const char *hex, const char *consumer)
 {
 	unsigned char secret[32];
 	assert_int_equal(handoff_parse_secret(hex, secret), HANDOFF_OK);
-	handoff_options o = { .deadline_ms = 8000, .consumer_name = consumer,
-			      .key_id = key, .secret = secret };
+	handoff_options o = { .deadline_ms = 8000,
+			      .consumer_name = consumer,
+			      .key_id = key,
+			      .secret = secret };
 	handoff_client *c = NULL;
 	assert_int_equal(handoff_connect(broker_url(b), &o, &c), HANDOFF_OK);
 	return c;
@@ -1944,8 +2010,8 @@ static void test_bug_fetch_cache_crosses_keys(void **state)
 	broker *b = wire_broker_start_tcp(ACL_CONFIG, NULL);
 	handoff_client *ops = acl_connect(b, "ops", HEX_OPS, "ops");
 	handoff_client *pub = acl_connect(b, "pub", HEX_PUB, "pub");
-	handoff_client *victim = acl_connect(b, "billing", HEX_BILLING,
-					     "billing-worker");
+	handoff_client *victim =
+		acl_connect(b, "billing", HEX_BILLING, "billing-worker");
 	it_subscribe(ops, "invoices", "billing", 5, 120000, 100, 1000);
 	it_subscribe(ops, "news", "public", 5, 120000, 100, 1000);
 	uint64_t ev = it_publish1(pub, "invoices", "secret invoice 42", NULL,
@@ -1971,7 +2037,8 @@ static void test_bug_fetch_cache_crosses_keys(void **state)
 	q.body_case = HANDOFF__WIRE__REQUEST__BODY_FETCH;
 	q.fetch = &f;
 	size_t len;
-	uint8_t *buf = hostile_sign(&q, "mallory", HEX_MALLORY, 0x5eed, 1, &len);
+	uint8_t *buf =
+		hostile_sign(&q, "mallory", HEX_MALLORY, 0x5eed, 1, &len);
 	int s = wire_req_open(broker_url(b));
 	WReply *r = wire_call_bytes(s, buf, len, 10000);
 	free(buf);
@@ -1985,10 +2052,13 @@ static void test_bug_fetch_cache_crosses_keys(void **state)
 		for (size_t i = 0; i < r->fetch->n_deliveries; i++)
 			if (r->fetch->deliveries[i]->event_id == ev) {
 				leaked = true;
-				leaked_token = r->fetch->deliveries[i]->lease_token;
+				leaked_token =
+					r->fetch->deliveries[i]->lease_token;
 				snprintf(payload, sizeof payload, "%.*s",
-					 (int)r->fetch->deliveries[i]->payload.len,
-					 (const char *)r->fetch->deliveries[i]->payload.data);
+					 (int)r->fetch->deliveries[i]
+						 ->payload.len,
+					 (const char *)r->fetch->deliveries[i]
+						 ->payload.data);
 			}
 	wire_reply_free(r);
 	assert_int_equal(it_ack1(victim, "billing", ev, token), HANDOFF_OK);
@@ -2000,13 +2070,15 @@ static void test_bug_fetch_cache_crosses_keys(void **state)
 	broker_passed(b);
 	broker_cleanup(b);
 	if (leaked)
-		fail_msg("BROKER BUG: key 'mallory' (may consume 'public' only) "
-			 "fetched subscription 'billing''s delivery of event "
-			 "%llu (payload \"%s\", lease token %s) from the resend "
-			 "cache by naming the victim's consumer and fetch_seq "
-			 "(loop.c receive_batch: cache keyed by consumer + seq "
-			 "only)", (unsigned long long)ev, payload,
-			 leaked_token == token ? "the victim's" : "another");
+		fail_msg(
+			"BROKER BUG: key 'mallory' (may consume 'public' only) "
+			"fetched subscription 'billing''s delivery of event "
+			"%llu (payload \"%s\", lease token %s) from the resend "
+			"cache by naming the victim's consumer and fetch_seq "
+			"(loop.c receive_batch: cache keyed by consumer + seq "
+			"only)",
+			(unsigned long long)ev, payload,
+			leaked_token == token ? "the victim's" : "another");
 }
 
 /* ==== RSS over repeated rounds =========================================== */
@@ -2042,15 +2114,17 @@ static void test_rss_rounds(void **state)
 	 * over 5 rounds at the latest... ASan's quarantine (256 MB) holds
 	 * freed memory back, so the bound is wider there. */
 	long bound = WIRE_ASAN ? 256 * 1024 : 16 * 1024;
-	fprintf(stderr, "hostile: RSS after warm-up %ld KiB; after rounds "
+	fprintf(stderr,
+		"hostile: RSS after warm-up %ld KiB; after rounds "
 		"1-5: %ld %ld %ld %ld %ld KiB (growth %ld KiB, bound %ld); "
-		"VmHWM %ld KiB; 5 rounds in %llu ms\n", warm, rss[0], rss[1],
-		rss[2], rss[3], rss[4], growth, bound,
+		"VmHWM %ld KiB; 5 rounds in %llu ms\n",
+		warm, rss[0], rss[1], rss[2], rss[3], rss[4], growth, bound,
 		wire_proc_kb(pid, "VmHWM"),
 		(unsigned long long)(it_now_ms() - t0));
 	if (growth > bound)
-		fail_msg("broker RSS grew by %ld KiB over 5 rounds of bad input",
-			 growth);
+		fail_msg(
+			"broker RSS grew by %ld KiB over 5 rounds of bad input",
+			growth);
 	control_ok("5 rounds of bad input");
 }
 
@@ -2069,7 +2143,8 @@ static void test_broker_survived(void **state)
 	handoff_delivery *d = NULL;
 	assert_int_equal(it_fetch(G.ctl, "sc", 1, 1000, &d), 1);
 	assert_int_equal(d[0].event_id, ev);
-	assert_int_equal(it_ack1(G.ctl, "sc", ev, d[0].lease_token), HANDOFF_OK);
+	assert_int_equal(it_ack1(G.ctl, "sc", ev, d[0].lease_token),
+			 HANDOFF_OK);
 	handoff_deliveries_free(d, 1);
 	handoff_close(G.ctl);
 	G.ctl = NULL;

@@ -18,19 +18,18 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
-static const char CONFIG[] =
-	"[defaults]\n"
-	"max_attempts = 3\n"
-	"ack_deadline = 1s\n"
-	"backoff_min = 50ms\n"
-	"backoff_max = 200ms\n"
-	"[limits]\n"
-	"max_payload = 1K\n"
-	"max_batch = 10\n"
-	"max_subscriptions = 3\n"
-	"max_held_fetches = 2\n"
-	"max_backlog = 5\n"
-	"max_leases_per_consumer = 3\n";
+static const char CONFIG[] = "[defaults]\n"
+			     "max_attempts = 3\n"
+			     "ack_deadline = 1s\n"
+			     "backoff_min = 50ms\n"
+			     "backoff_max = 200ms\n"
+			     "[limits]\n"
+			     "max_payload = 1K\n"
+			     "max_batch = 10\n"
+			     "max_subscriptions = 3\n"
+			     "max_held_fetches = 2\n"
+			     "max_backlog = 5\n"
+			     "max_leases_per_consumer = 3\n";
 
 static void assert_message_names(handoff_client *c, const char *setting)
 {
@@ -50,7 +49,8 @@ static int publish_n(handoff_client *c, const char *topic, int n,
 	assert_true(n <= 16);
 	for (int i = 0; i < n; i++) {
 		snprintf(keys[i], sizeof keys[i], "%s-%d", prefix, i);
-		ev[i] = (handoff_event){ .payload = payload, .payload_len = len,
+		ev[i] = (handoff_event){ .payload = payload,
+					 .payload_len = len,
 					 .idempotency_key = keys[i] };
 	}
 	uint64_t ids[16];
@@ -139,15 +139,17 @@ static void test_max_backlog(void **state)
 	size_t k = it_fetch(c, "deep-s", 2, 0, &d);
 	assert_int_equal(k, 2);
 	for (size_t i = 0; i < k; i++)
-		assert_int_equal(it_ack1(c, "deep-s", d[i].event_id,
-					 d[i].lease_token), HANDOFF_OK);
+		assert_int_equal(
+			it_ack1(c, "deep-s", d[i].event_id, d[i].lease_token),
+			HANDOFF_OK);
 	handoff_deliveries_free(d, k);
 	assert_int_equal(publish_n(c, "deep", 1, "e", 16), HANDOFF_ELIMIT);
 	k = it_fetch(c, "other-s", 2, 0, &d);
 	assert_int_equal(k, 2);
 	for (size_t i = 0; i < k; i++)
-		assert_int_equal(it_ack1(c, "other-s", d[i].event_id,
-					 d[i].lease_token), HANDOFF_OK);
+		assert_int_equal(
+			it_ack1(c, "other-s", d[i].event_id, d[i].lease_token),
+			HANDOFF_OK);
 	handoff_deliveries_free(d, k);
 	assert_int_equal(publish_n(c, "deep", 2, "f", 16), HANDOFF_OK);
 	assert_int_equal(owed(c, "deep-s"), 5);
@@ -184,7 +186,8 @@ static void test_max_leases_per_consumer(void **state)
 	assert_int_equal(it_ack1(a, "lease-s", d[0].event_id, d[0].lease_token),
 			 HANDOFF_OK);
 	assert_int_equal(it_nack1(a, "lease-s", d[1].event_id, d[1].lease_token,
-				  0, false, "again"), HANDOFF_OK);
+				  0, false, "again"),
+			 HANDOFF_OK);
 	size_t k2 = it_fetch(a, "lease-s", 10, 2000, &more);
 	assert_true(k2 >= 1 && k2 <= 2);
 	handoff_deliveries_free(more, k2);
@@ -227,8 +230,8 @@ static void test_max_held_fetches(void **state)
 	pthread_t th[2];
 	struct held_call hc[2] = { { b, -1 }, { b, -1 } };
 	for (int i = 0; i < 2; i++)
-		assert_int_equal(pthread_create(&th[i], NULL, held_fetch, &hc[i]),
-				 0);
+		assert_int_equal(
+			pthread_create(&th[i], NULL, held_fetch, &hc[i]), 0);
 	it_sleep_ms(800); /* both are parked by now */
 	handoff_delivery *d = NULL;
 	uint64_t t0 = it_now_ms();
@@ -242,7 +245,8 @@ static void test_max_held_fetches(void **state)
 		assert_int_equal(hc[i].rc, HANDOFF_OK);
 	}
 	/* Once they are answered, a long poll may wait again. */
-	assert_int_equal(handoff_fetch(c, "held-s", 1, 200, &d, &n), HANDOFF_OK);
+	assert_int_equal(handoff_fetch(c, "held-s", 1, 200, &d, &n),
+			 HANDOFF_OK);
 	assert_int_equal(n, 0);
 	handoff_close(c);
 	broker_passed(b);
@@ -255,15 +259,14 @@ static void test_max_held_fetches(void **state)
  * the backlog still drains, and the pages the acks free take publishes
  * again without a restart.
  */
-static const char DISK_CONFIG[] =
-	"[broker]\n"
-	"map_size = 64M\n"
-	"[defaults]\n"
-	"max_attempts = 3\n"
-	"ack_deadline = 30s\n"
-	"[limits]\n"
-	"max_payload = 64K\n"
-	"storage_headroom = 1M\n";
+static const char DISK_CONFIG[] = "[broker]\n"
+				  "map_size = 64M\n"
+				  "[defaults]\n"
+				  "max_attempts = 3\n"
+				  "ack_deadline = 30s\n"
+				  "[limits]\n"
+				  "max_payload = 64K\n"
+				  "storage_headroom = 1M\n";
 
 static void test_disk_full(void **state)
 {
@@ -289,7 +292,8 @@ static void test_disk_full(void **state)
 		char key[32];
 		snprintf(key, sizeof key, "disk-%d", i);
 		memset(buf, 'a' + i % 26, SIZE);
-		handoff_event ev = { .payload = buf, .payload_len = SIZE,
+		handoff_event ev = { .payload = buf,
+				     .payload_len = SIZE,
 				     .idempotency_key = key };
 		rc = handoff_publish(c, "disk", &ev, 1, &ids[confirmed], NULL);
 		if (rc != HANDOFF_OK)
@@ -321,7 +325,8 @@ static void test_disk_full(void **state)
 			char want = (char)('a' + seen % 26);
 			assert_true(p[0] == want && p[SIZE - 1] == want);
 			assert_int_equal(it_ack1(c, "s", d[j].event_id,
-						 d[j].lease_token), HANDOFF_OK);
+						 d[j].lease_token),
+					 HANDOFF_OK);
 			seen++;
 		}
 		handoff_deliveries_free(d, k);
@@ -329,7 +334,8 @@ static void test_disk_full(void **state)
 	/* The disk is still "full", but the file's own freed pages take new
 	 * publishes, without a restart. */
 	memset(buf, 'z', SIZE);
-	handoff_event again = { .payload = buf, .payload_len = SIZE,
+	handoff_event again = { .payload = buf,
+				.payload_len = SIZE,
 				.idempotency_key = "after-drain" };
 	uint64_t id = 0;
 	uint64_t t0 = it_now_ms();
@@ -356,10 +362,9 @@ static void test_disk_full(void **state)
 /* A request over the broker's max_request would be dropped by nanomsg
  * without a word to either side (and resent until the deadline): the
  * client learns the limit from the broker's ping and refuses at once. */
-static const char SMALL_REQUEST_CONFIG[] =
-	"[limits]\n"
-	"max_payload = 32K\n"
-	"max_request = 64K\n";
+static const char SMALL_REQUEST_CONFIG[] = "[limits]\n"
+					   "max_payload = 32K\n"
+					   "max_request = 64K\n";
 
 static void test_max_request(void **state)
 {
@@ -396,10 +401,10 @@ int main(void)
 {
 	it_default_config = CONFIG;
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_payload_and_batch, it_setup,
-						it_teardown),
-		cmocka_unit_test_setup_teardown(test_max_subscriptions, it_setup,
-						it_teardown),
+		cmocka_unit_test_setup_teardown(test_payload_and_batch,
+						it_setup, it_teardown),
+		cmocka_unit_test_setup_teardown(test_max_subscriptions,
+						it_setup, it_teardown),
 		cmocka_unit_test_setup_teardown(test_max_backlog, it_setup,
 						it_teardown),
 		cmocka_unit_test_setup_teardown(test_max_leases_per_consumer,

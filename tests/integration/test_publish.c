@@ -10,14 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char CONFIG[] =
-	"[defaults]\n"
-	"max_attempts = 3\n"
-	"ack_deadline = 500ms\n"
-	"backoff_min = 50ms\n"
-	"backoff_max = 200ms\n"
-	"[limits]\n"
-	"max_payload = 64K\n";
+static const char CONFIG[] = "[defaults]\n"
+			     "max_attempts = 3\n"
+			     "ack_deadline = 500ms\n"
+			     "backoff_min = 50ms\n"
+			     "backoff_max = 200ms\n"
+			     "[limits]\n"
+			     "max_payload = 64K\n";
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -76,7 +75,8 @@ static size_t drain(handoff_client *c, const char *sub, uint32_t quiet_ms,
 			items[i].event_id = d[i].event_id;
 			items[i].lease_token = d[i].lease_token;
 		}
-		assert_int_equal(handoff_ack(c, sub, items, k, res), HANDOFF_OK);
+		assert_int_equal(handoff_ack(c, sub, items, k, res),
+				 HANDOFF_OK);
 		for (size_t i = 0; i < k; i++)
 			assert_int_equal(res[i], HANDOFF_OK);
 		handoff_deliveries_free(d, k);
@@ -135,8 +135,9 @@ static void test_durable_across_kill9(void **state)
 				     .headers = hs,
 				     .n_headers = 2 };
 		bool dup = true;
-		assert_int_equal(handoff_publish(c, "payments", &ev, 1, &ids[i],
-						 &dup), HANDOFF_OK);
+		assert_int_equal(
+			handoff_publish(c, "payments", &ev, 1, &ids[i], &dup),
+			HANDOFF_OK);
 		assert_false(dup);
 		assert_true(ids[i] != 0);
 	}
@@ -158,8 +159,9 @@ static void test_durable_across_kill9(void **state)
 					  .n_headers = 1 };
 	}
 	bool dups[BATCH];
-	assert_int_equal(handoff_publish(c, "payments", evs, BATCH, ids + SINGLES,
-					 dups), HANDOFF_OK);
+	assert_int_equal(
+		handoff_publish(c, "payments", evs, BATCH, ids + SINGLES, dups),
+		HANDOFF_OK);
 	for (int i = 0; i < TOTAL; i++) {
 		assert_true(ids[i] != 0);
 		for (int j = 0; j < i; j++)
@@ -207,7 +209,8 @@ static void test_durable_across_kill9(void **state)
 	handoff_delivery *d = NULL;
 	assert_int_equal(it_fetch(c, "ledger", 10, 300, &d), 0);
 	handoff_subscription_info info = it_sub_info(c, "ledger");
-	assert_int_equal(info.ready + info.delayed + info.leased + info.dead, 0);
+	assert_int_equal(info.ready + info.delayed + info.leased + info.dead,
+			 0);
 	handoff_close(c);
 	broker_passed(b);
 }
@@ -220,8 +223,10 @@ static void test_duplicate_idempotency_key(void **state)
 	handoff_client *c = it_connect(b, "producer", 0);
 	it_subscribe(c, "orders", "billing", 3, 30000, 50, 200);
 
-	handoff_event ev = { .payload = "order 42", .payload_len = 8,
-			     .key = "cust-7", .idempotency_key = "order-42" };
+	handoff_event ev = { .payload = "order 42",
+			     .payload_len = 8,
+			     .key = "cust-7",
+			     .idempotency_key = "order-42" };
 	uint64_t id1 = 0, id2 = 0;
 	bool dup1 = true, dup2 = false;
 	assert_int_equal(handoff_publish(c, "orders", &ev, 1, &id1, &dup1),
@@ -234,9 +239,11 @@ static void test_duplicate_idempotency_key(void **state)
 
 	/* In a batch: the known key maps to the old id, the new one is new. */
 	handoff_event evs[2] = {
-		{ .payload = "order 42 again", .payload_len = 14,
+		{ .payload = "order 42 again",
+		  .payload_len = 14,
 		  .idempotency_key = "order-42" },
-		{ .payload = "order 43", .payload_len = 8,
+		{ .payload = "order 43",
+		  .payload_len = 8,
 		  .idempotency_key = "order-43" },
 	};
 	uint64_t ids[2] = { 0, 0 };
@@ -293,8 +300,9 @@ static void test_no_subscriptions(void **state)
 	handoff_client *c = it_connect(b, "producer", 0);
 	handoff_event ev = { .payload = "lost?", .payload_len = 5 };
 	uint64_t id = 0;
-	assert_int_equal(handoff_publish(c, "nobody-listens", &ev, 1, &id, NULL),
-			 HANDOFF_ENOSUBSCRIPTIONS);
+	assert_int_equal(
+		handoff_publish(c, "nobody-listens", &ev, 1, &id, NULL),
+		HANDOFF_ENOSUBSCRIPTIONS);
 
 	/* Nothing was stored for later: a subscription made afterwards gets
 	 * nothing, and the store holds no event. */
@@ -341,7 +349,8 @@ static void test_oversized_payload(void **state)
 
 	/* All or nothing: a batch with one oversized event stores none. */
 	handoff_event evs[2] = {
-		{ .payload = "small", .payload_len = 5,
+		{ .payload = "small",
+		  .payload_len = 5,
 		  .idempotency_key = "small-1" },
 		{ .payload = big, .payload_len = limit + 1 },
 	};
@@ -385,7 +394,8 @@ static void test_oversized_payload(void **state)
 				have_small = true;
 			}
 			assert_int_equal(it_ack1(c, "store", d[i].event_id,
-						 d[i].lease_token), HANDOFF_OK);
+						 d[i].lease_token),
+					 HANDOFF_OK);
 		}
 		got += k;
 		handoff_deliveries_free(d, k);
@@ -409,7 +419,8 @@ static void test_publish_while_broker_down(void **state)
 	/* The broker comes back 1 s from now; the publish is issued now. */
 	broker_spawn_delayed(b, 1000);
 	uint64_t t0 = it_now_ms();
-	handoff_event ev = { .payload = "patience", .payload_len = 8,
+	handoff_event ev = { .payload = "patience",
+			     .payload_len = 8,
 			     .idempotency_key = "p-1" };
 	uint64_t id = 0;
 	bool dup = true;
@@ -441,7 +452,7 @@ enum { LOOP_N = 120 };
 
 typedef struct pub_loop {
 	const char *url;
-	volatile int done;       /* publishes finished */
+	volatile int done; /* publishes finished */
 	int rc[LOOP_N];
 	uint64_t id[LOOP_N];
 	bool dup[LOOP_N];
@@ -512,9 +523,10 @@ static void test_publish_retried_through_restart(void **state)
 	broker_spawn(b);
 	pthread_join(th, NULL);
 	if (getenv("HANDOFF_TEST_VERBOSE"))
-		fprintf(stderr, "kills after %d and %d of %d publishes; "
-				"longest publish %llu ms\n", done_at_kill1,
-			done_at_kill2, LOOP_N,
+		fprintf(stderr,
+			"kills after %d and %d of %d publishes; "
+			"longest publish %llu ms\n",
+			done_at_kill1, done_at_kill2, LOOP_N,
 			(unsigned long long)pl->max_call_ms);
 	/* Both kills hit the stream, and some publish waited out the
 	 * 300 ms outage: otherwise this test proved nothing. */
@@ -546,8 +558,9 @@ static void test_publish_retried_through_restart(void **state)
 					  .payload_len = strlen(payloads[j]),
 					  .idempotency_key = keys[j] };
 	}
-	assert_int_equal(handoff_publish(c, "restarts", evs, LOOP_N / 2, rids,
-					 rdups), HANDOFF_OK);
+	assert_int_equal(
+		handoff_publish(c, "restarts", evs, LOOP_N / 2, rids, rdups),
+		HANDOFF_OK);
 	for (int j = 0; j < LOOP_N / 2; j++) {
 		assert_int_equal(rids[j], pl->id[2 * j]);
 		assert_true(rdups[j]);
@@ -564,18 +577,20 @@ static void test_publish_retried_through_restart(void **state)
 		assert_int_equal(sscanf(s[k].payload, "p-%d", &i), 1);
 		assert_true(i >= 0 && i < LOOP_N);
 		if (id_of[i] && id_of[i] != s[k].id)
-			fprintf(stderr, "payload p-%d stored twice: ids %llu "
-					"and %llu\n", i,
-				(unsigned long long)id_of[i],
+			fprintf(stderr,
+				"payload p-%d stored twice: ids %llu "
+				"and %llu\n",
+				i, (unsigned long long)id_of[i],
 				(unsigned long long)s[k].id);
 		assert_true(id_of[i] == 0 || id_of[i] == s[k].id);
 		id_of[i] = s[k].id;
 	}
 	for (int i = 0; i < LOOP_N; i++) {
 		if (id_of[i] == 0)
-			fprintf(stderr, "confirmed publish p-%d (id %llu) was "
-					"never delivered\n", i,
-				(unsigned long long)pl->id[i]);
+			fprintf(stderr,
+				"confirmed publish p-%d (id %llu) was "
+				"never delivered\n",
+				i, (unsigned long long)pl->id[i]);
 		assert_int_equal(id_of[i], pl->id[i]);
 	}
 	/* Each delivered at most... once here, since nothing expired (30 s
@@ -600,7 +615,8 @@ static void test_timeout_when_nothing_listens(void **state)
 	broker_kill9(b);
 
 	handoff_set_deadline(c, 1500);
-	handoff_event ev = { .payload = "x", .payload_len = 1,
+	handoff_event ev = { .payload = "x",
+			     .payload_len = 1,
 			     .idempotency_key = "never-confirmed" };
 	uint64_t t0 = it_now_ms();
 	uint64_t id = 0;
@@ -620,7 +636,8 @@ static void test_timeout_when_nothing_listens(void **state)
 	assert_int_equal(n, 0);
 	assert_true(took >= 1300 && took < 10000);
 	handoff_ack_item ai = { 1, 1 };
-	assert_int_equal(handoff_ack(c, "sub", &ai, 1, NULL), HANDOFF_ETIMEDOUT);
+	assert_int_equal(handoff_ack(c, "sub", &ai, 1, NULL),
+			 HANDOFF_ETIMEDOUT);
 
 	/* A fresh connect to an address with no listener also times out. */
 	char url[400];
@@ -667,24 +684,22 @@ static void test_timeout_when_nothing_listens(void **state)
  * Either way every publish confirmed before that is still delivered whole,
  * acks keep working, and once the backlog is drained a publish fits again.
  */
-static const char SMALL_MAP_CONFIG[] =
-	"[broker]\n"
-	"map_size = 2M\n"
-	"[defaults]\n"
-	"max_attempts = 3\n"
-	"ack_deadline = 30s\n"
-	"[limits]\n"
-	"max_payload = 64K\n";
+static const char SMALL_MAP_CONFIG[] = "[broker]\n"
+				       "map_size = 2M\n"
+				       "[defaults]\n"
+				       "max_attempts = 3\n"
+				       "ack_deadline = 30s\n"
+				       "[limits]\n"
+				       "max_payload = 64K\n";
 
-static const char SMALL_MAP_NO_HEADROOM_CONFIG[] =
-	"[broker]\n"
-	"map_size = 2M\n"
-	"[defaults]\n"
-	"max_attempts = 3\n"
-	"ack_deadline = 30s\n"
-	"[limits]\n"
-	"max_payload = 64K\n"
-	"storage_headroom = 4K\n";
+static const char SMALL_MAP_NO_HEADROOM_CONFIG[] = "[broker]\n"
+						   "map_size = 2M\n"
+						   "[defaults]\n"
+						   "max_attempts = 3\n"
+						   "ack_deadline = 30s\n"
+						   "[limits]\n"
+						   "max_payload = 64K\n"
+						   "storage_headroom = 4K\n";
 
 static int small_map_setup(void **state)
 {
@@ -711,7 +726,8 @@ static void fill_and_drain(broker *b, const char *log_needle)
 		char key[32];
 		snprintf(key, sizeof key, "fill-%d", i);
 		memset(buf, 'a' + i % 26, SIZE);
-		handoff_event ev = { .payload = buf, .payload_len = SIZE,
+		handoff_event ev = { .payload = buf,
+				     .payload_len = SIZE,
 				     .idempotency_key = key };
 		rc = handoff_publish(c, "full", &ev, 1, &ids[confirmed], NULL);
 		if (rc != HANDOFF_OK)
@@ -736,7 +752,8 @@ static void fill_and_drain(broker *b, const char *log_needle)
 			const char *p = d[j].payload;
 			assert_true(p[0] == want && p[SIZE - 1] == want);
 			assert_int_equal(it_ack1(c, "s", d[j].event_id,
-						 d[j].lease_token), HANDOFF_OK);
+						 d[j].lease_token),
+					 HANDOFF_OK);
 			drained++;
 		}
 		handoff_deliveries_free(d, k);
@@ -746,7 +763,8 @@ static void fill_and_drain(broker *b, const char *log_needle)
 
 	/* The space the acks freed is used again, without a restart. */
 	memset(buf, 'z', 1024);
-	handoff_event small = { .payload = buf, .payload_len = 1024,
+	handoff_event small = { .payload = buf,
+				.payload_len = 1024,
 				.idempotency_key = "after-drain" };
 	uint64_t id = 0;
 	assert_int_equal(handoff_publish(c, "full", &small, 1, &id, NULL),
@@ -783,8 +801,8 @@ int main(void)
 						it_setup, it_teardown),
 		cmocka_unit_test_setup_teardown(test_duplicate_idempotency_key,
 						it_setup, it_teardown),
-		cmocka_unit_test_setup_teardown(test_no_subscriptions,
-						it_setup, it_teardown),
+		cmocka_unit_test_setup_teardown(test_no_subscriptions, it_setup,
+						it_teardown),
 		cmocka_unit_test_setup_teardown(test_oversized_payload,
 						it_setup, it_teardown),
 		cmocka_unit_test_setup_teardown(test_publish_while_broker_down,
@@ -798,7 +816,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_storage_full,
 						small_map_setup, it_teardown),
 		cmocka_unit_test_setup_teardown(test_map_full,
-			small_map_no_headroom_setup, it_teardown),
+						small_map_no_headroom_setup,
+						it_teardown),
 	};
 	return cmocka_run_group_tests_name("publish", tests, NULL, NULL);
 }

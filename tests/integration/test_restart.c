@@ -11,14 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char CONFIG[] =
-	"[defaults]\n"
-	"max_attempts = 3\n"
-	"ack_deadline = 500ms\n"
-	"backoff_min = 50ms\n"
-	"backoff_max = 200ms\n"
-	"[limits]\n"
-	"max_payload = 64K\n";
+static const char CONFIG[] = "[defaults]\n"
+			     "max_attempts = 3\n"
+			     "ack_deadline = 500ms\n"
+			     "backoff_min = 50ms\n"
+			     "backoff_max = 200ms\n"
+			     "[limits]\n"
+			     "max_payload = 64K\n";
 
 /* ---- SIGTERM: exit 0, everything kept ------------------------------------ */
 
@@ -38,12 +37,14 @@ static void test_sigterm_keeps_everything(void **state)
 		size_t k = it_fetch(c, "s", 2 - got, 1000, &d);
 		for (size_t i = 0; i < k; i++) {
 			if (d[i].event_id == ida)
-				assert_int_equal(it_ack1(c, "s", ida,
-					d[i].lease_token), HANDOFF_OK);
+				assert_int_equal(
+					it_ack1(c, "s", ida, d[i].lease_token),
+					HANDOFF_OK);
 			else if (d[i].event_id == idd)
 				assert_int_equal(it_nack1(c, "s", idd,
-					d[i].lease_token, 0, true, "broken"),
-					HANDOFF_OK);
+							  d[i].lease_token, 0,
+							  true, "broken"),
+						 HANDOFF_OK);
 			else
 				fail_msg("unexpected delivery %llu",
 					 (unsigned long long)d[i].event_id);
@@ -83,7 +84,8 @@ static void test_sigterm_keeps_everything(void **state)
 	/* Dedup records. */
 	uint64_t id2 = 0;
 	bool dup = false;
-	handoff_event ev = { .payload = "to-stay", .payload_len = 7,
+	handoff_event ev = { .payload = "to-stay",
+			     .payload_len = 7,
 			     .idempotency_key = "idem-r" };
 	assert_int_equal(handoff_publish(c, "t", &ev, 1, &id2, &dup),
 			 HANDOFF_OK);
@@ -175,7 +177,8 @@ static void leases_recovered(broker *b, bool hard)
 
 	for (int i = 1; i < N; i++) {
 		handoff_trace *t = NULL;
-		handoff_subscription_trace *s = it_trace_sub(c2, ids[i], "s", &t);
+		handoff_subscription_trace *s =
+			it_trace_sub(c2, ids[i], "s", &t);
 		assert_int_equal(s->state, HANDOFF_STATE_LEASED);
 		it_assert_consumer(s->consumer, "after");
 		assert_int_equal(s->n_history, 2);
@@ -190,8 +193,9 @@ static void leases_recovered(broker *b, bool hard)
 		 * which reconnected by itself). */
 		assert_int_equal(it_ack1(c, "s", ids[i], tok[i]),
 				 HANDOFF_ELEASELOST);
-		assert_int_equal(it_nack1(c, "s", ids[i], tok[i], 0, true,
-					  "stale"), HANDOFF_ELEASELOST);
+		assert_int_equal(
+			it_nack1(c, "s", ids[i], tok[i], 0, true, "stale"),
+			HANDOFF_ELEASELOST);
 	}
 	/* The acked one stayed acked. */
 	handoff_trace *t = NULL;
@@ -203,7 +207,8 @@ static void leases_recovered(broker *b, bool hard)
 				 HANDOFF_OK);
 	assert_int_equal(it_dlq_count(c2, "s"), 0);
 	info = it_sub_info(c2, "s");
-	assert_int_equal(info.ready + info.delayed + info.leased + info.dead, 0);
+	assert_int_equal(info.ready + info.delayed + info.leased + info.dead,
+			 0);
 	handoff_close(c);
 	handoff_close(c2);
 	broker_passed(b);
@@ -246,7 +251,8 @@ static void test_restart_uses_no_budget(void **state)
 		assert_int_equal(d[0].attempt, a);
 		assert_false(it_dlq_has(c, "s", id));
 		assert_int_equal(it_nack1(c, "s", id, d[0].lease_token, 0,
-					  false, "after restart"), HANDOFF_OK);
+					  false, "after restart"),
+				 HANDOFF_OK);
 		handoff_deliveries_free(d, 1);
 	}
 	/* Two consumer failures on a budget of 2: dead now. */
@@ -254,7 +260,8 @@ static void test_restart_uses_no_budget(void **state)
 	assert_int_equal(handoff_dlq_show(c, "s", id, &dl), HANDOFF_OK);
 	assert_int_equal(dl->reason, HANDOFF_DEAD_MAX_ATTEMPTS);
 	assert_int_equal(dl->n_history, 3);
-	assert_int_equal(dl->history[0].outcome, HANDOFF_OUTCOME_BROKER_RESTART);
+	assert_int_equal(dl->history[0].outcome,
+			 HANDOFF_OUTCOME_BROKER_RESTART);
 	assert_int_equal(dl->history[1].outcome, HANDOFF_OUTCOME_NACKED);
 	assert_int_equal(dl->history[2].outcome, HANDOFF_OUTCOME_NACKED);
 	assert_string_equal(dl->error, "after restart");
@@ -315,8 +322,8 @@ static void test_ack_durable_across_kill9(void **state)
 
 typedef struct poller {
 	const char *url;
-	int rc;         /* first non-OK fetch/ack status, else OK */
-	int fetches;    /* fetch calls made */
+	int rc;	     /* first non-OK fetch/ack status, else OK */
+	int fetches; /* fetch calls made */
 	size_t n;
 	uint64_t id;
 } poller;
@@ -327,8 +334,7 @@ typedef struct poller {
 static void *long_poller(void *arg)
 {
 	poller *p = arg;
-	handoff_options o = { .deadline_ms = 30000,
-			      .consumer_name = "poller" };
+	handoff_options o = { .deadline_ms = 30000, .consumer_name = "poller" };
 	handoff_client *c = NULL;
 	p->rc = handoff_connect(p->url, &o, &c);
 	if (p->rc != HANDOFF_OK)
@@ -422,11 +428,13 @@ static void test_many_leases_recovered(void **state)
 	for (int round = 0; round < N / BATCH; round++) {
 		for (int i = 0; i < BATCH; i++) {
 			snprintf(keys[i], sizeof keys[i], "k-%d-%d", round, i);
-			evs[i] = (handoff_event){ .payload = "x", .payload_len = 1,
+			evs[i] = (handoff_event){ .payload = "x",
+						  .payload_len = 1,
 						  .idempotency_key = keys[i] };
 		}
-		assert_int_equal(handoff_publish(c, "bulk", evs, BATCH, ids, NULL),
-				 HANDOFF_OK);
+		assert_int_equal(
+			handoff_publish(c, "bulk", evs, BATCH, ids, NULL),
+			HANDOFF_OK);
 	}
 	size_t leased = 0;
 	while (leased < N) {
@@ -474,10 +482,12 @@ static void test_many_leases_recovered(void **state)
 	handoff_subscription_trace *st = it_trace_sub(c, first_id, "s", &tr);
 	assert_non_null(st);
 	assert_true(st->n_history >= 2);
-	assert_int_equal(st->history[0].outcome, HANDOFF_OUTCOME_BROKER_RESTART);
+	assert_int_equal(st->history[0].outcome,
+			 HANDOFF_OUTCOME_BROKER_RESTART);
 	assert_int_equal(st->history[1].outcome, HANDOFF_OUTCOME_LEASED);
 	handoff_trace_free(tr);
-	assert_true(broker_log_contains(b, "event=leases_recovered count=2500"));
+	assert_true(
+		broker_log_contains(b, "event=leases_recovered count=2500"));
 	handoff_close(c);
 	broker_passed(b);
 }

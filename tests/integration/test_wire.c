@@ -46,22 +46,21 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char CONFIG[] =
-	"[limits]\n"
-	"max_request = 1M\n";
+static const char CONFIG[] = "[limits]\n"
+			     "max_request = 1M\n";
 
-#define MAX_REQUEST (1u << 20)
-#define IDLE_CONNS 1000
-#define HALF_CONNS 500
+#define MAX_REQUEST    (1u << 20)
+#define IDLE_CONNS     1000
+#define HALF_CONNS     500
 #define BIG_HALF_CONNS 16
 
 static struct {
 	broker *b;
 	int port;
-	int ctl;               /* control REQ socket, connected before abuse */
-	handoff_client *hc;    /* a normal client: stats */
+	int ctl;	    /* control REQ socket, connected before abuse */
+	handoff_client *hc; /* a normal client: stats */
 	wire_latency base;
-	long base_rss;         /* KiB */
+	long base_rss; /* KiB */
 	int base_fds;
 } G;
 
@@ -84,12 +83,14 @@ static void not_spinning(const char *after)
 	uint64_t c0 = wire_cpu_ms(pid), t0 = it_now_ms();
 	it_sleep_ms(1000);
 	uint64_t used = wire_cpu_ms(pid) - c0, span = it_now_ms() - t0;
-	fprintf(stderr, "wire: broker CPU while idle after %s: %llu ms in "
-		"%llu ms\n", after, (unsigned long long)used,
-		(unsigned long long)span);
+	fprintf(stderr,
+		"wire: broker CPU while idle after %s: %llu ms in "
+		"%llu ms\n",
+		after, (unsigned long long)used, (unsigned long long)span);
 	if (used * 2 > span)
 		fail_msg("broker busy while idle after %s: %llu ms CPU in %llu "
-			 "ms", after, (unsigned long long)used,
+			 "ms",
+			 after, (unsigned long long)used,
 			 (unsigned long long)span);
 }
 
@@ -107,11 +108,14 @@ static void after_case(const char *name)
 	stats_ok();
 	long limit = G.base_rss + rss_slack_kb();
 	long rss = wire_rss_settle(G.b->pid, limit, 8000);
-	fprintf(stderr, "wire: RSS after %-34s %7ld KiB (baseline %ld, "
-		"limit %ld)\n", name, rss, G.base_rss, limit);
+	fprintf(stderr,
+		"wire: RSS after %-34s %7ld KiB (baseline %ld, "
+		"limit %ld)\n",
+		name, rss, G.base_rss, limit);
 	if (rss > limit)
-		fail_msg("broker RSS after %s stays at %ld KiB, baseline %ld KiB",
-			 name, rss, G.base_rss);
+		fail_msg(
+			"broker RSS after %s stays at %ld KiB, baseline %ld KiB",
+			name, rss, G.base_rss);
 	/* connections the broker dropped or we closed are gone */
 	uint64_t until = it_now_ms() + 5000;
 	int fds;
@@ -176,8 +180,10 @@ static int group_setup(void **state)
 	long nofile = wire_raise_nofile(IDLE_CONNS + HALF_CONNS + 512);
 	G.b = wire_broker_start_tcp(CONFIG, &G.port);
 	long bnofile = wire_proc_nofile(G.b->pid);
-	fprintf(stderr, "wire: broker on %s; RLIMIT_NOFILE test %ld, broker "
-		"%ld\n", broker_url(G.b), nofile, bnofile);
+	fprintf(stderr,
+		"wire: broker on %s; RLIMIT_NOFILE test %ld, broker "
+		"%ld\n",
+		broker_url(G.b), nofile, bnofile);
 	assert_true(nofile >= IDLE_CONNS + 64);
 	assert_true(bnofile >= IDLE_CONNS + 64);
 	G.ctl = wire_req_open(broker_url(G.b));
@@ -192,9 +198,11 @@ static int group_setup(void **state)
 	G.base = wire_ping_latency(G.ctl, 21);
 	G.base_rss = wire_proc_kb(G.b->pid, "VmRSS");
 	G.base_fds = wire_proc_fds(G.b->pid);
-	fprintf(stderr, "wire: baseline control ping median %.2f ms (max %.2f);"
-		" RSS %ld KiB; %d fds; ASan %d\n", G.base.median_ms,
-		G.base.max_ms, G.base_rss, G.base_fds, WIRE_ASAN);
+	fprintf(stderr,
+		"wire: baseline control ping median %.2f ms (max %.2f);"
+		" RSS %ld KiB; %d fds; ASan %d\n",
+		G.base.median_ms, G.base.max_ms, G.base_rss, G.base_fds,
+		WIRE_ASAN);
 	return 0;
 }
 
@@ -277,7 +285,8 @@ static void test_garbage_after_handshake(void **state)
 			x ^= x << 17;
 			junk[i] = (uint8_t)x;
 		}
-		junk[0] |= 0x01; /* size header ≥ 2^56: certainly over the limit */
+		junk[0] |=
+			0x01; /* size header ≥ 2^56: certainly over the limit */
 		wire_write_all(fds[c], junk, n, 5000);
 	}
 	for (int c = 0; c < 16; c++) {
@@ -356,10 +365,12 @@ static void test_wrong_handshake(void **state)
 		}
 		if (!wire_wait_closed(fds[i], 5000))
 			fail_msg("wrong handshake '%s': still connected after "
-				 "5 s", cases[i].what);
+				 "5 s",
+				 cases[i].what);
 		close(fds[i]);
 	}
-	fprintf(stderr, "wire: %zu wrong handshakes all dropped within %llu ms\n",
+	fprintf(stderr,
+		"wire: %zu wrong handshakes all dropped within %llu ms\n",
 		n - 1, (unsigned long long)(it_now_ms() - t0));
 	close(fds[n - 1]);
 
@@ -373,8 +384,8 @@ static void test_wrong_handshake(void **state)
 	if (open)
 		raw_ping_ok(fd, 5, "after non-zero reserved header bytes");
 	fprintf(stderr, "wire: header with non-zero reserved bytes: %s\n",
-		open ? "accepted (nanomsg 1.1.5 does not check them)"
-		     : "dropped");
+		open ? "accepted (nanomsg 1.1.5 does not check them)" :
+		       "dropped");
 	close(fd);
 
 	/* churn: 300 connections with a wrong header, one after the other:
@@ -419,9 +430,9 @@ static void test_length_over_limit(void **state)
 	size_t body_len = MAX_REQUEST - 4;
 	uint8_t *body = calloc(1, body_len);
 	assert_non_null(body);
-	memcpy(body, "\x08\x01\x52\x00", 4);         /* version 1, ping {} */
-	size_t pad = body_len - 4 - 1 - 3;            /* tag + 3-byte length */
-	body[4] = (9 << 3) | 2;        /* unknown field 9, bytes */
+	memcpy(body, "\x08\x01\x52\x00", 4); /* version 1, ping {} */
+	size_t pad = body_len - 4 - 1 - 3;   /* tag + 3-byte length */
+	body[4] = (9 << 3) | 2;		     /* unknown field 9, bytes */
 	body[5] = (uint8_t)(0x80 | (pad & 0x7f));
 	body[6] = (uint8_t)(0x80 | ((pad >> 7) & 0x7f));
 	body[7] = (uint8_t)(pad >> 14);
@@ -465,9 +476,10 @@ static void test_half_sent_frames(void **state)
 		fds[i] = raw_conn(0);
 		assert_true(wire_write_all(fds[i], frame, sizeof frame, 5000));
 	}
-	fprintf(stderr, "wire: %d half-sent frames (1000 announced, 10 sent) "
-		"open in %llu ms; broker fds %d, RSS %ld KiB\n", HALF_CONNS,
-		(unsigned long long)(it_now_ms() - t0),
+	fprintf(stderr,
+		"wire: %d half-sent frames (1000 announced, 10 sent) "
+		"open in %llu ms; broker fds %d, RSS %ld KiB\n",
+		HALF_CONNS, (unsigned long long)(it_now_ms() - t0),
 		wire_proc_fds(G.b->pid), wire_proc_kb(G.b->pid, "VmRSS"));
 	wire_check_control(G.ctl, &G.base, 9, "500 half-sent frames (held)");
 	stats_ok();
@@ -476,8 +488,9 @@ static void test_half_sent_frames(void **state)
 	int still = 0;
 	for (int i = 0; i < HALF_CONNS; i++)
 		still += wire_still_open(fds[i]);
-	fprintf(stderr, "wire: %d of %d half-sent frames still open after 2 s\n",
-		still, HALF_CONNS);
+	fprintf(stderr,
+		"wire: %d of %d half-sent frames still open after 2 s\n", still,
+		HALF_CONNS);
 
 	/* frames announcing max_request and sent but for the last byte: each
 	 * pins max_request bytes in the broker until the peer goes */
@@ -496,7 +509,8 @@ static void test_half_sent_frames(void **state)
 	it_sleep_ms(500);
 	long during = wire_proc_kb(G.b->pid, "VmRSS");
 	long pinned = (long)BIG_HALF_CONNS * (MAX_REQUEST / 1024);
-	fprintf(stderr, "wire: %d frames of max_request minus 1 byte: broker "
+	fprintf(stderr,
+		"wire: %d frames of max_request minus 1 byte: broker "
 		"RSS %ld -> %ld KiB (+%ld; the frames hold %ld KiB)\n",
 		BIG_HALF_CONNS, before, during, during - before, pinned);
 	/* bounded by what was sent (plus slack), not by what was announced */
@@ -537,7 +551,8 @@ static void test_idle_connections(void **state)
 		for (int i = base; i < end; i++) {
 			if (wire_read_full(fds[i], theirs, 8, 10000) != 8)
 				fail_msg("connection %d: no SP header from the "
-					 "broker", i);
+					 "broker",
+					 i);
 			assert_memory_equal(theirs, rep, 8);
 		}
 	}
@@ -545,7 +560,8 @@ static void test_idle_connections(void **state)
 	it_sleep_ms(300);
 	int bfds = wire_proc_fds(G.b->pid);
 	long rss = wire_proc_kb(G.b->pid, "VmRSS");
-	fprintf(stderr, "wire: %d idle connections in %llu ms; broker fds %d "
+	fprintf(stderr,
+		"wire: %d idle connections in %llu ms; broker fds %d "
 		"(baseline %d), RSS %ld KiB (+%ld, %.1f KiB per connection)\n",
 		IDLE_CONNS, (unsigned long long)took, bfds, G.base_fds, rss,
 		rss - G.base_rss, (double)(rss - G.base_rss) / IDLE_CONNS);
@@ -561,8 +577,10 @@ static void test_idle_connections(void **state)
 	int open = 0;
 	for (int i = 0; i < IDLE_CONNS; i++)
 		open += wire_still_open(fds[i]);
-	fprintf(stderr, "wire: %d of %d idle connections still open after "
-		"1.5 s\n", open, IDLE_CONNS);
+	fprintf(stderr,
+		"wire: %d of %d idle connections still open after "
+		"1.5 s\n",
+		open, IDLE_CONNS);
 	/* and each one still works: ping on a sample */
 	for (int i = 0; i < IDLE_CONNS; i += 97)
 		raw_ping_ok(fds[i], 2000 + (uint32_t)i, "an idle connection");
@@ -608,7 +626,7 @@ struct flood {
 	uint64_t max;
 	const uint8_t *frame;
 	size_t frame_len;
-	int blocked_ms;        /* longest wait for the socket to take more */
+	int blocked_ms; /* longest wait for the socket to take more */
 };
 
 static void *flood_main(void *arg)
@@ -689,7 +707,8 @@ static void test_unread_replies(void **state)
 	long sent_bytes = (long)(batches * off);
 	long consumed = sent_bytes - outq - (rxq > 0 ? rxq : 0);
 	long consumed_reqs = consumed * 8 / (long)off;
-	fprintf(stderr, "wire: unread flood: %lu requests sent in %llu ms, "
+	fprintf(stderr,
+		"wire: unread flood: %lu requests sent in %llu ms, "
 		"never read; %ld of them read by the broker (%.0f/s; %d + %ld "
 		"bytes still queued); longest send stall %d ms; broker CPU "
 		"%llu ms; RSS %ld -> peak %ld KiB; control median %.2f ms\n",
@@ -702,7 +721,8 @@ static void test_unread_replies(void **state)
 	assert_true(rxq >= 0);
 	if (consumed_reqs < 10000)
 		fail_msg("the broker read only %ld requests from a client that "
-			 "does not read its replies", consumed_reqs);
+			 "does not read its replies",
+			 consumed_reqs);
 	/* bounded: nanomsg sends a reply only when the pipe can take it and
 	 * drops the rest; the broker's inbox is capped */
 	long bound = 64 * 1024 + (WIRE_ASAN ? 256 * 1024 : 0);
@@ -789,8 +809,10 @@ static void test_broker_survived(void **state)
 	wire_assert_broker_ok(G.b);
 	wire_check_control(G.ctl, &G.base, 9, "all wire abuse");
 	stats_ok();
-	fprintf(stderr, "wire: broker VmHWM over the run %ld KiB (baseline RSS "
-		"%ld KiB)\n", wire_proc_kb(G.b->pid, "VmHWM"), G.base_rss);
+	fprintf(stderr,
+		"wire: broker VmHWM over the run %ld KiB (baseline RSS "
+		"%ld KiB)\n",
+		wire_proc_kb(G.b->pid, "VmHWM"), G.base_rss);
 	wire_req_close(G.ctl);
 	G.ctl = -1;
 	handoff_close(G.hc);

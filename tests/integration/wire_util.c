@@ -71,9 +71,15 @@ void wire_assert_broker_ok(broker *b)
 		fail_msg("handoffd is not running");
 	}
 	static const char *const bad[] = {
-		"event=store_unusable", "AddressSanitizer", "LeakSanitizer",
-		"runtime error:", "Assertion failed", "Assertion `",
-		"Aborted", "event=receive_failed", "event=poll_failed",
+		"event=store_unusable",
+		"AddressSanitizer",
+		"LeakSanitizer",
+		"runtime error:",
+		"Assertion failed",
+		"Assertion `",
+		"Aborted",
+		"event=receive_failed",
+		"event=poll_failed",
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
 		if (broker_log_contains(b, bad[i])) {
@@ -161,8 +167,9 @@ long wire_proc_nofile(pid_t pid)
 			char *p = line + 14;
 			while (*p == ' ')
 				p++;
-			v = strncmp(p, "unlimited", 9) == 0 ? 1L << 30
-							     : strtol(p, NULL, 10);
+			v = strncmp(p, "unlimited", 9) == 0 ?
+				    1L << 30 :
+				    strtol(p, NULL, 10);
 			break;
 		}
 	fclose(f);
@@ -204,11 +211,14 @@ int wire_req_open(const char *url)
 	assert_true(s >= 0);
 	int unlimited = -1, resend = 3600 * 1000, sndtimeo = 5000;
 	assert_int_equal(nn_setsockopt(s, NN_SOL_SOCKET, NN_RCVMAXSIZE,
-				       &unlimited, sizeof unlimited), 0);
+				       &unlimited, sizeof unlimited),
+			 0);
 	assert_int_equal(nn_setsockopt(s, NN_REQ, NN_REQ_RESEND_IVL, &resend,
-				       sizeof resend), 0);
+				       sizeof resend),
+			 0);
 	assert_int_equal(nn_setsockopt(s, NN_SOL_SOCKET, NN_SNDTIMEO, &sndtimeo,
-				       sizeof sndtimeo), 0);
+				       sizeof sndtimeo),
+			 0);
 	assert_true(nn_connect(s, url) >= 0);
 	return s;
 }
@@ -231,10 +241,12 @@ uint8_t *wire_pack(const WRequest *r, size_t *len)
 WReply *wire_call_bytes(int s, const void *buf, size_t len, int timeout_ms)
 {
 	assert_int_equal(nn_setsockopt(s, NN_SOL_SOCKET, NN_RCVTIMEO,
-				       &timeout_ms, sizeof timeout_ms), 0);
+				       &timeout_ms, sizeof timeout_ms),
+			 0);
 	int rc = nn_send(s, buf, len, 0);
 	if (rc < 0)
-		fail_msg("nn_send of %zu bytes: %s", len, nn_strerror(nn_errno()));
+		fail_msg("nn_send of %zu bytes: %s", len,
+			 nn_strerror(nn_errno()));
 	void *msg = NULL;
 	int n = nn_recv(s, &msg, NN_MSG, 0);
 	if (n < 0) {
@@ -268,9 +280,17 @@ void wire_reply_free(WReply *r)
 const char *wire_status_name(int status)
 {
 	static const char *const names[] = {
-		"OK", "BAD_REQUEST", "UNSUPPORTED_VERSION", "NO_SUBSCRIPTIONS",
-		"NOT_FOUND", "CONFLICT", "LEASE_LOST", "LIMIT_EXCEEDED",
-		"STORAGE_FULL", "SHUTTING_DOWN", "INTERNAL",
+		"OK",
+		"BAD_REQUEST",
+		"UNSUPPORTED_VERSION",
+		"NO_SUBSCRIPTIONS",
+		"NOT_FOUND",
+		"CONFLICT",
+		"LEASE_LOST",
+		"LIMIT_EXCEEDED",
+		"STORAGE_FULL",
+		"SHUTTING_DOWN",
+		"INTERNAL",
 	};
 	if (status >= 0 && status < (int)(sizeof names / sizeof names[0]))
 		return names[status];
@@ -287,7 +307,8 @@ WReply *wire_expect_bytes(int s, const void *buf, size_t len, int status,
 	if ((int)r->status != status)
 		fail_msg("%s: status %s \"%s\", expected %s", what,
 			 wire_status_name((int)r->status),
-			 r->message ? r->message : "", wire_status_name(status));
+			 r->message ? r->message : "",
+			 wire_status_name(status));
 	if (r->protocol_version != 1)
 		fail_msg("%s: reply protocol_version %u", what,
 			 r->protocol_version);
@@ -381,9 +402,10 @@ wire_latency wire_check_control(int s, const wire_latency *base, int n,
 	double bound = base->median_ms * 10.0;
 	if (bound < 1000.0)
 		bound = 1000.0;
-	fprintf(stderr, "wire: control ping after %-34s median %7.2f ms "
-		"(max %7.2f) vs baseline %6.2f ms; bound %6.0f ms\n", after,
-		l.median_ms, l.max_ms, base->median_ms, bound);
+	fprintf(stderr,
+		"wire: control ping after %-34s median %7.2f ms "
+		"(max %7.2f) vs baseline %6.2f ms; bound %6.0f ms\n",
+		after, l.median_ms, l.max_ms, base->median_ms, bound);
 	if (l.median_ms >= bound)
 		fail_msg("control latency after %s: median %.1f ms >= %.0f ms",
 			 after, l.median_ms, bound);
@@ -533,7 +555,8 @@ bool wire_sp_send_req(int fd, uint32_t id, const void *body, size_t len)
 WReply *wire_sp_recv_reply(int fd, uint32_t *id, int timeout_ms)
 {
 	uint8_t hdr[12];
-	if (wire_read_full(fd, hdr, sizeof hdr, timeout_ms) != (ssize_t)sizeof hdr)
+	if (wire_read_full(fd, hdr, sizeof hdr, timeout_ms) !=
+	    (ssize_t)sizeof hdr)
 		return NULL;
 	uint64_t size = get_be64(hdr);
 	assert_true(size >= 4 && size < (64u << 20));

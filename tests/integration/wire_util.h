@@ -34,7 +34,7 @@
 typedef Handoff__Wire__Request WRequest;
 typedef Handoff__Wire__Reply WReply;
 
-#define WST(x) HANDOFF__WIRE__STATUS__##x
+#define WST(x)	    HANDOFF__WIRE__STATUS__##x
 #define WIRE_SP_REQ 48
 #define WIRE_SP_REP 49
 

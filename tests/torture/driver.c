@@ -119,8 +119,7 @@ static int broker_setup(struct run *r, const char *dir, char *err,
 		snprintf(err, errlen, "handoffd %s: %s", exe, strerror(errno));
 		return -1;
 	}
-	if (broker_proc_init(&r->b, exe, dir, NULL, BROKER_CONFIG, err,
-			     errlen))
+	if (broker_proc_init(&r->b, exe, dir, NULL, BROKER_CONFIG, err, errlen))
 		return -1;
 	int rc = tt_mkdirs(r->b.data);
 	if (rc) {

@@ -55,7 +55,7 @@ struct run {
 	char dir[TT_PATH];
 	char rec_dir[TT_PATH + 8];
 	char log_dir[TT_PATH + 8];
-	struct broker_proc b; /* the broker under torture (broker/) */
+	struct broker_proc b;  /* the broker under torture (broker/) */
 	handoff_client *c;     /* the driver's own handle */
 	struct rec_writer rec; /* driver.rec */
 	struct workers ws;

@@ -132,9 +132,9 @@ static void test_budget(void **state)
 	a->budget = 1024;
 	assert_non_null(arena_alloc(a, 1000)); /* 1008 */
 	assert_int_equal(a->used_total, 1008);
-	assert_null(arena_alloc(a, 17));       /* 32 more: 1040 > 1024 */
+	assert_null(arena_alloc(a, 17)); /* 32 more: 1040 > 1024 */
 	assert_int_equal(a->used_total, 1008);
-	assert_non_null(arena_alloc(a, 16));   /* exactly 1024 */
+	assert_non_null(arena_alloc(a, 16)); /* exactly 1024 */
 	assert_int_equal(a->used_total, 1024);
 	assert_null(arena_alloc(a, 1));
 	assert_null(arena_strdup(a, "x"));
@@ -257,19 +257,21 @@ static void test_huge_size_refused(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_init_state, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_init_state, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_alignment_and_no_overlap,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_used_total_rounding, setup,
 						teardown),
-		cmocka_unit_test_setup_teardown(test_large_blocks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_large_blocks, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_strdup_memdup, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_budget, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reset_reuses_a_chunk, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_reset_drops_big_chunks, setup,
-						teardown),
+		cmocka_unit_test_setup_teardown(test_reset_reuses_a_chunk,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reset_drops_big_chunks,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_protobuf_allocator, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_huge_size_refused, setup,

@@ -24,9 +24,9 @@
 
 #define ST(x) HANDOFF__WIRE__STATUS__##x
 
-#define WINDOW_MS 60000u
+#define WINDOW_MS  60000u
 #define STARTED_MS 10000000u
-#define NOW_MS (STARTED_MS + 200000u)	/* now - WINDOW is after the start */
+#define NOW_MS	   (STARTED_MS + 200000u) /* now - WINDOW is after the start */
 
 /* "k0" and "k1" are one bit apart and share a secret: only the MAC's
  * cover of key_id tells a request of one from the other's. */
@@ -216,7 +216,8 @@ static void forge(struct wire *w, Request *q, const uint8_t secret[32],
 	au.mac.data = mac;
 	au.mac.len = mac_len;
 	only.auth = &au;
-	w->len = w->content_len + handoff__wire__request__get_packed_size(&only);
+	w->len =
+		w->content_len + handoff__wire__request__get_packed_size(&only);
 	assert_true(w->len <= sizeof w->buf);
 	handoff__wire__request__pack(&only, w->buf + w->content_len);
 }
@@ -278,7 +279,8 @@ static void test_mac_is_the_documented_one(void **state)
 	n += 16;
 	memcpy(msg + n, "k0", 3);
 	n += 3;
-	const uint64_t nums[3] = { 0x0102030405060708ull, 42, 1700000000123ull };
+	const uint64_t nums[3] = { 0x0102030405060708ull, 42,
+				   1700000000123ull };
 	for (int i = 0; i < 3; i++)
 		for (int j = 0; j < 8; j++)
 			msg[n++] = (uint8_t)(nums[i] >> (8 * j));
@@ -323,30 +325,36 @@ static void test_flipped_bits_refused(void **state)
 
 	/* the MAC: its first and its last bit */
 	forge(&w, &q, SECRET_K, &good, &good, REQUEST_MAC_BYTES, 0);
-	assert_int_equal(verify_at(&a, &w, NOW_MS, &key), ST(PERMISSION_DENIED));
+	assert_int_equal(verify_at(&a, &w, NOW_MS, &key),
+			 ST(PERMISSION_DENIED));
 	assert_null(key);
 	forge(&w, &q, SECRET_K, &good, &good, REQUEST_MAC_BYTES, 255);
-	assert_int_equal(verify_at(&a, &w, NOW_MS, &key), ST(PERMISSION_DENIED));
+	assert_int_equal(verify_at(&a, &w, NOW_MS, &key),
+			 ST(PERMISSION_DENIED));
 
 	/* the key id: k1 is a real key with the same secret */
 	sent = good;
 	sent.key_id = "k1";
 	forge(&w, &q, SECRET_K, &good, &sent, REQUEST_MAC_BYTES, NO_FLIP);
-	assert_int_equal(verify_at(&a, &w, NOW_MS, &key), ST(PERMISSION_DENIED));
+	assert_int_equal(verify_at(&a, &w, NOW_MS, &key),
+			 ST(PERMISSION_DENIED));
 
 	/* the session, the sequence number, the time (still in the window) */
 	sent = good;
 	sent.session ^= 1;
 	forge(&w, &q, SECRET_K, &good, &sent, REQUEST_MAC_BYTES, NO_FLIP);
-	assert_int_equal(verify_at(&a, &w, NOW_MS, &key), ST(PERMISSION_DENIED));
+	assert_int_equal(verify_at(&a, &w, NOW_MS, &key),
+			 ST(PERMISSION_DENIED));
 	sent = good;
 	sent.seq ^= 1;
 	forge(&w, &q, SECRET_K, &good, &sent, REQUEST_MAC_BYTES, NO_FLIP);
-	assert_int_equal(verify_at(&a, &w, NOW_MS, &key), ST(PERMISSION_DENIED));
+	assert_int_equal(verify_at(&a, &w, NOW_MS, &key),
+			 ST(PERMISSION_DENIED));
 	sent = good;
 	sent.ts ^= 1;
 	forge(&w, &q, SECRET_K, &good, &sent, REQUEST_MAC_BYTES, NO_FLIP);
-	assert_int_equal(verify_at(&a, &w, NOW_MS, &key), ST(PERMISSION_DENIED));
+	assert_int_equal(verify_at(&a, &w, NOW_MS, &key),
+			 ST(PERMISSION_DENIED));
 
 	/* the content: one bit of the topic ("orders.eu" -> "orders.et"),
 	 * still a topic k0 may publish to */
@@ -354,11 +362,13 @@ static void test_flipped_bits_refused(void **state)
 	uint8_t *u = memmem(w.buf, w.content_len, "orders.eu", 9);
 	assert_non_null(u);
 	u[8] ^= 0x01;
-	assert_int_equal(verify_at(&a, &w, NOW_MS, &key), ST(PERMISSION_DENIED));
+	assert_int_equal(verify_at(&a, &w, NOW_MS, &key),
+			 ST(PERMISSION_DENIED));
 
 	/* the secret: a MAC made with another key's secret */
 	forge(&w, &q, SECRET_WORK, &good, &good, REQUEST_MAC_BYTES, NO_FLIP);
-	assert_int_equal(verify_at(&a, &w, NOW_MS, &key), ST(PERMISSION_DENIED));
+	assert_int_equal(verify_at(&a, &w, NOW_MS, &key),
+			 ST(PERMISSION_DENIED));
 
 	/* none of the above used up (session 7, seq 100): it is still good */
 	sign(&w, &q, SECRET_K, &good);
@@ -381,26 +391,32 @@ static void test_malformed_and_unknown_refused(void **state)
 	build(&q, &b, HANDOFF__WIRE__REQUEST__BODY_PUBLISH, "orders.eu");
 	/* a MAC a byte short (the right MAC's first 31), a byte long, none */
 	forge(&w, &q, SECRET_K, &f, &f, REQUEST_MAC_BYTES - 1, NO_FLIP);
-	assert_int_equal(verify_at(&a, &w, NOW_MS, &key), ST(PERMISSION_DENIED));
+	assert_int_equal(verify_at(&a, &w, NOW_MS, &key),
+			 ST(PERMISSION_DENIED));
 	forge(&w, &q, SECRET_K, &f, &f, REQUEST_MAC_BYTES + 1, NO_FLIP);
-	assert_int_equal(verify_at(&a, &w, NOW_MS, &key), ST(PERMISSION_DENIED));
+	assert_int_equal(verify_at(&a, &w, NOW_MS, &key),
+			 ST(PERMISSION_DENIED));
 	forge(&w, &q, SECRET_K, &f, &f, 0, NO_FLIP);
-	assert_int_equal(verify_at(&a, &w, NOW_MS, &key), ST(PERMISSION_DENIED));
+	assert_int_equal(verify_at(&a, &w, NOW_MS, &key),
+			 ST(PERMISSION_DENIED));
 
 	/* a key the broker doesn't have, with a MAC made in its name */
 	f.key_id = "k2";
 	sign(&w, &q, SECRET_K, &f);
-	assert_int_equal(verify_at(&a, &w, NOW_MS, &key), ST(PERMISSION_DENIED));
+	assert_int_equal(verify_at(&a, &w, NOW_MS, &key),
+			 ST(PERMISSION_DENIED));
 	assert_null(key);
 	f.key_id = "";
 	sign(&w, &q, SECRET_K, &f);
-	assert_int_equal(verify_at(&a, &w, NOW_MS, &key), ST(PERMISSION_DENIED));
+	assert_int_equal(verify_at(&a, &w, NOW_MS, &key),
+			 ST(PERMISSION_DENIED));
 	/* ... even with the MAC the broker computes for unknown keys (it
 	 * does the same work with an all-zero secret) */
 	static const uint8_t zeros[32];
 	f.key_id = "k2";
 	sign(&w, &q, zeros, &f);
-	assert_int_equal(verify_at(&a, &w, NOW_MS, &key), ST(PERMISSION_DENIED));
+	assert_int_equal(verify_at(&a, &w, NOW_MS, &key),
+			 ST(PERMISSION_DENIED));
 	assert_null(key);
 
 	/* a good Auth that is not the last field: content after it */
@@ -408,12 +424,14 @@ static void test_malformed_and_unknown_refused(void **state)
 	sign(&w, &q, SECRET_K, &f);
 	w.buf[w.len++] = 0x08; /* protocol_version = 1, again */
 	w.buf[w.len++] = 0x01;
-	assert_int_equal(verify_at(&a, &w, NOW_MS, &key), ST(PERMISSION_DENIED));
+	assert_int_equal(verify_at(&a, &w, NOW_MS, &key),
+			 ST(PERMISSION_DENIED));
 
 	/* unsigned: only a ping passes (with no key) */
 	q.auth = NULL;
 	w.len = handoff__wire__request__pack(&q, w.buf);
-	assert_int_equal(verify_at(&a, &w, NOW_MS, &key), ST(PERMISSION_DENIED));
+	assert_int_equal(verify_at(&a, &w, NOW_MS, &key),
+			 ST(PERMISSION_DENIED));
 	build(&q, &b, HANDOFF__WIRE__REQUEST__BODY_PING, NULL);
 	w.len = handoff__wire__request__pack(&q, w.buf);
 	key = (const void *)&key;
@@ -513,32 +531,32 @@ static void test_replay_window(void **state)
 	struct auth a;
 	assert_int_equal(auth_init(&a, &cfg, STARTED_MS), 0);
 	struct fields f = { "k0", 7, 100, NOW_MS };
-#define SEQ(n, want)                                                   \
-	do {                                                           \
-		f.seq = (n);                                           \
-		assert_int_equal(verify_publish(&a, &f), ST(want));    \
+#define SEQ(n, want)                                                \
+	do {                                                        \
+		f.seq = (n);                                        \
+		assert_int_equal(verify_publish(&a, &f), ST(want)); \
 	} while (0)
 
 	SEQ(100, OK);
-	SEQ(100, STALE_REQUEST);    /* the same (session, seq) again */
-	SEQ(101, OK);               /* the window now ends at 101 */
-	SEQ(38, OK);                /* 63 back: in the window, unseen */
-	SEQ(38, STALE_REQUEST);     /* ... once */
-	SEQ(37, STALE_REQUEST);     /* 64 back: older than the window */
+	SEQ(100, STALE_REQUEST); /* the same (session, seq) again */
+	SEQ(101, OK);		 /* the window now ends at 101 */
+	SEQ(38, OK);		 /* 63 back: in the window, unseen */
+	SEQ(38, STALE_REQUEST);	 /* ... once */
+	SEQ(37, STALE_REQUEST);	 /* 64 back: older than the window */
 	SEQ(0, STALE_REQUEST);
-	SEQ(95, OK);                /* out of order within the window */
+	SEQ(95, OK); /* out of order within the window */
 	SEQ(90, OK);
-	SEQ(95, STALE_REQUEST);     /* ... each once */
+	SEQ(95, STALE_REQUEST); /* ... each once */
 	SEQ(90, STALE_REQUEST);
-	SEQ(100, STALE_REQUEST);    /* still remembered after the above */
+	SEQ(100, STALE_REQUEST); /* still remembered after the above */
 	SEQ(101, STALE_REQUEST);
-	SEQ(106, OK);               /* a step of 5 keeps what was seen */
+	SEQ(106, OK); /* a step of 5 keeps what was seen */
 	SEQ(101, STALE_REQUEST);
 	SEQ(100, STALE_REQUEST);
-	SEQ(102, OK);               /* the gap left by the step */
-	SEQ(170, OK);               /* a step of 64 forgets everything ... */
-	SEQ(106, STALE_REQUEST);    /* ... 64 back */
-	SEQ(107, OK);               /* ... 63 back: in, unseen */
+	SEQ(102, OK);		 /* the gap left by the step */
+	SEQ(170, OK);		 /* a step of 64 forgets everything ... */
+	SEQ(106, STALE_REQUEST); /* ... 64 back */
+	SEQ(107, OK);		 /* ... 63 back: in, unseen */
 	SEQ(170, STALE_REQUEST);
 
 	/* each session and each key has a window of its own */
@@ -638,19 +656,24 @@ static void test_each_role(void **state)
 	check_role(&a, WORK, "billing-1", consumer, 4);
 	check_role(&a, OPS, "anything", operator, 11);
 	/* an operator is no producer or consumer, though its patterns match */
-	assert_int_equal(allows(&a, OPS, HANDOFF__WIRE__REQUEST__BODY_PUBLISH,
-				"*"), ST(PERMISSION_DENIED));
-	assert_int_equal(allows(&a, OPS, HANDOFF__WIRE__REQUEST__BODY_FETCH,
-				"*"), ST(PERMISSION_DENIED));
-	assert_int_equal(allows(&a, OPS, HANDOFF__WIRE__REQUEST__BODY_ACK,
-				"x"), ST(PERMISSION_DENIED));
+	assert_int_equal(
+		allows(&a, OPS, HANDOFF__WIRE__REQUEST__BODY_PUBLISH, "*"),
+		ST(PERMISSION_DENIED));
+	assert_int_equal(
+		allows(&a, OPS, HANDOFF__WIRE__REQUEST__BODY_FETCH, "*"),
+		ST(PERMISSION_DENIED));
+	assert_int_equal(allows(&a, OPS, HANDOFF__WIRE__REQUEST__BODY_ACK, "x"),
+			 ST(PERMISSION_DENIED));
 	/* no key (an unsigned ping got through auth_verify): ping only */
-	assert_int_equal(allows(&a, -1, HANDOFF__WIRE__REQUEST__BODY_PING,
-				NULL), ST(OK));
-	assert_int_equal(allows(&a, -1, HANDOFF__WIRE__REQUEST__BODY_STATS,
-				NULL), ST(PERMISSION_DENIED));
+	assert_int_equal(
+		allows(&a, -1, HANDOFF__WIRE__REQUEST__BODY_PING, NULL),
+		ST(OK));
+	assert_int_equal(
+		allows(&a, -1, HANDOFF__WIRE__REQUEST__BODY_STATS, NULL),
+		ST(PERMISSION_DENIED));
 	assert_int_equal(allows(&a, -1, HANDOFF__WIRE__REQUEST__BODY_PUBLISH,
-				"orders.eu"), ST(PERMISSION_DENIED));
+				"orders.eu"),
+			 ST(PERMISSION_DENIED));
 
 	assert_string_equal(auth_role_name(&cfg.keys[K0]), "producer");
 	assert_string_equal(auth_role_name(&cfg.keys[WORK]), "consumer");
@@ -679,14 +702,16 @@ static void test_patterns(void **state)
 	assert_int_equal(allows(&a, K0, pub, "orders"), ST(PERMISSION_DENIED));
 	assert_int_equal(allows(&a, K0, pub, "xorders.eu"),
 			 ST(PERMISSION_DENIED));
-	assert_int_equal(allows(&a, K0, pub, "payments"), ST(PERMISSION_DENIED));
+	assert_int_equal(allows(&a, K0, pub, "payments"),
+			 ST(PERMISSION_DENIED));
 	assert_int_equal(allows(&a, K0, pub, ""), ST(PERMISSION_DENIED));
 	assert_int_equal(allows(&a, K0, pub, NULL), ST(PERMISSION_DENIED));
 
 	/* subscriptions "billing-?" and "audit", for fetch, ack and nack */
 	const Handoff__Wire__Request__BodyCase uses[] = { fetch, ack, nack };
 	for (size_t i = 0; i < 3; i++) {
-		assert_int_equal(allows(&a, WORK, uses[i], "billing-1"), ST(OK));
+		assert_int_equal(allows(&a, WORK, uses[i], "billing-1"),
+				 ST(OK));
 		assert_int_equal(allows(&a, WORK, uses[i], "audit"), ST(OK));
 		assert_int_equal(allows(&a, WORK, uses[i], "billing-10"),
 				 ST(PERMISSION_DENIED));
@@ -706,8 +731,9 @@ static void test_patterns(void **state)
 	assert_int_equal(allows(&a, BOTH, ack, "s.x"), ST(OK));
 	assert_int_equal(allows(&a, BOTH, nack, "s.x"), ST(OK));
 	assert_int_equal(allows(&a, BOTH, fetch, "t.x"), ST(PERMISSION_DENIED));
-	assert_int_equal(allows(&a, BOTH, HANDOFF__WIRE__REQUEST__BODY_STATS,
-				NULL), ST(OK));
+	assert_int_equal(
+		allows(&a, BOTH, HANDOFF__WIRE__REQUEST__BODY_STATS, NULL),
+		ST(OK));
 
 	/* roles without patterns reach nothing */
 	assert_int_equal(allows(&a, BARE, pub, "t.x"), ST(PERMISSION_DENIED));

@@ -14,8 +14,9 @@
 
 /* A few rnd values spread over the whole uint32_t range. */
 static const uint32_t rnds[] = {
-	0, 1, 2, 7, 50, 51, 100, 12345, 65535, 1u << 20, 0x7fffffffu,
-	0x80000000u, 0xdeadbeefu, 0xfffffffeu, 0xffffffffu,
+	0,	     1,		  2,	       7,	    50,
+	51,	     100,	  12345,       65535,	    1u << 20,
+	0x7fffffffu, 0x80000000u, 0xdeadbeefu, 0xfffffffeu, 0xffffffffu,
 };
 #define N_RNDS (sizeof rnds / sizeof rnds[0])
 
@@ -43,7 +44,8 @@ static void test_jitter_spans_base_to_one_and_a_half_base(void **state)
 	for (size_t i = 0; i < N_RNDS; i++) {
 		for (uint32_t att = 1; att <= 12; att++) {
 			uint64_t base = 100ull << (att - 1);
-			uint32_t d = backoff_delay_ms(100, 1000000, att, rnds[i]);
+			uint32_t d =
+				backoff_delay_ms(100, 1000000, att, rnds[i]);
 			if (base >= 1000000) {
 				assert_int_equal(d, 1000000);
 				continue;
@@ -74,9 +76,10 @@ static void test_capped_at_max(void **state)
 		/* base 1600 > max */
 		assert_int_equal(backoff_delay_ms(100, 1000, 5, rnds[i]), 1000);
 		/* many attempts: still the cap */
-		assert_int_equal(backoff_delay_ms(100, 1000, 1000, rnds[i]), 1000);
-		assert_int_equal(backoff_delay_ms(100, 1000, UINT32_MAX, rnds[i]),
+		assert_int_equal(backoff_delay_ms(100, 1000, 1000, rnds[i]),
 				 1000);
+		assert_int_equal(
+			backoff_delay_ms(100, 1000, UINT32_MAX, rnds[i]), 1000);
 	}
 	/* base 800 below the cap, jitter up to 1200 capped at 1000 */
 	assert_int_equal(backoff_delay_ms(100, 1000, 4, 0), 800);
@@ -91,16 +94,17 @@ static void test_bounds_hold_everywhere(void **state)
 	(void)state;
 	static const uint32_t mins[] = { 1, 10, 250, 1000, 30000 };
 	static const uint32_t maxs[] = { 1, 10, 999, 1000, 60000, 3600000 };
-	static const uint32_t atts[] = { 0, 1, 2, 3, 7, 20, 31, 32, 33, 64,
-					 1000, UINT32_MAX };
+	static const uint32_t atts[] = { 0,  1,	 2,  3,	 7,    20,
+					 31, 32, 33, 64, 1000, UINT32_MAX };
 	for (size_t a = 0; a < sizeof mins / sizeof mins[0]; a++)
 		for (size_t b = 0; b < sizeof maxs / sizeof maxs[0]; b++)
-			for (size_t c = 0; c < sizeof atts / sizeof atts[0]; c++)
+			for (size_t c = 0; c < sizeof atts / sizeof atts[0];
+			     c++)
 				for (size_t r = 0; r < N_RNDS; r++) {
 					uint32_t mn = mins[a], mx = maxs[b];
 					uint32_t hi = mx < mn ? mn : mx;
-					uint32_t d = backoff_delay_ms(mn, mx, atts[c],
-								      rnds[r]);
+					uint32_t d = backoff_delay_ms(
+						mn, mx, atts[c], rnds[r]);
 					assert_true(d >= mn);
 					assert_true(d <= hi);
 				}
@@ -127,7 +131,8 @@ static void test_no_overflow_at_extremes(void **state)
 		assert_true(d >= big);
 		d = backoff_delay_ms(big, UINT32_MAX, 2, rnds[i]);
 		assert_int_equal(d, UINT32_MAX);
-		d = backoff_delay_ms(UINT32_MAX, UINT32_MAX, UINT32_MAX, rnds[i]);
+		d = backoff_delay_ms(UINT32_MAX, UINT32_MAX, UINT32_MAX,
+				     rnds[i]);
 		assert_int_equal(d, UINT32_MAX);
 		d = backoff_delay_ms(1, UINT32_MAX, UINT32_MAX, rnds[i]);
 		assert_true(d >= 1);
@@ -137,15 +142,15 @@ static void test_no_overflow_at_extremes(void **state)
 	/* 3e9 + jitter would wrap a 32-bit sum */
 	assert_int_equal(backoff_delay_ms(3000000000u, UINT32_MAX, 1, 0),
 			 3000000000u);
-	assert_int_equal(backoff_delay_ms(3000000000u, UINT32_MAX, 1,
-					  1294967295u),
-			 UINT32_MAX);
-	assert_int_equal(backoff_delay_ms(3000000000u, UINT32_MAX, 1,
-					  2000000000u),
-			 3499999999u);
-	assert_int_equal(backoff_delay_ms(3000000000u, UINT32_MAX, 1,
-					  1500000000u),
-			 UINT32_MAX); /* 4.5e9, capped */
+	assert_int_equal(
+		backoff_delay_ms(3000000000u, UINT32_MAX, 1, 1294967295u),
+		UINT32_MAX);
+	assert_int_equal(
+		backoff_delay_ms(3000000000u, UINT32_MAX, 1, 2000000000u),
+		3499999999u);
+	assert_int_equal(
+		backoff_delay_ms(3000000000u, UINT32_MAX, 1, 1500000000u),
+		UINT32_MAX); /* 4.5e9, capped */
 }
 
 int main(void)

@@ -37,8 +37,7 @@ static int teardown(void **state)
 }
 
 /* A publish of n events, packed into a malloc'd buffer. */
-static uint8_t *pack_publish(size_t n_events, size_t payload_len,
-			     size_t *len)
+static uint8_t *pack_publish(size_t n_events, size_t payload_len, size_t *len)
 {
 	Handoff__Wire__Request r = HANDOFF__WIRE__REQUEST__INIT;
 	Handoff__Wire__PublishRequest pr = HANDOFF__WIRE__PUBLISH_REQUEST__INIT;
@@ -105,7 +104,7 @@ static void test_decode_roundtrip(void **state)
 	assert_int_equal(d->ack->items[0]->lease_token, 0x1122334455667788ull);
 	assert_int_equal(d->ack->items[1]->event_id, UINT64_MAX);
 	assert_true(a->used_total > 0); /* decoded into the arena */
-	assert_int_equal(a->budget, 0);  /* the arena's budget restored */
+	assert_int_equal(a->budget, 0); /* the arena's budget restored */
 }
 
 static void test_decode_publish_with_payload(void **state)
@@ -138,8 +137,8 @@ static void test_decode_garbage(void **state)
 {
 	struct arena *a = *state;
 	/* an unterminated varint */
-	const uint8_t g1[] = { 0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-			       0xff, 0xff, 0xff, 0xff };
+	const uint8_t g1[] = { 0x08, 0xff, 0xff, 0xff, 0xff, 0xff,
+			       0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
 	/* wire type 7 does not exist */
 	const uint8_t g2[] = { 0x0f, 0x01 };
 	/* field 11 (publish) claims 100 bytes, 2 follow */
@@ -221,8 +220,9 @@ static void test_new_reply(void **state)
 	struct arena *a = *state;
 	Reply *r = codec_new_reply(a);
 	assert_non_null(r);
-	assert_int_equal(r->protocol_version,
-			 HANDOFF__WIRE__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT);
+	assert_int_equal(
+		r->protocol_version,
+		HANDOFF__WIRE__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT);
 	assert_int_equal(r->protocol_version, 1);
 	assert_int_equal(r->status, HANDOFF__WIRE__STATUS__OK);
 	assert_int_equal(r->body_case, HANDOFF__WIRE__REPLY__BODY__NOT_SET);
@@ -258,7 +258,8 @@ static void test_pack_reply_roundtrip(void **state)
 	assert_non_null(msg);
 	assert_int_equal(len, handoff__wire__reply__get_packed_size(r));
 	assert_true(len > 0);
-	Handoff__Wire__Reply *back = handoff__wire__reply__unpack(NULL, len, msg);
+	Handoff__Wire__Reply *back =
+		handoff__wire__reply__unpack(NULL, len, msg);
 	assert_non_null(back);
 	assert_int_equal(back->protocol_version, 1);
 	assert_int_equal(back->status, HANDOFF__WIRE__STATUS__STORAGE_FULL);
@@ -284,7 +285,8 @@ static void test_pack_minimal_reply(void **state)
 	assert_non_null(msg);
 	assert_int_equal(len, 2); /* 0x08 0x01 */
 	assert_memory_equal(msg, "\x08\x01", 2);
-	Handoff__Wire__Reply *back = handoff__wire__reply__unpack(NULL, len, msg);
+	Handoff__Wire__Reply *back =
+		handoff__wire__reply__unpack(NULL, len, msg);
 	assert_non_null(back);
 	assert_int_equal(back->status, HANDOFF__WIRE__STATUS__OK);
 	handoff__wire__reply__free_unpacked(back, NULL);
@@ -296,20 +298,22 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_decode_roundtrip, setup,
 						teardown),
-		cmocka_unit_test_setup_teardown(test_decode_publish_with_payload,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_decode_empty, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_decode_publish_with_payload, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_decode_empty, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_decode_garbage, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_decode_truncated, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_decode_over_budget, setup,
 						teardown),
-		cmocka_unit_test_setup_teardown(test_decode_budget_relative_to_used,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_new_reply, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_pack_reply_roundtrip, setup,
+		cmocka_unit_test_setup_teardown(
+			test_decode_budget_relative_to_used, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_new_reply, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_pack_reply_roundtrip,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pack_minimal_reply, setup,
 						teardown),
 	};

@@ -25,7 +25,7 @@
 
 struct fixture {
 	char dir[PATH_MAX];
-	char path[PATH_MAX + 64];   /* last file written */
+	char path[PATH_MAX + 64]; /* last file written */
 	char err[512];
 	char want[PATH_MAX * 2 + 256];
 	struct config c;
@@ -40,8 +40,7 @@ static int setup(void **state)
 		return -1;
 	if (!tmp || !*tmp || strlen(tmp) > PATH_MAX / 2)
 		tmp = "/tmp";
-	snprintf(f->dir, sizeof(f->dir), "%s/handoff-test-config-XXXXXX",
-		 tmp);
+	snprintf(f->dir, sizeof(f->dir), "%s/handoff-test-config-XXXXXX", tmp);
 	if (!mkdtemp(f->dir) || config_init(&f->c) != 0) {
 		free(f);
 		return -1;
@@ -156,31 +155,32 @@ static void file_overrides_every_key(void **state)
 	struct fixture *f = *state;
 	struct config *c = &f->c;
 
-	assert_int_equal(load(f,
-		"; handoffd test config\n"
-		"# hash comments too\n"
-		"[broker]\n"
-		"data_dir = /var/lib/handoff\n"
-		"listen = ipc:///run/handoff.sock   ; inline comment\n"
-		"map_size = 8G\n"
-		"log_debug = true\n"
-		"\n"
-		"[limits]\n"
-		"max_payload = 256K\n"
-		"max_request = 4M\n"
-		"max_batch = 50\n"
-		"max_subscriptions = 7\n"
-		"max_held_fetches = 9\n"
-		"max_wait = 2m\n"
-		"max_name = 64\n"
-		"[retention]\n"
-		"dedup_window = 2h\n"
-		"history = 30d\n"
-		"[defaults]\n"
-		"max_attempts = 12\n"
-		"ack_deadline = 1500ms\n"
-		"backoff_min = 250\n"
-		"backoff_max = 10m\n"), 0);
+	assert_int_equal(
+		load(f, "; handoffd test config\n"
+			"# hash comments too\n"
+			"[broker]\n"
+			"data_dir = /var/lib/handoff\n"
+			"listen = ipc:///run/handoff.sock   ; inline comment\n"
+			"map_size = 8G\n"
+			"log_debug = true\n"
+			"\n"
+			"[limits]\n"
+			"max_payload = 256K\n"
+			"max_request = 4M\n"
+			"max_batch = 50\n"
+			"max_subscriptions = 7\n"
+			"max_held_fetches = 9\n"
+			"max_wait = 2m\n"
+			"max_name = 64\n"
+			"[retention]\n"
+			"dedup_window = 2h\n"
+			"history = 30d\n"
+			"[defaults]\n"
+			"max_attempts = 12\n"
+			"ack_deadline = 1500ms\n"
+			"backoff_min = 250\n"
+			"backoff_max = 10m\n"),
+		0);
 	assert_string_equal(f->err, "");
 	assert_string_equal(c->data_dir, "/var/lib/handoff");
 	assert_int_equal(c->n_listen, 1);
@@ -233,7 +233,8 @@ static void later_key_wins(void **state)
 	struct fixture *f = *state;
 
 	assert_int_equal(load(f, "[defaults]\nmax_attempts = 3\n"
-				 "max_attempts = 9\n"), 0);
+				 "max_attempts = 9\n"),
+			 0);
 	assert_int_equal(f->c.max_attempts, 9);
 }
 
@@ -243,8 +244,8 @@ static void booleans(void **state)
 		const char *text;
 		int want;
 	} cases[] = {
-		{ "true", 1 }, { "yes", 1 }, { "on", 1 }, { "1", 1 },
-		{ "false", 0 }, { "no", 0 }, { "off", 0 }, { "0", 0 },
+		{ "true", 1 },	{ "yes", 1 }, { "on", 1 },  { "1", 1 },
+		{ "false", 0 }, { "no", 0 },  { "off", 0 }, { "0", 0 },
 	};
 	struct fixture *f = *state;
 	char text[64];
@@ -269,7 +270,8 @@ static void repeated_listen_replaces_default(void **state)
 	assert_int_equal(load(f, "[broker]\n"
 				 "listen = tcp://10.1.2.3:9000\n"
 				 "listen = ipc:///tmp/h.sock\n"
-				 "listen = inproc://handoff\n"), 0);
+				 "listen = inproc://handoff\n"),
+			 0);
 	assert_int_equal(c->n_listen, 3);
 	assert_string_equal(c->listen[0], "tcp://10.1.2.3:9000");
 	assert_string_equal(c->listen[1], "ipc:///tmp/h.sock");
@@ -285,7 +287,8 @@ static void listen_default_url_in_file(void **state)
 	struct config *c = &f->c;
 
 	assert_int_equal(load(f, "[broker]\nlisten = tcp://127.0.0.1:7450\n"
-				 "listen = ipc:///tmp/x\n"), 0);
+				 "listen = ipc:///tmp/x\n"),
+			 0);
 	assert_int_equal(c->n_listen, 2);
 	assert_string_equal(c->listen[0], "tcp://127.0.0.1:7450");
 	assert_string_equal(c->listen[1], "ipc:///tmp/x");
@@ -354,7 +357,8 @@ static void command_line_after_file(void **state)
 	struct config *c = &f->c;
 
 	assert_int_equal(load(f, "[broker]\ndata_dir = /from/file\n"
-				 "[limits]\nmax_batch = 10\n"), 0);
+				 "[limits]\nmax_batch = 10\n"),
+			 0);
 	assert_string_equal(c->data_dir, "/from/file");
 	assert_int_equal(config_set_data_dir(c, "/from/flag"), 0);
 	assert_string_equal(c->data_dir, "/from/flag");
@@ -373,7 +377,8 @@ static void second_file_replaces_listen(void **state)
 	struct config *c = &f->c;
 
 	assert_int_equal(load(f, "[broker]\nlisten = tcp://a:1\n"
-				 "listen = tcp://b:2\n"), 0);
+				 "listen = tcp://b:2\n"),
+			 0);
 	assert_int_equal(c->n_listen, 2);
 	assert_int_equal(load(f, "[broker]\nlisten = tcp://c:3\n"), 0);
 	assert_int_equal(c->n_listen, 1);
@@ -394,9 +399,10 @@ static void unknown_section(void **state)
 {
 	struct fixture *f = *state;
 
-	expect_load_error(f, "; top\n[broker]\ndata_dir = x\n[nosuch]\n"
-			     "data_dir = y\n", 5,
-			  "unknown key 'data_dir' in [nosuch]");
+	expect_load_error(f,
+			  "; top\n[broker]\ndata_dir = x\n[nosuch]\n"
+			  "data_dir = y\n",
+			  5, "unknown key 'data_dir' in [nosuch]");
 }
 
 static void key_in_wrong_section(void **state)
@@ -432,16 +438,16 @@ static void bad_values(void **state)
 		{ "broker", "log_debug", "maybe" },
 		{ "broker", "log_debug", "TRUE!" },
 		{ "limits", "max_payload", "1X" },
-		{ "limits", "max_payload", "4G" },        /* > UINT32_MAX */
+		{ "limits", "max_payload", "4G" }, /* > UINT32_MAX */
 		{ "limits", "max_request", "16 M" },
 		{ "limits", "max_batch", "-1" },
 		{ "limits", "max_batch", "12abc" },
-		{ "limits", "max_batch", "1K" },          /* counts: no units */
-		{ "limits", "max_batch", "4294967296" },  /* UINT32_MAX + 1 */
+		{ "limits", "max_batch", "1K" },	 /* counts: no units */
+		{ "limits", "max_batch", "4294967296" }, /* UINT32_MAX + 1 */
 		{ "limits", "max_subscriptions", "" },
 		{ "limits", "max_held_fetches", "0x10" },
 		{ "limits", "max_wait", "abc" },
-		{ "limits", "max_wait", "50d" },          /* > UINT32_MAX ms */
+		{ "limits", "max_wait", "50d" }, /* > UINT32_MAX ms */
 		{ "limits", "max_wait", "1.5s" },
 		{ "limits", "max_name", "big" },
 		{ "retention", "dedup_window", "1w" },
@@ -501,16 +507,18 @@ static void first_error_wins(void **state)
 {
 	struct fixture *f = *state;
 
-	expect_load_error(f, "[limits]\nmax_batch = 7\nmax_wait = soon\n"
-			     "bogus = 1\nno equals sign\n", 3,
-			  "bad value for 'max_wait': 'soon'");
+	expect_load_error(f,
+			  "[limits]\nmax_batch = 7\nmax_wait = soon\n"
+			  "bogus = 1\nno equals sign\n",
+			  3, "bad value for 'max_wait': 'soon'");
 	assert_int_equal(f->c.max_batch, 7);
 	expect_load_error(f, "[limits]\nno equals sign\nmax_wait = soon\n", 2,
 			  "syntax error (expected [section] or key = value)");
-	expect_load_error(f, "[limits]\nmax_batch = 1\n[defaults]\n"
-			     "max_attempts = 2\nbogus = 3\n[limits]\n"
-			     "max_batch = 99\n", 5,
-			  "unknown key 'bogus' in [defaults]");
+	expect_load_error(f,
+			  "[limits]\nmax_batch = 1\n[defaults]\n"
+			  "max_attempts = 2\nbogus = 3\n[limits]\n"
+			  "max_batch = 99\n",
+			  5, "unknown key 'bogus' in [defaults]");
 	assert_int_equal(f->c.max_batch, 1);
 	assert_int_equal(f->c.max_attempts, 2);
 }
@@ -649,7 +657,8 @@ static void validate_payload_vs_request(void **state)
 	struct fixture *f = *state;
 
 	assert_int_equal(load(f, "[limits]\nmax_payload = 2M\n"
-				 "max_request = 1M\n"), 0);
+				 "max_request = 1M\n"),
+			 0);
 	expect_invalid(f, "max_payload");
 	f->c.max_request_bytes = f->c.max_payload_bytes;
 	expect_valid(f);
@@ -721,7 +730,8 @@ static void wildcard_needs_flag(void **state)
 	config_free(&f->c);
 	assert_int_equal(config_init(&f->c), 0);
 	assert_int_equal(load(f, "[broker]\nlisten = tcp://127.0.0.1:1\n"
-				 "listen = tcp://10.0.0.5:2\n"), 0);
+				 "listen = tcp://10.0.0.5:2\n"),
+			 0);
 	expect_valid(f);
 }
 
@@ -735,7 +745,8 @@ static void keys_parse(void **state)
 				 "topics = settlement.*, payments.close\n"
 				 "[key ops]\nroles = operator, consumer\n"
 				 "secret = " HEX64 "\n"
-				 "subscriptions = *\n"), 0);
+				 "subscriptions = *\n"),
+			 0);
 	expect_valid(f);
 	assert_int_equal(c->n_keys, 2);
 	assert_int_equal(c->request_window_ms, 30000);
@@ -772,13 +783,13 @@ static void keys_invalid(void **state)
 	expect_invalid(f, "needs a role and a secret");
 	config_free(&f->c);
 	assert_int_equal(config_init(&f->c), 0);
-	assert_int_equal(load(f, "[key a]\nrole = producer\nsecret = " HEX64
-				 "\n"), 0);
+	assert_int_equal(
+		load(f, "[key a]\nrole = producer\nsecret = " HEX64 "\n"), 0);
 	expect_invalid(f, "list its topics");
 	config_free(&f->c);
 	assert_int_equal(config_init(&f->c), 0);
-	assert_int_equal(load(f, "[key a]\nrole = consumer\nsecret = " HEX64
-				 "\n"), 0);
+	assert_int_equal(
+		load(f, "[key a]\nrole = consumer\nsecret = " HEX64 "\n"), 0);
 	expect_invalid(f, "list its subscriptions");
 }
 
@@ -791,8 +802,10 @@ static void secret_file(void **state)
 	char kpath[PATH_MAX + 64];
 	snprintf(kpath, sizeof kpath, "%s", path);
 	assert_int_equal(chmod(kpath, 0644), 0);
-	snprintf(text, sizeof text, "[key a]\nrole = operator\n"
-		 "secret_file = %s\n", kpath);
+	snprintf(text, sizeof text,
+		 "[key a]\nrole = operator\n"
+		 "secret_file = %s\n",
+		 kpath);
 	assert_int_equal(load(f, text), EINVAL);
 	assert_non_null(strstr(f->err, "can be read by others"));
 	config_free(&f->c);

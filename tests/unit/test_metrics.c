@@ -17,11 +17,12 @@
 #include "metrics.h"
 
 /* cmocka's assert_float_equal works in float: compare doubles here. */
-#define assert_rate(got, want) do { \
-	double g_ = (got), w_ = (want); \
-	if (!(g_ - w_ < 1e-9 && w_ - g_ < 1e-9)) \
-		fail_msg("rate %.12f, want %.12f", g_, w_); \
-} while (0)
+#define assert_rate(got, want)                                      \
+	do {                                                        \
+		double g_ = (got), w_ = (want);                     \
+		if (!(g_ - w_ < 1e-9 && w_ - g_ < 1e-9))            \
+			fail_msg("rate %.12f, want %.12f", g_, w_); \
+	} while (0)
 
 static int setup(void **state)
 {
@@ -146,11 +147,14 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rate_two_samples, setup,
 						teardown),
-		cmocka_unit_test_setup_teardown(test_window_slides, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_window_slides, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_series_independent, setup,
 						teardown),
-		cmocka_unit_test_setup_teardown(test_degenerate, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_many_series, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_degenerate, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_many_series, setup,
+						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -41,14 +41,14 @@
 #include "store.h"
 
 #define MAP_SIZE (64ull << 20)
-#define T0 1700000000000ull
-#define HIST_MS 3600000ull
+#define T0	 1700000000000ull
+#define HIST_MS	 3600000ull
 
-#define ST(x) HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_##x
-#define OUT(x) HANDOFF__STORE__OUTCOME__OUTCOME_##x
-#define WHY(x) HANDOFF__STORE__DEAD_REASON__DEAD_REASON_##x
-#define S_OK HANDOFF__WIRE__STATUS__OK
-#define S_LOST HANDOFF__WIRE__STATUS__LEASE_LOST
+#define ST(x)	   HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_##x
+#define OUT(x)	   HANDOFF__STORE__OUTCOME__OUTCOME_##x
+#define WHY(x)	   HANDOFF__STORE__DEAD_REASON__DEAD_REASON_##x
+#define S_OK	   HANDOFF__WIRE__STATUS__OK
+#define S_LOST	   HANDOFF__WIRE__STATUS__LEASE_LOST
 #define S_NOTFOUND HANDOFF__WIRE__STATUS__NOT_FOUND
 
 struct fx {
@@ -104,7 +104,8 @@ static int setup(void **state)
 	if (store_open(&f->st, f->dir, MAP_SIZE, f->err, sizeof f->err))
 		return -1;
 	f->open = true;
-	f->sched = (struct sched){ .history_ms = HIST_MS, .on_ready = hook,
+	f->sched = (struct sched){ .history_ms = HIST_MS,
+				   .on_ready = hook,
 				   .ctx = f };
 	return 0;
 }
@@ -127,7 +128,8 @@ static int teardown(void **state)
 static void begin(struct fx *f)
 {
 	arena_reset(&f->a);
-	assert_int_equal(store_txn_begin(&f->st, &f->a, true, f->now, &f->t), 0);
+	assert_int_equal(store_txn_begin(&f->st, &f->a, true, f->now, &f->t),
+			 0);
 	f->t.sched = &f->sched;
 }
 
@@ -257,7 +259,8 @@ static uint64_t lease(struct fx *f, const char *name, const char *consumer,
 		begin(f);
 		s = sub_named(f, name);
 	}
-	assert_int_equal(sched_lease(&f->t, s, ev, due, consumer, d, &b, &m), 0);
+	assert_int_equal(sched_lease(&f->t, s, ev, due, consumer, d, &b, &m),
+			 0);
 	if (body)
 		*body = b;
 	commit(f);
@@ -279,7 +282,8 @@ static Status nack(struct fx *f, const char *name, uint64_t ev, uint64_t tok,
 	Status st = -1;
 	begin(f);
 	assert_int_equal(sched_nack(&f->t, sub_named(f, name), ev, tok, delay,
-				    permanent, reason, &st), 0);
+				    permanent, reason, &st),
+			 0);
 	commit(f);
 	return st;
 }
@@ -348,8 +352,9 @@ static struct counts check_counts(struct fx *f, uint32_t sub_id)
 		if (be32_get((uint8_t *)k.mv_data + 8) != sub_id)
 			continue;
 		DeliveryRecord *d;
-		assert_int_equal(store_delivery_get(&t, be64_get(k.mv_data),
-						    sub_id, &d), 0);
+		assert_int_equal(
+			store_delivery_get(&t, be64_get(k.mv_data), sub_id, &d),
+			0);
 		assert_true(d->state < 8);
 		c.by_state[d->state]++;
 	}
@@ -638,8 +643,8 @@ static void test_max_attempts(void **state)
 		char why[16];
 		snprintf(why, sizeof why, "boom %u", i);
 		uint64_t at = f->now;
-		assert_int_equal(nack(f, "s", ev, d->lease_token, 0, false, why),
-				 S_OK);
+		assert_int_equal(
+			nack(f, "s", ev, d->lease_token, 0, false, why), S_OK);
 		d = delivery(f, ev, sid);
 		assert_string_equal(d->error, why);
 		if (i < 3) {
@@ -697,7 +702,8 @@ static void test_nack_with_delay(void **state)
 	assert_int_equal(store_ready_first(&f->t, sid, &due, &e), 0);
 	assert_int_equal(due, T0 + 5020);
 	assert_int_equal(e, ev);
-	assert_int_equal(store_ready_count_after(&f->t, sid, f->now, 10, &cnt), 0);
+	assert_int_equal(store_ready_count_after(&f->t, sid, f->now, 10, &cnt),
+			 0);
 	assert_int_equal(cnt, 1);
 	store_txn_abort(&f->t);
 	SubRecord *s = sub_record(f, sid);
@@ -718,7 +724,8 @@ static void test_nack_statuses(void **state)
 	uint64_t tok = d->lease_token;
 	assert_int_equal(nack(f, "s", ev, tok + 1, 0, true, "no"), S_LOST);
 	assert_int_equal(nack(f, "s", ev, 0, 0, false, "no"), S_LOST);
-	assert_int_equal(nack(f, "s", ev + 100, tok, 0, false, "no"), S_NOTFOUND);
+	assert_int_equal(nack(f, "s", ev + 100, tok, 0, false, "no"),
+			 S_NOTFOUND);
 	d = delivery(f, ev, sid);
 	assert_int_equal(d->state, ST(LEASED));
 	assert_int_equal(sub_record(f, sid)->nacked, 0);
@@ -856,7 +863,8 @@ static void test_replay(void **state)
 	uint64_t ev_live = publish(f, "t", "y");
 	DeliveryRecord *d;
 	lease(f, "s", "c", &d, NULL);
-	assert_int_equal(nack(f, "s", ev, d->lease_token, 0, false, "err"), S_OK);
+	assert_int_equal(nack(f, "s", ev, d->lease_token, 0, false, "err"),
+			 S_OK);
 	assert_int_equal(delivery(f, ev, sid)->state, ST(DEAD));
 
 	/* not dead letters */
@@ -970,7 +978,8 @@ static void test_purge_releases_payload(void **state)
 	/* the other order: purge first, then the ack releases it */
 	uint64_t ev2 = publish(f, "t", "second");
 	lease(f, "a", "ca", &d, NULL);
-	assert_int_equal(nack(f, "a", ev2, d->lease_token, 0, true, "no"), S_OK);
+	assert_int_equal(nack(f, "a", ev2, d->lease_token, 0, true, "no"),
+			 S_OK);
 	assert_int_equal(purge(f, "a", ev2), S_OK);
 	assert_int_equal(meta(f, ev2)->pending_subscriptions, 1);
 	assert_int_equal(payload_rc(f, ev2), 0);
@@ -1017,11 +1026,12 @@ static void test_corrupt_payload_dead_letters(void **state)
 
 	/* a direct write of wrong bytes (bad CRC) for the second event */
 	begin(f);
-	uint8_t key[8], junk[12] = { 1, 2, 3, 4, 0x0a, 0x05, 'w', 'r', 'o', 'n',
-				     'g', 0 };
+	uint8_t key[8], junk[12] = { 1,	  2,   3,   4,	 0x0a, 0x05,
+				     'w', 'r', 'o', 'n', 'g',  0 };
 	be64_put(key, ev2);
 	MDB_val k = { 8, key }, v = { sizeof junk, junk };
-	assert_int_equal(mdb_put(f->t.txn, f->st.dbi[DB_PAYLOADS], &k, &v, 0), 0);
+	assert_int_equal(mdb_put(f->t.txn, f->st.dbi[DB_PAYLOADS], &k, &v, 0),
+			 0);
 	commit(f);
 	assert_int_equal(payload_rc(f, ev2), STORE_EDECODE);
 	body = (EventBody *)1;
@@ -1058,7 +1068,8 @@ static void test_drop(void **state)
 	uint64_t e_acked = publish(f, "t", "4");
 	DeliveryRecord *d;
 	lease(f, "s", "c", &d, NULL);
-	assert_int_equal(nack(f, "s", e_dead, d->lease_token, 0, true, "x"), S_OK);
+	assert_int_equal(nack(f, "s", e_dead, d->lease_token, 0, true, "x"),
+			 S_OK);
 	lease(f, "s", "c", &d, NULL);
 	uint64_t tok = d->lease_token;
 	/* ack the 4th after leasing it out of order */
@@ -1066,8 +1077,8 @@ static void test_drop(void **state)
 	SubRecord *s = sub_named(f, "s");
 	EventBody *b;
 	EventMeta *m;
-	assert_int_equal(sched_lease(&f->t, s, e_acked, f->now, "c", &d, &b, &m),
-			 0);
+	assert_int_equal(
+		sched_lease(&f->t, s, e_acked, f->now, "c", &d, &b, &m), 0);
 	uint64_t tok4 = d->lease_token;
 	commit(f);
 	assert_int_equal(ack(f, "s", e_acked, tok4), S_OK);
@@ -1154,8 +1165,8 @@ static void test_history_capped(void **state)
 	DeliveryRecord *d;
 	for (int i = 0; i < 105; i++) {
 		lease(f, "s", "c", &d, NULL);
-		assert_int_equal(nack(f, "s", ev, d->lease_token, 1, false, "e"),
-				 S_OK);
+		assert_int_equal(
+			nack(f, "s", ev, d->lease_token, 1, false, "e"), S_OK);
 	}
 	d = delivery(f, ev, sid);
 	assert_int_equal(d->state, ST(READY));
@@ -1195,16 +1206,18 @@ static void test_counters_consistent_mixed(void **state)
 			acks++;
 			break;
 		case 1:
-			assert_int_equal(nack(f, "s", ev, d->lease_token, 0,
-					      false, "e"), S_OK);
+			assert_int_equal(
+				nack(f, "s", ev, d->lease_token, 0, false, "e"),
+				S_OK);
 			break;
 		case 2:
 			f->now += 2000;
 			assert_true(end_leases(f, false) >= 1);
 			break;
 		default:
-			assert_int_equal(nack(f, "s", ev, d->lease_token, 0, true,
-					      "p"), S_OK);
+			assert_int_equal(
+				nack(f, "s", ev, d->lease_token, 0, true, "p"),
+				S_OK);
 			break;
 		}
 		check_counts(f, sid);
@@ -1213,14 +1226,15 @@ static void test_counters_consistent_mixed(void **state)
 	assert_int_equal(c.by_state[ST(ACKED)], acks);
 	assert_int_equal(sub_record(f, sid)->acked, acks);
 	assert_int_equal(c.by_state[ST(READY)] + c.by_state[ST(LEASED)] +
-			 c.by_state[ST(DEAD)] + c.by_state[ST(ACKED)], 12);
+				 c.by_state[ST(DEAD)] + c.by_state[ST(ACKED)],
+			 12);
 	/* the other subscription was untouched */
 	c = check_counts(f, oid);
 	assert_int_equal(c.ready_idx, 12);
 	for (int i = 0; i < 12; i++)
-		assert_int_equal(meta(f, evs[i])->pending_subscriptions,
-				 delivery(f, evs[i], sid)->state == ST(ACKED)
-				 ? 1 : 2);
+		assert_int_equal(
+			meta(f, evs[i])->pending_subscriptions,
+			delivery(f, evs[i], sid)->state == ST(ACKED) ? 1 : 2);
 }
 
 /* A transaction touching many subscriptions (a turn with many requests, a

@@ -44,11 +44,11 @@
 #include "store.h"
 
 #define MAP_SIZE (64ull << 20)
-#define NOW 1700000000000ull
+#define NOW	 1700000000000ull
 
 struct fx {
-	char base[PATH_MAX];      /* mkdtemp folder */
-	char dir[PATH_MAX + 16];  /* base/data: the store */
+	char base[PATH_MAX];	 /* mkdtemp folder */
+	char dir[PATH_MAX + 16]; /* base/data: the store */
 	char err[512];
 	struct store st;
 	bool open;
@@ -130,8 +130,8 @@ static void reopen(struct fx *f)
 {
 	store_close(&f->st);
 	f->open = false;
-	assert_int_equal(store_open(&f->st, f->dir, MAP_SIZE, f->err,
-				    sizeof f->err), 0);
+	assert_int_equal(
+		store_open(&f->st, f->dir, MAP_SIZE, f->err, sizeof f->err), 0);
 	f->open = true;
 }
 
@@ -178,8 +178,8 @@ static void test_open_creates_fresh(void **state)
 	struct fx *f = *state;
 	char path[PATH_MAX + 64];
 	struct stat sb;
-	assert_int_equal(store_open(&f->st, f->dir, MAP_SIZE, f->err,
-				    sizeof f->err), 0);
+	assert_int_equal(
+		store_open(&f->st, f->dir, MAP_SIZE, f->err, sizeof f->err), 0);
 	f->open = true;
 	snprintf(path, sizeof path, "%s/data.mdb", f->dir);
 	assert_int_equal(stat(path, &sb), 0);
@@ -201,8 +201,8 @@ static void test_open_empty_folder(void **state)
 {
 	struct fx *f = *state;
 	assert_int_equal(mkdir(f->dir, 0700), 0);
-	assert_int_equal(store_open(&f->st, f->dir, MAP_SIZE, f->err,
-				    sizeof f->err), 0);
+	assert_int_equal(
+		store_open(&f->st, f->dir, MAP_SIZE, f->err, sizeof f->err), 0);
 	f->open = true;
 	assert_int_equal(count_entries(f->dir, "data.mdb"), 1);
 	assert_int_equal(count_entries(f->base, ".init-"), 0);
@@ -220,8 +220,8 @@ static void test_open_refuses_foreign_folder(void **state)
 	fputs("keep me", fp);
 	fclose(fp);
 	f->err[0] = 0;
-	assert_int_not_equal(store_open(&f->st, f->dir, MAP_SIZE, f->err,
-					sizeof f->err), 0);
+	assert_int_not_equal(
+		store_open(&f->st, f->dir, MAP_SIZE, f->err, sizeof f->err), 0);
 	assert_non_null(strstr(f->err, "not empty"));
 	assert_int_equal(count_entries(f->dir, NULL), 1);
 	assert_int_equal(count_entries(f->dir, "precious.txt"), 1);
@@ -235,8 +235,8 @@ static void test_open_over_leftover_init(void **state)
 	char tmp[PATH_MAX + 64];
 	snprintf(tmp, sizeof tmp, "%s.init-%d", f->dir, (int)getpid());
 	assert_int_equal(mkdir(tmp, 0700), 0);
-	assert_int_equal(store_open(&f->st, f->dir, MAP_SIZE, f->err,
-				    sizeof f->err), 0);
+	assert_int_equal(
+		store_open(&f->st, f->dir, MAP_SIZE, f->err, sizeof f->err), 0);
 	f->open = true;
 	assert_int_equal(count_entries(f->base, ".init-"), 0);
 	assert_int_equal(count_entries(f->dir, "data.mdb"), 1);
@@ -248,8 +248,8 @@ static void test_second_open_locked(void **state)
 	struct fx *f = *state;
 	struct store second;
 	char err[512] = "";
-	assert_int_not_equal(store_open(&second, f->dir, MAP_SIZE, err,
-					sizeof err), 0);
+	assert_int_not_equal(
+		store_open(&second, f->dir, MAP_SIZE, err, sizeof err), 0);
 	assert_non_null(strstr(err, "another handoffd"));
 	assert_null(second.env);
 	assert_int_equal(second.lock_fd, -1);
@@ -423,8 +423,8 @@ static void test_payload_corruption_detected(void **state)
 	commit(f);
 
 	begin(f, true);
-	flip_payload_byte(f, 1, 10, 0x01);   /* one bit in the body */
-	flip_payload_byte(f, 3, 0, 0x80);    /* one bit of the CRC itself */
+	flip_payload_byte(f, 1, 10, 0x01); /* one bit in the body */
+	flip_payload_byte(f, 3, 0, 0x80);  /* one bit of the CRC itself */
 	commit(f);
 
 	begin(f, false);
@@ -438,8 +438,11 @@ static void test_payload_corruption_detected(void **state)
 
 	/* direct writes of bad values */
 	begin(f, true);
-	raw_payload(f, 10, "\x01\x02", 2);               /* shorter than a CRC */
-	raw_payload(f, 11, "\0\0\0\0\x0a\x03" "abc", 9); /* CRC 0: wrong */
+	raw_payload(f, 10, "\x01\x02", 2); /* shorter than a CRC */
+	raw_payload(f, 11,
+		    "\0\0\0\0\x0a\x03"
+		    "abc",
+		    9); /* CRC 0: wrong */
 	/* a correct CRC over bytes that are no EventBody (wire type 7) */
 	uint8_t bad[8] = { 0, 0, 0, 0, 0x0f, 0xff, 0xff, 0xff };
 	be32_put(bad, (uint32_t)crc32(0L, bad + 4, 4));
@@ -555,7 +558,8 @@ static void test_topic_subs_sorted(void **state)
 	for (int i = 0; i < 20; i++) {
 		/* names in reverse order of ids */
 		snprintf(name, sizeof name, "sub-%02d", 40 - i);
-		assert_int_equal(store_sub_create(&f->t, new_sub(f, name, "t")), 0);
+		assert_int_equal(store_sub_create(&f->t, new_sub(f, name, "t")),
+				 0);
 	}
 	commit(f);
 	begin(f, false);
@@ -794,7 +798,8 @@ static void test_lease_index(void **state)
 	begin(f, true);
 	uint64_t dl, ev;
 	uint32_t sub;
-	assert_int_equal(store_lease_first(&f->t, &dl, &sub, &ev), MDB_NOTFOUND);
+	assert_int_equal(store_lease_first(&f->t, &dl, &sub, &ev),
+			 MDB_NOTFOUND);
 	assert_int_equal(store_lease_put(&f->t, 9000, 1, 5), 0);
 	assert_int_equal(store_lease_put(&f->t, 7000, 2, 6), 0);
 	assert_int_equal(store_lease_put(&f->t, 8000, 2, 3), 0);
@@ -805,7 +810,8 @@ static void test_lease_index(void **state)
 	assert_int_equal(store_lease_find_sub(&f->t, 1, &dl, &ev), 0);
 	assert_int_equal(dl, 9000);
 	assert_int_equal(ev, 5);
-	assert_int_equal(store_lease_find_sub(&f->t, 4, &dl, &ev), MDB_NOTFOUND);
+	assert_int_equal(store_lease_find_sub(&f->t, 4, &dl, &ev),
+			 MDB_NOTFOUND);
 	assert_int_equal(store_lease_del(&f->t, 7000, 2, 6), 0);
 	assert_int_equal(store_lease_first(&f->t, &dl, &sub, &ev), 0);
 	assert_int_equal(dl, 8000);
@@ -835,7 +841,8 @@ static void test_dlq_index(void **state)
 	assert_int_equal(store_dlq_next(&f->t, 2, after, &ev), MDB_NOTFOUND);
 	assert_int_equal(store_dlq_next(&f->t, 2, 15, &ev), 0);
 	assert_int_equal(ev, 20);
-	assert_int_equal(store_dlq_next(&f->t, 2, UINT64_MAX, &ev), MDB_NOTFOUND);
+	assert_int_equal(store_dlq_next(&f->t, 2, UINT64_MAX, &ev),
+			 MDB_NOTFOUND);
 	assert_int_equal(store_dlq_next(&f->t, 4, 0, &ev), MDB_NOTFOUND);
 	assert_int_equal(store_dlq_del(&f->t, 2, 10), 0);
 	assert_int_equal(store_dlq_next(&f->t, 2, 0, &ev), 0);
@@ -896,40 +903,49 @@ static void test_expiry_queue(void **state)
 	memset(hash, 0x42, sizeof hash);
 	be64_put(ev, 12345);
 	begin(f, true);
-	assert_int_equal(store_expiry_first(&f->t, UINT64_MAX, &at, &kind, id,
-					    &idlen), MDB_NOTFOUND);
-	assert_int_equal(store_expiry_put(&f->t, 2000, EXPIRY_IDEM, hash,
-					  IDEM_KEY_MAX), 0);
-	assert_int_equal(store_expiry_put(&f->t, 1000, EXPIRY_HISTORY, ev, 8), 0);
-	assert_int_equal(store_expiry_put(&f->t, 1, EXPIRY_IDEM, hash,
-					  IDEM_KEY_MAX + 1), EINVAL);
+	assert_int_equal(
+		store_expiry_first(&f->t, UINT64_MAX, &at, &kind, id, &idlen),
+		MDB_NOTFOUND);
+	assert_int_equal(
+		store_expiry_put(&f->t, 2000, EXPIRY_IDEM, hash, IDEM_KEY_MAX),
+		0);
+	assert_int_equal(store_expiry_put(&f->t, 1000, EXPIRY_HISTORY, ev, 8),
+			 0);
+	assert_int_equal(
+		store_expiry_put(&f->t, 1, EXPIRY_IDEM, hash, IDEM_KEY_MAX + 1),
+		EINVAL);
 	commit(f);
 
 	begin(f, true);
 	/* nothing due yet */
 	assert_int_equal(store_expiry_first(&f->t, 999, &at, &kind, id, &idlen),
 			 MDB_NOTFOUND);
-	assert_int_equal(store_expiry_first(&f->t, 1000, &at, &kind, id, &idlen),
-			 0);
+	assert_int_equal(
+		store_expiry_first(&f->t, 1000, &at, &kind, id, &idlen), 0);
 	assert_int_equal(at, 1000);
 	assert_int_equal(kind, EXPIRY_HISTORY);
 	assert_int_equal(idlen, 8);
 	assert_int_equal(be64_get(id), 12345);
-	assert_int_equal(store_expiry_del(&f->t, 1000, EXPIRY_HISTORY, ev, 8), 0);
-	assert_int_equal(store_expiry_first(&f->t, 1999, &at, &kind, id, &idlen),
-			 MDB_NOTFOUND);
-	assert_int_equal(store_expiry_first(&f->t, 5000, &at, &kind, id, &idlen),
+	assert_int_equal(store_expiry_del(&f->t, 1000, EXPIRY_HISTORY, ev, 8),
 			 0);
+	assert_int_equal(
+		store_expiry_first(&f->t, 1999, &at, &kind, id, &idlen),
+		MDB_NOTFOUND);
+	assert_int_equal(
+		store_expiry_first(&f->t, 5000, &at, &kind, id, &idlen), 0);
 	assert_int_equal(at, 2000);
 	assert_int_equal(kind, EXPIRY_IDEM);
 	assert_int_equal(idlen, IDEM_KEY_MAX);
 	assert_memory_equal(id, hash, IDEM_KEY_MAX);
-	assert_int_equal(store_expiry_del(&f->t, 2000, EXPIRY_IDEM, hash,
-					  IDEM_KEY_MAX), 0);
-	assert_int_equal(store_expiry_del(&f->t, 2000, EXPIRY_IDEM, hash,
-					  IDEM_KEY_MAX), MDB_NOTFOUND);
-	assert_int_equal(store_expiry_first(&f->t, UINT64_MAX, &at, &kind, id,
-					    &idlen), MDB_NOTFOUND);
+	assert_int_equal(
+		store_expiry_del(&f->t, 2000, EXPIRY_IDEM, hash, IDEM_KEY_MAX),
+		0);
+	assert_int_equal(
+		store_expiry_del(&f->t, 2000, EXPIRY_IDEM, hash, IDEM_KEY_MAX),
+		MDB_NOTFOUND);
+	assert_int_equal(
+		store_expiry_first(&f->t, UINT64_MAX, &at, &kind, id, &idlen),
+		MDB_NOTFOUND);
 	commit(f);
 }
 
@@ -945,12 +961,12 @@ static const uint8_t v1_event_body[46] = {
 	0x6e, 0x12, 0x07, 0x0a, 0x05, 0x74, 0x72, 0x61, 0x63, 0x65,
 };
 static const uint8_t v1_subscription[63] = {
-	0x08, 0x07, 0x12, 0x07, 0x62, 0x69, 0x6c, 0x6c, 0x69, 0x6e, 0x67, 0x1a,
-	0x06, 0x6f, 0x72, 0x64, 0x65, 0x72, 0x73, 0x22, 0x0c, 0x08, 0x05, 0x10,
-	0xb0, 0xea, 0x01, 0x18, 0x64, 0x20, 0xe0, 0xd4, 0x03, 0x28, 0x80, 0xd0,
-	0x95, 0xff, 0xbc, 0x31, 0x30, 0x01, 0x38, 0x02, 0x40, 0x03, 0x48, 0x04,
-	0x50, 0x05, 0x58, 0x06, 0x60, 0x07, 0x68, 0x08, 0x70, 0x09, 0x78, 0x0a,
-	0x80, 0x01, 0x0b,
+	0x08, 0x07, 0x12, 0x07, 0x62, 0x69, 0x6c, 0x6c, 0x69, 0x6e, 0x67,
+	0x1a, 0x06, 0x6f, 0x72, 0x64, 0x65, 0x72, 0x73, 0x22, 0x0c, 0x08,
+	0x05, 0x10, 0xb0, 0xea, 0x01, 0x18, 0x64, 0x20, 0xe0, 0xd4, 0x03,
+	0x28, 0x80, 0xd0, 0x95, 0xff, 0xbc, 0x31, 0x30, 0x01, 0x38, 0x02,
+	0x40, 0x03, 0x48, 0x04, 0x50, 0x05, 0x58, 0x06, 0x60, 0x07, 0x68,
+	0x08, 0x70, 0x09, 0x78, 0x0a, 0x80, 0x01, 0x0b,
 };
 static const uint8_t v1_delivery[104] = {
 	0x08, 0x05, 0x10, 0x02, 0x18, 0x02, 0x20, 0x0b, 0x28, 0x0c, 0x30, 0x0d,
@@ -971,14 +987,14 @@ static const uint8_t v1_command_empty[9] = {
 	0x08, 0x05, 0x10, 0x82, 0xd0, 0x95, 0xff, 0xbc, 0x31,
 };
 static const uint8_t v1_audit[88] = {
-	0x08, 0x03, 0x10, 0x83, 0xd0, 0x95, 0xff, 0xbc, 0x31, 0x1a, 0x03, 0x6f,
-	0x70, 0x73, 0x22, 0x08, 0x6f, 0x70, 0x65, 0x72, 0x61, 0x74, 0x6f, 0x72,
-	0x2a, 0x06, 0x72, 0x65, 0x70, 0x6c, 0x61, 0x79, 0x32, 0x07, 0x62, 0x69,
-	0x6c, 0x6c, 0x69, 0x6e, 0x67, 0x3a, 0x06, 0x01, 0xac, 0x02, 0xf0, 0xa2,
-	0x04, 0x42, 0x13, 0x65, 0x76, 0x65, 0x6e, 0x74, 0x5f, 0x69, 0x64, 0x73,
-	0x20, 0x28, 0x33, 0x20, 0x67, 0x69, 0x76, 0x65, 0x6e, 0x29, 0x48, 0x03,
-	0x50, 0x01, 0x5a, 0x05, 0x66, 0x69, 0x78, 0x65, 0x64, 0x62, 0x05, 0x63,
-	0x6d, 0x64, 0x2d, 0x31,
+	0x08, 0x03, 0x10, 0x83, 0xd0, 0x95, 0xff, 0xbc, 0x31, 0x1a, 0x03,
+	0x6f, 0x70, 0x73, 0x22, 0x08, 0x6f, 0x70, 0x65, 0x72, 0x61, 0x74,
+	0x6f, 0x72, 0x2a, 0x06, 0x72, 0x65, 0x70, 0x6c, 0x61, 0x79, 0x32,
+	0x07, 0x62, 0x69, 0x6c, 0x6c, 0x69, 0x6e, 0x67, 0x3a, 0x06, 0x01,
+	0xac, 0x02, 0xf0, 0xa2, 0x04, 0x42, 0x13, 0x65, 0x76, 0x65, 0x6e,
+	0x74, 0x5f, 0x69, 0x64, 0x73, 0x20, 0x28, 0x33, 0x20, 0x67, 0x69,
+	0x76, 0x65, 0x6e, 0x29, 0x48, 0x03, 0x50, 0x01, 0x5a, 0x05, 0x66,
+	0x69, 0x78, 0x65, 0x64, 0x62, 0x05, 0x63, 0x6d, 0x64, 0x2d, 0x31,
 };
 
 /* bytes decode as desc and pack back to exactly bytes */
@@ -1029,10 +1045,11 @@ static void test_format_v1_records(void **state)
 	assert_int_equal(r->purged, 11);
 	protobuf_c_message_free_unpacked(m, NULL);
 
-	m = same_bytes(&handoff__store__delivery_record__descriptor, v1_delivery,
-		       sizeof v1_delivery);
+	m = same_bytes(&handoff__store__delivery_record__descriptor,
+		       v1_delivery, sizeof v1_delivery);
 	DeliveryRecord *d = (DeliveryRecord *)m;
-	assert_int_equal(d->state, HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_DEAD);
+	assert_int_equal(d->state,
+			 HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_DEAD);
 	assert_int_equal(d->dead_reason,
 			 HANDOFF__STORE__DEAD_REASON__DEAD_REASON_CORRUPT);
 	assert_int_equal(d->attempts, 2);
@@ -1080,12 +1097,14 @@ static void test_format_v1_records(void **state)
 
 	/* and the replies the handlers store become those same bytes */
 	uint64_t ids[3] = { 1, 300, 70000 }, miss[1] = { 9 };
-	Handoff__Wire__DlqActionReply ar = HANDOFF__WIRE__DLQ_ACTION_REPLY__INIT;
+	Handoff__Wire__DlqActionReply ar =
+		HANDOFF__WIRE__DLQ_ACTION_REPLY__INIT;
 	CommandRecord cr = HANDOFF__STORE__COMMAND_RECORD__INIT;
 	uint8_t out[64];
 	cr.audit_seq = 5;
 	cr.created_ms = NOW + 2;
-	assert_int_equal(records_command_reply_to_store(&f->a, &ar, &cr.reply), 0);
+	assert_int_equal(records_command_reply_to_store(&f->a, &ar, &cr.reply),
+			 0);
 	assert_null(cr.reply);
 	assert_int_equal(handoff__store__command_record__pack(&cr, out),
 			 sizeof v1_command_empty);
@@ -1097,7 +1116,8 @@ static void test_format_v1_records(void **state)
 	ar.more = true;
 	cr.audit_seq = 4;
 	cr.created_ms = NOW + 1;
-	assert_int_equal(records_command_reply_to_store(&f->a, &ar, &cr.reply), 0);
+	assert_int_equal(records_command_reply_to_store(&f->a, &ar, &cr.reply),
+			 0);
 	assert_int_equal(handoff__store__command_record__pack(&cr, out),
 			 sizeof v1_command);
 	assert_memory_equal(out, v1_command, sizeof v1_command);
@@ -1118,8 +1138,8 @@ static void test_unknown_fields_kept(void **state)
 	EventMeta m = HANDOFF__STORE__EVENT_META__INIT;
 	uint8_t val[128], key[8];
 	/* field 90 (varint 42) and field 91 (string "new") */
-	static const uint8_t extra[] = { 0xd0, 0x05, 0x2a,
-					 0xda, 0x05, 0x03, 'n', 'e', 'w' };
+	static const uint8_t extra[] = { 0xd0, 0x05, 0x2a, 0xda, 0x05,
+					 0x03, 'n',  'e',  'w' };
 	m.topic = (char *)"orders";
 	m.published_ms = NOW;
 	m.pending_subscriptions = 2;
@@ -1267,9 +1287,11 @@ static void test_open_refuses_unknown_version(void **state)
 	char *before = slurp_data(f, &n0);
 
 	f->err[0] = 0;
-	assert_int_equal(store_open(&f->st, f->dir, MAP_SIZE, f->err,
-				    sizeof f->err), EINVAL);
-	assert_string_equal(f->err, "store format version 7 is not one this "
+	assert_int_equal(
+		store_open(&f->st, f->dir, MAP_SIZE, f->err, sizeof f->err),
+		EINVAL);
+	assert_string_equal(f->err,
+			    "store format version 7 is not one this "
 			    "build reads (it reads version 1): written by "
 			    "another handoff version?");
 	assert_null(f->st.env);
@@ -1300,8 +1322,9 @@ static void test_open_refuses_missing_version(void **state)
 	raw_end(&r);
 
 	f->err[0] = 0;
-	assert_int_equal(store_open(&f->st, f->dir, MAP_SIZE, f->err,
-				    sizeof f->err), MDB_NOTFOUND);
+	assert_int_equal(
+		store_open(&f->st, f->dir, MAP_SIZE, f->err, sizeof f->err),
+		MDB_NOTFOUND);
 	assert_non_null(strstr(f->err, "no store format version"));
 	assert_non_null(strstr(f->err, "not a handoff store"));
 	assert_null(f->st.env);
@@ -1333,7 +1356,7 @@ static void test_big_endian_helpers(void **state)
 int main(void)
 {
 	setenv("HANDOFF_TEST_NOSYNC", "1", 1);
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn)  cmocka_unit_test_setup_teardown(fn, setup, teardown)
 #define TO(fn) cmocka_unit_test_setup_teardown(fn, setup_open, teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_open_creates_fresh),

@@ -253,10 +253,11 @@ static int team_run(struct team *t, int members, double *elapsed_s,
 			uint64_t d = atomic_load(&t->done);
 			fprintf(stderr, "handoff-bench:   %s: %s done (%s/s)\n",
 				t->what, bench_grouped_u(a, sizeof a, d),
-				bench_grouped_u(b, sizeof b,
-					  (uint64_t)((double)(d - last_done) *
-						     1e9 /
-						     (double)(now - last_t))));
+				bench_grouped_u(
+					b, sizeof b,
+					(uint64_t)((double)(d - last_done) *
+						   1e9 /
+						   (double)(now - last_t))));
 			last_done = d;
 			last_t = now;
 			next_progress = now + PROGRESS_NS;
@@ -360,7 +361,7 @@ static bool needs_spawn(const struct bench_ctx *ctx, struct scen_result *r)
 	if (ctx->exe && ctx->workdir && ctx->workdir[0])
 		return false;
 	bench_errf(r->error, sizeof r->error,
-	     "%s needs a broker of its own: run with --spawn", r->p.name);
+		   "%s needs a broker of its own: run with --spawn", r->p.name);
 	return true;
 }
 
@@ -405,8 +406,8 @@ int backlog_run(const struct bench_ctx *ctx, struct scen_result *r)
 	if (ctx->backlog_probe < 1 ||
 	    ctx->backlog_probe >= ctx->backlog_events) {
 		bench_errf(err, sizeof err,
-		     "--backlog-probe must be at least 1 and below "
-		     "--backlog-events");
+			   "--backlog-probe must be at least 1 and below "
+			   "--backlog-events");
 		goto out;
 	}
 	bl->events = ctx->backlog_events;
@@ -554,7 +555,7 @@ out:
 		r->failed = true;
 		if (r->error[0] == '\0')
 			bench_errf(r->error, sizeof r->error, "%s",
-			     err[0] ? err : "failed");
+				   err[0] ? err : "failed");
 	}
 	if (spawned)
 		own_broker_end(&b, dir, ret != 0);
@@ -584,27 +585,28 @@ static int lease_some(const struct bench_ctx *ctx, handoff_client *c,
 			return -1;
 		}
 		if (bench_now_ns() > limit) {
-			bench_errf(err, errlen,
-			     "leasing %ld events did not finish within the "
-			     "phase limit of %.0f s (%s leased); aborted",
-			     want, ctx->phase_limit_s,
-			     bench_grouped_u(a, sizeof a, (uint64_t)*got));
+			bench_errf(
+				err, errlen,
+				"leasing %ld events did not finish within the "
+				"phase limit of %.0f s (%s leased); aborted",
+				want, ctx->phase_limit_s,
+				bench_grouped_u(a, sizeof a, (uint64_t)*got));
 			return -1;
 		}
 		int rc = handoff_fetch(c, sub, (size_t)ask, FETCH_WAIT_MS, &d,
 				       &n);
 		if (rc != HANDOFF_OK) {
 			bench_errf(err, errlen, "leasing: fetch: %s",
-			     bench_call_text(c, rc, msg, sizeof msg));
+				   bench_call_text(c, rc, msg, sizeof msg));
 			return -1;
 		}
 		handoff_deliveries_free(d, n);
 		*got += (long)n;
 		if (n == 0 && ++empty >= 50) {
 			bench_errf(err, errlen,
-			     "leasing: no deliveries for 5 s with %ld of "
-			     "%ld leased",
-			     *got, want);
+				   "leasing: no deliveries for 5 s with %ld of "
+				   "%ld leased",
+				   *got, want);
 			return -1;
 		}
 	}
@@ -633,14 +635,15 @@ static int first_fetch(const struct bench_ctx *ctx, struct broker *b,
 		if (!broker_alive(b)) {
 			broker_exit_text(b, how, sizeof how);
 			bench_errf(err, errlen,
-			     "broker exited after the restart (%s)", how);
+				   "broker exited after the restart (%s)", how);
 			return -1;
 		}
 		if (bench_now_ns() > limit) {
-			bench_errf(err, errlen,
-			     "no delivery within the phase limit of %.0f s "
-			     "of the restart (last: %s); aborted",
-			     ctx->phase_limit_s, handoff_strerror(last_rc));
+			bench_errf(
+				err, errlen,
+				"no delivery within the phase limit of %.0f s "
+				"of the restart (last: %s); aborted",
+				ctx->phase_limit_s, handoff_strerror(last_rc));
 			return -1;
 		}
 		if (*c == NULL) {
@@ -663,8 +666,9 @@ static int first_fetch(const struct bench_ctx *ctx, struct broker *b,
 			return 0;
 		}
 		if (last_rc != HANDOFF_OK) {
-			bench_errf(err, errlen, "first fetch: %s",
-			     bench_call_text(*c, last_rc, msg, sizeof msg));
+			bench_errf(
+				err, errlen, "first fetch: %s",
+				bench_call_text(*c, last_rc, msg, sizeof msg));
 			handoff_close(*c);
 			*c = NULL;
 		}
@@ -788,7 +792,7 @@ int restart_run(const struct bench_ctx *ctx, struct scen_result *r)
 	if (ctx->restart_pending < 1 || ctx->restart_leased < 1 ||
 	    ctx->restart_leased > ctx->restart_pending) {
 		bench_errf(err, sizeof err,
-		     "--restart-leased must be 1..--restart-pending");
+			   "--restart-leased must be 1..--restart-pending");
 		goto out;
 	}
 	double cpu_s0 = bench_cpu_seconds();
@@ -813,7 +817,7 @@ out:
 		r->failed = true;
 		if (r->error[0] == '\0')
 			bench_errf(r->error, sizeof r->error, "%s",
-			     err[0] ? err : "failed");
+				   err[0] ? err : "failed");
 	}
 	return ret;
 }

@@ -209,9 +209,8 @@ static int broker_start(struct broker *b, uint64_t wait_ns, char *err,
 
 	/* Ready once the socket exists (the store is open and the leases
 	 * of a previous run recovered by then). */
-	switch (broker_proc_wait_listening(&b->proc,
-					   (uint32_t)(wait_ns / 1000000u),
-					   &bench_interrupted)) {
+	switch (broker_proc_wait_listening(
+		&b->proc, (uint32_t)(wait_ns / 1000000u), &bench_interrupted)) {
 	case BROKER_PROC_READY:
 		break;
 	case BROKER_PROC_EXITED: {
@@ -297,10 +296,9 @@ int broker_restart(struct broker *b, double wait_s, char *err, size_t errlen)
 	}
 	/* broker_proc_spawn removes the socket file a killed broker left:
 	 * the new one must not be taken as ready before it listens */
-	return broker_start(b,
-			    wait_s > 0 ? (uint64_t)(wait_s * 1e9) :
-					 READY_WAIT_NS,
-			    err, errlen);
+	return broker_start(
+		b, wait_s > 0 ? (uint64_t)(wait_s * 1e9) : READY_WAIT_NS, err,
+		errlen);
 }
 
 bool broker_alive(struct broker *b)

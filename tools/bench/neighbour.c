@@ -508,7 +508,7 @@ static int phase_run(const struct bench_ctx *ctx, const struct scen_params *p,
 				   &admin);
 	if (rc != HANDOFF_OK) {
 		bench_errf(err, errlen, "connect %s: %s", b.proc.url,
-		     handoff_strerror(rc));
+			   handoff_strerror(rc));
 		goto cleanup;
 	}
 	handoff_policy h_pol = { .ack_deadline_ms = H_ACK_DEADLINE_MS };
@@ -781,7 +781,8 @@ int neighbour_run(const struct bench_ctx *ctx, struct scen_result *r)
 	}
 	if (!(ctx->exe && ctx->workdir && ctx->workdir[0])) {
 		bench_errf(err, sizeof err,
-		     "%s needs brokers of its own: run with --spawn", p->name);
+			   "%s needs brokers of its own: run with --spawn",
+			   p->name);
 		goto out;
 	}
 	if (p->producers < 1 || p->consumers < 1 || p->batch < 1 ||
@@ -831,7 +832,7 @@ int neighbour_run(const struct bench_ctx *ctx, struct scen_result *r)
 			r->broker_cpu_s = -1;
 		if (rc) {
 			bench_errf(err, sizeof err, "phase %d (%s): %s", i + 1,
-			     order[i]->name, e2);
+				   order[i]->name, e2);
 			goto out;
 		}
 		if (ctx->progress)
@@ -865,7 +866,7 @@ out:
 		r->failed = true;
 		if (r->error[0] == '\0')
 			bench_errf(r->error, sizeof r->error, "%s",
-			     err[0] ? err : "failed");
+				   err[0] ? err : "failed");
 	}
 	return ret;
 }

@@ -138,10 +138,10 @@ int broker_proc_init(struct broker_proc *b, const char *exe, const char *dir,
 		     const struct broker_proc_files *files,
 		     const char *config_text, char *err, size_t errlen)
 {
-	const char *sock_name = files && files->sock_name ? files->sock_name :
-							    "b.sock";
-	const char *log_name = files && files->log_name ? files->log_name :
-							  "broker.log";
+	const char *sock_name =
+		files && files->sock_name ? files->sock_name : "b.sock";
+	const char *log_name =
+		files && files->log_name ? files->log_name : "broker.log";
 	const char *listen = files ? files->listen : NULL;
 	bool fit;
 
@@ -273,8 +273,8 @@ static char **merged_env(char *const extra[], char *added)
 	return env;
 }
 
-static int spawn_attrs(posix_spawn_file_actions_t *fa,
-		       posix_spawnattr_t *attr, const char *log)
+static int spawn_attrs(posix_spawn_file_actions_t *fa, posix_spawnattr_t *attr,
+		       const char *log)
 {
 	int rc = posix_spawn_file_actions_addopen(fa, 0, "/dev/null", O_RDONLY,
 						  0);
@@ -442,9 +442,9 @@ bool broker_proc_term(struct broker_proc *b, uint32_t timeout_ms)
 	return broker_proc_signal(b, SIGTERM, timeout_ms);
 }
 
-enum broker_proc_wait broker_proc_wait_listening(
-	struct broker_proc *b, uint32_t timeout_ms,
-	const volatile sig_atomic_t *stop)
+enum broker_proc_wait
+broker_proc_wait_listening(struct broker_proc *b, uint32_t timeout_ms,
+			   const volatile sig_atomic_t *stop)
 {
 	uint64_t until = broker_proc_now_ns() + (uint64_t)timeout_ms * 1000000u;
 	struct stat sb;
@@ -466,8 +466,8 @@ broker_proc_wait_ready(struct broker_proc *b, uint32_t timeout_ms,
 	uint64_t until = broker_proc_now_ns() + (uint64_t)timeout_ms * 1000000u;
 	if (last_rc)
 		*last_rc = -1;
-	enum broker_proc_wait w = broker_proc_wait_listening(b, timeout_ms,
-							     NULL);
+	enum broker_proc_wait w =
+		broker_proc_wait_listening(b, timeout_ms, NULL);
 	if (w != BROKER_PROC_READY)
 		return w;
 	for (;;) {

@@ -120,9 +120,9 @@ enum broker_proc_wait {
 /* Poll for the ipc socket file every millisecond, up to timeout_ms or
  * until *stop (may be NULL) is set; sets b->listening_ns. READY at once
  * when the broker listens on tcp. */
-enum broker_proc_wait broker_proc_wait_listening(
-	struct broker_proc *b, uint32_t timeout_ms,
-	const volatile sig_atomic_t *stop);
+enum broker_proc_wait
+broker_proc_wait_listening(struct broker_proc *b, uint32_t timeout_ms,
+			   const volatile sig_atomic_t *stop);
 
 /* How to ping: handoff_connect with these options until one answers. */
 struct broker_proc_ping {

@@ -33,7 +33,7 @@
 #include <unistd.h>
 
 #define WINDOW 256
-#define RBUF 65536
+#define RBUF   65536
 
 struct conn {
 	int fd;
@@ -46,8 +46,8 @@ struct conn {
 static int conn_open(struct conn *c, const struct peer_args *a, char *err,
 		     size_t errlen)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC,
-				 .ai_socktype = SOCK_STREAM};
+	struct addrinfo hints = { .ai_family = AF_UNSPEC,
+				  .ai_socktype = SOCK_STREAM };
 	struct addrinfo *ai = NULL, *p;
 	char port[16];
 	int one = 1, rc;
@@ -133,9 +133,9 @@ static int append_put(struct conn *c, const void *data, size_t len)
 	char head[64];
 	int n = snprintf(head, sizeof head, "put 1024 0 60 %zu\r\n", len);
 	return wappend(c, head, (size_t)n) || wappend(c, data, len) ||
-			       wappend(c, "\r\n", 2)
-		       ? -1
-		       : 0;
+			       wappend(c, "\r\n", 2) ?
+		       -1 :
+		       0;
 }
 
 /* Read more bytes into rbuf (blocking). 0, or -1 on error/EOF. */
@@ -200,8 +200,8 @@ static int read_body(struct conn *c, size_t len, const char **body)
 }
 
 /* Send a command and expect a reply starting with want. */
-static int command(struct conn *c, const char *cmd, const char *want,
-		   char *err, size_t errlen)
+static int command(struct conn *c, const char *cmd, const char *want, char *err,
+		   size_t errlen)
 {
 	char line[256];
 	if (send_str(c, cmd) != 0 || read_line(c, line, sizeof line) != 0) {
@@ -210,8 +210,8 @@ static int command(struct conn *c, const char *cmd, const char *want,
 		return -1;
 	}
 	if (strncmp(line, want, strlen(want)) != 0) {
-		snprintf(err, errlen, "%.*s: %.120s", (int)strcspn(cmd, "\r") & 0x7f, cmd,
-			 line);
+		snprintf(err, errlen, "%.*s: %.120s",
+			 (int)strcspn(cmd, "\r") & 0x7f, cmd, line);
 		return -1;
 	}
 	return 0;
@@ -241,7 +241,8 @@ static void *consumer_main(void *arg)
 	if (conn_open(c, run->a, run->cons.err, sizeof run->cons.err) != 0)
 		goto out;
 	snprintf(cmd, sizeof cmd, "watch %s\r\n", run->tube);
-	if (command(c, cmd, "WATCHING", run->cons.err, sizeof run->cons.err) != 0 ||
+	if (command(c, cmd, "WATCHING", run->cons.err, sizeof run->cons.err) !=
+		    0 ||
 	    command(c, "ignore default\r\n", "WATCHING", run->cons.err,
 		    sizeof run->cons.err) != 0)
 		goto out;
@@ -256,7 +257,8 @@ static void *consumer_main(void *arg)
 		if (lat && atomic_load(&run->cons.stop)) {
 			if (!linger)
 				linger = now + 2000000000ull;
-			if (run->cons.acked_total >= run->cons.expect || now >= linger)
+			if (run->cons.acked_total >= run->cons.expect ||
+			    now >= linger)
 				break;
 		}
 		if (send_str(c, "reserve-with-timeout 1\r\n") != 0 ||
@@ -269,8 +271,8 @@ static void *consumer_main(void *arg)
 		    strcmp(line, "DEADLINE_SOON") == 0)
 			continue;
 		if (sscanf(line, "RESERVED %llu %zu", &id, &len) != 2) {
-			snprintf(run->cons.err, sizeof run->cons.err, "reserve: %.120s",
-				 line);
+			snprintf(run->cons.err, sizeof run->cons.err,
+				 "reserve: %.120s", line);
 			break;
 		}
 		if (read_body(c, len, &body) != 0) {
@@ -282,7 +284,8 @@ static void *consumer_main(void *arg)
 			peer_hist_add(&run->cons.deliver,
 				      peer_stamp_age_ns(body, len));
 		snprintf(cmd, sizeof cmd, "delete %llu\r\n", id);
-		if (command(c, cmd, "DELETED", run->cons.err, sizeof run->cons.err) != 0)
+		if (command(c, cmd, "DELETED", run->cons.err,
+			    sizeof run->cons.err) != 0)
 			break;
 		run->cons.acked_total++;
 		if (lat || peer_mono_ns() <= run->deadline)
@@ -344,7 +347,8 @@ static int produce_window(struct conn *c, struct run *run,
 		} while (take_line(c, line, sizeof line));
 	}
 	res->count = tail;
-	res->rate = (double)tail / ((double)(peer_mono_ns() - run->start) / 1e9);
+	res->rate =
+		(double)tail / ((double)(peer_mono_ns() - run->start) / 1e9);
 	free(buf);
 	return 0;
 lost:
@@ -353,8 +357,7 @@ lost:
 	return -1;
 }
 
-static int produce_one(struct conn *c, struct run *run,
-		       struct peer_result *res)
+static int produce_one(struct conn *c, struct run *run, struct peer_result *res)
 {
 	size_t plen = run->a->payload;
 	char *buf = malloc(plen);
@@ -410,7 +413,7 @@ static int produce_open_loop(struct conn *c, struct run *run,
 		if (!sending && tail == head)
 			break;
 		while ((now = peer_mono_ns()) < until && tail < head) {
-			struct pollfd p = {.fd = c->fd, .events = POLLIN};
+			struct pollfd p = { .fd = c->fd, .events = POLLIN };
 			int ms = (int)((until - now + 999999) / 1000000);
 			int pr = poll(&p, 1, ms);
 			if (pr < 0)
@@ -465,7 +468,7 @@ out:
 
 int main(int argc, char **argv)
 {
-	struct peer_args a = {.name = "beanstalkd"};
+	struct peer_args a = { .name = "beanstalkd" };
 	static struct peer_result res;
 	static struct run run;
 	static struct conn c;

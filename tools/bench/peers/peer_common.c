@@ -26,18 +26,22 @@ static void usage(const char *name)
 const char *peer_workload_name(enum peer_workload w)
 {
 	switch (w) {
-	case PEER_W256: return "w256";
-	case PEER_W1: return "w1";
-	case PEER_E2E: return "e2e";
-	case PEER_LAT1K: return "lat1k";
+	case PEER_W256:
+		return "w256";
+	case PEER_W1:
+		return "w1";
+	case PEER_E2E:
+		return "e2e";
+	case PEER_LAT1K:
+		return "lat1k";
 	}
 	return "unknown";
 }
 
 static int parse_workload(const char *s, enum peer_workload *w)
 {
-	static const enum peer_workload all[] = {PEER_W256, PEER_W1, PEER_E2E,
-						 PEER_LAT1K};
+	static const enum peer_workload all[] = { PEER_W256, PEER_W1, PEER_E2E,
+						  PEER_LAT1K };
 	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
 		if (strcmp(s, peer_workload_name(all[i])) == 0) {
 			*w = all[i];
@@ -55,15 +59,15 @@ static int parse_workload(const char *s, enum peer_workload *w)
 int peer_parse_args(struct peer_args *a, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"workload", required_argument, NULL, 'w'},
-		{"duration", required_argument, NULL, 'd'},
-		{"host", required_argument, NULL, 'H'},
-		{"port", required_argument, NULL, 'p'},
-		{"url", required_argument, NULL, 'u'},
-		{"payload", required_argument, NULL, 's'},
-		{"variant", required_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+		{ "workload", required_argument, NULL, 'w' },
+		{ "duration", required_argument, NULL, 'd' },
+		{ "host", required_argument, NULL, 'H' },
+		{ "port", required_argument, NULL, 'p' },
+		{ "url", required_argument, NULL, 'u' },
+		{ "payload", required_argument, NULL, 's' },
+		{ "variant", required_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	const char *name = a->name;
 	int have_workload = 0;
@@ -79,11 +83,13 @@ int peer_parse_args(struct peer_args *a, int argc, char **argv)
 	a->variant = "";
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "w:d:H:p:u:s:v:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "w:d:H:p:u:s:v:h", opts, NULL)) !=
+	       -1) {
 		switch (c) {
 		case 'w':
 			if (parse_workload(optarg, &a->workload) != 0) {
-				fprintf(stderr, "peer-%s: unknown workload '%s'\n",
+				fprintf(stderr,
+					"peer-%s: unknown workload '%s'\n",
 					name, optarg);
 				usage(name);
 				return 2;
@@ -95,8 +101,9 @@ int peer_parse_args(struct peer_args *a, int argc, char **argv)
 			a->duration_s = strtod(optarg, &end);
 			if (errno || *end || !(a->duration_s > 0) ||
 			    a->duration_s > 86400) {
-				fprintf(stderr, "peer-%s: bad --duration '%s'\n",
-					name, optarg);
+				fprintf(stderr,
+					"peer-%s: bad --duration '%s'\n", name,
+					optarg);
 				usage(name);
 				return 2;
 			}
@@ -125,8 +132,10 @@ int peer_parse_args(struct peer_args *a, int argc, char **argv)
 			errno = 0;
 			v = strtoull(optarg, &end, 10);
 			if (errno || *end || v < 8 || v > 16u * 1024 * 1024) {
-				fprintf(stderr, "peer-%s: bad --payload '%s' "
-					"(8 .. 16 MiB)\n", name, optarg);
+				fprintf(stderr,
+					"peer-%s: bad --payload '%s' "
+					"(8 .. 16 MiB)\n",
+					name, optarg);
 				usage(name);
 				return 2;
 			}
@@ -208,10 +217,11 @@ uint64_t peer_stamp_age_ns(const void *buf, size_t len)
  * bucket is at most 1/64 of its lower bound wide (< 1.6 % error, < 0.8 %
  * from the midpoint reported). 60 s is bucket ~1730 of the 2048.
  */
-#define HIST_SUB_BITS 6
-#define HIST_SUB (1u << HIST_SUB_BITS)
+#define HIST_SUB_BITS	6
+#define HIST_SUB	(1u << HIST_SUB_BITS)
 #define HIST_UNIT_SHIFT 4
-#define HIST_BUCKETS (sizeof(((struct peer_hist *)0)->counts) / sizeof(uint64_t))
+#define HIST_BUCKETS \
+	(sizeof(((struct peer_hist *)0)->counts) / sizeof(uint64_t))
 
 static size_t hist_index(uint64_t ns)
 {
@@ -223,7 +233,8 @@ static size_t hist_index(uint64_t ns)
 		return (size_t)u;
 	msb = 63u - (unsigned)__builtin_clzll(u);
 	shift = msb - HIST_SUB_BITS;
-	idx = (size_t)(shift + 1) * HIST_SUB + (size_t)((u >> shift) - HIST_SUB);
+	idx = (size_t)(shift + 1) * HIST_SUB +
+	      (size_t)((u >> shift) - HIST_SUB);
 	return idx < HIST_BUCKETS ? idx : HIST_BUCKETS - 1;
 }
 
@@ -276,14 +287,24 @@ double peer_hist_ms(const struct peer_hist *h, double q)
 static void json_string(FILE *f, const char *s)
 {
 	fputc('"', f);
-	for (const unsigned char *p = (const unsigned char *)(s ? s : "");
-	     *p; p++) {
+	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p;
+	     p++) {
 		switch (*p) {
-		case '"': fputs("\\\"", f); break;
-		case '\\': fputs("\\\\", f); break;
-		case '\n': fputs("\\n", f); break;
-		case '\r': fputs("\\r", f); break;
-		case '\t': fputs("\\t", f); break;
+		case '"':
+			fputs("\\\"", f);
+			break;
+		case '\\':
+			fputs("\\\\", f);
+			break;
+		case '\n':
+			fputs("\\n", f);
+			break;
+		case '\r':
+			fputs("\\r", f);
+			break;
+		case '\t':
+			fputs("\\t", f);
+			break;
 		default:
 			if (*p < 0x20)
 				fprintf(f, "\\u%04x", *p);

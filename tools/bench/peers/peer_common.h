@@ -35,14 +35,14 @@
 enum peer_workload { PEER_W256, PEER_W1, PEER_E2E, PEER_LAT1K };
 
 struct peer_args {
-	const char *name;         /* set by the caller: "redis", ... */
+	const char *name; /* set by the caller: "redis", ... */
 	enum peer_workload workload;
-	double duration_s;        /* default 5 */
-	const char *host;         /* default "127.0.0.1" */
+	double duration_s; /* default 5 */
+	const char *host;  /* default "127.0.0.1" */
 	int port;
-	const char *url;          /* handoff: broker URL */
-	size_t payload;           /* default 256, at least 8 */
-	const char *variant;      /* default "" */
+	const char *url;     /* handoff: broker URL */
+	size_t payload;	     /* default 256, at least 8 */
+	const char *variant; /* default "" */
 };
 
 /* Parse argv into a (name must be preset). 0, or prints usage and
@@ -78,9 +78,9 @@ struct peer_result {
 /* What a consumer thread shares with its producer, the same in every
  * peer client. */
 struct peer_consumer {
-	atomic_int stop;             /* producer finished: consumer may end */
-	uint64_t expect;             /* lat1k: messages published */
-	atomic_uint_fast64_t acked;  /* acked before the deadline */
+	atomic_int stop;	    /* producer finished: consumer may end */
+	uint64_t expect;	    /* lat1k: messages published */
+	atomic_uint_fast64_t acked; /* acked before the deadline */
 	uint64_t acked_total;
 	struct peer_hist deliver;
 	char err[256];

@@ -43,7 +43,7 @@ struct run {
 static int open_handle(const struct peer_args *a, handoff_client **out,
 		       char *err, size_t errlen)
 {
-	handoff_options o = {.deadline_ms = 30000};
+	handoff_options o = { .deadline_ms = 30000 };
 	int rc = handoff_connect(a->url, &o, out);
 	if (rc != HANDOFF_OK)
 		snprintf(err, errlen, "connect %s: %s",
@@ -84,29 +84,32 @@ static void *consumer_main(void *arg)
 		if (lat && atomic_load(&run->cons.stop)) {
 			if (!linger)
 				linger = now + 2000000000ull;
-			if (run->cons.acked_total >= run->cons.expect || now >= linger)
+			if (run->cons.acked_total >= run->cons.expect ||
+			    now >= linger)
 				break;
 		}
 		rc = handoff_fetch(c, run->sub, BATCH, 100, &d, &n);
 		if (rc != HANDOFF_OK) {
-			call_error(run->cons.err, sizeof run->cons.err, "fetch", c, rc);
+			call_error(run->cons.err, sizeof run->cons.err, "fetch",
+				   c, rc);
 			break;
 		}
 		if (n == 0)
 			continue;
 		for (size_t i = 0; i < n; i++) {
 			if (lat)
-				peer_hist_add(&run->cons.deliver,
-					      peer_stamp_age_ns(
-						      d[i].payload,
-						      d[i].payload_len));
+				peer_hist_add(
+					&run->cons.deliver,
+					peer_stamp_age_ns(d[i].payload,
+							  d[i].payload_len));
 			items[i].event_id = d[i].event_id;
 			items[i].lease_token = d[i].lease_token;
 		}
 		handoff_deliveries_free(d, n);
 		rc = handoff_ack(c, run->sub, items, n, results);
 		if (rc != HANDOFF_OK) {
-			call_error(run->cons.err, sizeof run->cons.err, "ack", c, rc);
+			call_error(run->cons.err, sizeof run->cons.err, "ack",
+				   c, rc);
 			break;
 		}
 		for (size_t i = 0; i < n; i++)
@@ -244,7 +247,8 @@ static int produce_open_loop(struct run *run, struct peer_result *res)
 				 lanes[k].error);
 	}
 	if (started < OPEN_LOOP_HANDLES && !res->error[0])
-		snprintf(res->error, sizeof res->error, "pthread_create failed");
+		snprintf(res->error, sizeof res->error,
+			 "pthread_create failed");
 	/* Producers that fell behind the schedule sent late: the rate is
 	 * then below 1,000/s. */
 	double elapsed = (double)(peer_mono_ns() - run->start) / 1e9;
@@ -258,10 +262,10 @@ static int produce_open_loop(struct run *run, struct peer_result *res)
 
 int main(int argc, char **argv)
 {
-	struct peer_args a = {.name = "handoff"};
+	struct peer_args a = { .name = "handoff" };
 	static struct peer_result res;
 	static struct run run;
-	handoff_policy pol = {.ack_deadline_ms = 30000};
+	handoff_policy pol = { .ack_deadline_ms = 30000 };
 	handoff_client *c = NULL;
 	pthread_t consumer;
 	int consuming, rc;

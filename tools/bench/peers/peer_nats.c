@@ -50,15 +50,15 @@
 
 #include "peer_common.h"
 
-#define WINDOW 256                    /* unacked publishes / deliveries */
-#define LAT_RATE 1000.0
-#define NS 1000000000ull
+#define WINDOW		   256 /* unacked publishes / deliveries */
+#define LAT_RATE	   1000.0
+#define NS		   1000000000ull
 #define CONNECT_TIMEOUT_MS 5000
-#define API_WAIT_MS 10000             /* JetStream API and sync publish */
-#define STALL_WAIT_MS 100             /* js_PublishAsync when window full */
-#define DRAIN_NS (10 * NS)            /* settle time after the duration */
-#define POLL_MS 100                   /* consumer wake-up for stop checks */
-#define WATCHDOG_SLACK_NS (60 * NS)   /* past the duration: report, exit */
+#define API_WAIT_MS	   10000     /* JetStream API and sync publish */
+#define STALL_WAIT_MS	   100	     /* js_PublishAsync when window full */
+#define DRAIN_NS	   (10 * NS) /* settle time after the duration */
+#define POLL_MS		   100	     /* consumer wake-up for stop checks */
+#define WATCHDOG_SLACK_NS  (60 * NS) /* past the duration: report, exit */
 
 /* ---- small helpers ------------------------------------------------------- */
 
@@ -107,7 +107,8 @@ static void *watchdog(void *unused)
 		return NULL;
 	r = calloc(1, sizeof(*r));
 	if (r) {
-		snprintf(r->error, sizeof(r->error), "watchdog: hung past "
+		snprintf(r->error, sizeof(r->error),
+			 "watchdog: hung past "
 			 "the duration (server unresponsive?)");
 		peer_report(g_args, r);
 	}
@@ -120,8 +121,8 @@ static void *watchdog(void *unused)
 /* send_asap: write each publish (and ack) at once instead of leaving it
  * to the library's flusher thread, which batches for throughput but adds
  * up to about a millisecond to every message: used for lat1k. */
-static natsConnection *nats_connect(const char *url, bool send_asap,
-				    char *err, size_t n)
+static natsConnection *nats_connect(const char *url, bool send_asap, char *err,
+				    size_t n)
 {
 	natsOptions *o = NULL;
 	natsConnection *nc = NULL;
@@ -176,8 +177,8 @@ static uint64_t confirm_age(const char *data, int len, uint64_t now)
 	uint64_t sched;
 
 	if (!data || len < 16)
-		return peer_stamp_age_ns(data, data && len > 0 ? (size_t)len
-							       : 0);
+		return peer_stamp_age_ns(data,
+					 data && len > 0 ? (size_t)len : 0);
 	memcpy(&sched, data + 8, 8);
 	return now > sched ? now - sched : 0;
 }
@@ -203,8 +204,7 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
 		if (pae)
 			seterr(p->err, sizeof(p->err),
 			       "publish ack: %s (JetStream error %d) %s",
-			       natsStatus_GetText(pae->Err),
-			       (int)pae->ErrCode,
+			       natsStatus_GetText(pae->Err), (int)pae->ErrCode,
 			       pae->ErrText ? pae->ErrText : "");
 		else
 			seterr(p->err, sizeof(p->err), "publish ack failed");
@@ -228,10 +228,10 @@ struct consumer {
 	natsConnection *nc;
 	jsCtx *js;
 	natsSubscription *sub;
-	atomic_bool stop;              /* the producer is done: see target */
+	atomic_bool stop;	       /* the producer is done: see target */
 	atomic_uint_least64_t target;  /* messages published */
 	atomic_uint_least64_t stop_at; /* give up at this monotonic ns */
-	uint64_t deadline;             /* e2e: stop here, count acks to it */
+	uint64_t deadline;	       /* e2e: stop here, count acks to it */
 	atomic_bool broken;
 	uint64_t acked;
 	uint64_t last_ack_ns;
@@ -239,9 +239,8 @@ struct consumer {
 	char err[256];
 };
 
-static int consumer_start(struct consumer *k, const char *url,
-			  bool send_asap, const char *stream,
-			  const char *subject)
+static int consumer_start(struct consumer *k, const char *url, bool send_asap,
+			  const char *stream, const char *subject)
 {
 	jsOptions jo;
 	jsSubOptions so;
@@ -296,9 +295,10 @@ static void *consumer_run(void *arg)
 			atomic_store(&k->broken, true);
 			break;
 		}
-		peer_hist_add(&k->hist,
-			      peer_stamp_age_ns(natsMsg_GetData(m),
-						(size_t)natsMsg_GetDataLength(m)));
+		peer_hist_add(
+			&k->hist,
+			peer_stamp_age_ns(natsMsg_GetData(m),
+					  (size_t)natsMsg_GetDataLength(m)));
 		s = natsMsg_Ack(m, NULL);
 		natsMsg_Destroy(m);
 		if (s != NATS_OK) {
@@ -451,8 +451,8 @@ int main(int argc, char **argv)
 			s = js_Publish(&pa, js, subject, buf, (int)a.payload,
 				       &po, &jerr);
 			if (s != NATS_OK) {
-				nats_err(r.error, sizeof(r.error), "publish",
-					 s, jerr);
+				nats_err(r.error, sizeof(r.error), "publish", s,
+					 jerr);
 				prod_ok = false;
 				break;
 			}
@@ -519,13 +519,13 @@ int main(int argc, char **argv)
 	if (prod_ok && acked + failed < p.published)
 		seterr(r.error, sizeof(r.error),
 		       "%" PRIu64 " publishes unacked %.0f s after the "
-		       "duration", p.published - acked - failed,
-		       (double)DRAIN_NS / NS);
+		       "duration",
+		       p.published - acked - failed, (double)DRAIN_NS / NS);
 
 close:
 	if (have_thread) {
-		atomic_store(&k.stop_at, prod_ok ? peer_mono_ns() + DRAIN_NS
-						 : peer_mono_ns());
+		atomic_store(&k.stop_at, prod_ok ? peer_mono_ns() + DRAIN_NS :
+						   peer_mono_ns());
 		atomic_store(&k.target, p.published);
 		atomic_store(&k.stop, true);
 		pthread_join(ct, NULL);
@@ -535,8 +535,8 @@ close:
 			 k.acked < p.published)
 			seterr(r.error, sizeof(r.error),
 			       "consumer got %" PRIu64 " of %" PRIu64
-			       " messages %.0f s after the duration", k.acked,
-			       p.published, (double)DRAIN_NS / NS);
+			       " messages %.0f s after the duration",
+			       k.acked, p.published, (double)DRAIN_NS / NS);
 		if (a.workload == PEER_LAT1K)
 			r.deliver = k.hist;
 	}

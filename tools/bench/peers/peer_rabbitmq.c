@@ -49,19 +49,19 @@
 
 #include "peer_common.h"
 
-#define CHANNEL 1
-#define WINDOW 256                    /* unconfirmed publishes, w256/e2e */
-#define RING 65536u                   /* publish records (power of two) */
-#define PREFETCH_E2E 256
-#define PREFETCH_LAT 64
-#define LAT_RATE 1000.0
-#define NS 1000000000ull
+#define CHANNEL		  1
+#define WINDOW		  256	 /* unconfirmed publishes, w256/e2e */
+#define RING		  65536u /* publish records (power of two) */
+#define PREFETCH_E2E	  256
+#define PREFETCH_LAT	  64
+#define LAT_RATE	  1000.0
+#define NS		  1000000000ull
 #define CONNECT_TIMEOUT_S 5
-#define RPC_TIMEOUT_S 10
-#define DRAIN_NS (10 * NS)            /* settle time after the duration */
-#define POLL_NS (100 * 1000000ull)    /* consumer wake-up for stop checks */
-#define WATCHDOG_SLACK_NS (60 * NS)   /* past the duration: shut sockets */
-#define WATCHDOG_EXIT_NS (5 * NS)     /* then: report and exit */
+#define RPC_TIMEOUT_S	  10
+#define DRAIN_NS	  (10 * NS) /* settle time after the duration */
+#define POLL_NS		  (100 * 1000000ull) /* consumer wake-up for stop checks */
+#define WATCHDOG_SLACK_NS (60 * NS) /* past the duration: shut sockets */
+#define WATCHDOG_EXIT_NS  (5 * NS)  /* then: report and exit */
 
 /* ---- small helpers ------------------------------------------------------- */
 
@@ -78,14 +78,14 @@ static void seterr(char *err, size_t n, const char *fmt, ...)
 
 static struct timeval tv_of_ns(uint64_t ns)
 {
-	struct timeval tv = { (time_t)(ns / NS), (suseconds_t)(ns % NS / 1000) };
+	struct timeval tv = { (time_t)(ns / NS),
+			      (suseconds_t)(ns % NS / 1000) };
 
 	return tv;
 }
 
 /* Describe a failed RPC reply; returns 0 when r is a normal reply. */
-static int reply_err(amqp_rpc_reply_t r, const char *what, char *err,
-		     size_t n)
+static int reply_err(amqp_rpc_reply_t r, const char *what, char *err, size_t n)
 {
 	switch (r.reply_type) {
 	case AMQP_RESPONSE_NORMAL:
@@ -101,9 +101,9 @@ static int reply_err(amqp_rpc_reply_t r, const char *what, char *err,
 		if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
 			const amqp_connection_close_t *m = r.reply.decoded;
 
-			seterr(err, n, "%s: connection closed by server: %u %.*s",
-			       what, (unsigned)m->reply_code,
-			       (int)m->reply_text.len,
+			seterr(err, n,
+			       "%s: connection closed by server: %u %.*s", what,
+			       (unsigned)m->reply_code, (int)m->reply_text.len,
 			       (const char *)m->reply_text.bytes);
 		} else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
 			const amqp_channel_close_t *m = r.reply.decoded;
@@ -134,7 +134,8 @@ static void *watchdog(void *unused)
 
 	(void)unused;
 	peer_sleep_until_ns(g_watch_until);
-	fprintf(stderr, "peer-rabbitmq: watchdog: still running %.0f s past "
+	fprintf(stderr,
+		"peer-rabbitmq: watchdog: still running %.0f s past "
 		"the duration, shutting the sockets down\n",
 		(double)WATCHDOG_SLACK_NS / NS);
 	for (int i = 0; i < 2; i++) {
@@ -148,7 +149,8 @@ static void *watchdog(void *unused)
 		return NULL;
 	r = calloc(1, sizeof(*r));
 	if (r)
-		snprintf(r->error, sizeof(r->error), "watchdog: hung past "
+		snprintf(r->error, sizeof(r->error),
+			 "watchdog: hung past "
 			 "the duration (server unresponsive?)");
 	if (r)
 		peer_report(g_args, r);
@@ -159,8 +161,8 @@ static void *watchdog(void *unused)
 /* ---- connections --------------------------------------------------------- */
 
 /* Connect, log in as guest and open CHANNEL. NULL on failure (err set). */
-static amqp_connection_state_t rmq_connect(const struct peer_args *a,
-					   int slot, char *err, size_t n)
+static amqp_connection_state_t rmq_connect(const struct peer_args *a, int slot,
+					   char *err, size_t n)
 {
 	amqp_connection_state_t c = amqp_new_connection();
 	amqp_socket_t *s;
@@ -258,10 +260,10 @@ static void delete_queue(const struct peer_args *a, const char *queue,
 
 struct consumer {
 	amqp_connection_state_t c;
-	atomic_bool stop;           /* the producer is done: see target */
-	atomic_uint_least64_t target; /* messages published */
+	atomic_bool stop;	       /* the producer is done: see target */
+	atomic_uint_least64_t target;  /* messages published */
 	atomic_uint_least64_t stop_at; /* give up at this monotonic ns */
-	uint64_t deadline;          /* e2e: stop here, count acks up to it */
+	uint64_t deadline;	       /* e2e: stop here, count acks up to it */
 	uint64_t acked;
 	uint64_t last_ack_ns;
 	atomic_bool broken;
@@ -384,12 +386,12 @@ static void *consumer_run(void *arg)
 
 struct producer {
 	amqp_connection_state_t c;
-	uint64_t next_tag;    /* delivery tag of the next publish (from 1) */
-	uint64_t low;         /* lowest tag not yet settled */
+	uint64_t next_tag; /* delivery tag of the next publish (from 1) */
+	uint64_t low;	   /* lowest tag not yet settled */
 	uint64_t inflight;
 	uint64_t confirmed, nacked;
 	uint64_t last_confirm_ns;
-	uint64_t *sent_at;    /* RING, by tag */
+	uint64_t *sent_at;	/* RING, by tag */
 	unsigned char *pending; /* RING, by tag */
 	struct peer_hist *hist; /* confirm latencies, NULL: not measured */
 	char *err;
@@ -460,7 +462,8 @@ static int producer_wait(struct producer *p, uint64_t until)
 			break;
 		}
 		case AMQP_CHANNEL_CLOSE_METHOD: {
-			const amqp_channel_close_t *m = f.payload.method.decoded;
+			const amqp_channel_close_t *m =
+				f.payload.method.decoded;
 
 			seterr(p->err, p->errlen,
 			       "producer: channel closed by server: %u %.*s",
@@ -487,8 +490,8 @@ static int producer_wait(struct producer *p, uint64_t until)
 }
 
 /* Publish one; its confirm latency counts from `sched` (0: now). */
-static int producer_publish(struct producer *p, const char *queue,
-			    void *buf, size_t len, uint64_t sched)
+static int producer_publish(struct producer *p, const char *queue, void *buf,
+			    size_t len, uint64_t sched)
 {
 	amqp_basic_properties_t props;
 	uint64_t i = p->next_tag & (RING - 1);
@@ -557,8 +560,8 @@ int main(int argc, char **argv)
 		       "unknown variant '%s' (quorum|classic)", a.variant);
 		goto report;
 	}
-	snprintf(queue, sizeof(queue), "handoff-bench-%s-%ld-%" PRIu64,
-		 qtype, (long)getpid(), peer_real_ns());
+	snprintf(queue, sizeof(queue), "handoff-bench-%s-%ld-%" PRIu64, qtype,
+		 (long)getpid(), peer_real_ns());
 
 	buf = malloc(a.payload);
 	p.sent_at = calloc(RING, sizeof(*p.sent_at));
@@ -581,8 +584,8 @@ int main(int argc, char **argv)
 
 	if (consume) {
 		if (consumer_start(&k, &a, queue,
-				   a.workload == PEER_E2E ? PREFETCH_E2E
-							  : PREFETCH_LAT)) {
+				   a.workload == PEER_E2E ? PREFETCH_E2E :
+							    PREFETCH_LAT)) {
 			seterr(r.error, sizeof(r.error), "%s", k.err);
 			atomic_store(&k.broken, true);
 			goto close;
@@ -597,8 +600,8 @@ int main(int argc, char **argv)
 			k.deadline = deadline;
 		rc = pthread_create(&ct, NULL, consumer_run, &k);
 		if (rc) {
-			seterr(r.error, sizeof(r.error),
-			       "pthread_create: %s", strerror(rc));
+			seterr(r.error, sizeof(r.error), "pthread_create: %s",
+			       strerror(rc));
 			goto close;
 		}
 		have_thread = true;
@@ -656,7 +659,8 @@ int main(int argc, char **argv)
 	if (prod_ok && p.inflight > 0) {
 		seterr(r.error, sizeof(r.error),
 		       "%" PRIu64 " publishes unconfirmed %.0f s after the "
-		       "duration", p.inflight, (double)DRAIN_NS / NS);
+		       "duration",
+		       p.inflight, (double)DRAIN_NS / NS);
 		prod_ok = false; /* unresponsive: skip the polite close */
 	}
 	if (p.nacked)
@@ -665,8 +669,8 @@ int main(int argc, char **argv)
 
 close:
 	if (have_thread) {
-		atomic_store(&k.stop_at, prod_ok ? peer_mono_ns() + DRAIN_NS
-						 : peer_mono_ns());
+		atomic_store(&k.stop_at, prod_ok ? peer_mono_ns() + DRAIN_NS :
+						   peer_mono_ns());
 		atomic_store(&k.target, p.next_tag - 1);
 		atomic_store(&k.stop, true);
 		pthread_join(ct, NULL);
@@ -676,8 +680,8 @@ close:
 			 k.acked < p.next_tag - 1 - p.nacked)
 			seterr(r.error, sizeof(r.error),
 			       "consumer got %" PRIu64 " of %" PRIu64
-			       " messages %.0f s after the duration", k.acked,
-			       p.next_tag - 1, (double)DRAIN_NS / NS);
+			       " messages %.0f s after the duration",
+			       k.acked, p.next_tag - 1, (double)DRAIN_NS / NS);
 		if (a.workload == PEER_LAT1K)
 			r.deliver = k.hist;
 	}

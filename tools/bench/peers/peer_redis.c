@@ -29,20 +29,20 @@
 #include <unistd.h>
 
 #define WINDOW 256
-#define GROUP "hbench"
+#define GROUP  "hbench"
 
 struct run {
 	struct peer_args *a;
 	char key[128];
-	uint64_t start, deadline;    /* mono ns */
+	uint64_t start, deadline; /* mono ns */
 	struct peer_consumer cons;
-	uint64_t consumer_end;       /* mono ns of the last counted ack */
+	uint64_t consumer_end; /* mono ns of the last counted ack */
 };
 
 static redisContext *connect_redis(const struct peer_args *a, char *err,
 				   size_t errlen)
 {
-	struct timeval tv = {5, 0};
+	struct timeval tv = { 5, 0 };
 	redisContext *c = redisConnectWithTimeout(a->host, a->port, tv);
 
 	if (!c || c->err) {
@@ -113,11 +113,14 @@ static void *consumer_main(void *arg)
 			/* Let the last published messages arrive (2 s at most). */
 			if (!linger)
 				linger = now + 2000000000ull;
-			if (run->cons.acked_total >= run->cons.expect || now >= linger)
+			if (run->cons.acked_total >= run->cons.expect ||
+			    now >= linger)
 				break;
 		}
-		r = redisCommand(c, "XREADGROUP GROUP " GROUP " c1 COUNT %d "
-				 "BLOCK 100 STREAMS %s >", WINDOW, run->key);
+		r = redisCommand(c,
+				 "XREADGROUP GROUP " GROUP " c1 COUNT %d "
+				 "BLOCK 100 STREAMS %s >",
+				 WINDOW, run->key);
 		if (check_reply(c, r, "XREADGROUP", run->cons.err,
 				sizeof run->cons.err) != 0) {
 			if (r)
@@ -200,8 +203,8 @@ static int produce_window(redisContext *c, struct run *run,
 		if (flush_out(c) != 0)
 			goto fail;
 		if (redisGetReply(c, (void **)&r) != REDIS_OK ||
-		    check_reply(c, r, "XADD", res->error,
-				sizeof res->error) != 0) {
+		    check_reply(c, r, "XADD", res->error, sizeof res->error) !=
+			    0) {
 			if (r)
 				freeReplyObject(r);
 			free(buf);
@@ -234,7 +237,8 @@ static int produce_window(redisContext *c, struct run *run,
 		}
 	}
 	res->count = tail;
-	res->rate = (double)tail / ((double)(peer_mono_ns() - run->start) / 1e9);
+	res->rate =
+		(double)tail / ((double)(peer_mono_ns() - run->start) / 1e9);
 	rc = 0;
 	free(buf);
 	return rc;
@@ -260,8 +264,8 @@ static int produce_one(redisContext *c, struct run *run,
 		redisReply *r;
 		peer_stamp(buf, plen);
 		r = redisCommand(c, "XADD %s * p %b", run->key, buf, plen);
-		if (check_reply(c, r, "XADD", res->error,
-				sizeof res->error) != 0) {
+		if (check_reply(c, r, "XADD", res->error, sizeof res->error) !=
+		    0) {
 			if (r)
 				freeReplyObject(r);
 			free(buf);
@@ -287,8 +291,8 @@ static int take_replies(redisContext *c, uint64_t *due_q, uint64_t *tail,
 			return -1;
 		if (!r)
 			return 0;
-		if (check_reply(c, r, "XADD", res->error,
-				sizeof res->error) != 0) {
+		if (check_reply(c, r, "XADD", res->error, sizeof res->error) !=
+		    0) {
 			freeReplyObject(r);
 			return -1;
 		}
@@ -322,7 +326,7 @@ static int produce_open_loop(redisContext *c, struct run *run,
 			break;
 		/* Wait for the due time, taking replies as they come. */
 		while ((now = peer_mono_ns()) < until && tail < head) {
-			struct pollfd p = {.fd = c->fd, .events = POLLIN};
+			struct pollfd p = { .fd = c->fd, .events = POLLIN };
 			int ms = (int)((until - now + 999999) / 1000000);
 			int pr = poll(&p, 1, ms);
 			if (pr < 0)
@@ -371,7 +375,7 @@ out:
 
 int main(int argc, char **argv)
 {
-	struct peer_args a = {.name = "redis"};
+	struct peer_args a = { .name = "redis" };
 	static struct peer_result res;
 	static struct run run;
 	redisContext *c;
