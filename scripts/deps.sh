@@ -10,7 +10,7 @@ HANDOFF_DEB_PACKAGES=(
 	libprotobuf-c-dev protobuf-c-compiler
 	libsodium-dev libinih-dev zlib1g-dev
 	libcmocka-dev
-	clang libclang-rt-14-dev llvm
+	clang libclang-rt-14-dev llvm clang-format
 )
 
 # Print the packages of HANDOFF_DEB_PACKAGES that are not installed.

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# scripts/test.sh — build handoff twice and run the whole test suite on each:
+# scripts/test.sh — check the layout, build handoff three times and run the
+# whole test suite on each:
 #
+#   format       every .c/.h file laid out as .clang-format says
+#                (scripts/format.sh --check); counts as one test
 #   build/       normal build, warnings are errors
 #   build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer, leaks checked
 #   build-fuzz/  clang + libFuzzer targets (tests/fuzz), each replaying its
 #                corpus and regressions, then fuzzing for a few seconds
 #
 # Installs missing Debian packages first (see scripts/deps.sh). The last
-# line printed is always "N passed, N failed", summed over both builds
+# line printed is always "N passed, N failed", summed over the builds
 # (from each build's meson-logs/testlog.json); a build that fails counts
 # as "0 passed, 1 failed". Exits non-zero if anything failed or no test ran.
 set -euo pipefail
@@ -104,6 +107,17 @@ run_suite() {
 }
 
 no_tests=0
+
+echo "== format check (scripts/format.sh --check)"
+if bash scripts/format.sh --check; then
+	echo "== format: 1 passed, 0 failed"
+	total_passed=$((total_passed + 1))
+else
+	echo "test.sh: the layout differs from .clang-format: run" \
+		"'bash scripts/format.sh' and commit" >&2
+	echo "== format: 0 passed, 1 failed"
+	total_failed=$((total_failed + 1))
+fi
 
 echo "== normal build (build/)"
 if ! setup_and_build build -Dwerror=true; then
