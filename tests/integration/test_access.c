@@ -8,6 +8,7 @@
  * signing as client/call.c, then sent on a plain nanomsg REQ socket.
  */
 #include "harness.h"
+#include "wire_util.h"
 
 #include <nanomsg/nn.h>
 #include <pthread.h>
@@ -352,36 +353,6 @@ static uint64_t wall_now(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* req packed, then its Auth (as client/call.c does); *len gets the size. */
-static uint8_t *sign(Handoff__Wire__Request *req, const char *key,
-		     const char *hex, uint64_t session, uint64_t seq,
-		     uint64_t ts, size_t *len)
-{
-	unsigned char secret[32];
-	uint8_t mac[REQUEST_MAC_BYTES];
-	assert_int_equal(handoff_parse_secret(hex, secret), HANDOFF_OK);
-	req->protocol_version = 1;
-	req->auth = NULL;
-	size_t clen = handoff__wire__request__get_packed_size(req);
-	Handoff__Wire__Auth au = HANDOFF__WIRE__AUTH__INIT;
-	au.key_id = (char *)key;
-	au.session = session;
-	au.seq = seq;
-	au.timestamp_ms = ts;
-	au.mac.data = mac;
-	au.mac.len = sizeof mac;
-	Handoff__Wire__Request only = HANDOFF__WIRE__REQUEST__INIT;
-	only.auth = &au;
-	size_t alen = handoff__wire__request__get_packed_size(&only);
-	uint8_t *buf = malloc(clen + alen);
-	assert_non_null(buf);
-	handoff__wire__request__pack(req, buf);
-	request_mac(secret, key, session, seq, ts, buf, clen, mac);
-	handoff__wire__request__pack(&only, buf + clen);
-	*len = clen + alen;
-	return buf;
-}
-
 /* Send raw bytes on a fresh REQ socket; the reply's status. */
 static int send_raw(const broker *b, const uint8_t *buf, size_t len)
 {
@@ -415,7 +386,7 @@ static uint8_t *unsubscribe_request(const char *sub, uint64_t session,
 	u.subscription = (char *)sub;
 	req.body_case = HANDOFF__WIRE__REQUEST__BODY_UNSUBSCRIBE;
 	req.unsubscribe = &u;
-	return sign(&req, "ops", OPERATOR_HEX, session, seq, ts, len);
+	return wire_sign(&req, "ops", OPERATOR_HEX, session, seq, ts, len);
 }
 
 static bool has_sub(const broker *b, const char *name)

@@ -1975,35 +1975,6 @@ static handoff_client *acl_connect(const broker *b, const char *key,
 	return c;
 }
 
-/* req packed, then its Auth, as PROTOCOL.md §1.1 describes. */
-static uint8_t *hostile_sign(WRequest *req, const char *key, const char *hex,
-			     uint64_t session, uint64_t seq, size_t *len)
-{
-	unsigned char secret[32];
-	uint8_t mac[REQUEST_MAC_BYTES];
-	assert_int_equal(handoff_parse_secret(hex, secret), HANDOFF_OK);
-	uint64_t ts = it_wall_ms();
-	req->auth = NULL;
-	size_t clen = handoff__wire__request__get_packed_size(req);
-	Handoff__Wire__Auth au = HANDOFF__WIRE__AUTH__INIT;
-	au.key_id = (char *)key;
-	au.session = session;
-	au.seq = seq;
-	au.timestamp_ms = ts;
-	au.mac.data = mac;
-	au.mac.len = sizeof mac;
-	WRequest only = HANDOFF__WIRE__REQUEST__INIT;
-	only.auth = &au;
-	size_t alen = handoff__wire__request__get_packed_size(&only);
-	uint8_t *buf = malloc(clen + alen);
-	assert_non_null(buf);
-	handoff__wire__request__pack(req, buf);
-	request_mac(secret, key, session, seq, ts, buf, clen, mac);
-	handoff__wire__request__pack(&only, buf + clen);
-	*len = clen + alen;
-	return buf;
-}
-
 static void test_bug_fetch_cache_crosses_keys(void **state)
 {
 	(void)state;
@@ -2037,8 +2008,8 @@ static void test_bug_fetch_cache_crosses_keys(void **state)
 	q.body_case = HANDOFF__WIRE__REQUEST__BODY_FETCH;
 	q.fetch = &f;
 	size_t len;
-	uint8_t *buf =
-		hostile_sign(&q, "mallory", HEX_MALLORY, 0x5eed, 1, &len);
+	uint8_t *buf = wire_sign(&q, "mallory", HEX_MALLORY, 0x5eed, 1,
+				 it_wall_ms(), &len);
 	int s = wire_req_open(broker_url(b));
 	WReply *r = wire_call_bytes(s, buf, len, 10000);
 	free(buf);

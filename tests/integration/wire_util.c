@@ -3,6 +3,8 @@
  */
 #include "wire_util.h"
 
+#include "request_mac.h"
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -606,4 +608,32 @@ bool wire_still_open(int fd)
 	uint8_t b;
 	ssize_t r = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
 	return r > 0 || (r < 0 && errno == EAGAIN);
+}
+
+uint8_t *wire_sign(WRequest *req, const char *key, const char *hex,
+		   uint64_t session, uint64_t seq, uint64_t ts_ms, size_t *len)
+{
+	unsigned char secret[32];
+	uint8_t mac[REQUEST_MAC_BYTES];
+	assert_int_equal(handoff_parse_secret(hex, secret), HANDOFF_OK);
+	req->protocol_version = 1;
+	req->auth = NULL;
+	size_t clen = handoff__wire__request__get_packed_size(req);
+	Handoff__Wire__Auth au = HANDOFF__WIRE__AUTH__INIT;
+	au.key_id = (char *)key;
+	au.session = session;
+	au.seq = seq;
+	au.timestamp_ms = ts_ms;
+	au.mac.data = mac;
+	au.mac.len = sizeof mac;
+	WRequest only = HANDOFF__WIRE__REQUEST__INIT;
+	only.auth = &au;
+	size_t alen = handoff__wire__request__get_packed_size(&only);
+	uint8_t *buf = malloc(clen + alen);
+	assert_non_null(buf);
+	handoff__wire__request__pack(req, buf);
+	request_mac(secret, key, session, seq, ts_ms, buf, clen, mac);
+	handoff__wire__request__pack(&only, buf + clen);
+	*len = clen + alen;
+	return buf;
 }

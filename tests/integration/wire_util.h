@@ -160,4 +160,11 @@ bool wire_wait_closed(int fd, int timeout_ms);
 /* Whether the connection is still open right now (no EOF/reset pending). */
 bool wire_still_open(int fd);
 
+/* req packed, then its Auth (PROTOCOL.md §1.1, as client/call.c sends
+ * it): signed by key with the secret hex (64 hex digits) for session, seq
+ * and the time ts_ms. Sets req->protocol_version to 1. *len gets the size;
+ * the buffer is malloc'd (free it). Asserts on failure. */
+uint8_t *wire_sign(WRequest *req, const char *key, const char *hex,
+		   uint64_t session, uint64_t seq, uint64_t ts_ms, size_t *len);
+
 #endif

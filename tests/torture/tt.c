@@ -1,6 +1,8 @@
 /* tt.c — see tt.h. */
 #include "tt.h"
 
+#include "broker_proc.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <dirent.h>
@@ -318,37 +320,6 @@ void tt_kill_children(void)
 			kill(children[i], SIGKILL);
 }
 
-/* environ with extra entries overriding same-named ones; the array is
- * malloc'd, the strings are borrowed. */
-static char **merged_env(char *const extra[])
-{
-	size_t n = 0, k = 0;
-	while (environ[n])
-		n++;
-	while (extra && extra[k])
-		k++;
-	char **env = calloc(n + k + 1, sizeof(char *));
-	if (!env)
-		return NULL;
-	size_t m = 0;
-	for (size_t i = 0; i < n; i++) {
-		bool overridden = false;
-		for (size_t j = 0; j < k && !overridden; j++) {
-			const char *eq = strchr(extra[j], '=');
-			size_t nl =
-				eq ? (size_t)(eq - extra[j]) : strlen(extra[j]);
-			overridden = strncmp(environ[i], extra[j], nl) == 0 &&
-				     environ[i][nl] == '=';
-		}
-		if (!overridden)
-			env[m++] = environ[i];
-	}
-	for (size_t j = 0; j < k; j++)
-		env[m++] = extra[j];
-	env[m] = NULL;
-	return env;
-}
-
 pid_t tt_spawn(char *const argv[], char *const extra_env[],
 	       const char *log_path)
 {
@@ -356,7 +327,7 @@ pid_t tt_spawn(char *const argv[], char *const extra_env[],
 	posix_spawnattr_t attr;
 	pid_t pid = -1;
 	int rc;
-	char **env = merged_env(extra_env);
+	char **env = broker_proc_env(extra_env, NULL);
 	if (!env) {
 		errno = ENOMEM;
 		return -1;

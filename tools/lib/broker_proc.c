@@ -240,9 +240,7 @@ bool broker_proc_log_contains(const struct broker_proc *b, const char *needle,
 
 /* ---- spawning ---------------------------------------------------------------- */
 
-/* environ with extra entries overriding same-named ones; the array is
- * malloc'd, the strings are borrowed. */
-static char **merged_env(char *const extra[], char *added)
+char **broker_proc_env(char *const extra[], char *added)
 {
 	size_t n = 0, k = 0;
 	while (environ[n])
@@ -348,7 +346,7 @@ int broker_proc_spawn(struct broker_proc *b,
 	b->status = 0;
 	b->spawn_ns = b->listening_ns = b->ready_ns = 0;
 
-	char **env = merged_env(extra_env, delay_ms ? delay_env : NULL);
+	char **env = broker_proc_env(extra_env, delay_ms ? delay_env : NULL);
 	if (!env)
 		return ENOMEM;
 	posix_spawn_file_actions_t fa;

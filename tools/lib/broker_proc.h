@@ -170,4 +170,10 @@ void broker_proc_kill_all(void);
  * Async-signal-safe. */
 void broker_proc_name_live_logs(int fd, const char *prefix);
 
+/* environ with the "K=V" entries of extra (NULL-terminated, may be NULL)
+ * overriding same-named ones, then added (may be NULL). The array is
+ * malloc'd (free it), the strings are borrowed; NULL when out of memory.
+ * For spawning any child with a few variables changed. */
+char **broker_proc_env(char *const extra[], char *added);
+
 #endif
