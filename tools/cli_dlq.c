@@ -682,7 +682,7 @@ static int run_act(struct cli_ctx *ctx, int argc, char **argv, bool purge,
 		return rc;
 	if ((rc = cli_connect(ctx)))
 		goto out;
-	cli_install_stop_handlers();
+	cli_install_stop_handlers(false);
 	s.started_ms = cli_mono_ms();
 	rc = n_ids ? act_on_ids(&s, ids, n_ids) : act_on_filter(&s);
 	if (!rc || s.done)
