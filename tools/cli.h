@@ -241,8 +241,11 @@ void cli_json_kv_time(struct cli_json *j, const char *key, uint64_t ms);
 /* "payload_bytes": n and either "payload": text (valid UTF-8) or
  * "payload_base64": base64. 0 or ENOMEM. */
 int cli_json_kv_payload(struct cli_json *j, const void *p, size_t n);
-/* "headers": {"name": "value", ...} */
-void cli_json_kv_headers(struct cli_json *j, const handoff_header *h, size_t n);
+/* "headers": {"name": "value", ...} for the headers whose name and value
+ * are UTF-8; the others (if any) in "headers_binary": [{"name" or
+ * "name_base64", "value" or "value_base64"}, ...] (base64 for the part
+ * that is not UTF-8), in their order. 0 or ENOMEM. */
+int cli_json_kv_headers(struct cli_json *j, const handoff_header *h, size_t n);
 /* "history": [{attempt, consumer, leased, ended, outcome, error,
  * retry_delay_ms}, ...] */
 void cli_json_kv_history(struct cli_json *j, const handoff_attempt *a,

@@ -119,8 +119,9 @@ static int print_json(const char *sub, const handoff_delivery *d)
 	cli_json_kv_u64(&j, "attempt", d->attempt);
 	cli_json_kv_time(&j, "published", d->published_ms);
 	cli_json_kv_time(&j, "lease_deadline", d->lease_deadline_ms);
-	cli_json_kv_headers(&j, d->headers, d->n_headers);
-	rc = cli_json_kv_payload(&j, d->payload, d->payload_len);
+	rc = cli_json_kv_headers(&j, d->headers, d->n_headers);
+	if (!rc)
+		rc = cli_json_kv_payload(&j, d->payload, d->payload_len);
 	cli_json_end_object(&j);
 	cli_json_newline(&j);
 	return rc;
@@ -451,8 +452,11 @@ const struct cli_command cli_cmd_consume = {
 		"  event_id=N topic=T attempt=A key=K payload=TEXT\n"
 		"(bytes that are not printable are escaped as \\n, \\t, \\\\, \\xHH;\n"
 		"spaces in topic and key as \\x20), or with --json one JSON object\n"
-		"per line (payload as text, or payload_base64 when not UTF-8). The\n"
-		"printed events are then acked together.\n"
+		"per line (payload as text, or payload_base64 when not UTF-8;\n"
+		"headers in \"headers\": {NAME: VALUE}, except those whose name or\n"
+		"value is not UTF-8: they go in \"headers_binary\": [{\"name\" or\n"
+		"\"name_base64\", \"value\" or \"value_base64\"}], so every byte\n"
+		"survives). The printed events are then acked together.\n"
 		"\n"
 		"With --exec COMMAND each event runs '/bin/sh -c COMMAND' with the\n"
 		"payload on stdin and these variables set: HANDOFF_EVENT_ID,\n"
