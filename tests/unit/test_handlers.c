@@ -303,9 +303,9 @@ static void test_release(void **state)
 	assert_int_equal(sub_trace(trace(f, ev), "s")->state, DS(LEASED));
 
 	f->now += 100;
-	assert_int_equal(nack(f, "s", ev, tok, true, 0, false, ST(OK)),
-			 ST(OK));
-	const Handoff__Wire__SubscriptionTrace *s = sub_trace(trace(f, ev), "s");
+	assert_int_equal(nack(f, "s", ev, tok, true, 0, false, ST(OK)), ST(OK));
+	const Handoff__Wire__SubscriptionTrace *s =
+		sub_trace(trace(f, ev), "s");
 	assert_int_equal(s->state, DS(READY));
 	assert_int_equal(s->due_ms, f->now);
 	assert_int_equal(s->n_history, 1);
