@@ -733,6 +733,11 @@ static int handle_nack(struct handler_env *env, struct txn *t,
 			     MAX_REASON_BYTES);
 		if (it->delay_ms > 24u * 3600 * 1000)
 			FAIL(BAD_REQUEST, "item %zu: delay longer than 24h", i);
+		if (a->release && (it->delay_ms || it->permanent))
+			FAIL(BAD_REQUEST,
+			     "item %zu: a release takes no delay and is not "
+			     "permanent",
+			     i);
 	}
 	SubRecord *sub;
 	int rc = store_sub_by_name(t, a->subscription, &sub);
@@ -744,9 +749,13 @@ static int handle_nack(struct handler_env *env, struct txn *t,
 	rc = items_reply(t, reply, a->n_items, &st);
 	for (size_t i = 0; i < a->n_items && !rc; i++) {
 		const Handoff__Wire__NackItem *it = a->items[i];
-		rc = sched_nack(t, sub, it->event_id, it->lease_token,
-				it->delay_ms, it->permanent, it->reason,
-				&st[i]);
+		if (a->release)
+			rc = sched_release(t, sub, it->event_id,
+					   it->lease_token, it->reason, &st[i]);
+		else
+			rc = sched_nack(t, sub, it->event_id, it->lease_token,
+					it->delay_ms, it->permanent, it->reason,
+					&st[i]);
 	}
 	return rc;
 }
@@ -1230,9 +1239,11 @@ static int handle_trace(struct handler_env *env, struct txn *t,
 		handoff__wire__subscription_trace__init(s);
 		SubRecord *sub;
 		char idname[32];
+		bool deleting = false;
 		rc = store_sub_get(t, sid, &sub);
 		if (rc == 0) {
 			s->subscription = sub->name;
+			deleting = sub->deleting;
 		} else if (rc == MDB_NOTFOUND || rc == STORE_EDECODE) {
 			/* removed since, or damaged: named by its id */
 			snprintf(idname, sizeof idname, "#%u", sid);
@@ -1243,6 +1254,14 @@ static int handle_trace(struct handler_env *env, struct txn *t,
 		s->state = records_state_to_wire(d->state);
 		if (d->state == STORED(READY) && d->due_ms > t->now_ms)
 			s->state = DS(DELAYED);
+		bool live = d->state == STORED(READY) ||
+			    d->state == STORED(LEASED) ||
+			    d->state == STORED(DEAD);
+		if (live && deleting) {
+			/* Unsubscribed; the background drain has not reached
+			 * this delivery yet, but it will never be delivered. */
+			s->state = DS(UNSUBSCRIBED);
+		}
 		s->consumer = d->consumer;
 		s->lease_deadline_ms = d->lease_deadline_ms;
 		s->due_ms = d->due_ms;

@@ -113,6 +113,8 @@ static Handoff__Wire__Outcome outcome_to_wire(Handoff__Store__Outcome o)
 		return WIRE_OUT(CORRUPT);
 	case STORE_OUT(UNSUBSCRIBED):
 		return WIRE_OUT(UNSUBSCRIBED);
+	case STORE_OUT(RELEASED):
+		return WIRE_OUT(RELEASED);
 	default:
 		return (Handoff__Wire__Outcome)o;
 	}

@@ -362,6 +362,26 @@ int sched_nack(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
 			     permanent ? "nack_permanent" : "nack");
 }
 
+int sched_release(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
+		  const char *reason, Status *status)
+{
+	DeliveryRecord *d;
+	int rc = leased_delivery(t, sub, event, token, &d, status);
+	if (rc || *status != HANDOFF__WIRE__STATUS__OK)
+		return rc;
+	end_attempt(t, d, HANDOFF__STORE__OUTCOME__OUTCOME_RELEASED, reason);
+	/* Not the event's failure: the lease is as if never granted, so a
+	 * consumer stopped on the last attempt cannot dead-letter it. */
+	if (d->attempts)
+		d->attempts--;
+	if (d->budget_used)
+		d->budget_used--;
+	log_event(LOG_INFO, "lease_released", LU("event_id", event),
+		  LS("subscription", sub->name), LU("attempt", d->attempts + 1),
+		  LS("consumer", d->consumer), LS("reason", reason), LOG_END);
+	return put_ready(t, sub, event, d, t->now_ms);
+}
+
 /* A lease ended without ack or nack (expiry, restart). */
 static int lease_ended(struct txn *t, uint64_t deadline, uint32_t sub_id,
 		       uint64_t event, Handoff__Store__Outcome outcome)

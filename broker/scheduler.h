@@ -6,6 +6,7 @@
  *
  *   (new) -> READY -> LEASED -> ACKED                      (final)
  *                       |-> READY (nack, expiry, restart)   retry, backoff
+ *                       |-> READY (release)   at once, attempt not counted
  *                       '-> DEAD (attempts used up, permanent, corrupt)
  *   DEAD -> READY (replay: fresh attempt budget, history kept)
  *   DEAD -> PURGED (final);   any live state -> UNSUBSCRIBED (final)
@@ -63,6 +64,14 @@ int sched_ack(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
 int sched_nack(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
 	       uint32_t delay_ms, bool permanent, const char *reason,
 	       Status *status);
+/*
+ * The consumer gives the lease back unworked (it is stopping): READY at
+ * once, the attempt closed as RELEASED with reason as its error, and not
+ * counted: attempts and budget_used go back to what they were before the
+ * lease, so releasing never dead-letters. Statuses as for sched_ack.
+ */
+int sched_release(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
+		  const char *reason, Status *status);
 /* The lease entry (deadline, sub, event) has passed its deadline. */
 int sched_expire(struct txn *t, uint64_t deadline, uint32_t sub_id,
 		 uint64_t event);

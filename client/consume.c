@@ -128,13 +128,14 @@ static int copy_item_statuses(const Handoff__Wire__ItemsReply *r, size_t n,
 }
 
 /*
- * Ack (nacks == NULL) or nack (acks == NULL) n items of sub in one request;
+ * Ack (nacks == NULL) or nack (acks == NULL; release: give the leases back
+ * uncounted) n items of sub in one request;
  * per-item statuses into results (may be NULL) as handoff_ack() says. The
  * wire items point into the caller's items, which packing only reads.
  */
 static int settle(handoff_client *c, const char *sub,
 		  const handoff_ack_item *acks, const handoff_nack_item *nacks,
-		  size_t n, int *results)
+		  bool release, size_t n, int *results)
 {
 	Handoff__Wire__Request req = HANDOFF__WIRE__REQUEST__INIT;
 	Handoff__Wire__AckRequest ack = HANDOFF__WIRE__ACK_REQUEST__INIT;
@@ -186,6 +187,7 @@ static int settle(handoff_client *c, const char *sub,
 		nack.subscription = (char *)sub;
 		nack.items = nptrs;
 		nack.n_items = n;
+		nack.release = release;
 		req.body_case = HANDOFF__WIRE__REQUEST__BODY_NACK;
 		req.nack = &nack;
 	} else {
@@ -214,7 +216,7 @@ int handoff_ack(handoff_client *c, const char *sub,
 {
 	if (items == NULL)
 		return HANDOFF_EINVAL;
-	return settle(c, sub, items, NULL, n, results);
+	return settle(c, sub, items, NULL, false, n, results);
 }
 
 int handoff_nack(handoff_client *c, const char *sub,
@@ -222,5 +224,16 @@ int handoff_nack(handoff_client *c, const char *sub,
 {
 	if (items == NULL)
 		return HANDOFF_EINVAL;
-	return settle(c, sub, NULL, items, n, results);
+	return settle(c, sub, NULL, items, false, n, results);
+}
+
+int handoff_release(handoff_client *c, const char *sub,
+		    const handoff_nack_item *items, size_t n, int *results)
+{
+	if (items == NULL)
+		return HANDOFF_EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (items[i].delay_ms || items[i].permanent)
+			return HANDOFF_EINVAL;
+	return settle(c, sub, NULL, items, true, n, results);
 }

@@ -65,8 +65,8 @@ int hc_copy_headers(Handoff__Wire__Header *const *src, size_t n,
 
 /* handoff.h's enums carry the wire's numbers, so fields are copied as they
  * come (a value newer than this library stays as it is). */
-_Static_assert((int)HANDOFF_OUTCOME_UNSUBSCRIBED ==
-		       (int)HANDOFF__WIRE__OUTCOME__OUTCOME_UNSUBSCRIBED,
+_Static_assert((int)HANDOFF_OUTCOME_RELEASED ==
+		       (int)HANDOFF__WIRE__OUTCOME__OUTCOME_RELEASED,
 	       "handoff_outcome follows the wire's Outcome");
 _Static_assert((int)HANDOFF_DEAD_CORRUPT ==
 		       (int)HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_CORRUPT,

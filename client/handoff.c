@@ -87,6 +87,8 @@ const char *handoff_outcome_name(int outcome)
 		return "corrupt";
 	case HANDOFF_OUTCOME_UNSUBSCRIBED:
 		return "unsubscribed";
+	case HANDOFF_OUTCOME_RELEASED:
+		return "released";
 	default:
 		return "unknown";
 	}

@@ -97,7 +97,8 @@ typedef enum handoff_error {
 		3,		  /* publish to a topic with no subscription */
 	HANDOFF_ENOTFOUND = 4,	  /* no such subscription / event / letter */
 	HANDOFF_ECONFLICT = 5,	  /* subscription exists with other policy */
-	HANDOFF_ELEASELOST = 6,	  /* ack/nack for a lease no longer held */
+	HANDOFF_ELEASELOST = 6,	  /* ack/nack/release for a lease no longer
+				      * held */
 	HANDOFF_ELIMIT = 7,	  /* a configured limit was exceeded */
 	HANDOFF_ESTORAGEFULL = 8, /* broker store full; retry later */
 	HANDOFF_ESHUTTINGDOWN =
@@ -361,6 +362,23 @@ typedef struct handoff_nack_item {
 int handoff_nack(handoff_client *c, const char *sub,
 		 const handoff_nack_item *items, size_t n, int *results);
 
+/*
+ * Release deliveries: give leases back unworked, for a consumer that stops
+ * before (or while) working on them. Each becomes due again at once, and
+ * the attempt does not count: its attempt number and the max_attempts
+ * budget are as before the lease (the history keeps it with outcome
+ * HANDOFF_OUTCOME_RELEASED and the item's reason), so a release never
+ * dead-letters. Use it only for work not done: a consumer that releases
+ * instead of nacking retries a failing event for ever. Of each item only
+ * event_id, lease_token and reason are used; delay_ms must be 0 and
+ * permanent false. results as for handoff_ack(): HANDOFF_ELEASELOST when
+ * the lease had ended already (also for a repeated release).
+ * Errors as for handoff_nack(), and HANDOFF_EINVAL for an item with a
+ * delay_ms or permanent set.
+ */
+int handoff_release(handoff_client *c, const char *sub,
+		    const handoff_nack_item *items, size_t n, int *results);
+
 /* ---- dead letters ----------------------------------------------------- */
 
 typedef enum handoff_outcome {
@@ -373,6 +391,7 @@ typedef enum handoff_outcome {
 	HANDOFF_OUTCOME_BROKER_RESTART = 6,
 	HANDOFF_OUTCOME_CORRUPT = 7,
 	HANDOFF_OUTCOME_UNSUBSCRIBED = 8,
+	HANDOFF_OUTCOME_RELEASED = 9, /* handoff_release(): not counted */
 } handoff_outcome;
 /* "leased", "acked", "nacked", ...; "unknown" otherwise (static; thread-safe). */
 const char *handoff_outcome_name(int outcome);

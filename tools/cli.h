@@ -167,9 +167,17 @@ void cli_sleep_ms(uint64_t ms);
 /* Read fd to EOF into a new buffer (binary-safe), at most cap bytes.
  * 0, E2BIG past cap, ENOMEM, or errno of read(). */
 int cli_read_all(int fd, size_t cap, unsigned char **buf, size_t *len);
-/* SIGINT/SIGTERM set a flag (a second one kills as usual). */
-void cli_install_stop_handlers(void);
+/* SIGINT/SIGTERM set a flag; a second one kills as usual, or with
+ * keep_second is counted too (for consume --exec, which then stops its
+ * command) and a third one kills. Signals are counted, not queued: call
+ * once, before anything waits on them. */
+void cli_install_stop_handlers(bool keep_second);
 bool cli_stop_requested(void);
+/* How many stop signals came (0, 1, or 2 with keep_second). */
+unsigned cli_stop_count(void);
+/* Die by the last stop signal received (default action), as an
+ * interrupted program does; stdout is flushed first. Never returns. */
+_Noreturn void cli_stop_die(void);
 
 /* ---- cli_out.c: output helpers ---------------------------------------- */
 
@@ -233,8 +241,11 @@ void cli_json_kv_time(struct cli_json *j, const char *key, uint64_t ms);
 /* "payload_bytes": n and either "payload": text (valid UTF-8) or
  * "payload_base64": base64. 0 or ENOMEM. */
 int cli_json_kv_payload(struct cli_json *j, const void *p, size_t n);
-/* "headers": {"name": "value", ...} */
-void cli_json_kv_headers(struct cli_json *j, const handoff_header *h, size_t n);
+/* "headers": {"name": "value", ...} for the headers whose name and value
+ * are UTF-8; the others (if any) in "headers_binary": [{"name" or
+ * "name_base64", "value" or "value_base64"}, ...] (base64 for the part
+ * that is not UTF-8), in their order. 0 or ENOMEM. */
+int cli_json_kv_headers(struct cli_json *j, const handoff_header *h, size_t n);
 /* "history": [{attempt, consumer, leased, ended, outcome, error,
  * retry_delay_ms}, ...] */
 void cli_json_kv_history(struct cli_json *j, const handoff_attempt *a,
@@ -270,17 +281,23 @@ void cli_print_policy(FILE *f, const handoff_policy *p);
 #define CLI_EXEC_LINE_MAX 1024
 
 struct cli_exec_result {
-	bool signaled; /* the command was killed by a signal */
-	int status;    /* exit status, or the signal number */
+	bool signaled;	  /* the command was killed by a signal */
+	int status;	  /* exit status, or the signal number */
+	bool interrupted; /* killed by us on a second stop signal */
+	int tty_signal;	  /* killed by us: it was stopped by this signal
+			   * (SIGTTIN/SIGTTOU) for using the terminal */
 	char last_line[CLI_EXEC_LINE_MAX]; /* last non-empty stderr line */
 };
 
 /*
  * Run cmd through /bin/sh -c for delivery d of subscription sub: payload
  * on its stdin, HANDOFF_* variables in its environment, its stderr echoed
- * to ours (the last non-empty line kept), its stdout shared with ours.
- * Waits for the command however long it takes. 0 when the command ran
- * (see res), else an errno value (pipe, spawn).
+ * to ours (the last non-empty line kept), its stdout shared with ours, in
+ * a process group of its own so that a Ctrl-C meant for us does not reach
+ * it. Waits for the command however long it takes; a second stop signal
+ * (cli_stop_count() == 2, see cli_install_stop_handlers) kills its group
+ * (res->interrupted). 0 when the command ran (see res), else an errno
+ * value (pipe, spawn).
  */
 int cli_exec_run(const char *cmd, const char *sub, const handoff_delivery *d,
 		 struct cli_exec_result *res);

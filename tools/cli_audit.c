@@ -41,21 +41,39 @@ static void record_json(struct cli_json *j, const handoff_audit_record *r)
 	cli_json_end_object(j);
 }
 
+/* A free-text field readable on one line: as it is when it is one word,
+ * else in double quotes (\" and \\ inside); control bytes and invalid
+ * UTF-8 escaped as everywhere (\n, \xHH). */
+static void put_text(FILE *f, const char *s)
+{
+	bool quote = !*s || strpbrk(s, " \t\"\\") != NULL;
+
+	if (!quote) {
+		cli_put_escaped_str(f, s, 0);
+		return;
+	}
+	fputc('"', f);
+	for (const char *q; (q = strchr(s, '"')) != NULL; s = q + 1) {
+		cli_put_escaped(f, s, (size_t)(q - s), 0);
+		fputs("\\\"", f);
+	}
+	cli_put_escaped_str(f, s, 0);
+	fputc('"', f);
+}
+
 static void record_line(const handoff_audit_record *r)
 {
 	char t[CLI_FMT_MAX];
 	printf("%" PRIu64 " %s %s key=", r->seq, cli_fmt_time(r->at_ms, t),
 	       r->action);
-	cli_put_escaped_str(stdout, *r->key_id ? r->key_id : "-",
-			    CLI_ESC_SPACE);
+	put_text(stdout, *r->key_id ? r->key_id : "-");
 	printf(" role=%s subscription=", r->role);
-	cli_put_escaped_str(stdout, r->subscription, CLI_ESC_SPACE);
+	put_text(stdout, r->subscription);
 	printf(" count=%zu missing=%" PRIu32 " reason=", r->n_event_ids,
 	       r->missing);
-	cli_put_escaped_str(stdout, *r->reason ? r->reason : "-",
-			    CLI_ESC_SPACE);
+	put_text(stdout, *r->reason ? r->reason : "-");
 	printf(" selector=");
-	cli_put_escaped_str(stdout, r->selector, CLI_ESC_SPACE);
+	put_text(stdout, r->selector);
 	fputc('\n', stdout);
 }
 
@@ -122,7 +140,9 @@ const struct cli_command cli_cmd_audit = {
 		"sequence, time (UTC), action, the key and role that ran it, the\n"
 		"subscription, how many dead letters it affected and how many asked\n"
 		"for were missing, the reason given (--why), and what was selected.\n"
-		"--json also gives every affected event id and the command id.\n"
+		"Text with spaces is shown in double quotes (reason=\"smtp relay\n"
+		"fixed\"), with \\\" and \\\\ inside. --json gives the fields exactly,\n"
+		"and also every affected event id and the command id.\n"
 		"\n"
 		"Options:\n"
 		"  --after SEQ   only records after this sequence number\n"

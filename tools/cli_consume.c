@@ -119,8 +119,9 @@ static int print_json(const char *sub, const handoff_delivery *d)
 	cli_json_kv_u64(&j, "attempt", d->attempt);
 	cli_json_kv_time(&j, "published", d->published_ms);
 	cli_json_kv_time(&j, "lease_deadline", d->lease_deadline_ms);
-	cli_json_kv_headers(&j, d->headers, d->n_headers);
-	rc = cli_json_kv_payload(&j, d->payload, d->payload_len);
+	rc = cli_json_kv_headers(&j, d->headers, d->n_headers);
+	if (!rc)
+		rc = cli_json_kv_payload(&j, d->payload, d->payload_len);
 	cli_json_end_object(&j);
 	cli_json_newline(&j);
 	return rc;
@@ -212,13 +213,23 @@ fail:
 struct verdict {
 	bool ack;
 	bool permanent;
-	const char *result; /* "acked", "nacked", "permanent" */
+	bool release;	    /* give the lease back uncounted */
+	const char *result; /* "acked", "nacked", "permanent", "released" */
 	char reason[CLI_EXEC_LINE_MAX + 64];
 };
 
 static void judge(const struct cli_exec_result *r, struct verdict *v)
 {
 	memset(v, 0, sizeof(*v));
+	if (r->interrupted) {
+		/* We killed it: not the event's fault, so not its attempt. */
+		v->release = true;
+		v->result = "released";
+		snprintf(v->reason, sizeof(v->reason),
+			 "consumer interrupted: command killed on a second "
+			 "stop signal");
+		return;
+	}
 	if (!r->signaled && r->status == 0) {
 		v->ack = true;
 		v->result = "acked";
@@ -226,7 +237,12 @@ static void judge(const struct cli_exec_result *r, struct verdict *v)
 	}
 	v->permanent = !r->signaled && r->status == EXIT_PERMANENT;
 	v->result = v->permanent ? "permanent" : "nacked";
-	if (r->signaled)
+	if (r->tty_signal)
+		snprintf(v->reason, sizeof(v->reason),
+			 "stopped by signal %d for using the terminal (the "
+			 "command runs in a background process group); killed",
+			 r->tty_signal);
+	else if (r->signaled)
 		snprintf(v->reason, sizeof(v->reason), "killed by signal %d",
 			 r->status);
 	else if (r->last_line[0])
@@ -236,7 +252,8 @@ static void judge(const struct cli_exec_result *r, struct verdict *v)
 			 r->status);
 }
 
-/* Ack or nack one delivery as v says; *res gets the item's own code. */
+/* Ack, nack or release one delivery as v says; *res gets the item's own
+ * code. */
 static int settle(struct cli_ctx *ctx, const char *sub,
 		  const handoff_delivery *d, const struct verdict *v, int *res)
 {
@@ -250,6 +267,8 @@ static int settle(struct cli_ctx *ctx, const char *sub,
 					 .permanent = v->permanent,
 					 .reason = v->reason };
 
+		if (v->release)
+			return handoff_release(ctx->client, sub, &it, 1, res);
 		return handoff_nack(ctx->client, sub, &it, 1, res);
 	}
 }
@@ -298,26 +317,34 @@ static int exec_one(struct cli_ctx *ctx, const struct consume_args *a,
 	if (err) {
 		*fatal = true;
 		return cli_fail(ctx, err, "%s event %" PRIu64,
-				v.ack ? "ack" : "nack", d->event_id);
+				v.ack	  ? "ack" :
+				v.release ? "release" :
+					    "nack",
+				d->event_id);
 	}
+	if (v.release && item == HANDOFF_ELEASELOST)
+		item = HANDOFF_OK; /* it comes again either way */
 	log_event(d, &v, item);
+	if (v.release)
+		return 0; /* the loop stops: a second stop signal came */
 	if (*fatal)
 		return CLI_EXIT_ERROR;
 	return item == HANDOFF_OK ? 0 : cli_exit_code(item);
 }
 
-/* Give back leases we will not work on, for quick redelivery. */
+/* Give back leases we will not work on, for redelivery at once and
+ * without spending their attempts. */
 static void release(struct cli_ctx *ctx, const char *sub,
 		    const handoff_delivery *d, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		handoff_nack_item it = { .event_id = d[i].event_id,
 					 .lease_token = d[i].lease_token,
-					 .delay_ms = 1,
 					 .reason = "consumer stopped" };
 		int res;
 
-		if (handoff_nack(ctx->client, sub, &it, 1, &res) != HANDOFF_OK)
+		if (handoff_release(ctx->client, sub, &it, 1, &res) !=
+		    HANDOFF_OK)
 			return; /* the leases will simply expire */
 	}
 }
@@ -405,8 +432,13 @@ static int run_consume(struct cli_ctx *ctx, int argc, char **argv)
 		return rc;
 	if ((rc = cli_connect(ctx)))
 		return rc;
-	cli_install_stop_handlers();
-	return consume_loop(ctx, &a);
+	/* With --exec a second signal stops the command and releases its
+	 * event (cli_exec.c); then we die by that signal, as interrupted. */
+	cli_install_stop_handlers(a.exec != NULL);
+	rc = consume_loop(ctx, &a);
+	if (a.exec && cli_stop_count() >= 2)
+		cli_stop_die();
+	return rc;
 }
 
 const struct cli_command cli_cmd_consume = {
@@ -420,8 +452,11 @@ const struct cli_command cli_cmd_consume = {
 		"  event_id=N topic=T attempt=A key=K payload=TEXT\n"
 		"(bytes that are not printable are escaped as \\n, \\t, \\\\, \\xHH;\n"
 		"spaces in topic and key as \\x20), or with --json one JSON object\n"
-		"per line (payload as text, or payload_base64 when not UTF-8). The\n"
-		"printed events are then acked together.\n"
+		"per line (payload as text, or payload_base64 when not UTF-8;\n"
+		"headers in \"headers\": {NAME: VALUE}, except those whose name or\n"
+		"value is not UTF-8: they go in \"headers_binary\": [{\"name\" or\n"
+		"\"name_base64\", \"value\" or \"value_base64\"}], so every byte\n"
+		"survives). The printed events are then acked together.\n"
 		"\n"
 		"With --exec COMMAND each event runs '/bin/sh -c COMMAND' with the\n"
 		"payload on stdin and these variables set: HANDOFF_EVENT_ID,\n"
@@ -442,13 +477,29 @@ const struct cli_command cli_cmd_consume = {
 		"but it must finish within the subscription's ack deadline: after it\n"
 		"the lease is lost, the ack/nack is refused and the event is\n"
 		"delivered again. One line per event goes to stderr:\n"
-		"  event_id=N attempt=A result=acked|nacked|permanent [reason=...]\n"
+		"  event_id=N attempt=A result=acked|nacked|permanent|released\n"
+		"    [reason=...]\n"
+		"\n"
+		"Stopping: the first SIGINT (Ctrl-C) or SIGTERM lets the command\n"
+		"finish: it runs in a process group of its own, so the signal does\n"
+		"not reach it. Its event is acked or nacked as usual, then consume\n"
+		"exits (0 when that went well). Events fetched but not started are\n"
+		"released. A second SIGINT or SIGTERM kills the command and its\n"
+		"process group at once and releases its event: it is delivered\n"
+		"again at once and that attempt does not count (trace shows it as\n"
+		"'released'), so it is never dead-lettered for it; consume then\n"
+		"dies by that signal. A second signal while a fetch waits acts when\n"
+		"the fetch returns (within --wait); a third kills consume at once.\n"
+		"The command must leave the terminal alone: stopped for reading it\n"
+		"(or writing it under 'stty tostop') it is killed and nacked. Under\n"
+		"systemd use KillMode=mixed, so that a stop sends SIGTERM to consume\n"
+		"alone, and a TimeoutStopSec longer than the command takes.\n"
 		"\n"
 		"Options:\n"
 		"  --count N         stop after N events\n"
 		"  --forever         keep going; a wait with nothing delivered does not\n"
 		"                    stop, broker outages are retried (stop with\n"
-		"                    SIGINT/SIGTERM: the current event is finished)\n"
+		"                    SIGINT/SIGTERM: see Stopping above)\n"
 		"  --wait DURATION   long-poll time of each fetch (default 5s)\n"
 		"  --batch N         most events per fetch (default 10; 1 with --exec:\n"
 		"                    all leases of a batch start at the fetch, so with\n"

@@ -320,7 +320,8 @@ static void show_json(const char *sub, const handoff_dead_letter *d)
 	cli_json_begin_object(&j);
 	cli_json_kv_str(&j, "subscription", sub);
 	letter_json(&j, d);
-	cli_json_kv_headers(&j, d->headers, d->n_headers);
+	if (cli_json_kv_headers(&j, d->headers, d->n_headers))
+		cli_warn("dlq show: out of memory: headers left out");
 	if (cli_json_kv_payload(&j, d->payload, d->payload_len))
 		cli_json_kv_str(&j, "payload", NULL);
 	cli_json_kv_history(&j, d->history, d->n_history);
@@ -404,8 +405,9 @@ const struct cli_command cli_cmd_dlq_show = {
 		"\n"
 		"Show one dead letter: why it died, the last error, headers, the\n"
 		"payload (escaped; in --json as text, or payload_base64 when not\n"
-		"UTF-8) and every attempt: number, consumer, when leased and ended,\n"
-		"outcome, error, and the retry delay chosen after it.\n",
+		"UTF-8; headers that are not UTF-8 in headers_binary, see consume\n"
+		"--help) and every attempt: number, consumer, when leased and\n"
+		"ended, outcome, error, and the retry delay chosen after it.\n",
 	.run = run_dlq_show,
 };
 
@@ -682,7 +684,7 @@ static int run_act(struct cli_ctx *ctx, int argc, char **argv, bool purge,
 		return rc;
 	if ((rc = cli_connect(ctx)))
 		goto out;
-	cli_install_stop_handlers();
+	cli_install_stop_handlers(false);
 	s.started_ms = cli_mono_ms();
 	rc = n_ids ? act_on_ids(&s, ids, n_ids) : act_on_filter(&s);
 	if (!rc || s.done)

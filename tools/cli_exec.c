@@ -8,6 +8,15 @@
  * non-empty line as the nack reason; one poll loop feeds stdin and drains
  * stderr so neither side can block the other. The command is waited for
  * however long it runs, even past its lease.
+ *
+ * The command runs in a process group of its own, so the Ctrl-C (SIGINT to
+ * the terminal's foreground group) that asks us to stop does not reach it:
+ * it finishes its event. Only a second stop signal kills it, group and
+ * all. Being a background group on the terminal costs nothing as long as
+ * the command leaves the terminal alone: its stdin is our pipe, so it never
+ * reads the terminal (SIGTTIN), and it writes to it freely unless
+ * `stty tostop` is set (SIGTTOU). A command stopped by either would wait
+ * for ever; it is killed and fails instead.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -252,7 +261,8 @@ static void pump_read(struct pump *p)
 	}
 }
 
-/* One poll round; returns poll's result. */
+/* One poll round (a plain wait when both pipes are closed); returns poll's
+ * result. */
 static int pump_once(struct pump *p, int timeout_ms)
 {
 	struct pollfd fds[2];
@@ -275,23 +285,56 @@ static int pump_once(struct pump *p, int timeout_ms)
 	return r;
 }
 
-/* Feed stdin and drain stderr until the command exits; *status as from
- * waitpid. */
-static void pump_until_exit(struct pump *p, pid_t pid, int *status)
+/* Kill the command's whole process group (it leads it). */
+static void kill_command(struct pump *p, pid_t pid)
 {
-	bool reaped = false;
+	kill(-pid, SIGKILL);
+	close_fd(&p->in_fd);
+}
+
+/* A waitpid result for a command that is not done: stopped by job
+ * control for using the terminal from the background. */
+static bool stopped_by_terminal(int status)
+{
+	return WIFSTOPPED(status) &&
+	       (WSTOPSIG(status) == SIGTTIN || WSTOPSIG(status) == SIGTTOU);
+}
+
+/*
+ * Feed stdin and drain stderr until the command exits; *status as from
+ * waitpid. A second stop signal (cli_stop_count() 2) kills it: then
+ * res->interrupted. A command stopped for using the terminal is killed:
+ * then res->tty_signal.
+ */
+static void pump_until_exit(struct pump *p, pid_t pid, int *status,
+			    struct cli_exec_result *res)
+{
+	bool reaped = false, killed = false;
 	int drains = 0;
 
 	if (p->len == 0)
 		close_fd(&p->in_fd);
-	while (p->in_fd >= 0 || p->err_fd >= 0) {
+	while (!reaped || p->err_fd >= 0) {
 		int r = pump_once(p, reaped ? 0 : 200);
+		pid_t w;
 
 		if (r < 0 && errno != EINTR)
 			break;
 		if (reaped && (r == 0 || ++drains > DRAIN_READS))
 			break;
-		if (!reaped && waitpid(pid, status, WNOHANG) == pid) {
+		if (reaped)
+			continue;
+		if (!killed && cli_stop_count() >= 2) {
+			kill_command(p, pid);
+			killed = res->interrupted = true;
+		}
+		w = waitpid(pid, status, WNOHANG | WUNTRACED);
+		if (w == pid && stopped_by_terminal(*status)) {
+			if (!killed)
+				res->tty_signal = WSTOPSIG(*status);
+			kill_command(p, pid);
+			killed = true;
+		} else if (w == pid && !WIFSTOPPED(*status)) {
 			reaped = true;
 			close_fd(&p->in_fd); /* nobody we wait for reads it */
 		}
@@ -332,9 +375,12 @@ static int spawn_sh(const char *cmd, char **envp, int in_fd, int err_fd,
 		  posix_spawn_file_actions_adddup2(&fa, err_fd, STDERR_FILENO);
 	rc = rc ? rc : posix_spawnattr_setsigdefault(&at, &def);
 	rc = rc ? rc : posix_spawnattr_setsigmask(&at, &none);
+	/* A group of its own (its id = its pid): see the top of this file. */
+	rc = rc ? rc : posix_spawnattr_setpgroup(&at, 0);
 	rc = rc ? rc :
 		  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF |
-							POSIX_SPAWN_SETSIGMASK);
+							POSIX_SPAWN_SETSIGMASK |
+							POSIX_SPAWN_SETPGROUP);
 	rc = rc ? rc : posix_spawn(pid, "/bin/sh", &fa, &at, argv, envp);
 	posix_spawnattr_destroy(&at);
 	posix_spawn_file_actions_destroy(&fa);
@@ -378,7 +424,7 @@ int cli_exec_run(const char *cmd, const char *sub, const handoff_delivery *d,
 	p.payload = d->payload;
 	p.len = d->payload_len;
 	p.keep.last = res->last_line;
-	pump_until_exit(&p, pid, &status);
+	pump_until_exit(&p, pid, &status, res);
 	if (WIFSIGNALED(status)) {
 		res->signaled = true;
 		res->status = WTERMSIG(status);

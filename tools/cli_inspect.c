@@ -46,7 +46,8 @@ static void trace_json(const handoff_trace *t)
 	cli_json_kv_str(&j, "key", t->key);
 	cli_json_kv_str(&j, "idempotency_key", t->idempotency_key);
 	cli_json_kv_time(&j, "published", t->published_ms);
-	cli_json_kv_u64(&j, "payload_bytes", t->payload_bytes);
+	/* Not "payload_bytes": elsewhere that is the payload alone. */
+	cli_json_kv_u64(&j, "stored_bytes", t->payload_bytes);
 	cli_json_kv_bool(&j, "payload_removed", t->payload_removed);
 	cli_json_kv_bool(&j, "corrupt", t->corrupt);
 	cli_json_key(&j, "subscriptions");
@@ -96,7 +97,8 @@ static int trace_sub_text(const handoff_subscription_trace *s)
 	}
 	if (st == HANDOFF_STATE_READY || st == HANDOFF_STATE_DELAYED)
 		attr_time("due", s->due_ms);
-	if (st == HANDOFF_STATE_ACKED || st == HANDOFF_STATE_PURGED)
+	if (st == HANDOFF_STATE_ACKED || st == HANDOFF_STATE_PURGED ||
+	    st == HANDOFF_STATE_UNSUBSCRIBED)
 		attr_time("done", s->done_ms);
 	if (st == HANDOFF_STATE_DEAD)
 		attr("reason", handoff_dead_reason_name(s->dead_reason));
@@ -114,17 +116,20 @@ static int trace_sub_text(const handoff_subscription_trace *s)
 
 static int trace_text(const handoff_trace *t)
 {
-	char b[CLI_FMT_MAX], p[CLI_FMT_MAX + 32];
+	char b[CLI_FMT_MAX], p[CLI_FMT_MAX + 96];
 	int rc = 0;
 
 	field("event_id:", cli_fmt_u64(t->event_id, b));
 	field("topic:", t->topic);
 	field("key:", t->key);
 	field("published:", cli_fmt_time(t->published_ms, b));
-	snprintf(p, sizeof(p), "%" PRIu64 " bytes%s", t->payload_bytes,
+	/* The stored record: payload and headers, encoded. The payload alone
+	 * (consume, dlq show) is smaller; don't call this "payload". */
+	snprintf(p, sizeof(p), "%" PRIu64 " bytes, payload and headers%s",
+		 t->payload_bytes,
 		 t->payload_removed ? " (removed: every subscription is done)" :
 				      "");
-	field("payload:", p);
+	field("stored:", p);
 	field("idempotency_key:", t->idempotency_key);
 	if (t->corrupt)
 		field("corrupt:",
@@ -168,8 +173,10 @@ const struct cli_command cli_cmd_trace = {
 	.summary = "show where one event is, per subscription",
 	.help = "Usage: handoff trace EVENT_ID\n"
 		"\n"
-		"Show an event's topic, key, publish time, payload size (and whether\n"
-		"the payload was already removed), idempotency key; then for every\n"
+		"Show an event's topic, key, publish time, stored size (payload and\n"
+		"headers as the broker stores them, so more than the payload alone\n"
+		"that consume and dlq show count; --json: stored_bytes) and whether\n"
+		"it was already removed, idempotency key; then for every\n"
 		"subscription its state (ready, delayed, leased, acked, dead, purged,\n"
 		"unsubscribed) with the consumer and lease deadline when leased, the\n"
 		"due time when waiting, the done time when acked or purged, the dead\n"

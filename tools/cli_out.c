@@ -467,14 +467,66 @@ int cli_json_kv_payload(struct cli_json *j, const void *p, size_t n)
 	return 0;
 }
 
-void cli_json_kv_headers(struct cli_json *j, const handoff_header *h, size_t n)
+static bool is_text(const char *s)
 {
+	return cli_utf8_valid(s, strlen(s));
+}
+
+/* "KEY": text, or "KEY_base64": base64 when s is not UTF-8. 0 or ENOMEM. */
+static int kv_text_or_base64(struct cli_json *j, const char *key, const char *s)
+{
+	char name[32], *b64;
+
+	if (is_text(s)) {
+		cli_json_kv_str(j, key, s);
+		return 0;
+	}
+	b64 = cli_base64(s, strlen(s));
+	if (!b64)
+		return ENOMEM;
+	snprintf(name, sizeof(name), "%s_base64", key);
+	cli_json_kv_str(j, name, b64);
+	free(b64);
+	return 0;
+}
+
+int cli_json_kv_headers(struct cli_json *j, const handoff_header *h, size_t n)
+{
+	size_t binary = 0;
+	int rc = 0;
+
 	cli_json_key(j, "headers");
 	cli_json_begin_object(j);
-	for (size_t i = 0; i < n; i++)
-		cli_json_kv_str(j, h[i].name ? h[i].name : "",
-				h[i].value ? h[i].value : "");
+	for (size_t i = 0; i < n; i++) {
+		const char *name = h[i].name ? h[i].name : "";
+		const char *value = h[i].value ? h[i].value : "";
+
+		if (is_text(name) && is_text(value))
+			cli_json_kv_str(j, name, value);
+		else
+			binary++;
+	}
 	cli_json_end_object(j);
+	if (!binary)
+		return 0;
+	/* JSON strings are text: bytes that are not UTF-8 would come out
+	 * as U+FFFD and be lost, so these headers go as base64. */
+	cli_json_key(j, "headers_binary");
+	cli_json_begin_array(j);
+	for (size_t i = 0; i < n && !rc; i++) {
+		const char *name = h[i].name ? h[i].name : "";
+		const char *value = h[i].value ? h[i].value : "";
+
+		if (is_text(name) && is_text(value))
+			continue;
+		cli_json_begin_object(j);
+		rc = kv_text_or_base64(j, "name", name);
+		if (!rc)
+			rc = kv_text_or_base64(j, "value", value);
+		cli_json_end_object(j);
+	}
+	cli_json_end_array(j);
+	return rc;
 }
 
 void cli_json_kv_history(struct cli_json *j, const handoff_attempt *a, size_t n)

@@ -153,6 +153,14 @@ static int run_publish(struct cli_ctx *ctx, int argc, char **argv)
 	if ((rc = cli_connect(ctx)))
 		goto out;
 	err = handoff_publish(ctx->client, topic, &a.ev, 1, &id, &dup);
+	if (err == HANDOFF_ENOSUBSCRIPTIONS) {
+		/* The broker's text only says this again. */
+		cli_warn("publish to '%s': topic has no subscriptions; "
+			 "nothing stored",
+			 topic);
+		rc = cli_exit_code(err);
+		goto out;
+	}
 	if (err) {
 		rc = cli_fail(ctx, err, "publish to '%s'", topic);
 		goto out;

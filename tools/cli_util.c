@@ -244,23 +244,26 @@ fail:
 	return rc;
 }
 
-static volatile sig_atomic_t stop_flag;
+static volatile sig_atomic_t stop_count, stop_signal, stop_keep_second;
 
 static void on_stop_signal(int sig)
 {
-	if (stop_flag) {
-		/* Second signal: the user means it, die the usual way. */
+	if (stop_count >= (stop_keep_second ? 2 : 1)) {
+		/* One more than we handle: the user means it, die the usual
+		 * way. */
 		signal(sig, SIG_DFL);
 		raise(sig);
 		return;
 	}
-	stop_flag = 1;
+	stop_count++;
+	stop_signal = sig;
 }
 
-void cli_install_stop_handlers(void)
+void cli_install_stop_handlers(bool keep_second)
 {
 	struct sigaction sa;
 
+	stop_keep_second = keep_second;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_stop_signal;
 	sigemptyset(&sa.sa_mask);
@@ -271,5 +274,20 @@ void cli_install_stop_handlers(void)
 
 bool cli_stop_requested(void)
 {
-	return stop_flag != 0;
+	return stop_count != 0;
+}
+
+unsigned cli_stop_count(void)
+{
+	return (unsigned)stop_count;
+}
+
+void cli_stop_die(void)
+{
+	int sig = stop_signal ? stop_signal : SIGTERM;
+
+	fflush(stdout);
+	signal(sig, SIG_DFL);
+	raise(sig);
+	_exit(128 + sig); /* only if the signal was blocked */
 }

@@ -1018,6 +1018,15 @@ static void check_ok_body(const struct config *cfg, const Request *q,
 		break;
 	case BODY(NACK):
 		check_items(r, q->nack->n_items);
+		/* a release takes neither delay nor permanent (PROTOCOL.md
+		 * 5.8): such a request is refused whole */
+		for (size_t i = 0; q->nack->release && i < q->nack->n_items;
+		     i++)
+			FZ_ASSERT(!q->nack->items[i]->delay_ms &&
+					  !q->nack->items[i]->permanent,
+				  "release OK with item %zu delayed or "
+				  "permanent",
+				  i);
 		break;
 	case BODY(DLQ_LIST): {
 		const Handoff__Wire__DlqListReply *l = r->dlq_list;

@@ -484,6 +484,18 @@ static void request_seeds(void)
 		a = nack_req("", 9, zero, refs, false, 0, "timeout");
 		seed_msg(T, "every-lease", &a->base);
 		nack_free(a);
+		a = nack_req("", 9, zero, refs, false, 0, "consumer stopped");
+		a->release = true;
+		seed_msg(T, "release-every-lease", &a->base);
+		nack_free(a);
+		a = nack_req("", 2, zero, refs + 3, false, 5, "");
+		a->release = true;
+		seed_msg(T, "release-with-delay", &a->base);
+		nack_free(a);
+		a = nack_req("", 2, zero, refs + 3, true, 0, "");
+		a->release = true;
+		seed_msg(T, "release-permanent", &a->base);
+		nack_free(a);
 		a = nack_req("", 3, zero, refs + 3, true, 0, "cannot parse");
 		seed_msg(T, "permanent", &a->base);
 		nack_free(a);

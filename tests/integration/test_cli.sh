@@ -154,6 +154,9 @@ eq "billing keeps its policy" \
 # ---- publish -------------------------------------------------------------
 STEP="publish"
 run 7 publish nowhere "no one listens"
+eq "no subscriptions: one line" "$(wc -l <"$TMP/err" | tr -d ' ')" 1
+eq "no subscriptions: said once" "$(grep -o 'no subscriptions' "$TMP/err" | wc -l | tr -d ' ')" 1
+contains "no subscriptions: names the topic" "$TMP/err" "publish to 'nowhere'"
 run 0 publish orders --key cust-1 --header Trace-Id=abc-123 \
 	--idempotency-key o-1 "hello world"
 ID1=$(tr -d '[:space:]' <"$TMP/out")
@@ -184,9 +187,14 @@ eq "trace: audit still ready" \
 eq "trace: idempotency key" "$(json 'd["idempotency_key"]')" o-1
 eq "trace: billing history has one acked attempt" \
 	"$(json '[h["outcome"] for s in d["subscriptions"] if s["subscription"]=="billing" for h in s["history"]]')" '["acked"]'
+eq "trace --json: the stored size is not called payload_bytes" \
+	"$(json '["payload_bytes" in d, d["stored_bytes"] > len("hello world")]')" '[false, true]'
 run 0 trace "$ID1"
 contains "trace text names billing" "$TMP/out" "billing"
 contains "trace text says acked" "$TMP/out" "acked"
+contains "trace text: the size is the stored one, named so" "$TMP/out" "bytes, payload and headers"
+if grep -q '^payload:' "$TMP/out"; then fail "trace text calls the stored size payload"; fi
+ok
 # the stdin event is next for billing: consume and ack it too
 run 0 consume billing --count 1 --wait 5s --exec "$TMP/ok.sh"
 eq "stdin payload delivered intact" "$(cat "$TMP/seen.payload"; echo x)" "$(printf 'line1\nline2x')"
@@ -293,6 +301,10 @@ eq "audit names the event" "$(json '[r["event_ids"] for r in d if r["action"]=="
 eq "audit role without access control" "$(json '[r["role"] for r in d if r["action"]=="purge"][0]')" open
 run 0 audit
 contains "audit text line" "$TMP/out" "purge key=- role=open subscription=billing count=1"
+contains "audit text: reason readable" "$TMP/out" 'reason="poison message, ticket OPS-17"'
+contains "audit text: selector readable" "$TMP/out" 'selector="event_ids (1 given)"'
+if grep -qF '\x20' "$TMP/out"; then fail "audit text escapes spaces: $(cat "$TMP/out")"; fi
+ok
 STEP="dlq purge"
 run 0 --json dlq list billing
 eq "purged" "$(json 'len(d["dead_letters"])')" 0
@@ -335,6 +347,20 @@ run 0 --json subscriptions
 eq "audit drained" "$(json '[s["ready"] + s["leased"] for s in d if s["name"]=="audit"][0]')" 0
 run 0 --json consume audit --wait 300ms
 eq "nothing more for audit" "$(wc -c <"$TMP/out" | tr -d ' ')" 0
+
+# ---- headers that are not UTF-8 survive --json ------------------------------
+STEP="binary headers"
+run 0 subscribe bytes raw
+run 0 publish bytes --header plain=ok --header "bin=$(printf 'a\377\376b')" \
+	--header "$(printf 'n\377m')=v" "x"
+run 0 --json consume raw --count 1 --wait 5s
+eq "UTF-8 headers as text" "$(json 'd["headers"]')" '{"plain": "ok"}'
+eq "a non-UTF-8 value as base64, every byte kept" \
+	"$(json '[(h.get("name"), __import__("base64").b64decode(h["value_base64"]).hex()) for h in d["headers_binary"] if "value_base64" in h]')" \
+	'[["bin", "61fffe62"]]'
+eq "a non-UTF-8 name as base64" \
+	"$(json '[(__import__("base64").b64decode(h["name_base64"]).hex(), h["value"]) for h in d["headers_binary"] if "name_base64" in h]')" \
+	'[["6eff6d", "v"]]'
 
 # ---- restart keeps everything; unreachable broker = exit 5 ------------------
 STEP="restart"

@@ -10,6 +10,11 @@
  *   DEAD/MAX_ATTEMPTS with that many history entries;
  *   expiry -> history EXPIRED and a retry (or DEAD when the budget is used);
  *   recover (restart) -> READY at once, BROKER_RESTART, budget not used;
+ *   release -> READY at once, RELEASED with the reason, attempts and budget
+ *   as before the lease (max_attempts 1 released many times is never
+ *   dead-lettered; the next nack is), not counted as a nack; a wrong or
+ *   stale token (also a repeated release) is LEASE_LOST, an unknown
+ *   delivery NOT_FOUND, and change nothing;
  *   replay -> READY, budget reset, replays+1, history kept, dlq entry gone
  *   in the same txn (an aborted replay changes nothing);
  *   purge -> PURGED; the payload is deleted when the last subscription is
@@ -284,6 +289,18 @@ static Status nack(struct fx *f, const char *name, uint64_t ev, uint64_t tok,
 	assert_int_equal(sched_nack(&f->t, sub_named(f, name), ev, tok, delay,
 				    permanent, reason, &st),
 			 0);
+	commit(f);
+	return st;
+}
+
+static Status release(struct fx *f, const char *name, uint64_t ev, uint64_t tok,
+		      const char *reason)
+{
+	Status st = -1;
+	begin(f);
+	assert_int_equal(
+		sched_release(&f->t, sub_named(f, name), ev, tok, reason, &st),
+		0);
 	commit(f);
 	return st;
 }
@@ -855,6 +872,68 @@ static void test_recover(void **state)
 	check_counts(f, sid);
 }
 
+static void test_release(void **state)
+{
+	struct fx *f = *state;
+	uint32_t sid = mk_sub(f, "s", "t", 1, 30000, 200, 5000);
+	uint64_t ev = publish(f, "t", "x");
+	DeliveryRecord *d;
+	/* max_attempts 1, released three times: never dead-lettered */
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(lease(f, "s", "c", &d, NULL), ev);
+		assert_int_equal(d->attempts, 1);
+		assert_int_equal(d->budget_used, 1);
+		uint64_t tok = d->lease_token;
+		f->now += 10;
+		assert_int_equal(release(f, "s", ev, tok, "consumer stopped"),
+				 S_OK);
+		d = delivery(f, ev, sid);
+		assert_int_equal(d->state, ST(READY));
+		assert_int_equal(d->due_ms, f->now);
+		assert_int_equal(d->attempts, 0);
+		assert_int_equal(d->budget_used, 0);
+		assert_int_equal(d->lease_deadline_ms, 0);
+		assert_int_equal(d->n_history, (size_t)i + 1);
+		assert_int_equal(d->history[i]->outcome, OUT(RELEASED));
+		assert_string_equal(d->history[i]->error, "consumer stopped");
+		assert_int_equal(d->history[i]->ended_ms, f->now);
+		check_counts(f, sid);
+		/* the old token is spent: a repeated release or an ack */
+		assert_int_equal(release(f, "s", ev, tok, "again"), S_LOST);
+		assert_int_equal(ack(f, "s", ev, tok), S_LOST);
+		assert_int_equal(delivery(f, ev, sid)->n_history,
+				 (size_t)i + 1);
+	}
+	SubRecord *s = sub_record(f, sid);
+	assert_int_equal(s->nacked, 0);
+	assert_int_equal(s->expired, 0);
+	assert_int_equal(s->dead, 0);
+	assert_int_equal(s->ready, 1);
+	assert_int_equal(s->leased, 0);
+
+	/* the budget is whole: the first real failure is the last attempt */
+	assert_int_equal(lease(f, "s", "c", &d, NULL), ev);
+	assert_int_equal(d->attempts, 1);
+	assert_int_equal(release(f, "s", ev, d->lease_token + 1, "x"), S_LOST);
+	assert_int_equal(release(f, "s", ev, 0, "x"), S_LOST);
+	assert_int_equal(release(f, "s", ev + 100, d->lease_token, "x"),
+			 S_NOTFOUND);
+	assert_int_equal(delivery(f, ev, sid)->state, ST(LEASED));
+	assert_int_equal(nack(f, "s", ev, d->lease_token, 0, false, "boom"),
+			 S_OK);
+	d = delivery(f, ev, sid);
+	assert_int_equal(d->state, ST(DEAD));
+	assert_int_equal(d->dead_reason, WHY(MAX_ATTEMPTS));
+	assert_int_equal(d->attempts, 1);
+	assert_int_equal(d->n_history, 4);
+	assert_int_equal(d->history[3]->outcome, OUT(NACKED));
+	assert_int_equal(d->history[3]->attempt, 1);
+	check_counts(f, sid);
+	/* a dead delivery cannot be released */
+	assert_int_equal(release(f, "s", ev, d->lease_token, "x"), S_LOST);
+	assert_int_equal(delivery(f, ev, sid)->state, ST(DEAD));
+}
+
 static void test_replay(void **state)
 {
 	struct fx *f = *state;
@@ -1330,6 +1409,7 @@ int main(void)
 		T(test_expiry_retries),
 		T(test_expiry_exhausts_budget),
 		T(test_recover),
+		T(test_release),
 		T(test_replay),
 		T(test_purge_releases_payload),
 		T(test_corrupt_payload_dead_letters),

@@ -1,0 +1,339 @@
+/*
+ * test_handlers.c — request handlers (broker/handlers.h) applied to a real
+ * store in a temporary folder, one write transaction per request, as a
+ * turn applies them (but without the turn's background work, so an
+ * unsubscribed subscription's deliveries stay undrained):
+ *   trace: deliveries of a subscription being unsubscribed (ready, leased
+ *   and dead ones not yet reached by the drain) show as UNSUBSCRIBED under
+ *   their name, the other subscriptions' as they are;
+ *   nack with release: a release with a delay or permanent is refused
+ *   whole (BAD_REQUEST, nothing changed); an OK release makes the delivery
+ *   ready at once, its attempt closed RELEASED with the reason, and the
+ *   next fetch hands it out as attempt 1 again; a repeated release gets
+ *   LEASE_LOST.
+ */
+#include <ftw.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "arena.h"
+#include "codec.h"
+#include "config.h"
+#include "handlers.h"
+#include "leases.h"
+#include "metrics.h"
+#include "scheduler.h"
+#include "store.h"
+
+#define MAP_SIZE (64ull << 20)
+#define T0	 1700000000000ull
+
+#define BODY(x) HANDOFF__WIRE__REQUEST__BODY_##x
+#define ST(x)	HANDOFF__WIRE__STATUS__##x
+#define DS(x)	HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_##x
+#define OUT(x)	HANDOFF__WIRE__OUTCOME__OUTCOME_##x
+
+struct fx {
+	char base[PATH_MAX];
+	char dir[PATH_MAX + 16];
+	char err[512];
+	struct config cfg;
+	struct store st;
+	bool open;
+	struct metrics metrics;
+	struct lease_counts lc;
+	struct sched sched;
+	struct handler_env env;
+	struct arena a;
+	struct txn t;
+	uint64_t now;
+};
+
+static void on_lease(void *ctx, const char *consumer, int delta,
+		     uint64_t leased_ms)
+{
+	(void)leased_ms;
+	leases_add(ctx, consumer, delta);
+}
+
+static int rm_one(const char *p, const struct stat *sb, int flag,
+		  struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof *f);
+	const char *tmp = getenv("TMPDIR");
+	if (!f)
+		return -1;
+	*state = f;
+	if (!tmp || !*tmp || strlen(tmp) > PATH_MAX / 2)
+		tmp = "/tmp";
+	snprintf(f->base, sizeof f->base, "%s/handoff-test-handlers-XXXXXX",
+		 tmp);
+	if (!mkdtemp(f->base))
+		return -1;
+	snprintf(f->dir, sizeof f->dir, "%s/data", f->base);
+	if (config_init(&f->cfg))
+		return -1;
+	f->cfg.max_attempts = 1;
+	arena_init(&f->a);
+	metrics_init(&f->metrics);
+	if (leases_init(&f->lc))
+		return -1;
+	f->now = T0;
+	if (store_open(&f->st, f->dir, MAP_SIZE, f->err, sizeof f->err))
+		return -1;
+	f->open = true;
+	f->sched = (struct sched){ .history_ms = f->cfg.history_ms,
+				   .on_lease = on_lease,
+				   .ctx = &f->lc };
+	f->env = (struct handler_env){ .cfg = &f->cfg,
+				       .st = &f->st,
+				       .metrics = &f->metrics,
+				       .started_ms = T0,
+				       .leases = &f->lc };
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	if (f->t.txn)
+		store_txn_abort(&f->t);
+	if (f->open)
+		store_close(&f->st);
+	arena_fini(&f->a);
+	leases_fini(&f->lc);
+	config_free(&f->cfg);
+	nftw(f->base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+/* Apply q in a transaction of its own, committed; the reply stays valid
+ * until the next apply (it lives in the arena). */
+static Reply *apply(struct fx *f, Request *q, int want)
+{
+	struct fetch_hold hold = { 0 };
+	arena_reset(&f->a);
+	assert_int_equal(store_txn_begin(&f->st, &f->a, true, f->now, &f->t),
+			 0);
+	f->t.sched = &f->sched;
+	Reply *r = codec_new_reply(&f->a);
+	assert_non_null(r);
+	q->protocol_version = 1;
+	assert_int_equal(handlers_apply(&f->env, &f->t, q, r, &hold), 0);
+	assert_false(hold.hold);
+	if ((int)r->status != want)
+		fail_msg("request %d: status %d (%s), want %d", q->body_case,
+			 r->status, r->message ? r->message : "", want);
+	assert_int_equal(store_txn_commit(&f->t), 0);
+	leases_commit(&f->lc);
+	return r;
+}
+
+static void subscribe(struct fx *f, const char *topic, const char *name)
+{
+	Request q = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__SubscribeRequest s =
+		HANDOFF__WIRE__SUBSCRIBE_REQUEST__INIT;
+	s.topic = (char *)topic;
+	s.subscription = (char *)name;
+	q.body_case = BODY(SUBSCRIBE);
+	q.subscribe = &s;
+	apply(f, &q, ST(OK));
+}
+
+static void unsubscribe(struct fx *f, const char *name)
+{
+	Request q = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__UnsubscribeRequest u =
+		HANDOFF__WIRE__UNSUBSCRIBE_REQUEST__INIT;
+	u.subscription = (char *)name;
+	q.body_case = BODY(UNSUBSCRIBE);
+	q.unsubscribe = &u;
+	apply(f, &q, ST(OK));
+}
+
+static uint64_t publish(struct fx *f, const char *topic)
+{
+	Request q = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__PublishRequest p = HANDOFF__WIRE__PUBLISH_REQUEST__INIT;
+	Handoff__Wire__PublishEvent ev = HANDOFF__WIRE__PUBLISH_EVENT__INIT,
+				    *evp = &ev;
+	static int n;
+	char idem[32];
+	snprintf(idem, sizeof idem, "idem-%d", ++n);
+	ev.idempotency_key = idem;
+	ev.payload.data = (uint8_t *)"hello";
+	ev.payload.len = 5;
+	p.topic = (char *)topic;
+	p.events = &evp;
+	p.n_events = 1;
+	q.body_case = BODY(PUBLISH);
+	q.publish = &p;
+	Reply *r = apply(f, &q, ST(OK));
+	assert_int_equal(r->publish->n_event_ids, 1);
+	return r->publish->event_ids[0];
+}
+
+/* Lease one delivery of sub: its token (the event must be ev). */
+static uint64_t fetch_one(struct fx *f, const char *sub, uint64_t ev,
+			  uint32_t want_attempt)
+{
+	Request q = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__FetchRequest fr = HANDOFF__WIRE__FETCH_REQUEST__INIT;
+	static uint64_t seq;
+	fr.subscription = (char *)sub;
+	fr.max_events = 1;
+	fr.consumer = (char *)"c1";
+	fr.fetch_seq = ++seq;
+	q.body_case = BODY(FETCH);
+	q.fetch = &fr;
+	Reply *r = apply(f, &q, ST(OK));
+	assert_int_equal(r->fetch->n_deliveries, 1);
+	assert_int_equal(r->fetch->deliveries[0]->event_id, ev);
+	assert_int_equal(r->fetch->deliveries[0]->attempt, want_attempt);
+	return r->fetch->deliveries[0]->lease_token;
+}
+
+/* A nack of one item; the item status, or -1 when the request failed. */
+static int nack(struct fx *f, const char *sub, uint64_t ev, uint64_t tok,
+		bool release, uint32_t delay, bool permanent, int want)
+{
+	Request q = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__NackRequest n = HANDOFF__WIRE__NACK_REQUEST__INIT;
+	Handoff__Wire__NackItem it = HANDOFF__WIRE__NACK_ITEM__INIT, *itp = &it;
+	it.event_id = ev;
+	it.lease_token = tok;
+	it.delay_ms = delay;
+	it.permanent = permanent;
+	it.reason = (char *)"consumer stopped";
+	n.subscription = (char *)sub;
+	n.items = &itp;
+	n.n_items = 1;
+	n.release = release;
+	q.body_case = BODY(NACK);
+	q.nack = &n;
+	Reply *r = apply(f, &q, want);
+	if (want != ST(OK))
+		return -1;
+	assert_int_equal(r->items->n_statuses, 1);
+	return r->items->statuses[0];
+}
+
+static Handoff__Wire__TraceReply *trace(struct fx *f, uint64_t ev)
+{
+	Request q = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__TraceRequest tr = HANDOFF__WIRE__TRACE_REQUEST__INIT;
+	tr.event_id = ev;
+	q.body_case = BODY(TRACE);
+	q.trace = &tr;
+	Reply *r = apply(f, &q, ST(OK));
+	assert_non_null(r->trace);
+	return r->trace;
+}
+
+static const Handoff__Wire__SubscriptionTrace *
+sub_trace(const Handoff__Wire__TraceReply *t, const char *name)
+{
+	for (size_t i = 0; i < t->n_subscriptions; i++)
+		if (!strcmp(t->subscriptions[i]->subscription, name))
+			return t->subscriptions[i];
+	fail_msg("no trace of subscription %s", name);
+	return NULL;
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void test_trace_unsubscribing(void **state)
+{
+	struct fx *f = *state;
+	subscribe(f, "t", "keep");
+	subscribe(f, "t", "ready-one");
+	subscribe(f, "t", "leased-one");
+	subscribe(f, "t", "dead-one");
+	uint64_t ev = publish(f, "t");
+	fetch_one(f, "leased-one", ev, 1);
+	uint64_t tok = fetch_one(f, "dead-one", ev, 1);
+	assert_int_equal(nack(f, "dead-one", ev, tok, false, 0, true, ST(OK)),
+			 ST(OK));
+	Handoff__Wire__TraceReply *t = trace(f, ev);
+	assert_int_equal(sub_trace(t, "ready-one")->state, DS(READY));
+	assert_int_equal(sub_trace(t, "leased-one")->state, DS(LEASED));
+	assert_int_equal(sub_trace(t, "dead-one")->state, DS(DEAD));
+
+	unsubscribe(f, "ready-one");
+	unsubscribe(f, "leased-one");
+	unsubscribe(f, "dead-one");
+	/* no turn ran: the drain has reached none of them */
+	t = trace(f, ev);
+	assert_int_equal(t->n_subscriptions, 4);
+	assert_int_equal(sub_trace(t, "keep")->state, DS(READY));
+	assert_int_equal(sub_trace(t, "ready-one")->state, DS(UNSUBSCRIBED));
+	assert_int_equal(sub_trace(t, "leased-one")->state, DS(UNSUBSCRIBED));
+	assert_int_equal(sub_trace(t, "dead-one")->state, DS(UNSUBSCRIBED));
+}
+
+static void test_release(void **state)
+{
+	struct fx *f = *state;
+	subscribe(f, "t", "s"); /* max_attempts 1 (the config's default) */
+	uint64_t ev = publish(f, "t");
+	uint64_t tok = fetch_one(f, "s", ev, 1);
+	/* refused whole: a release takes no delay and is not permanent */
+	nack(f, "s", ev, tok, true, 5, false, ST(BAD_REQUEST));
+	nack(f, "s", ev, tok, true, 0, true, ST(BAD_REQUEST));
+	assert_int_equal(sub_trace(trace(f, ev), "s")->state, DS(LEASED));
+
+	f->now += 100;
+	assert_int_equal(nack(f, "s", ev, tok, true, 0, false, ST(OK)), ST(OK));
+	const Handoff__Wire__SubscriptionTrace *s =
+		sub_trace(trace(f, ev), "s");
+	assert_int_equal(s->state, DS(READY));
+	assert_int_equal(s->due_ms, f->now);
+	assert_int_equal(s->n_history, 1);
+	assert_int_equal(s->history[0]->outcome, OUT(RELEASED));
+	assert_string_equal(s->history[0]->error, "consumer stopped");
+	/* repeated: the lease is gone */
+	assert_int_equal(nack(f, "s", ev, tok, true, 0, false, ST(OK)),
+			 ST(LEASE_LOST));
+
+	/* max_attempts 1, yet delivered again, as attempt 1 */
+	tok = fetch_one(f, "s", ev, 1);
+	assert_int_equal(nack(f, "s", ev, tok, false, 0, false, ST(OK)),
+			 ST(OK));
+	s = sub_trace(trace(f, ev), "s");
+	assert_int_equal(s->state, DS(DEAD));
+	assert_int_equal(s->n_history, 2);
+	assert_int_equal(s->history[1]->outcome, OUT(NACKED));
+}
+
+int main(void)
+{
+	setenv("HANDOFF_TEST_NOSYNC", "1", 1);
+	if (sodium_init() < 0)
+		return 1;
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_trace_unsubscribing),
+		T(test_release),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
