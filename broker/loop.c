@@ -77,6 +77,17 @@ int loop_run(const struct config *cfg)
 			  LU("count", b->st.stale_readers_at_open),
 			  LS("why", "a process died inside a read transaction"),
 			  LOG_END);
+	if (b->st.nocow_converted_bytes)
+		log_event(LOG_INFO, "store_made_nocow",
+			  LU("bytes", b->st.nocow_converted_bytes),
+			  LS("why",
+			     "btrfs: a copy-on-write data.mdb needs new space "
+			     "for every write, so a full disk would stop acks"),
+			  LOG_END);
+	if (b->st.fs_warning[0])
+		log_event(LOG_WARN, "store_copy_on_write",
+			  LS("data", cfg->data_dir),
+			  LS("why", b->st.fs_warning), LOG_END);
 	if (b->st.nosync)
 		log_event(LOG_WARN, "durability_off",
 			  LS("why", "HANDOFF_TEST_NOSYNC=1 (test only)"),
