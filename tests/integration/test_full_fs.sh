@@ -316,7 +316,29 @@ ok
 STEP="space freed: the broker starts and publishing resumes"
 rm -f "$MNT/fill"
 sync
+nocow() { lsattr "$1" | cut -d' ' -f1 | grep -q C; }
+if [ "$FS" == btrfs ]; then
+	# A store made before handoff set NOCOW (or copied in): its files
+	# are copy-on-write. The start copies them into NOCOW ones.
+	nocow "$DATA/data.mdb" || fail "a new store's data.mdb is not NOCOW"
+	nocow "$DATA/lock.mdb" || fail "a new store's lock.mdb is not NOCOW"
+	chattr -C "$DATA"
+	for f in data.mdb lock.mdb; do
+		cp --reflink=never "$DATA/$f" "$DATA/$f.cow"
+		mv "$DATA/$f.cow" "$DATA/$f"
+		! nocow "$DATA/$f" || fail "could not make $f copy-on-write"
+	done
+	ok
+fi
 start_broker
+if [ "$FS" == btrfs ]; then
+	nocow "$DATA/data.mdb" || fail "data.mdb is still copy-on-write"
+	nocow "$DATA/lock.mdb" || fail "lock.mdb is still copy-on-write"
+	grep -q "event=store_made_nocow" "$LOG" ||
+		fail "no store_made_nocow in the log"
+	[ ! -e "$DATA/data.mdb.nocow" ] || fail "the copy was left behind"
+	ok
+fi
 for i in $(seq 801 880); do
 	publish_ok "$i"
 done
