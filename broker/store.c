@@ -556,13 +556,13 @@ int store_reader_check(struct store *st)
  * the map. Another program's environment, a store of another format
  * version, an empty or foreign file: all are refused as they are.
  */
-static int probe_store(const char *dir, uint64_t map_size, char *err,
+static int probe_store(const char *dir, uint64_t map_size, bool ours, char *err,
 		       size_t errlen)
 {
 	MDB_env *env = NULL;
 	int rc = check_file_size(dir, 0, err, errlen);
 	if (rc)
-		return rc;
+		goto out;
 	rc = env_new(&env, map_size);
 	if (rc) {
 		snprintf(err, errlen, "lmdb: %s", mdb_strerror(rc));
@@ -586,7 +586,17 @@ static int probe_store(const char *dir, uint64_t map_size, char *err,
 	if (!rc)
 		rc = check_format(env, err, errlen);
 out:
-	mdb_env_close(env);
+	if (env)
+		mdb_env_close(env);
+	if (rc && !ours && store_error_is_damage(rc)) {
+		/* No folder lock: nothing says handoff ever used it. */
+		char why[512];
+		snprintf(why, sizeof why, "%s", err);
+		snprintf(err, errlen,
+			 "%s holds no handoff store, or a damaged one (it has "
+			 "no handoffd.lock): %s",
+			 dir, why);
+	}
 	return rc;
 }
 
@@ -632,7 +642,7 @@ int store_open(struct store *st, const char *dir, uint64_t map_size, char *err,
 	snprintf(path, sizeof path, "%s/handoffd.lock", dir);
 	st->lock_fd = open(path, O_RDWR | O_CLOEXEC);
 	if (st->lock_fd < 0 && errno == ENOENT) {
-		rc = probe_store(dir, map_size, err, errlen);
+		rc = probe_store(dir, map_size, false, err, errlen);
 		if (rc)
 			goto fail;
 		probed = true;
@@ -649,7 +659,7 @@ int store_open(struct store *st, const char *dir, uint64_t map_size, char *err,
 		goto fail;
 	}
 	if (!probed) {
-		rc = probe_store(dir, map_size, err, errlen);
+		rc = probe_store(dir, map_size, true, err, errlen);
 		if (rc)
 			goto fail;
 	}
