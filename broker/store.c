@@ -124,8 +124,6 @@ static int set_nocow(int fd)
 	return is_nocow(fd) ? 0 : EOPNOTSUPP;
 }
 
-/* The first risk store_open could not remove; file is the file's name in
- * the store folder (the log names the folder). */
 /* Whether a file of this stat has its first `bytes` allocated, as far as
  * its block count tells (a hole shows as fewer blocks than bytes). Asked
  * before posix_fallocate: XFS wants free space for the whole range even
@@ -137,6 +135,8 @@ static bool owns_blocks(const struct stat *sb, off_t bytes)
 	       (uint64_t)sb->st_blocks * 512 >= (uint64_t)sb->st_size;
 }
 
+/* The first risk store_open could not remove; file is the file's name in
+ * the store folder (the log names the folder). */
 static void note_warning(struct store *st, const char *fmt, const char *file,
 			 int rc)
 {
@@ -153,10 +153,9 @@ static void note_warning(struct store *st, const char *fmt, const char *file,
  * file on btrfs is emptied and made NOCOW. Then every page is allocated.
  * When another process (a tool reading the store) has it open, it is left
  * as it is (*alone false). *fd gets the file, holding that lock: keep it
- * open until after
- * mdb_env_close (closing any descriptor of a file drops the process's
- * fcntl locks on it, LMDB's own included). A file whose blocks the disk
- * cannot give is refused: LMDB would die on it.
+ * open until after mdb_env_close (closing any descriptor of a file drops
+ * the process's fcntl locks on it, LMDB's own included). A file whose
+ * blocks the disk cannot give is refused: LMDB would die on it.
  */
 static int prepare_lock_file(const char *dir, struct store *st, int *fd,
 			     bool *alone, char *err, size_t errlen)
