@@ -102,8 +102,12 @@ STEP="make a $SIZE $FS image"
 mkdir "$MNT"
 truncate -s "$SIZE" "$IMG"
 "${MKFS[@]}" "$IMG" >"$TMP/mkfs.log" 2>&1 || fail "mkfs: $(cat "$TMP/mkfs.log")"
-LOOP=$(losetup -f --show "$IMG" 2>"$TMP/err") ||
-	skip "no loop device: $(cat "$TMP/err")"
+# Tests running in parallel may race for the same free loop device.
+for _ in 1 2 3 4 5; do
+	LOOP=$(losetup -f --show "$IMG" 2>"$TMP/err") && break
+	sleep 0.5
+done
+[ -n "$LOOP" ] || skip "no loop device: $(cat "$TMP/err")"
 mount -t "$FS" "$LOOP" "$MNT" 2>"$TMP/err" ||
 	skip "cannot mount $FS: $(cat "$TMP/err")"
 
