@@ -2,13 +2,15 @@
 # test_full_fs.sh FSTYPE — promise 9 (backpressure, not loss) on a real full
 # filesystem: btrfs, xfs or ext4 on a loop-mounted image under $TMPDIR.
 #
-# A broker holding a backlog sees the disk filled from outside (dd). Then:
-# publishes are refused with "storage full" (exit 6) and nothing confirmed
-# is lost; a restart on the full disk works; every backlog event is fetched
-# and acked; the file's freed pages take publishes again; a lock file whose
-# blocks the full disk cannot give is refused at start with a message that
-# names the remedy (never a crash); after space is freed publishing resumes
-# and grows the file. The broker must never die by a signal (on btrfs it
+# A broker holding a backlog sees the disk filled from outside (dd). With
+# 4 MiB left, its file still grows into them (XFS once refused that); once
+# full, publishes are refused with "storage full" (exit 6) and nothing
+# confirmed is lost; a restart on the full disk works; every backlog event
+# is fetched and acked; the file's freed pages take publishes again; a lock
+# file whose blocks the full disk cannot give is refused at start with a
+# message that names the remedy (never a crash); on btrfs, a store whose
+# files are copy-on-write is made NOCOW at start; after space is freed
+# publishing resumes. The broker must never die by a signal (on btrfs it
 # used to die with SIGBUS in LMDB's lock file, at every restart).
 #
 # Needs root, loop devices and mkfs.FSTYPE (btrfs-progs, xfsprogs): without
