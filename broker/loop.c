@@ -43,9 +43,10 @@ static void *store_main(void *arg)
 	return NULL;
 }
 
-static void start_failed(const char *error)
+static void start_failed(const struct config *cfg, const char *error)
 {
-	log_event(LOG_ERROR, "start_failed", LS("error", error), LOG_END);
+	log_event(LOG_ERROR, "start_failed", LS("data", cfg->data_dir),
+		  LS("error", error), LOG_END);
 }
 
 int loop_run(const struct config *cfg)
@@ -64,12 +65,12 @@ int loop_run(const struct config *cfg)
 		  LS("state", cfg->n_keys ? "on" : "off"),
 		  LU("keys", cfg->n_keys), LOG_END);
 	if (setup_signals(b)) {
-		start_failed(strerror(errno));
+		start_failed(cfg, strerror(errno));
 		goto out;
 	}
 	if (store_open(&b->st, cfg->data_dir, cfg->map_size_bytes, err,
 		       sizeof err)) {
-		start_failed(err);
+		start_failed(cfg, err);
 		goto out;
 	}
 	if (b->st.stale_readers_at_open)
@@ -77,22 +78,33 @@ int loop_run(const struct config *cfg)
 			  LU("count", b->st.stale_readers_at_open),
 			  LS("why", "a process died inside a read transaction"),
 			  LOG_END);
+	if (b->st.nocow_converted_bytes)
+		log_event(LOG_INFO, "store_made_nocow",
+			  LU("bytes", b->st.nocow_converted_bytes),
+			  LS("why",
+			     "btrfs: a copy-on-write data.mdb needs new space "
+			     "for every write, so a full disk would stop acks"),
+			  LOG_END);
+	if (b->st.fs_warning[0])
+		log_event(LOG_WARN, "store_copy_on_write",
+			  LS("data", cfg->data_dir),
+			  LS("why", b->st.fs_warning), LOG_END);
 	if (b->st.nosync)
 		log_event(LOG_WARN, "durability_off",
 			  LS("why", "HANDOFF_TEST_NOSYNC=1 (test only)"),
 			  LOG_END);
 	uint64_t t0 = clock_mono_ms();
 	if (broker_init(b, cfg, clock_now_ms())) {
-		start_failed(strerror(ENOMEM));
+		start_failed(cfg, strerror(ENOMEM));
 		goto out;
 	}
 	if (transport_open(&b->tr, cfg->listen, cfg->n_listen,
 			   cfg->max_request_bytes, err, sizeof err)) {
-		start_failed(err);
+		start_failed(cfg, err);
 		goto out;
 	}
 	if (pump_init(&b->pump, &b->tr, b->sigfd)) {
-		start_failed(strerror(errno));
+		start_failed(cfg, strerror(errno));
 		goto out;
 	}
 	pump_ready = true;
@@ -107,7 +119,7 @@ int loop_run(const struct config *cfg)
 
 	int rc = pthread_create(&store_thread, NULL, store_main, b);
 	if (rc) {
-		start_failed(strerror(rc));
+		start_failed(cfg, strerror(rc));
 		goto out;
 	}
 	pump_run(&b->pump);

@@ -13,11 +13,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/fs.h>
+#include <linux/magic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -73,6 +77,243 @@ static int fsync_path(const char *path, int flags)
 	int rc = fsync(fd) ? errno : 0;
 	close(fd);
 	return rc;
+}
+
+/* ---- the files on disk: allocated, and not copy-on-write ----------------
+ *
+ * LMDB writes data.mdb with pwrite (a full disk is an error) but keeps its
+ * reader table and transaction id in lock.mdb, a shared writable map: a
+ * store into a page of it that owns no disk block (a hole; on btrfs any
+ * page, as every write is copied to new space) needs space at fault time,
+ * and on a full disk the kernel's answer is SIGBUS, at every start. So a
+ * store's files own their blocks before LMDB maps them (posix_fallocate),
+ * and on btrfs they are NOCOW (FS_NOCOW_FL: overwrites land in place; the
+ * flag is only taken by an empty file, or inherited from the folder at
+ * creation). For data.mdb the same keeps acks possible on a full btrfs:
+ * space.c keeps blocks allocated past its last page, which only helps if
+ * writing them needs no new space.
+ */
+
+/* LMDB's lock file for its default 126 readers (it keeps a larger one). */
+#define LOCK_FILE_BYTES 8192
+
+static bool on_btrfs(int fd)
+{
+	struct statfs sf;
+	return fstatfs(fd, &sf) == 0 && sf.f_type == BTRFS_SUPER_MAGIC;
+}
+
+static bool is_nocow(int fd)
+{
+	int flags = 0;
+	return ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && (flags & FS_NOCOW_FL);
+}
+
+/* FS_NOCOW_FL on a folder (inherited by files made in it) or an empty
+ * file: 0 or errno. */
+static int set_nocow(int fd)
+{
+	int flags = 0;
+	if (ioctl(fd, FS_IOC_GETFLAGS, &flags))
+		return errno;
+	if (flags & FS_NOCOW_FL)
+		return 0;
+	flags |= FS_NOCOW_FL;
+	if (ioctl(fd, FS_IOC_SETFLAGS, &flags))
+		return errno;
+	return is_nocow(fd) ? 0 : EOPNOTSUPP;
+}
+
+/* Whether a file of this stat has its first `bytes` allocated, as far as
+ * its block count tells (a hole shows as fewer blocks than bytes). Asked
+ * before posix_fallocate: XFS wants free space for the whole range even
+ * where it is allocated already, so on a full disk it would refuse a
+ * file that needs nothing. */
+static bool owns_blocks(const struct stat *sb, off_t bytes)
+{
+	return sb->st_size >= bytes &&
+	       (uint64_t)sb->st_blocks * 512 >= (uint64_t)sb->st_size;
+}
+
+/* The first risk store_open could not remove; file is the file's name in
+ * the store folder (the log names the folder). */
+static void note_warning(struct store *st, const char *fmt, const char *file,
+			 int rc)
+{
+	if (st && !st->fs_warning[0])
+		snprintf(st->fs_warning, sizeof st->fs_warning, fmt, file,
+			 strerror(rc));
+}
+
+/*
+ * Make dir/lock.mdb a file LMDB can write through its map on a full disk.
+ * Its content only means something while a process has the environment
+ * open (the first opener rebuilds it), and LMDB tells "nobody has it open"
+ * by a write lock on its byte 0: holding that lock, a copy-on-write lock
+ * file on btrfs is emptied and made NOCOW. Then every page is allocated.
+ * When another process (a tool reading the store) has it open, it is left
+ * as it is (*alone false). *fd gets the file, holding that lock: keep it
+ * open until after mdb_env_close (closing any descriptor of a file drops
+ * the process's fcntl locks on it, LMDB's own included). A file whose
+ * blocks the disk cannot give is refused: LMDB would die on it.
+ */
+static int prepare_lock_file(const char *dir, struct store *st, int *fd,
+			     bool *alone, char *err, size_t errlen)
+{
+	char path[PATH_MAX + 16];
+	struct flock excl = { .l_type = F_WRLCK,
+			      .l_whence = SEEK_SET,
+			      .l_start = 0,
+			      .l_len = 1 };
+	struct stat sb;
+	int rc;
+
+	snprintf(path, sizeof path, "%s/lock.mdb", dir);
+	*fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (*fd < 0) {
+		rc = errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(rc));
+		return rc;
+	}
+	bool btrfs = on_btrfs(*fd);
+	*alone = fcntl(*fd, F_SETLK, &excl) == 0;
+	if (!*alone) {
+		/* in use by another process: not ours to change */
+		if (btrfs && !is_nocow(*fd))
+			note_warning(st,
+				     "%s is copy-on-write (btrfs) and in use "
+				     "by another process, so it was left so "
+				     "(%s): a full disk may stop the broker; "
+				     "restart it with no tool reading the "
+				     "store",
+				     "lock.mdb", EBUSY);
+		return 0;
+	}
+	if (btrfs && !is_nocow(*fd)) {
+		if (ftruncate(*fd, 0) == 0)
+			rc = set_nocow(*fd);
+		else
+			rc = errno;
+		if (rc)
+			note_warning(st,
+				     "%s could not be made NOCOW (%s): on a "
+				     "full btrfs writing to it may stop the "
+				     "broker",
+				     "lock.mdb", rc);
+	}
+	if (fstat(*fd, &sb)) {
+		rc = errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(rc));
+		return rc;
+	}
+	off_t want =
+		sb.st_size > LOCK_FILE_BYTES ? sb.st_size : LOCK_FILE_BYTES;
+	rc = owns_blocks(&sb, want) ? 0 : posix_fallocate(*fd, 0, want);
+	if (rc == EOPNOTSUPP || rc == ENOSYS)
+		rc = 0; /* no allocation to ask for (not a local disk) */
+	if (rc)
+		snprintf(err, errlen,
+			 "cannot allocate %s (%lld bytes): %s: LMDB writes "
+			 "this file through a memory map, and a write into an "
+			 "unallocated block on a full disk kills the process "
+			 "(SIGBUS); free some space on the disk holding %s "
+			 "and start again",
+			 path, (long long)want, strerror(rc), dir);
+	return rc;
+}
+
+/* LMDB may grow the lock file it was given (more readers than it holds):
+ * allocate what it added. Best effort: the size it needs was allocated. */
+static void allocate_lock_file(int fd)
+{
+	struct stat sb;
+	if (fd >= 0 && fstat(fd, &sb) == 0 && !owns_blocks(&sb, sb.st_size))
+		(void)posix_fallocate(fd, 0, sb.st_size);
+}
+
+static int copy_range(int from, int to, uint64_t len)
+{
+	enum { CHUNK = 1 << 20 };
+	char *buf = malloc(CHUNK);
+	int rc = 0;
+	if (!buf)
+		return ENOMEM;
+	for (uint64_t off = 0; off < len && !rc;) {
+		size_t n = len - off < CHUNK ? (size_t)(len - off) : CHUNK;
+		ssize_t got = pread(from, buf, n, (off_t)off);
+		if (got <= 0) {
+			rc = got < 0 ? errno : EIO;
+			break;
+		}
+		for (ssize_t done = 0; done < got && !rc;) {
+			ssize_t w = pwrite(to, buf + done, (size_t)(got - done),
+					   (off_t)(off + (uint64_t)done));
+			if (w < 0)
+				rc = errno;
+			else
+				done += w;
+		}
+		off += (uint64_t)got;
+	}
+	free(buf);
+	return rc;
+}
+
+/*
+ * On btrfs, a data.mdb made without NOCOW (by an older handoff, or copied
+ * in) is copied once into a NOCOW file beside it, synced and renamed over
+ * it. Only while nobody else has the environment open (the caller holds
+ * the folder lock and lock.mdb's write lock). When the disk has no room
+ * for the copy, the file stays as it is and st->fs_warning says so.
+ */
+static void make_data_nocow(const char *dir, struct store *st)
+{
+	char path[PATH_MAX + 16], tmp[PATH_MAX + 32];
+	struct stat sb;
+	int from, to = -1, rc;
+
+	snprintf(path, sizeof path, "%s/data.mdb", dir);
+	snprintf(tmp, sizeof tmp, "%s/data.mdb.nocow", dir);
+	(void)unlink(tmp); /* left by a start that died copying */
+	from = open(path, O_RDONLY | O_CLOEXEC);
+	if (from < 0)
+		return; /* mdb_env_open will say why */
+	if (!on_btrfs(from) || is_nocow(from) || fstat(from, &sb))
+		goto out;
+	to = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+		  sb.st_mode & 0777);
+	if (to < 0) {
+		rc = errno;
+		goto failed;
+	}
+	rc = set_nocow(to);
+	if (!rc)
+		rc = posix_fallocate(to, 0, sb.st_size);
+	if (!rc)
+		rc = copy_range(from, to, (uint64_t)sb.st_size);
+	if (!rc && fsync(to))
+		rc = errno;
+	if (!rc && rename(tmp, path))
+		rc = errno;
+	if (!rc)
+		rc = fsync_path(dir, O_RDONLY | O_DIRECTORY);
+	if (!rc) {
+		st->nocow_converted_bytes = (uint64_t)sb.st_size;
+		goto out;
+	}
+failed:
+	if (to >= 0)
+		(void)unlink(tmp);
+	note_warning(st,
+		     "%s is copy-on-write (btrfs) and could not be copied "
+		     "into a NOCOW file (%s): on a full disk acks may fail "
+		     "until space is freed; free as much space as the file "
+		     "takes and restart to convert it",
+		     "data.mdb", rc);
+out:
+	if (to >= 0)
+		close(to);
+	close(from);
 }
 
 static int create_dbs(MDB_env *env, MDB_dbi *dbi, bool init)
@@ -138,6 +379,22 @@ static int create_fresh(const char *dir, uint64_t map_size, char *err,
 		snprintf(err, errlen, "mkdir %s: %s", tmp, strerror(rc));
 		return rc;
 	}
+	/* btrfs: the files made in it inherit NOCOW (see above); elsewhere
+	 * this fails and changes nothing. */
+	int dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		if (on_btrfs(dfd))
+			(void)set_nocow(dfd);
+		close(dfd);
+	}
+	int lock_fd = -1;
+	bool alone;
+	rc = prepare_lock_file(tmp, NULL, &lock_fd, &alone, err, errlen);
+	if (rc) {
+		if (lock_fd >= 0)
+			close(lock_fd);
+		return rc;
+	}
 	rc = env_new(&env, map_size);
 	if (!rc)
 		rc = mdb_env_open(env, tmp, 0, 0600);
@@ -145,6 +402,7 @@ static int create_fresh(const char *dir, uint64_t map_size, char *err,
 		rc = create_dbs(env, dbi, true);
 	if (env)
 		mdb_env_close(env);
+	close(lock_fd);
 	if (rc) {
 		snprintf(err, errlen, "creating store in %s: %s", tmp,
 			 mdb_strerror(rc));
@@ -289,15 +547,69 @@ int store_reader_check(struct store *st)
 	return dead;
 }
 
+/*
+ * Whether dir/data.mdb is a handoff store this build reads, asked before
+ * anything in the folder is written or made: LMDB opens it read-only and
+ * without its lock file (MDB_NOLOCK: lock.mdb is neither made nor
+ * touched), and the file's size is checked before a page is read through
+ * the map. Another program's environment, a store of another format
+ * version, an empty or foreign file: all are refused as they are.
+ */
+static int probe_store(const char *dir, uint64_t map_size, bool ours, char *err,
+		       size_t errlen)
+{
+	MDB_env *env = NULL;
+	int rc = check_file_size(dir, 0, err, errlen);
+	if (rc)
+		goto out;
+	rc = env_new(&env, map_size);
+	if (rc) {
+		snprintf(err, errlen, "lmdb: %s", mdb_strerror(rc));
+		return rc;
+	}
+	rc = mdb_env_open(env, dir, MDB_RDONLY | MDB_NOLOCK, 0600);
+	if (rc) {
+		snprintf(err, errlen, "%s %s: %s",
+			 store_error_is_damage(rc) ? "store damaged:" :
+						     "opening store",
+			 dir, mdb_strerror(rc));
+		goto out;
+	}
+	MDB_envinfo info;
+	MDB_stat est;
+	mdb_env_info(env, &info);
+	mdb_env_stat(env, &est);
+	rc = check_file_size(dir,
+			     (uint64_t)(info.me_last_pgno + 1) * est.ms_psize,
+			     err, errlen);
+	if (!rc)
+		rc = check_format(env, err, errlen);
+out:
+	if (env)
+		mdb_env_close(env);
+	if (rc && !ours && store_error_is_damage(rc)) {
+		/* No folder lock: nothing says handoff ever used it. */
+		char why[512];
+		snprintf(why, sizeof why, "%s", err);
+		snprintf(err, errlen,
+			 "%s holds no handoff store, or a damaged one (it has "
+			 "no handoffd.lock): %s",
+			 dir, why);
+	}
+	return rc;
+}
+
 int store_open(struct store *st, const char *dir, uint64_t map_size, char *err,
 	       size_t errlen)
 {
 	char path[PATH_MAX + 32];
 	struct stat sb;
+	bool alone = false;
 	int rc;
 
 	memset(st, 0, sizeof *st);
 	st->lock_fd = -1;
+	st->lmdb_lock_fd = -1;
 	snprintf(path, sizeof path, "%s/data.mdb", dir);
 	if (stat(path, &sb)) {
 		if (errno != ENOENT) {
@@ -322,18 +634,39 @@ int store_open(struct store *st, const char *dir, uint64_t map_size, char *err,
 			return rc;
 	}
 
+	/* A folder lock means a handoffd may be at work here: wait for none
+	 * before reading. Without one, the folder is not known to be
+	 * handoff's: nothing is made in it before probe_store says it is. */
+	bool probed = false;
 	snprintf(path, sizeof path, "%s/handoffd.lock", dir);
-	st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	st->lock_fd = open(path, O_RDWR | O_CLOEXEC);
+	if (st->lock_fd < 0 && errno == ENOENT) {
+		rc = probe_store(dir, map_size, false, err, errlen);
+		if (rc)
+			goto fail;
+		probed = true;
+		st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	}
 	if (st->lock_fd < 0) {
 		rc = errno;
 		snprintf(err, errlen, "%s: %s", path, strerror(rc));
-		return rc;
+		goto fail;
 	}
 	if (flock(st->lock_fd, LOCK_EX | LOCK_NB)) {
 		rc = errno;
 		snprintf(err, errlen, "another handoffd is using %s", dir);
 		goto fail;
 	}
+	if (!probed) {
+		rc = probe_store(dir, map_size, true, err, errlen);
+		if (rc)
+			goto fail;
+	}
+	rc = prepare_lock_file(dir, st, &st->lmdb_lock_fd, &alone, err, errlen);
+	if (rc)
+		goto fail;
+	if (alone)
+		make_data_nocow(dir, st);
 	rc = env_new(&st->env, map_size);
 	if (rc) {
 		snprintf(err, errlen, "lmdb: %s", mdb_strerror(rc));
@@ -341,9 +674,6 @@ int store_open(struct store *st, const char *dir, uint64_t map_size, char *err,
 	}
 	const char *nosync = getenv("HANDOFF_TEST_NOSYNC");
 	st->nosync = nosync && strcmp(nosync, "1") == 0;
-	rc = check_file_size(dir, 0, err, errlen);
-	if (rc)
-		goto fail;
 	rc = mdb_env_open(st->env, dir, st->nosync ? MDB_NOSYNC : 0, 0600);
 	if (rc) {
 		snprintf(err, errlen, "%s %s: %s",
@@ -352,8 +682,10 @@ int store_open(struct store *st, const char *dir, uint64_t map_size, char *err,
 			 dir, mdb_strerror(rc));
 		goto fail;
 	}
+	allocate_lock_file(st->lmdb_lock_fd);
 	/* Before any page is read through the map: a page past the end of a
-	 * truncated file would raise SIGBUS instead of returning an error. */
+	 * truncated file would raise SIGBUS instead of returning an error
+	 * (probe_store checked; the file is checked again now it is ours). */
 	MDB_envinfo info;
 	MDB_stat est;
 	mdb_env_info(st->env, &info);
@@ -406,6 +738,10 @@ void store_close(struct store *st)
 	if (st->env)
 		mdb_env_close(st->env);
 	st->env = NULL;
+	/* only now: closing it drops the fcntl locks LMDB held on lock.mdb */
+	if (st->lmdb_lock_fd >= 0)
+		close(st->lmdb_lock_fd);
+	st->lmdb_lock_fd = -1;
 	if (st->lock_fd >= 0)
 		close(st->lock_fd);
 	st->lock_fd = -1;
@@ -1278,9 +1614,18 @@ out:
 int store_reserve(struct store *st, uint64_t bytes)
 {
 	int fd;
+	struct stat sb;
+	off_t from = 0;
 	if (mdb_env_get_fd(st->env, &fd))
 		return EBADF;
-	return posix_fallocate(fd, 0, (off_t)bytes);
+	/* Only past the end of a file without holes: XFS wants free space
+	 * for the whole range asked, allocated or not, so asking from 0
+	 * would fail once the disk has less free space than the file. */
+	if (fstat(fd, &sb) == 0 && owns_blocks(&sb, sb.st_size))
+		from = sb.st_size;
+	if ((uint64_t)from >= bytes)
+		return 0;
+	return posix_fallocate(fd, from, (off_t)bytes - from);
 }
 
 uint64_t store_file_bytes(struct store *st)

@@ -104,8 +104,14 @@ struct store {
 	uint64_t next_event_id; /* as of the last commit */
 	uint32_t next_sub_id;
 	int lock_fd;
+	int lmdb_lock_fd;	   /* lock.mdb, open until LMDB's env closes */
 	int nosync;		   /* test-only: MDB_NOSYNC (not durable) */
 	int stale_readers_at_open; /* reader slots of dead processes cleared */
+	/* what store_open did about the filesystem, for the start-up log:
+	 * bytes of a copy-on-write data.mdb copied into a NOCOW one (btrfs),
+	 * and a risk it could not remove ("" when none) */
+	uint64_t nocow_converted_bytes;
+	char fs_warning[400];
 };
 
 struct sched;
@@ -158,7 +164,8 @@ void store_pages(struct store *st, uint64_t *used, uint64_t *map,
 int store_free_pages(struct store *st, uint64_t *pages);
 /* Make sure the data file has its first `bytes` allocated on disk
  * (posix_fallocate), so page writes below them cannot hit a full disk.
- * Returns 0 or an errno (ENOSPC, EFBIG, EDQUOT...). */
+ * Asks only for what lies past the end of a file without holes. Returns 0
+ * or an errno (ENOSPC, EFBIG, EDQUOT...). */
 int store_reserve(struct store *st, uint64_t bytes);
 /* Size of the data file in bytes (0 if it cannot be read). */
 uint64_t store_file_bytes(struct store *st);
