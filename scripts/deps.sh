@@ -11,6 +11,7 @@ HANDOFF_DEB_PACKAGES=(
 	libsodium-dev libinih-dev zlib1g-dev
 	libcmocka-dev
 	clang libclang-rt-14-dev llvm clang-format
+	faketime
 )
 
 # Print the packages of HANDOFF_DEB_PACKAGES that are not installed.
