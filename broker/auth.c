@@ -19,6 +19,7 @@
 #define SWEEP_MS       1000
 #define SEQ_WINDOW     64
 
+_Static_assert(REQUEST_MAC_BYTES == 32, "auth_sign_clock's mac");
 _Static_assert(CONFIG_SECRET_BYTES == REQUEST_MAC_SECRET_BYTES,
 	       "a key's secret is the MAC's key");
 
@@ -212,6 +213,20 @@ int auth_verify(struct auth *a, const Request *req, const void *buf, size_t len,
 	if (st == ST(OK))
 		*key = k;
 	return st;
+}
+
+bool auth_sign_clock(const struct auth *a, const Request *req, uint64_t now_ms,
+		     uint8_t mac[32])
+{
+	const Handoff__Wire__Auth *au = req->auth;
+	if (!auth_enabled(a) || !au || !au->key_id)
+		return false;
+	const struct config_key *k = find_key(a, au->key_id);
+	if (!k)
+		return false;
+	request_clock_mac(k->secret, au->key_id, au->session, au->seq, now_ms,
+			  mac);
+	return true;
 }
 
 static bool matches(char *const *patterns, size_t n, const char *name)

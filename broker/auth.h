@@ -9,12 +9,15 @@
  * common/request_mac.h, shared with the client). The secret never
  * travels; MACs are compared in constant time; secrets are never logged.
  *
- * Replays: a request signed more than request_window ago (or ahead), or
- * before this broker started, is stale; within the window each (session,
- * seq) is accepted once (a 64-wide sliding window per session, as IPsec
- * does). A legitimate resend that was already applied is told
- * STALE_REQUEST and signs again: every request is safe to apply twice
- * (idempotency keys, lease tokens, fetch sequence, command ids).
+ * Replays: a request signed more than request_window ago (or ahead) by
+ * broker time (clock.h), or before this broker started, is stale; within
+ * the window each (session, seq) is accepted once (a 64-wide sliding
+ * window per session, as IPsec does). A legitimate resend that was already
+ * applied is told STALE_REQUEST and signs again: every request is safe to
+ * apply twice (idempotency keys, lease tokens, fetch sequence, command
+ * ids). A STALE_REQUEST reply carries the broker's clock, MACed with the
+ * key (auth_sign_clock), so that a client whose clock differs signs its
+ * next try against the broker's.
  *
  * Ownership: struct auth owns its session table; keys belong to the config.
  * Thread-safety: none; the store thread owns it.
@@ -33,7 +36,7 @@ struct auth_session;
 
 struct auth {
 	const struct config *cfg;
-	uint64_t started_ms;	    /* wall clock */
+	uint64_t started_ms;	    /* broker time (clock.h) */
 	struct auth_session *table; /* open addressing */
 	size_t cap, used;
 	uint64_t next_sweep_ms;
@@ -52,6 +55,14 @@ bool auth_enabled(const struct auth *a);
 int auth_verify(struct auth *a, const Request *req, const void *buf, size_t len,
 		uint64_t now_ms, const struct config_key **key, char *why,
 		size_t whylen);
+
+/* The MAC of broker time now_ms for the client that signed req
+ * (request_clock_mac), into mac; false (mac untouched) when req is not
+ * signed by a configured key. Call it only for a request auth_verify()
+ * answered STALE_REQUEST: its MAC was checked, so only the key's holder
+ * is told the clock. */
+bool auth_sign_clock(const struct auth *a, const Request *req, uint64_t now_ms,
+		     uint8_t mac[32]);
 
 /* OK, or PERMISSION_DENIED with the reason, for key making req (key may be
  * NULL only when access control is off). */

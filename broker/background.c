@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "broker.h"
+#include "clock.h"
 #include "log.h"
 
 #define RECOVER_PER_TURN  250
@@ -186,27 +187,45 @@ static int drain_unsubscribed(struct broker *b, struct txn *t, int *budget)
 	return 0;
 }
 
+/* A dedup record from before this start whose window ran out by the
+ * clock also lives out a window of this run (clock_window_over): it comes
+ * due again then. */
+static int outlive_restart(struct broker *b, struct txn *t, int kind,
+			   const uint8_t *id, size_t idlen)
+{
+	return store_expiry_put(t, b->started_ms + b->cfg->dedup_window_ms,
+				kind, id, idlen);
+}
+
 /* One retention entry that came due: what it names goes. */
 static int expire_entry(struct broker *b, struct txn *t, int kind,
 			const uint8_t *id, size_t idlen)
 {
 	int rc = 0;
+	uint64_t window = b->cfg->dedup_window_ms;
 	if (kind == EXPIRY_IDEM) {
 		IdemRecord *ir;
 		rc = store_idem_get(t, id, idlen, &ir);
 		/* a newer record under the same key keeps living; a gone or
 		 * damaged one has nothing to expire (its entry goes) */
-		if (rc == 0 &&
-		    ir->created_ms + b->cfg->dedup_window_ms <= t->now_ms)
+		if (rc == 0 && clock_window_over(ir->created_ms, window,
+						 b->started_ms, t->now_ms))
 			rc = store_idem_del(t, id, idlen);
-		else if (rc == MDB_NOTFOUND || rc == STORE_EDECODE || rc == 0)
+		else if (rc == 0 && ir->created_ms + window <= t->now_ms)
+			rc = outlive_restart(b, t, kind, id, idlen);
+		else if (rc == MDB_NOTFOUND || rc == STORE_EDECODE)
 			rc = 0;
 	} else if (kind == EXPIRY_HISTORY && idlen == 8) {
 		rc = forget_event(t, be64_get(id));
 	} else if (kind == EXPIRY_COMMAND && idlen < IDEM_KEY_MAX) {
 		char cid[IDEM_KEY_MAX + 1];
+		CommandRecord *c;
 		memcpy(cid, id, idlen);
 		cid[idlen] = '\0';
+		rc = store_command_get(t, cid, &c);
+		if (rc == 0 && !clock_window_over(c->created_ms, window,
+						  b->started_ms, t->now_ms))
+			return outlive_restart(b, t, kind, id, idlen);
 		rc = store_command_del(t, cid);
 		if (rc == MDB_NOTFOUND)
 			rc = 0;

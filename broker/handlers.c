@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "records.h"
 #include "scheduler.h"
@@ -183,8 +184,8 @@ static int check_event(struct handler_env *env,
 
 static int publish_one(struct txn *t, const char *topic,
 		       const Handoff__Wire__PublishEvent *e, SubRecord **subs,
-		       size_t n_subs, uint64_t window_ms, uint64_t *id,
-		       bool *dup)
+		       size_t n_subs, uint64_t window_ms, uint64_t started_ms,
+		       uint64_t *id, bool *dup)
 {
 	uint8_t ikey[IDEM_KEY_MAX];
 	size_t ilen;
@@ -193,7 +194,8 @@ static int publish_one(struct txn *t, const char *topic,
 	if (rc)
 		return rc; /* names and keys are checked before: cannot happen */
 	rc = store_idem_get(t, ikey, ilen, &ir);
-	if (rc == 0 && ir->created_ms + window_ms > t->now_ms) {
+	if (rc == 0 && !clock_window_over(ir->created_ms, window_ms, started_ms,
+					  t->now_ms)) {
 		*id = ir->event_id;
 		*dup = true;
 		return 0;
@@ -314,7 +316,8 @@ static int handle_publish(struct handler_env *env, struct txn *t,
 	for (size_t i = 0; i < p->n_events; i++) {
 		bool dup;
 		rc = publish_one(t, p->topic, p->events[i], subs, n_subs,
-				 env->cfg->dedup_window_ms, &eids[i], &dup);
+				 env->cfg->dedup_window_ms, env->started_ms,
+				 &eids[i], &dup);
 		if (rc)
 			return rc;
 		dups[i] = dup;

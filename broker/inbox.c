@@ -54,15 +54,41 @@ const char *inbox_request_name(const Request *r)
 /* Who sent the request, when access control allows it; else the status
  * that refuses it, with why filled. */
 static int authenticate(struct broker *b, const Request *req,
-			const struct inmsg *in,
+			const struct inmsg *in, uint64_t now,
 			const struct config_key **caller, char *why,
 			size_t whylen)
 {
-	int st = auth_verify(&b->auth, req, in->body, in->len, clock_now_ms(),
-			     caller, why, whylen);
+	int st = auth_verify(&b->auth, req, in->body, in->len, now, caller, why,
+			     whylen);
 	if (st == HANDOFF__WIRE__STATUS__OK)
 		st = auth_allows(&b->auth, *caller, req, why, whylen);
 	return st;
+}
+
+/* Refuse req with status ast. A stale signed request is told the broker's
+ * clock (MACed with its key), so that a client whose clock differs signs
+ * its next try against it. */
+static void refuse(struct broker *b, void *ctrl, const Request *req, int ast,
+		   uint64_t now, const char *why)
+{
+	Handoff__Wire__BrokerClock *clk = NULL;
+	uint8_t *mac = NULL;
+	Reply *r = reply_error(b, ast, why);
+	if (r && ast == HANDOFF__WIRE__STATUS__STALE_REQUEST) {
+		clk = arena_alloc(&b->arena, sizeof *clk);
+		mac = arena_alloc(&b->arena, 32);
+	}
+	if (clk && mac && auth_sign_clock(&b->auth, req, now, mac)) {
+		handoff__wire__broker_clock__init(clk);
+		clk->now_ms = now;
+		clk->mac.data = mac;
+		clk->mac.len = 32;
+		r->clock = clk;
+	}
+	if (r)
+		reply_send(b, ctrl, r, NULL);
+	else
+		pump_send(&b->pump, ctrl, NULL, 0);
 }
 
 /*
@@ -117,6 +143,7 @@ void inbox_receive(struct broker *b, int timeout_ms, bool *stopping)
 				     MAX_TURN_REQUESTS - n_old, MAX_TURN_BYTES,
 				     n_old ? 0 : timeout_ms, stopping);
 	ib->n_pend = 0;
+	uint64_t now = clock_now_ms();
 	for (size_t i = 0; i < n; i++) {
 		struct inmsg *in = &ib->inbound[i];
 		Request *req =
@@ -127,7 +154,7 @@ void inbox_receive(struct broker *b, int timeout_ms, bool *stopping)
 		if (req && i < n_old)
 			caller = old_callers[i]; /* checked when it came */
 		else if (req)
-			ast = authenticate(b, req, in, &caller, why,
+			ast = authenticate(b, req, in, now, &caller, why,
 					   sizeof why);
 		if (!req || ast != HANDOFF__WIRE__STATUS__OK) {
 			free(in->body);
@@ -140,7 +167,7 @@ void inbox_receive(struct broker *b, int timeout_ms, bool *stopping)
 						    req->auth->key_id :
 						    ""),
 				  LS("reason", why), LOG_END);
-			reply_send_error(b, in->ctrl, ast, why);
+			refuse(b, in->ctrl, req, ast, now, why);
 			continue;
 		}
 		if (!req) {

@@ -43,6 +43,26 @@ static void *store_main(void *arg)
 	return NULL;
 }
 
+/* Broker time starts at the wall clock, or past the last run's clock mark
+ * when that is ahead (clock.h): the wall clock went back while the broker
+ * was down, or is wrong now. */
+static int start_clock(struct broker *b)
+{
+	if (store_read_clock_mark(&b->st))
+		return -1;
+	uint64_t wall = clock_wall_ms(), mark = b->st.clock_mark_ms;
+	uint64_t base = clock_base_ms(wall, mark);
+	clock_start(base);
+	if (base > wall + 1000)
+		log_event(LOG_WARN, "clock_behind_store", LU("wall_ms", wall),
+			  LU("broker_ms", base), LU("behind_ms", base - wall),
+			  LS("why", "the store holds times from a run whose "
+				    "clock was ahead: broker time resumes "
+				    "from there, not from the wall clock"),
+			  LOG_END);
+	return 0;
+}
+
 static void start_failed(const struct config *cfg, const char *error)
 {
 	log_event(LOG_ERROR, "start_failed", LS("data", cfg->data_dir),
@@ -94,6 +114,10 @@ int loop_run(const struct config *cfg)
 			  LS("why", "HANDOFF_TEST_NOSYNC=1 (test only)"),
 			  LOG_END);
 	uint64_t t0 = clock_mono_ms();
+	if (start_clock(b)) {
+		start_failed(cfg, "reading the store's clock mark");
+		goto out;
+	}
 	if (broker_init(b, cfg, clock_now_ms())) {
 		start_failed(cfg, strerror(ENOMEM));
 		goto out;

@@ -25,6 +25,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "clock.h"
+
 /* The record format (proto/store.proto) and database layout (store.h),
  * kept in meta "schema". */
 #define SCHEMA_VERSION 1
@@ -759,6 +761,20 @@ void store_usage(struct store *st, uint64_t *used, uint64_t *map)
 
 /* ---- transactions ------------------------------------------------------ */
 
+int store_read_clock_mark(struct store *st)
+{
+	MDB_txn *txn;
+	MDB_val k = { 10, "clock_mark" }, d;
+	int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+	if (rc)
+		return rc;
+	st->clock_mark_ms = 0;
+	if (!mdb_get(txn, st->dbi[DB_META], &k, &d) && d.mv_size == 8)
+		st->clock_mark_ms = be64_get(d.mv_data);
+	mdb_txn_abort(txn);
+	return 0;
+}
+
 int store_txn_begin(struct store *st, struct arena *a, bool write,
 		    uint64_t now_ms, struct txn *t)
 {
@@ -781,6 +797,7 @@ static int put_hinted(struct txn *t, int db, MDB_val *k, MDB_val *d,
 		      unsigned flags)
 {
 	int rc = mdb_put(t->txn, t->st->dbi[db], k, d, flags);
+	t->wrote = true;
 	if (rc == MDB_KEYEXIST && (flags & MDB_APPEND))
 		rc = mdb_put(t->txn, t->st->dbi[db], k, d, flags & ~MDB_APPEND);
 	return rc;
@@ -854,6 +871,7 @@ static int get_msg(struct txn *t, int db, const void *key, size_t klen,
 static int del_key(struct txn *t, int db, const void *key, size_t klen)
 {
 	MDB_val k = { klen, (void *)key };
+	t->wrote = true;
 	return mdb_del(t->txn, t->st->dbi[db], &k, NULL);
 }
 
@@ -889,6 +907,9 @@ int store_txn_commit(struct txn *t)
 		rc = put_meta_u64(t, "next_event", t->next_event_id, 8);
 	if (!rc && t->next_sub_id != t->st->next_sub_id)
 		rc = put_meta_u64(t, "next_sub", t->next_sub_id, 4);
+	bool mark = clock_mark_due(t->st->clock_mark_ms, t->now_ms, t->wrote);
+	if (!rc && mark)
+		rc = put_meta_u64(t, "clock_mark", t->now_ms, 8);
 	if (rc) {
 		store_txn_abort(t);
 		return rc;
@@ -898,6 +919,8 @@ int store_txn_commit(struct txn *t)
 	if (!rc) {
 		t->st->next_event_id = t->next_event_id;
 		t->st->next_sub_id = t->next_sub_id;
+		if (mark)
+			t->st->clock_mark_ms = t->now_ms;
 	}
 	return rc;
 }

@@ -7,6 +7,7 @@
  *   meta        "schema"                                  -> format version (4)
  *               "next_event"                              -> next event id (8)
  *               "next_sub"                                -> next sub id (4)
+ *               "clock_mark"                              -> broker time (8)
  *   events      event id (8)                              -> EventMeta
  *   payloads    event id (8)                              -> crc32 (4) + EventBody
  *   subs        subscription id (4)                       -> SubscriptionRecord
@@ -112,6 +113,10 @@ struct store {
 	 * and a risk it could not remove ("" when none) */
 	uint64_t nocow_converted_bytes;
 	char fs_warning[400];
+	/* meta "clock_mark" as of the last commit: every commit that wrote
+	 * anything writes its now_ms there too (clock.h), so no time stored
+	 * is past it */
+	uint64_t clock_mark_ms;
 };
 
 struct sched;
@@ -121,6 +126,7 @@ struct txn {
 	MDB_txn *txn;
 	struct arena *arena;
 	uint64_t now_ms;
+	bool wrote; /* something was put or deleted (for the clock mark) */
 	uint64_t next_event_id;
 	uint32_t next_sub_id;
 	/* the scheduler's context (scheduler.h): set by the opener of a
@@ -172,9 +178,14 @@ uint64_t store_file_bytes(struct store *st);
 /* Bytes in use by the data file's pages, and the map size. */
 void store_usage(struct store *st, uint64_t *used, uint64_t *map);
 
+/* Read meta "clock_mark" into st->clock_mark_ms (0 when there is none):
+ * 0 or an LMDB error. */
+int store_read_clock_mark(struct store *st);
+
 int store_txn_begin(struct store *st, struct arena *a, bool write,
 		    uint64_t now_ms, struct txn *t);
-/* Writes back dirty subscription records and counters, then commits
+/* Writes back dirty subscription records, counters and the clock mark
+ * (when due), then commits
  * durably (two syncs). On failure the txn is gone (aborted). */
 int store_txn_commit(struct txn *t);
 void store_txn_abort(struct txn *t);

@@ -188,6 +188,42 @@ static uint64_t wall_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* The time to sign with: the broker's clock as last learnt (carried on by
+ * the monotonic clock), else our wall clock. */
+static uint64_t signing_ms(const handoff_client *c)
+{
+	if (c->clock_known)
+		return (uint64_t)((int64_t)now_ms() + c->clock_offset_ms);
+	return wall_ms();
+}
+
+/*
+ * A STALE_REQUEST reply to the request we signed last may carry the
+ * broker's clock, MACed with our key over our session and seq: adopt it
+ * (only then: a forged clock would have us sign requests that become valid
+ * later). Returns whether it did.
+ */
+static int learn_clock(handoff_client *c, const Handoff__Wire__Reply *r)
+{
+	const Handoff__Wire__BrokerClock *clk = r->clock;
+	uint8_t mac[REQUEST_MAC_BYTES];
+	int good;
+
+	if (clk == NULL || clk->mac.len != sizeof mac || clk->now_ms == 0 ||
+	    clk->now_ms > INT64_MAX / 2)
+		return 0;
+	request_clock_mac(c->secret, c->key_id, c->session, c->seq, clk->now_ms,
+			  mac);
+	good = sodium_memcmp(mac, clk->mac.data, sizeof mac) == 0;
+	sodium_memzero(mac, sizeof mac);
+	if (!good)
+		return 0;
+	c->clock_offset_ms = (int64_t)clk->now_ms - (int64_t)now_ms();
+	c->clock_skew_ms = (int64_t)clk->now_ms - (int64_t)wall_ms();
+	c->clock_known = 1;
+	return 1;
+}
+
 /*
  * Pack req into a new buffer; with a key, append an Auth field whose MAC
  * covers every byte before it (proto/handoff.proto, message Auth). Each
@@ -208,7 +244,7 @@ static int pack_signed(handoff_client *c, Handoff__Wire__Request *req,
 		au.key_id = c->key_id;
 		au.session = c->session;
 		au.seq = ++c->seq;
-		au.timestamp_ms = wall_ms();
+		au.timestamp_ms = signing_ms(c);
 		au.mac.data = mac;
 		au.mac.len = sizeof mac;
 		only.auth = &au;
@@ -259,6 +295,11 @@ static int check_body(const Handoff__Wire__Reply *r,
 	return HANDOFF_OK;
 }
 
+int64_t handoff_clock_skew_ms(const handoff_client *c)
+{
+	return c != NULL && c->clock_known ? c->clock_skew_ms : 0;
+}
+
 int hc_call(handoff_client *c, Handoff__Wire__Request *req,
 	    Handoff__Wire__Reply__BodyCase expect, uint32_t extra_wait_ms,
 	    Handoff__Wire__Reply **out)
@@ -269,6 +310,7 @@ int hc_call(handoff_client *c, Handoff__Wire__Request *req,
 	uint64_t deadline;
 	uint32_t backoff = BACKOFF_MIN_MS;
 	unsigned stale_resigns = 0, silent_attempts = 0;
+	int stale_last = 0; /* the last attempt was refused as stale */
 	int rc;
 
 	*out = NULL;
@@ -288,7 +330,7 @@ int hc_call(handoff_client *c, Handoff__Wire__Request *req,
 		uint64_t left, delay;
 
 		if (now >= deadline) {
-			rc = HANDOFF_ETIMEDOUT;
+			rc = stale_last ? HANDOFF_ESTALE : HANDOFF_ETIMEDOUT;
 			goto done;
 		}
 		left = deadline - now;
@@ -307,6 +349,9 @@ int hc_call(handoff_client *c, Handoff__Wire__Request *req,
 			(void)hc_open_socket(c);
 		if (rc == ATTEMPT_REPLY)
 			silent_attempts = 0;
+		stale_last =
+			rc == ATTEMPT_REPLY &&
+			reply->status == HANDOFF__WIRE__STATUS__STALE_REQUEST;
 
 		delay = backoff / 2 + randombytes_uniform(backoff / 2 + 1);
 		if (rc == ATTEMPT_REPLY) {
@@ -314,9 +359,12 @@ int hc_call(handoff_client *c, Handoff__Wire__Request *req,
 			if (reply->status ==
 				    HANDOFF__WIRE__STATUS__STALE_REQUEST &&
 			    c->key_id != NULL) {
-				/* Signed too long ago, before a broker restart,
-				 * or already applied (a resend): sign anew.
-				 * Every request is safe to apply twice. */
+				/* Signed too long ago, by a clock other than
+				 * the broker's, before a broker restart, or
+				 * already applied (a resend): sign anew, with
+				 * the broker's clock when it told it. Every
+				 * request is safe to apply twice. */
+				(void)learn_clock(c, reply);
 				free(buf);
 				buf = NULL;
 				hc_reply_free(reply);
@@ -341,7 +389,7 @@ int hc_call(handoff_client *c, Handoff__Wire__Request *req,
 
 		now = now_ms();
 		if (now >= deadline) {
-			rc = HANDOFF_ETIMEDOUT;
+			rc = stale_last ? HANDOFF_ESTALE : HANDOFF_ETIMEDOUT;
 			goto done;
 		}
 		sleep_ms(min_u64(delay, deadline - now));

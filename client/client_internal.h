@@ -40,6 +40,12 @@ struct handoff_client {
 	uint64_t session;	    /* random per handle */
 	uint64_t seq;		    /* last sequence number signed */
 	uint32_t max_request_bytes; /* the broker's limit (its ping says) */
+	/* The broker's clock, once a STALE_REQUEST reply told it (call.c):
+	 * requests are then signed with CLOCK_MONOTONIC + clock_offset_ms,
+	 * so a step of our own wall clock changes nothing either. */
+	int clock_known;
+	int64_t clock_offset_ms; /* broker time - CLOCK_MONOTONIC ms */
+	int64_t clock_skew_ms;	 /* broker time - our wall clock, then */
 };
 
 /*

@@ -50,10 +50,25 @@
  *                        alphabet or over max_name_bytes).
  *   HANDOFF_EVERSION     the broker speaks another protocol version.
  *
- * HANDOFF_ESHUTTINGDOWN and HANDOFF_ESTALE never reach the caller: a broker
- * shutting down is retried until the deadline (then HANDOFF_ETIMEDOUT), and
- * a stale signature is signed again and resent. On any error the outputs
- * are as each function says (cleared where it says so), never half-filled.
+ *   HANDOFF_ESTALE       (signed handles) the broker refused every try
+ *                        as stale until the deadline: its clock and ours
+ *                        differ by more than its request_window and it
+ *                        did not tell us its clock in a way we could
+ *                        check (an older broker, or a reply whose clock
+ *                        failed its MAC). handoff_clock_skew_ms() says
+ *                        by how much, when known. Applied or not, as for
+ *                        HANDOFF_ETIMEDOUT.
+ *
+ * HANDOFF_ESHUTTINGDOWN never reaches the caller: a broker shutting down is
+ * retried until the deadline (then HANDOFF_ETIMEDOUT). A signature the
+ * broker finds stale is signed again and resent at once; when the broker's
+ * reply carries its clock (MACed with the handle's key), the handle signs
+ * with that clock from then on (carried forward by CLOCK_MONOTONIC), so a
+ * clock that differs from the broker's, by any amount, costs one extra
+ * round trip. All timeouts and deadlines of the library are measured with
+ * CLOCK_MONOTONIC: a step of the wall clock changes none of them. On any
+ * error the outputs are as each function says (cleared where it says so),
+ * never half-filled.
  *
  * Ownership: strings and buffers passed in are only read during the call
  * (handoff_connect() copies what it keeps). Results the library allocates
@@ -106,8 +121,8 @@ typedef enum handoff_error {
 	HANDOFF_EINTERNAL = 10,	  /* broker-side failure; nothing applied */
 	HANDOFF_EPERM = 11,	  /* not authenticated, or the key's role
 				      * may not do this; nothing applied */
-	HANDOFF_ESTALE = 12,	  /* (handled inside: the library signs
-				      * again and resends) */
+	HANDOFF_ESTALE = 12,	  /* signed requests refused as stale until
+				      * the deadline (clocks differ) */
 	HANDOFF_ETIMEDOUT = 100,  /* no confirmed reply before the deadline */
 	HANDOFF_EINVAL = 101,	  /* invalid argument to this library */
 	HANDOFF_ENOMEM = 102,	  /* allocation failed */
@@ -187,6 +202,11 @@ const char *handoff_last_message(const handoff_client *c);
  * HANDOFF_ESTORAGEFULL, HANDOFF_EINTERNAL and the HANDOFF_ELIMIT of
  * max_backlog and max_leases_per_consumer: limits that drain by waiting. */
 uint32_t handoff_last_retry_after_ms(const handoff_client *c);
+/* By how much the broker's clock was ahead of this host's wall clock (ms;
+ * negative: behind) when the broker last told it, which it does only when
+ * it refused a signed request as stale; 0 when it never did or c is NULL.
+ * The handle then signs with the broker's clock. Never fails. */
+int64_t handoff_clock_skew_ms(const handoff_client *c);
 
 /* ---- publishing ------------------------------------------------------- */
 

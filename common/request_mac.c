@@ -15,6 +15,29 @@ static void put_le64(uint8_t *p, uint64_t v)
 		p[i] = (uint8_t)v;
 }
 
+static void mac_of(const char *domain, size_t domain_len,
+		   const unsigned char secret[REQUEST_MAC_SECRET_BYTES],
+		   const char *key_id, uint64_t session, uint64_t seq,
+		   uint64_t timestamp_ms, const uint8_t *content,
+		   size_t content_len, uint8_t out[REQUEST_MAC_BYTES])
+{
+	crypto_auth_hmacsha256_state st;
+	uint8_t nums[24];
+
+	put_le64(nums, session);
+	put_le64(nums + 8, seq);
+	put_le64(nums + 16, timestamp_ms);
+	crypto_auth_hmacsha256_init(&st, secret, REQUEST_MAC_SECRET_BYTES);
+	crypto_auth_hmacsha256_update(&st, (const uint8_t *)domain, domain_len);
+	crypto_auth_hmacsha256_update(&st, (const uint8_t *)key_id,
+				      strlen(key_id) + 1);
+	crypto_auth_hmacsha256_update(&st, nums, sizeof nums);
+	if (content_len > 0)
+		crypto_auth_hmacsha256_update(&st, content, content_len);
+	crypto_auth_hmacsha256_final(&st, out);
+	sodium_memzero(&st, sizeof st);
+}
+
 void request_mac(const unsigned char secret[REQUEST_MAC_SECRET_BYTES],
 		 const char *key_id, uint64_t session, uint64_t seq,
 		 uint64_t timestamp_ms, const uint8_t *content,
@@ -24,20 +47,17 @@ void request_mac(const unsigned char secret[REQUEST_MAC_SECRET_BYTES],
 	 * and so is key_id's, so that no (domain, key_id) pair reads as
 	 * another. */
 	static const char domain[] = "handoff-auth-v1";
-	crypto_auth_hmacsha256_state st;
-	uint8_t nums[24];
 
-	put_le64(nums, session);
-	put_le64(nums + 8, seq);
-	put_le64(nums + 16, timestamp_ms);
-	crypto_auth_hmacsha256_init(&st, secret, REQUEST_MAC_SECRET_BYTES);
-	crypto_auth_hmacsha256_update(&st, (const uint8_t *)domain,
-				      sizeof domain);
-	crypto_auth_hmacsha256_update(&st, (const uint8_t *)key_id,
-				      strlen(key_id) + 1);
-	crypto_auth_hmacsha256_update(&st, nums, sizeof nums);
-	if (content_len > 0)
-		crypto_auth_hmacsha256_update(&st, content, content_len);
-	crypto_auth_hmacsha256_final(&st, out);
-	sodium_memzero(&st, sizeof st);
+	mac_of(domain, sizeof domain, secret, key_id, session, seq,
+	       timestamp_ms, content, content_len, out);
+}
+
+void request_clock_mac(const unsigned char secret[REQUEST_MAC_SECRET_BYTES],
+		       const char *key_id, uint64_t session, uint64_t seq,
+		       uint64_t now_ms, uint8_t out[REQUEST_MAC_BYTES])
+{
+	static const char domain[] = "handoff-clock-v1";
+
+	mac_of(domain, sizeof domain, secret, key_id, session, seq, now_ms,
+	       NULL, 0, out);
 }

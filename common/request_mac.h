@@ -33,4 +33,18 @@ void request_mac(const unsigned char secret[REQUEST_MAC_SECRET_BYTES],
 		 uint64_t timestamp_ms, const uint8_t *content,
 		 size_t content_len, uint8_t out[REQUEST_MAC_BYTES]);
 
+/*
+ * The MAC of the broker's clock in a STALE_REQUEST reply (Reply.clock,
+ * proto/PROTOCOL.md §1.1): HMAC-SHA-256 keyed by the same secret over
+ *
+ *   "handoff-clock-v1" 0x00  key_id 0x00  le64(session) le64(seq)
+ *   le64(now_ms)
+ *
+ * where session and seq are those of the refused request. Its own domain
+ * string, so it can never stand for a request's MAC or the other way round.
+ */
+void request_clock_mac(const unsigned char secret[REQUEST_MAC_SECRET_BYTES],
+		       const char *key_id, uint64_t session, uint64_t seq,
+		       uint64_t now_ms, uint8_t out[REQUEST_MAC_BYTES]);
+
 #endif

@@ -12,6 +12,7 @@ HANDOFF_DEB_PACKAGES=(
 	libcmocka-dev
 	clang libclang-rt-14-dev llvm clang-format
 	btrfs-progs xfsprogs # the full-disk tests' filesystems
+	faketime
 )
 
 # Print the packages of HANDOFF_DEB_PACKAGES that are not installed.

@@ -32,6 +32,9 @@
  *      event will be delivered again)
  *   9  partially done (dlq replay/purge: some ids were not in the queue)
  *  10  permission denied (access control)
+ *  11  signed requests refused as stale until the deadline: this host's
+ *      clock differs from the broker's and the broker did not tell its
+ *      own (the message gives the difference when known)
  */
 enum cli_exit {
 	CLI_EXIT_OK = 0,
@@ -45,6 +48,7 @@ enum cli_exit {
 	CLI_EXIT_LEASELOST = 8,
 	CLI_EXIT_PARTIAL = 9,
 	CLI_EXIT_DENIED = 10,
+	CLI_EXIT_CLOCK = 11,
 };
 
 /* Option parsing result meaning "help was printed: exit 0 now". */
@@ -159,6 +163,12 @@ int cli_opt_duration(struct cli_ctx *ctx, const char *name, const char *arg,
 		     uint32_t *ms);
 int cli_opt_time(struct cli_ctx *ctx, const char *name, const char *arg,
 		 uint64_t *out);
+/* After a connect: warn on stderr (once) when the library had to sign with
+ * the broker's clock because ours differs from it by 1 s or more. */
+void cli_clock_note(struct cli_ctx *ctx);
+/* For HANDOFF_ESTALE: print " (clock differs from the broker's ...)" on f,
+ * what is known of the difference. */
+void cli_clock_hint(FILE *f, const struct cli_ctx *ctx);
 /* Wall clock and monotonic clock in ms. */
 uint64_t cli_now_ms(void);
 uint64_t cli_mono_ms(void);

@@ -178,6 +178,43 @@ static uint64_t clock_ms(clockid_t id)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* "3600 s" of a skew in ms, rounded to the nearest second. */
+static long long skew_seconds(int64_t skew_ms)
+{
+	int64_t a = skew_ms < 0 ? -skew_ms : skew_ms;
+	return (long long)((a + 500) / 1000);
+}
+
+void cli_clock_note(struct cli_ctx *ctx)
+{
+	static bool noted;
+	int64_t skew = handoff_clock_skew_ms(ctx->client);
+
+	if (noted || (skew > -1000 && skew < 1000))
+		return;
+	noted = true;
+	cli_warn("warning: clock differs from the broker's by %lld s (the "
+		 "broker's is %s); signing requests with the broker's clock",
+		 skew_seconds(skew), skew > 0 ? "ahead" : "behind");
+}
+
+void cli_clock_hint(FILE *f, const struct cli_ctx *ctx)
+{
+	int64_t skew = ctx->client ? handoff_clock_skew_ms(ctx->client) : 0;
+
+	if (skew != 0)
+		fprintf(f,
+			" (clock differs from the broker's by %lld s; the "
+			"broker still refused the requests signed with its "
+			"clock)",
+			skew_seconds(skew));
+	else
+		fputs(" (this host's clock differs from the broker's by more "
+		      "than its request window, and the broker did not say "
+		      "its own: correct either clock)",
+		      f);
+}
+
 uint64_t cli_now_ms(void)
 {
 	return clock_ms(CLOCK_REALTIME);

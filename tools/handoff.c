@@ -51,7 +51,9 @@ static const char exit_codes_help[] =
 	"  7  publish to a topic that has no subscription\n"
 	"  8  lease lost (consume: ack/nack too late; the event comes again)\n"
 	"  9  partially done (dlq replay/purge: some ids not in the queue)\n"
-	"  10 permission denied (access control: no key, wrong key or role)\n";
+	"  10 permission denied (access control: no key, wrong key or role)\n"
+	"  11 clock differs from the broker's: signed requests refused as "
+	"stale\n";
 
 static const struct cli_command *const commands[] = {
 	&cli_cmd_publish,	&cli_cmd_subscribe, &cli_cmd_unsubscribe,
@@ -229,9 +231,14 @@ int cli_connect(struct cli_ctx *ctx)
 	sodium_memzero(secret, sizeof(secret));
 	if (err != HANDOFF_OK) {
 		ctx->client = NULL;
-		cli_warn("connect to %s: %s", ctx->url, handoff_strerror(err));
+		fprintf(stderr, "handoff: connect to %s: %s", ctx->url,
+			handoff_strerror(err));
+		if (err == HANDOFF_ESTALE)
+			cli_clock_hint(stderr, ctx);
+		fputc('\n', stderr);
 		return cli_exit_code(err);
 	}
+	cli_clock_note(ctx);
 	return 0;
 }
 
@@ -261,6 +268,8 @@ int cli_exit_code(int err)
 		return CLI_EXIT_LEASELOST;
 	case HANDOFF_EPERM:
 		return CLI_EXIT_DENIED;
+	case HANDOFF_ESTALE:
+		return CLI_EXIT_CLOCK;
 	default:
 		return CLI_EXIT_ERROR;
 	}
@@ -280,6 +289,8 @@ int cli_fail(struct cli_ctx *ctx, int err, const char *fmt, ...)
 		fputs(": ", stderr);
 		cli_put_escaped_str(stderr, msg, 0);
 	}
+	if (err == HANDOFF_ESTALE)
+		cli_clock_hint(stderr, ctx);
 	if (err == HANDOFF_ESTORAGEFULL && ctx->client &&
 	    handoff_last_retry_after_ms(ctx->client) > 0) {
 		char d[CLI_FMT_MAX];
