@@ -96,8 +96,8 @@ struct sub {
 struct keyinfo {
 	bool intent;
 	uint64_t conf_id;
-	uint64_t ids
-		[MAX_KEY_IDS]; /* distinct ids: confirmed, re-published, traced */
+	/* distinct ids: confirmed, re-published, traced */
+	uint64_t ids[MAX_KEY_IDS];
 	uint8_t src[MAX_KEY_IDS]; /* 1 = a producer was told, 2 = traced */
 	size_t n_ids;
 	bool stored;
