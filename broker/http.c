@@ -26,11 +26,11 @@
 #include "http_api.h"
 #include "log.h"
 
-#define MEMORY_LIMIT	(32 * 1024) /* request line + headers per connection */
-#define MAX_KV		256	    /* headers or query arguments kept */
-#define TLS_PRIORITIES	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
-#define STOP_GRACE_MS	2000
-#define MAX_PEM_BYTES	(1u << 20)
+#define MEMORY_LIMIT   (32 * 1024) /* request line + headers per connection */
+#define MAX_KV	       256	   /* headers or query arguments kept */
+#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+#define STOP_GRACE_MS  2000
+#define MAX_PEM_BYTES  (1u << 20)
 
 enum call_state {
 	CALL_READING, /* headers seen, body coming */
@@ -154,8 +154,8 @@ static const struct config_key *token_key(const struct config *cfg,
 	const char *tok = authz + 7;
 	while (*tok == ' ')
 		tok++;
-	crypto_generichash(h, sizeof h, (const unsigned char *)tok,
-			   strlen(tok), NULL, 0);
+	crypto_generichash(h, sizeof h, (const unsigned char *)tok, strlen(tok),
+			   NULL, 0);
 	for (size_t i = 0; i < cfg->n_keys; i++) {
 		const struct config_key *k = &cfg->keys[i];
 		if (k->has_token &&
@@ -219,8 +219,9 @@ static enum MHD_Result on_headers(struct http_call *call, const char *url,
 					"authentication required: send "
 					"Authorization: Bearer TOKEN";
 			log_event(LOG_WARN, "request_denied",
-				  LS("request", call->route.name), LS("key", ""),
-				  LS("via", "http"), LS("reason", why), LOG_END);
+				  LS("request", call->route.name),
+				  LS("key", ""), LS("via", "http"),
+				  LS("reason", why), LOG_END);
 			return refuse(call, 401, "PERMISSION_DENIED", why);
 		}
 	}
@@ -316,13 +317,14 @@ static enum MHD_Result on_reply(struct http_call *call)
 {
 	struct http_out out = { 0 };
 	if (client_gone(call->conn)) {
-		log_event(LOG_WARN, "http_reply_dropped",
-			  LS("request", call->route.name),
-			  LS("reason", "client disconnected while waiting"),
-			  LS("note", call->route.op == HOP_FETCH ?
-					     "leases run out at their deadline" :
-					     "the request was applied"),
-			  LOG_END);
+		log_event(
+			LOG_WARN, "http_reply_dropped",
+			LS("request", call->route.name),
+			LS("reason", "client disconnected while waiting"),
+			LS("note", call->route.op == HOP_FETCH ?
+					   "leases run out at their deadline" :
+					   "the request was applied"),
+			LOG_END);
 		free(call->reply);
 		call->reply = NULL;
 		return MHD_NO;
@@ -379,6 +381,17 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		return;
 	if (toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED)
 		log_event(LOG_INFO, "http_connection_timeout", LOG_END);
+	/* MHD may find the peer gone before it calls on_reply again */
+	if (call->state == CALL_REPLIED && call->reply)
+		log_event(
+			LOG_WARN, "http_reply_dropped",
+			LS("request", call->route.name),
+			LS("reason", "client disconnected while waiting"),
+			LU("termination", toe),
+			LS("note", call->route.op == HOP_FETCH ?
+					   "leases run out at their deadline" :
+					   "the request was applied"),
+			LOG_END);
 	pthread_mutex_lock(&s->mu);
 	if (call->resumed && s->resumed_pending)
 		s->resumed_pending--;
@@ -489,9 +502,8 @@ static int start_one(struct http_server *s, const char *hostport, char *err,
 	};
 	struct MHD_OptionItem none[] = { { MHD_OPTION_END, 0, NULL } };
 	struct MHD_Daemon *d = MHD_start_daemon(
-		flags, 0, NULL, NULL, on_request, s,
-		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-		MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+		flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
+		mhd_log, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
 		MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
 		MHD_OPTION_CONNECTION_LIMIT, cfg->http_max_connections,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT,

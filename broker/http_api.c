@@ -61,9 +61,8 @@ static const char *status_name(int st)
  * count or rate limit (backlog, leases, held fetches) is 429. */
 static int limit_http_status(const char *msg)
 {
-	static const char *const size_limits[] = { "max_payload",
-						   "max_request", "max_batch",
-						   "max_name" };
+	static const char *const size_limits[] = { "max_payload", "max_request",
+						   "max_batch", "max_name" };
 	for (size_t i = 0; msg && i < 4; i++)
 		if (strstr(msg, size_limits[i]))
 			return 413;
@@ -277,9 +276,9 @@ static bool route_match(const char *path, const char *method,
 	bool post = strcmp(method, "POST") == 0;
 	const char *rest;
 
-#define ON(cond, methods, ...)                           \
-	do {                                             \
-		*allow = methods;                        \
+#define ON(cond, methods, ...)                                    \
+	do {                                                      \
+		*allow = methods;                                 \
 		return (cond) ? route_to(r, __VA_ARGS__) : false; \
 	} while (0)
 
@@ -376,8 +375,7 @@ bool http_api_route(const char *method, const char *path, struct http_route *r,
 
 /* ---- request helpers ---------------------------------------------------- */
 
-static const char *find_kv(const struct http_kv *kv, size_t n,
-			   const char *name)
+static const char *find_kv(const struct http_kv *kv, size_t n, const char *name)
 {
 	for (size_t i = 0; i < n; i++)
 		if (kv[i].name && strcasecmp(kv[i].name, name) == 0)
@@ -433,7 +431,8 @@ static bool only_fields(json_t *o, const char *const *allowed,
 {
 	const char *k;
 	json_t *v;
-	json_object_foreach (o, k, v) {
+	json_object_foreach(o, k, v)
+	{
 		bool ok = false;
 		for (size_t i = 0; allowed[i] && !ok; i++)
 			ok = strcmp(k, allowed[i]) == 0;
@@ -446,8 +445,7 @@ static bool only_fields(json_t *o, const char *const *allowed,
 	return true;
 }
 
-static bool get_u32(json_t *o, const char *k, uint32_t *v,
-		    struct http_out *out)
+static bool get_u32(json_t *o, const char *k, uint32_t *v, struct http_out *out)
 {
 	json_t *j = json_object_get(o, k);
 	if (!j || json_is_null(j))
@@ -565,8 +563,7 @@ static bool build_single_publish(struct build *b, struct http_route *r,
 	Handoff__Wire__PublishRequest *p = alloc(b, sizeof *p);
 	Handoff__Wire__PublishEvent *e = alloc(b, sizeof *e);
 	Handoff__Wire__PublishEvent **ev = alloc(b, sizeof *ev);
-	Handoff__Wire__Header **hs =
-		alloc(b, MAX_HEADERS_PER_EVT * sizeof *hs);
+	Handoff__Wire__Header **hs = alloc(b, MAX_HEADERS_PER_EVT * sizeof *hs);
 	size_t pre = strlen(HEADER_PREFIX);
 	if (!p || !e || !ev || !hs)
 		return nomem(b);
@@ -579,8 +576,8 @@ static bool build_single_publish(struct build *b, struct http_route *r,
 	e->payload.data = (uint8_t *)in->body;
 	e->payload.len = in->body_len;
 	e->key = (char *)find_kv(in->headers, in->n_headers, "Handoff-Key");
-	e->idempotency_key = (char *)find_kv(in->headers, in->n_headers,
-					     "Idempotency-Key");
+	e->idempotency_key =
+		(char *)find_kv(in->headers, in->n_headers, "Idempotency-Key");
 	if (!check_text(b->out, "Handoff-Key", e->key) ||
 	    !check_text(b->out, "Idempotency-Key", e->idempotency_key))
 		return false;
@@ -636,8 +633,8 @@ static bool headers_of(struct build *b, json_t *list, const char *field,
 		json_t *o = json_array_get(list, i);
 		const char *name = NULL, *value = NULL;
 		if (!json_is_object(o))
-			return fail(b->out, field,
-				    "%s[%zu] must be an object", field, i);
+			return fail(b->out, field, "%s[%zu] must be an object",
+				    field, i);
 		if (!only_fields(o, hf, b->out, "headers[].") ||
 		    !get_str(o, "name", &name, b->out, "headers[].name") ||
 		    !get_str(o, "value", &value, b->out, "headers[].value"))
@@ -660,9 +657,8 @@ static bool headers_of(struct build *b, json_t *list, const char *field,
 static bool build_batch(struct build *b, struct http_route *r)
 {
 	static const char *const top[] = { "events", NULL };
-	static const char *const ef[] = { "payload",	     "payload_encoding",
-					  "key",	     "headers",
-					  "idempotency_key", NULL };
+	static const char *const ef[] = { "payload", "payload_encoding", "key",
+					  "headers", "idempotency_key",	 NULL };
 	json_t *list = json_object_get(b->doc, "events");
 	if (!only_fields(b->doc, top, b->out, ""))
 		return false;
@@ -694,8 +690,7 @@ static bool build_batch(struct build *b, struct http_route *r)
 		    !get_str(o, "idempotency_key", &idem, b->out,
 			     "events[].idempotency_key") ||
 		    !headers_of(b, json_object_get(o, "headers"),
-				"events[].headers", &e->headers,
-				&e->n_headers))
+				"events[].headers", &e->headers, &e->n_headers))
 			return false;
 		pl = json_object_get(o, "payload");
 		if (!json_is_string(pl))
@@ -767,8 +762,7 @@ static bool build_subscribe(struct build *b, struct http_route *r)
 			     b->out) ||
 		    !get_u32(p, "backoff_min_ms", &pol->backoff_min_ms,
 			     b->out) ||
-		    !get_u32(p, "backoff_max_ms", &pol->backoff_max_ms,
-			     b->out))
+		    !get_u32(p, "backoff_max_ms", &pol->backoff_max_ms, b->out))
 			return false;
 	}
 	s->topic = (char *)topic;
@@ -809,9 +803,9 @@ static bool build_items(struct build *b, struct http_route *r, bool nack)
 {
 	static const char *const top[] = { "items", NULL };
 	static const char *const af[] = { "event_id", "lease_token", NULL };
-	static const char *const nf[] = { "event_id",  "lease_token",
-					  "delay_ms",  "permanent",
-					  "reason",    NULL };
+	static const char *const nf[] = { "event_id", "lease_token",
+					  "delay_ms", "permanent",
+					  "reason",   NULL };
 	json_t *list = json_object_get(b->doc, "items");
 	if (!only_fields(b->doc, top, b->out, ""))
 		return false;
@@ -938,8 +932,7 @@ static bool filter_from_query(struct build *b, const struct http_in *in,
 		else if (strcmp(k, "limit") == 0 && n <= UINT32_MAX)
 			*limit = (uint32_t)n;
 		else
-			return fail(b->out, k, "unknown query parameter %s",
-				    k);
+			return fail(b->out, k, "unknown query parameter %s", k);
 	}
 	return true;
 }
@@ -1061,11 +1054,10 @@ static bool query_u64(struct build *b, const struct http_in *in,
 		const char *k = in->query[i].name;
 		if (!k)
 			continue;
-		bool known = strcmp(k, "after_seq") == 0 ||
-			     strcmp(k, "limit") == 0;
+		bool known =
+			strcmp(k, "after_seq") == 0 || strcmp(k, "limit") == 0;
 		if (!known)
-			return fail(b->out, k, "unknown query parameter %s",
-				    k);
+			return fail(b->out, k, "unknown query parameter %s", k);
 		if (strcmp(k, name) == 0 && !parse_u64(in->query[i].value, v))
 			return fail(b->out, k,
 				    "%s must be a non-negative decimal "
@@ -1225,15 +1217,16 @@ bool http_api_request(struct http_route *r, const struct http_in *in,
 static json_t *payload_into(struct jb *b, json_t *o, const uint8_t *data,
 			    size_t len)
 {
-	json_t *t = json_stringn((const char *)(data ? data : (const uint8_t *)""),
-				 data ? len : 0);
+	json_t *t =
+		json_stringn((const char *)(data ? data : (const uint8_t *)""),
+			     data ? len : 0);
 	if (t) {
 		jset(b, o, "payload", t);
 		jset(b, o, "payload_encoding", json_string("utf-8"));
 		return o;
 	}
-	size_t bl = sodium_base64_ENCODED_LEN(len,
-					      sodium_base64_VARIANT_ORIGINAL);
+	size_t bl =
+		sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
 	char *enc = malloc(bl);
 	if (!enc) {
 		b->bad = true;
@@ -1297,9 +1290,9 @@ static const char *reason_name(int v)
 
 static const char *outcome_name(int v)
 {
-	static const char *const n[] = { "unspecified",	  "leased",
-					 "acked",	  "nacked",
-					 "permanent",	  "expired",
+	static const char *const n[] = { "unspecified",	   "leased",
+					 "acked",	   "nacked",
+					 "permanent",	   "expired",
 					 "broker_restart", "corrupt",
 					 "unsubscribed" };
 	return enum_name(n, 9, v);
@@ -1314,8 +1307,7 @@ static const char *state_name(int v)
 	return enum_name(n, 8, v);
 }
 
-static json_t *history_json(struct jb *b, Handoff__Wire__Attempt **h,
-			    size_t n)
+static json_t *history_json(struct jb *b, Handoff__Wire__Attempt **h, size_t n)
 {
 	json_t *a = json_array();
 	for (size_t i = 0; i < n; i++) {
@@ -1375,8 +1367,7 @@ static json_t *trace_json(struct jb *b, const Handoff__Wire__TraceReply *t)
 	jset(b, o, "idempotency_key", jstr(t->idempotency_key));
 	jset(b, o, "corrupt", json_boolean(t->corrupt));
 	for (size_t i = 0; i < t->n_subscriptions; i++) {
-		const Handoff__Wire__SubscriptionTrace *s =
-			t->subscriptions[i];
+		const Handoff__Wire__SubscriptionTrace *s = t->subscriptions[i];
 		json_t *so = json_object();
 		jset(b, so, "subscription", jstr(s->subscription));
 		jset(b, so, "state", jstr(state_name(s->state)));
@@ -1408,7 +1399,8 @@ static json_t *stats_json(struct jb *b, const Handoff__Wire__StatsReply *s)
 		json_t *t = json_object();
 		jset(b, t, "name", jstr(s->topics[i]->name));
 		jset(b, t, "published", jnum(s->topics[i]->published));
-		jset(b, t, "publish_rate", json_real(s->topics[i]->publish_rate));
+		jset(b, t, "publish_rate",
+		     json_real(s->topics[i]->publish_rate));
 		jset(b, t, "subscriptions", jnum(s->topics[i]->subscriptions));
 		jpush(b, topics, t);
 	}
@@ -1449,7 +1441,8 @@ static json_t *audit_json(struct jb *b, const Handoff__Wire__AuditListReply *a)
 		jset(b, x, "role", jstr(r->role));
 		jset(b, x, "action", jstr(r->action));
 		jset(b, x, "subscription", jstr(r->subscription));
-		jset(b, x, "event_ids", ids_json(b, r->event_ids, r->n_event_ids));
+		jset(b, x, "event_ids",
+		     ids_json(b, r->event_ids, r->n_event_ids));
 		jset(b, x, "selector", jstr(r->selector));
 		jset(b, x, "count", jnum(r->count));
 		jset(b, x, "missing", jnum(r->missing));
@@ -1472,7 +1465,8 @@ static json_t *fetch_json(struct jb *b, const Handoff__Wire__FetchReply *f)
 		jset(b, x, "topic", jstr(d->topic));
 		jset(b, x, "attempt", jnum(d->attempt));
 		jset(b, x, "key", jstr(d->key));
-		jset(b, x, "headers", headers_json(b, d->headers, d->n_headers));
+		jset(b, x, "headers",
+		     headers_json(b, d->headers, d->n_headers));
 		jset(b, x, "published_ms", jnum(d->published_ms));
 		payload_into(b, x, d->payload.data, d->payload.len);
 		jset(b, x, "lease_token", jid(d->lease_token));
@@ -1510,8 +1504,8 @@ static bool reply_json(const struct http_route *r, const Reply *rep,
 	case HOP_PUBLISH:
 	case HOP_PUBLISH_BATCH: {
 		const Handoff__Wire__PublishReply *p = rep->publish;
-		if (rep->body_case != HANDOFF__WIRE__REPLY__BODY_PUBLISH || !p ||
-		    p->n_event_ids == 0)
+		if (rep->body_case != HANDOFF__WIRE__REPLY__BODY_PUBLISH ||
+		    !p || p->n_event_ids == 0)
 			return false;
 		bool all_dup = p->n_duplicates == p->n_event_ids;
 		for (size_t i = 0; all_dup && i < p->n_duplicates; i++)
@@ -1581,10 +1575,10 @@ static bool reply_json(const struct http_route *r, const Reply *rep,
 		if (rep->body_case != HANDOFF__WIRE__REPLY__BODY_FETCH &&
 		    rep->body_case != HANDOFF__WIRE__REPLY__BODY__NOT_SET)
 			return false;
-		o = fetch_json(&b, rep->body_case ==
-						   HANDOFF__WIRE__REPLY__BODY_FETCH ?
-					   rep->fetch :
-					   NULL);
+		o = fetch_json(
+			&b, rep->body_case == HANDOFF__WIRE__REPLY__BODY_FETCH ?
+				    rep->fetch :
+				    NULL);
 		break;
 	case HOP_ACK:
 	case HOP_NACK: {
@@ -1683,8 +1677,10 @@ void http_api_reply(const struct http_route *r, const void *reply, size_t len,
 	}
 	int st = (int)rep->status;
 	if (st != ST(OK)) {
-		int hs = st >= 0 && (size_t)st < sizeof statuses /
-							  sizeof statuses[0] &&
+		int hs = st >= 0 &&
+					 (size_t)st <
+						 sizeof statuses /
+							 sizeof statuses[0] &&
 					 statuses[st].name ?
 				 statuses[st].http :
 				 500;

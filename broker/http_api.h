@@ -65,10 +65,10 @@ struct http_in {
 /* Which endpoint a request is for, and what its reply needs to know. */
 struct http_route {
 	enum http_op op;
-	const char *name; /* the native request's name, for logs */
-	bool open;	  /* no token needed (health, version) */
-	char *path_name;  /* topic or subscription from the path */
-	uint64_t path_id; /* event id from the path */
+	const char *name;   /* the native request's name, for logs */
+	bool open;	    /* no token needed (health, version) */
+	char *path_name;    /* topic or subscription from the path */
+	uint64_t path_id;   /* event id from the path */
 	uint64_t *item_ids; /* ack/nack: the items' ids, for the results */
 	size_t n_items;
 	bool dry_run; /* replay/purge */
