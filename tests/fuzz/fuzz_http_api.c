@@ -63,10 +63,14 @@ static const struct http_kv headers[] = {
 };
 
 static const struct http_kv queries[] = {
-	{ "reason", "permanent" },    { "after_event_id", "3" },
-	{ "limit", "18446744073709551616" }, { "error_contains", "\xff" },
-	{ "dead_since_ms", "x" },     { "after_seq", "2" },
-	{ "bogus", "1" },	      { "reason", NULL },
+	{ "reason", "permanent" },
+	{ "after_event_id", "3" },
+	{ "limit", "18446744073709551616" },
+	{ "error_contains", "\xff" },
+	{ "dead_since_ms", "x" },
+	{ "after_seq", "2" },
+	{ "bogus", "1" },
+	{ "reason", NULL },
 };
 
 static void check_json(const struct http_out *out)

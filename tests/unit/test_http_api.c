@@ -36,7 +36,9 @@ static bool translate(const char *method, const char *path,
 	size_t len = 0;
 	memset(out, 0, sizeof *out);
 	assert_true(http_api_route(method, path, r, out));
-	struct http_in in = { hdr, n_hdr, q, n_q, body, body ? strlen(body) : 0 };
+	struct http_in in = {
+		hdr, n_hdr, q, n_q, body, body ? strlen(body) : 0
+	};
 	bool ok = http_api_request(r, &in, &buf, &len, out);
 	*req = ok ? decode(buf, len) : NULL;
 	free(buf);
@@ -57,13 +59,13 @@ static void assert_problem(struct http_out *out, int status, const char *name,
 	assert_int_equal(out->status, status);
 	assert_string_equal(out->content_type, "application/problem+json");
 	json_t *j = body_json(out);
-	assert_string_equal(json_string_value(json_object_get(j, "handoff_status")),
-			    name);
+	assert_string_equal(
+		json_string_value(json_object_get(j, "handoff_status")), name);
 	assert_int_equal(json_integer_value(json_object_get(j, "status")),
 			 status);
 	if (field)
-		assert_string_equal(json_string_value(json_object_get(j, "field")),
-				    field);
+		assert_string_equal(
+			json_string_value(json_object_get(j, "field")), field);
 	json_decref(j);
 }
 
@@ -86,7 +88,8 @@ static void test_routes(void **state)
 		{ "POST", "/v1/subscriptions/s/fetch", HOP_FETCH, "s" },
 		{ "POST", "/v1/subscriptions/s/ack", HOP_ACK, "s" },
 		{ "POST", "/v1/subscriptions/s/nack", HOP_NACK, "s" },
-		{ "GET", "/v1/subscriptions/s/dead-letters", HOP_DLQ_LIST, "s" },
+		{ "GET", "/v1/subscriptions/s/dead-letters", HOP_DLQ_LIST,
+		  "s" },
 		{ "GET", "/v1/subscriptions/s/dead-letters/42", HOP_DLQ_SHOW,
 		  "s" },
 		{ "POST", "/v1/subscriptions/s/dead-letters:replay",
@@ -104,8 +107,8 @@ static void test_routes(void **state)
 		assert_int_equal(r.op, ok[i].op);
 		if (ok[i].name)
 			assert_string_equal(r.path_name, ok[i].name);
-		assert_int_equal(r.open,
-				 ok[i].op == HOP_HEALTH || ok[i].op == HOP_VERSION);
+		assert_int_equal(r.open, ok[i].op == HOP_HEALTH ||
+						 ok[i].op == HOP_VERSION);
 		http_route_free(&r);
 	}
 	struct http_route r;
@@ -169,8 +172,8 @@ static void test_publish_one(void **state)
 	assert_problem(&out, 400, "BAD_REQUEST", "Idempotency-Key");
 	http_out_free(&out);
 	http_route_free(&r);
-	assert_false(translate("POST", "/v1/topics/a\xff/events", NULL, 0,
-			       NULL, 0, "", &r, &out, &q));
+	assert_false(translate("POST", "/v1/topics/a\xff/events", NULL, 0, NULL,
+			       0, "", &r, &out, &q));
 	assert_problem(&out, 400, "BAD_REQUEST", "topic");
 	http_out_free(&out);
 	http_route_free(&r);
@@ -260,8 +263,8 @@ static void test_consume(void **state)
 	assert_int_equal(r.item_ids[0], 7);
 	handoff__wire__request__free_unpacked(q, NULL);
 	http_route_free(&r);
-	assert_true(translate("POST", "/v1/subscriptions/s/nack", NULL, 0,
-			      NULL, 0,
+	assert_true(translate("POST", "/v1/subscriptions/s/nack", NULL, 0, NULL,
+			      0,
 			      "{\"items\":[{\"event_id\":\"7\",\"lease_token\":"
 			      "\"1\",\"delay_ms\":500,\"permanent\":true,"
 			      "\"reason\":\"bad\"}]}",
@@ -271,19 +274,19 @@ static void test_consume(void **state)
 	assert_string_equal(q->nack->items[0]->reason, "bad");
 	handoff__wire__request__free_unpacked(q, NULL);
 	http_route_free(&r);
-	assert_false(translate("POST", "/v1/subscriptions/s/ack", NULL, 0, NULL,
-			       0,
-			       "{\"items\":[{\"event_id\":\"18446744073709551616"
-			       "\",\"lease_token\":\"1\"}]}",
-			       &r, &out, &q));
+	assert_false(
+		translate("POST", "/v1/subscriptions/s/ack", NULL, 0, NULL, 0,
+			  "{\"items\":[{\"event_id\":\"18446744073709551616"
+			  "\",\"lease_token\":\"1\"}]}",
+			  &r, &out, &q));
 	assert_problem(&out, 400, "BAD_REQUEST", "items[].event_id");
 	http_out_free(&out);
 	http_route_free(&r);
-	assert_false(translate("POST", "/v1/subscriptions/s/ack", NULL, 0, NULL,
-			       0,
-			       "{\"items\":[{\"event_id\":\"1\",\"lease_token\":"
-			       "\"1\",\"delay_ms\":1}]}",
-			       &r, &out, &q));
+	assert_false(
+		translate("POST", "/v1/subscriptions/s/ack", NULL, 0, NULL, 0,
+			  "{\"items\":[{\"event_id\":\"1\",\"lease_token\":"
+			  "\"1\",\"delay_ms\":1}]}",
+			  &r, &out, &q));
 	assert_problem(&out, 400, "BAD_REQUEST", "items[].delay_ms");
 	http_out_free(&out);
 	http_route_free(&r);
@@ -316,11 +319,12 @@ static void test_operator(void **state)
 	http_route_free(&r);
 
 	struct http_kv hdr[] = { { "Idempotency-Key", "cmd-1" } };
-	assert_true(translate("POST", "/v1/subscriptions/s/dead-letters:replay",
-			      hdr, 1, NULL, 0,
-			      "{\"event_ids\":[\"3\",4],\"rate\":2,\"limit\":50,"
-			      "\"dry_run\":true,\"reason\":\"fixed\"}",
-			      &r, &out, &q));
+	assert_true(
+		translate("POST", "/v1/subscriptions/s/dead-letters:replay",
+			  hdr, 1, NULL, 0,
+			  "{\"event_ids\":[\"3\",4],\"rate\":2,\"limit\":50,"
+			  "\"dry_run\":true,\"reason\":\"fixed\"}",
+			  &r, &out, &q));
 	assert_int_equal(q->body_case, HANDOFF__WIRE__REQUEST__BODY_DLQ_REPLAY);
 	assert_int_equal(q->dlq_replay->n_event_ids, 2);
 	assert_int_equal(q->dlq_replay->event_ids[1], 4);
@@ -340,16 +344,18 @@ static void test_operator(void **state)
 	assert_int_equal(q->dlq_purge->filter->dead_since_ms, 5);
 	handoff__wire__request__free_unpacked(q, NULL);
 	http_route_free(&r);
-	assert_true(translate("PUT", "/v1/subscriptions/s", NULL, 0, NULL, 0,
-			      "{\"topic\":\"t\",\"policy\":{\"max_attempts\":3}}",
-			      &r, &out, &q));
+	assert_true(
+		translate("PUT", "/v1/subscriptions/s", NULL, 0, NULL, 0,
+			  "{\"topic\":\"t\",\"policy\":{\"max_attempts\":3}}",
+			  &r, &out, &q));
 	assert_string_equal(q->subscribe->topic, "t");
 	assert_int_equal(q->subscribe->policy->max_attempts, 3);
 	handoff__wire__request__free_unpacked(q, NULL);
 	http_route_free(&r);
-	assert_false(translate("PUT", "/v1/subscriptions/s", NULL, 0, NULL, 0,
-			       "{\"topic\":\"t\",\"policy\":{\"max_attempt\":3}}",
-			       &r, &out, &q));
+	assert_false(
+		translate("PUT", "/v1/subscriptions/s", NULL, 0, NULL, 0,
+			  "{\"topic\":\"t\",\"policy\":{\"max_attempt\":3}}",
+			  &r, &out, &q));
 	assert_problem(&out, 400, "BAD_REQUEST", "policy.max_attempt");
 	http_out_free(&out);
 	http_route_free(&r);
@@ -395,8 +401,9 @@ static void test_replies(void **state)
 	json_t *x = json_array_get(json_object_get(j, "deliveries"), 0);
 	assert_string_equal(json_string_value(json_object_get(x, "event_id")),
 			    "5");
-	assert_string_equal(json_string_value(json_object_get(x, "lease_token")),
-			    "18446744073709551615");
+	assert_string_equal(
+		json_string_value(json_object_get(x, "lease_token")),
+		"18446744073709551615");
 	assert_string_equal(
 		json_string_value(json_object_get(x, "payload_encoding")),
 		"base64");
@@ -412,7 +419,8 @@ static void test_replies(void **state)
 		int http;
 		const char *name;
 	} errs[] = {
-		{ HANDOFF__WIRE__STATUS__LEASE_LOST, "x", 0, 409, "LEASE_LOST" },
+		{ HANDOFF__WIRE__STATUS__LEASE_LOST, "x", 0, 409,
+		  "LEASE_LOST" },
 		{ HANDOFF__WIRE__STATUS__NO_SUBSCRIPTIONS, "x", 0, 409,
 		  "NO_SUBSCRIPTIONS" },
 		{ HANDOFF__WIRE__STATUS__NOT_FOUND, "x", 0, 404, "NOT_FOUND" },
@@ -473,16 +481,20 @@ static void test_replies(void **state)
 	dup = 0;
 	reply_for("POST", "/v1/topics/t/events", &p, &out);
 	assert_int_equal(out.status, 201);
-	assert_string_equal(out.body, "{\"event_id\":\"9\",\"duplicate\":false}");
+	assert_string_equal(out.body,
+			    "{\"event_id\":\"9\",\"duplicate\":false}");
 	http_out_free(&out);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_routes),	 cmocka_unit_test(test_publish_one),
-		cmocka_unit_test(test_batch),	 cmocka_unit_test(test_consume),
-		cmocka_unit_test(test_operator), cmocka_unit_test(test_replies),
+		cmocka_unit_test(test_routes),
+		cmocka_unit_test(test_publish_one),
+		cmocka_unit_test(test_batch),
+		cmocka_unit_test(test_consume),
+		cmocka_unit_test(test_operator),
+		cmocka_unit_test(test_replies),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
