@@ -425,8 +425,11 @@ void http_deliver(void *ctx, void *callp, void *buf, size_t len)
 	call->state = CALL_REPLIED;
 	call->resumed = true;
 	s->resumed_pending++;
-	MHD_resume_connection(call->conn);
 	pthread_mutex_unlock(&s->mu);
+	/* Outside mu: MHD's own lock is taken here, and MHD may call
+	 * on_completed (which takes mu) holding it. Off the list, the call is
+	 * this thread's until resumed. */
+	MHD_resume_connection(call->conn);
 }
 
 /* ---- start and stop ---------------------------------------------------- */

@@ -412,7 +412,19 @@ def test_long_poll_and_durability():
         check(d2["event_id"] == d["event_id"], "same id after restart")
         tr = expect(b.call("GET", "/v1/events/" + d["event_id"]), 200)
         check(tr["subscriptions"][0]["state"] == "ready", "%r" % tr)
+        expect(b.call("POST", "/v1/subscriptions/s/fetch",
+                      {"max_events": 10}), 200)
+        # SIGTERM with a long poll parked: it is answered, the broker
+        # exits 0 (libmicrohttpd would abort on a still-suspended request)
+        th = threading.Thread(target=poll)
+        th.start()
+        time.sleep(0.5)
+        t0 = time.time()
         b.stop()
+        th.join(15)
+        check(not th.is_alive() and time.time() - t0 < 5, "stopped")
+        got = expect(out["r"], 200, "held fetch answered at stop")
+        check(got["deliveries"] == [], "%r" % got)
     finally:
         b.cleanup()
 
