@@ -45,6 +45,7 @@ enum kind {
 	K_MS64,	   /* uint64_t milliseconds, ms/s/m/h/d suffixes */
 	K_MS32,	   /* uint32_t milliseconds */
 	K_BOOL,	   /* int 0/1 */
+	K_HTTP,	   /* appended to http_listen[]; "off" empties it */
 };
 
 struct key {
@@ -83,6 +84,13 @@ static const struct key keys[] = {
 	KEY("defaults", "ack_deadline", K_MS32, ack_deadline_ms),
 	KEY("defaults", "backoff_min", K_MS32, backoff_min_ms),
 	KEY("defaults", "backoff_max", K_MS32, backoff_max_ms),
+	KEY("http", "listen", K_HTTP, http_listen),
+	KEY("http", "tls_cert", K_STRING, http_tls_cert),
+	KEY("http", "tls_key", K_STRING, http_tls_key),
+	KEY("http", "max_connections", K_COUNT32, http_max_connections),
+	KEY("http", "max_connections_per_ip", K_COUNT32,
+	    http_max_connections_per_ip),
+	KEY("http", "timeout", K_MS32, http_timeout_ms),
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -144,6 +152,10 @@ int config_init(struct config *c)
 	c->backoff_max_ms = 60 * 1000;
 	c->request_window_ms = 60 * 1000;
 
+	c->http_max_connections = 1000;
+	c->http_max_connections_per_ip = 128;
+	c->http_timeout_ms = 30 * 1000;
+
 	c->log_debug = 0;
 	return 0;
 }
@@ -155,6 +167,12 @@ void config_free(struct config *c)
 	free(c->data_dir);
 	c->data_dir = NULL;
 	free_listen(c);
+	for (size_t i = 0; i < c->n_http_listen; i++)
+		free(c->http_listen[i]);
+	c->n_http_listen = 0;
+	free(c->http_tls_cert);
+	free(c->http_tls_key);
+	c->http_tls_cert = c->http_tls_key = NULL;
 	for (size_t i = 0; i < c->n_keys; i++) {
 		struct config_key *k = &c->keys[i];
 		free(k->id);
@@ -163,6 +181,7 @@ void config_free(struct config *c)
 		for (size_t j = 0; j < k->n_subs; j++)
 			free(k->subs[j]);
 		sodium_memzero(k->secret, sizeof k->secret);
+		sodium_memzero(k->token_hash, sizeof k->token_hash);
 	}
 	memset(c->keys, 0, sizeof c->keys);
 	c->n_keys = 0;
@@ -243,14 +262,107 @@ static int listen_is_wildcard(const char *url)
 	       strncmp(host, "[::]:", 5) == 0;
 }
 
+/* ---- [http] endpoints ------------------------------------------------- */
+
+int config_split_hostport(const char *hostport, char *host, size_t hostlen,
+			  unsigned *port)
+{
+	const char *colon, *h = hostport;
+	size_t n;
+	if (hostport[0] == '[') {
+		const char *end = strchr(hostport, ']');
+		if (!end || end[1] != ':')
+			return EINVAL;
+		h = hostport + 1;
+		n = (size_t)(end - h);
+		colon = end + 1;
+	} else {
+		colon = strrchr(hostport, ':');
+		if (!colon || memchr(hostport, ':', (size_t)(colon - hostport)))
+			return EINVAL;
+		n = (size_t)(colon - hostport);
+	}
+	if (n == 0 || n >= hostlen)
+		return EINVAL;
+	uint64_t p = 0;
+	const char *d = colon + 1;
+	if (*d == '\0')
+		return EINVAL;
+	for (; *d; d++) {
+		if (*d < '0' || *d > '9' || p > 65535)
+			return EINVAL;
+		p = p * 10 + (uint64_t)(*d - '0');
+	}
+	if (p == 0 || p > 65535)
+		return EINVAL;
+	memcpy(host, h, n);
+	host[n] = '\0';
+	*port = (unsigned)p;
+	return 0;
+}
+
+static void free_http_listen(struct config *c)
+{
+	for (size_t i = 0; i < c->n_http_listen; i++) {
+		free(c->http_listen[i]);
+		c->http_listen[i] = NULL;
+	}
+	c->n_http_listen = 0;
+}
+
+/* replace: empty the list first (the first listen= of a file or flags) */
+static int http_listen_put(struct config *c, const char *v, int replace)
+{
+	char host[256];
+	unsigned port;
+	if (replace)
+		free_http_listen(c);
+	c->http_listen_set = 1;
+	if (strcmp(v, "off") == 0) {
+		free_http_listen(c);
+		return 0;
+	}
+	if (config_split_hostport(v, host, sizeof host, &port))
+		return EINVAL;
+	if (c->n_http_listen >= CONFIG_MAX_LISTEN)
+		return E2BIG;
+	char *copy = strdup(v);
+	if (!copy)
+		return ENOMEM;
+	c->http_listen[c->n_http_listen++] = copy;
+	return 0;
+}
+
+int config_add_http_listen(struct config *c, const char *hostport, int first)
+{
+	return http_listen_put(c, hostport, first);
+}
+
+void config_resolve_http(struct config *c)
+{
+	if (c->http_listen_set || !listen_is_default(c))
+		return;
+	c->http_listen[0] = strdup(CONFIG_HTTP_DEFAULT);
+	c->n_http_listen = c->http_listen[0] ? 1 : 0;
+	c->http_listen_set = 1;
+}
+
+static int http_is_wildcard(const char *hostport)
+{
+	return strncmp(hostport, "0.0.0.0:", 8) == 0 ||
+	       strncmp(hostport, "[::]:", 5) == 0 ||
+	       strncmp(hostport, "*:", 2) == 0;
+}
+
 /* ---- the INI file ------------------------------------------------------ */
 
 struct load {
 	struct config *c;
 	FILE *f;
-	int lineno;	 /* line last handed to inih */
-	int listen_seen; /* a listen= of this file was applied already */
-	int err;	 /* first error (errno value), 0 if none */
+	int lineno;	      /* line last handed to inih */
+	int listen_seen;      /* a listen= of this file was applied already */
+	int http_listen_seen; /* the same for [http] listen= */
+	int err;	      /* first error (errno value), 0 if none */
 	int err_line;
 	char msg[256]; /* "what", without the FILE:LINE: prefix */
 	char *buf;     /* getline buffer */
@@ -361,6 +473,11 @@ static int apply(struct load *ld, const struct key *k, const char *value)
 		rc = listen_put(ld->c, value, !ld->listen_seen);
 		if (rc == 0)
 			ld->listen_seen = 1;
+		return rc;
+	case K_HTTP:
+		rc = http_listen_put(ld->c, value, !ld->http_listen_seen);
+		if (rc == 0)
+			ld->http_listen_seen = 1;
 		return rc;
 	case K_BOOL:
 		if (parse_bool(value, &b))
@@ -504,6 +621,63 @@ static int read_secret_file(struct load *ld, const char *path, uint8_t *out)
 	return rc;
 }
 
+/* A bearer token: 16-512 visible ASCII characters (no spaces). Only its
+ * hash is kept. */
+static int set_token(struct config_key *k, const char *tok)
+{
+	size_t n = strlen(tok);
+	if (n < 16 || n > 512)
+		return EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (tok[i] <= ' ' || tok[i] > '~')
+			return EINVAL;
+	if (sodium_init() < 0)
+		return ENOMEM;
+	crypto_generichash(k->token_hash, sizeof k->token_hash,
+			   (const unsigned char *)tok, n, NULL, 0);
+	if (!k->has_secret) /* no native signing with this key */
+		randombytes_buf(k->secret, sizeof k->secret);
+	k->has_token = 1;
+	return 0;
+}
+
+/* A token file holds the token (and maybe a newline), mode 600. */
+static int read_token_file(struct load *ld, const char *path,
+			   struct config_key *k)
+{
+	char buf[520];
+	struct stat sb;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		load_fail(ld, EINVAL, "token_file %s: %s", path,
+			  strerror(errno));
+		return EINVAL;
+	}
+	if (fstat(fd, &sb) || (sb.st_mode & 077)) {
+		close(fd);
+		load_fail(ld, EINVAL,
+			  "token_file %s can be read by others "
+			  "(chmod 600 it)",
+			  path);
+		return EINVAL;
+	}
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n < 0)
+		n = 0;
+	buf[n] = '\0';
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	int rc = set_token(k, buf);
+	sodium_memzero(buf, sizeof buf);
+	if (rc)
+		load_fail(ld, EINVAL,
+			  "token_file %s must hold one token of 16-512 "
+			  "visible characters",
+			  path);
+	return rc;
+}
+
 /* Values are never echoed back in errors: one of them may be a secret. */
 static void on_key_section(struct load *ld, const char *id, const char *name,
 			   const char *value)
@@ -530,6 +704,15 @@ static void on_key_section(struct load *ld, const char *id, const char *name,
 	} else if (strcmp(name, "secret_file") == 0) {
 		rc = read_secret_file(ld, value, k->secret);
 		k->has_secret = rc == 0;
+	} else if (strcmp(name, "token") == 0) {
+		rc = set_token(k, value);
+		if (rc)
+			load_fail(ld, EINVAL,
+				  "[key %s] token must be 16-512 visible "
+				  "characters",
+				  id);
+	} else if (strcmp(name, "token_file") == 0) {
+		rc = read_token_file(ld, value, k);
 	} else if (strcmp(name, "topics") == 0) {
 		rc = parse_patterns(value, k->topics, &k->n_topics);
 	} else if (strcmp(name, "subscriptions") == 0) {
@@ -676,10 +859,11 @@ int config_validate(const struct config *c, char *err, size_t errlen)
 	}
 	for (i = 0; i < c->n_keys; i++) {
 		const struct config_key *k = &c->keys[i];
-		if (!k->has_secret || !k->roles) {
+		if (!(k->has_secret || k->has_token) || !k->roles) {
 			set_err(err, errlen,
 				"[key %s] needs a role and a secret "
-				"(or secret_file)",
+				"(or secret_file), or an HTTP token (or "
+				"token_file)",
 				k->id);
 			return EINVAL;
 		}
@@ -707,6 +891,37 @@ int config_validate(const struct config *c, char *err, size_t errlen)
 				c->listen[i]);
 			return EINVAL;
 		}
+	}
+	for (i = 0; i < c->n_http_listen; i++) {
+		char host[256];
+		unsigned port;
+		if (config_split_hostport(c->http_listen[i], host, sizeof host,
+					  &port)) {
+			set_err(err, errlen,
+				"[http] listen '%s' must be HOST:PORT, "
+				"[V6]:PORT or off",
+				c->http_listen[i]);
+			return EINVAL;
+		}
+		if (!c->allow_wildcard && http_is_wildcard(c->http_listen[i])) {
+			set_err(err, errlen,
+				"[http] listen '%s' binds every interface: "
+				"give an address, or set allow_wildcard = "
+				"true in [broker]",
+				c->http_listen[i]);
+			return EINVAL;
+		}
+	}
+	if (!c->http_tls_cert != !c->http_tls_key) {
+		set_err(err, errlen, "[http] tls_cert and tls_key go together");
+		return EINVAL;
+	}
+	if (c->http_max_connections == 0 ||
+	    c->http_max_connections_per_ip == 0 || c->http_timeout_ms < 1000) {
+		set_err(err, errlen,
+			"[http] max_connections and max_connections_per_ip "
+			"must be greater than 0, timeout at least 1s");
+		return EINVAL;
 	}
 	if (c->storage_headroom_bytes &&
 	    c->storage_headroom_bytes > c->map_size_bytes / 2) {

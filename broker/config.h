@@ -15,6 +15,8 @@
 #define CONFIG_MAX_KEYS	    64
 #define CONFIG_MAX_PATTERNS 32
 #define CONFIG_SECRET_BYTES 32
+#define CONFIG_TOKEN_HASH   32 /* BLAKE2b of a bearer token */
+#define CONFIG_HTTP_DEFAULT "127.0.0.1:7451"
 
 enum config_role {
 	ROLE_PRODUCER = 1, /* publish to its topics */
@@ -29,6 +31,11 @@ struct config_key {
 	unsigned roles; /* enum config_role bits */
 	uint8_t secret[CONFIG_SECRET_BYTES];
 	int has_secret;
+	/* HTTP bearer token (token = / token_file =): only its hash is kept,
+	 * compared in constant time. A key with a token and no secret gets a
+	 * random secret nobody knows, so it cannot sign native requests. */
+	uint8_t token_hash[CONFIG_TOKEN_HASH];
+	int has_token;
 	char *topics[CONFIG_MAX_PATTERNS]; /* fnmatch patterns (producer) */
 	size_t n_topics;
 	char *subs[CONFIG_MAX_PATTERNS]; /* fnmatch patterns (consumer) */
@@ -76,6 +83,19 @@ struct config {
 	struct config_key keys[CONFIG_MAX_KEYS];
 	size_t n_keys;
 	uint64_t request_window_ms; /* signed requests older are stale; 60 s */
+
+	/* [http]: the JSON API (broker/http.h). listen = HOST:PORT, repeatable;
+	 * "off" empties it. Unset (http_listen_set 0) it is CONFIG_HTTP_DEFAULT
+	 * when the native endpoints are the default too, else off
+	 * (config_resolve_http). */
+	char *http_listen[CONFIG_MAX_LISTEN];
+	size_t n_http_listen;
+	int http_listen_set;
+	char *http_tls_cert; /* PEM files: both or neither (then plain HTTP) */
+	char *http_tls_key;
+	uint32_t http_max_connections;	      /* all endpoints; default 1000 */
+	uint32_t http_max_connections_per_ip; /* default 128 */
+	uint32_t http_timeout_ms; /* idle or slow connection; default 30 s */
 };
 
 /* Fill c with the defaults above. Returns 0, or ENOMEM. */
@@ -93,6 +113,17 @@ int config_load_file(struct config *c, const char *path, char *err,
  * default list). Return 0, ENOMEM or E2BIG (too many listen URLs). */
 int config_set_data_dir(struct config *c, const char *dir);
 int config_add_listen(struct config *c, const char *url);
+/* [http] listen from a flag: "off" turns HTTP off, HOST:PORT adds an
+ * endpoint; first (the first flag) replaces the file's list. 0, EINVAL,
+ * ENOMEM or E2BIG. */
+int config_add_http_listen(struct config *c, const char *hostport, int first);
+/* Apply the HTTP default endpoint rule (see http_listen above); call once
+ * after the file and the flags. */
+void config_resolve_http(struct config *c);
+/* Split HOST:PORT ([V6]:PORT) into host (without brackets) and port. 0 or
+ * EINVAL. */
+int config_split_hostport(const char *hostport, char *host, size_t hostlen,
+			  unsigned *port);
 /* Check cross-field rules (min <= max, non-zero limits). 0 or EINVAL with
  * the reason in err. */
 int config_validate(const struct config *c, char *err, size_t errlen);

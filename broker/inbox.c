@@ -125,9 +125,9 @@ static size_t take_deferred(struct inbox *ib, const struct config_key **callers)
 {
 	size_t n = ib->n_deferred;
 	for (size_t i = 0; i < n; i++) {
-		ib->inbound[i] = (struct inmsg){ ib->deferred[i].ctrl,
-						 ib->deferred[i].body,
-						 ib->deferred[i].len };
+		ib->inbound[i] = (struct inmsg){ .ctrl = ib->deferred[i].ctrl,
+						 .body = ib->deferred[i].body,
+						 .len = ib->deferred[i].len };
 		callers[i] = ib->deferred[i].caller;
 	}
 	ib->n_deferred = 0;
@@ -151,21 +151,32 @@ void inbox_receive(struct broker *b, int timeout_ms, bool *stopping)
 		const struct config_key *caller = NULL;
 		char why[256];
 		int ast = HANDOFF__WIRE__STATUS__OK;
-		if (req && i < n_old)
+		if (req && i < n_old) {
 			caller = old_callers[i]; /* checked when it came */
-		else if (req)
+		} else if (req && in->preauth) {
+			/* HTTP: the token named the caller; the role and
+			 * patterns are checked here, as for native requests */
+			caller = in->caller;
+			ast = auth_allows(&b->auth, caller, req, why,
+					  sizeof why);
+		} else if (req) {
 			ast = authenticate(b, req, in, now, &caller, why,
 					   sizeof why);
+		}
 		if (!req || ast != HANDOFF__WIRE__STATUS__OK) {
 			free(in->body);
 			in->body = NULL;
 		}
 		if (req && ast != HANDOFF__WIRE__STATUS__OK) {
+			const char *key = in->preauth ?
+						  (caller ? caller->id : "") :
+					  req->auth && req->auth->key_id ?
+						  req->auth->key_id :
+						  "";
 			log_event(LOG_WARN, "request_denied",
 				  LS("request", inbox_request_name(req)),
-				  LS("key", req->auth && req->auth->key_id ?
-						    req->auth->key_id :
-						    ""),
+				  LS("key", key),
+				  LS("via", in->preauth ? "http" : "native"),
 				  LS("reason", why), LOG_END);
 			refuse(b, in->ctrl, req, ast, now, why);
 			continue;
@@ -180,7 +191,8 @@ void inbox_receive(struct broker *b, int timeout_ms, bool *stopping)
 					 "decode budget");
 			continue;
 		}
-		if (answer_resent_fetch(b, req, in)) {
+		/* the resend cache is for nanomsg resends only */
+		if (!in->preauth && answer_resent_fetch(b, req, in)) {
 			free(in->body);
 			continue;
 		}

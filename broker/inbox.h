@@ -6,7 +6,10 @@
  * transaction (malformed, denied, a resent fetch whose reply is cached or
  * whose first copy is held), and leaves the rest in pend[] for the turn to
  * apply. Requests that turn sharing (share.h) put off wait in deferred[]
- * and come first next turn, already authenticated.
+ * and come first next turn, already authenticated. HTTP requests
+ * (pump.h's preauth) come with their caller known from the bearer token:
+ * they skip the signature check, not the role check (auth_allows), and
+ * never use the fetch resend cache.
  *
  * Ownership: a pending request's decoded form lives in the turn's arena;
  * its wire bytes are freed once the turn is sure to apply it; its ctrl

@@ -12,6 +12,7 @@
 
 #include "broker.h"
 #include "clock.h"
+#include "http.h"
 #include "log.h"
 #include "turn.h"
 
@@ -77,6 +78,7 @@ int loop_run(const struct config *cfg)
 	int status = 1;
 	bool pump_ready = false;
 	pthread_t store_thread;
+	struct http_server *http = NULL;
 
 	memset(b, 0, sizeof *b);
 	b->sigfd = -1;
@@ -132,6 +134,20 @@ int loop_run(const struct config *cfg)
 		goto out;
 	}
 	pump_ready = true;
+	/* HTTP requests join the same inbox (pump.h, http.h) */
+	if (cfg->n_http_listen) {
+		if (pump_enable_http(&b->pump, http_max_in_flight(cfg),
+				     http_deliver, NULL)) {
+			start_failed(cfg, strerror(ENOMEM));
+			goto out;
+		}
+		if (http_start(cfg, &b->pump, &http, err, sizeof err)) {
+			start_failed(cfg, err);
+			goto out;
+		}
+		/* replies flow only once the store thread starts, below */
+		b->pump.http_ctx = http;
+	}
 	for (size_t i = 0; i < cfg->n_listen; i++)
 		log_event(LOG_INFO, "listening", LS("url", cfg->listen[i]),
 			  LOG_END);
@@ -148,12 +164,16 @@ int loop_run(const struct config *cfg)
 	}
 	pump_run(&b->pump);
 	pthread_join(store_thread, NULL);
+	/* the store thread answered all it took; the rest get 503 */
+	http_stop(http);
+	http = NULL;
 	status = b->exit_status;
 	log_event(LOG_INFO, "broker_stopped", LU("exit_status", status),
 		  LOG_END);
 out:
 	/* held fetches and put-off requests are resent by their clients to
 	 * the next broker */
+	http_stop(http);
 	broker_fini(b);
 	if (pump_ready)
 		pump_fini(&b->pump);

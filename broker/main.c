@@ -1,10 +1,12 @@
 /*
  * main.c — handoffd: parse flags, read the config, run the loop.
  *
- *   handoffd [--data DIR] [--listen URL]... [--config FILE]
+ *   handoffd [--data DIR] [--listen URL]... [--http-listen HOST:PORT|off]...
+ *            [--config FILE]
  *
  * Precedence: built-in defaults < config file < flags.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,7 +20,8 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: handoffd [--data DIR] [--listen URL]... [--config FILE]\n"
+		"usage: handoffd [--data DIR] [--listen URL]...\n"
+		"                [--http-listen HOST:PORT|off]... [--config FILE]\n"
 		"\n"
 		"handoff broker: durable publish (LMDB), fan-out to subscriptions,\n"
 		"acks, retries with backoff, dead-letter queues.\n"
@@ -26,8 +29,13 @@ static void usage(FILE *f)
 		"  --data DIR      store folder (default ./handoff-data)\n"
 		"  --listen URL    endpoint, repeatable: ipc://PATH or\n"
 		"                  tcp://HOST:PORT (default tcp://127.0.0.1:7450)\n"
+		"  --http-listen HOST:PORT|off\n"
+		"                  HTTP JSON API endpoint, repeatable (default\n"
+		"                  127.0.0.1:7451 when the native endpoint is the\n"
+		"                  default, else off)\n"
 		"  --config FILE   INI file with [broker] [limits] [retention]\n"
-		"                  [defaults] sections (see README)\n"
+		"                  [defaults] [access] [http] [key NAME] sections\n"
+		"                  (see README)\n"
 		"  --log-debug     also log debug lines\n"
 		"  --help          this text\n"
 		"  --version       print the version\n"
@@ -43,6 +51,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "data", required_argument, NULL, 'd' },
 		{ "listen", required_argument, NULL, 'l' },
+		{ "http-listen", required_argument, NULL, 'H' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "log-debug", no_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
@@ -51,7 +60,8 @@ int main(int argc, char **argv)
 	};
 	const char *data = NULL, *config_file = NULL;
 	const char *listen[CONFIG_MAX_LISTEN];
-	size_t n_listen = 0;
+	const char *http_listen[CONFIG_MAX_LISTEN];
+	size_t n_listen = 0, n_http = 0;
 	int debug = 0, c;
 	struct config cfg;
 	char err[512];
@@ -69,6 +79,15 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			listen[n_listen++] = optarg;
+			break;
+		case 'H':
+			if (n_http == CONFIG_MAX_LISTEN) {
+				fprintf(stderr,
+					"handoffd: at most %d --http-listen\n",
+					CONFIG_MAX_LISTEN);
+				return 2;
+			}
+			http_listen[n_http++] = optarg;
 			break;
 		case 'c':
 			config_file = optarg;
@@ -122,6 +141,18 @@ int main(int argc, char **argv)
 			cfg.n_listen++;
 		}
 	}
+	for (size_t i = 0; i < n_http; i++) {
+		int rc = config_add_http_listen(&cfg, http_listen[i], i == 0);
+		if (rc) {
+			fprintf(stderr, "handoffd: --http-listen %s: %s\n",
+				http_listen[i],
+				rc == EINVAL ? "expected HOST:PORT or off" :
+					       strerror(rc));
+			status = 2;
+			goto out;
+		}
+	}
+	config_resolve_http(&cfg);
 	if (config_validate(&cfg, err, sizeof err)) {
 		fprintf(stderr, "handoffd: config: %s\n", err);
 		status = 2;

@@ -42,8 +42,10 @@ void pump_fini(struct pump *p)
 {
 	for (size_t i = 0; i < p->n_in; i++) {
 		free(p->in[i].body);
-		transport_drop_ctrl(p->in[i].ctrl);
+		if (!pump_is_http(p, p->in[i].ctrl))
+			transport_drop_ctrl(p->in[i].ctrl);
 	}
+	free(p->http_slots);
 	for (size_t i = 0; i < p->n_out; i++) {
 		free(p->out[i].buf);
 		transport_drop_ctrl(p->out[i].ctrl);
@@ -70,6 +72,71 @@ static bool grow(void **arr, size_t *cap, size_t need, size_t elem)
 	*arr = m;
 	*cap = cap2;
 	return true;
+}
+
+/* ---- HTTP requests ------------------------------------------------------ */
+
+int pump_enable_http(struct pump *p, size_t slots, pump_http_reply_fn *reply,
+		     void *ctx)
+{
+	p->http_slots = calloc(slots, sizeof *p->http_slots);
+	if (!p->http_slots)
+		return ENOMEM;
+	for (size_t i = 0; i < slots; i++)
+		p->http_slots[i].next_free = i + 1;
+	p->n_http_slots = slots;
+	p->http_free = 0;
+	p->http_reply = reply;
+	p->http_ctx = ctx;
+	return 0;
+}
+
+bool pump_is_http(const struct pump *p, const void *ctrl)
+{
+	const struct pump_http_slot *s = ctrl;
+	return p->http_slots && s >= p->http_slots &&
+	       s < p->http_slots + p->n_http_slots;
+}
+
+int pump_post_http(struct pump *p, void *call, const struct config_key *caller,
+		   void *body, size_t len)
+{
+	int rc = 0;
+	pthread_mutex_lock(&p->mu);
+	if (p->stopping || p->store_done)
+		rc = ESHUTDOWN;
+	else if (p->http_free >= p->n_http_slots || p->n_in >= p->max_in ||
+		 p->in_bytes + len > p->max_in_bytes)
+		rc = EAGAIN;
+	else if (!grow((void **)&p->in, &p->cap_in, p->n_in + 1, sizeof *p->in))
+		rc = EAGAIN;
+	if (!rc) {
+		struct pump_http_slot *s = &p->http_slots[p->http_free];
+		p->http_free = s->next_free;
+		s->call = call;
+		p->in[p->n_in++] = (struct inmsg){ .ctrl = s,
+						   .body = body,
+						   .len = len,
+						   .preauth = true,
+						   .caller = caller };
+		p->in_bytes += len;
+		pthread_cond_signal(&p->cond);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+/* Hand an HTTP reply to the HTTP module and free its slot. */
+static void http_out(struct pump *p, void *ctrl, void *buf, size_t len)
+{
+	struct pump_http_slot *s = ctrl;
+	pthread_mutex_lock(&p->mu);
+	void *call = s->call;
+	s->call = NULL;
+	s->next_free = p->http_free;
+	p->http_free = (size_t)(s - p->http_slots);
+	pthread_mutex_unlock(&p->mu);
+	p->http_reply(p->http_ctx, call, buf, len);
 }
 
 /* ---- store side --------------------------------------------------------- */
@@ -112,7 +179,15 @@ size_t pump_take(struct pump *p, struct inmsg *out, size_t max,
 void pump_send(struct pump *p, void *ctrl, void *buf, size_t len)
 {
 	if (!grow((void **)&p->staged, &p->cap_staged, p->n_staged + 1,
-		  sizeof *p->staged)) {
+		  sizeof *p->staged) &&
+	    pump_is_http(p, ctrl)) {
+		free(buf); /* the HTTP side answers "not applied" */
+		http_out(p, ctrl, NULL, 0);
+		log_event(LOG_ERROR, "reply_dropped",
+			  LS("reason", "out of memory"), LOG_END);
+		return;
+	}
+	if (p->n_staged + 1 > p->cap_staged) {
 		/* Without room to queue it, the reply is lost like a dropped
 		 * connection's; the client resends. The ctrl leaks: nanomsg
 		 * memory may only be freed on the network thread. */
@@ -135,6 +210,19 @@ void pump_flush(struct pump *p)
 {
 	if (p->n_staged == 0)
 		return;
+	if (p->http_slots) { /* HTTP replies go to the HTTP module */
+		size_t k = 0;
+		for (size_t i = 0; i < p->n_staged; i++) {
+			struct outmsg *m = &p->staged[i];
+			if (pump_is_http(p, m->ctrl))
+				http_out(p, m->ctrl, m->buf, m->len);
+			else
+				p->staged[k++] = *m;
+		}
+		p->n_staged = k;
+		if (k == 0)
+			return;
+	}
 	pthread_mutex_lock(&p->mu);
 	bool ok = grow((void **)&p->out, &p->cap_out, p->n_out + p->n_staged,
 		       sizeof *p->out);
@@ -215,7 +303,9 @@ static void receive(struct pump *p)
 		}
 		memcpy(copy, in.body, in.len);
 		transport_release(&in);
-		batch[n++] = (struct inmsg){ in.ctrl, copy, in.len };
+		batch[n++] = (struct inmsg){ .ctrl = in.ctrl,
+					     .body = copy,
+					     .len = in.len };
 	}
 	if (n == 0)
 		return;

@@ -12,6 +12,13 @@
  * nanomsg) and owned by whoever took it; its ctrl (the sender's opaque
  * header) must come back through pump_send() exactly once, with a reply
  * buffer (malloc'd, ownership passes) or with NULL to drop it.
+ *
+ * HTTP requests (http.h) come in through the same inbox: the HTTP thread
+ * posts a packed Request with pump_post_http(), its caller already
+ * authenticated by bearer token. Its ctrl is one of the pump's HTTP slots
+ * (pump_is_http() tells them apart by address, so nothing downstream needs
+ * to know), and at pump_flush() its reply goes to the HTTP module's
+ * callback instead of nanomsg. The nanomsg path is unchanged.
  */
 #ifndef HANDOFF_BROKER_PUMP_H
 #define HANDOFF_BROKER_PUMP_H
@@ -22,10 +29,25 @@
 
 #include "transport.h"
 
+struct config_key;
+
 struct inmsg {
 	void *ctrl;
 	void *body;
 	size_t len;
+	/* HTTP requests only: authenticated already (by token; the inbox
+	 * still checks the role), caller NULL when access control is off */
+	bool preauth;
+	const struct config_key *caller;
+};
+
+/* Store thread: the reply (buf NULL: none, answer "not applied") to the
+ * HTTP request that was posted with call. Ownership of buf passes. */
+typedef void pump_http_reply_fn(void *ctx, void *call, void *buf, size_t len);
+
+struct pump_http_slot {
+	void *call; /* the HTTP module's request; NULL: free */
+	size_t next_free;
 };
 
 struct outmsg {
@@ -50,10 +72,27 @@ struct pump {
 	bool store_done; /* under mu */
 	size_t max_in;	 /* inbox cap: past it, stop receiving */
 	size_t max_in_bytes;
+	struct pump_http_slot *http_slots; /* fixed; free list under mu */
+	size_t n_http_slots, http_free;
+	pump_http_reply_fn *http_reply;
+	void *http_ctx;
 };
 
 int pump_init(struct pump *p, struct transport *tr, int sigfd);
 void pump_fini(struct pump *p);
+
+/* Before the threads start: accept up to slots HTTP requests in flight,
+ * answered through reply(ctx, ...). 0 or ENOMEM. */
+int pump_enable_http(struct pump *p, size_t slots, pump_http_reply_fn *reply,
+		     void *ctx);
+/* HTTP thread: post a packed Request for the store thread. 0 (body passes
+ * to the pump; the reply comes through the callback, maybe before this
+ * returns), EAGAIN (inbox full or no slot free: retry later) or
+ * ESHUTDOWN (the broker is stopping); then body stays the caller's. */
+int pump_post_http(struct pump *p, void *call, const struct config_key *caller,
+		   void *body, size_t len);
+/* Whether ctrl is an HTTP request's (any thread; no lock needed). */
+bool pump_is_http(const struct pump *p, const void *ctrl);
 
 /* Store thread: wait up to timeout_ms (0 = don't wait) for requests; take
  * up to max of them and max_bytes in all (always at least one waiting).

@@ -10,6 +10,8 @@ HANDOFF_DEB_PACKAGES=(
 	libprotobuf-c-dev protobuf-c-compiler
 	libsodium-dev libinih-dev zlib1g-dev
 	libcmocka-dev
+	libmicrohttpd-dev libjansson-dev
+	curl openssl python3-yaml python3-jsonschema
 	clang libclang-rt-14-dev llvm clang-format
 	btrfs-progs xfsprogs # the full-disk tests' filesystems
 	faketime

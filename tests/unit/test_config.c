@@ -816,6 +816,99 @@ static void secret_file(void **state)
 	assert_int_equal(f->c.keys[0].secret[31], 0xff);
 }
 
+/* [http]: listen (repeatable, off), the default rule, TLS pairs, limits. */
+static void http_settings(void **state)
+{
+	struct fixture *f = *state;
+	/* defaults everywhere: HTTP on 127.0.0.1:7451 */
+	config_resolve_http(&f->c);
+	assert_int_equal(f->c.n_http_listen, 1);
+	assert_string_equal(f->c.http_listen[0], CONFIG_HTTP_DEFAULT);
+	expect_valid(f);
+	/* native endpoints named: HTTP only where asked */
+	config_free(&f->c);
+	assert_int_equal(config_init(&f->c), 0);
+	assert_int_equal(load(f, "[broker]\nlisten = tcp://127.0.0.1:9\n"), 0);
+	config_resolve_http(&f->c);
+	assert_int_equal(f->c.n_http_listen, 0);
+	config_free(&f->c);
+	assert_int_equal(config_init(&f->c), 0);
+	assert_int_equal(load(f, "[http]\nlisten = 127.0.0.1:1\n"
+				 "listen = [::1]:2\ntimeout = 5s\n"
+				 "max_connections = 7\n"
+				 "max_connections_per_ip = 3\n"),
+			 0);
+	config_resolve_http(&f->c);
+	assert_int_equal(f->c.n_http_listen, 2);
+	assert_string_equal(f->c.http_listen[1], "[::1]:2");
+	assert_int_equal(f->c.http_timeout_ms, 5000);
+	assert_int_equal(f->c.http_max_connections, 7);
+	assert_int_equal(f->c.http_max_connections_per_ip, 3);
+	/* a flag replaces the file's list; off empties it */
+	assert_int_equal(config_add_http_listen(&f->c, "127.0.0.1:3", 1), 0);
+	assert_int_equal(f->c.n_http_listen, 1);
+	assert_int_equal(config_add_http_listen(&f->c, "off", 0), 0);
+	assert_int_equal(f->c.n_http_listen, 0);
+	config_resolve_http(&f->c);
+	assert_int_equal(f->c.n_http_listen, 0); /* off stays off */
+	assert_int_equal(config_add_http_listen(&f->c, "nohost", 0), EINVAL);
+	assert_int_equal(config_add_http_listen(&f->c, "h:0", 0), EINVAL);
+	assert_int_equal(config_add_http_listen(&f->c, "h:65536", 0), EINVAL);
+	config_free(&f->c);
+	assert_int_equal(config_init(&f->c), 0);
+	assert_int_equal(load(f, "[http]\nlisten = 1.2.3.4\n"), EINVAL);
+	config_free(&f->c);
+	assert_int_equal(config_init(&f->c), 0);
+	assert_int_equal(load(f, "[http]\nlisten = 0.0.0.0:80\n"), 0);
+	expect_invalid(f, "binds every interface");
+	config_free(&f->c);
+	assert_int_equal(config_init(&f->c), 0);
+	assert_int_equal(load(f, "[http]\ntls_cert = /x.pem\n"), 0);
+	expect_invalid(f, "tls_cert and tls_key go together");
+	config_free(&f->c);
+	assert_int_equal(config_init(&f->c), 0);
+	assert_int_equal(load(f, "[http]\ntimeout = 10ms\n"), 0);
+	expect_invalid(f, "timeout at least 1s");
+}
+
+/* token and token_file: a key may have a token and no secret; only the
+ * hash is kept, and such a key gets a secret nobody knows. */
+static void tokens(void **state)
+{
+	struct fixture *f = *state;
+	static const uint8_t zero[CONFIG_SECRET_BYTES];
+	assert_int_equal(load(f, "[key a]\nrole = operator\n"
+				 "token = abcdefghijklmnop\n"),
+			 0);
+	expect_valid(f);
+	assert_true(f->c.keys[0].has_token);
+	assert_false(f->c.keys[0].has_secret);
+	assert_memory_not_equal(f->c.keys[0].secret, zero, sizeof zero);
+	assert_memory_not_equal(f->c.keys[0].token_hash, "abcdefghijklmnop",
+				16);
+	config_free(&f->c);
+	assert_int_equal(config_init(&f->c), 0);
+	assert_int_equal(load(f, "[key a]\nrole = operator\ntoken = short\n"),
+			 EINVAL);
+	assert_non_null(strstr(f->err, "token must be 16-512"));
+	assert_null(strstr(f->err, "short")); /* never echoed */
+	config_free(&f->c);
+	assert_int_equal(config_init(&f->c), 0);
+	char text[PATH_MAX + 128], kpath[PATH_MAX + 64];
+	snprintf(kpath, sizeof kpath, "%s",
+		 write_file(f, "k.token", "0123456789abcdefXYZ\n"));
+	assert_int_equal(chmod(kpath, 0640), 0);
+	snprintf(text, sizeof text,
+		 "[key a]\nrole = operator\ntoken_file = %s\n", kpath);
+	assert_int_equal(load(f, text), EINVAL);
+	assert_non_null(strstr(f->err, "can be read by others"));
+	config_free(&f->c);
+	assert_int_equal(config_init(&f->c), 0);
+	assert_int_equal(chmod(kpath, 0600), 0);
+	assert_int_equal(load(f, text), 0);
+	expect_valid(f);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -859,6 +952,8 @@ int main(void)
 		T(validate_listen),
 		T(validate_data_dir),
 		T(free_is_idempotent),
+		T(http_settings),
+		T(tokens),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
