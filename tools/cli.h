@@ -28,8 +28,8 @@
  *      deadline)
  *   6  storage full, or a broker/library size or count limit exceeded
  *   7  publish to a topic that has no subscription
- *   8  lease lost: consume's ack/nack came after the lease ended (the
- *      event will be delivered again)
+ *   8  lease lost: consume's ack/nack, or extend, came after the lease
+ *      ended (the event will be delivered again)
  *   9  partially done (dlq replay/purge: some ids were not in the queue)
  *  10  permission denied (access control)
  */
@@ -101,7 +101,8 @@ struct cli_command {
 /* The commands, defined in their files. */
 extern const struct cli_command cli_cmd_publish, cli_cmd_subscribe,
 	cli_cmd_unsubscribe, cli_cmd_subscriptions, cli_cmd_consume,
-	cli_cmd_dlq, cli_cmd_trace, cli_cmd_stats, cli_cmd_audit;
+	cli_cmd_extend, cli_cmd_dlq, cli_cmd_trace, cli_cmd_stats,
+	cli_cmd_audit;
 extern const struct cli_command cli_cmd_dlq_list, cli_cmd_dlq_show,
 	cli_cmd_dlq_replay, cli_cmd_dlq_purge;
 
@@ -289,6 +290,13 @@ struct cli_exec_result {
 	char last_line[CLI_EXEC_LINE_MAX]; /* last non-empty stderr line */
 };
 
+/* Called by cli_exec_run about every 200 ms while the command runs (not
+ * once it has exited or was killed), from the calling thread. */
+struct cli_exec_tick {
+	void (*fn)(void *arg);
+	void *arg;
+};
+
 /*
  * Run cmd through /bin/sh -c for delivery d of subscription sub: payload
  * on its stdin, HANDOFF_* variables in its environment, its stderr echoed
@@ -296,10 +304,10 @@ struct cli_exec_result {
  * a process group of its own so that a Ctrl-C meant for us does not reach
  * it. Waits for the command however long it takes; a second stop signal
  * (cli_stop_count() == 2, see cli_install_stop_handlers) kills its group
- * (res->interrupted). 0 when the command ran (see res), else an errno
- * value (pipe, spawn).
+ * (res->interrupted). tick (may be NULL) runs while it waits. 0 when
+ * the command ran (see res), else an errno value (pipe, spawn).
  */
 int cli_exec_run(const char *cmd, const char *sub, const handoff_delivery *d,
-		 struct cli_exec_result *res);
+		 const struct cli_exec_tick *tick, struct cli_exec_result *res);
 
 #endif /* HANDOFF_TOOLS_CLI_H */
