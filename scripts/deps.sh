@@ -9,6 +9,7 @@ HANDOFF_DEB_PACKAGES=(
 	libnanomsg-dev nanomsg-utils
 	libprotobuf-c-dev protobuf-c-compiler
 	libsodium-dev libinih-dev zlib1g-dev
+	libjansson-dev
 	libcmocka-dev
 	clang libclang-rt-14-dev llvm clang-format
 )

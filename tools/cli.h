@@ -209,21 +209,41 @@ const char *cli_fmt_bytes(uint64_t bytes, char *buf);
 const char *cli_fmt_u64(uint64_t v, char *buf);
 const char *cli_fmt_double(double v, char *buf);
 
-/* A minimal streaming JSON writer (compact output). */
+/*
+ * JSON output through jansson, in the order of a streaming writer: begin an
+ * object, key, value, ..., end it; cli_json_newline then writes the
+ * document (compact, one line) and resets. Nothing is written before that,
+ * and nothing at all when any step failed (out of memory, a value without
+ * a key, nesting past CLI_JSON_MAX_DEPTH): the document is dropped with a
+ * warning and cli_json_failed() turns true (cli_finish then exits 1), so a
+ * field never silently goes missing. Numbers are JSON integers; a u64 over
+ * INT64_MAX (no field today) would be written as its decimal string.
+ * Strings are text: invalid UTF-8 bytes become U+FFFD (callers that must
+ * keep bytes use base64, as cli_json_kv_payload does).
+ */
 #define CLI_JSON_MAX_DEPTH 16
+struct json_t;
 struct cli_json {
 	FILE *f;
+	struct json_t *root;			  /* the document, owned */
+	struct json_t *stack[CLI_JSON_MAX_DEPTH]; /* open containers */
 	unsigned depth;
-	bool first[CLI_JSON_MAX_DEPTH + 1]; /* no value yet at this depth */
-	bool after_key;			    /* next value follows a key */
+	unsigned dead_opens; /* opens that failed: their closes are no-ops */
+	char *key;	     /* pending key, owned */
+	int err;	     /* first failure, 0 if none */
 };
 void cli_json_init(struct cli_json *j, FILE *f);
+/* Drop the document without writing it (on an error path). */
+void cli_json_discard(struct cli_json *j);
 void cli_json_begin_object(struct cli_json *j);
 void cli_json_end_object(struct cli_json *j);
 void cli_json_begin_array(struct cli_json *j);
 void cli_json_end_array(struct cli_json *j);
-/* End one top-level value with a newline (JSON lines) and reset. */
+/* Write the document and a newline (JSON lines), or drop it on failure;
+ * then reset for the next one. */
 void cli_json_newline(struct cli_json *j);
+/* Whether any document was dropped or failed to write. */
+bool cli_json_failed(void);
 void cli_json_key(struct cli_json *j, const char *key);
 /* A string value; invalid UTF-8 bytes become U+FFFD. NULL writes null. */
 void cli_json_string(struct cli_json *j, const char *s);

@@ -324,6 +324,9 @@ int cli_finish(int rc)
 		cli_warn("writing output: %s", strerror(errno));
 		return rc ? rc : CLI_EXIT_ERROR;
 	}
+	/* cli_json_newline said what was left out */
+	if (cli_json_failed())
+		return rc ? rc : CLI_EXIT_ERROR;
 	return rc;
 }
 
