@@ -278,6 +278,11 @@ int auth_allows(const struct auth *a, const struct config_key *key,
 		what = "nack on";
 		name = req->nack->subscription;
 		break;
+	case HANDOFF__WIRE__REQUEST__BODY_EXTEND:
+		need = ROLE_CONSUMER;
+		what = "extend leases on";
+		name = req->extend->subscription;
+		break;
 	default:
 		need = ROLE_OPERATOR;
 		what = "run operator requests";

@@ -35,6 +35,7 @@
 #define MAX_COMMAND_ID	   256
 #define MAX_HEADER_VALUE   4096
 #define MAX_REASON_BYTES   4096
+#define MAX_EXTEND_MS	   (12u * 3600 * 1000) /* PROTOCOL.md §5.16 */
 #define DEFAULT_LIST_LIMIT 100
 #define DLQ_SCAN_BUDGET	   100000
 #define DELIVERY_OVERHEAD  256
@@ -763,6 +764,35 @@ static int handle_nack(struct handler_env *env, struct txn *t,
 	return rc;
 }
 
+static int handle_extend(struct handler_env *env, struct txn *t,
+			 const Handoff__Wire__ExtendRequest *a, Reply *reply)
+{
+	CHECK_NAME("subscription", a->subscription);
+	if (a->n_items == 0)
+		FAIL(BAD_REQUEST, "extend carries no items");
+	if (a->n_items > env->cfg->max_batch)
+		FAIL(LIMIT_EXCEEDED, "%zu items exceed max_batch %u",
+		     a->n_items, env->cfg->max_batch);
+	if (a->extend_ms == 0)
+		FAIL(BAD_REQUEST, "extend_ms must be at least 1");
+	if (a->extend_ms > MAX_EXTEND_MS)
+		FAIL(LIMIT_EXCEEDED, "extend of %u ms exceeds the 12h maximum",
+		     a->extend_ms);
+	SubRecord *sub;
+	int rc = store_sub_by_name(t, a->subscription, &sub);
+	if (rc == MDB_NOTFOUND)
+		FAIL(NOT_FOUND, "no subscription '%s'", a->subscription);
+	if (rc)
+		return rc;
+	Handoff__Wire__Status *st;
+	rc = items_reply(t, reply, a->n_items, &st);
+	for (size_t i = 0; i < a->n_items && !rc; i++)
+		rc = sched_extend(t, sub, a->items[i]->event_id,
+				  a->items[i]->lease_token, a->extend_ms,
+				  &st[i]);
+	return rc;
+}
+
 /* ---- dead letters ----------------------------------------------------- */
 
 static bool filter_match(const Handoff__Wire__DlqFilter *f,
@@ -1402,6 +1432,8 @@ int handlers_apply(struct handler_env *env, struct txn *t, const Request *req,
 		return handle_ack(env, t, req->ack, reply);
 	case HANDOFF__WIRE__REQUEST__BODY_NACK:
 		return handle_nack(env, t, req->nack, reply);
+	case HANDOFF__WIRE__REQUEST__BODY_EXTEND:
+		return handle_extend(env, t, req->extend, reply);
 	case HANDOFF__WIRE__REQUEST__BODY_DLQ_LIST:
 		return handle_dlq_list(env, t, req->dlq_list, reply);
 	case HANDOFF__WIRE__REQUEST__BODY_DLQ_SHOW:

@@ -46,6 +46,8 @@ const char *inbox_request_name(const Request *r)
 		return "stats";
 	case HANDOFF__WIRE__REQUEST__BODY_AUDIT_LIST:
 		return "audit_list";
+	case HANDOFF__WIRE__REQUEST__BODY_EXTEND:
+		return "extend";
 	default:
 		return "unknown";
 	}

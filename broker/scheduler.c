@@ -382,6 +382,44 @@ int sched_release(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
 	return put_ready(t, sub, event, d, t->now_ms);
 }
 
+int sched_extend(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
+		 uint32_t extend_ms, Status *status)
+{
+	DeliveryRecord *d;
+	int rc = store_delivery_get(t, event, sub->id, &d);
+	if (rc == MDB_NOTFOUND) {
+		*status = HANDOFF__WIRE__STATUS__NOT_FOUND;
+		return 0;
+	}
+	if (rc)
+		return rc;
+	/* A lease past its deadline waits for expiry in this very turn: it
+	 * is not brought back to life. */
+	if (d->state != HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_LEASED ||
+	    d->lease_token != token || token == 0 ||
+	    d->lease_deadline_ms <= t->now_ms) {
+		*status = HANDOFF__WIRE__STATUS__LEASE_LOST;
+		return 0;
+	}
+	*status = HANDOFF__WIRE__STATUS__OK;
+	uint64_t old = d->lease_deadline_ms;
+	d->lease_deadline_ms = t->now_ms + extend_ms;
+	if (d->lease_deadline_ms == old)
+		return 0;
+	rc = store_lease_del(t, old, sub->id, event);
+	if (!rc)
+		rc = store_lease_put(t, d->lease_deadline_ms, sub->id, event);
+	if (!rc)
+		rc = store_delivery_put(t, event, sub->id, d);
+	if (rc)
+		return rc;
+	log_event(LOG_DEBUG, "lease_extended", LU("event_id", event),
+		  LS("subscription", sub->name), LU("attempt", d->attempts),
+		  LS("consumer", d->consumer), LU("deadline_ms", old),
+		  LU("new_deadline_ms", d->lease_deadline_ms), LOG_END);
+	return 0;
+}
+
 /* A lease ended without ack or nack (expiry, restart). */
 static int lease_ended(struct txn *t, uint64_t deadline, uint32_t sub_id,
 		       uint64_t event, Handoff__Store__Outcome outcome)

@@ -7,6 +7,7 @@
  *   (new) -> READY -> LEASED -> ACKED                      (final)
  *                       |-> READY (nack, expiry, restart)   retry, backoff
  *                       |-> READY (release)   at once, attempt not counted
+ *                       |-> LEASED (extend)   same token, new deadline
  *                       '-> DEAD (attempts used up, permanent, corrupt)
  *   DEAD -> READY (replay: fresh attempt budget, history kept)
  *   DEAD -> PURGED (final);   any live state -> UNSUBSCRIBED (final)
@@ -72,6 +73,15 @@ int sched_nack(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
  */
 int sched_release(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
 		  const char *reason, Status *status);
+/*
+ * Move the lease's deadline to now + extend_ms (which may be earlier than
+ * the current one): same token, consumer and attempt; the lease index entry
+ * moves with it. LEASE_LOST as for sched_ack, and also when the deadline
+ * has passed already (not yet expired, but never revived); NOT_FOUND for
+ * no such delivery. extend_ms is the caller's to bound.
+ */
+int sched_extend(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
+		 uint32_t extend_ms, Status *status);
 /* The lease entry (deadline, sub, event) has passed its deadline. */
 int sched_expire(struct txn *t, uint64_t deadline, uint32_t sub_id,
 		 uint64_t event);

@@ -18,6 +18,9 @@ static const char *consumer_work(const Request *r, uint64_t *units)
 	case HANDOFF__WIRE__REQUEST__BODY_NACK:
 		*units = (uint64_t)r->nack->n_items * NACK_UNITS;
 		return r->nack->subscription;
+	case HANDOFF__WIRE__REQUEST__BODY_EXTEND:
+		*units = r->extend->n_items;
+		return r->extend->subscription;
 	default:
 		return NULL;
 	}

@@ -11,9 +11,10 @@
  * keeps its own order and always moves. The first request of each
  * subscription always runs.
  *
- * A unit is one delivery fetched or acked; a nack counts NACK_UNITS (it
- * rewrites the record, schedules a retry and is logged twice). Requests
- * that are not fetch, ack or nack are never put off. Threads: the store
+ * A unit is one delivery fetched, acked or extended; a nack counts
+ * NACK_UNITS (it rewrites the record, schedules a retry and is logged
+ * twice). Requests that are not fetch, ack, nack or extend are never put
+ * off. Threads: the store
  * thread only.
  */
 #ifndef HANDOFF_BROKER_SHARE_H

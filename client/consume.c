@@ -1,5 +1,6 @@
 /*
- * consume.c — leasing deliveries (fetch) and settling them (ack, nack).
+ * consume.c — leasing deliveries (fetch), settling them (ack, nack,
+ * release) and keeping them (extend).
  *
  * A fetch carries the handle's consumer name and a fetch_seq that grows by
  * one per handoff_fetch call, not per resend: a resent fetch is the same
@@ -236,4 +237,50 @@ int handoff_release(handoff_client *c, const char *sub,
 		if (items[i].delay_ms || items[i].permanent)
 			return HANDOFF_EINVAL;
 	return settle(c, sub, NULL, items, true, n, results);
+}
+
+int handoff_extend(handoff_client *c, const char *sub,
+		   const handoff_ack_item *items, size_t n, uint32_t extend_ms,
+		   int *results)
+{
+	Handoff__Wire__Request req = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__ExtendRequest ext = HANDOFF__WIRE__EXTEND_REQUEST__INIT;
+	Handoff__Wire__Reply *reply = NULL;
+	Handoff__Wire__ExtendItem *w = NULL, **ptrs = NULL;
+	int rc;
+
+	if (c == NULL || sub == NULL || items == NULL || n == 0 ||
+	    extend_ms == 0 || extend_ms > HANDOFF_MAX_EXTEND_MS)
+		return HANDOFF_EINVAL;
+	w = calloc(n, sizeof(*w));
+	ptrs = calloc(n, sizeof(*ptrs));
+	if (w == NULL || ptrs == NULL) {
+		rc = HANDOFF_ENOMEM;
+		goto done;
+	}
+	for (size_t i = 0; i < n; i++) {
+		Handoff__Wire__ExtendItem init =
+			HANDOFF__WIRE__EXTEND_ITEM__INIT;
+
+		w[i] = init;
+		w[i].event_id = items[i].event_id;
+		w[i].lease_token = items[i].lease_token;
+		ptrs[i] = &w[i];
+	}
+	ext.subscription = (char *)sub; /* only read by packing */
+	ext.items = ptrs;
+	ext.n_items = n;
+	ext.extend_ms = extend_ms;
+	req.body_case = HANDOFF__WIRE__REQUEST__BODY_EXTEND;
+	req.extend = &ext;
+
+	rc = hc_call(c, &req, HANDOFF__WIRE__REPLY__BODY_ITEMS, 0, &reply);
+	if (rc == HANDOFF_OK)
+		rc = copy_item_statuses(reply->items, n, results);
+
+done:
+	hc_reply_free(reply);
+	free(ptrs);
+	free(w);
+	return rc;
 }

@@ -112,8 +112,8 @@ typedef enum handoff_error {
 		3,		  /* publish to a topic with no subscription */
 	HANDOFF_ENOTFOUND = 4,	  /* no such subscription / event / letter */
 	HANDOFF_ECONFLICT = 5,	  /* subscription exists with other policy */
-	HANDOFF_ELEASELOST = 6,	  /* ack/nack/release for a lease no longer
-				      * held */
+	HANDOFF_ELEASELOST = 6,	  /* ack/nack/release/extend for a lease no
+				      * longer held */
 	HANDOFF_ELIMIT = 7,	  /* a configured limit was exceeded */
 	HANDOFF_ESTORAGEFULL = 8, /* broker store full; retry later */
 	HANDOFF_ESHUTTINGDOWN =
@@ -398,6 +398,41 @@ int handoff_nack(handoff_client *c, const char *sub,
  */
 int handoff_release(handoff_client *c, const char *sub,
 		    const handoff_nack_item *items, size_t n, int *results);
+
+/* The longest one handoff_extend() may set a lease for (12 h): the
+ * broker's limit (proto/PROTOCOL.md, extend). */
+#define HANDOFF_MAX_EXTEND_MS (12u * 3600u * 1000u)
+
+/*
+ * Extend leases of subscription sub: for work that takes longer than the
+ * ack deadline, call it before each lease runs out (at half of it, say).
+ * Each lease still held under its token gets the deadline now + extend_ms
+ * on the broker's clock (measured from now, not added: a shorter extend_ms
+ * brings the deadline closer), and keeps its token, so ack or nack it as
+ * before. The new deadline is at least the time of this call + extend_ms.
+ * A lease is never extended once its deadline has passed, even if the
+ * broker has not redelivered it yet. Each delivery's lease_deadline_ms
+ * (handoff_delivery) is not updated: it is the caller's copy.
+ * The call returns HANDOFF_OK when the request was valid; results (may be
+ * NULL, else the caller's array of n) then gets each item's own
+ * handoff_error: HANDOFF_OK (extended), HANDOFF_ELEASELOST (acked,
+ * nacked, released, expired or leased again: stop working on it, the
+ * event will be delivered again or is done) or HANDOFF_ENOTFOUND (no such
+ * delivery). results is not written on error. Sending the same extend
+ * again is harmless (the deadline moves to the resend's now + extend_ms).
+ * Errors (besides those every call can return):
+ *   HANDOFF_EINVAL       sub or items NULL, n == 0, extend_ms == 0 or
+ *                        over HANDOFF_MAX_EXTEND_MS. Nothing is sent.
+ *   HANDOFF_ENOTFOUND    no such subscription.
+ *   HANDOFF_ELIMIT       n over max_batch.
+ *   HANDOFF_EBADREQUEST  a bad subscription name.
+ *   HANDOFF_EPERM        also: the key has no consumer role for sub.
+ *   HANDOFF_EPROTO       also: not one status per item, or an unknown one.
+ * Threads and ownership as for every call: items is only read during it.
+ */
+int handoff_extend(handoff_client *c, const char *sub,
+		   const handoff_ack_item *items, size_t n, uint32_t extend_ms,
+		   int *results);
 
 /* ---- dead letters ----------------------------------------------------- */
 

@@ -9,6 +9,7 @@ HANDOFF_DEB_PACKAGES=(
 	libnanomsg-dev nanomsg-utils
 	libprotobuf-c-dev protobuf-c-compiler
 	libsodium-dev libinih-dev zlib1g-dev
+	libjansson-dev
 	libcmocka-dev
 	libmicrohttpd-dev libjansson-dev
 	curl openssl python3-yaml python3-jsonschema

@@ -28,8 +28,8 @@
  *      deadline)
  *   6  storage full, or a broker/library size or count limit exceeded
  *   7  publish to a topic that has no subscription
- *   8  lease lost: consume's ack/nack came after the lease ended (the
- *      event will be delivered again)
+ *   8  lease lost: consume's ack/nack, or extend, came after the lease
+ *      ended (the event will be delivered again)
  *   9  partially done (dlq replay/purge: some ids were not in the queue)
  *  10  permission denied (access control)
  *  11  signed requests refused as stale until the deadline: this host's
@@ -105,7 +105,8 @@ struct cli_command {
 /* The commands, defined in their files. */
 extern const struct cli_command cli_cmd_publish, cli_cmd_subscribe,
 	cli_cmd_unsubscribe, cli_cmd_subscriptions, cli_cmd_consume,
-	cli_cmd_dlq, cli_cmd_trace, cli_cmd_stats, cli_cmd_audit;
+	cli_cmd_extend, cli_cmd_dlq, cli_cmd_trace, cli_cmd_stats,
+	cli_cmd_audit;
 extern const struct cli_command cli_cmd_dlq_list, cli_cmd_dlq_show,
 	cli_cmd_dlq_replay, cli_cmd_dlq_purge;
 
@@ -218,21 +219,41 @@ const char *cli_fmt_bytes(uint64_t bytes, char *buf);
 const char *cli_fmt_u64(uint64_t v, char *buf);
 const char *cli_fmt_double(double v, char *buf);
 
-/* A minimal streaming JSON writer (compact output). */
+/*
+ * JSON output through jansson, in the order of a streaming writer: begin an
+ * object, key, value, ..., end it; cli_json_newline then writes the
+ * document (compact, one line) and resets. Nothing is written before that,
+ * and nothing at all when any step failed (out of memory, a value without
+ * a key, nesting past CLI_JSON_MAX_DEPTH): the document is dropped with a
+ * warning and cli_json_failed() turns true (cli_finish then exits 1), so a
+ * field never silently goes missing. Numbers are JSON integers; a u64 over
+ * INT64_MAX (no field today) would be written as its decimal string.
+ * Strings are text: invalid UTF-8 bytes become U+FFFD (callers that must
+ * keep bytes use base64, as cli_json_kv_payload does).
+ */
 #define CLI_JSON_MAX_DEPTH 16
+struct json_t;
 struct cli_json {
 	FILE *f;
+	struct json_t *root;			  /* the document, owned */
+	struct json_t *stack[CLI_JSON_MAX_DEPTH]; /* open containers */
 	unsigned depth;
-	bool first[CLI_JSON_MAX_DEPTH + 1]; /* no value yet at this depth */
-	bool after_key;			    /* next value follows a key */
+	unsigned dead_opens; /* opens that failed: their closes are no-ops */
+	char *key;	     /* pending key, owned */
+	int err;	     /* first failure, 0 if none */
 };
 void cli_json_init(struct cli_json *j, FILE *f);
+/* Drop the document without writing it (on an error path). */
+void cli_json_discard(struct cli_json *j);
 void cli_json_begin_object(struct cli_json *j);
 void cli_json_end_object(struct cli_json *j);
 void cli_json_begin_array(struct cli_json *j);
 void cli_json_end_array(struct cli_json *j);
-/* End one top-level value with a newline (JSON lines) and reset. */
+/* Write the document and a newline (JSON lines), or drop it on failure;
+ * then reset for the next one. */
 void cli_json_newline(struct cli_json *j);
+/* Whether any document was dropped or failed to write. */
+bool cli_json_failed(void);
 void cli_json_key(struct cli_json *j, const char *key);
 /* A string value; invalid UTF-8 bytes become U+FFFD. NULL writes null. */
 void cli_json_string(struct cli_json *j, const char *s);
@@ -299,6 +320,13 @@ struct cli_exec_result {
 	char last_line[CLI_EXEC_LINE_MAX]; /* last non-empty stderr line */
 };
 
+/* Called by cli_exec_run about every 200 ms while the command runs (not
+ * once it has exited or was killed), from the calling thread. */
+struct cli_exec_tick {
+	void (*fn)(void *arg);
+	void *arg;
+};
+
 /*
  * Run cmd through /bin/sh -c for delivery d of subscription sub: payload
  * on its stdin, HANDOFF_* variables in its environment, its stderr echoed
@@ -306,10 +334,10 @@ struct cli_exec_result {
  * a process group of its own so that a Ctrl-C meant for us does not reach
  * it. Waits for the command however long it takes; a second stop signal
  * (cli_stop_count() == 2, see cli_install_stop_handlers) kills its group
- * (res->interrupted). 0 when the command ran (see res), else an errno
- * value (pipe, spawn).
+ * (res->interrupted). tick (may be NULL) runs while it waits. 0 when
+ * the command ran (see res), else an errno value (pipe, spawn).
  */
 int cli_exec_run(const char *cmd, const char *sub, const handoff_delivery *d,
-		 struct cli_exec_result *res);
+		 const struct cli_exec_tick *tick, struct cli_exec_result *res);
 
 #endif /* HANDOFF_TOOLS_CLI_H */

@@ -110,8 +110,11 @@ static int run_audit(struct cli_ctx *ctx, int argc, char **argv)
 			page = (uint32_t)(limit - shown);
 		int err = handoff_audit_list(ctx->client, after, page, &v, &n,
 					     &more);
-		if (err)
+		if (err) {
+			if (ctx->json)
+				cli_json_discard(&j); /* no half document */
 			return cli_fail(ctx, err, "audit");
+		}
 		for (size_t i = 0; i < n; i++) {
 			if (ctx->json)
 				record_json(&j, &v[i]);

@@ -1,7 +1,8 @@
 /*
  * cli_consume.c — `handoff consume`: lease events of a subscription and
  * either print them (then ack the batch) or run a command per event and
- * ack/nack by its exit status.
+ * ack/nack by its exit status, extending its lease while it runs; and
+ * `handoff extend`, one lease extension by hand.
  *
  * Printing acks only after the output was flushed, so events are lost
  * neither on a crash nor on a full disk: the worst case is printing an
@@ -19,6 +20,14 @@
 #define DEFAULT_BATCH_EXEC  1u
 #define EXIT_PERMANENT	    100	  /* the command says: never retry this event */
 #define RETRY_PAUSE_MS	    1000u /* --forever: pause after a broker outage */
+/* --max-extend: how long in all an event's lease is kept while its
+ * command runs (from the fetch), unless the user says otherwise. */
+#define DEFAULT_MAX_EXTEND_MS (3600u * 1000u)
+/* A lease shorter than this as seen at the fetch (clock skew, a lease
+ * nearly gone) is extended by this much at a time. */
+#define MIN_EXTEND_MS 1000u
+/* After a failed extend (broker unreachable): try again this much later. */
+#define EXTEND_RETRY_MS 500u
 
 enum {
 	OPT_COUNT = OPT_LOCAL,
@@ -26,7 +35,8 @@ enum {
 	OPT_BATCH,
 	OPT_EXEC,
 	OPT_FOREVER,
-	OPT_NAME
+	OPT_NAME,
+	OPT_MAX_EXTEND
 };
 
 static const struct option consume_options[] = {
@@ -36,6 +46,7 @@ static const struct option consume_options[] = {
 	{ "exec", required_argument, NULL, OPT_EXEC },
 	{ "forever", no_argument, NULL, OPT_FOREVER },
 	{ "name", required_argument, NULL, OPT_NAME },
+	{ "max-extend", required_argument, NULL, OPT_MAX_EXTEND },
 	CLI_GLOBAL_OPTIONS,
 	{ NULL, 0, NULL, 0 },
 };
@@ -47,6 +58,8 @@ struct consume_args {
 	uint32_t batch;	  /* most events per fetch; 0 = by mode */
 	const char *exec; /* NULL: print */
 	bool forever;
+	uint32_t max_extend_ms; /* --max-extend; 0: never extend */
+	bool max_extend_set;
 };
 
 /* ---- options ----------------------------------------------------------- */
@@ -77,6 +90,10 @@ static int consume_option(struct cli_ctx *ctx, int opt, struct consume_args *a)
 	case OPT_NAME:
 		ctx->consumer = optarg;
 		return 0;
+	case OPT_MAX_EXTEND:
+		a->max_extend_set = true;
+		return cli_opt_duration(ctx, "--max-extend", optarg,
+					&a->max_extend_ms);
 	}
 	return 0;
 }
@@ -87,6 +104,7 @@ static int consume_parse(struct cli_ctx *ctx, int argc, char **argv,
 	int opt, rc;
 
 	a->wait_ms = DEFAULT_WAIT_MS;
+	a->max_extend_ms = DEFAULT_MAX_EXTEND_MS;
 	while ((opt = cli_getopt(ctx, argc, argv, consume_options, &rc)) > 0)
 		if ((rc = consume_option(ctx, opt, a)))
 			return rc;
@@ -97,6 +115,8 @@ static int consume_parse(struct cli_ctx *ctx, int argc, char **argv,
 	if (a->exec && ctx->json)
 		return cli_usage(ctx, "--json does not apply with --exec (the "
 				      "command owns stdout)");
+	if (a->max_extend_set && !a->exec)
+		return cli_usage(ctx, "--max-extend applies to --exec only");
 	a->sub = argv[optind];
 	if (!a->batch)
 		a->batch = a->exec ? DEFAULT_BATCH_EXEC : DEFAULT_BATCH_PRINT;
@@ -294,14 +314,103 @@ static void log_event(const handoff_delivery *d, const struct verdict *v,
 			 d->event_id);
 }
 
+/*
+ * Keeps one delivery's lease while its command runs: once half of the
+ * lease is left it is extended by the lease's length (as seen at the
+ * fetch), but never past the fetch + --max-extend. Times are monotonic and
+ * err on the early side: an extend sent at t leases until at least
+ * t + extend_ms on the broker.
+ */
+struct keeper {
+	struct cli_ctx *ctx;
+	const char *sub;
+	const handoff_delivery *d;
+	uint64_t lease_ms; /* extend by this much */
+	uint64_t end;	   /* the lease lasts at least until then */
+	uint64_t limit;	   /* never keep it past this */
+	uint64_t retry_at; /* after a failed try, not before this */
+	uint32_t max_ms;   /* --max-extend, for messages */
+	bool done;	   /* lost, refused or at the limit: no more tries */
+};
+
+static void keeper_init(struct keeper *k, struct cli_ctx *ctx,
+			const struct consume_args *a, const handoff_delivery *d,
+			uint64_t fetched_mono, uint64_t fetched_wall)
+{
+	uint64_t left = d->lease_deadline_ms > fetched_wall ?
+				d->lease_deadline_ms - fetched_wall :
+				0;
+
+	memset(k, 0, sizeof(*k));
+	k->ctx = ctx;
+	k->sub = a->sub;
+	k->d = d;
+	k->end = fetched_mono + left;
+	k->lease_ms = left < MIN_EXTEND_MS ? MIN_EXTEND_MS : left;
+	if (k->lease_ms > HANDOFF_MAX_EXTEND_MS)
+		k->lease_ms = HANDOFF_MAX_EXTEND_MS;
+	k->limit = fetched_mono + a->max_extend_ms;
+	k->max_ms = a->max_extend_ms;
+	k->done = a->max_extend_ms == 0;
+}
+
+static void keeper_tick(void *arg)
+{
+	struct keeper *k = arg;
+	uint64_t now = cli_mono_ms(), target;
+	handoff_ack_item it = { k->d->event_id, k->d->lease_token };
+	int err, res = HANDOFF_OK;
+	char dur[CLI_FMT_MAX];
+
+	if (k->done || now < k->retry_at ||
+	    (k->end > now && k->end - now > k->lease_ms / 2))
+		return;
+	target = now + k->lease_ms < k->limit ? now + k->lease_ms : k->limit;
+	if (target <= k->end || target <= now) {
+		k->done = true;
+		cli_warn("event %" PRIu64
+			 ": --max-extend %s reached; the lease "
+			 "runs out, and the event is delivered again if the "
+			 "command is still running then",
+			 k->d->event_id, cli_fmt_duration(k->max_ms, dur));
+		return;
+	}
+	err = handoff_extend(k->ctx->client, k->sub, &it, 1,
+			     (uint32_t)(target - now), &res);
+	if (err == HANDOFF_ETIMEDOUT || err == HANDOFF_ETRANSPORT) {
+		cli_fail(k->ctx, err,
+			 "extend the lease of event %" PRIu64 " (trying again)",
+			 k->d->event_id);
+		k->retry_at = cli_mono_ms() + EXTEND_RETRY_MS;
+		return;
+	}
+	if (err || res != HANDOFF_OK) {
+		k->done = true;
+		if (err)
+			cli_fail(k->ctx, err,
+				 "extend the lease of event %" PRIu64,
+				 k->d->event_id);
+		else
+			cli_warn("event %" PRIu64 ": lease not extended: %s "
+				 "(the event will be delivered again)",
+				 k->d->event_id, handoff_strerror(res));
+		return;
+	}
+	k->end = target;
+}
+
 static int exec_one(struct cli_ctx *ctx, const struct consume_args *a,
-		    const handoff_delivery *d, bool *fatal)
+		    const handoff_delivery *d, uint64_t fetched_mono,
+		    uint64_t fetched_wall, bool *fatal)
 {
 	struct cli_exec_result r;
 	struct verdict v;
+	struct keeper k;
+	struct cli_exec_tick tick = { keeper_tick, &k };
 	int err, item = HANDOFF_OK;
 
-	err = cli_exec_run(a->exec, a->sub, d, &r);
+	keeper_init(&k, ctx, a, d, fetched_mono, fetched_wall);
+	err = cli_exec_run(a->exec, a->sub, d, &tick, &r);
 	if (err) {
 		cli_warn("consume: could not run the command: %s",
 			 strerror(err));
@@ -352,11 +461,13 @@ static void release(struct cli_ctx *ctx, const char *sub,
 static int exec_batch(struct cli_ctx *ctx, const struct consume_args *a,
 		      const handoff_delivery *d, size_t n, bool *fatal)
 {
+	uint64_t fetched_mono = cli_mono_ms(), fetched_wall = cli_now_ms();
 	int rc = 0;
 	size_t i;
 
 	for (i = 0; i < n && !*fatal && !cli_stop_requested(); i++) {
-		int r = exec_one(ctx, a, &d[i], fatal);
+		int r = exec_one(ctx, a, &d[i], fetched_mono, fetched_wall,
+				 fatal);
 
 		if (r && !rc)
 			rc = r;
@@ -461,7 +572,8 @@ const struct cli_command cli_cmd_consume = {
 		"With --exec COMMAND each event runs '/bin/sh -c COMMAND' with the\n"
 		"payload on stdin and these variables set: HANDOFF_EVENT_ID,\n"
 		"HANDOFF_TOPIC, HANDOFF_KEY, HANDOFF_ATTEMPT, HANDOFF_SUBSCRIPTION,\n"
-		"HANDOFF_PUBLISHED_MS, HANDOFF_LEASE_DEADLINE_MS and one\n"
+		"HANDOFF_PUBLISHED_MS, HANDOFF_LEASE_DEADLINE_MS (as at the fetch),\n"
+		"HANDOFF_LEASE_TOKEN and one\n"
 		"HANDOFF_HEADER_<NAME> per header (NAME uppercased, other characters\n"
 		"than ASCII letters and digits replaced by '_' byte by byte; for a\n"
 		"repeated header the last value). The command's exit status\n"
@@ -474,9 +586,11 @@ const struct cli_command cli_cmd_consume = {
 		"  signal     nack with reason 'killed by signal N'\n"
 		"The nack reason is the command's last non-empty stderr line (stderr\n"
 		"is passed through). The command is waited for however long it runs,\n"
-		"but it must finish within the subscription's ack deadline: after it\n"
-		"the lease is lost, the ack/nack is refused and the event is\n"
-		"delivered again. One line per event goes to stderr:\n"
+		"and its lease is extended while it does: whenever half of the lease\n"
+		"is left, by the subscription's ack deadline again, for at most\n"
+		"--max-extend in all (default 1h, counted from the fetch). A command\n"
+		"still running after that loses the lease: its ack/nack is refused and\n"
+		"the event is delivered again. One line per event goes to stderr:\n"
 		"  event_id=N attempt=A result=acked|nacked|permanent|released\n"
 		"    [reason=...]\n"
 		"\n"
@@ -502,15 +616,109 @@ const struct cli_command cli_cmd_consume = {
 		"                    SIGINT/SIGTERM: see Stopping above)\n"
 		"  --wait DURATION   long-poll time of each fetch (default 5s)\n"
 		"  --batch N         most events per fetch (default 10; 1 with --exec:\n"
-		"                    all leases of a batch start at the fetch, so with\n"
-		"                    --exec the whole batch must finish within the\n"
-		"                    ack deadline)\n"
+		"                    all leases of a batch start at the fetch; with\n"
+		"                    --exec only the running command's lease is\n"
+		"                    extended, so the events waiting behind it must\n"
+		"                    start within the ack deadline)\n"
 		"  --exec COMMAND    run COMMAND per event (see above)\n"
+		"  --max-extend DURATION  with --exec: keep each event's lease for at\n"
+		"                    most this long while its command runs (default\n"
+		"                    1h; 0 = never extend: finish within the ack\n"
+		"                    deadline)\n"
 		"  --name NAME       consumer name shown in traces (default HOST:PID)\n"
 		"\n"
 		"Without --count or --forever, consume does one fetch: it processes\n"
 		"what that fetch returns (up to --batch events) and exits. It also\n"
 		"stops when a wait runs out with nothing delivered (exit code 0).\n"
-		"Exit code 8 when an ack or nack came after its lease had ended.\n",
+		"Exit code 8 when an ack or nack came after its lease had ended.\n"
+		"See also 'handoff extend'.\n",
 	.run = run_consume,
+};
+
+/* ---- extend ------------------------------------------------------------ */
+
+enum { OPT_BY = OPT_LOCAL };
+
+static const struct option extend_options[] = {
+	{ "by", required_argument, NULL, OPT_BY },
+	CLI_GLOBAL_OPTIONS,
+	{ NULL, 0, NULL, 0 },
+};
+
+static int run_extend(struct cli_ctx *ctx, int argc, char **argv)
+{
+	handoff_ack_item it;
+	uint32_t by = 0;
+	bool have_by = false;
+	int opt, rc, err, res = HANDOFF_OK;
+	const char *sub;
+	char dur[CLI_FMT_MAX];
+
+	while ((opt = cli_getopt(ctx, argc, argv, extend_options, &rc)) > 0) {
+		have_by = true; /* OPT_BY is the only own option */
+		if ((rc = cli_opt_duration(ctx, "--by", optarg, &by)))
+			return rc;
+	}
+	if (rc)
+		return rc;
+	if (argc - optind != 3)
+		return cli_usage(ctx, "want SUBSCRIPTION EVENT_ID LEASE_TOKEN");
+	if (!have_by)
+		return cli_usage(ctx, "--by DURATION is required");
+	if (by == 0 || by > HANDOFF_MAX_EXTEND_MS)
+		return cli_usage(ctx, "--by must be 1ms..12h");
+	sub = argv[optind];
+	if (cli_opt_u64(ctx, "EVENT_ID", argv[optind + 1], &it.event_id) ||
+	    cli_opt_u64(ctx, "LEASE_TOKEN", argv[optind + 2], &it.lease_token))
+		return CLI_EXIT_USAGE;
+	if ((rc = cli_connect(ctx)))
+		return rc;
+	err = handoff_extend(ctx->client, sub, &it, 1, by, &res);
+	if (err)
+		return cli_fail(ctx, err, "extend the lease of event %" PRIu64,
+				it.event_id);
+	if (res != HANDOFF_OK) {
+		cli_warn("extend the lease of event %" PRIu64 ": %s%s",
+			 it.event_id, handoff_strerror(res),
+			 res == HANDOFF_ELEASELOST ?
+				 " (the lease ended or the token is not the "
+				 "current one)" :
+				 "");
+		return cli_exit_code(res);
+	}
+	if (ctx->json) {
+		struct cli_json j;
+
+		cli_json_init(&j, stdout);
+		cli_json_begin_object(&j);
+		cli_json_kv_u64(&j, "event_id", it.event_id);
+		cli_json_kv_str(&j, "subscription", sub);
+		cli_json_kv_u64(&j, "extended_ms", by);
+		cli_json_end_object(&j);
+		cli_json_newline(&j);
+	} else {
+		printf("extended the lease of event %" PRIu64 " of ",
+		       it.event_id);
+		cli_put_escaped_str(stdout, sub, 0);
+		printf(" to %s from now\n", cli_fmt_duration(by, dur));
+	}
+	return 0;
+}
+
+const struct cli_command cli_cmd_extend = {
+	.name = "extend",
+	.summary = "keep a lease longer (for work past the ack deadline)",
+	.help = "Usage: handoff extend SUBSCRIPTION EVENT_ID LEASE_TOKEN --by "
+		"DURATION\n"
+		"\n"
+		"Set the deadline of a lease still held to DURATION from now\n"
+		"(1ms..12h; it may also bring the deadline closer). The lease keeps\n"
+		"its token: ack or nack it as before. A command run by\n"
+		"'consume --exec' finds the token in HANDOFF_LEASE_TOKEN, though\n"
+		"consume extends the lease by itself (--max-extend). A lease whose\n"
+		"deadline has passed is never extended.\n"
+		"Exit code 8 when the lease has ended (expired, acked, nacked or\n"
+		"leased again) or the token is wrong; 3 when there is no such\n"
+		"subscription or delivery.\n",
+	.run = run_extend,
 };

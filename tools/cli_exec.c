@@ -17,6 +17,9 @@
  * reads the terminal (SIGTTIN), and it writes to it freely unless
  * `stty tostop` is set (SIGTTOU). A command stopped by either would wait
  * for ever; it is killed and fails instead.
+ *
+ * While the command runs, the caller's tick (consume: lease extension) is
+ * called from the same loop, about every 200 ms.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -106,6 +109,7 @@ static bool is_delivery_var(const char *s)
 		"HANDOFF_SUBSCRIPTION=",
 		"HANDOFF_PUBLISHED_MS=",
 		"HANDOFF_LEASE_DEADLINE_MS=",
+		"HANDOFF_LEASE_TOKEN=",
 		"HANDOFF_HEADER_",
 	};
 
@@ -166,6 +170,7 @@ static int env_build(struct env *e, const char *sub, const handoff_delivery *d)
 	rc = rc ? rc :
 		  env_set_u64(e, "HANDOFF_LEASE_DEADLINE_MS",
 			      d->lease_deadline_ms);
+	rc = rc ? rc : env_set_u64(e, "HANDOFF_LEASE_TOKEN", d->lease_token);
 	for (size_t i = 0; !rc && i < d->n_headers; i++)
 		rc = env_set_header(e, &d->headers[i]);
 	return rc;
@@ -304,9 +309,10 @@ static bool stopped_by_terminal(int status)
  * Feed stdin and drain stderr until the command exits; *status as from
  * waitpid. A second stop signal (cli_stop_count() 2) kills it: then
  * res->interrupted. A command stopped for using the terminal is killed:
- * then res->tty_signal.
+ * then res->tty_signal. tick (may be NULL) is called while it runs.
  */
 static void pump_until_exit(struct pump *p, pid_t pid, int *status,
+			    const struct cli_exec_tick *tick,
 			    struct cli_exec_result *res)
 {
 	bool reaped = false, killed = false;
@@ -328,6 +334,8 @@ static void pump_until_exit(struct pump *p, pid_t pid, int *status,
 			kill_command(p, pid);
 			killed = res->interrupted = true;
 		}
+		if (!killed && tick && tick->fn)
+			tick->fn(tick->arg);
 		w = waitpid(pid, status, WNOHANG | WUNTRACED);
 		if (w == pid && stopped_by_terminal(*status)) {
 			if (!killed)
@@ -397,7 +405,7 @@ static int set_nonblock(int fd)
 }
 
 int cli_exec_run(const char *cmd, const char *sub, const handoff_delivery *d,
-		 struct cli_exec_result *res)
+		 const struct cli_exec_tick *tick, struct cli_exec_result *res)
 {
 	int in[2] = { -1, -1 }, err[2] = { -1, -1 }, status = 0, rc;
 	struct pump p = { .in_fd = -1, .err_fd = -1 };
@@ -424,7 +432,7 @@ int cli_exec_run(const char *cmd, const char *sub, const handoff_delivery *d,
 	p.payload = d->payload;
 	p.len = d->payload_len;
 	p.keep.last = res->last_line;
-	pump_until_exit(&p, pid, &status, res);
+	pump_until_exit(&p, pid, &status, tick, res);
 	if (WIFSIGNALED(status)) {
 		res->signaled = true;
 		res->status = WTERMSIG(status);

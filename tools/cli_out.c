@@ -1,8 +1,8 @@
 /*
  * cli_out.c — the CLI's output side: one-line escaping of untrusted text
  * (payloads, keys, error strings may hold any bytes), UTF-8 checking,
- * base64, time/duration/size formatting, a small streaming JSON writer
- * and aligned text tables. Output goes to stdio; write errors are caught
+ * base64, time/duration/size formatting, JSON documents (jansson) and
+ * aligned text tables. Output goes to stdio; write errors are caught
  * once at exit (cli_finish).
  */
 #include <errno.h>
@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <jansson.h>
 
 #include "cli.h"
 
@@ -262,122 +264,192 @@ const char *cli_fmt_double(double v, char *buf)
 
 /* ---- JSON ---------------------------------------------------------------- */
 
+/*
+ * Documents are built as jansson values and written whole, compact, by
+ * cli_json_newline. Every setter's result is checked: the first failure is
+ * kept in j->err, the document is then not written at all (a field must
+ * never silently go missing) and cli_finish reports it.
+ */
+
+/* Set once a document could not be built or written. */
+static bool json_failed;
+
+bool cli_json_failed(void)
+{
+	return json_failed;
+}
+
 void cli_json_init(struct cli_json *j, FILE *f)
 {
 	memset(j, 0, sizeof(*j));
 	j->f = f;
-	j->first[0] = true;
 }
 
-/* Comma bookkeeping before any value or key. */
-static void json_sep(struct cli_json *j)
+void cli_json_discard(struct cli_json *j)
 {
-	if (j->after_key) {
-		j->after_key = false;
+	json_decref(j->root);
+	free(j->key);
+	cli_json_init(j, j->f);
+}
+
+static void json_fail(struct cli_json *j, int err)
+{
+	if (!j->err)
+		j->err = err;
+}
+
+/* Put v (a new reference, NULL when its constructor failed) under the
+ * pending key of the open object, at the end of the open array, or as
+ * the document. */
+static void json_put(struct cli_json *j, json_t *v)
+{
+	json_t *parent = j->depth ? j->stack[j->depth - 1] : NULL;
+	int rc;
+
+	if (!v) {
+		json_fail(j, ENOMEM);
 		return;
 	}
-	if (!j->first[j->depth])
-		fputc(',', j->f);
-	j->first[j->depth] = false;
+	if (!parent) {
+		if (j->root) {
+			json_decref(v);
+			json_fail(j, EINVAL); /* one value per document */
+			return;
+		}
+		j->root = v;
+		return;
+	}
+	if (json_is_object(parent)) {
+		if (!j->key) {
+			json_decref(v);
+			json_fail(j, EINVAL);
+			return;
+		}
+		rc = json_object_set_new(parent, j->key, v);
+		free(j->key);
+		j->key = NULL;
+	} else {
+		rc = json_array_append_new(parent, v);
+	}
+	if (rc)
+		json_fail(j, ENOMEM);
 }
 
-static void json_open(struct cli_json *j, int c)
+static void json_open(struct cli_json *j, json_t *v)
 {
-	json_sep(j);
-	fputc(c, j->f);
-	/* Past the limit output stays well-formed, only commas may lack. */
-	if (j->depth < CLI_JSON_MAX_DEPTH)
-		j->depth++;
-	j->first[j->depth] = true;
+	if (v && j->depth == CLI_JSON_MAX_DEPTH) {
+		json_decref(v);
+		json_fail(j, EINVAL);
+		v = NULL;
+	}
+	json_put(j, v);
+	/* Only a container that made it into the document is opened; after
+	 * a failure its contents go nowhere (the document is dropped). */
+	if (v && !j->err)
+		j->stack[j->depth++] = v;
+	else
+		j->dead_opens++;
 }
 
-static void json_close(struct cli_json *j, int c)
+static void json_close(struct cli_json *j)
 {
-	fputc(c, j->f);
-	if (j->depth > 0)
+	if (j->dead_opens)
+		j->dead_opens--;
+	else if (j->depth)
 		j->depth--;
 }
 
 void cli_json_begin_object(struct cli_json *j)
 {
-	json_open(j, '{');
+	json_open(j, json_object());
 }
 void cli_json_end_object(struct cli_json *j)
 {
-	json_close(j, '}');
+	json_close(j);
 }
 void cli_json_begin_array(struct cli_json *j)
 {
-	json_open(j, '[');
+	json_open(j, json_array());
 }
 void cli_json_end_array(struct cli_json *j)
 {
-	json_close(j, ']');
+	json_close(j);
 }
 
 void cli_json_newline(struct cli_json *j)
 {
-	fputc('\n', j->f);
-	cli_json_init(j, j->f);
+	if (!j->err && !j->root)
+		j->err = EINVAL;
+	if (!j->err && json_dumpf(j->root, j->f,
+				  JSON_COMPACT | JSON_ENCODE_ANY |
+					  JSON_REAL_PRECISION(15)))
+		j->err = EIO;
+	if (!j->err)
+		fputc('\n', j->f);
+	else if (j->err != EIO) /* a write error: cli_finish says so */
+		cli_warn("JSON output left out: %s", strerror(j->err));
+	if (j->err)
+		json_failed = true;
+	cli_json_discard(j);
 }
 
-static void json_put_string(FILE *f, const unsigned char *s, size_t n)
+/* p[0..n) as valid UTF-8: the bytes themselves when they are, else a new
+ * copy (*copy, to free) with each invalid byte as U+FFFD. NULL on ENOMEM. */
+static const char *utf8_text(const void *p, size_t n, char **copy, size_t *len)
 {
+	const unsigned char *s = p;
+	char *o;
 	uint32_t cp;
 
-	fputc('"', f);
+	*copy = NULL;
+	*len = n;
+	if (cli_utf8_valid(p, n))
+		return p ? p : "";
+	if (n > (SIZE_MAX - 1) / 3)
+		return NULL;
+	o = *copy = malloc(n * 3 + 1);
+	if (!o)
+		return NULL;
 	for (size_t i = 0; i < n;) {
-		unsigned char c = s[i];
-		size_t len;
+		size_t l = utf8_seq(s + i, n - i, &cp);
 
-		if (c == '"' || c == '\\') {
-			fputc('\\', f);
-			fputc(c, f);
+		if (!l) {
+			memcpy(o, "\xef\xbf\xbd",
+			       3); /* keep the document valid */
+			o += 3;
 			i++;
 			continue;
 		}
-		if (c < 0x20) {
-			switch (c) {
-			case '\n':
-				fputs("\\n", f);
-				break;
-			case '\r':
-				fputs("\\r", f);
-				break;
-			case '\t':
-				fputs("\\t", f);
-				break;
-			default:
-				fprintf(f, "\\u%04x", c);
-				break;
-			}
-			i++;
-			continue;
-		}
-		len = utf8_seq(s + i, n - i, &cp);
-		if (!len) {
-			fputs("\\ufffd", f); /* keep the document valid */
-			i++;
-			continue;
-		}
-		fwrite(s + i, 1, len, f);
-		i += len;
+		memcpy(o, s + i, l);
+		o += l;
+		i += l;
 	}
-	fputc('"', f);
+	*len = (size_t)(o - *copy);
+	return *copy;
 }
 
 void cli_json_key(struct cli_json *j, const char *key)
 {
-	json_sep(j);
-	json_put_string(j->f, (const unsigned char *)key, strlen(key));
-	fputc(':', j->f);
-	j->after_key = true;
+	char *copy;
+	size_t len;
+	const char *k = utf8_text(key, strlen(key), &copy, &len);
+
+	free(j->key);
+	j->key = k ? strndup(k, len) : NULL;
+	free(copy);
+	if (!j->key)
+		json_fail(j, ENOMEM);
 }
 
 void cli_json_stringn(struct cli_json *j, const void *p, size_t n)
 {
-	json_sep(j);
-	json_put_string(j->f, p, n);
+	char *copy;
+	size_t len;
+	const char *t = utf8_text(p, n, &copy, &len);
+
+	/* json_stringn: NUL bytes inside are kept (written as \u0000) */
+	json_put(j, t ? json_stringn(t, len) : NULL);
+	free(copy);
 }
 
 void cli_json_string(struct cli_json *j, const char *s)
@@ -391,29 +463,38 @@ void cli_json_string(struct cli_json *j, const char *s)
 
 void cli_json_u64(struct cli_json *j, uint64_t v)
 {
-	json_sep(j);
-	fprintf(j->f, "%" PRIu64, v);
+	char buf[CLI_FMT_MAX];
+
+	/* jansson's integers are signed 64-bit: a larger value (no field
+	 * written today can get there) goes as its decimal string rather
+	 * than lose digits. */
+	if (v > INT64_MAX)
+		json_put(j, json_string(cli_fmt_u64(v, buf)));
+	else
+		json_put(j, json_integer((json_int_t)v));
 }
 
 void cli_json_double(struct cli_json *j, double v)
 {
-	json_sep(j);
-	if (isfinite(v))
-		fprintf(j->f, "%.3f", v);
-	else
-		fputs("null", j->f); /* JSON has no NaN/Inf */
+	/* JSON has no NaN/Inf; three decimals, as before jansson (rates) */
+	if (!isfinite(v)) {
+		json_put(j, json_null());
+		return;
+	}
+	if (v > -1e15 && v < 1e15)
+		v = (double)(int64_t)(v * 1000.0 + (v < 0 ? -0.5 : 0.5)) /
+		    1000.0;
+	json_put(j, json_real(v));
 }
 
 void cli_json_bool(struct cli_json *j, bool v)
 {
-	json_sep(j);
-	fputs(v ? "true" : "false", j->f);
+	json_put(j, json_boolean(v));
 }
 
 void cli_json_null(struct cli_json *j)
 {
-	json_sep(j);
-	fputs("null", j->f);
+	json_put(j, json_null());
 }
 
 void cli_json_kv_str(struct cli_json *j, const char *key, const char *s)

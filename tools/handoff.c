@@ -49,7 +49,8 @@ static const char exit_codes_help[] =
 	"  5  broker unreachable or timed out\n"
 	"  6  storage full, or a size or count limit exceeded\n"
 	"  7  publish to a topic that has no subscription\n"
-	"  8  lease lost (consume: ack/nack too late; the event comes again)\n"
+	"  8  lease lost (consume: ack/nack too late, extend: lease ended;\n"
+	"     the event comes again)\n"
 	"  9  partially done (dlq replay/purge: some ids not in the queue)\n"
 	"  10 permission denied (access control: no key, wrong key or role)\n"
 	"  11 clock differs from the broker's: signed requests refused as "
@@ -57,8 +58,9 @@ static const char exit_codes_help[] =
 
 static const struct cli_command *const commands[] = {
 	&cli_cmd_publish,	&cli_cmd_subscribe, &cli_cmd_unsubscribe,
-	&cli_cmd_subscriptions, &cli_cmd_consume,   &cli_cmd_dlq,
-	&cli_cmd_trace,		&cli_cmd_stats,	    &cli_cmd_audit,
+	&cli_cmd_subscriptions, &cli_cmd_consume,   &cli_cmd_extend,
+	&cli_cmd_dlq,		&cli_cmd_trace,	    &cli_cmd_stats,
+	&cli_cmd_audit,
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -333,6 +335,9 @@ int cli_finish(int rc)
 		cli_warn("writing output: %s", strerror(errno));
 		return rc ? rc : CLI_EXIT_ERROR;
 	}
+	/* cli_json_newline said what was left out */
+	if (cli_json_failed())
+		return rc ? rc : CLI_EXIT_ERROR;
 	return rc;
 }
 

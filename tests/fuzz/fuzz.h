@@ -112,17 +112,17 @@ void fz_leases_add_fetch(struct fz_leases *l, const char *sub,
 struct fz_lease *fz_leases_find(struct fz_leases *l, const char *sub,
 				uint64_t event, uint64_t token);
 /*
- * Check an ack or nack reply against what was leased, and record what it
- * ended: an item may be OK only for a lease handed out earlier (by a fetch
- * reply the harness saw) and not ended since; a repeated ack under the same
- * token may be OK again.
+ * Check an ack, nack or extend reply against what was leased, and record
+ * what it ended: an item may be OK only for a lease handed out earlier (by
+ * a fetch reply the harness saw) and not ended since; a repeated ack under
+ * the same token may be OK again; an extend keeps the lease open.
  */
 void fz_leases_check_items(struct fz_leases *l, const Request *req,
 			   const Reply *r);
 /* After a turn: a lease whose delivery is no longer LEASED under its token
  * (expired, recovered after a restart, unsubscribed) has ended. */
 void fz_leases_observe(struct fz_leases *l, struct txn *t);
-/* Small tokens (1..63) in an ack/nack stand for the k-th lease seen, a zero
+/* Small tokens (1..63) in an ack/nack/extend stand for the k-th lease seen, a zero
  * event id for its event, an empty subscription for its subscription: the
  * fuzzer cannot guess 64-bit random tokens. Applied to a decoded request in
  * place (strings point into l). */

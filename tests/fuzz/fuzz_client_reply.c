@@ -9,7 +9,7 @@
  *
  * Input: byte 0 picks the call (connect, publish, subscribe, unsubscribe,
  * list, fetch, ack, nack, dlq list/show/replay/purge, trace, stats, audit
- * list), byte 1 a count 1..8 (events, items, max deliveries, limit) and,
+ * list, extend), byte 1 a count 1..8 (events, items, max deliveries, limit) and,
  * in its top bit, whether the handle signs its requests (access control),
  * byte 2 an event id; then the replies, each a varint length and that many
  * bytes (the last may run to the end of the input). The connect's ping is
@@ -382,6 +382,25 @@ static int call(handoff_client *c, int which, size_t n, uint64_t id)
 		handoff_trace_free(t);
 		break;
 	}
+	case 15: {
+		handoff_ack_item a[8];
+		int results[9];
+		for (size_t i = 0; i < 9; i++)
+			results[i] = -12345;
+		for (size_t i = 0; i < n; i++)
+			a[i] = (handoff_ack_item){ id + i, 77 + i };
+		expect_body = HANDOFF__WIRE__REQUEST__BODY_EXTEND;
+		rc = handoff_extend(c, "s1", a, n, 30000, results);
+		for (size_t i = 0; i < n; i++)
+			FZ_ASSERT(rc != HANDOFF_OK ||
+					  (results[i] >= 0 && results[i] <= 12),
+				  "item result %d", results[i]);
+		for (size_t i = 0; rc != HANDOFF_OK && i < n; i++)
+			FZ_ASSERT(results[i] == -12345,
+				  "results written on error %d", rc);
+		FZ_ASSERT(results[n] == -12345, "results written past n");
+		break;
+	}
 	case 14: {
 		handoff_audit_record *a = (void *)1;
 		size_t k = 99;
@@ -458,7 +477,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 3)
 		return 0;
-	int which = data[0] % 15;
+	int which = data[0] % 16;
 	size_t n = 1 + data[1] % 8;
 	signing = data[1] & 0x80;
 	last_seq = 0;

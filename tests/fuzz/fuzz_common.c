@@ -837,6 +837,7 @@ static unsigned allowed_statuses(const struct config *cfg, int body_case)
 	case BODY(FETCH):
 	case BODY(ACK):
 	case BODY(NACK):
+	case BODY(EXTEND):
 	case BODY(DLQ_LIST):
 	case BODY(DLQ_REPLAY):
 	case BODY(DLQ_PURGE):
@@ -866,9 +867,10 @@ static bool valid_name(const char *s, uint32_t max)
 static void check_items(const Reply *r, size_t n_items)
 {
 	FZ_ASSERT(r->body_case == RBODY(ITEMS) && r->items,
-		  "ack/nack OK without items body (case %d)", r->body_case);
+		  "ack/nack/extend OK without items body (case %d)",
+		  r->body_case);
 	FZ_ASSERT(r->items->n_statuses == n_items,
-		  "ack/nack of %zu items got %zu statuses", n_items,
+		  "ack/nack/extend of %zu items got %zu statuses", n_items,
 		  r->items->n_statuses);
 	for (size_t i = 0; i < n_items; i++) {
 		int s = r->items->statuses[i];
@@ -1027,6 +1029,15 @@ static void check_ok_body(const struct config *cfg, const Request *q,
 				  "release OK with item %zu delayed or "
 				  "permanent",
 				  i);
+		break;
+	case BODY(EXTEND):
+		check_items(r, q->extend->n_items);
+		/* PROTOCOL.md 5.16: 1 ms .. 12 h, at least one item */
+		FZ_ASSERT(q->extend->extend_ms >= 1 &&
+				  q->extend->extend_ms <= 12u * 3600 * 1000 &&
+				  q->extend->n_items >= 1,
+			  "extend of %u ms with %zu items OK",
+			  q->extend->extend_ms, q->extend->n_items);
 		break;
 	case BODY(DLQ_LIST): {
 		const Handoff__Wire__DlqListReply *l = r->dlq_list;
@@ -1232,29 +1243,72 @@ void fz_leases_add_fetch(struct fz_leases *l, const char *sub,
 	}
 }
 
+/* The subscription and items of an ack, nack or extend (else false);
+ * item i's event id and token through item_refs. */
+static bool lease_items(Request *q, char ***sub, size_t *n)
+{
+	switch (q->body_case) {
+	case BODY(ACK):
+		*sub = &q->ack->subscription;
+		*n = q->ack->n_items;
+		return true;
+	case BODY(NACK):
+		*sub = &q->nack->subscription;
+		*n = q->nack->n_items;
+		return true;
+	case BODY(EXTEND):
+		*sub = &q->extend->subscription;
+		*n = q->extend->n_items;
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void item_refs(Request *q, size_t i, uint64_t **ev, uint64_t **tok)
+{
+	switch (q->body_case) {
+	case BODY(ACK):
+		*ev = &q->ack->items[i]->event_id;
+		*tok = &q->ack->items[i]->lease_token;
+		break;
+	case BODY(NACK):
+		*ev = &q->nack->items[i]->event_id;
+		*tok = &q->nack->items[i]->lease_token;
+		break;
+	default:
+		*ev = &q->extend->items[i]->event_id;
+		*tok = &q->extend->items[i]->lease_token;
+		break;
+	}
+}
+
 void fz_leases_check_items(struct fz_leases *l, const Request *q,
 			   const Reply *r)
 {
-	bool ack = q->body_case == BODY(ACK);
+	Request *qq = (Request *)q; /* only read here */
+	char **subp;
+	size_t n;
 	if (r->status != ST(OK) || q->protocol_version != 1 ||
-	    (!ack && q->body_case != BODY(NACK)))
+	    !lease_items(qq, &subp, &n))
 		return;
-	const char *sub = ack ? q->ack->subscription : q->nack->subscription;
-	size_t n = ack ? q->ack->n_items : q->nack->n_items;
+	const char *what = q->body_case == BODY(ACK)  ? "ack" :
+			   q->body_case == BODY(NACK) ? "nack" :
+							"extend";
+	const char *sub = *subp;
 	for (size_t i = 0; i < n; i++) {
-		uint64_t ev = ack ? q->ack->items[i]->event_id :
-				    q->nack->items[i]->event_id;
-		uint64_t tok = ack ? q->ack->items[i]->lease_token :
-				     q->nack->items[i]->lease_token;
+		uint64_t *evp, *tokp;
+		item_refs(qq, i, &evp, &tokp);
+		uint64_t ev = *evp, tok = *tokp;
 		if (r->items->statuses[i] != ST(OK))
 			continue;
 		struct fz_lease *e = fz_leases_find(l, sub, ev, tok);
 		FZ_ASSERT(e,
 			  "%s of %s/%llu token %llu succeeded, but no fetch "
 			  "handed out that lease",
-			  ack ? "ack" : "nack", sub, (unsigned long long)ev,
+			  what, sub, (unsigned long long)ev,
 			  (unsigned long long)tok);
-		if (ack) {
+		if (q->body_case == BODY(ACK)) {
 			FZ_ASSERT(e->state != FZ_ENDED,
 				  "ack of %s/%llu token %llu "
 				  "succeeded after its lease had ended",
@@ -1262,14 +1316,16 @@ void fz_leases_check_items(struct fz_leases *l, const Request *q,
 				  (unsigned long long)tok);
 			e->state = FZ_ACKED;
 		} else {
+			/* nack ends the lease; extend keeps it open */
 			FZ_ASSERT(e->state == FZ_OPEN,
-				  "nack of %s/%llu token %llu "
+				  "%s of %s/%llu token %llu "
 				  "succeeded after its lease had %s",
-				  sub, (unsigned long long)ev,
+				  what, sub, (unsigned long long)ev,
 				  (unsigned long long)tok,
 				  e->state == FZ_ACKED ? "been acked" :
 							 "ended");
-			e->state = FZ_ENDED;
+			if (q->body_case == BODY(NACK))
+				e->state = FZ_ENDED;
 		}
 	}
 }
@@ -1294,18 +1350,13 @@ void fz_leases_observe(struct fz_leases *l, struct txn *t)
 
 void fz_leases_fixup(struct fz_leases *l, Request *q)
 {
-	if (!l->n)
+	char **sub;
+	size_t n;
+	if (!l->n || !lease_items(q, &sub, &n))
 		return;
-	bool ack = q->body_case == BODY(ACK);
-	if (!ack && q->body_case != BODY(NACK))
-		return;
-	char **sub = ack ? &q->ack->subscription : &q->nack->subscription;
-	size_t n = ack ? q->ack->n_items : q->nack->n_items;
 	for (size_t i = 0; i < n; i++) {
-		uint64_t *ev = ack ? &q->ack->items[i]->event_id :
-				     &q->nack->items[i]->event_id;
-		uint64_t *tok = ack ? &q->ack->items[i]->lease_token :
-				      &q->nack->items[i]->lease_token;
+		uint64_t *ev, *tok;
+		item_refs(q, i, &ev, &tok);
 		if (*tok == 0 || *tok > 63)
 			continue;
 		const struct fz_lease *e = &l->v[(*tok - 1) % l->n];

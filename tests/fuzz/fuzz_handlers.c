@@ -322,6 +322,10 @@ static int auth_expect(const struct sent *s)
 		need = ROLE_CONSUMER;
 		sub = q->nack->subscription;
 		break;
+	case HANDOFF__WIRE__REQUEST__BODY_EXTEND:
+		need = ROLE_CONSUMER;
+		sub = q->extend->subscription;
+		break;
 	default:
 		break;
 	}
@@ -666,16 +670,23 @@ static void check_list(const Reply *r)
 static void note_refusals(const Request *q, const Reply *r)
 {
 	bool ack = q->body_case == HANDOFF__WIRE__REQUEST__BODY_ACK;
+	bool ext = q->body_case == HANDOFF__WIRE__REQUEST__BODY_EXTEND;
 	if (r->status != HANDOFF__WIRE__STATUS__OK)
 		return;
-	const char *sub = ack ? q->ack->subscription : q->nack->subscription;
-	size_t n = ack ? q->ack->n_items : q->nack->n_items;
+	const char *sub = ack ? q->ack->subscription :
+			  ext ? q->extend->subscription :
+				q->nack->subscription;
+	size_t n = ack ? q->ack->n_items :
+		   ext ? q->extend->n_items :
+			 q->nack->n_items;
 	for (size_t i = 0; i < n; i++) {
 		if (r->items->statuses[i] == HANDOFF__WIRE__STATUS__OK)
 			continue;
 		uint64_t ev = ack ? q->ack->items[i]->event_id :
+			      ext ? q->extend->items[i]->event_id :
 				    q->nack->items[i]->event_id;
 		uint64_t tok = ack ? q->ack->items[i]->lease_token :
+			       ext ? q->extend->items[i]->lease_token :
 				     q->nack->items[i]->lease_token;
 		struct fz_lease *e = fz_leases_find(&leases, sub, ev, tok);
 		if (e && e->state == FZ_OPEN) {
@@ -770,6 +781,7 @@ static void take_reply(struct outgoing *o)
 	}
 	case HANDOFF__WIRE__REQUEST__BODY_ACK:
 	case HANDOFF__WIRE__REQUEST__BODY_NACK:
+	case HANDOFF__WIRE__REQUEST__BODY_EXTEND:
 		fz_leases_check_items(&leases, q, r);
 		note_refusals(q, r);
 		break;
@@ -891,18 +903,20 @@ static void enqueue_packed(const Request *q)
 	enqueue_bytes(b, len);
 }
 
-/* A new request: ack/nack lease references resolved (fz_leases_fixup). */
-/* A new request: ack/nack lease references resolved (fz_leases_fixup),
- * signed when a signer is chosen. */
+/* A new request: ack/nack/extend lease references resolved
+ * (fz_leases_fixup), signed when a signer is chosen. */
 static void send_request(const uint8_t *p, size_t len)
 {
 	Request *q = handoff__wire__request__unpack(NULL, len, p);
 	bool items = q && (q->body_case == HANDOFF__WIRE__REQUEST__BODY_ACK ||
-			   q->body_case == HANDOFF__WIRE__REQUEST__BODY_NACK);
+			   q->body_case == HANDOFF__WIRE__REQUEST__BODY_NACK ||
+			   q->body_case == HANDOFF__WIRE__REQUEST__BODY_EXTEND);
 	char **subp = !items ? NULL :
 		      q->body_case == HANDOFF__WIRE__REQUEST__BODY_ACK ?
 			       &q->ack->subscription :
-			       &q->nack->subscription;
+		      q->body_case == HANDOFF__WIRE__REQUEST__BODY_NACK ?
+			       &q->nack->subscription :
+			       &q->extend->subscription;
 	char *own = subp ? *subp : NULL;
 	if (items)
 		fz_leases_fixup(&leases, q);

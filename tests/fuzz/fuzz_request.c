@@ -20,8 +20,8 @@
  *   - "an error reply means nothing was applied": no database gained or
  *     lost an entry, no subscription record is to be written back, no id
  *     was allocated; the same for read-only types on OK;
- *   - an ack/nack item is OK only for a lease the fixture handed out and
- *     did not end (tokens 1..63 in the input stand for the fixture's
+ *   - an ack/nack/extend item is OK only for a lease the fixture handed
+ *     out and did not end (tokens 1..63 in the input stand for the fixture's
  *     leases, see fz_leases_fixup);
  *   - the store stays consistent (fz_check_store: index entries, delivery
  *     states, counters, per-consumer lease counts, retention records) and

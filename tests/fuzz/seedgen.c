@@ -284,6 +284,39 @@ static void nack_free(Handoff__Wire__NackRequest *a)
 	free(a);
 }
 
+static Handoff__Wire__ExtendRequest *extend_req(const char *sub, size_t n,
+						const uint64_t *ev,
+						const uint64_t *tok,
+						uint32_t extend_ms)
+{
+	Handoff__Wire__ExtendRequest *a = calloc(1, sizeof *a);
+	Handoff__Wire__ExtendItem **it = calloc(n ? n : 1, sizeof *it);
+	if (!a || !it)
+		die("out of memory");
+	handoff__wire__extend_request__init(a);
+	a->subscription = (char *)sub;
+	a->n_items = n;
+	a->items = it;
+	a->extend_ms = extend_ms;
+	for (size_t i = 0; i < n; i++) {
+		it[i] = calloc(1, sizeof **it);
+		if (!it[i])
+			die("out of memory");
+		handoff__wire__extend_item__init(it[i]);
+		it[i]->event_id = ev ? ev[i] : 0;
+		it[i]->lease_token = tok ? tok[i] : (uint64_t)(i + 1);
+	}
+	return a;
+}
+
+static void extend_free(Handoff__Wire__ExtendRequest *a)
+{
+	for (size_t i = 0; i < a->n_items; i++)
+		free(a->items[i]);
+	free(a->items);
+	free(a);
+}
+
 static void request_seeds(void)
 {
 	const char *T;
@@ -477,6 +510,43 @@ static void request_seeds(void)
 		a = ack_req("", 2, zero, (uint64_t[]){ 2, 2 });
 		seed_msg(T, "acked-again", &a->base);
 		ack_free(a);
+	}
+	T = "fuzz_extend";
+	{
+		Handoff__Wire__ExtendRequest *a;
+		a = extend_req("", 9, zero, refs, 60000);
+		seed_msg(T, "every-lease", &a->base);
+		extend_free(a);
+		a = extend_req("s1", 1, evs, (uint64_t[]){ 4 }, 1);
+		seed_msg(T, "s1-open-1ms", &a->base);
+		extend_free(a);
+		a = extend_req("", 2, zero, refs, 43200000);
+		seed_msg(T, "12h", &a->base);
+		extend_free(a);
+		a = extend_req("", 1, zero, refs, 43200001);
+		seed_msg(T, "over-12h", &a->base);
+		extend_free(a);
+		a = extend_req("", 1, zero, refs, 0);
+		seed_msg(T, "zero-ms", &a->base);
+		extend_free(a);
+		a = extend_req("s1", 4, evs, wrong, 30000);
+		seed_msg(T, "wrong-tokens", &a->base);
+		extend_free(a);
+		a = extend_req("", 2, zero, (uint64_t[]){ 2, 2 }, 30000);
+		seed_msg(T, "acked", &a->base);
+		extend_free(a);
+		a = extend_req("s1", 0, NULL, NULL, 30000);
+		seed_msg(T, "no-items", &a->base);
+		extend_free(a);
+		a = extend_req("s1", 33, NULL, NULL, 30000);
+		seed_msg(T, "over-batch", &a->base);
+		extend_free(a);
+		a = extend_req("s9", 1, NULL, NULL, 30000);
+		seed_msg(T, "not-found", &a->base);
+		extend_free(a);
+		a = extend_req("s 1", 1, NULL, NULL, 30000);
+		seed_msg(T, "bad-name", &a->base);
+		extend_free(a);
 	}
 	T = "fuzz_nack";
 	{
@@ -818,6 +888,17 @@ static void r_nack(struct buf *b, size_t n, const uint64_t *refs,
 	nack_free(q.nack);
 }
 
+static void r_extend(struct buf *b, size_t n, const uint64_t *refs, uint32_t ms,
+		     bool turn)
+{
+	Request q = HANDOFF__WIRE__REQUEST__INIT;
+	uint64_t zero[32] = { 0 };
+	q.body_case = BODY(EXTEND);
+	q.extend = extend_req("", n, zero, refs, ms);
+	op_req(b, &q, turn);
+	extend_free(q.extend);
+}
+
 static void r_simple(struct buf *b, int body, bool turn)
 {
 	Request q = HANDOFF__WIRE__REQUEST__INIT;
@@ -954,6 +1035,22 @@ static void handler_seeds(void)
 	r_nack(&b, 1, r123 + 1, false, 0, true);
 	r_dlq(&b, BODY(DLQ_LIST), "s1", true, 0, true);
 	SEED("retry-then-dead");
+
+	/* extend: one lease kept past its deadline, the other expires; then
+	 * the kept one expires at its new deadline, and the stale token of
+	 * the expired one is refused */
+	r_subscribe(&b, "t1", "s1", 3, 1000, true);
+	r_publish(&b, "t1", 2, "x", 5, true);
+	r_fetch(&b, "s1", "c1", 2, 0, 1, true);
+	r_extend(&b, 1, r123, 5000, true);
+	op(&b, OP_CLOCK, CK_1_5S);
+	op(&b, OP_TURN, -1);
+	r_extend(&b, 2, r123, 5000, true);
+	r_fetch(&b, "s1", "c2", 2, 0, 1, true);
+	op(&b, OP_CLOCK, CK_5S);
+	op(&b, OP_TURN, -1);
+	r_ack(&b, 1, r123, true);
+	SEED("extend");
 
 	/* a held fetch served by a later publish */
 	r_subscribe(&b, "t1", "s1", 3, 30000, true);
@@ -1286,7 +1383,9 @@ static void client_seeds(void)
 	ok.items = &ir;
 	client_seed("ack", 6, 3, 5, one, 1);
 	client_seed("nack", 7, 3, 5, one, 1);
+	client_seed("extend", 15, 3, 5, one, 1);
 	client_seed("ack-count-mismatch", 6, 2, 5, one, 1);
+	client_seed("extend-count-mismatch", 15, 2, 5, one, 1);
 	sts[2] = (Handoff__Wire__Status)42;
 	client_seed("nack-unknown-status", 7, 3, 5, one, 1);
 	sts[2] = ST(NOT_FOUND);

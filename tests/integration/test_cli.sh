@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test_cli.sh — an operator's walk-through with the `handoff` CLI against a
-# real handoffd: subscribe, publish, consume --exec (ack, retry, permanent),
+# real handoffd: subscribe, publish, consume --exec (ack, retry, permanent,
+# a slow command's lease extended, up to --max-extend), extend,
 # the dead-letter queue (list, show, replay --dry-run, replay, purge with and
 # without --yes), trace, subscriptions, stats, --json output and exit codes.
 #
@@ -361,6 +362,79 @@ eq "a non-UTF-8 value as base64, every byte kept" \
 eq "a non-UTF-8 name as base64" \
 	"$(json '[(__import__("base64").b64decode(h["name_base64"]).hex(), h["value"]) for h in d["headers_binary"] if "name_base64" in h]')" \
 	'[["6eff6d", "v"]]'
+
+# ---- consume --exec keeps the lease of a slow command -----------------------
+STEP="lease extension"
+run 0 subscribe slow slowjobs --max-attempts 3 --ack-deadline 1s \
+	--backoff 50ms..100ms
+cat >"$TMP/slow.sh" <<EOF
+#!/bin/sh
+echo "\$HANDOFF_EVENT_ID:\$HANDOFF_ATTEMPT" >> "$TMP/slow.runs"
+sleep 3
+EOF
+chmod +x "$TMP/slow.sh"
+run 0 --json publish slow "long job"
+E1=$(json 'd["event_id"]')
+# 3 s of work on a 1 s ack deadline: extended, acked once
+run 0 consume slowjobs --count 1 --wait 5s --exec "$TMP/slow.sh"
+contains "slow command acked at its first attempt" "$TMP/err" \
+	"event_id=$E1 attempt=1 result=acked"
+run 0 --json trace "$E1"
+eq "extended lease: never expired, acked once" \
+	"$(json '[(s["state"], [h["outcome"] for h in s["history"]]) for s in d["subscriptions"]]')" \
+	'[["acked", ["acked"]]]'
+run 0 consume slowjobs --wait 1500ms
+eq "nothing delivered again" "$(wc -c <"$TMP/out" | tr -d ' ')" 0
+eq "the slow command ran once" "$(cat "$TMP/slow.runs")" "$E1:1"
+
+# --max-extend shorter than the command: the lease runs out meanwhile
+run 0 --json publish slow "too long"
+E2=$(json 'd["event_id"]')
+run 8 consume slowjobs --count 1 --wait 5s --exec "$TMP/slow.sh" \
+	--max-extend 1500ms
+contains "says --max-extend was reached" "$TMP/err" "--max-extend 1500ms reached"
+contains "its ack came too late" "$TMP/err" \
+	"event_id=$E2 attempt=1 result=acked lease=lost"
+run 0 --json trace "$E2"
+eq "past --max-extend: the lease expired" \
+	"$(json '[[h["outcome"] for h in s["history"]] for s in d["subscriptions"]]')" \
+	'[["expired"]]'
+run 0 consume slowjobs --count 1 --wait 5s --exec "$TMP/ok.sh"
+contains "delivered again as attempt 2" "$TMP/err" \
+	"event_id=$E2 attempt=2 result=acked"
+contains "the command gets its lease token" "$TMP/seen.env" \
+	"HANDOFF_LEASE_TOKEN="
+
+# handoff extend by hand, from the command (consume extends nothing)
+cat >"$TMP/self.sh" <<EOF
+#!/bin/sh
+"$HANDOFF_CLI" --broker "$URL" extend "\$HANDOFF_SUBSCRIPTION" \\
+	"\$HANDOFF_EVENT_ID" "\$HANDOFF_LEASE_TOKEN" --by 5s >"$TMP/self.out" ||
+	exit 1
+"$HANDOFF_CLI" --broker "$URL" extend "\$HANDOFF_SUBSCRIPTION" \\
+	"\$HANDOFF_EVENT_ID" 12345 --by 5s 2>"$TMP/self.err"
+echo "\$?" >"$TMP/self.wrong"
+sleep 2
+EOF
+chmod +x "$TMP/self.sh"
+run 0 --json publish slow "by hand"
+E3=$(json 'd["event_id"]')
+run 0 consume slowjobs --count 1 --wait 5s --exec "$TMP/self.sh" \
+	--max-extend 0
+contains "extend by hand kept the lease" "$TMP/err" \
+	"event_id=$E3 attempt=1 result=acked"
+contains "extend says what it did" "$TMP/self.out" \
+	"extended the lease of event $E3 of slowjobs to 5s from now"
+eq "extend with a wrong token: exit 8" "$(cat "$TMP/self.wrong")" 8
+contains "extend with a wrong token: why" "$TMP/self.err" "lease lost"
+run 0 --json trace "$E3"
+eq "extended by hand: acked once" \
+	"$(json '[[h["outcome"] for h in s["history"]] for s in d["subscriptions"]]')" \
+	'[["acked"]]'
+run 3 extend nosuch "$E3" 1 --by 1s
+run 2 extend slowjobs "$E3" 1
+run 2 extend slowjobs "$E3" 1 --by 13h
+run 2 consume slowjobs --max-extend 1s
 
 # ---- restart keeps everything; unreachable broker = exit 5 ------------------
 STEP="restart"

@@ -1,8 +1,8 @@
 /*
  * test_delivery.c — promises 4 (at-least-once to every subscription, no
  * head-of-line blocking between subscriptions), 5 (only an ack by the
- * current lease ends a delivery) and 6 (bounded, visible retries), against
- * a real handoffd.
+ * current lease ends a delivery; an extended lease is kept past its first
+ * deadline) and 6 (bounded, visible retries), against a real handoffd.
  */
 #include "harness.h"
 
@@ -836,6 +836,94 @@ static void test_stale_token_leaves_new_holder(void **state)
 	broker_passed(b);
 }
 
+/*
+ * Extending a lease keeps it: an extended delivery is not redelivered after
+ * its original deadline while an unextended one of the same fetch is; it
+ * keeps its token and consumer, and expires at the extended deadline.
+ */
+static void test_lease_extension(void **state)
+{
+	broker *b = *state;
+	handoff_client *c = it_connect(b, "long-job", 0);
+	handoff_client *other = it_connect(b, "other", 0);
+	it_subscribe(c, "long", "ext", 3, 400, 50, 50);
+	uint64_t a = it_publish1(c, "long", "A", NULL, NULL);
+	uint64_t bb = it_publish1(c, "long", "B", NULL, NULL);
+	handoff_delivery *d = NULL;
+	uint64_t t0 = it_now_ms(), wall0 = it_wall_ms();
+	assert_int_equal(it_fetch(c, "ext", 2, 0, &d), 2);
+	assert_int_equal(d[0].event_id, a);
+	assert_int_equal(d[1].event_id, bb);
+	uint64_t tok_a = d[0].lease_token, tok_b = d[1].lease_token;
+	handoff_deliveries_free(d, 2);
+
+	/* A is extended to 3 s from now, B is left alone */
+	handoff_ack_item it = { a, tok_a };
+	int res = -1;
+	assert_int_equal(handoff_extend(c, "ext", &it, 1, 3000, &res),
+			 HANDOFF_OK);
+	assert_int_equal(res, HANDOFF_OK);
+
+	/* well past the 400 ms deadline: only B comes back */
+	it_sleep_ms(800);
+	assert_int_equal(it_fetch(other, "ext", 2, 300, &d), 1);
+	assert_int_equal(d[0].event_id, bb);
+	assert_int_equal(d[0].attempt, 2);
+	assert_int_equal(it_ack1(other, "ext", bb, d[0].lease_token),
+			 HANDOFF_OK);
+	handoff_deliveries_free(d, 1);
+	handoff_trace *t = NULL;
+	handoff_subscription_trace *st = it_trace_sub(c, a, "ext", &t);
+	assert_int_equal(st->state, HANDOFF_STATE_LEASED);
+	it_assert_consumer(st->consumer, "long-job");
+	assert_int_equal(st->n_history, 1);
+	assert_true(st->lease_deadline_ms >= wall0 + 3000);
+	handoff_trace_free(t);
+
+	/* B's old token, an unknown event: per item; bad arguments: EINVAL */
+	handoff_ack_item items[3] = { { bb, tok_b },
+				      { a + 1000, tok_a },
+				      { a, tok_a } };
+	int r3[3] = { -1, -1, -1 };
+	assert_int_equal(handoff_extend(c, "ext", items, 3, 3000, r3),
+			 HANDOFF_OK);
+	assert_int_equal(r3[0], HANDOFF_ELEASELOST);
+	assert_int_equal(r3[1], HANDOFF_ENOTFOUND);
+	assert_int_equal(r3[2], HANDOFF_OK);
+	uint64_t t_ext = it_now_ms();
+	assert_int_equal(handoff_extend(c, "ext", &it, 1, 0, NULL),
+			 HANDOFF_EINVAL);
+	assert_int_equal(handoff_extend(c, "ext", &it, 1,
+					HANDOFF_MAX_EXTEND_MS + 1, NULL),
+			 HANDOFF_EINVAL);
+	assert_int_equal(handoff_extend(c, "no-such", &it, 1, 1000, NULL),
+			 HANDOFF_ENOTFOUND);
+
+	/* no longer extended: A expires at its new deadline, not before */
+	assert_int_equal(it_fetch(other, "ext", 1, 8000, &d), 1);
+	assert_int_equal(d[0].event_id, a);
+	assert_int_equal(d[0].attempt, 2);
+	assert_true(it_now_ms() - t_ext >= 2900);
+	assert_true(it_now_ms() - t0 >= 3500);
+	uint64_t tok_a2 = d[0].lease_token;
+	handoff_deliveries_free(d, 1);
+	/* the expired lease is gone for good: neither extended nor acked */
+	res = -1;
+	assert_int_equal(handoff_extend(c, "ext", &it, 1, 3000, &res),
+			 HANDOFF_OK);
+	assert_int_equal(res, HANDOFF_ELEASELOST);
+	assert_int_equal(it_ack1(c, "ext", a, tok_a), HANDOFF_ELEASELOST);
+	assert_int_equal(it_ack1(other, "ext", a, tok_a2), HANDOFF_OK);
+	st = it_trace_sub(c, a, "ext", &t);
+	assert_int_equal(st->state, HANDOFF_STATE_ACKED);
+	assert_int_equal(st->n_history, 2);
+	assert_int_equal(st->history[0].outcome, HANDOFF_OUTCOME_EXPIRED);
+	handoff_trace_free(t);
+	handoff_close(c);
+	handoff_close(other);
+	broker_passed(b);
+}
+
 int main(void)
 {
 	it_default_config = CONFIG;
@@ -851,6 +939,7 @@ int main(void)
 		T(test_permanent_nack),
 		T(test_ack_rules),
 		T(test_stale_token_leaves_new_holder),
+		T(test_lease_extension),
 		T(test_long_poll),
 		T(test_unsubscribe_while_running),
 	};

@@ -906,8 +906,8 @@ static void cls_unknown_body(void)
 	WRequest r = req_v1(); /* the same from protobuf-c: body NOT_SET */
 	expect1(&r, WST(BAD_REQUEST), unknown, "body_case NOT_SET");
 
-	/* 1-23 and 24 (audit_list) are known; 100 is auth */
-	const uint32_t fields[] = { 2, 9, 25, 26, 99, 101, 1000, 536870911 };
+	/* 1-24 and 25 (extend) are known; 100 is auth */
+	const uint32_t fields[] = { 2, 9, 26, 27, 99, 101, 1000, 536870911 };
 	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
 		char what[64];
 		pb_u(&b, 1, 1);

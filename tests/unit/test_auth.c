@@ -86,6 +86,7 @@ struct bodies {
 	Handoff__Wire__FetchRequest fetch;
 	Handoff__Wire__AckRequest ack;
 	Handoff__Wire__NackRequest nack;
+	Handoff__Wire__ExtendRequest extend;
 	Handoff__Wire__DlqListRequest dlq_list;
 	Handoff__Wire__DlqShowRequest dlq_show;
 	Handoff__Wire__DlqActionRequest dlq_action;
@@ -95,7 +96,8 @@ struct bodies {
 };
 
 /* A request of body case bc naming name (the topic of a publish, the
- * subscription of a fetch, ack or nack; other bodies name nothing). */
+ * subscription of a fetch, ack, nack or extend; other bodies name
+ * nothing). */
 static void build(Request *q, struct bodies *b,
 		  Handoff__Wire__Request__BodyCase bc, const char *name)
 {
@@ -108,6 +110,7 @@ static void build(Request *q, struct bodies *b,
 		.fetch = HANDOFF__WIRE__FETCH_REQUEST__INIT,
 		.ack = HANDOFF__WIRE__ACK_REQUEST__INIT,
 		.nack = HANDOFF__WIRE__NACK_REQUEST__INIT,
+		.extend = HANDOFF__WIRE__EXTEND_REQUEST__INIT,
 		.dlq_list = HANDOFF__WIRE__DLQ_LIST_REQUEST__INIT,
 		.dlq_show = HANDOFF__WIRE__DLQ_SHOW_REQUEST__INIT,
 		.dlq_action = HANDOFF__WIRE__DLQ_ACTION_REQUEST__INIT,
@@ -146,6 +149,10 @@ static void build(Request *q, struct bodies *b,
 	case HANDOFF__WIRE__REQUEST__BODY_NACK:
 		b->nack.subscription = (char *)name;
 		q->nack = &b->nack;
+		break;
+	case HANDOFF__WIRE__REQUEST__BODY_EXTEND:
+		b->extend.subscription = (char *)name;
+		q->extend = &b->extend;
 		break;
 	case HANDOFF__WIRE__REQUEST__BODY_DLQ_LIST:
 		q->dlq_list = &b->dlq_list;
@@ -590,6 +597,7 @@ static const Handoff__Wire__Request__BodyCase all_cases[] = {
 	HANDOFF__WIRE__REQUEST__BODY_TRACE,
 	HANDOFF__WIRE__REQUEST__BODY_STATS,
 	HANDOFF__WIRE__REQUEST__BODY_AUDIT_LIST,
+	HANDOFF__WIRE__REQUEST__BODY_EXTEND,
 };
 #define N_CASES (sizeof all_cases / sizeof all_cases[0])
 
@@ -637,6 +645,7 @@ static void test_each_role(void **state)
 		HANDOFF__WIRE__REQUEST__BODY_FETCH,
 		HANDOFF__WIRE__REQUEST__BODY_ACK,
 		HANDOFF__WIRE__REQUEST__BODY_NACK,
+		HANDOFF__WIRE__REQUEST__BODY_EXTEND,
 	};
 	static const Handoff__Wire__Request__BodyCase operator[] = {
 		HANDOFF__WIRE__REQUEST__BODY_PING,
@@ -653,7 +662,7 @@ static void test_each_role(void **state)
 	};
 	/* names each key's patterns match, so that only the role decides */
 	check_role(&a, K0, "orders.eu", producer, 2);
-	check_role(&a, WORK, "billing-1", consumer, 4);
+	check_role(&a, WORK, "billing-1", consumer, 5);
 	check_role(&a, OPS, "anything", operator, 11);
 	/* an operator is no producer or consumer, though its patterns match */
 	assert_int_equal(
@@ -695,6 +704,8 @@ static void test_patterns(void **state)
 		HANDOFF__WIRE__REQUEST__BODY_ACK;
 	const Handoff__Wire__Request__BodyCase nack =
 		HANDOFF__WIRE__REQUEST__BODY_NACK;
+	const Handoff__Wire__Request__BodyCase extend =
+		HANDOFF__WIRE__REQUEST__BODY_EXTEND;
 
 	/* topics "orders.*" */
 	assert_int_equal(allows(&a, K0, pub, "orders.eu"), ST(OK));
@@ -707,9 +718,11 @@ static void test_patterns(void **state)
 	assert_int_equal(allows(&a, K0, pub, ""), ST(PERMISSION_DENIED));
 	assert_int_equal(allows(&a, K0, pub, NULL), ST(PERMISSION_DENIED));
 
-	/* subscriptions "billing-?" and "audit", for fetch, ack and nack */
-	const Handoff__Wire__Request__BodyCase uses[] = { fetch, ack, nack };
-	for (size_t i = 0; i < 3; i++) {
+	/* subscriptions "billing-?" and "audit", for fetch, ack, nack and
+	 * extend */
+	const Handoff__Wire__Request__BodyCase uses[] = { fetch, ack, nack,
+							  extend };
+	for (size_t i = 0; i < 4; i++) {
 		assert_int_equal(allows(&a, WORK, uses[i], "billing-1"),
 				 ST(OK));
 		assert_int_equal(allows(&a, WORK, uses[i], "audit"), ST(OK));

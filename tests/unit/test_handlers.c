@@ -10,7 +10,12 @@
  *   whole (BAD_REQUEST, nothing changed); an OK release makes the delivery
  *   ready at once, its attempt closed RELEASED with the reason, and the
  *   next fetch hands it out as attempt 1 again; a repeated release gets
- *   LEASE_LOST.
+ *   LEASE_LOST;
+ *   extend: 0 ms (BAD_REQUEST), over 12 h (LIMIT_EXCEEDED), no items
+ *   (BAD_REQUEST), an unknown subscription (NOT_FOUND) are refused whole
+ *   and change nothing; 12 h exactly is accepted; per item OK, LEASE_LOST
+ *   for a wrong token, NOT_FOUND for an unknown event; the trace shows the
+ *   new deadline.
  */
 #include <ftw.h>
 #include <limits.h>
@@ -238,6 +243,33 @@ static int nack(struct fx *f, const char *sub, uint64_t ev, uint64_t tok,
 	return r->items->statuses[0];
 }
 
+/* An extend of n items (ev/tok each); the reply (statuses when OK). */
+static Reply *extend(struct fx *f, const char *sub, size_t n,
+		     const uint64_t *ev, const uint64_t *tok, uint32_t ms,
+		     int want)
+{
+	Request q = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__ExtendRequest x = HANDOFF__WIRE__EXTEND_REQUEST__INIT;
+	Handoff__Wire__ExtendItem it[4], *itp[4];
+	assert_true(n <= 4);
+	for (size_t i = 0; i < n; i++) {
+		handoff__wire__extend_item__init(&it[i]);
+		it[i].event_id = ev[i];
+		it[i].lease_token = tok[i];
+		itp[i] = &it[i];
+	}
+	x.subscription = (char *)sub;
+	x.items = itp;
+	x.n_items = n;
+	x.extend_ms = ms;
+	q.body_case = BODY(EXTEND);
+	q.extend = &x;
+	Reply *r = apply(f, &q, want);
+	if (want == ST(OK))
+		assert_int_equal(r->items->n_statuses, n);
+	return r;
+}
+
 static Handoff__Wire__TraceReply *trace(struct fx *f, uint64_t ev)
 {
 	Request q = HANDOFF__WIRE__REQUEST__INIT;
@@ -325,6 +357,37 @@ static void test_release(void **state)
 	assert_int_equal(s->history[1]->outcome, OUT(NACKED));
 }
 
+static void test_extend(void **state)
+{
+	struct fx *f = *state;
+	subscribe(f, "t", "s");
+	uint64_t ev = publish(f, "t");
+	uint64_t tok = fetch_one(f, "s", ev, 1);
+	uint64_t deadline = sub_trace(trace(f, ev), "s")->lease_deadline_ms;
+	assert_true(deadline > f->now);
+
+	/* refused whole, nothing changed */
+	extend(f, "s", 1, &ev, &tok, 0, ST(BAD_REQUEST));
+	extend(f, "s", 1, &ev, &tok, 12u * 3600 * 1000 + 1, ST(LIMIT_EXCEEDED));
+	extend(f, "s", 0, NULL, NULL, 1000, ST(BAD_REQUEST));
+	extend(f, "nosuch", 1, &ev, &tok, 1000, ST(NOT_FOUND));
+	assert_int_equal(sub_trace(trace(f, ev), "s")->lease_deadline_ms,
+			 deadline);
+
+	/* per item */
+	f->now += 10;
+	uint64_t evs[3] = { ev, ev, ev + 100 }, toks[3] = { tok, tok + 1, tok };
+	Reply *r = extend(f, "s", 3, evs, toks, 12u * 3600 * 1000, ST(OK));
+	assert_int_equal(r->items->statuses[0], ST(OK));
+	assert_int_equal(r->items->statuses[1], ST(LEASE_LOST));
+	assert_int_equal(r->items->statuses[2], ST(NOT_FOUND));
+	const Handoff__Wire__SubscriptionTrace *s =
+		sub_trace(trace(f, ev), "s");
+	assert_int_equal(s->state, DS(LEASED));
+	assert_int_equal(s->lease_deadline_ms, f->now + 12u * 3600 * 1000);
+	assert_int_equal(s->n_history, 1);
+}
+
 int main(void)
 {
 	setenv("HANDOFF_TEST_NOSYNC", "1", 1);
@@ -334,6 +397,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_trace_unsubscribing),
 		T(test_release),
+		T(test_extend),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

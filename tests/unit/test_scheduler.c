@@ -15,6 +15,11 @@
  *   dead-lettered; the next nack is), not counted as a nack; a wrong or
  *   stale token (also a repeated release) is LEASE_LOST, an unknown
  *   delivery NOT_FOUND, and change nothing;
+ *   extend -> still LEASED with the same token, consumer and attempt, the
+ *   lease index entry moved to now + extend (the old one gone), the lease
+ *   then expires at the new deadline and not the old one; a wrong, stale
+ *   or zero token is LEASE_LOST, so is a lease past its deadline not yet
+ *   expired (and it then expires as due), an unknown delivery NOT_FOUND;
  *   replay -> READY, budget reset, replays+1, history kept, dlq entry gone
  *   in the same txn (an aborted replay changes nothing);
  *   purge -> PURGED; the payload is deleted when the last subscription is
@@ -303,6 +308,35 @@ static Status release(struct fx *f, const char *name, uint64_t ev, uint64_t tok,
 		0);
 	commit(f);
 	return st;
+}
+
+static Status extend(struct fx *f, const char *name, uint64_t ev, uint64_t tok,
+		     uint32_t ms)
+{
+	Status st = -1;
+	begin(f);
+	assert_int_equal(
+		sched_extend(&f->t, sub_named(f, name), ev, tok, ms, &st), 0);
+	commit(f);
+	return st;
+}
+
+/* The deadlines of sub's lease index entries for ev (up to max). */
+static size_t lease_entries(struct fx *f, uint32_t sub_id, uint64_t ev,
+			    uint64_t *dl, size_t max)
+{
+	struct txn t;
+	uint64_t d, e;
+	uint32_t s;
+	size_t n = 0;
+	assert_int_equal(store_txn_begin(&f->st, &f->a, false, f->now, &t), 0);
+	int rc = store_lease_first(&t, &d, &s, &e);
+	for (; rc == 0; rc = store_lease_next(&t, &d, &s, &e))
+		if (s == sub_id && e == ev && n < max)
+			dl[n++] = d;
+	assert_int_equal(rc, MDB_NOTFOUND);
+	store_txn_abort(&t);
+	return n;
 }
 
 static Status replay(struct fx *f, const char *name, uint64_t ev)
@@ -934,6 +968,80 @@ static void test_release(void **state)
 	assert_int_equal(delivery(f, ev, sid)->state, ST(DEAD));
 }
 
+static void test_extend(void **state)
+{
+	struct fx *f = *state;
+	uint32_t sid = mk_sub(f, "s", "t", 3, 1000, 200, 5000);
+	uint64_t ev = publish(f, "t", "x");
+	DeliveryRecord *d;
+	uint64_t dl[4];
+	assert_int_equal(lease(f, "s", "worker-1", &d, NULL), ev);
+	uint64_t tok = d->lease_token, leased_at = f->now;
+	assert_int_equal(d->lease_deadline_ms, leased_at + 1000);
+
+	/* 800 ms in: extend by 5 s -> deadline now + 5 s, entry moved */
+	f->now += 800;
+	assert_int_equal(extend(f, "s", ev, tok, 5000), S_OK);
+	d = delivery(f, ev, sid);
+	assert_int_equal(d->state, ST(LEASED));
+	assert_int_equal(d->lease_token, tok);
+	assert_string_equal(d->consumer, "worker-1");
+	assert_int_equal(d->attempts, 1);
+	assert_int_equal(d->budget_used, 1);
+	assert_int_equal(d->lease_deadline_ms, f->now + 5000);
+	assert_int_equal(d->n_history, 1);
+	assert_int_equal(d->history[0]->outcome, OUT(LEASED));
+	assert_int_equal(lease_entries(f, sid, ev, dl, 4), 1);
+	assert_int_equal(dl[0], f->now + 5000);
+	check_counts(f, sid);
+	uint64_t new_deadline = f->now + 5000;
+
+	/* wrong, zero, unknown: nothing changes */
+	assert_int_equal(extend(f, "s", ev, tok + 1, 5000), S_LOST);
+	assert_int_equal(extend(f, "s", ev, 0, 5000), S_LOST);
+	assert_int_equal(extend(f, "s", ev + 100, tok, 5000), S_NOTFOUND);
+	assert_int_equal(delivery(f, ev, sid)->lease_deadline_ms, new_deadline);
+
+	/* past the original deadline nothing expires */
+	f->now = leased_at + 1500;
+	assert_int_equal(end_leases(f, false), 0);
+	assert_int_equal(delivery(f, ev, sid)->state, ST(LEASED));
+	/* and at the new one it does, as an expiry of that attempt */
+	f->now = new_deadline;
+	assert_int_equal(end_leases(f, false), 1);
+	d = delivery(f, ev, sid);
+	assert_int_equal(d->state, ST(READY));
+	assert_int_equal(d->history[0]->outcome, OUT(EXPIRED));
+	assert_int_equal(lease_entries(f, sid, ev, dl, 4), 0);
+	check_counts(f, sid);
+	/* the expired lease's token is stale */
+	assert_int_equal(extend(f, "s", ev, tok, 5000), S_LOST);
+	assert_int_equal(delivery(f, ev, sid)->state, ST(READY));
+
+	/* a lease past its deadline, not yet expired, is not revived */
+	assert_int_equal(lease(f, "s", "worker-2", &d, NULL), ev);
+	tok = d->lease_token;
+	uint64_t due = d->lease_deadline_ms;
+	f->now = due;
+	assert_int_equal(extend(f, "s", ev, tok, 5000), S_LOST);
+	d = delivery(f, ev, sid);
+	assert_int_equal(d->lease_deadline_ms, due);
+	assert_int_equal(end_leases(f, false), 1);
+	assert_int_equal(delivery(f, ev, sid)->state, ST(READY));
+
+	/* extend may shorten; after an ack the token is spent */
+	assert_int_equal(lease(f, "s", "worker-3", &d, NULL), ev);
+	tok = d->lease_token;
+	assert_int_equal(extend(f, "s", ev, tok, 10), S_OK);
+	assert_int_equal(delivery(f, ev, sid)->lease_deadline_ms, f->now + 10);
+	assert_int_equal(ack(f, "s", ev, tok), S_OK);
+	assert_int_equal(extend(f, "s", ev, tok, 5000), S_LOST);
+	d = delivery(f, ev, sid);
+	assert_int_equal(d->state, ST(ACKED));
+	assert_int_equal(lease_entries(f, sid, ev, dl, 4), 0);
+	check_counts(f, sid);
+}
+
 static void test_replay(void **state)
 {
 	struct fx *f = *state;
@@ -1410,6 +1518,7 @@ int main(void)
 		T(test_expiry_exhausts_budget),
 		T(test_recover),
 		T(test_release),
+		T(test_extend),
 		T(test_replay),
 		T(test_purge_releases_payload),
 		T(test_corrupt_payload_dead_letters),
