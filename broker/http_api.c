@@ -322,6 +322,8 @@ static bool route_match(const char *path, const char *method,
 		ON(post, "POST", HOP_ACK, "ack", rest, cut);
 	if (ends_with(rest, n, "/nack", &cut))
 		ON(post, "POST", HOP_NACK, "nack", rest, cut);
+	if (ends_with(rest, n, "/extend", &cut))
+		ON(post, "POST", HOP_EXTEND, "extend", rest, cut);
 	if (ends_with(rest, n, "/dead-letters:replay", &cut))
 		ON(post, "POST", HOP_DLQ_REPLAY, "dlq_replay", rest, cut);
 	if (ends_with(rest, n, "/dead-letters:purge", &cut))
@@ -798,16 +800,25 @@ static bool build_fetch(struct build *b, struct http_route *r)
 	return true;
 }
 
-/* ack and nack: {"items": [{event_id, lease_token, ...}]} */
-static bool build_items(struct build *b, struct http_route *r, bool nack)
+/* ack, nack and extend: {"items": [{event_id, lease_token, ...}]}, and
+ * for extend "extend_ms" beside the items */
+static bool build_items(struct build *b, struct http_route *r)
 {
 	static const char *const top[] = { "items", NULL };
+	static const char *const top_extend[] = { "items", "extend_ms", NULL };
+	bool nack = r->op == HOP_NACK, extend = r->op == HOP_EXTEND;
+	uint32_t extend_ms = 0;
 	static const char *const af[] = { "event_id", "lease_token", NULL };
 	static const char *const nf[] = { "event_id", "lease_token",
 					  "delay_ms", "permanent",
 					  "reason",   NULL };
 	json_t *list = json_object_get(b->doc, "items");
-	if (!only_fields(b->doc, top, b->out, ""))
+	if (!only_fields(b->doc, extend ? top_extend : top, b->out, ""))
+		return false;
+	if (extend && !json_is_integer(json_object_get(b->doc, "extend_ms")))
+		return fail(b->out, "extend_ms",
+			    "extend_ms (milliseconds) is required");
+	if (extend && !get_u32(b->doc, "extend_ms", &extend_ms, b->out))
 		return false;
 	if (!json_is_array(list) || json_array_size(list) == 0)
 		return fail(b->out, "items", "items must be a non-empty list");
@@ -833,6 +844,16 @@ static bool build_items(struct build *b, struct http_route *r, bool nack)
 			    "items[].lease_token"))
 			return false;
 		r->item_ids[i] = id;
+		if (extend) {
+			Handoff__Wire__ExtendItem *it = alloc(b, sizeof *it);
+			if (!it)
+				return nomem(b);
+			handoff__wire__extend_item__init(it);
+			it->event_id = id;
+			it->lease_token = tok;
+			items[i] = it;
+			continue;
+		}
 		if (!nack) {
 			Handoff__Wire__AckItem *it = alloc(b, sizeof *it);
 			if (!it)
@@ -857,7 +878,18 @@ static bool build_items(struct build *b, struct http_route *r, bool nack)
 		it->reason = (char *)(reason ? reason : "");
 		items[i] = it;
 	}
-	if (nack) {
+	if (extend) {
+		Handoff__Wire__ExtendRequest *q = alloc(b, sizeof *q);
+		if (!q)
+			return nomem(b);
+		handoff__wire__extend_request__init(q);
+		q->subscription = r->path_name;
+		q->n_items = n;
+		q->items = (Handoff__Wire__ExtendItem **)items;
+		q->extend_ms = extend_ms;
+		b->req.body_case = HANDOFF__WIRE__REQUEST__BODY_EXTEND;
+		b->req.extend = q;
+	} else if (nack) {
 		Handoff__Wire__NackRequest *q = alloc(b, sizeof *q);
 		if (!q)
 			return nomem(b);
@@ -1123,9 +1155,9 @@ static bool build(struct build *b, struct http_route *r,
 		       (b->doc = load_body(in, b->out)) && build_fetch(b, r);
 	case HOP_ACK:
 	case HOP_NACK:
+	case HOP_EXTEND:
 		return name_ok(b, "subscription", r->path_name) &&
-		       (b->doc = load_body(in, b->out)) &&
-		       build_items(b, r, r->op == HOP_NACK);
+		       (b->doc = load_body(in, b->out)) && build_items(b, r);
 	case HOP_DLQ_LIST:
 		return name_ok(b, "subscription", r->path_name) &&
 		       build_dlq_list(b, r, in);
@@ -1581,7 +1613,8 @@ static bool reply_json(const struct http_route *r, const Reply *rep,
 				    NULL);
 		break;
 	case HOP_ACK:
-	case HOP_NACK: {
+	case HOP_NACK:
+	case HOP_EXTEND: {
 		const Handoff__Wire__ItemsReply *it = rep->items;
 		if (rep->body_case != HANDOFF__WIRE__REPLY__BODY_ITEMS || !it ||
 		    it->n_statuses != r->n_items)

@@ -850,9 +850,51 @@ def test_openapi():
     check(not errors, "OpenAPI:\n  " + "\n  ".join(errors[:40]))
 
 
+def test_extend():
+    """An extended lease outlives its ack deadline; an unextended one is
+    redelivered; a stale token gets LEASE_LOST; extend_ms is required."""
+    b = Broker().start()
+    try:
+        pol = {"max_attempts": 5, "ack_deadline_ms": 1000,
+               "backoff_min_ms": 100, "backoff_max_ms": 100}
+        expect(b.call("PUT", "/v1/subscriptions/x",
+                      {"topic": "tx", "policy": pol}), 201)
+        for p in ("kept", "lapsed"):
+            expect(b.call("POST", "/v1/topics/tx/events", p), 201)
+        d = expect(b.call("POST", "/v1/subscriptions/x/fetch",
+                          {"max_events": 2}), 200)
+        by = {x["payload"]: x for x in d["deliveries"]}
+        check(sorted(by) == ["kept", "lapsed"], "%r" % d)
+        kept = by["kept"]
+        d = expect(b.call("POST", "/v1/subscriptions/x/extend", {
+            "extend_ms": 6000, "items": [
+                {"event_id": kept["event_id"],
+                 "lease_token": kept["lease_token"]},
+                {"event_id": kept["event_id"], "lease_token": "12345"}]}),
+            200)
+        check([r["status"] for r in d["results"]] == ["OK", "LEASE_LOST"],
+              "%r" % d)
+        problem(b.call("POST", "/v1/subscriptions/x/extend", {"items": [
+            {"event_id": kept["event_id"],
+             "lease_token": kept["lease_token"]}]}), 400, "BAD_REQUEST",
+            "extend_ms")
+        # past the 1 s deadline: only the unextended one comes back
+        time.sleep(1.6)
+        d = expect(b.call("POST", "/v1/subscriptions/x/fetch",
+                          {"max_events": 2, "wait_ms": 2000}), 200)
+        check([x["payload"] for x in d["deliveries"]] == ["lapsed"] and
+              d["deliveries"][0]["attempt"] == 2, "redelivered %r" % d)
+        d = expect(b.call("POST", "/v1/subscriptions/x/ack", {"items": [
+            {"event_id": kept["event_id"],
+             "lease_token": kept["lease_token"]}]}), 200)
+        check(d["results"][0]["status"] == "OK", "extended lease acked")
+    finally:
+        b.cleanup()
+
+
 SCENARIOS = [test_flow, test_long_poll_and_durability,
-             test_disconnect_during_long_poll, test_bad_input, test_tls,
-             test_tokens, test_openapi]
+             test_disconnect_during_long_poll, test_extend, test_bad_input,
+             test_tls, test_tokens, test_openapi]
 
 
 def main():

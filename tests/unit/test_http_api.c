@@ -88,6 +88,7 @@ static void test_routes(void **state)
 		{ "POST", "/v1/subscriptions/s/fetch", HOP_FETCH, "s" },
 		{ "POST", "/v1/subscriptions/s/ack", HOP_ACK, "s" },
 		{ "POST", "/v1/subscriptions/s/nack", HOP_NACK, "s" },
+		{ "POST", "/v1/subscriptions/s/extend", HOP_EXTEND, "s" },
 		{ "GET", "/v1/subscriptions/s/dead-letters", HOP_DLQ_LIST,
 		  "s" },
 		{ "GET", "/v1/subscriptions/s/dead-letters/42", HOP_DLQ_SHOW,
