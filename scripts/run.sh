@@ -5,8 +5,9 @@
 #
 # Installs the missing Debian packages (root, or sudo), configures build/
 # with meson, builds it with ninja, then replaces itself with handoffd
-# storing its data in ./handoff-data and listening on the default
-# tcp://127.0.0.1:7450. Extra arguments are passed on to handoffd.
+# storing its data in ./handoff-data and listening on the defaults:
+# tcp://127.0.0.1:7450 (native) and http://127.0.0.1:7451 (HTTP API).
+# Extra arguments are passed on to handoffd.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
