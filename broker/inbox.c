@@ -46,6 +46,12 @@ const char *inbox_request_name(const Request *r)
 		return "stats";
 	case HANDOFF__WIRE__REQUEST__BODY_AUDIT_LIST:
 		return "audit_list";
+	case HANDOFF__WIRE__REQUEST__BODY_PAUSE:
+		return "pause";
+	case HANDOFF__WIRE__REQUEST__BODY_RESUME:
+		return "resume";
+	case HANDOFF__WIRE__REQUEST__BODY_AWAIT:
+		return "await";
 	default:
 		return "unknown";
 	}

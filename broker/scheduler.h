@@ -7,6 +7,8 @@
  *   (new) -> READY -> LEASED -> ACKED                      (final)
  *                       |-> READY (nack, expiry, restart)   retry, backoff
  *                       |-> READY (release)   at once, attempt not counted
+ *                       |-> READY (expiry while the subscription is paused)
+ *                       |             at once, attempt not counted
  *                       '-> DEAD (attempts used up, permanent, corrupt)
  *   DEAD -> READY (replay: fresh attempt budget, history kept)
  *   DEAD -> PURGED (final);   any live state -> UNSUBSCRIBED (final)
@@ -72,7 +74,9 @@ int sched_nack(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
  */
 int sched_release(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
 		  const char *reason, Status *status);
-/* The lease entry (deadline, sub, event) has passed its deadline. */
+/* The lease entry (deadline, sub, event) has passed its deadline. When sub
+ * is paused the lease is given back as by sched_release (never retried
+ * against the budget, never dead-lettered): it waits for the resume. */
 int sched_expire(struct txn *t, uint64_t deadline, uint32_t sub_id,
 		 uint64_t event);
 /* At start: a lease from before the restart becomes ready at once. */
