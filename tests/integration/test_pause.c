@@ -24,7 +24,7 @@ struct poller {
 	const broker *b;
 	size_t got;
 	uint64_t took_ms;
-	uint64_t want;	      /* this event's attempt goes to attempt */
+	uint64_t want; /* this event's attempt goes to attempt */
 	uint32_t attempt;
 };
 
@@ -132,7 +132,8 @@ static void test_pause_and_resume(void **state)
 	assert_int_equal(handoff_get_stats(c, &stats), HANDOFF_OK);
 	for (size_t i = 0; i < stats->n_subscriptions; i++)
 		assert_int_equal(stats->subscriptions[i].pause.paused,
-				 strcmp(stats->subscriptions[i].name, "s") == 0);
+				 strcmp(stats->subscriptions[i].name, "s") ==
+					 0);
 	handoff_stats_free(stats);
 	assert_int_equal(handoff_fetch(c, "s", 10, 0, &d, &n), HANDOFF_OK);
 	assert_int_equal(n, 0);
@@ -149,8 +150,8 @@ static void test_pause_and_resume(void **state)
 	assert_false(changed);
 	pthread_join(th, NULL);
 	assert_int_equal(p.got, 3);
-	assert_true(p.took_ms >= 900);  /* it was held, not answered empty */
-	assert_true(p.took_ms < 5000);	/* woken by the resume, not timeout */
+	assert_true(p.took_ms >= 900); /* it was held, not answered empty */
+	assert_true(p.took_ms < 5000); /* woken by the resume, not timeout */
 	/* e1's expired lease was not counted: delivered as attempt 1 again
 	 * (its history keeps both: the uncounted expiry, then this lease) */
 	assert_int_equal(p.attempt, 1);
