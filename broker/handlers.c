@@ -136,6 +136,24 @@ static int next_live_sub(struct txn *t, uint32_t *id, SubRecord **r,
 	return rc;
 }
 
+/* A paused subscription's pause as shown; NULL while it runs. */
+static int pause_view(struct txn *t, const SubRecord *r,
+		      Handoff__Wire__PauseState **out)
+{
+	*out = NULL;
+	if (!r->paused)
+		return 0;
+	Handoff__Wire__PauseState *p = alloc0(t, sizeof *p);
+	if (!p)
+		return ENOMEM;
+	handoff__wire__pause_state__init(p);
+	p->reason = r->paused_reason;
+	p->by = r->paused_by;
+	p->since_ms = r->paused_ms;
+	*out = p;
+	return 0;
+}
+
 /* ---- publish ---------------------------------------------------------- */
 
 static int check_event(struct handler_env *env,
@@ -509,6 +527,87 @@ static int handle_unsubscribe(struct handler_env *env, struct txn *t,
 		     NULL);
 }
 
+static int pause_reply(struct txn *t, Reply *reply, const SubRecord *r,
+		       bool changed)
+{
+	Handoff__Wire__PauseReply *pr = alloc0(t, sizeof *pr);
+	if (!pr)
+		return ENOMEM;
+	handoff__wire__pause_reply__init(pr);
+	pr->changed = changed;
+	reply->body_case = HANDOFF__WIRE__REPLY__BODY_PAUSE;
+	reply->pause = pr;
+	return pause_view(t, r, &pr->paused);
+}
+
+/* Pausing a paused subscription changes nothing (its first reason stays)
+ * and is not audited, so a resent pause is harmless; likewise resume. */
+static int handle_pause(struct handler_env *env, struct txn *t,
+			const Handoff__Wire__PauseRequest *p, Reply *reply)
+{
+	SubRecord *r;
+	CHECK_NAME("subscription", p->subscription);
+	if (!p->reason || !*p->reason || strlen(p->reason) > MAX_REASON_BYTES)
+		FAIL(BAD_REQUEST, "reason must be 1-%d bytes",
+		     MAX_REASON_BYTES);
+	int rc = store_sub_by_name(t, p->subscription, &r);
+	if (rc == MDB_NOTFOUND)
+		FAIL(NOT_FOUND, "no subscription '%s'", p->subscription);
+	if (rc)
+		return rc;
+	if (r->paused)
+		return pause_reply(t, reply, r, false);
+	r->paused = true;
+	r->paused_reason = arena_strdup(t->arena, p->reason);
+	r->paused_by =
+		arena_strdup(t->arena, env->caller ? env->caller->id : "");
+	r->paused_ms = t->now_ms;
+	if (!r->paused_reason || !r->paused_by)
+		return ENOMEM;
+	store_sub_mark(t, r);
+	log_event(LOG_WARN, "subscription_paused", LS("subscription", r->name),
+		  LS("reason", r->paused_reason), LU("ready", r->ready),
+		  LU("leased", r->leased), LOG_END);
+	char what[160];
+	snprintf(what, sizeof what, "ready=%llu leased=%llu at pause",
+		 (unsigned long long)r->ready, (unsigned long long)r->leased);
+	rc = audit(env, t, "pause", r->name, NULL, 0, what, 0, p->reason, "",
+		   NULL);
+	return rc ? rc : pause_reply(t, reply, r, true);
+}
+
+static int handle_resume(struct handler_env *env, struct txn *t,
+			 const Handoff__Wire__ResumeRequest *q, Reply *reply)
+{
+	SubRecord *r;
+	CHECK_NAME("subscription", q->subscription);
+	int rc = store_sub_by_name(t, q->subscription, &r);
+	if (rc == MDB_NOTFOUND)
+		FAIL(NOT_FOUND, "no subscription '%s'", q->subscription);
+	if (rc)
+		return rc;
+	if (!r->paused)
+		return pause_reply(t, reply, r, false);
+	char what[160];
+	snprintf(what, sizeof what, "paused %llu ms; ready=%llu",
+		 (unsigned long long)(t->now_ms > r->paused_ms ?
+					      t->now_ms - r->paused_ms :
+					      0),
+		 (unsigned long long)r->ready);
+	r->paused = false;
+	r->paused_reason = (char *)"";
+	r->paused_by = (char *)"";
+	r->paused_ms = 0;
+	store_sub_mark(t, r);
+	/* the backlog is deliverable at once: wake its held fetches */
+	if (t->sched && t->sched->on_ready)
+		t->sched->on_ready(t->sched->ctx, r->id, t->now_ms);
+	log_event(LOG_WARN, "subscription_resumed", LS("subscription", r->name),
+		  LU("ready", r->ready), LOG_END);
+	rc = audit(env, t, "resume", r->name, NULL, 0, what, 0, "", "", NULL);
+	return rc ? rc : pause_reply(t, reply, r, true);
+}
+
 static int handle_list_subscriptions(struct handler_env *env, struct txn *t,
 				     Reply *reply)
 {
@@ -537,6 +636,9 @@ static int handle_list_subscriptions(struct handler_env *env, struct txn *t,
 		si->leased = r->leased;
 		si->dead = r->dead;
 		si->created_ms = r->created_ms;
+		rc = pause_view(t, r, &si->paused);
+		if (rc)
+			return rc;
 	}
 	if (rc != MDB_NOTFOUND)
 		return rc;
@@ -560,6 +662,17 @@ int handlers_fetch_fill(struct handler_env *env, struct txn *t,
 		FAIL(NOT_FOUND, "no subscription '%s'", subname);
 	if (rc)
 		return rc;
+	if (sub->paused) {
+		/* Nothing is delivered; the consumer keeps polling. */
+		Handoff__Wire__FetchReply *pr = alloc0(t, sizeof *pr);
+		if (!pr)
+			return ENOMEM;
+		handoff__wire__fetch_reply__init(pr);
+		pr->paused = true;
+		reply->body_case = HANDOFF__WIRE__REPLY__BODY_FETCH;
+		reply->fetch = pr;
+		return 0;
+	}
 	uint32_t lease_cap = env->cfg->max_leases_per_consumer;
 	if (lease_cap && env->leases) {
 		uint32_t held = leases_held(env->leases, consumer);
@@ -677,7 +790,9 @@ static int handle_fetch(struct handler_env *env, struct txn *t,
 		env->held_fetches++; /* counts fetches held earlier this turn */
 		hold->hold = true;
 		hold->sub_id = sub->id;
-		hold->next_check = rc ? UINT64_MAX : due;
+		hold->paused = sub->paused;
+		/* paused: only a resume (which marks it ready) wakes it */
+		hold->next_check = rc || sub->paused ? UINT64_MAX : due;
 	}
 	return 0;
 }
@@ -1277,6 +1392,7 @@ static int handle_trace(struct handler_env *env, struct txn *t,
 		if (rc == 0) {
 			s->subscription = sub->name;
 			deleting = sub->deleting;
+			s->paused = sub->paused && !sub->deleting;
 		} else if (rc == MDB_NOTFOUND || rc == STORE_EDECODE) {
 			/* removed since, or damaged: named by its id */
 			snprintf(idname, sizeof idname, "#%u", sid);
@@ -1385,6 +1501,9 @@ static int handle_stats(struct handler_env *env, struct txn *t, Reply *reply)
 			metrics_rate_of(env->metrics, METRIC_ACKED, r->name);
 		ss->deliver_rate = metrics_rate_of(env->metrics,
 						   METRIC_DELIVERED, r->name);
+		rc = pause_view(t, r, &ss->paused);
+		if (rc)
+			return rc;
 	}
 	if (rc != MDB_NOTFOUND)
 		return rc;
@@ -1448,6 +1567,10 @@ int handlers_apply(struct handler_env *env, struct txn *t, const Request *req,
 		return handle_stats(env, t, reply);
 	case HANDOFF__WIRE__REQUEST__BODY_AUDIT_LIST:
 		return handle_audit_list(env, t, req->audit_list, reply);
+	case HANDOFF__WIRE__REQUEST__BODY_PAUSE:
+		return handle_pause(env, t, req->pause, reply);
+	case HANDOFF__WIRE__REQUEST__BODY_RESUME:
+		return handle_resume(env, t, req->resume, reply);
 	default:
 		FAIL(BAD_REQUEST, "unknown or missing request type");
 	}

@@ -44,6 +44,7 @@ struct handler_env {
  */
 struct fetch_hold {
 	bool hold;
+	bool paused; /* the subscription is paused: say so if it times out */
 	uint32_t sub_id;
 	uint64_t next_check;
 };
@@ -58,7 +59,8 @@ int handlers_apply(struct handler_env *env, struct txn *t, const Request *req,
 
 /* Lease up to max deliveries of subscription sub into reply (a fetch
  * reply body is attached). *n gets the number leased; NOT_FOUND status when
- * the subscription is gone. */
+ * the subscription is gone; none and reply->fetch->paused when it is
+ * paused. */
 int handlers_fetch_fill(struct handler_env *env, struct txn *t, const char *sub,
 			uint32_t max, uint32_t max_bytes, const char *consumer,
 			Reply *reply, size_t *n);

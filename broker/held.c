@@ -99,7 +99,7 @@ void holds_fini(struct broker *b)
 }
 
 int held_add(struct holds *hs, const Handoff__Wire__FetchRequest *f, void *ctrl,
-	     uint32_t sub_id, uint64_t next_check, uint64_t now)
+	     uint32_t sub_id, uint64_t next_check, bool paused, uint64_t now)
 {
 	if (hs->n_held == hs->cap_held) {
 		size_t cap = hs->cap_held ? hs->cap_held * 2 : 16;
@@ -124,6 +124,7 @@ int held_add(struct holds *hs, const Handoff__Wire__FetchRequest *f, void *ctrl,
 	h->max = f->max_events ? f->max_events : 1;
 	h->max_bytes = f->max_bytes;
 	h->deadline = now + f->wait_ms;
+	h->paused = paused;
 	/* a delivery made ready later in the same turn: look next turn */
 	h->next_check = is_ready(hs, sub_id) ? now : next_check;
 	hs->n_held++;
@@ -167,6 +168,11 @@ int held_serve(struct broker *b, struct txn *t)
 			h->reply = r;
 			continue;
 		}
+		h->paused = r->fetch && r->fetch->paused;
+		if (h->paused) {
+			h->next_check = UINT64_MAX; /* until the resume */
+			continue;
+		}
 		uint64_t due, ev;
 		rc = store_ready_first(t, h->sub_id, &due, &ev);
 		if (rc && rc != MDB_NOTFOUND)
@@ -177,13 +183,14 @@ int held_serve(struct broker *b, struct txn *t)
 }
 
 /* An empty fetch reply: the wait ran out. */
-static Reply *empty_fetch_reply(struct arena *a)
+static Reply *empty_fetch_reply(struct arena *a, bool paused)
 {
 	Reply *r = codec_new_reply(a);
 	Handoff__Wire__FetchReply *fr = r ? arena_alloc(a, sizeof *fr) : NULL;
 	if (!fr)
 		return r;
 	handoff__wire__fetch_reply__init(fr);
+	fr->paused = paused;
 	r->body_case = HANDOFF__WIRE__REPLY__BODY_FETCH;
 	r->fetch = fr;
 	return r;
@@ -197,7 +204,7 @@ void held_finish(struct broker *b, uint64_t now, bool committed)
 		struct held_fetch *h = &hs->held[i];
 		Reply *r = committed ? h->reply : NULL;
 		if (!r && h->deadline <= now)
-			r = empty_fetch_reply(&b->arena);
+			r = empty_fetch_reply(&b->arena, h->paused);
 		if (r) {
 			Handoff__Wire__FetchRequest f =
 				HANDOFF__WIRE__FETCH_REQUEST__INIT;

@@ -4,7 +4,9 @@
  * A fetch that finds nothing and may wait is held here, off the turn, until
  * a delivery of its subscription becomes ready (the scheduler's on_ready
  * hook marks the subscription), its first delayed delivery comes due, or
- * its wait runs out. Each turn serves the held fetches that may have work
+ * its wait runs out. A fetch on a paused subscription waits the same way
+ * (only a resume, which marks the subscription ready, wakes it; if its
+ * wait runs out the empty reply says paused). Each turn serves the held fetches that may have work
  * inside the turn's transaction (held_serve); after the commit the served
  * and timed-out ones are answered (held_finish).
  *
@@ -42,6 +44,7 @@ struct held_fetch {
 	uint32_t max_bytes;
 	uint64_t deadline;   /* answer empty then */
 	uint64_t next_check; /* first delayed delivery due */
+	bool paused;	     /* its subscription was paused at the last look */
 	Reply *reply;	     /* set when served in this turn */
 };
 
@@ -74,7 +77,7 @@ void held_clear_ready(struct holds *h);
  * deadline now + wait; next_check is its first delayed delivery's due time
  * (UINT64_MAX: none). The hold takes ctrl over. 0 or ENOMEM. */
 int held_add(struct holds *h, const Handoff__Wire__FetchRequest *f, void *ctrl,
-	     uint32_t sub_id, uint64_t next_check, uint64_t now);
+	     uint32_t sub_id, uint64_t next_check, bool paused, uint64_t now);
 
 /* A resent fetch that is already held: the hold answers the newest copy
  * (the old header is dropped). true when taken over (ctrl now held). */

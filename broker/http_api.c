@@ -316,6 +316,11 @@ static bool route_match(const char *path, const char *method,
 		return false;
 	rest = path + 18;
 	n -= 18;
+	/* Only POST: a subscription may be named "x:pause" and be read. */
+	if (post && ends_with(rest, n, ":pause", &cut))
+		return route_to(r, HOP_SUB_PAUSE, "pause", rest, cut);
+	if (post && ends_with(rest, n, ":resume", &cut))
+		return route_to(r, HOP_SUB_RESUME, "resume", rest, cut);
 	if (ends_with(rest, n, "/fetch", &cut))
 		ON(post, "POST", HOP_FETCH, "fetch", rest, cut);
 	if (ends_with(rest, n, "/ack", &cut))
@@ -800,6 +805,30 @@ static bool build_fetch(struct build *b, struct http_route *r)
 	return true;
 }
 
+/* pause: {"reason": "..."} (required) */
+static bool build_pause(struct build *b, struct http_route *r)
+{
+	static const char *const top[] = { "reason", NULL };
+	Handoff__Wire__PauseRequest *q = alloc(b, sizeof *q);
+	const char *reason = NULL;
+	if (!q)
+		return nomem(b);
+	handoff__wire__pause_request__init(q);
+	if (!only_fields(b->doc, top, b->out, "") ||
+	    !get_str(b->doc, "reason", &reason, b->out, "reason") ||
+	    !check_text(b->out, "reason", reason))
+		return false;
+	if (!reason || !*reason)
+		return fail(b->out, "reason",
+			    "reason is required: it goes on record in the "
+			    "audit log");
+	q->subscription = r->path_name;
+	q->reason = (char *)reason;
+	b->req.body_case = HANDOFF__WIRE__REQUEST__BODY_PAUSE;
+	b->req.pause = q;
+	return true;
+}
+
 /* ack, nack and extend: {"items": [{event_id, lease_token, ...}]}, and
  * for extend "extend_ms" beside the items */
 static bool build_items(struct build *b, struct http_route *r)
@@ -1153,6 +1182,21 @@ static bool build(struct build *b, struct http_route *r,
 	case HOP_FETCH:
 		return name_ok(b, "subscription", r->path_name) &&
 		       (b->doc = load_body(in, b->out)) && build_fetch(b, r);
+	case HOP_SUB_PAUSE:
+		return name_ok(b, "subscription", r->path_name) &&
+		       (b->doc = load_body(in, b->out)) && build_pause(b, r);
+	case HOP_SUB_RESUME: {
+		Handoff__Wire__ResumeRequest *q = alloc(b, sizeof *q);
+		if (!name_ok(b, "subscription", r->path_name))
+			return false;
+		if (!q)
+			return nomem(b);
+		handoff__wire__resume_request__init(q);
+		q->subscription = r->path_name;
+		b->req.body_case = HANDOFF__WIRE__REQUEST__BODY_RESUME;
+		b->req.resume = q;
+		return true;
+	}
 	case HOP_ACK:
 	case HOP_NACK:
 	case HOP_EXTEND:
@@ -1296,6 +1340,20 @@ static json_t *policy_json(struct jb *b, const Handoff__Wire__Policy *p)
 	return o;
 }
 
+/* "paused": bool, and while paused "pause": {reason, by, since_ms}. */
+static void pause_into(struct jb *b, json_t *o,
+		       const Handoff__Wire__PauseState *p)
+{
+	jset(b, o, "paused", json_boolean(p != NULL));
+	if (!p)
+		return;
+	json_t *x = json_object();
+	jset(b, x, "reason", jstr(p->reason));
+	jset(b, x, "by", jstr(p->by));
+	jset(b, x, "since_ms", jnum(p->since_ms));
+	jset(b, o, "pause", x);
+}
+
 static json_t *sub_json(struct jb *b, const Handoff__Wire__SubscriptionInfo *s)
 {
 	json_t *o = json_object();
@@ -1307,6 +1365,7 @@ static json_t *sub_json(struct jb *b, const Handoff__Wire__SubscriptionInfo *s)
 	jset(b, o, "leased", jnum(s->leased));
 	jset(b, o, "dead", jnum(s->dead));
 	jset(b, o, "created_ms", jnum(s->created_ms));
+	pause_into(b, o, s->paused);
 	return o;
 }
 
@@ -1412,6 +1471,7 @@ static json_t *trace_json(struct jb *b, const Handoff__Wire__TraceReply *t)
 		jset(b, so, "history",
 		     history_json(b, s->history, s->n_history));
 		jset(b, so, "replays", jnum(s->replays));
+		jset(b, so, "paused", json_boolean(s->paused));
 		jpush(b, subs, so);
 	}
 	jset(b, o, "subscriptions", subs);
@@ -1454,6 +1514,7 @@ static json_t *stats_json(struct jb *b, const Handoff__Wire__StatsReply *s)
 		jset(b, t, "purged", jnum(x->purged));
 		jset(b, t, "ack_rate", json_real(x->ack_rate));
 		jset(b, t, "deliver_rate", json_real(x->deliver_rate));
+		pause_into(b, t, x->paused);
 		jpush(b, subs, t);
 	}
 	jset(b, o, "topics", topics);
@@ -1506,6 +1567,7 @@ static json_t *fetch_json(struct jb *b, const Handoff__Wire__FetchReply *f)
 		jpush(b, list, x);
 	}
 	jset(b, o, "deliveries", list);
+	jset(b, o, "paused", json_boolean(f && f->paused));
 	return o;
 }
 
@@ -1603,6 +1665,16 @@ static bool reply_json(const struct http_route *r, const Reply *rep,
 	case HOP_SUB_DELETE:
 		out->status = 204;
 		return true;
+	case HOP_SUB_PAUSE:
+	case HOP_SUB_RESUME:
+		if (rep->body_case != HANDOFF__WIRE__REPLY__BODY_PAUSE ||
+		    !rep->pause)
+			return false;
+		o = json_object();
+		jset(&b, o, "subscription", jstr(r->path_name));
+		jset(&b, o, "changed", json_boolean(rep->pause->changed));
+		pause_into(&b, o, rep->pause->paused);
+		break;
 	case HOP_FETCH:
 		if (rep->body_case != HANDOFF__WIRE__REPLY__BODY_FETCH &&
 		    rep->body_case != HANDOFF__WIRE__REPLY__BODY__NOT_SET)

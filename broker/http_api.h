@@ -44,6 +44,8 @@ enum http_op {
 	HOP_TRACE,
 	HOP_STATS,
 	HOP_AUDIT,
+	HOP_SUB_PAUSE,
+	HOP_SUB_RESUME,
 };
 
 /* A header or query argument. */

@@ -48,6 +48,10 @@ const char *inbox_request_name(const Request *r)
 		return "audit_list";
 	case HANDOFF__WIRE__REQUEST__BODY_EXTEND:
 		return "extend";
+	case HANDOFF__WIRE__REQUEST__BODY_PAUSE:
+		return "pause";
+	case HANDOFF__WIRE__REQUEST__BODY_RESUME:
+		return "resume";
 	default:
 		return "unknown";
 	}

@@ -38,6 +38,7 @@ struct pending {
 	Request *req;
 	Reply *reply;
 	bool park;	     /* a fetch to hold (held.h) */
+	bool park_paused;    /* its subscription is paused */
 	uint32_t park_sub;   /* its subscription id */
 	uint64_t park_check; /* its first delayed delivery's due time */
 	void *body;	     /* the wire bytes, kept until the turn is

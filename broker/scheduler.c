@@ -449,6 +449,24 @@ static int lease_ended(struct txn *t, uint64_t deadline, uint32_t sub_id,
 	if (sub->leased)
 		sub->leased--;
 	store_sub_mark(t, sub);
+	if (outcome == HANDOFF__STORE__OUTCOME__OUTCOME_EXPIRED &&
+	    sub->paused) {
+		/* Paused: the broker spends no attempt and dead-letters
+		 * nothing. The lease is given back as by a release: ready
+		 * (it waits for the resume), attempt and budget as before. */
+		end_attempt(t, d, outcome,
+			    "ack deadline passed while paused: not counted");
+		if (d->attempts)
+			d->attempts--;
+		if (d->budget_used)
+			d->budget_used--;
+		sub->expired++;
+		log_event(LOG_INFO, "lease_expired_paused",
+			  LU("event_id", event), LS("subscription", sub->name),
+			  LU("attempt", d->attempts + 1),
+			  LS("consumer", d->consumer), LOG_END);
+		return put_ready(t, sub, event, d, t->now_ms);
+	}
 	if (outcome == HANDOFF__STORE__OUTCOME__OUTCOME_EXPIRED) {
 		end_attempt(t, d, outcome, "ack deadline passed");
 		d->error =

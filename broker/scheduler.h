@@ -8,6 +8,8 @@
  *                       |-> READY (nack, expiry, restart)   retry, backoff
  *                       |-> READY (release)   at once, attempt not counted
  *                       |-> LEASED (extend)   same token, new deadline
+ *                       |-> READY (expiry while the subscription is paused)
+ *                       |             at once, attempt not counted
  *                       '-> DEAD (attempts used up, permanent, corrupt)
  *   DEAD -> READY (replay: fresh attempt budget, history kept)
  *   DEAD -> PURGED (final);   any live state -> UNSUBSCRIBED (final)
@@ -82,7 +84,9 @@ int sched_release(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
  */
 int sched_extend(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
 		 uint32_t extend_ms, Status *status);
-/* The lease entry (deadline, sub, event) has passed its deadline. */
+/* The lease entry (deadline, sub, event) has passed its deadline. When sub
+ * is paused the lease is given back as by sched_release (never retried
+ * against the budget, never dead-lettered): it waits for the resume. */
 int sched_expire(struct txn *t, uint64_t deadline, uint32_t sub_id,
 		 uint64_t event);
 /* At start: a lease from before the restart becomes ready at once. */

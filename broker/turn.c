@@ -71,6 +71,7 @@ static int apply_one(struct broker *b, struct txn *t, struct pending *p)
 	int rc = handlers_apply(&b->env, t, p->req, p->reply, &hold);
 	p->park = hold.hold;
 	p->park_sub = hold.sub_id;
+	p->park_paused = hold.paused;
 	p->park_check = hold.next_check;
 	return rc;
 }
@@ -203,7 +204,7 @@ static void reply_all(struct broker *b, uint64_t now, bool committed)
 				NULL;
 		if (p->park) {
 			if (held_add(&b->holds, f, p->ctrl, p->park_sub,
-				     p->park_check, now) == 0) {
+				     p->park_check, p->park_paused, now) == 0) {
 				p->ctrl = NULL;
 				continue;
 			}

@@ -35,7 +35,8 @@ struct handoff_client {
 	uint64_t fetch_seq;	     /* one per handoff_fetch call */
 	char *last_message;	     /* last reply's text; NULL = "" */
 	uint32_t last_retry_after_ms;
-	char *key_id; /* NULL: requests go unsigned */
+	bool last_fetch_paused; /* the last fetch found its sub paused */
+	char *key_id;		/* NULL: requests go unsigned */
 	unsigned char secret[32];
 	uint64_t session;	    /* random per handle */
 	uint64_t seq;		    /* last sequence number signed */
@@ -64,6 +65,11 @@ int hc_call(handoff_client *c, Handoff__Wire__Request *req,
 	    Handoff__Wire__Reply__BodyCase expect, uint32_t extra_wait_ms,
 	    Handoff__Wire__Reply **out);
 void hc_reply_free(Handoff__Wire__Reply *r);
+/* A wire pause state (NULL: running) into the caller's *out, strings
+ * malloc'd ("" while running). HANDOFF_OK or HANDOFF_ENOMEM (then *out
+ * holds what was copied: free it with hc_pause_free). */
+int hc_copy_pause(const Handoff__Wire__PauseState *w, handoff_pause_state *out);
+void hc_pause_free(handoff_pause_state *p);
 /* Open a new REQ socket to c->url (options set, connected) and close the
  * old one, if any. HANDOFF_OK, HANDOFF_EINVAL (bad URL) or
  * HANDOFF_ETRANSPORT. */

@@ -67,6 +67,7 @@ int handoff_fetch(handoff_client *c, const char *sub, size_t max,
 	if (c == NULL || sub == NULL || out == NULL || n == NULL || max == 0)
 		return HANDOFF_EINVAL;
 
+	c->last_fetch_paused = false;
 	fetch.subscription = (char *)sub; /* only read by packing */
 	fetch.max_events = max > UINT32_MAX ? UINT32_MAX : (uint32_t)max;
 	fetch.wait_ms = wait_ms;
@@ -82,6 +83,7 @@ int handoff_fetch(handoff_client *c, const char *sub, size_t max,
 	if (rc != HANDOFF_OK)
 		goto done;
 	r = reply->fetch;
+	c->last_fetch_paused = r->paused && r->n_deliveries == 0;
 	if (r->n_deliveries > fetch.max_events) {
 		rc = HANDOFF_EPROTO;
 		goto done;

@@ -320,6 +320,11 @@ const char *handoff_last_message(const handoff_client *c)
 	return c->last_message;
 }
 
+bool handoff_last_fetch_paused(const handoff_client *c)
+{
+	return c != NULL && c->last_fetch_paused;
+}
+
 uint32_t handoff_last_retry_after_ms(const handoff_client *c)
 {
 	return c != NULL ? c->last_retry_after_ms : 0;

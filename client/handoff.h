@@ -288,6 +288,15 @@ int handoff_subscribe(handoff_client *c, const char *topic, const char *name,
  * it already deleted), HANDOFF_EBADREQUEST (a bad name). */
 int handoff_unsubscribe(handoff_client *c, const char *name);
 
+/* A subscription's pause (handoff_pause()). The strings belong to the
+ * struct that holds this one, and are "" while it runs. */
+typedef struct handoff_pause_state {
+	bool paused;
+	char *reason;	   /* the operator's reason */
+	char *by;	   /* key id; "" when access control is off */
+	uint64_t since_ms; /* broker time of the pause */
+} handoff_pause_state;
+
 /* name and topic belong to the array handoff_list_subscriptions() made. */
 typedef struct handoff_subscription_info {
 	char *name;
@@ -295,6 +304,7 @@ typedef struct handoff_subscription_info {
 	handoff_policy policy;
 	uint64_t ready, delayed, leased, dead;
 	uint64_t created_ms;
+	handoff_pause_state pause;
 } handoff_subscription_info;
 
 /* Every subscription (an operator request). On HANDOFF_OK *out is an array
@@ -305,6 +315,31 @@ int handoff_list_subscriptions(handoff_client *c,
 			       handoff_subscription_info **out, size_t *n);
 /* Frees the n entries of s and s itself; NULL is ignored. */
 void handoff_subscriptions_free(handoff_subscription_info *s, size_t n);
+
+/*
+ * Pause subscription name (an operator request, recorded in the audit log
+ * with reason). While paused it still receives every event published to
+ * its topic, but nothing is delivered from it: fetches get no deliveries
+ * (handoff_last_fetch_paused() then says why), held long polls wait;
+ * leases already handed out may still be acked, nacked or released; a
+ * lease whose ack deadline passes while paused is given back uncounted
+ * (like handoff_release(): no attempt spent, never dead-lettered); delayed
+ * retries wait. The pause survives broker restarts. Pausing a paused
+ * subscription changes nothing (the first reason stays; not audited).
+ * changed (may be NULL) receives whether this call paused it, on
+ * HANDOFF_OK only.
+ * Errors (besides those every call can return):
+ *   HANDOFF_EINVAL       name or reason NULL.
+ *   HANDOFF_ENOTFOUND    no such subscription.
+ *   HANDOFF_EBADREQUEST  a bad name, or reason "" or over 4096 bytes.
+ */
+int handoff_pause(handoff_client *c, const char *name, const char *reason,
+		  bool *changed);
+/* Resume a paused subscription (an operator request, audited): its ready
+ * backlog is deliverable at once and held long polls on it are served.
+ * Resuming a running one changes nothing. changed and errors as for
+ * handoff_pause() (no reason). */
+int handoff_resume(handoff_client *c, const char *name, bool *changed);
 
 /* ---- consuming -------------------------------------------------------- */
 
@@ -342,6 +377,10 @@ typedef struct handoff_delivery {
  */
 int handoff_fetch(handoff_client *c, const char *sub, size_t max,
 		  uint32_t wait_ms, handoff_delivery **out, size_t *n);
+/* Whether the last handoff_fetch() on c got no deliveries because its
+ * subscription is paused (handoff_pause()); false otherwise and for NULL.
+ * Keep polling: a resume makes the backlog deliverable at once. */
+bool handoff_last_fetch_paused(const handoff_client *c);
 /* Frees the n deliveries of d and d itself; NULL is ignored. */
 void handoff_deliveries_free(handoff_delivery *d, size_t n);
 
@@ -583,7 +622,7 @@ typedef struct handoff_audit_record {
 	uint64_t at_ms; /* wall clock, ms */
 	char *key_id;	/* "" when access control is off */
 	char *role;	/* "operator", or "open" */
-	char *action;	/* "replay", "purge", "unsubscribe" */
+	char *action; /* "replay", "purge", "unsubscribe", "pause", "resume" */
 	char *subscription;
 	uint64_t *event_ids; /* affected */
 	size_t n_event_ids;
@@ -633,6 +672,7 @@ typedef struct handoff_subscription_trace {
 	uint32_t replays;
 	handoff_attempt *history;
 	size_t n_history;
+	bool paused; /* the subscription is paused */
 } handoff_subscription_trace;
 
 typedef struct handoff_trace {
@@ -673,6 +713,7 @@ typedef struct handoff_subscription_stats {
 	uint64_t delivered, acked, nacked, expired, dead_lettered, replayed,
 		purged;
 	double ack_rate, deliver_rate;
+	handoff_pause_state pause;
 } handoff_subscription_stats;
 
 typedef struct handoff_stats {

@@ -39,6 +39,7 @@ static int copy_subscription_trace(const Handoff__Wire__SubscriptionTrace *w,
 	s->done_ms = w->done_ms;
 	s->dead_reason = (handoff_dead_reason)w->dead_reason;
 	s->replays = w->replays;
+	s->paused = w->paused;
 	s->subscription = hc_strdup(w->subscription);
 	s->consumer = hc_strdup(w->consumer);
 	s->error = hc_strdup(w->error);
@@ -136,6 +137,7 @@ void handoff_stats_free(handoff_stats *s)
 		for (size_t i = 0; i < s->n_subscriptions; i++) {
 			free(s->subscriptions[i].name);
 			free(s->subscriptions[i].topic);
+			hc_pause_free(&s->subscriptions[i].pause);
 		}
 		free(s->subscriptions);
 	}
@@ -195,6 +197,8 @@ static int copy_subscription_stats(const Handoff__Wire__StatsReply *w,
 		d->name = hc_strdup(ws->name);
 		d->topic = hc_strdup(ws->topic);
 		if (d->name == NULL || d->topic == NULL)
+			return HANDOFF_ENOMEM;
+		if (hc_copy_pause(ws->paused, &d->pause) != HANDOFF_OK)
 			return HANDOFF_ENOMEM;
 	}
 	return HANDOFF_OK;

@@ -67,6 +67,68 @@ int handoff_unsubscribe(handoff_client *c, const char *name)
 	return rc;
 }
 
+int hc_copy_pause(const Handoff__Wire__PauseState *w, handoff_pause_state *out)
+{
+	out->paused = w != NULL;
+	out->since_ms = w != NULL ? w->since_ms : 0;
+	out->reason = hc_strdup(w != NULL ? w->reason : "");
+	out->by = hc_strdup(w != NULL ? w->by : "");
+	if (out->reason == NULL || out->by == NULL)
+		return HANDOFF_ENOMEM;
+	return HANDOFF_OK;
+}
+
+void hc_pause_free(handoff_pause_state *p)
+{
+	free(p->reason);
+	free(p->by);
+	p->reason = NULL;
+	p->by = NULL;
+}
+
+/* Pause (reason set) or resume name. */
+static int pause_or_resume(handoff_client *c, const char *name,
+			   const char *reason, bool *changed)
+{
+	Handoff__Wire__Request req = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__PauseRequest pause = HANDOFF__WIRE__PAUSE_REQUEST__INIT;
+	Handoff__Wire__ResumeRequest resume =
+		HANDOFF__WIRE__RESUME_REQUEST__INIT;
+	Handoff__Wire__Reply *reply = NULL;
+	int rc;
+
+	if (reason != NULL) {
+		pause.subscription = (char *)name; /* only read by packing */
+		pause.reason = (char *)reason;
+		req.body_case = HANDOFF__WIRE__REQUEST__BODY_PAUSE;
+		req.pause = &pause;
+	} else {
+		resume.subscription = (char *)name;
+		req.body_case = HANDOFF__WIRE__REQUEST__BODY_RESUME;
+		req.resume = &resume;
+	}
+	rc = hc_call(c, &req, HANDOFF__WIRE__REPLY__BODY_PAUSE, 0, &reply);
+	if (rc == HANDOFF_OK && changed != NULL)
+		*changed = reply->pause->changed;
+	hc_reply_free(reply);
+	return rc;
+}
+
+int handoff_pause(handoff_client *c, const char *name, const char *reason,
+		  bool *changed)
+{
+	if (c == NULL || name == NULL || reason == NULL)
+		return HANDOFF_EINVAL;
+	return pause_or_resume(c, name, reason, changed);
+}
+
+int handoff_resume(handoff_client *c, const char *name, bool *changed)
+{
+	if (c == NULL || name == NULL)
+		return HANDOFF_EINVAL;
+	return pause_or_resume(c, name, NULL, changed);
+}
+
 void handoff_subscriptions_free(handoff_subscription_info *s, size_t n)
 {
 	if (s == NULL)
@@ -74,6 +136,7 @@ void handoff_subscriptions_free(handoff_subscription_info *s, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		free(s[i].name);
 		free(s[i].topic);
+		hc_pause_free(&s[i].pause);
 	}
 	free(s);
 }
@@ -120,6 +183,11 @@ int handoff_list_subscriptions(handoff_client *c,
 		d->topic = hc_strdup(w->topic);
 		if (d->name == NULL || d->topic == NULL) {
 			count++; /* so the cleanup frees this one too */
+			rc = HANDOFF_ENOMEM;
+			goto done;
+		}
+		if (hc_copy_pause(w->paused, &d->pause) != HANDOFF_OK) {
+			count++;
 			rc = HANDOFF_ENOMEM;
 			goto done;
 		}

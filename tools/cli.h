@@ -105,8 +105,8 @@ struct cli_command {
 /* The commands, defined in their files. */
 extern const struct cli_command cli_cmd_publish, cli_cmd_subscribe,
 	cli_cmd_unsubscribe, cli_cmd_subscriptions, cli_cmd_consume,
-	cli_cmd_extend, cli_cmd_dlq, cli_cmd_trace, cli_cmd_stats,
-	cli_cmd_audit;
+	cli_cmd_extend, cli_cmd_pause, cli_cmd_resume, cli_cmd_dlq,
+	cli_cmd_trace, cli_cmd_stats, cli_cmd_audit;
 extern const struct cli_command cli_cmd_dlq_list, cli_cmd_dlq_show,
 	cli_cmd_dlq_replay, cli_cmd_dlq_purge;
 
@@ -283,6 +283,14 @@ void cli_json_kv_history(struct cli_json *j, const handoff_attempt *a,
 			 size_t n);
 /* "policy": {max_attempts, ack_deadline_ms, backoff_min_ms, ...} */
 void cli_json_kv_policy(struct cli_json *j, const handoff_policy *p);
+/* "paused": bool, and while paused "paused_reason", "paused_by",
+ * "paused_since" (time). */
+void cli_json_kv_pause(struct cli_json *j, const handoff_pause_state *p);
+/* "  paused NAME since TIME by KEY: REASON" lines for the paused ones of
+ * n entries, each found at (char *)base + i * stride (name at name_off,
+ * pause at pause_off). */
+void cli_print_pauses(FILE *f, const void *base, size_t n, size_t stride,
+		      size_t name_off, size_t pause_off);
 
 /* Aligned text tables; every cell is escaped when added. */
 struct cli_table {

@@ -3,6 +3,7 @@
  * where one event is, and of the broker's counters.
  */
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +32,7 @@ static void trace_sub_json(struct cli_json *j,
 				NULL);
 	cli_json_kv_str(j, "error", s->error);
 	cli_json_kv_u64(j, "replays", s->replays);
+	cli_json_kv_bool(j, "paused", s->paused);
 	cli_json_kv_history(j, s->history, s->n_history);
 	cli_json_end_object(j);
 }
@@ -104,6 +106,8 @@ static int trace_sub_text(const handoff_subscription_trace *s)
 		attr("reason", handoff_dead_reason_name(s->dead_reason));
 	if (s->replays)
 		attr("replays", cli_fmt_u64(s->replays, b));
+	if (s->paused)
+		fputs(" (subscription paused)", stdout);
 	if (s->error && *s->error) {
 		fputs(" error=", stdout);
 		cli_put_escaped_str(stdout, s->error, 0);
@@ -233,6 +237,7 @@ static void stats_json(const handoff_stats *s)
 		cli_json_kv_u64(&j, "purged", u->purged);
 		cli_json_kv_double(&j, "ack_rate", u->ack_rate);
 		cli_json_kv_double(&j, "deliver_rate", u->deliver_rate);
+		cli_json_kv_pause(&j, &u->pause);
 		cli_json_end_object(&j);
 	}
 	cli_json_end_array(&j);
@@ -310,6 +315,10 @@ static int stats_subscriptions(const handoff_stats *s)
 	fputc('\n', stdout);
 	rc = cli_table_print(&t, stdout, "");
 	cli_table_free(&t);
+	cli_print_pauses(stdout, s->subscriptions, s->n_subscriptions,
+			 sizeof(*s->subscriptions),
+			 offsetof(handoff_subscription_stats, name),
+			 offsetof(handoff_subscription_stats, pause));
 	return rc;
 }
 

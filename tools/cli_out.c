@@ -640,6 +640,41 @@ void cli_json_kv_policy(struct cli_json *j, const handoff_policy *p)
 	cli_json_end_object(j);
 }
 
+void cli_json_kv_pause(struct cli_json *j, const handoff_pause_state *p)
+{
+	cli_json_kv_bool(j, "paused", p->paused);
+	if (!p->paused)
+		return;
+	cli_json_kv_str(j, "paused_reason", p->reason);
+	cli_json_kv_str(j, "paused_by", p->by);
+	cli_json_kv_time(j, "paused_since", p->since_ms);
+}
+
+void cli_print_pauses(FILE *f, const void *base, size_t n, size_t stride,
+		      size_t name_off, size_t pause_off)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *e = (const char *)base + i * stride;
+		const char *name = *(char *const *)(e + name_off);
+		const handoff_pause_state *p =
+			(const handoff_pause_state *)(e + pause_off);
+		char b[CLI_FMT_MAX];
+
+		if (!p->paused)
+			continue;
+		fputs("paused ", f);
+		cli_put_escaped_str(f, name, CLI_ESC_SPACE);
+		fprintf(f, " since %s", cli_fmt_time(p->since_ms, b));
+		if (p->by && *p->by) {
+			fputs(" by ", f);
+			cli_put_escaped_str(f, p->by, CLI_ESC_SPACE);
+		}
+		fputs(": ", f);
+		cli_put_escaped_str(f, p->reason, 0);
+		fputc('\n', f);
+	}
+}
+
 /* ---- tables -------------------------------------------------------------- */
 
 void cli_table_init(struct cli_table *t, const char *const *head, size_t ncols,

@@ -4,6 +4,7 @@
  * them.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -409,6 +410,7 @@ static void subscriptions_json(const handoff_subscription_info *s, size_t n)
 		cli_json_kv_u64(&j, "dead", s[i].dead);
 		cli_json_kv_time(&j, "created", s[i].created_ms);
 		cli_json_kv_policy(&j, &s[i].policy);
+		cli_json_kv_pause(&j, &s[i].pause);
 		cli_json_end_object(&j);
 	}
 	cli_json_end_array(&j);
@@ -443,6 +445,9 @@ static int subscriptions_table(const handoff_subscription_info *s, size_t n)
 	}
 	rc = cli_table_print(&t, stdout, "");
 	cli_table_free(&t);
+	cli_print_pauses(stdout, s, n, sizeof(*s),
+			 offsetof(handoff_subscription_info, name),
+			 offsetof(handoff_subscription_info, pause));
 	return rc;
 }
 
@@ -488,6 +493,119 @@ const struct cli_command cli_cmd_subscriptions = {
 		"List every subscription: its topic; how many deliveries are ready\n"
 		"(due now), delayed (waiting for a retry time), leased (held by a\n"
 		"consumer) and dead (in the dead-letter queue); and its policy.\n"
-		"With --json, an array of objects.\n",
+		"Paused subscriptions are listed below the table with why, by whom\n"
+		"and since when. With --json, an array of objects.\n",
 	.run = run_subscriptions,
+};
+
+/* ---- pause, resume ----------------------------------------------------- */
+
+enum { OPT_WHY = OPT_LOCAL };
+
+static const struct option pause_options[] = {
+	{ "why", required_argument, NULL, OPT_WHY },
+	CLI_GLOBAL_OPTIONS,
+	{ NULL, 0, NULL, 0 },
+};
+
+static const struct option resume_options[] = {
+	CLI_GLOBAL_OPTIONS,
+	{ NULL, 0, NULL, 0 },
+};
+
+static void pause_result(struct cli_ctx *ctx, const char *name, bool paused,
+			 bool changed)
+{
+	if (ctx->json) {
+		struct cli_json j;
+
+		cli_json_init(&j, stdout);
+		cli_json_begin_object(&j);
+		cli_json_kv_str(&j, "subscription", name);
+		cli_json_kv_bool(&j, "paused", paused);
+		cli_json_kv_bool(&j, "changed", changed);
+		cli_json_end_object(&j);
+		cli_json_newline(&j);
+		return;
+	}
+	fputs(paused ? "paused " : "resumed ", stdout);
+	cli_put_escaped_str(stdout, name, 0);
+	fputs(changed ? "\n" :
+			(paused ? " (it was paused already)\n" :
+				  " (it was not paused)\n"),
+	      stdout);
+}
+
+static int run_pause(struct cli_ctx *ctx, int argc, char **argv)
+{
+	const char *why = NULL, *name;
+	bool changed = false;
+	int opt, rc, err;
+
+	while ((opt = cli_getopt(ctx, argc, argv, pause_options, &rc)) > 0)
+		why = optarg; /* OPT_WHY is the only own option */
+	if (rc)
+		return rc;
+	if (argc - optind != 1)
+		return cli_usage(ctx, "want one SUBSCRIPTION");
+	if (!why || !*why)
+		return cli_usage(ctx, "--why TEXT is required: it goes on "
+				      "record in the audit log");
+	name = argv[optind];
+	if ((rc = cli_connect(ctx)))
+		return rc;
+	err = handoff_pause(ctx->client, name, why, &changed);
+	if (err)
+		return cli_fail(ctx, err, "pause '%s'", name);
+	pause_result(ctx, name, true, changed);
+	return 0;
+}
+
+static int run_resume(struct cli_ctx *ctx, int argc, char **argv)
+{
+	const char *name;
+	bool changed = false;
+	int rc, err;
+
+	while (cli_getopt(ctx, argc, argv, resume_options, &rc) > 0)
+		;
+	if (rc)
+		return rc;
+	if (argc - optind != 1)
+		return cli_usage(ctx, "want one SUBSCRIPTION");
+	name = argv[optind];
+	if ((rc = cli_connect(ctx)))
+		return rc;
+	err = handoff_resume(ctx->client, name, &changed);
+	if (err)
+		return cli_fail(ctx, err, "resume '%s'", name);
+	pause_result(ctx, name, false, changed);
+	return 0;
+}
+
+const struct cli_command cli_cmd_pause = {
+	.name = "pause",
+	.summary = "stop delivering from a subscription (it keeps receiving)",
+	.help = "Usage: handoff pause SUBSCRIPTION --why TEXT\n"
+		"\n"
+		"Pause SUBSCRIPTION (an operator command, recorded in the audit\n"
+		"log with TEXT). It still receives every event published to its\n"
+		"topic, but nothing is delivered from it until `handoff resume`:\n"
+		"fetches get nothing (consume keeps waiting), leases already out\n"
+		"may still be acked, a lease whose ack deadline passes is put back\n"
+		"without spending an attempt, and nothing is dead-lettered by\n"
+		"expiry. The pause survives broker restarts. Pausing a paused\n"
+		"subscription changes nothing.\n",
+	.run = run_pause,
+};
+
+const struct cli_command cli_cmd_resume = {
+	.name = "resume",
+	.summary = "deliver from a paused subscription again",
+	.help = "Usage: handoff resume SUBSCRIPTION\n"
+		"\n"
+		"Resume a paused SUBSCRIPTION (an operator command, audited): its\n"
+		"backlog is deliverable at once. Resuming a running one changes\n"
+		"nothing.\n",
+	.run = run_resume,
 };

@@ -833,6 +833,8 @@ static unsigned allowed_statuses(const struct config *cfg, int body_case)
 	case BODY(SUBSCRIBE):
 		return any | B(BAD_REQUEST) | B(CONFLICT) | B(LIMIT_EXCEEDED);
 	case BODY(UNSUBSCRIBE):
+	case BODY(PAUSE):
+	case BODY(RESUME):
 		return any | B(BAD_REQUEST) | B(NOT_FOUND);
 	case BODY(FETCH):
 	case BODY(ACK):
@@ -947,7 +949,9 @@ static void check_ok_body(const struct config *cfg, const Request *q,
 			prev = ar->seq;
 			FZ_ASSERT(!strcmp(ar->action, "replay") ||
 					  !strcmp(ar->action, "purge") ||
-					  !strcmp(ar->action, "unsubscribe"),
+					  !strcmp(ar->action, "unsubscribe") ||
+					  !strcmp(ar->action, "pause") ||
+					  !strcmp(ar->action, "resume"),
 				  "audit record of action '%s'", ar->action);
 			FZ_ASSERT(ar->count == ar->n_event_ids,
 				  "audit record: count %u, %zu ids", ar->count,
@@ -977,6 +981,24 @@ static void check_ok_body(const struct config *cfg, const Request *q,
 		FZ_ASSERT(r->body_case == RBODY(_NOT_SET),
 			  "unsubscribe OK with a body (case %d)", r->body_case);
 		break;
+	case BODY(PAUSE):
+		/* paused now, by this request or an earlier one (whose reason
+		 * stays); a pause always has a reason */
+		FZ_ASSERT(r->body_case == RBODY(PAUSE) && r->pause &&
+				  r->pause->paused &&
+				  r->pause->paused->reason &&
+				  *r->pause->paused->reason,
+			  "pause OK but not paused");
+		FZ_ASSERT(!r->pause->changed ||
+				  !strcmp(r->pause->paused->reason,
+					  q->pause->reason),
+			  "pause changed it with another reason");
+		break;
+	case BODY(RESUME):
+		FZ_ASSERT(r->body_case == RBODY(PAUSE) && r->pause &&
+				  !r->pause->paused,
+			  "resume OK but still paused");
+		break;
 	case BODY(LIST_SUBSCRIPTIONS): {
 		const Handoff__Wire__ListSubscriptionsReply *l =
 			r->list_subscriptions;
@@ -997,6 +1019,9 @@ static void check_ok_body(const struct config *cfg, const Request *q,
 			  "fetch OK without fetch body");
 		FZ_ASSERT(fr->n_deliveries <= max,
 			  "fetch of %u: %zu deliveries", max, fr->n_deliveries);
+		FZ_ASSERT(!fr->paused || fr->n_deliveries == 0,
+			  "fetch of a paused subscription: %zu deliveries",
+			  fr->n_deliveries);
 		for (size_t i = 0; i < fr->n_deliveries; i++) {
 			const Handoff__Wire__Delivery *d = fr->deliveries[i];
 			FZ_ASSERT(

@@ -443,6 +443,28 @@ static void request_seeds(void)
 		seed_msg(T, unsubs[i][0], &u.base);
 	}
 
+	/* pause, resume */
+	T = "fuzz_pause";
+	const char *pauses[][3] = {
+		{ "s1", "s1", "maintenance" }, { "s3", "s3", "x" },
+		{ "not-found", "s9", "x" },    { "deleted", "s4", "x" },
+		{ "no-reason", "s1", "" },     { "bad-name", "s 1", "x" },
+	};
+	for (size_t i = 0; i < 6; i++) {
+		Handoff__Wire__PauseRequest p =
+			HANDOFF__WIRE__PAUSE_REQUEST__INIT;
+		p.subscription = (char *)pauses[i][1];
+		p.reason = (char *)pauses[i][2];
+		seed_msg(T, pauses[i][0], &p.base);
+	}
+	T = "fuzz_resume";
+	for (size_t i = 0; i < 6; i++) {
+		Handoff__Wire__ResumeRequest r =
+			HANDOFF__WIRE__RESUME_REQUEST__INIT;
+		r.subscription = (char *)unsubs[i][1];
+		seed_msg(T, unsubs[i][0], &r.base);
+	}
+
 	/* fetch */
 	T = "fuzz_fetch";
 	struct {

@@ -362,6 +362,34 @@ def test_flow():
         check(d["status"] == "ok", "%r" % d)
         d = expect(b.call("GET", "/v1/version"), 200)
         check(d["protocol_version"] == 1 and d["version"], "%r" % d)
+        # pause and resume (audited like the native requests)
+        problem(b.call("POST", "/v1/subscriptions/s2:pause", {}), 400,
+                "BAD_REQUEST")
+        problem(b.call("POST", "/v1/subscriptions/nope:pause",
+                       {"reason": "x"}), 404, "NOT_FOUND")
+        d = expect(b.call("POST", "/v1/subscriptions/s2:pause",
+                          {"reason": "migration"}), 200)
+        check(d["changed"] is True and d["paused"] is True and
+              d["pause"]["reason"] == "migration", "pause %r" % d)
+        d = expect(b.call("POST", "/v1/subscriptions/s2:pause",
+                          {"reason": "again"}), 200)
+        check(d["changed"] is False and
+              d["pause"]["reason"] == "migration", "pause again %r" % d)
+        d = expect(b.call("GET", "/v1/subscriptions/s2"), 200)
+        check(d["paused"] is True, "shown paused %r" % d)
+        d = expect(b.call("GET", "/v1/stats"), 200)
+        check([s["paused"] for s in d["subscriptions"]] == [False, True],
+              "stats paused %r" % d)
+        d = expect(b.call("POST", "/v1/subscriptions/s2/fetch",
+                          {"max_events": 5, "wait_ms": 200}), 200)
+        check(d["deliveries"] == [] and d["paused"] is True,
+              "paused fetch %r" % d)
+        d = expect(b.call("POST", "/v1/subscriptions/s2:resume"), 200)
+        check(d["changed"] is True and d["paused"] is False and
+              "pause" not in d, "resume %r" % d)
+        d = expect(b.call("GET", "/v1/audit"), 200)
+        acts = [r["action"] for r in d["records"] if r["subscription"] == "s2"]
+        check(acts == ["pause", "resume"], "pause audited %r" % acts)
         # delete: audited like the native unsubscribe
         st, _, _ = b.call("DELETE", "/v1/subscriptions/s2")
         check(st == 204, "delete %d" % st)

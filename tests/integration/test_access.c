@@ -222,6 +222,56 @@ static void test_operator_boundary(void **state)
 	broker_passed(b);
 }
 
+/* Pause and resume are operator requests: a producer or a consumer (even
+ * of that very subscription) is refused, and nothing changes. */
+static void test_pause_needs_operator(void **state)
+{
+	broker *b = *state;
+	setup_subscriptions(b);
+	handoff_client *p = connect_as(b, "scheduler", PRODUCER_HEX);
+	handoff_client *c = connect_as(b, "billing", CONSUMER_HEX);
+	handoff_client *ops = connect_as(b, "ops", OPERATOR_HEX);
+	assert_int_equal(handoff_pause(p, "billing", "no", NULL),
+			 HANDOFF_EPERM);
+	assert_int_equal(handoff_pause(c, "billing", "no", NULL),
+			 HANDOFF_EPERM);
+	assert_false(it_sub_info(ops, "billing").pause.paused);
+	assert_int_equal(handoff_pause(ops, "billing", "incident 7", NULL),
+			 HANDOFF_OK);
+	assert_int_equal(handoff_resume(p, "billing", NULL), HANDOFF_EPERM);
+	assert_int_equal(handoff_resume(c, "billing", NULL), HANDOFF_EPERM);
+	handoff_subscription_info si = it_sub_info(ops, "billing");
+	assert_true(si.pause.paused);
+	/* the consumer's fetch gets nothing, and is told why */
+	assert_int_equal(publish(p, "settle.close", "pz"), HANDOFF_OK);
+	handoff_delivery *d = NULL;
+	size_t n = 9;
+	assert_int_equal(handoff_fetch(c, "billing", 1, 0, &d, &n), HANDOFF_OK);
+	assert_int_equal(n, 0);
+	assert_true(handoff_last_fetch_paused(c));
+	/* the audit record names the operator's key */
+	handoff_audit_record *a = NULL;
+	size_t na = 0;
+	assert_int_equal(handoff_audit_list(ops, 0, 10, &a, &na, NULL),
+			 HANDOFF_OK);
+	assert_int_equal(na, 1);
+	assert_string_equal(a[0].action, "pause");
+	assert_string_equal(a[0].key_id, "ops");
+	assert_string_equal(a[0].reason, "incident 7");
+	handoff_audit_free(a, na);
+	handoff_subscription_info *all = NULL;
+	assert_int_equal(handoff_list_subscriptions(ops, &all, &na),
+			 HANDOFF_OK);
+	for (size_t i = 0; i < na; i++)
+		if (strcmp(all[i].name, "billing") == 0)
+			assert_string_equal(all[i].pause.by, "ops");
+	handoff_subscriptions_free(all, na);
+	handoff_close(p);
+	handoff_close(c);
+	handoff_close(ops);
+	broker_passed(b);
+}
+
 /* ---- audited, once-only operator commands ---------------------------------- */
 
 static uint64_t dead_one(const broker *b, const char *idem)
@@ -609,6 +659,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_consumer_boundary,
 						it_setup, it_teardown),
 		cmocka_unit_test_setup_teardown(test_operator_boundary,
+						it_setup, it_teardown),
+		cmocka_unit_test_setup_teardown(test_pause_needs_operator,
 						it_setup, it_teardown),
 		cmocka_unit_test_setup_teardown(test_audit_and_command_ids,
 						it_setup, it_teardown),

@@ -349,6 +349,35 @@ eq "audit drained" "$(json '[s["ready"] + s["leased"] for s in d if s["name"]=="
 run 0 --json consume audit --wait 300ms
 eq "nothing more for audit" "$(wc -c <"$TMP/out" | tr -d ' ')" 0
 
+# ---- pause and resume ----------------------------------------------------------
+STEP="pause"
+run 2 pause audit
+contains "pause needs --why" "$TMP/err" "--why"
+run 3 pause nosuch --why x
+run 0 pause audit --why "reindexing"
+contains "pause says so" "$TMP/out" "paused audit"
+run 0 --json pause audit --why "again"
+eq "pause again changes nothing" "$(json '[d["paused"], d["changed"]]')" "[true, false]"
+run 0 --json publish orders --idempotency-key o-paused "while paused"
+run 0 --json subscriptions
+eq "paused: still receives, with its reason" \
+	"$(json '[(s["ready"], s["paused"], s["paused_reason"]) for s in d if s["name"]=="audit"][0]')" \
+	'[1, true, "reindexing"]'
+run 0 subscriptions
+contains "text subscriptions shows the pause" "$TMP/out" "paused audit since"
+run 0 --json stats
+eq "stats: paused" \
+	"$(json '[s["paused"] for s in d["subscriptions"] if s["name"]=="audit"][0]')" true
+run 0 --json consume audit --wait 300ms
+eq "nothing delivered while paused" "$(wc -c <"$TMP/out" | tr -d ' ')" 0
+run 0 resume audit
+contains "resume says so" "$TMP/out" "resumed audit"
+run 0 --json consume audit --count 1 --wait 5s
+eq "delivered after resume" "$(json 'd["payload"]')" "while paused"
+run 0 --json audit
+eq "pause and resume audited" \
+	"$(json '[r["action"] for r in d if r["subscription"]=="audit"]')" '["pause", "resume"]'
+
 # ---- headers that are not UTF-8 survive --json ------------------------------
 STEP="binary headers"
 run 0 subscribe bytes raw

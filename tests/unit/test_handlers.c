@@ -16,6 +16,7 @@
  *   and change nothing; 12 h exactly is accepted; per item OK, LEASE_LOST
  *   for a wrong token, NOT_FOUND for an unknown event; the trace shows the
  *   new deadline.
+ *   pause and resume: see test_pause_resume.
  */
 #include <ftw.h>
 #include <limits.h>
@@ -388,6 +389,140 @@ static void test_extend(void **state)
 	assert_int_equal(s->n_history, 1);
 }
 
+static uint32_t woken_sub; /* the last subscription the ready hook saw */
+
+static void on_ready_seen(void *ctx, uint32_t sub, uint64_t due)
+{
+	(void)ctx;
+	(void)due;
+	woken_sub = sub;
+}
+
+/* A pause or resume request; the reply's body. */
+static Handoff__Wire__PauseReply *pause_req(struct fx *f, const char *sub,
+					    const char *reason, int want)
+{
+	Request q = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__PauseRequest p = HANDOFF__WIRE__PAUSE_REQUEST__INIT;
+	Handoff__Wire__ResumeRequest r = HANDOFF__WIRE__RESUME_REQUEST__INIT;
+	if (reason) {
+		p.subscription = (char *)sub;
+		p.reason = (char *)reason;
+		q.body_case = BODY(PAUSE);
+		q.pause = &p;
+	} else {
+		r.subscription = (char *)sub;
+		q.body_case = BODY(RESUME);
+		q.resume = &r;
+	}
+	Reply *rep = apply(f, &q, want);
+	if (want != ST(OK))
+		return NULL;
+	assert_int_equal(rep->body_case, HANDOFF__WIRE__REPLY__BODY_PAUSE);
+	return rep->pause;
+}
+
+/* pause: validated (reason required, subscription must exist); a paused
+ * subscription still gets its deliveries enqueued, fetches of it answer
+ * OK with no deliveries and paused set (a waiting one is held, to be woken
+ * only by the resume); pausing again changes nothing, its first reason
+ * kept; the state shows in list, stats and trace; resume wakes held
+ * fetches through the ready hook and fetching works again; both are
+ * audited once each. */
+static void test_pause_resume(void **state)
+{
+	struct fx *f = *state;
+	f->sched.on_ready = on_ready_seen;
+	subscribe(f, "t", "s");
+	subscribe(f, "t", "o");
+	pause_req(f, "s", "", ST(BAD_REQUEST));
+	pause_req(f, "missing", "x", ST(NOT_FOUND));
+	Handoff__Wire__PauseReply *pr = pause_req(f, "s", "deploy", ST(OK));
+	assert_true(pr->changed);
+	assert_non_null(pr->paused);
+	assert_string_equal(pr->paused->reason, "deploy");
+	assert_int_equal(pr->paused->since_ms, f->now);
+	pr = pause_req(f, "s", "other reason", ST(OK));
+	assert_false(pr->changed);
+	assert_string_equal(pr->paused->reason, "deploy");
+
+	uint64_t ev = publish(f, "t");
+	Request q = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__FetchRequest fr = HANDOFF__WIRE__FETCH_REQUEST__INIT;
+	fr.subscription = (char *)"s";
+	fr.max_events = 5;
+	fr.consumer = (char *)"c1";
+	q.body_case = BODY(FETCH);
+	q.fetch = &fr;
+	Reply *r = apply(f, &q, ST(OK));
+	assert_int_equal(r->fetch->n_deliveries, 0);
+	assert_true(r->fetch->paused);
+	fetch_one(f, "o", ev, 1); /* the other subscription is not paused */
+
+	/* a long poll is held, paused, and never looked at by due time */
+	struct fetch_hold hold = { 0 };
+	arena_reset(&f->a);
+	assert_int_equal(store_txn_begin(&f->st, &f->a, true, f->now, &f->t),
+			 0);
+	f->t.sched = &f->sched;
+	Reply *held = codec_new_reply(&f->a);
+	fr.wait_ms = 1000;
+	q.protocol_version = 1;
+	assert_int_equal(handlers_apply(&f->env, &f->t, &q, held, &hold), 0);
+	assert_true(hold.hold);
+	assert_true(hold.paused);
+	assert_int_equal(hold.next_check, UINT64_MAX);
+	store_txn_abort(&f->t);
+
+	Request lq = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__ListSubscriptionsRequest l =
+		HANDOFF__WIRE__LIST_SUBSCRIPTIONS_REQUEST__INIT;
+	lq.body_case = BODY(LIST_SUBSCRIPTIONS);
+	lq.list_subscriptions = &l;
+	r = apply(f, &lq, ST(OK));
+	assert_int_equal(r->list_subscriptions->n_subscriptions, 2);
+	for (size_t i = 0; i < 2; i++) {
+		Handoff__Wire__SubscriptionInfo *si =
+			r->list_subscriptions->subscriptions[i];
+		assert_int_equal(si->paused != NULL,
+				 strcmp(si->name, "s") == 0);
+		if (si->paused)
+			assert_int_equal(si->ready, 1);
+	}
+	Request sq = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__StatsRequest st = HANDOFF__WIRE__STATS_REQUEST__INIT;
+	sq.body_case = BODY(STATS);
+	sq.stats = &st;
+	r = apply(f, &sq, ST(OK));
+	for (size_t i = 0; i < r->stats->n_subscriptions; i++)
+		assert_int_equal(
+			r->stats->subscriptions[i]->paused != NULL,
+			strcmp(r->stats->subscriptions[i]->name, "s") == 0);
+	assert_true(sub_trace(trace(f, ev), "s")->paused);
+	assert_false(sub_trace(trace(f, ev), "o")->paused);
+
+	woken_sub = 0;
+	pr = pause_req(f, "s", NULL, ST(OK));
+	assert_true(pr->changed);
+	assert_null(pr->paused);
+	assert_int_not_equal(woken_sub, 0); /* held fetches are woken */
+	pr = pause_req(f, "s", NULL, ST(OK));
+	assert_false(pr->changed);
+	fetch_one(f, "s", ev, 1);
+	assert_false(sub_trace(trace(f, ev), "s")->paused);
+
+	Request aq = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__AuditListRequest al =
+		HANDOFF__WIRE__AUDIT_LIST_REQUEST__INIT;
+	aq.body_case = BODY(AUDIT_LIST);
+	aq.audit_list = &al;
+	r = apply(f, &aq, ST(OK));
+	assert_int_equal(r->audit_list->n_records, 2);
+	assert_string_equal(r->audit_list->records[0]->action, "pause");
+	assert_string_equal(r->audit_list->records[0]->reason, "deploy");
+	assert_string_equal(r->audit_list->records[1]->action, "resume");
+}
+
 int main(void)
 {
 	setenv("HANDOFF_TEST_NOSYNC", "1", 1);
@@ -398,6 +533,7 @@ int main(void)
 		T(test_trace_unsubscribing),
 		T(test_release),
 		T(test_extend),
+		T(test_pause_resume),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,7 @@
  *   without -> the subscription's backoff; after max_attempts failures ->
  *   DEAD/MAX_ATTEMPTS with that many history entries;
  *   expiry -> history EXPIRED and a retry (or DEAD when the budget is used);
+ *   expiry while paused -> READY at once, not counted, never DEAD;
  *   recover (restart) -> READY at once, BROKER_RESTART, budget not used;
  *   release -> READY at once, RELEASED with the reason, attempts and budget
  *   as before the lease (max_attempts 1 released many times is never
@@ -865,6 +866,55 @@ static void test_expiry_exhausts_budget(void **state)
 	check_counts(f, sid);
 }
 
+/* A lease that expires while its subscription is paused spends no
+ * attempt and is never dead-lettered, even with max_attempts 1: it is
+ * READY again at once (waiting for the resume), attempts and budget as
+ * before the lease, the history entry EXPIRED; after the resume the same
+ * expiry dead-letters as always. */
+static void test_expiry_while_paused(void **state)
+{
+	struct fx *f = *state;
+	uint32_t sid = mk_sub(f, "s", "t", 1, 1000, 200, 5000);
+	uint64_t ev = publish(f, "t", "x");
+	DeliveryRecord *d;
+	lease(f, "s", "c", &d, NULL);
+	begin(f);
+	SubRecord *r = sub_named(f, "s");
+	r->paused = true;
+	store_sub_mark(&f->t, r);
+	commit(f);
+	for (int round = 0; round < 3; round++) {
+		f->now += 5000;
+		assert_int_equal(end_leases(f, false), round == 0 ? 1 : 0);
+		d = delivery(f, ev, sid);
+		assert_int_equal(d->state, ST(READY));
+		assert_int_equal(d->attempts, 0);
+		assert_int_equal(d->budget_used, 0);
+		assert_int_equal(d->n_history, 1);
+		assert_int_equal(d->history[0]->outcome, OUT(EXPIRED));
+		SubRecord *s = sub_record(f, sid);
+		assert_int_equal(s->dead, 0);
+		assert_int_equal(s->dead_lettered, 0);
+		assert_int_equal(s->ready, 1);
+		assert_int_equal(s->leased, 0);
+		check_counts(f, sid);
+	}
+	/* resumed: the next lease is attempt 1 again, and its expiry counts */
+	begin(f);
+	r = sub_named(f, "s");
+	r->paused = false;
+	store_sub_mark(&f->t, r);
+	commit(f);
+	lease(f, "s", "c", &d, NULL);
+	assert_int_equal(d->attempts, 1);
+	f->now += 5000;
+	assert_int_equal(end_leases(f, false), 1);
+	d = delivery(f, ev, sid);
+	assert_int_equal(d->state, ST(DEAD));
+	assert_int_equal(d->dead_reason, WHY(MAX_ATTEMPTS));
+	check_counts(f, sid);
+}
+
 /* A broker restart is not the consumer's failure. */
 static void test_recover(void **state)
 {
@@ -1516,6 +1566,7 @@ int main(void)
 		T(test_nack_statuses),
 		T(test_expiry_retries),
 		T(test_expiry_exhausts_budget),
+		T(test_expiry_while_paused),
 		T(test_recover),
 		T(test_release),
 		T(test_extend),
