@@ -835,6 +835,8 @@ static bool build_items(struct build *b, struct http_route *r)
 {
 	static const char *const top[] = { "items", NULL };
 	static const char *const top_extend[] = { "items", "extend_ms", NULL };
+	static const char *const top_nack[] = { "items", "release", NULL };
+	protobuf_c_boolean release = false;
 	bool nack = r->op == HOP_NACK, extend = r->op == HOP_EXTEND;
 	uint32_t extend_ms = 0;
 	static const char *const af[] = { "event_id", "lease_token", NULL };
@@ -842,7 +844,13 @@ static bool build_items(struct build *b, struct http_route *r)
 					  "delay_ms", "permanent",
 					  "reason",   NULL };
 	json_t *list = json_object_get(b->doc, "items");
-	if (!only_fields(b->doc, extend ? top_extend : top, b->out, ""))
+	if (!only_fields(b->doc,
+			 extend ? top_extend :
+			 nack	? top_nack :
+				  top,
+			 b->out, ""))
+		return false;
+	if (nack && !get_bool(b->doc, "release", &release, b->out))
 		return false;
 	if (extend && !json_is_integer(json_object_get(b->doc, "extend_ms")))
 		return fail(b->out, "extend_ms",
@@ -926,6 +934,7 @@ static bool build_items(struct build *b, struct http_route *r)
 		q->subscription = r->path_name;
 		q->n_items = n;
 		q->items = (Handoff__Wire__NackItem **)items;
+		q->release = release;
 		b->req.body_case = HANDOFF__WIRE__REQUEST__BODY_NACK;
 		b->req.nack = q;
 	} else {
@@ -1385,8 +1394,8 @@ static const char *outcome_name(int v)
 					 "acked",	   "nacked",
 					 "permanent",	   "expired",
 					 "broker_restart", "corrupt",
-					 "unsubscribed" };
-	return enum_name(n, 9, v);
+					 "unsubscribed",   "released" };
+	return enum_name(n, 10, v);
 }
 
 static const char *state_name(int v)

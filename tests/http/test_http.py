@@ -916,6 +916,27 @@ def test_extend():
             {"event_id": kept["event_id"],
              "lease_token": kept["lease_token"]}]}), 200)
         check(d["results"][0]["status"] == "OK", "extended lease acked")
+        # a release gives the lease back without spending the attempt
+        d = expect(b.call("POST", "/v1/topics/tx/events", "released"), 201)
+        rel_id = d["event_id"]
+        d = expect(b.call("POST", "/v1/subscriptions/x/fetch",
+                          {"max_events": 5}), 200)
+        got = {x["event_id"]: x for x in d["deliveries"]}
+        check(rel_id in got, "fetched %r" % d)
+        d = expect(b.call("POST", "/v1/subscriptions/x/nack", {
+            "release": True, "items": [
+                {"event_id": rel_id,
+                 "lease_token": got[rel_id]["lease_token"]}]}), 200)
+        check(d["results"][0]["status"] == "OK", "%r" % d)
+        tr = expect(b.call("GET", "/v1/events/" + rel_id), 200)
+        hist = tr["subscriptions"][0]["history"]
+        check([h["outcome"] for h in hist] == ["released"] and
+              tr["subscriptions"][0]["state"] == "ready", "trace %r" % tr)
+        d = expect(b.call("POST", "/v1/subscriptions/x/fetch",
+                          {"max_events": 5}), 200)
+        again = [x for x in d["deliveries"] if x["event_id"] == rel_id]
+        check(len(again) == 1 and again[0]["attempt"] == 1,
+              "released, attempt not spent %r" % d)
     finally:
         b.cleanup()
 
