@@ -157,8 +157,8 @@ static int recv_more(struct bench_http *h, size_t need, char *err,
 		h->cap = cap;
 	}
 	for (;;) {
-		ssize_t r = recv(h->fd, h->buf + h->have, h->cap - 1 - h->have,
-				 0);
+		ssize_t r =
+			recv(h->fd, h->buf + h->have, h->cap - 1 - h->have, 0);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
@@ -209,9 +209,9 @@ static int read_response(struct bench_http *h, struct bench_http_resp *resp,
 	size_t head_len, body_len, vlen;
 	const char *v;
 
-	while ((head_end = h->have >= 4 ? memmem(h->buf, h->have, "\r\n\r\n",
-						 4) :
-					  NULL) == NULL) {
+	while ((head_end = h->have >= 4 ?
+				   memmem(h->buf, h->have, "\r\n\r\n", 4) :
+				   NULL) == NULL) {
 		if (h->have > 64 * 1024) {
 			bench_errf(err, errlen, "response head too long");
 			return -1;
