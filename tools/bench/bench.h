@@ -553,7 +553,8 @@ struct report {
 void report_table(FILE *f, const struct report *r);
 void report_json(FILE *f, const struct report *r);
 
-/* Fill r->ratios from the ceilings and the earlier results. */
+/* Fill r->ratios from the ceilings and the other results (r is one of
+ * all). */
 void ratios_compute(struct scen_result *r, const struct ceilings *c,
 		    const struct scen_result *all, int n_all);
 

@@ -168,8 +168,9 @@ static const struct scen_params scenario_defs[] = {
 	  .ack_each = false,
 	  .ratios = RATIO_P99 },
 };
-#define N_DEFS	(int)(sizeof scenario_defs / sizeof scenario_defs[0])
-#define E2E_DEF 5 /* e2e-batched: the backlog's empty-queue baseline */
+#define N_DEFS	     (int)(sizeof scenario_defs / sizeof scenario_defs[0])
+#define E2E_DEF	     5	/* e2e-batched: the backlog's empty-queue baseline */
+#define MAX_SELECTED 32 /* scenarios in one run */
 
 /* Run only when named; flags other than their own and --payload do not
  * change them. The figures describe their shape for the notes. */
@@ -277,7 +278,8 @@ static void usage(FILE *f)
 	      "                     restart neighbour\n"
 	      "                     http = the three http-... scenarios; each runs\n"
 	      "                     right after its native twin (added when not\n"
-	      "                     named) and prints its ratio to it\n"
+	      "                     named just before) and prints its ratio to it;\n"
+	      "                     http,http,http runs three rounds of pairs\n"
 	      "  --http HOST:PORT   with --broker: its HTTP API, for the http-...\n"
 	      "                     scenarios (a spawned broker gets a free\n"
 	      "                     loopback port)\n"
@@ -619,22 +621,14 @@ static void apply_overrides(struct scen_params *p, const struct opts *o,
 				0;
 }
 
-static bool selected(const struct scen_params *out, int n, const char *name)
-{
-	for (int i = 0; i < n; i++)
-		if (strcmp(out[i].name, name) == 0)
-			return true;
-	return false;
-}
-
-/* Add scenario_defs[i]; an HTTP one after its twin (added when it is not
- * there yet). */
+/* Add scenario_defs[i]; an HTTP one right after its twin (added when it
+ * is not the scenario just before: `http,http` runs two pairs). */
 static void add_def(const struct opts *o, struct scen_params *out, int *n,
 		    int max, int i)
 {
 	const struct scen_params *d = &scenario_defs[i];
 
-	if (d->twin && !selected(out, *n, d->twin)) {
+	if (d->twin && (*n == 0 || strcmp(out[*n - 1].name, d->twin) != 0)) {
 		for (int k = 0; k < N_DEFS && *n < max; k++) {
 			if (strcmp(scenario_defs[k].name, d->twin) == 0) {
 				out[*n] = scenario_defs[k];
@@ -802,8 +796,8 @@ int main(int argc, char **argv)
 	struct machine_info machine;
 	struct ceilings ceil;
 	struct broker broker;
-	struct scen_result res[16];
-	struct scen_params sel[16];
+	struct scen_result res[MAX_SELECTED];
+	struct scen_params sel[MAX_SELECTED];
 	char workdir[BENCH_PATH_LEN] = "", err[BENCH_ERR_LEN];
 	char spawn_path[BENCH_PATH_LEN], version[64] = "";
 	const char *url = NULL;
@@ -817,7 +811,8 @@ int main(int argc, char **argv)
 	int prc = parse_args(argc, argv, &o);
 	if (prc)
 		return prc == 1 ? 0 : 2;
-	n_sel = select_scenarios(&o, o.broker_url && !o.http, sel, 16);
+	n_sel = select_scenarios(&o, o.broker_url && !o.http, sel,
+				 MAX_SELECTED);
 	if (n_sel < 0)
 		return 2;
 	if (!o.broker_url && !o.spawn) {

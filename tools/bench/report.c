@@ -139,12 +139,15 @@ void ratios_compute(struct scen_result *r, const struct ceilings *c,
 	if (!r->ran || r->failed)
 		return;
 	if ((k & RATIO_NATIVE) && r->p.twin) {
+		/* the twin run just before r (the selection puts it there) */
 		r->twin_per_s = 0;
-		for (int i = 0; i < n_all; i++) {
+		for (int i = (int)(r - all) - 1; i >= 0 && i < n_all; i--) {
 			const struct scen_result *o = &all[i];
-			if (o != r && o->ran && !o->failed &&
-			    strcmp(o->p.name, r->p.twin) == 0)
+			if (strcmp(o->p.name, r->p.twin) != 0)
+				continue;
+			if (o->ran && !o->failed)
 				r->twin_per_s = o->events_per_s;
+			break;
 		}
 		add_ratio(r, "native", r->events_per_s, r->twin_per_s);
 	}
