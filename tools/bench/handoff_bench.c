@@ -286,7 +286,7 @@ static void usage(FILE *f)
 	      "  --duration S       seconds per scenario (default 5; neighbour:\n"
 	      "                     per phase)\n"
 	      "  --payload BYTES    event size (default 256; >= 8 for delivery\n"
-	      "                     latency)\n"
+	      "                     latency, >= 19 over HTTP)\n"
 	      "  --producers N, --batch N (events per publish request),\n"
 	      "  --subscriptions N (per topic), --rate N (events/s, open loop;\n"
 	      "  0 = closed loop)   override every selected scenario's default\n"
