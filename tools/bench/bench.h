@@ -19,6 +19,9 @@
  *                    phase on a broker of its own
  *   report.c         the table and the JSON object
  *   util.c           small helpers the scenarios share
+ *   http_client.c    the HTTP scenarios' client: a minimal HTTP/1.1
+ *                    client, one keep-alive connection per thread, and
+ *                    the JSON bodies they send and scan
  *
  * Times are uint64_t nanoseconds of CLOCK_MONOTONIC unless said otherwise;
  * the publish stamp in a payload's first 8 bytes is CLOCK_REALTIME ns,
@@ -35,6 +38,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "broker_proc.h"
@@ -97,6 +101,86 @@ int bench_batch_init(struct bench_batch *b, size_t n, uint32_t payload,
 void bench_batch_free(struct bench_batch *b);
 /* Size of path in bytes; 0 when it cannot be read. */
 uint64_t bench_file_size(const char *path);
+
+/* ---- the HTTP client (http_client.c) -------------------------------------
+ * One connection to the broker's HTTP API, kept alive across calls (opened
+ * at the first call, again after a Connection: close). One thread's. */
+struct bench_http {
+	int fd; /* -1 while not connected */
+	char host[64];
+	unsigned port;
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+	int family;
+	uint32_t timeout_ms; /* SO_RCVTIMEO / SO_SNDTIMEO of each call */
+	char *req;	     /* the request being sent */
+	size_t req_cap;
+	char *buf; /* the response received; its body is NUL-terminated */
+	size_t cap, have;
+	uint64_t connects, requests; /* for the keep-alive check */
+};
+
+struct bench_http_resp {
+	int status;
+	const char *body; /* in the client's buffer until the next call */
+	size_t len;
+};
+
+/* Resolve host:port (no connection yet): 0, or -1 with err filled;
+ * bench_http_close it either way. */
+int bench_http_open(struct bench_http *h, const char *host, unsigned port,
+		    uint32_t timeout_ms, char *err, size_t errlen);
+void bench_http_close(struct bench_http *h);
+/* One request (head and body in one send) and its response: 0 with any
+ * HTTP status in resp, or -1 when no response came (err says why; the
+ * connection is dropped, the next call opens another). */
+int bench_http_call(struct bench_http *h, const char *method, const char *path,
+		    const char *content_type, const char *body, size_t len,
+		    struct bench_http_resp *resp, char *err, size_t errlen);
+/* "HTTP 409: <the problem's detail>" */
+void bench_http_error_text(const struct bench_http_resp *resp, char *out,
+			   size_t len);
+
+/* HTTP payloads are text (they come back as UTF-8 strings): the publish
+ * stamp is the first 19 bytes, CLOCK_REALTIME ns in decimal (payloads
+ * shorter than that carry none). */
+#define BENCH_HTTP_STAMP_DIGITS 19
+void bench_http_payload_fill(char *p, size_t len, uint64_t stamp);
+
+/* A fetch reply's deliveries, as far as the scenarios need them. */
+struct bench_http_delivery {
+	uint64_t event_id, lease_token, stamp;
+	uint32_t attempt;
+	bool stamped;
+};
+/* Scan a fetch reply: 0 with *n deliveries (at most max), or -1 when it
+ * is not the broker's fetch reply (or has more than max). */
+int bench_http_scan_fetch(const char *body, size_t len,
+			  struct bench_http_delivery *out, size_t max,
+			  size_t *n);
+/* {"items":[{"event_id":..,"lease_token":..},..]} into buf: its length,
+ * or -1 when it does not fit. */
+int bench_http_ack_body(char *buf, size_t cap,
+			const struct bench_http_delivery *d, size_t n);
+/* Count an ack reply's results: OK and the others. 0, or -1 when it is
+ * not an ack reply. */
+int bench_http_scan_acks(const char *body, size_t len, uint64_t *ok,
+			 uint64_t *other);
+
+/* An events:batch body of n events sharing one payload text. */
+struct bench_http_batch {
+	char *body;
+	size_t len, cap;
+	size_t n;
+	uint32_t payload;
+	size_t *at; /* where each event's payload starts in body */
+};
+/* 0, or -1 out of memory; bench_http_batch_free it either way. */
+int bench_http_batch_init(struct bench_http_batch *b, size_t n,
+			  uint32_t payload);
+/* Write the stamp into every event's payload. */
+void bench_http_batch_stamp(struct bench_http_batch *b, uint64_t stamp);
+void bench_http_batch_free(struct bench_http_batch *b);
 
 /* ---- histogram (hist.c) ---------------------------------------------------
  * Log-linear like HdrHistogram: values below 128 ns get a bucket each;
@@ -167,6 +251,10 @@ struct broker {
 	_Atomic uint64_t rss_peak; /* kB since the last take */
 	_Atomic uint64_t rss_peak_all;
 	pthread_t sampler;
+	/* set before broker_spawn: serve HTTP on 127.0.0.1:http_port (a free
+	 * port chosen at the spawn, kept over restarts) */
+	bool with_http;
+	unsigned http_port;
 };
 
 /* mkdtemp "PARENT/handoff-bench.XXXXXX"; the path into out. */
@@ -177,7 +265,9 @@ int workdir_create(const char *parent, char *out, size_t outlen, char *err,
 /* Start exe on workdir/data with a config of its own, listening on
  * ipc://workdir/b.sock, stderr to workdir/handoffd.log; then the sampler.
  * Limits are raised where max_batch or payload would exceed the defaults.
- * Waits (up to 10 s) for the socket to appear. */
+ * Waits (up to 10 s) for the socket to appear. With b->with_http, also
+ * an HTTP listener on a free loopback port (b->http_port), waited for
+ * too. */
 int broker_spawn(struct broker *b, const char *exe, const char *workdir,
 		 uint32_t max_batch, uint32_t payload, char *err,
 		 size_t errlen);
@@ -222,6 +312,7 @@ enum ratio_kind {
 	RATIO_BACKLOG = 1 << 5,	  /* RssAnon at N / at probe; drain / e2e */
 	RATIO_RESTART = 1 << 6,	  /* first fetch: large / small backlog */
 	RATIO_NEIGHBOUR = 1 << 7, /* H acks/s: N misbehaving / N healthy */
+	RATIO_NATIVE = 1 << 8,	  /* HTTP events/s / its native twin's */
 };
 
 enum scen_kind {
@@ -244,6 +335,12 @@ struct scen_params {
 	long backlog;	 /* producers pause above this many unacked; 0 = no */
 	unsigned ratios; /* enum ratio_kind */
 	bool overridden; /* a flag changed the scenario's defaults */
+	/* HTTP scenarios: the same load over the HTTP API (one keep-alive
+	 * connection per producer and consumer), compared with the native
+	 * scenario of the same shape run just before it */
+	bool http;
+	const char *twin; /* the native twin's name */
+	double target;	  /* the ratio to the twin it should reach */
 };
 
 #define MAX_RATIOS 6
@@ -371,6 +468,10 @@ struct scen_result {
 	uint64_t broker_published, broker_acked;
 	struct ratio ratios[MAX_RATIOS];
 	int n_ratios;
+	/* HTTP scenarios: requests sent and connections opened (keep-alive:
+	 * one per thread), the twin's events/s (0 = it did not run) */
+	uint64_t http_requests, http_connects;
+	double twin_per_s;
 	char note[BENCH_ERR_LEN];
 	struct backlog_result bl;   /* SCEN_BACKLOG */
 	struct restart_result rs;   /* SCEN_RESTART */
@@ -379,6 +480,9 @@ struct scen_result {
 
 struct bench_ctx {
 	const char *url;
+	/* the broker's HTTP API (http_port 0: none, HTTP scenarios fail) */
+	const char *http_host;
+	unsigned http_port;
 	uint32_t payload;
 	double duration_s;
 	struct broker *broker; /* NULL with --broker */
@@ -449,7 +553,8 @@ struct report {
 void report_table(FILE *f, const struct report *r);
 void report_json(FILE *f, const struct report *r);
 
-/* Fill r->ratios from the ceilings and the earlier results. */
+/* Fill r->ratios from the ceilings and the other results (r is one of
+ * all). */
 void ratios_compute(struct scen_result *r, const struct ceilings *c,
 		    const struct scen_result *all, int n_all);
 

@@ -9,6 +9,12 @@
  * into a process group of its own so a Ctrl-C reaches only us and we stop
  * it cleanly. Its stderr goes to handoffd.log, shown when something fails.
  *
+ * With b->with_http the config also gives it an HTTP listener on
+ * 127.0.0.1 at a port that was free a moment before (bound to port 0 and
+ * released: another program could take it in between; the spawn then
+ * fails with the broker's "cannot serve" in its log), and the start waits
+ * until that port accepts connections.
+ *
  * A sampler thread reads RssAnon from /proc/PID/status every 50 ms and
  * keeps the peak, which the scenarios take and reset.
  *
@@ -22,11 +28,14 @@
  * benchmark's own is here: the config, the sampler, the stop with a
  * chosen signal and its 10 s limit, and the errors in its words.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -154,9 +163,44 @@ double bench_cpu_seconds(void)
 	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
-/* The config: limits raised where max_batch or payload need it. */
+/* A loopback port free right now; 0 when none could be had. */
+static unsigned free_loopback_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof a;
+	unsigned port = 0;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return 0;
+	if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+/* Whether something accepts connections on 127.0.0.1:port. */
+static bool loopback_accepts(unsigned port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+	close(fd);
+	return ok;
+}
+
+/* The config: limits raised where max_batch or payload need it; an HTTP
+ * listener when http_port is not 0. */
 static void config_text(char *out, size_t outlen, uint32_t max_batch,
-			uint32_t payload)
+			uint32_t payload, unsigned http_port)
 {
 	uint32_t max_payload = 1U << 20;
 	uint64_t max_request = 16ULL << 20;
@@ -182,6 +226,12 @@ static void config_text(char *out, size_t outlen, uint32_t max_batch,
 		 "[defaults]\n"
 		 "ack_deadline = 30s\n",
 		 max_batch, max_payload, (unsigned long long)max_request);
+	size_t n = strlen(out);
+	if (http_port)
+		snprintf(out + n, outlen - n,
+			 "[http]\n"
+			 "listen = 127.0.0.1:%u\n",
+			 http_port);
 }
 
 /* Start b->proc again (its folder set up), the log appended to; wait up to
@@ -226,6 +276,26 @@ static int broker_start(struct broker *b, uint64_t wait_ns, char *err,
 			 bench_interrupted ? " (interrupted)" : "");
 		return -1;
 	}
+	if (b->http_port) {
+		uint64_t until = bench_now_ns() + wait_ns;
+		while (!loopback_accepts(b->http_port)) {
+			if (!broker_proc_alive(&b->proc)) {
+				char how[64];
+				broker_exit_text(b, how, sizeof how);
+				snprintf(err, errlen,
+					 "handoffd exited at start (%s)", how);
+				return -1;
+			}
+			if (bench_now_ns() >= until || bench_interrupted) {
+				snprintf(err, errlen,
+					 "handoffd did not serve HTTP on "
+					 "127.0.0.1:%u within %.0f s",
+					 b->http_port, (double)wait_ns / 1e9);
+				return -1;
+			}
+			bench_sleep_ns(1000000);
+		}
+	}
 	if (pthread_create(&b->sampler, NULL, sampler_main, b) == 0)
 		b->sampler_running = true;
 	return 0;
@@ -252,7 +322,17 @@ int broker_spawn(struct broker *b, const char *exe, const char *workdir,
 			 sock, SUN_PATH_MAX);
 		return -1;
 	}
-	config_text(config, sizeof config, max_batch, payload);
+	b->http_port = 0;
+	if (b->with_http) {
+		b->http_port = free_loopback_port();
+		if (b->http_port == 0) {
+			snprintf(err, errlen,
+				 "no free loopback port for HTTP: %s",
+				 strerror(errno));
+			return -1;
+		}
+	}
+	config_text(config, sizeof config, max_batch, payload, b->http_port);
 	if (broker_proc_init(&b->proc, exe, workdir, &files, config, err,
 			     errlen))
 		return -1;

@@ -10,6 +10,12 @@
  * and print the table (or JSON). Everything talks to the broker through
  * handoff.h only.
  *
+ * The spawned broker also serves its HTTP API on a free loopback port; the
+ * HTTP scenarios (http-...) each run right after their native twin (the
+ * same shape over handoff.h), on the same broker, and print their ratio to
+ * it. With --broker they need --http HOST:PORT (without it, `all` leaves
+ * them out).
+ *
  * backlog and restart (backlog.c) and neighbour (neighbour.c) are not part
  * of `all`: they run only when named, on brokers of their own in the work
  * folder, and take long.
@@ -83,6 +89,8 @@ static void on_signal(int sig)
 
 #define BACKLOG_AUTO (-1)
 
+/* Each HTTP scenario follows its twin, so that the two run close together
+ * on a store of about the same size. */
 static const struct scen_params scenario_defs[] = {
 	{ .name = "publish-k4-e100",
 	  .producers = 4,
@@ -90,12 +98,31 @@ static const struct scen_params scenario_defs[] = {
 	  .fetch_batch = 100,
 	  .subs = 1,
 	  .ratios = RATIO_LMDB100 | RATIO_NN },
+	{ .name = "http-publish-k4-e100",
+	  .producers = 4,
+	  .batch = 100,
+	  .fetch_batch = 100,
+	  .subs = 1,
+	  .ratios = RATIO_NATIVE | RATIO_LMDB100,
+	  .http = true,
+	  .twin = "publish-k4-e100",
+	  .target = 0.5 },
 	{ .name = "publish-k8-e1",
 	  .producers = 8,
 	  .batch = 1,
 	  .fetch_batch = 100,
 	  .subs = 1,
 	  .ratios = RATIO_LMDB1 },
+	/* both bound by the group commit: HTTP should cost little here */
+	{ .name = "http-publish-k8-e1",
+	  .producers = 8,
+	  .batch = 1,
+	  .fetch_batch = 100,
+	  .subs = 1,
+	  .ratios = RATIO_NATIVE | RATIO_LMDB1,
+	  .http = true,
+	  .twin = "publish-k8-e1",
+	  .target = 0.8 },
 	{ .name = "publish-k1-e1",
 	  .producers = 1,
 	  .batch = 1,
@@ -112,6 +139,17 @@ static const struct scen_params scenario_defs[] = {
 	  .subs = 1,
 	  .backlog = BACKLOG_AUTO,
 	  .ratios = RATIO_LMDB100 },
+	{ .name = "http-e2e-batched",
+	  .producers = 4,
+	  .consumers = 4,
+	  .batch = 100,
+	  .fetch_batch = 250,
+	  .subs = 1,
+	  .backlog = BACKLOG_AUTO,
+	  .ratios = RATIO_NATIVE | RATIO_LMDB100,
+	  .http = true,
+	  .twin = "e2e-batched",
+	  .target = 0.5 },
 	{ .name = "fanout-4",
 	  .producers = 4,
 	  .batch = 100,
@@ -130,8 +168,9 @@ static const struct scen_params scenario_defs[] = {
 	  .ack_each = false,
 	  .ratios = RATIO_P99 },
 };
-#define N_DEFS	(int)(sizeof scenario_defs / sizeof scenario_defs[0])
-#define E2E_DEF 3 /* e2e-batched: the backlog's empty-queue baseline */
+#define N_DEFS	     (int)(sizeof scenario_defs / sizeof scenario_defs[0])
+#define E2E_DEF	     5	/* e2e-batched: the backlog's empty-queue baseline */
+#define MAX_SELECTED 32 /* scenarios in one run */
 
 /* Run only when named; flags other than their own and --payload do not
  * change them. The figures describe their shape for the notes. */
@@ -187,6 +226,7 @@ enum {
 
 struct opts {
 	const char *broker_url;
+	const char *http; /* --http HOST:PORT (with --broker) */
 	const char *spawn;
 	const char *data_dir;
 	const char *scenario;
@@ -217,8 +257,10 @@ static void usage(FILE *f)
 	      "         [--restart-pending N] [--restart-leased N] "
 	      "[--restart-kill]\n"
 	      "         [--phase-limit SECONDS] [--neighbour-rounds N]\n"
+	      "         [--http HOST:PORT]\n"
 	      "\n"
-	      "Benchmark of the handoff broker through its client library.\n"
+	      "Benchmark of the handoff broker through its client library and\n"
+	      "its HTTP API.\n"
 	      "\n"
 	      "  --spawn PATH       start PATH (handoffd) on a fresh folder under\n"
 	      "                     --data-dir, stop it and remove the folder at the\n"
@@ -228,15 +270,23 @@ static void usage(FILE *f)
 	      "                     bytes/event; subscriptions removed at the end)\n"
 	      "  --data-dir DIR     where the work folder goes: the disk measured\n"
 	      "                     (default: the current directory)\n"
-	      "  --scenario S       all (default), custom, or names from:\n"
+	      "  --scenario S       all (default), custom, http, or names from:\n"
 	      "                     publish-k4-e100 publish-k8-e1 publish-k1-e1\n"
-	      "                     e2e-batched fanout-4 lat-1k; and, only when\n"
-	      "                     named (long; --spawn only): backlog restart\n"
-	      "                     neighbour\n"
+	      "                     e2e-batched fanout-4 lat-1k http-publish-k4-e100\n"
+	      "                     http-publish-k8-e1 http-e2e-batched; and, only\n"
+	      "                     when named (long; --spawn only): backlog\n"
+	      "                     restart neighbour\n"
+	      "                     http = the three http-... scenarios; each runs\n"
+	      "                     right after its native twin (added when not\n"
+	      "                     named just before) and prints its ratio to it;\n"
+	      "                     http,http,http runs three rounds of pairs\n"
+	      "  --http HOST:PORT   with --broker: its HTTP API, for the http-...\n"
+	      "                     scenarios (a spawned broker gets a free\n"
+	      "                     loopback port)\n"
 	      "  --duration S       seconds per scenario (default 5; neighbour:\n"
 	      "                     per phase)\n"
 	      "  --payload BYTES    event size (default 256; >= 8 for delivery\n"
-	      "                     latency)\n"
+	      "                     latency, >= 19 over HTTP)\n"
 	      "  --producers N, --batch N (events per publish request),\n"
 	      "  --subscriptions N (per topic), --rate N (events/s, open loop;\n"
 	      "  0 = closed loop)   override every selected scenario's default\n"
@@ -341,6 +391,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		F_RS_KILL,
 		F_PHASE_LIMIT,
 		F_NB_ROUNDS,
+		F_HTTP,
 		F_HELP,
 	};
 	static const struct option lo[] = {
@@ -366,6 +417,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "restart-kill", no_argument, NULL, F_RS_KILL },
 		{ "phase-limit", required_argument, NULL, F_PHASE_LIMIT },
 		{ "neighbour-rounds", required_argument, NULL, F_NB_ROUNDS },
+		{ "http", required_argument, NULL, F_HTTP },
 		{ "help", no_argument, NULL, F_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -393,6 +445,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			break;
 		case F_DATA:
 			o->data_dir = optarg;
+			break;
+		case F_HTTP:
+			o->http = optarg;
 			break;
 		case F_PRODUCERS:
 			if (parse_long("--producers", optarg, 1, 1024, &v))
@@ -517,6 +572,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			"handoff-bench: give --broker or --spawn, not both\n");
 		return 2;
 	}
+	if (o->http && !o->broker_url) {
+		fprintf(stderr, "handoff-bench: --http goes with --broker (a "
+				"spawned broker serves HTTP on a port of its "
+				"own)\n");
+		return 2;
+	}
 	if (o->backlog_probe >= o->backlog_events) {
 		fprintf(stderr, "handoff-bench: --backlog-probe must be below "
 				"--backlog-events\n");
@@ -560,9 +621,31 @@ static void apply_overrides(struct scen_params *p, const struct opts *o,
 				0;
 }
 
-/* Fill out[] from --scenario; returns the count, -1 on a bad name. */
-static int select_scenarios(const struct opts *o, struct scen_params *out,
-			    int max)
+/* Add scenario_defs[i]; an HTTP one right after its twin (added when it
+ * is not the scenario just before: `http,http` runs two pairs). */
+static void add_def(const struct opts *o, struct scen_params *out, int *n,
+		    int max, int i)
+{
+	const struct scen_params *d = &scenario_defs[i];
+
+	if (d->twin && (*n == 0 || strcmp(out[*n - 1].name, d->twin) != 0)) {
+		for (int k = 0; k < N_DEFS && *n < max; k++) {
+			if (strcmp(scenario_defs[k].name, d->twin) == 0) {
+				out[*n] = scenario_defs[k];
+				apply_overrides(&out[(*n)++], o, false);
+			}
+		}
+	}
+	if (*n < max) {
+		out[*n] = *d;
+		apply_overrides(&out[(*n)++], o, false);
+	}
+}
+
+/* Fill out[] from --scenario; returns the count, -1 on a bad name.
+ * without_http: `all` leaves the HTTP scenarios out (no endpoint). */
+static int select_scenarios(const struct opts *o, bool without_http,
+			    struct scen_params *out, int max)
 {
 	char list[512];
 	int n = 0;
@@ -576,10 +659,21 @@ static int select_scenarios(const struct opts *o, struct scen_params *out,
 	     tok = strtok_r(NULL, ",", &save)) {
 		bool found = false;
 		if (strcmp(tok, "all") == 0) {
-			for (int i = 0; i < N_DEFS && n < max; i++) {
-				out[n] = scenario_defs[i];
-				apply_overrides(&out[n++], o, false);
-			}
+			for (int i = 0; i < N_DEFS && n < max; i++)
+				if (!(without_http && scenario_defs[i].http))
+					add_def(o, out, &n, max, i);
+			if (without_http)
+				fprintf(stderr,
+					"handoff-bench: without --http, all "
+					"leaves the http-... scenarios out\n");
+			continue;
+		}
+		if (strcmp(tok, "http") == 0) {
+			if (without_http)
+				goto no_http;
+			for (int i = 0; i < N_DEFS && n < max; i++)
+				if (scenario_defs[i].http)
+					add_def(o, out, &n, max, i);
 			continue;
 		}
 		if (strcmp(tok, "custom") == 0 && n < max) {
@@ -590,8 +684,9 @@ static int select_scenarios(const struct opts *o, struct scen_params *out,
 		for (int i = 0; i < N_DEFS; i++) {
 			if (strcmp(tok, scenario_defs[i].name) == 0 &&
 			    n < max) {
-				out[n] = scenario_defs[i];
-				apply_overrides(&out[n++], o, false);
+				if (without_http && scenario_defs[i].http)
+					goto no_http;
+				add_def(o, out, &n, max, i);
 				found = true;
 			}
 		}
@@ -612,9 +707,11 @@ static int select_scenarios(const struct opts *o, struct scen_params *out,
 		if (!found) {
 			fprintf(stderr,
 				"handoff-bench: no scenario '%s' (all, custom, "
-				"publish-k4-e100, publish-k8-e1, "
+				"http, publish-k4-e100, publish-k8-e1, "
 				"publish-k1-e1, e2e-batched, fanout-4, "
-				"lat-1k; backlog, restart, neighbour)\n",
+				"lat-1k, http-publish-k4-e100, "
+				"http-publish-k8-e1, http-e2e-batched; "
+				"backlog, restart, neighbour)\n",
 				tok);
 			return -1;
 		}
@@ -624,6 +721,11 @@ static int select_scenarios(const struct opts *o, struct scen_params *out,
 		return -1;
 	}
 	return n;
+no_http:
+	fprintf(stderr,
+		"handoff-bench: the http scenarios need --http HOST:PORT with "
+		"--broker\n");
+	return -1;
 }
 
 /* handoffd beside us: the build tree (tools/bench/ -> broker/), or the
@@ -694,8 +796,8 @@ int main(int argc, char **argv)
 	struct machine_info machine;
 	struct ceilings ceil;
 	struct broker broker;
-	struct scen_result res[16];
-	struct scen_params sel[16];
+	struct scen_result res[MAX_SELECTED];
+	struct scen_params sel[MAX_SELECTED];
 	char workdir[BENCH_PATH_LEN] = "", err[BENCH_ERR_LEN];
 	char spawn_path[BENCH_PATH_LEN], version[64] = "";
 	const char *url = NULL;
@@ -709,7 +811,8 @@ int main(int argc, char **argv)
 	int prc = parse_args(argc, argv, &o);
 	if (prc)
 		return prc == 1 ? 0 : 2;
-	n_sel = select_scenarios(&o, sel, 16);
+	n_sel = select_scenarios(&o, o.broker_url && !o.http, sel,
+				 MAX_SELECTED);
 	if (n_sel < 0)
 		return 2;
 	if (!o.broker_url && !o.spawn) {
@@ -749,6 +852,7 @@ int main(int argc, char **argv)
 		run_lmdb_ceilings(workdir, (uint32_t)o.payload, csecs, &ceil);
 	}
 	if (o.spawn) {
+		broker.with_http = true;
 		if (broker_spawn(&broker, o.spawn, workdir,
 				 (uint32_t)(o.batch > o.fetch_batch ?
 						    o.batch :
@@ -787,8 +891,32 @@ int main(int argc, char **argv)
 	memset(&no_flags, 0, sizeof no_flags);
 	apply_overrides(&e2e, &no_flags, false);
 
+	char http_host[64] = "127.0.0.1";
+	unsigned http_port = spawned ? broker.http_port : 0;
+	if (o.http) {
+		const char *colon = strrchr(o.http, ':');
+		long port = colon ? strtol(colon + 1, NULL, 10) : 0;
+		const char *host = o.http;
+		size_t hl = colon ? (size_t)(colon - o.http) : 0;
+		if (hl > 2 && host[0] == '[' && host[hl - 1] == ']') {
+			host++; /* [v6]:port */
+			hl -= 2;
+		}
+		if (port <= 0 || port > 65535 || hl == 0 ||
+		    hl >= sizeof http_host) {
+			fprintf(stderr,
+				"handoff-bench: --http %s: not HOST:PORT\n",
+				o.http);
+			setup_ok = false;
+			goto finish;
+		}
+		snprintf(http_host, sizeof http_host, "%.*s", (int)hl, host);
+		http_port = (unsigned)port;
+	}
 	struct bench_ctx ctx = {
 		.url = url,
+		.http_host = http_host,
+		.http_port = http_port,
 		.payload = (uint32_t)o.payload,
 		.duration_s = o.duration,
 		.broker = spawned ? &broker : NULL,

@@ -9,6 +9,10 @@
  *   nn          events/s / nanomsg PUSH/PULL tcp msgs/s
  *   k4          events/s / publish-k4-e100's events/s (fan-out cost)
  *   p99/commit  confirm p99 / LMDB single-put commit p99
+ *   native      an HTTP scenario's events/s / its native twin's events/s
+ *               (the same shape over handoff.h, run just before it on
+ *               the same broker); each has a target, printed as met or
+ *               MISSED (never a failure: the machines are noisy)
  * and for the scenarios run only when named (targets in the notes):
  *   rss N/probe        backlog: RssAnon with N stored / with N_probe
  *   drain/e2e          backlog: drain acks/s / empty-queue e2e events/s
@@ -134,6 +138,19 @@ void ratios_compute(struct scen_result *r, const struct ceilings *c,
 	r->n_ratios = 0;
 	if (!r->ran || r->failed)
 		return;
+	if ((k & RATIO_NATIVE) && r->p.twin) {
+		/* the twin run just before r (the selection puts it there) */
+		r->twin_per_s = 0;
+		for (int i = (int)(r - all) - 1; i >= 0 && i < n_all; i--) {
+			const struct scen_result *o = &all[i];
+			if (strcmp(o->p.name, r->p.twin) != 0)
+				continue;
+			if (o->ran && !o->failed)
+				r->twin_per_s = o->events_per_s;
+			break;
+		}
+		add_ratio(r, "native", r->events_per_s, r->twin_per_s);
+	}
 	if ((k & RATIO_LMDB100) && c->ran && c->lmdb100.ok)
 		add_ratio(r, "lmdb100", r->events_per_s,
 			  c->lmdb100.events_per_s);
@@ -482,6 +499,41 @@ static void notes_neighbour(FILE *f, const struct scen_result *s,
 		fprintf(f, "    FAILED: %s\n", s->error);
 }
 
+/* The ratio of an HTTP scenario to its native twin, and its target. */
+static double native_ratio(const struct scen_result *s)
+{
+	for (int i = 0; i < s->n_ratios; i++)
+		if (strcmp(s->ratios[i].name, "native") == 0)
+			return s->ratios[i].value;
+	return -1;
+}
+
+static void notes_http(FILE *f, const struct scen_result *s)
+{
+	char a[32], b[32], c[32];
+	double ratio = native_ratio(s);
+
+	if (ratio >= 0)
+		fprintf(f,
+			"    HTTP: %s events/s vs %s's %s: ratio %.2f, target "
+			">= %.1f%s\n",
+			grouped(a, sizeof a, s->events_per_s), s->p.twin,
+			grouped(b, sizeof b, s->twin_per_s), ratio, s->p.target,
+			target_text(ratio, false, s->p.target));
+	else if (!s->failed)
+		fprintf(f,
+			"    HTTP: no ratio (%s did not run to the end in "
+			"this run), target >= %.1f\n",
+			s->p.twin, s->p.target);
+	if (s->http_requests)
+		fprintf(f,
+			"    %s HTTP requests on %s connection%s "
+			"(keep-alive)\n",
+			grouped(a, sizeof a, (double)s->http_requests),
+			grouped(c, sizeof c, (double)s->http_connects),
+			s->http_connects == 1 ? "" : "s");
+}
+
 void report_table(FILE *f, const struct report *r)
 {
 	const struct machine_info *m = r->machine;
@@ -528,9 +580,9 @@ void report_table(FILE *f, const struct report *r)
 		fputc('\n', f);
 	}
 
-	fprintf(f, "%-28s %-24s  %-24s  %7s\n", "", "   confirm latency (ms)",
+	fprintf(f, "%-31s %-24s  %-24s  %7s\n", "", "   confirm latency (ms)",
 		"   delivery latency (ms)", "RssAnon");
-	fprintf(f, "%-17s %10s %7s %7s %7s   %7s %7s %7s  %7s %8s  %s\n",
+	fprintf(f, "%-20s %10s %7s %7s %7s   %7s %7s %7s  %7s %8s  %s\n",
 		"scenario", "events/s", "p50", "p99", "p99.9", "p50", "p99",
 		"p99.9", "MiB", "B/event", "ratios");
 	for (int i = 0; i < r->n_results; i++) {
@@ -541,14 +593,14 @@ void report_table(FILE *f, const struct report *r)
 		if (!s->ran)
 			continue;
 		if (s->failed) {
-			fprintf(f, "%-17s %10s  FAILED: %s\n", name,
+			fprintf(f, "%-20s %10s  FAILED: %s\n", name,
 				s->elapsed_s > 0 ?
 					grouped(a, sizeof a, s->events_per_s) :
 					"-",
 				s->error);
 			continue;
 		}
-		fprintf(f, "%-17s %10s", name,
+		fprintf(f, "%-20s %10s", name,
 			s->p.kind == SCEN_RESTART ?
 				"-" :
 				grouped(a, sizeof a, s->events_per_s));
@@ -617,6 +669,8 @@ void report_table(FILE *f, const struct report *r)
 				s->bench_cpu_s,
 				100 * s->bench_cpu_s / s->elapsed_s);
 		}
+		if (s->p.http)
+			notes_http(f, s);
 		if (s->note[0])
 			fprintf(f, "    note: %s\n", s->note);
 		if (s->failed)
@@ -635,6 +689,18 @@ void report_table(FILE *f, const struct report *r)
 		"    at 1 put per commit; nn = / PUSH/PULL msgs/s; k4 = / "
 		"publish-k4-e100 events/s;\n"
 		"    p99/commit = confirm p99 / LMDB single-commit p99.\n");
+	for (int i = 0; i < r->n_results; i++) {
+		if (r->results[i].ran && r->results[i].p.http) {
+			fprintf(f,
+				"    http-...: the same load over the HTTP API, "
+				"one keep-alive connection per\n"
+				"      producer and consumer; native = events/s "
+				"/ the native twin's, run just before\n"
+				"      on the same broker (a missed target is "
+				"printed, not a failure).\n");
+			break;
+		}
+	}
 	for (int i = 0; i < r->n_results; i++) {
 		if (r->results[i].ran &&
 		    (r->results[i].p.kind == SCEN_BACKLOG ||
@@ -1012,6 +1078,24 @@ void report_json(FILE *f, const struct report *r)
 			json_str(f, s->note);
 		else
 			fputs("null", f);
+		if (p->http) {
+			double ratio = native_ratio(s);
+			fputs(",\n     \"http\": {\"twin\": ", f);
+			json_str(f, p->twin);
+			fputs(", ", f);
+			json_num(f, "twin_events_per_s", s->twin_per_s, true);
+			fputs(", ", f);
+			json_ratio(f, "ratio_to_native", ratio);
+			fprintf(f,
+				", \"target\": %.2f, \"target_met\": %s, "
+				"\"requests\": %llu, \"connections\": %llu}",
+				p->target,
+				ratio < 0	   ? "null" :
+				ratio >= p->target ? "true" :
+						     "false",
+				(unsigned long long)s->http_requests,
+				(unsigned long long)s->http_connects);
+		}
 		if (p->kind == SCEN_BACKLOG)
 			json_backlog(f, &s->bl);
 		if (p->kind == SCEN_RESTART)

@@ -20,6 +20,14 @@
  * delivery latency is the age of that queue). The throughput hardly
  * depends on the cap; delivery latency grows with it.
  *
+ * HTTP scenarios (p->http) run the same loops over the broker's HTTP API:
+ * each producer and consumer thread keeps one HTTP/1.1 connection open
+ * (http_client.c), publishes with POST .../events (one event, the body is
+ * the payload) or .../events:batch, fetches with POST .../fetch (the same
+ * long poll) and acks with POST .../ack. Their payloads are text with the
+ * publish stamp in decimal. The topic, subscriptions and the broker's
+ * counters are handled natively, as for the other scenarios.
+ *
  * Every call has the client's deadline (10 s), every loop ends at the
  * scenario's end time, and the first error stops all threads of the
  * scenario: a dead broker fails the scenario, it does not hang it.
@@ -70,6 +78,7 @@ struct worker {
 	struct hist confirm, deliver;
 	uint64_t delivered, lease_lost;
 	uint64_t t_done;
+	uint64_t http_requests, http_connects;
 };
 
 static void fail(struct shared *sh, const char *fmt, ...)
@@ -90,20 +99,56 @@ static bool stopping(struct shared *sh)
 	return atomic_load(&sh->stop) || bench_interrupted;
 }
 
-static void producer(struct worker *w, handoff_client *c)
+/* One HTTP publish of the producer's request: one event (the body is the
+ * payload) or an events:batch. 0, or -1 with msg filled. */
+static int http_publish(struct bench_http *h, const char *path,
+			const struct scen_params *p, char *one,
+			struct bench_http_batch *hb, uint32_t payload,
+			char *msg, size_t len)
+{
+	struct bench_http_resp resp;
+	uint64_t st = bench_realtime_ns();
+	int rc;
+
+	if (p->batch == 1) {
+		bench_http_payload_fill(one, payload, st);
+		rc = bench_http_call(h, "POST", path,
+				     "application/octet-stream", one, payload,
+				     &resp, msg, len);
+	} else {
+		bench_http_batch_stamp(hb, st);
+		rc = bench_http_call(h, "POST", path, "application/json",
+				     hb->body, hb->len, &resp, msg, len);
+	}
+	if (rc)
+		return -1;
+	if (resp.status != 201) {
+		bench_http_error_text(&resp, msg, len);
+		return -1;
+	}
+	return 0;
+}
+
+static void producer(struct worker *w, handoff_client *c, struct bench_http *h)
 {
 	struct shared *sh = w->sh;
 	const struct scen_params *p = sh->p;
 	size_t n = (size_t)p->batch;
 	struct bench_batch pb;
+	struct bench_http_batch hb;
+	char path[512];
 	uint64_t interval = 0, next = sh->t_start;
 	int64_t cap = (int64_t)p->backlog * sh->consumed_subs;
 	char msg[BENCH_ERR_LEN - 64];
 
-	if (bench_batch_init(&pb, n, sh->payload, 'p')) {
+	memset(&hb, 0, sizeof hb);
+	if (bench_batch_init(&pb, n, sh->payload, 'p') ||
+	    (h && n > 1 && bench_http_batch_init(&hb, n, sh->payload))) {
 		fail(sh, "producer %d: out of memory", w->idx);
 		goto cleanup;
 	}
+	snprintf(path, sizeof path, "/v1/topics/%s/events%s", sh->topic,
+		 n > 1 ? ":batch" : "");
 	if (p->rate > 0) {
 		double per = p->rate / p->producers; /* events/s */
 		interval = (uint64_t)(1e9 * (double)n / per);
@@ -135,6 +180,20 @@ static void producer(struct worker *w, handoff_client *c)
 				bench_sleep_ns(BACKLOG_POLL_NS);
 			}
 		}
+		if (h) {
+			uint64_t a = bench_now_ns();
+			int rc = http_publish(h, path, p, pb.buf, &hb,
+					      sh->payload, msg, sizeof msg);
+			uint64_t z = bench_now_ns();
+			if (rc) {
+				fail(sh, "producer %d: HTTP publish: %s",
+				     w->idx, msg);
+				break;
+			}
+			hist_add(&w->confirm, z - (interval ? sched : a));
+			atomic_fetch_add(&sh->published, (uint64_t)n);
+			continue;
+		}
 		if (sh->payload >= 8) {
 			uint64_t st = bench_realtime_ns();
 			memcpy(pb.buf, &st, sizeof st);
@@ -152,6 +211,7 @@ static void producer(struct worker *w, handoff_client *c)
 	}
 cleanup:
 	bench_batch_free(&pb);
+	bench_http_batch_free(&hb);
 }
 
 static void consumer(struct worker *w, handoff_client *c)
@@ -211,6 +271,98 @@ cleanup:
 	free(res);
 }
 
+/* The consumer's loop over HTTP: fetch (long poll), ack the batch. */
+static void http_consumer(struct worker *w, struct bench_http *h)
+{
+	struct shared *sh = w->sh;
+	const struct scen_params *p = sh->p;
+	const char *sub = sh->subs[w->idx % sh->consumed_subs];
+	size_t max = (size_t)p->fetch_batch;
+	size_t ack_cap = 64 + max * 64;
+	struct bench_http_delivery *d = calloc(max, sizeof *d);
+	char *ack = malloc(ack_cap);
+	char fetch_path[512], ack_path[512], fetch_body[256];
+	char msg[BENCH_ERR_LEN - 64];
+	struct bench_http_resp resp;
+
+	if (d == NULL || ack == NULL) {
+		fail(sh, "consumer %d: out of memory", w->idx);
+		goto cleanup;
+	}
+	snprintf(fetch_path, sizeof fetch_path, "/v1/subscriptions/%s/fetch",
+		 sub);
+	snprintf(ack_path, sizeof ack_path, "/v1/subscriptions/%s/ack", sub);
+	int fetch_len = snprintf(fetch_body, sizeof fetch_body,
+				 "{\"max_events\":%zu,\"wait_ms\":%d,"
+				 "\"consumer\":\"bench-c%d\"}",
+				 max, FETCH_WAIT_MS, w->idx);
+	while (!stopping(sh) && bench_now_ns() < sh->t_end) {
+		size_t n = 0;
+		if (bench_http_call(h, "POST", fetch_path, "application/json",
+				    fetch_body, (size_t)fetch_len, &resp, msg,
+				    sizeof msg)) {
+			fail(sh, "consumer %d: HTTP fetch: %s", w->idx, msg);
+			break;
+		}
+		if (resp.status != 200) {
+			bench_http_error_text(&resp, msg, sizeof msg);
+			fail(sh, "consumer %d: HTTP fetch: %s", w->idx, msg);
+			break;
+		}
+		if (bench_http_scan_fetch(resp.body, resp.len, d, max, &n)) {
+			fail(sh,
+			     "consumer %d: HTTP fetch: not a fetch reply: "
+			     "%.100s",
+			     w->idx, resp.body);
+			break;
+		}
+		uint64_t rt = bench_realtime_ns();
+		for (size_t i = 0; i < n; i++) {
+			if (d[i].attempt == 1 && d[i].stamped)
+				hist_add(&w->deliver,
+					 rt > d[i].stamp ? rt - d[i].stamp : 0);
+			w->delivered++;
+		}
+		if (n == 0)
+			continue;
+		uint64_t ok = 0, lost = 0;
+		for (size_t i = 0; i < n; i += p->ack_each ? 1 : n) {
+			size_t k = p->ack_each ? 1 : n;
+			uint64_t ok1, lost1;
+			int len = bench_http_ack_body(ack, ack_cap, &d[i], k);
+			if (len < 0 || bench_http_call(h, "POST", ack_path,
+						       "application/json", ack,
+						       (size_t)len, &resp, msg,
+						       sizeof msg)) {
+				fail(sh, "consumer %d: HTTP ack: %s", w->idx,
+				     len < 0 ? "body too long" : msg);
+				goto cleanup;
+			}
+			if (resp.status != 200) {
+				bench_http_error_text(&resp, msg, sizeof msg);
+				fail(sh, "consumer %d: HTTP ack: %s", w->idx,
+				     msg);
+				goto cleanup;
+			}
+			if (bench_http_scan_acks(resp.body, resp.len, &ok1,
+						 &lost1)) {
+				fail(sh,
+				     "consumer %d: HTTP ack: not an ack "
+				     "reply: %.100s",
+				     w->idx, resp.body);
+				goto cleanup;
+			}
+			ok += ok1;
+			lost += lost1;
+		}
+		w->lease_lost += lost;
+		atomic_fetch_add(&sh->acked, ok);
+	}
+cleanup:
+	free(d);
+	free(ack);
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -218,12 +370,27 @@ static void *worker_main(void *arg)
 	handoff_client *c = NULL;
 	char name[64], msg[BENCH_ERR_LEN - 64];
 
+	struct bench_http http, *h = NULL;
+
 	snprintf(name, sizeof name, "bench-%s%d", w->consumer ? "c" : "p",
 		 w->idx);
-	int rc = bench_client_open(sh->ctx->url, name, CALL_DEADLINE_MS, &c);
-	if (rc != HANDOFF_OK)
-		fail(sh, "%s: connect %s: %s", name, sh->ctx->url,
-		     bench_call_text(NULL, rc, msg, sizeof msg));
+	if (sh->p->http) {
+		/* connected at the first call; resolved here */
+		if (sh->ctx->http_port == 0)
+			fail(sh, "%s: no HTTP endpoint", name);
+		else if (bench_http_open(&http, sh->ctx->http_host,
+					 sh->ctx->http_port, CALL_DEADLINE_MS,
+					 msg, sizeof msg))
+			fail(sh, "%s: %s", name, msg);
+		else
+			h = &http;
+	} else {
+		int rc = bench_client_open(sh->ctx->url, name, CALL_DEADLINE_MS,
+					   &c);
+		if (rc != HANDOFF_OK)
+			fail(sh, "%s: connect %s: %s", name, sh->ctx->url,
+			     bench_call_text(NULL, rc, msg, sizeof msg));
+	}
 
 	pthread_mutex_lock(&sh->mu);
 	sh->ready++;
@@ -232,13 +399,23 @@ static void *worker_main(void *arg)
 		pthread_cond_wait(&sh->cond, &sh->mu);
 	pthread_mutex_unlock(&sh->mu);
 
-	if (c != NULL && !stopping(sh)) {
+	if (h != NULL && !stopping(sh)) {
+		if (w->consumer)
+			http_consumer(w, h);
+		else
+			producer(w, NULL, h);
+	} else if (c != NULL && !stopping(sh)) {
 		if (w->consumer)
 			consumer(w, c);
 		else
-			producer(w, c);
+			producer(w, c, NULL);
 	}
 	w->t_done = bench_now_ns();
+	if (h != NULL) {
+		w->http_requests = h->requests;
+		w->http_connects = h->connects;
+		bench_http_close(h);
+	}
 	handoff_close(c);
 	atomic_fetch_sub(&sh->running, 1);
 	return NULL;
@@ -421,6 +598,8 @@ int scenario_run(const struct bench_ctx *ctx, struct scen_result *r)
 		hist_merge(r->deliver, &w[i].deliver);
 		r->delivered += w[i].delivered;
 		r->lease_lost += w[i].lease_lost;
+		r->http_requests += w[i].http_requests;
+		r->http_connects += w[i].http_connects;
 		if (w[i].t_done > t_last)
 			t_last = w[i].t_done;
 	}
@@ -457,6 +636,11 @@ int scenario_run(const struct bench_ctx *ctx, struct scen_result *r)
 		snprintf(r->note, sizeof r->note,
 			 "%llu acks answered lease lost / not found",
 			 (unsigned long long)r->lease_lost);
+	else if (p->http && r->http_connects > (uint64_t)nthreads)
+		snprintf(r->note, sizeof r->note,
+			 "%llu HTTP connections for %d threads: the broker "
+			 "closed some",
+			 (unsigned long long)r->http_connects, nthreads);
 	ret = 0;
 cleanup:
 	if (ret != 0) {
