@@ -136,6 +136,9 @@ void handoff_stats_free(handoff_stats *s)
 		for (size_t i = 0; i < s->n_subscriptions; i++) {
 			free(s->subscriptions[i].name);
 			free(s->subscriptions[i].topic);
+			free(s->subscriptions[i].push_url);
+			free(s->subscriptions[i].push_state);
+			free(s->subscriptions[i].push_last_error);
 		}
 		free(s->subscriptions);
 	}
@@ -194,7 +197,13 @@ static int copy_subscription_stats(const Handoff__Wire__StatsReply *w,
 		d->deliver_rate = ws->deliver_rate;
 		d->name = hc_strdup(ws->name);
 		d->topic = hc_strdup(ws->topic);
-		if (d->name == NULL || d->topic == NULL)
+		d->push_url = hc_strdup(ws->push_url ? ws->push_url : "");
+		d->push_state = hc_strdup(ws->push_state ? ws->push_state : "");
+		d->push_last_error = hc_strdup(
+			ws->push_last_error ? ws->push_last_error : "");
+		if (d->name == NULL || d->topic == NULL ||
+		    d->push_url == NULL || d->push_state == NULL ||
+		    d->push_last_error == NULL)
 			return HANDOFF_ENOMEM;
 	}
 	return HANDOFF_OK;
