@@ -69,7 +69,8 @@ static void test_secret_decoding(void **state)
 	assert_int_equal(len, 24);
 	/* no prefix, bad base64, too short, too long */
 	assert_int_not_equal(
-		push_secret_decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", key, &len),
+		push_secret_decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", key,
+				   &len),
 		0);
 	assert_int_not_equal(push_secret_decode("whsec_!!!!", key, &len), 0);
 	assert_int_not_equal(push_secret_decode("whsec_AAAA", key, &len), 0);
@@ -165,14 +166,10 @@ static void test_transport_errors_fail(void **state)
 		int code;
 		const char *kind;
 	} cases[] = {
-		{ 6, "DNS failure" },
-		{ 7, "connection failed" },
-		{ 28, "timeout" },
-		{ 35, "TLS failure" },
-		{ 60, "TLS failure" },
-		{ 52, "connection closed" },
-		{ 56, "connection broken" },
-		{ 1, "transport error" },
+		{ 6, "DNS failure" },	     { 7, "connection failed" },
+		{ 28, "timeout" },	     { 35, "TLS failure" },
+		{ 60, "TLS failure" },	     { 52, "connection closed" },
+		{ 56, "connection broken" }, { 1, "transport error" },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
 		struct push_outcome o = classify(cases[i].code, 0, 0, "");
@@ -207,10 +204,11 @@ static bool private6(const char *a)
 static void test_private_addresses(void **state)
 {
 	(void)state;
-	const char *deny4[] = { "127.0.0.1",   "10.1.2.3",	"172.16.0.1",
-				"172.31.255.1", "192.168.1.1",	"169.254.169.254",
-				"0.0.0.0",     "100.64.0.1",	"224.0.0.1",
-				"255.255.255.255" };
+	const char *deny4[] = { "127.0.0.1",   "10.1.2.3",
+				"172.16.0.1",  "172.31.255.1",
+				"192.168.1.1", "169.254.169.254",
+				"0.0.0.0",     "100.64.0.1",
+				"224.0.0.1",   "255.255.255.255" };
 	const char *allow4[] = { "8.8.8.8", "172.32.0.1", "192.169.0.1",
 				 "1.1.1.1", "100.128.0.1" };
 	for (size_t i = 0; i < sizeof deny4 / sizeof *deny4; i++)
