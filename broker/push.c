@@ -24,11 +24,11 @@
 #include "push_outcome.h"
 #include "push_sign.h"
 
-#define LIST_EVERY_MS	30000
-#define FETCH_WAIT_MS	5000
-#define RETRY_POST_MS	100
-#define BODY_LINE_MAX	200
-#define POLL_MS		100
+#define LIST_EVERY_MS 30000
+#define FETCH_WAIT_MS 5000
+#define RETRY_POST_MS 100
+#define BODY_LINE_MAX 200
+#define POLL_MS	      100
 
 /* The push thread's caller: consumer of every subscription (so fetch, ack
  * and nack pass auth_allows with access control on) and operator (list). */
@@ -54,7 +54,7 @@ struct sub {
 	bool listed;   /* in the last list reply */
 	bool fetching; /* a fetch is posted and not answered */
 	unsigned in_flight;
-	bool probe_out; /* the probe is in flight */
+	bool probe_out;		   /* the probe is in flight */
 	enum endpoint_state state; /* written under mu */
 	unsigned conn_failures;
 	uint32_t probe_delay_ms;
@@ -68,7 +68,7 @@ enum call_kind { CALL_LIST, CALL_FETCH, CALL_ACK, CALL_NACK };
 /* One posted request, until its reply; the pump hands it back. */
 struct call {
 	enum call_kind kind;
-	char *sub; /* fetch, ack, nack */
+	char *sub;  /* fetch, ack, nack */
 	void *body; /* packed, while not yet posted */
 	size_t len;
 	struct call *prev, *next; /* all calls, for push_stop */
@@ -411,10 +411,10 @@ static bool configure(struct sub *s, const Handoff__Wire__SubscriptionInfo *si)
 	free(s->secret);
 	s->url = url;
 	s->secret = sec;
-	s->timeout_ms = pc->timeout_ms ? pc->timeout_ms :
-					 PUSH_DEFAULT_TIMEOUT_MS;
-	s->concurrency = pc->concurrency ? pc->concurrency :
-					   PUSH_DEFAULT_CONCURRENCY;
+	s->timeout_ms =
+		pc->timeout_ms ? pc->timeout_ms : PUSH_DEFAULT_TIMEOUT_MS;
+	s->concurrency =
+		pc->concurrency ? pc->concurrency : PUSH_DEFAULT_CONCURRENCY;
 	s->backoff_min_ms = si->policy && si->policy->backoff_min_ms ?
 				    si->policy->backoff_min_ms :
 				    1000;
@@ -550,9 +550,10 @@ static bool header_ok(const char *name, const char *value)
 static bool header_reserved(const char *name)
 {
 	static const char *const exact[] = {
-		"host",	   "content-length", "transfer-encoding", "connection",
-		"expect",  "te",	     "upgrade",		  "keep-alive",
-		"trailer", "content-type",
+		"host",		"content-length", "transfer-encoding",
+		"connection",	"expect",	  "te",
+		"upgrade",	"keep-alive",	  "trailer",
+		"content-type",
 	};
 	for (size_t i = 0; i < sizeof exact / sizeof *exact; i++)
 		if (strcasecmp(name, exact[i]) == 0)
@@ -745,8 +746,8 @@ static void on_items(const struct call *c, const Reply *r)
 	bool bad = r->status != HANDOFF__WIRE__STATUS__OK;
 	if (!bad && r->body_case == HANDOFF__WIRE__REPLY__BODY_ITEMS)
 		for (size_t i = 0; i < r->items->n_statuses; i++)
-			bad = bad ||
-			      r->items->statuses[i] != HANDOFF__WIRE__STATUS__OK;
+			bad = bad || r->items->statuses[i] !=
+					     HANDOFF__WIRE__STATUS__OK;
 	if (bad)
 		log_event(LOG_WARN, "push_outcome_not_recorded",
 			  LS("subscription", c->sub ? c->sub : ""),
@@ -856,10 +857,9 @@ static void finish(struct push *p, struct xfer *x, CURLcode code)
 			s->next_fetch_ms = now + s->probe_delay_ms;
 			if (s->state == EP_PROBING) {
 				uint64_t d = 2 * (uint64_t)s->probe_delay_ms;
-				s->probe_delay_ms =
-					d > s->backoff_max_ms ?
-						s->backoff_max_ms :
-						(uint32_t)d;
+				s->probe_delay_ms = d > s->backoff_max_ms ?
+							    s->backoff_max_ms :
+							    (uint32_t)d;
 			}
 			set_state(p, s, EP_PROBING, o.text);
 		} else {

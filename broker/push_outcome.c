@@ -66,8 +66,7 @@ void push_classify(const struct push_result *r, struct push_outcome *o)
 				 r->timeout_ms, e);
 		else
 			snprintf(o->text, sizeof o->text, "%s (curl %d): %s",
-				 transport_kind(r->transport), r->transport,
-				 e);
+				 transport_kind(r->transport), r->transport, e);
 		return;
 	}
 	const char *line = r->body_line ? r->body_line : "";
@@ -123,8 +122,8 @@ bool push_address_private(const struct sockaddr *sa)
 				    (uint32_t)b[14] << 8 | b[15]);
 	static const uint8_t zero[15] = { 0 };
 	if (memcmp(b, zero, sizeof zero) == 0 && (b[15] == 0 || b[15] == 1))
-		return true; /* :: and ::1 */
-	return (b[0] & 0xfe) == 0xfc ||		      /* fc00::/7 */
+		return true;				  /* :: and ::1 */
+	return (b[0] & 0xfe) == 0xfc ||			  /* fc00::/7 */
 	       (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) || /* fe80::/10 */
-	       b[0] == 0xff;				      /* multicast */
+	       b[0] == 0xff;				  /* multicast */
 }

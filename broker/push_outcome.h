@@ -18,12 +18,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define PUSH_TEXT_MAX	      320
+#define PUSH_TEXT_MAX	       320
 #define PUSH_RETRY_AFTER_MAX_S 3600 /* a longer Retry-After is capped */
 
 /* One attempt's result, as the push thread saw it. */
 struct push_result {
-	int transport;		/* CURLcode; 0: an HTTP reply came */
+	int transport;		     /* CURLcode; 0: an HTTP reply came */
 	const char *transport_error; /* curl's error buffer ("" or NULL) */
 	bool address_denied;	     /* deny_private refused every address */
 	uint32_t timeout_ms;	     /* the subscription's push timeout */
@@ -40,9 +40,9 @@ enum push_action {
 struct push_outcome {
 	enum push_action action;
 	uint32_t delay_ms;
-	bool connection_failure; /* no HTTP reply at all: counts toward
+	bool connection_failure;  /* no HTTP reply at all: counts toward
 				  * probing (push.h) */
-	bool gone;		 /* 410: the endpoint says it is gone */
+	bool gone;		  /* 410: the endpoint says it is gone */
 	char text[PUSH_TEXT_MAX]; /* the failure, for the nack's reason */
 };
 
