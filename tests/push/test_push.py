@@ -435,13 +435,19 @@ def test_down_then_up():
         b.subscribe("s", rcv.url, "--max-attempts", "5", "--backoff",
                     "200ms..1s", "--push-concurrency", "2")
         ids = [b.publish("e%d" % i) for i in range(6)]
-        wait_for(lambda: b.sub_info("s").get("push_state") == "probing",
-                 "probing", timeout=10)
-        time.sleep(6)
+        # down for 7 s: without probing, 5 attempts at 200ms..1s backoff
+        # would dead-letter every event in about 3 s
+        time.sleep(7)
         info = b.sub_info("s")
         check(info["dead"] == 0, "nothing dead-lettered while down: %s" % info)
         check(info["push_state"] == "probing", "still probing: %s" % info)
         check(info["leased"] <= 1, "one probe at a time: %s" % info)
+        st = [x for x in b.json("stats")["subscriptions"]
+              if x["name"] == "s"][0]
+        # 3 failures, then one probe 200 ms, 400 ms, 800 ms, then 1 s
+        # apart: about 12 in 7 s (leasing two at a time would be 20)
+        check(st["delivered"] <= 16, "leases while down: %d (probing leases "
+              "one delivery at a time)" % st["delivered"])
         rcv.start()
         for eid in ids:
             b.wait_state(eid, "s", ["acked"], timeout=30)
