@@ -229,6 +229,10 @@ class Broker:
                 self.proc.kill()
                 self.proc.wait()
                 raise Failed("broker did not stop on SIGTERM")
+            # 0 on a clean stop (a sanitizer build fails it on a leak or
+            # an error it found)
+            check(self.proc.returncode == 0, "broker exit %d:\n%s" % (
+                self.proc.returncode, self.logtext()[-3000:]))
 
     def cleanup(self):
         self.stop()
