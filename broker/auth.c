@@ -319,5 +319,18 @@ int auth_allows(const struct auth *a, const struct config_key *key,
 			 key->id, name ? name : "");
 		return ST(PERMISSION_DENIED);
 	}
+	/* A push subscription makes the broker call the URL: only URLs the
+	 * key's push_urls patterns allow (none: no push at all). */
+	if (req->body_case == HANDOFF__WIRE__REQUEST__BODY_SUBSCRIBE &&
+	    req->subscribe->push && req->subscribe->push->url &&
+	    req->subscribe->push->url[0] &&
+	    !matches(key->push_urls, key->n_push_urls,
+		     req->subscribe->push->url)) {
+		snprintf(why, whylen,
+			 "permission denied: key '%s' may not create push "
+			 "subscriptions to that URL (push_urls)",
+			 key->id);
+		return ST(PERMISSION_DENIED);
+	}
 	return ST(OK);
 }

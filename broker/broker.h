@@ -19,7 +19,9 @@
  * LMDB.
  *
  * Threads: the store thread owns all of it once loop_run() starts it; the
- * network thread touches only the pump (under its mutex).
+ * network thread touches only the pump (under its mutex). The push thread
+ * (push.h, started by loop.c; env.push points at it) posts requests into
+ * the pump like the HTTP thread and owns nothing here.
  */
 #ifndef HANDOFF_BROKER_BROKER_H
 #define HANDOFF_BROKER_BROKER_H

@@ -91,6 +91,7 @@ static const struct key keys[] = {
 	KEY("http", "max_connections_per_ip", K_COUNT32,
 	    http_max_connections_per_ip),
 	KEY("http", "timeout", K_MS32, http_timeout_ms),
+	KEY("push", "deny_private", K_BOOL, push_deny_private),
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -180,6 +181,8 @@ void config_free(struct config *c)
 			free(k->topics[j]);
 		for (size_t j = 0; j < k->n_subs; j++)
 			free(k->subs[j]);
+		for (size_t j = 0; j < k->n_push_urls; j++)
+			free(k->push_urls[j]);
 		sodium_memzero(k->secret, sizeof k->secret);
 		sodium_memzero(k->token_hash, sizeof k->token_hash);
 	}
@@ -717,6 +720,8 @@ static void on_key_section(struct load *ld, const char *id, const char *name,
 		rc = parse_patterns(value, k->topics, &k->n_topics);
 	} else if (strcmp(name, "subscriptions") == 0) {
 		rc = parse_patterns(value, k->subs, &k->n_subs);
+	} else if (strcmp(name, "push_urls") == 0) {
+		rc = parse_patterns(value, k->push_urls, &k->n_push_urls);
 	} else {
 		load_fail(ld, EINVAL, "unknown key '%s' in [key %s]", name, id);
 		return;

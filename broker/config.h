@@ -40,6 +40,10 @@ struct config_key {
 	size_t n_topics;
 	char *subs[CONFIG_MAX_PATTERNS]; /* fnmatch patterns (consumer) */
 	size_t n_subs;
+	/* push_urls = PATTERN ...: the URLs (fnmatch) this key may create
+	 * push subscriptions to; none: no push subscriptions */
+	char *push_urls[CONFIG_MAX_PATTERNS];
+	size_t n_push_urls;
 };
 
 struct config {
@@ -96,6 +100,10 @@ struct config {
 	uint32_t http_max_connections;	      /* all endpoints; default 1000 */
 	uint32_t http_max_connections_per_ip; /* default 128 */
 	uint32_t http_timeout_ms; /* idle or slow connection; default 30 s */
+
+	/* [push]: push delivery (broker/push.h) */
+	int push_deny_private; /* 1: never connect to private, loopback or
+				* link-local addresses; default 0 */
 };
 
 /* Fill c with the defaults above. Returns 0, or ENOMEM. */

@@ -21,6 +21,8 @@
 
 #include "clock.h"
 #include "log.h"
+#include "push.h"
+#include "push_sign.h"
 #include "records.h"
 #include "scheduler.h"
 
@@ -411,6 +413,49 @@ static bool same_policy(const Handoff__Store__Policy *a,
 	       a->backoff_max_ms == b->backoff_max_ms;
 }
 
+/* The effective push config of a subscribe request (defaults filled in), or
+ * what is wrong with it. */
+static const char *push_problem(const Handoff__Wire__PushConfig *in,
+				const Handoff__Wire__Policy *p,
+				Handoff__Wire__PushConfig *out)
+{
+	*out = (Handoff__Wire__PushConfig)HANDOFF__WIRE__PUSH_CONFIG__INIT;
+	out->url = in->url;
+	out->secret = in->secret ? in->secret : (char *)"";
+	out->timeout_ms =
+		in->timeout_ms ? in->timeout_ms : PUSH_DEFAULT_TIMEOUT_MS;
+	out->concurrency =
+		in->concurrency ? in->concurrency : PUSH_DEFAULT_CONCURRENCY;
+	out->has_secret = out->secret[0] != '\0';
+	const char *problem = push_url_problem(in->url);
+	if (problem)
+		return problem;
+	if (out->timeout_ms > PUSH_MAX_TIMEOUT_MS)
+		return "push timeout must be at most 5m";
+	/* the POST must end inside the lease, or its ack finds it lost */
+	if (out->timeout_ms >= p->ack_deadline_ms)
+		return "push timeout must be shorter than the ack deadline";
+	if (out->concurrency > PUSH_MAX_CONCURRENCY)
+		return "push concurrency must be 1-256";
+	uint8_t key[PUSH_KEY_MAX];
+	size_t keylen;
+	if (out->has_secret && push_secret_decode(out->secret, key, &keylen))
+		return "push secret must be whsec_ followed by the base64 of "
+		       "24-64 bytes";
+	return NULL;
+}
+
+static bool same_push(const SubRecord *r, const Handoff__Wire__PushConfig *pc)
+{
+	const char *url = pc ? pc->url : "";
+	if (strcmp(r->push_url ? r->push_url : "", url) != 0)
+		return false;
+	return !pc ||
+	       (r->push_timeout_ms == pc->timeout_ms &&
+		r->push_concurrency == pc->concurrency &&
+		strcmp(r->push_secret ? r->push_secret : "", pc->secret) == 0);
+}
+
 static int handle_subscribe(struct handler_env *env, struct txn *t,
 			    const Handoff__Wire__SubscribeRequest *s,
 			    Reply *reply)
@@ -425,6 +470,13 @@ static int handle_subscribe(struct handler_env *env, struct txn *t,
 	if (problem)
 		FAIL(BAD_REQUEST, "%s", problem);
 	handoff__wire__subscribe_reply__init(sr);
+	Handoff__Wire__PushConfig push_cfg, *push = NULL;
+	if (s->push && s->push->url && s->push->url[0]) {
+		problem = push_problem(s->push, p, &push_cfg);
+		if (problem)
+			FAIL(BAD_REQUEST, "%s", problem);
+		push = &push_cfg;
+	}
 
 	SubRecord *old;
 	int rc = store_sub_by_name(t, s->subscription, &old);
@@ -442,8 +494,17 @@ static int handle_subscribe(struct handler_env *env, struct txn *t,
 			     old->policy ? old->policy->ack_deadline_ms : 0,
 			     old->policy ? old->policy->backoff_min_ms : 0,
 			     old->policy ? old->policy->backoff_max_ms : 0);
+		if (!same_push(old, push))
+			FAIL(CONFLICT,
+			     "subscription '%s' exists with another push "
+			     "config (url '%s')",
+			     s->subscription,
+			     old->push_url ? old->push_url : "");
 		sr->created = false;
 		rc = records_policy_to_wire(t->arena, old->policy, &sr->policy);
+		if (!rc)
+			rc = records_push_to_wire(t->arena, old, false,
+						  &sr->push);
 		if (rc)
 			return rc;
 		goto done;
@@ -467,6 +528,12 @@ static int handle_subscribe(struct handler_env *env, struct txn *t,
 	r->name = s->subscription;
 	r->topic = s->topic;
 	r->created_ms = t->now_ms;
+	if (push) {
+		r->push_url = push->url;
+		r->push_timeout_ms = push->timeout_ms;
+		r->push_concurrency = push->concurrency;
+		r->push_secret = push->secret;
+	}
 	rc = records_policy_to_store(t->arena, p, &r->policy);
 	if (!rc)
 		rc = store_sub_create(t, r);
@@ -485,9 +552,16 @@ static int handle_subscribe(struct handler_env *env, struct txn *t,
 		  LU("max_attempts", p->max_attempts),
 		  LU("ack_deadline_ms", p->ack_deadline_ms),
 		  LU("backoff_min_ms", p->backoff_min_ms),
-		  LU("backoff_max_ms", p->backoff_max_ms), LOG_END);
+		  LU("backoff_max_ms", p->backoff_max_ms),
+		  LS("push_url", push ? push->url : ""), LOG_END);
 	sr->created = true;
 	sr->policy = p;
+	if (push) {
+		rc = records_push_to_wire(t->arena, r, false, &sr->push);
+		if (rc)
+			return rc;
+		push_subscriptions_changed(env->push);
+	}
 done:
 	reply->body_case = HANDOFF__WIRE__REPLY__BODY_SUBSCRIBE;
 	reply->subscribe = sr;
@@ -514,6 +588,8 @@ static int handle_unsubscribe(struct handler_env *env, struct txn *t,
 	if (rc)
 		return rc;
 	env->unsubscribed = true;
+	if (r->push_url && r->push_url[0])
+		push_subscriptions_changed(env->push);
 	log_event(LOG_WARN, "subscription_deleted", LS("subscription", r->name),
 		  LS("topic", r->topic), LU("id", r->id), LU("ready", r->ready),
 		  LU("leased", r->leased), LU("dead", r->dead), LOG_END);
@@ -608,10 +684,26 @@ static int handle_resume(struct handler_env *env, struct txn *t,
 	return rc ? rc : pause_reply(t, reply, r, true);
 }
 
+/* The endpoint state of push subscription r as the push thread sees it
+ * (in memory only), into the txn arena. */
+static int push_state_of(struct handler_env *env, struct txn *t,
+			 const SubRecord *r, char **state, char **error)
+{
+	char st[32], err[512];
+	*state = *error = (char *)"";
+	if (!r->push_url || !r->push_url[0])
+		return 0;
+	push_endpoint(env->push, r->name, st, sizeof st, err, sizeof err);
+	*state = arena_strdup(t->arena, st[0] ? st : "starting");
+	*error = arena_strdup(t->arena, err);
+	return *state && *error ? 0 : ENOMEM;
+}
+
 static int handle_list_subscriptions(struct handler_env *env, struct txn *t,
 				     Reply *reply)
 {
-	(void)env;
+	/* only the push thread is shown push secrets: it signs with them */
+	bool internal = env->caller && env->caller == push_caller();
 	struct ptr_list l = { 0 };
 	Handoff__Wire__ListSubscriptionsReply *lr = alloc0(t, sizeof *lr);
 	if (!lr)
@@ -637,6 +729,10 @@ static int handle_list_subscriptions(struct handler_env *env, struct txn *t,
 		si->dead = r->dead;
 		si->created_ms = r->created_ms;
 		rc = pause_view(t, r, &si->paused);
+		char *unused;
+		rc = records_push_to_wire(t->arena, r, internal, &si->push);
+		if (!rc)
+			rc = push_state_of(env, t, r, &si->push_state, &unused);
 		if (rc)
 			return rc;
 	}
@@ -1502,6 +1598,9 @@ static int handle_stats(struct handler_env *env, struct txn *t, Reply *reply)
 		ss->deliver_rate = metrics_rate_of(env->metrics,
 						   METRIC_DELIVERED, r->name);
 		rc = pause_view(t, r, &ss->paused);
+		ss->push_url = r->push_url ? r->push_url : (char *)"";
+		rc = push_state_of(env, t, r, &ss->push_state,
+				   &ss->push_last_error);
 		if (rc)
 			return rc;
 	}

@@ -21,6 +21,8 @@
 #include "metrics.h"
 #include "store.h"
 
+struct push;
+
 struct handler_env {
 	const struct config *cfg;
 	struct store *st;
@@ -34,6 +36,7 @@ struct handler_env {
 	struct lease_counts *leases;	 /* open leases per consumer */
 	const struct config_key *caller; /* who sent the request being
 				 * applied (NULL: access control off) */
+	struct push *push; /* the push thread (push.h); NULL: none */
 };
 
 /*

@@ -752,10 +752,12 @@ static bool build_batch(struct build *b, struct http_route *r)
 
 static bool build_subscribe(struct build *b, struct http_route *r)
 {
-	static const char *const top[] = { "topic", "policy", NULL };
+	static const char *const top[] = { "topic", "policy", "push", NULL };
 	static const char *const pf[] = { "max_attempts", "ack_deadline_ms",
 					  "backoff_min_ms", "backoff_max_ms",
 					  NULL };
+	static const char *const pushf[] = { "url", "timeout_ms", "concurrency",
+					     "secret", NULL };
 	Handoff__Wire__SubscribeRequest *s = alloc(b, sizeof *s);
 	Handoff__Wire__Policy *pol = alloc(b, sizeof *pol);
 	const char *topic = NULL;
@@ -783,6 +785,27 @@ static bool build_subscribe(struct build *b, struct http_route *r)
 			     b->out) ||
 		    !get_u32(p, "backoff_max_ms", &pol->backoff_max_ms, b->out))
 			return false;
+	}
+	json_t *pj = json_object_get(b->doc, "push");
+	if (pj && !json_is_null(pj)) {
+		Handoff__Wire__PushConfig *pc = alloc(b, sizeof *pc);
+		const char *url = NULL, *secret = NULL;
+		if (!pc)
+			return nomem(b);
+		handoff__wire__push_config__init(pc);
+		if (!json_is_object(pj))
+			return fail(b->out, "push", "push must be an object");
+		if (!only_fields(pj, pushf, b->out, "push.") ||
+		    !get_str(pj, "url", &url, b->out, "push.url") ||
+		    !get_str(pj, "secret", &secret, b->out, "push.secret") ||
+		    !get_u32(pj, "timeout_ms", &pc->timeout_ms, b->out) ||
+		    !get_u32(pj, "concurrency", &pc->concurrency, b->out))
+			return false;
+		if (!url || !*url)
+			return fail(b->out, "push.url", "push.url is required");
+		pc->url = (char *)url;
+		pc->secret = (char *)(secret ? secret : "");
+		s->push = pc;
 	}
 	s->topic = (char *)topic;
 	s->subscription = r->path_name;
@@ -1375,6 +1398,20 @@ static void pause_into(struct jb *b, json_t *o,
 	jset(b, o, "pause", x);
 }
 
+/* A push config as shown (never the secret); state "" left out. */
+static json_t *push_json(struct jb *b, const Handoff__Wire__PushConfig *p,
+			 const char *state)
+{
+	json_t *o = json_object();
+	jset(b, o, "url", jstr(p->url));
+	jset(b, o, "timeout_ms", jnum(p->timeout_ms));
+	jset(b, o, "concurrency", jnum(p->concurrency));
+	jset(b, o, "signed", json_boolean(p->has_secret));
+	if (state && *state)
+		jset(b, o, "state", jstr(state));
+	return o;
+}
+
 static json_t *sub_json(struct jb *b, const Handoff__Wire__SubscriptionInfo *s)
 {
 	json_t *o = json_object();
@@ -1387,6 +1424,8 @@ static json_t *sub_json(struct jb *b, const Handoff__Wire__SubscriptionInfo *s)
 	jset(b, o, "dead", jnum(s->dead));
 	jset(b, o, "created_ms", jnum(s->created_ms));
 	pause_into(b, o, s->paused);
+	if (s->push && s->push->url && s->push->url[0])
+		jset(b, o, "push", push_json(b, s->push, s->push_state));
 	return o;
 }
 
@@ -1536,6 +1575,11 @@ static json_t *stats_json(struct jb *b, const Handoff__Wire__StatsReply *s)
 		jset(b, t, "ack_rate", json_real(x->ack_rate));
 		jset(b, t, "deliver_rate", json_real(x->deliver_rate));
 		pause_into(b, t, x->paused);
+		if (x->push_url && x->push_url[0]) {
+			jset(b, t, "push_url", jstr(x->push_url));
+			jset(b, t, "push_state", jstr(x->push_state));
+			jset(b, t, "push_last_error", jstr(x->push_last_error));
+		}
 		jpush(b, subs, t);
 	}
 	jset(b, o, "topics", topics);
@@ -1651,6 +1695,10 @@ static bool reply_json(const struct http_route *r, const Reply *rep,
 		jset(&b, o, "subscription", jstr(r->path_name));
 		jset(&b, o, "created", json_boolean(rep->subscribe->created));
 		jset(&b, o, "policy", policy_json(&b, rep->subscribe->policy));
+		if (rep->subscribe->push && rep->subscribe->push->url &&
+		    rep->subscribe->push->url[0])
+			jset(&b, o, "push",
+			     push_json(&b, rep->subscribe->push, NULL));
 		break;
 	case HOP_SUB_LIST:
 	case HOP_SUB_GET: {

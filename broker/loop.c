@@ -14,6 +14,7 @@
 #include "clock.h"
 #include "http.h"
 #include "log.h"
+#include "push.h"
 #include "turn.h"
 
 static int setup_signals(struct broker *b)
@@ -79,6 +80,7 @@ int loop_run(const struct config *cfg)
 	bool pump_ready = false;
 	pthread_t store_thread;
 	struct http_server *http = NULL;
+	struct push *push = NULL;
 
 	memset(b, 0, sizeof *b);
 	b->sigfd = -1;
@@ -134,6 +136,19 @@ int loop_run(const struct config *cfg)
 		goto out;
 	}
 	pump_ready = true;
+	/* the push thread is a local consumer posting into the same inbox
+	 * (push.h); it starts now and its requests wait for the store */
+	if (pump_enable_push(&b->pump, PUSH_PUMP_SLOTS, push_on_reply, NULL)) {
+		start_failed(cfg, strerror(ENOMEM));
+		goto out;
+	}
+	int prc = push_start(cfg, &b->pump, &push);
+	if (prc) {
+		start_failed(cfg, strerror(prc));
+		goto out;
+	}
+	b->pump.push_ctx = push;
+	b->env.push = push;
 	/* HTTP requests join the same inbox (pump.h, http.h) */
 	if (cfg->n_http_listen) {
 		if (pump_enable_http(&b->pump, http_max_in_flight(cfg),
@@ -175,6 +190,9 @@ out:
 	 * the next broker */
 	http_stop(http);
 	broker_fini(b);
+	/* after broker_fini: dropped held fetches still answer the push
+	 * thread; before pump_fini: nothing answers it after */
+	push_stop(push);
 	if (pump_ready)
 		pump_fini(&b->pump);
 	transport_close(&b->tr);

@@ -42,10 +42,11 @@ void pump_fini(struct pump *p)
 {
 	for (size_t i = 0; i < p->n_in; i++) {
 		free(p->in[i].body);
-		if (!pump_is_http(p, p->in[i].ctrl))
+		if (!pump_is_local(p, p->in[i].ctrl))
 			transport_drop_ctrl(p->in[i].ctrl);
 	}
 	free(p->http_slots);
+	free(p->push_slots);
 	for (size_t i = 0; i < p->n_out; i++) {
 		free(p->out[i].buf);
 		transport_drop_ctrl(p->out[i].ctrl);
@@ -76,18 +77,37 @@ static bool grow(void **arr, size_t *cap, size_t need, size_t elem)
 
 /* ---- HTTP requests ------------------------------------------------------ */
 
+static struct pump_http_slot *new_slots(size_t slots)
+{
+	struct pump_http_slot *v = calloc(slots, sizeof *v);
+	for (size_t i = 0; v && i < slots; i++)
+		v[i].next_free = i + 1;
+	return v;
+}
+
 int pump_enable_http(struct pump *p, size_t slots, pump_http_reply_fn *reply,
 		     void *ctx)
 {
-	p->http_slots = calloc(slots, sizeof *p->http_slots);
+	p->http_slots = new_slots(slots);
 	if (!p->http_slots)
 		return ENOMEM;
-	for (size_t i = 0; i < slots; i++)
-		p->http_slots[i].next_free = i + 1;
 	p->n_http_slots = slots;
 	p->http_free = 0;
 	p->http_reply = reply;
 	p->http_ctx = ctx;
+	return 0;
+}
+
+int pump_enable_push(struct pump *p, size_t slots, pump_http_reply_fn *reply,
+		     void *ctx)
+{
+	p->push_slots = new_slots(slots);
+	if (!p->push_slots)
+		return ENOMEM;
+	p->n_push_slots = slots;
+	p->push_free = 0;
+	p->push_reply = reply;
+	p->push_ctx = ctx;
 	return 0;
 }
 
@@ -98,21 +118,35 @@ bool pump_is_http(const struct pump *p, const void *ctrl)
 	       s < p->http_slots + p->n_http_slots;
 }
 
-int pump_post_http(struct pump *p, void *call, const struct config_key *caller,
-		   void *body, size_t len)
+static bool is_push(const struct pump *p, const void *ctrl)
+{
+	const struct pump_http_slot *s = ctrl;
+	return p->push_slots && s >= p->push_slots &&
+	       s < p->push_slots + p->n_push_slots;
+}
+
+bool pump_is_local(const struct pump *p, const void *ctrl)
+{
+	return pump_is_http(p, ctrl) || is_push(p, ctrl);
+}
+
+/* Post body for a local caller through one of slots (free list *free_i). */
+static int post_local(struct pump *p, struct pump_http_slot *slots,
+		      size_t n_slots, size_t *free_i, void *call,
+		      const struct config_key *caller, void *body, size_t len)
 {
 	int rc = 0;
 	pthread_mutex_lock(&p->mu);
 	if (p->stopping || p->store_done)
 		rc = ESHUTDOWN;
-	else if (p->http_free >= p->n_http_slots || p->n_in >= p->max_in ||
+	else if (*free_i >= n_slots || p->n_in >= p->max_in ||
 		 p->in_bytes + len > p->max_in_bytes)
 		rc = EAGAIN;
 	else if (!grow((void **)&p->in, &p->cap_in, p->n_in + 1, sizeof *p->in))
 		rc = EAGAIN;
 	if (!rc) {
-		struct pump_http_slot *s = &p->http_slots[p->http_free];
-		p->http_free = s->next_free;
+		struct pump_http_slot *s = &slots[*free_i];
+		*free_i = s->next_free;
 		s->call = call;
 		p->in[p->n_in++] = (struct inmsg){ .ctrl = s,
 						   .body = body,
@@ -126,17 +160,41 @@ int pump_post_http(struct pump *p, void *call, const struct config_key *caller,
 	return rc;
 }
 
-/* Hand an HTTP reply to the HTTP module and free its slot. */
-static void http_out(struct pump *p, void *ctrl, void *buf, size_t len)
+int pump_post_http(struct pump *p, void *call, const struct config_key *caller,
+		   void *body, size_t len)
+{
+	return post_local(p, p->http_slots, p->n_http_slots, &p->http_free,
+			  call, caller, body, len);
+}
+
+int pump_post_push(struct pump *p, void *call, const struct config_key *caller,
+		   void *body, size_t len)
+{
+	return post_local(p, p->push_slots, p->n_push_slots, &p->push_free,
+			  call, caller, body, len);
+}
+
+/* Hand a local request's reply to its module (HTTP or push) and free its
+ * slot. */
+static void local_out(struct pump *p, void *ctrl, void *buf, size_t len)
 {
 	struct pump_http_slot *s = ctrl;
+	bool http = pump_is_http(p, ctrl);
 	pthread_mutex_lock(&p->mu);
 	void *call = s->call;
 	s->call = NULL;
-	s->next_free = p->http_free;
-	p->http_free = (size_t)(s - p->http_slots);
+	if (http) {
+		s->next_free = p->http_free;
+		p->http_free = (size_t)(s - p->http_slots);
+	} else {
+		s->next_free = p->push_free;
+		p->push_free = (size_t)(s - p->push_slots);
+	}
 	pthread_mutex_unlock(&p->mu);
-	p->http_reply(p->http_ctx, call, buf, len);
+	if (http)
+		p->http_reply(p->http_ctx, call, buf, len);
+	else
+		p->push_reply(p->push_ctx, call, buf, len);
 }
 
 /* ---- store side --------------------------------------------------------- */
@@ -180,9 +238,9 @@ void pump_send(struct pump *p, void *ctrl, void *buf, size_t len)
 {
 	if (!grow((void **)&p->staged, &p->cap_staged, p->n_staged + 1,
 		  sizeof *p->staged) &&
-	    pump_is_http(p, ctrl)) {
+	    pump_is_local(p, ctrl)) {
 		free(buf); /* the HTTP side answers "not applied" */
-		http_out(p, ctrl, NULL, 0);
+		local_out(p, ctrl, NULL, 0);
 		log_event(LOG_ERROR, "reply_dropped",
 			  LS("reason", "out of memory"), LOG_END);
 		return;
@@ -210,12 +268,13 @@ void pump_flush(struct pump *p)
 {
 	if (p->n_staged == 0)
 		return;
-	if (p->http_slots) { /* HTTP replies go to the HTTP module */
+	if (p->http_slots || p->push_slots) { /* local replies go to their
+					       * module */
 		size_t k = 0;
 		for (size_t i = 0; i < p->n_staged; i++) {
 			struct outmsg *m = &p->staged[i];
-			if (pump_is_http(p, m->ctrl))
-				http_out(p, m->ctrl, m->buf, m->len);
+			if (pump_is_local(p, m->ctrl))
+				local_out(p, m->ctrl, m->buf, m->len);
 			else
 				p->staged[k++] = *m;
 		}

@@ -19,6 +19,10 @@
  * (pump_is_http() tells them apart by address, so nothing downstream needs
  * to know), and at pump_flush() its reply goes to the HTTP module's
  * callback instead of nanomsg. The nanomsg path is unchanged.
+ *
+ * The push thread (push.h) posts its native requests the same way through
+ * a second set of slots (pump_enable_push, pump_post_push); their replies
+ * go to its own callback. Both kinds are "local" requests (pump_is_local).
  */
 #ifndef HANDOFF_BROKER_PUMP_H
 #define HANDOFF_BROKER_PUMP_H
@@ -76,6 +80,10 @@ struct pump {
 	size_t n_http_slots, http_free;
 	pump_http_reply_fn *http_reply;
 	void *http_ctx;
+	struct pump_http_slot *push_slots; /* the same, for the push thread */
+	size_t n_push_slots, push_free;
+	pump_http_reply_fn *push_reply;
+	void *push_ctx;
 };
 
 int pump_init(struct pump *p, struct transport *tr, int sigfd);
@@ -93,6 +101,16 @@ int pump_post_http(struct pump *p, void *call, const struct config_key *caller,
 		   void *body, size_t len);
 /* Whether ctrl is an HTTP request's (any thread; no lock needed). */
 bool pump_is_http(const struct pump *p, const void *ctrl);
+
+/* The same for the push thread (push.h): before the threads start, up to
+ * slots requests in flight answered through reply(ctx, call, ...); posting
+ * as pump_post_http. */
+int pump_enable_push(struct pump *p, size_t slots, pump_http_reply_fn *reply,
+		     void *ctx);
+int pump_post_push(struct pump *p, void *call, const struct config_key *caller,
+		   void *body, size_t len);
+/* Whether ctrl is an HTTP or push request's (no nanomsg ctrl). */
+bool pump_is_local(const struct pump *p, const void *ctrl);
 
 /* Store thread: wait up to timeout_ms (0 = don't wait) for requests; take
  * up to max of them and max_bytes in all (always at least one waiting).

@@ -56,6 +56,26 @@ int records_headers_to_wire(struct arena *a, Handoff__Store__Header *const *in,
 	return 0;
 }
 
+int records_push_to_wire(struct arena *a, const SubRecord *r, bool with_secret,
+			 Handoff__Wire__PushConfig **out)
+{
+	*out = NULL;
+	if (!r->push_url || !r->push_url[0])
+		return 0;
+	Handoff__Wire__PushConfig *p = arena_alloc(a, sizeof *p);
+	if (!p)
+		return ENOMEM;
+	handoff__wire__push_config__init(p);
+	p->url = r->push_url;
+	p->timeout_ms = r->push_timeout_ms;
+	p->concurrency = r->push_concurrency;
+	p->has_secret = r->push_secret && r->push_secret[0];
+	if (with_secret && p->has_secret)
+		p->secret = r->push_secret;
+	*out = p;
+	return 0;
+}
+
 int records_policy_to_store(struct arena *a, const Handoff__Wire__Policy *in,
 			    Handoff__Store__Policy **out)
 {

@@ -22,6 +22,7 @@
 #ifndef HANDOFF_BROKER_RECORDS_H
 #define HANDOFF_BROKER_RECORDS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "arena.h"
@@ -34,6 +35,11 @@ int records_headers_to_store(struct arena *a, Handoff__Wire__Header *const *in,
 int records_headers_to_wire(struct arena *a, Handoff__Store__Header *const *in,
 			    size_t n, Handoff__Wire__Header ***out);
 
+/* a subscription's push config (NULL *out: a pull subscription); the
+ * secret only when with_secret (the push thread's own list), else just
+ * has_secret */
+int records_push_to_wire(struct arena *a, const SubRecord *r, bool with_secret,
+			 Handoff__Wire__PushConfig **out);
 /* a subscription's policy */
 int records_policy_to_store(struct arena *a, const Handoff__Wire__Policy *in,
 			    Handoff__Store__Policy **out);

@@ -281,6 +281,31 @@ typedef struct handoff_policy {
 int handoff_subscribe(handoff_client *c, const char *topic, const char *name,
 		      const handoff_policy *policy, bool *created,
 		      handoff_policy *effective);
+
+/* A push subscription's endpoint: the broker POSTs every delivery to url
+ * itself (README "Push delivery"). Strings are only read during the call. */
+typedef struct handoff_push_config {
+	const char *url;      /* http:// or https:// */
+	uint32_t timeout_ms;  /* per request; 0: the broker's default (10 s);
+			       * must be shorter than the ack deadline */
+	uint32_t concurrency; /* requests in flight; 0: default (4), max 256 */
+	const char *secret;   /* Standard Webhooks "whsec_" + base64 of
+			       * 24-64 bytes; NULL or "": unsigned */
+} handoff_push_config;
+
+/*
+ * handoff_subscribe() making a push subscription (push NULL or its url
+ * NULL/"": a plain one). The broker keeps the config, secret included, in
+ * the subscription; an existing subscription with another push config is
+ * HANDOFF_ECONFLICT. Errors as handoff_subscribe(), and
+ * HANDOFF_EBADREQUEST for a bad URL, timeout, concurrency or secret,
+ * HANDOFF_EPERM when access control is on and the key's push_urls do not
+ * allow the URL.
+ */
+int handoff_subscribe_push(handoff_client *c, const char *topic,
+			   const char *name, const handoff_policy *policy,
+			   const handoff_push_config *push, bool *created,
+			   handoff_policy *effective);
 /* Delete a subscription and all its deliveries and dead letters (an
  * operator request, recorded in the audit log).
  * Errors (besides those every call can return): HANDOFF_EINVAL (name
@@ -305,6 +330,10 @@ typedef struct handoff_subscription_info {
 	uint64_t ready, delayed, leased, dead;
 	uint64_t created_ms;
 	handoff_pause_state pause;
+	/* push subscriptions: the URL and the endpoint's state ("healthy",
+	 * "failing", "probing", "paused", "starting"); both "" otherwise */
+	char *push_url;
+	char *push_state;
 } handoff_subscription_info;
 
 /* Every subscription (an operator request). On HANDOFF_OK *out is an array
@@ -714,6 +743,9 @@ typedef struct handoff_subscription_stats {
 		purged;
 	double ack_rate, deliver_rate;
 	handoff_pause_state pause;
+	char *push_url;	       /* "" for pull subscriptions */
+	char *push_state;      /* as in handoff_subscription_info */
+	char *push_last_error; /* the endpoint's last failure, "" none */
 } handoff_subscription_stats;
 
 typedef struct handoff_stats {

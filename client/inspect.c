@@ -138,6 +138,9 @@ void handoff_stats_free(handoff_stats *s)
 			free(s->subscriptions[i].name);
 			free(s->subscriptions[i].topic);
 			hc_pause_free(&s->subscriptions[i].pause);
+			free(s->subscriptions[i].push_url);
+			free(s->subscriptions[i].push_state);
+			free(s->subscriptions[i].push_last_error);
 		}
 		free(s->subscriptions);
 	}
@@ -196,7 +199,13 @@ static int copy_subscription_stats(const Handoff__Wire__StatsReply *w,
 		d->deliver_rate = ws->deliver_rate;
 		d->name = hc_strdup(ws->name);
 		d->topic = hc_strdup(ws->topic);
-		if (d->name == NULL || d->topic == NULL)
+		d->push_url = hc_strdup(ws->push_url ? ws->push_url : "");
+		d->push_state = hc_strdup(ws->push_state ? ws->push_state : "");
+		d->push_last_error = hc_strdup(
+			ws->push_last_error ? ws->push_last_error : "");
+		if (d->name == NULL || d->topic == NULL ||
+		    d->push_url == NULL || d->push_state == NULL ||
+		    d->push_last_error == NULL)
 			return HANDOFF_ENOMEM;
 		if (hc_copy_pause(ws->paused, &d->pause) != HANDOFF_OK)
 			return HANDOFF_ENOMEM;

@@ -10,6 +10,16 @@ int handoff_subscribe(handoff_client *c, const char *topic, const char *name,
 		      const handoff_policy *policy, bool *created,
 		      handoff_policy *effective)
 {
+	return handoff_subscribe_push(c, topic, name, policy, NULL, created,
+				      effective);
+}
+
+int handoff_subscribe_push(handoff_client *c, const char *topic,
+			   const char *name, const handoff_policy *policy,
+			   const handoff_push_config *push, bool *created,
+			   handoff_policy *effective)
+{
+	Handoff__Wire__PushConfig wpush = HANDOFF__WIRE__PUSH_CONFIG__INIT;
 	Handoff__Wire__Request req = HANDOFF__WIRE__REQUEST__INIT;
 	Handoff__Wire__SubscribeRequest sub =
 		HANDOFF__WIRE__SUBSCRIBE_REQUEST__INIT;
@@ -28,6 +38,13 @@ int handoff_subscribe(handoff_client *c, const char *topic, const char *name,
 	sub.topic = (char *)topic; /* only read by packing */
 	sub.subscription = (char *)name;
 	sub.policy = &wp;
+	if (push != NULL && push->url != NULL && push->url[0] != '\0') {
+		wpush.url = (char *)push->url;
+		wpush.timeout_ms = push->timeout_ms;
+		wpush.concurrency = push->concurrency;
+		wpush.secret = (char *)(push->secret ? push->secret : "");
+		sub.push = &wpush;
+	}
 	req.body_case = HANDOFF__WIRE__REQUEST__BODY_SUBSCRIBE;
 	req.subscribe = &sub;
 
@@ -137,6 +154,8 @@ void handoff_subscriptions_free(handoff_subscription_info *s, size_t n)
 		free(s[i].name);
 		free(s[i].topic);
 		hc_pause_free(&s[i].pause);
+		free(s[i].push_url);
+		free(s[i].push_state);
 	}
 	free(s);
 }
@@ -181,7 +200,11 @@ int handoff_list_subscriptions(handoff_client *c,
 
 		d->name = hc_strdup(w->name);
 		d->topic = hc_strdup(w->topic);
-		if (d->name == NULL || d->topic == NULL) {
+		d->push_url =
+			hc_strdup(w->push && w->push->url ? w->push->url : "");
+		d->push_state = hc_strdup(w->push_state ? w->push_state : "");
+		if (d->name == NULL || d->topic == NULL ||
+		    d->push_url == NULL || d->push_state == NULL) {
 			count++; /* so the cleanup frees this one too */
 			rc = HANDOFF_ENOMEM;
 			goto done;

@@ -12,6 +12,7 @@ HANDOFF_DEB_PACKAGES=(
 	libjansson-dev
 	libcmocka-dev
 	libmicrohttpd-dev libjansson-dev
+	libcurl4-openssl-dev # push delivery (broker/push.c)
 	curl openssl python3-yaml python3-jsonschema
 	clang libclang-rt-14-dev llvm clang-format
 	btrfs-progs xfsprogs # the full-disk tests' filesystems

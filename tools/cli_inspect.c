@@ -238,6 +238,12 @@ static void stats_json(const handoff_stats *s)
 		cli_json_kv_double(&j, "ack_rate", u->ack_rate);
 		cli_json_kv_double(&j, "deliver_rate", u->deliver_rate);
 		cli_json_kv_pause(&j, &u->pause);
+		if (u->push_url[0]) {
+			cli_json_kv_str(&j, "push_url", u->push_url);
+			cli_json_kv_str(&j, "push_state", u->push_state);
+			cli_json_kv_str(&j, "push_last_error",
+					u->push_last_error);
+		}
 		cli_json_end_object(&j);
 	}
 	cli_json_end_array(&j);
@@ -283,6 +289,34 @@ static int stats_topics(const handoff_stats *s)
 	return rc;
 }
 
+/* Push endpoints (if any): state, URL and last failure. */
+static int stats_push(const handoff_stats *s)
+{
+	static const char *const head[] = { "PUSH", "STATE", "URL",
+					    "LAST_ERROR" };
+	struct cli_table t;
+	size_t pushed = 0;
+	int rc;
+
+	for (size_t i = 0; i < s->n_subscriptions; i++)
+		pushed += s->subscriptions[i].push_url[0] != '\0';
+	if (!pushed)
+		return 0;
+	cli_table_init(&t, head, 4, 0);
+	for (size_t i = 0; i < s->n_subscriptions; i++) {
+		const handoff_subscription_stats *u = &s->subscriptions[i];
+		if (u->push_url[0])
+			cli_table_add(&t, u->name, u->push_state, u->push_url,
+				      u->push_last_error[0] ?
+					      u->push_last_error :
+					      "-");
+	}
+	fputc('\n', stdout);
+	rc = cli_table_print(&t, stdout, "");
+	cli_table_free(&t);
+	return rc;
+}
+
 static int stats_subscriptions(const handoff_stats *s)
 {
 	static const char *const head[] = {
@@ -319,7 +353,7 @@ static int stats_subscriptions(const handoff_stats *s)
 			 sizeof(*s->subscriptions),
 			 offsetof(handoff_subscription_stats, name),
 			 offsetof(handoff_subscription_stats, pause));
-	return rc;
+	return rc ? rc : stats_push(s);
 }
 
 static int run_stats(struct cli_ctx *ctx, int argc, char **argv)

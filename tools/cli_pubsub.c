@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,12 +198,24 @@ const struct cli_command cli_cmd_publish = {
 
 /* ---- subscribe --------------------------------------------------------- */
 
-enum { OPT_MAX_ATTEMPTS = OPT_LOCAL, OPT_ACK_DEADLINE, OPT_BACKOFF };
+enum {
+	OPT_MAX_ATTEMPTS = OPT_LOCAL,
+	OPT_ACK_DEADLINE,
+	OPT_BACKOFF,
+	OPT_PUSH,
+	OPT_PUSH_TIMEOUT,
+	OPT_PUSH_CONCURRENCY,
+	OPT_PUSH_SECRET_FILE,
+};
 
 static const struct option subscribe_options[] = {
 	{ "max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS },
 	{ "ack-deadline", required_argument, NULL, OPT_ACK_DEADLINE },
 	{ "backoff", required_argument, NULL, OPT_BACKOFF },
+	{ "push", required_argument, NULL, OPT_PUSH },
+	{ "push-timeout", required_argument, NULL, OPT_PUSH_TIMEOUT },
+	{ "push-concurrency", required_argument, NULL, OPT_PUSH_CONCURRENCY },
+	{ "push-secret-file", required_argument, NULL, OPT_PUSH_SECRET_FILE },
 	CLI_GLOBAL_OPTIONS,
 	{ NULL, 0, NULL, 0 },
 };
@@ -233,8 +246,34 @@ bad:
 			 arg);
 }
 
+/* The secret file holds "whsec_" + base64 (and maybe a newline). The CLI
+ * reads it and sends the secret: the broker may run on another host. */
+static int read_push_secret(struct cli_ctx *ctx, const char *path, char *out,
+			    size_t outlen)
+{
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	if (!f)
+		return cli_usage(ctx, "--push-secret-file %s: %s", path,
+				 strerror(errno));
+	n = fread(out, 1, outlen - 1, f);
+	fclose(f);
+	out[n] = '\0';
+	while (n > 0 &&
+	       (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
+		out[--n] = '\0';
+	if (strncmp(out, "whsec_", 6) != 0 || n == outlen - 1)
+		return cli_usage(ctx,
+				 "--push-secret-file %s must hold whsec_ "
+				 "followed by base64 (Standard Webhooks)",
+				 path);
+	return 0;
+}
+
 static int subscribe_parse(struct cli_ctx *ctx, int argc, char **argv,
-			   handoff_policy *p)
+			   handoff_policy *p, handoff_push_config *push,
+			   char *secret, size_t secret_len)
 {
 	int opt, rc;
 
@@ -262,8 +301,37 @@ static int subscribe_parse(struct cli_ctx *ctx, int argc, char **argv,
 			if ((rc = parse_backoff(ctx, optarg, p)))
 				return rc;
 			break;
+		case OPT_PUSH:
+			push->url = optarg;
+			break;
+		case OPT_PUSH_TIMEOUT:
+			if ((rc = cli_opt_duration(ctx, "--push-timeout",
+						   optarg, &push->timeout_ms)))
+				return rc;
+			if (push->timeout_ms == 0)
+				return cli_usage(ctx, "--push-timeout must be "
+						      "more than 0");
+			break;
+		case OPT_PUSH_CONCURRENCY:
+			if ((rc = cli_opt_u32(ctx, "--push-concurrency", optarg,
+					      &push->concurrency)))
+				return rc;
+			if (push->concurrency == 0)
+				return cli_usage(ctx, "--push-concurrency must "
+						      "be at least 1");
+			break;
+		case OPT_PUSH_SECRET_FILE:
+			if ((rc = read_push_secret(ctx, optarg, secret,
+						   secret_len)))
+				return rc;
+			push->secret = secret;
+			break;
 		}
 	}
+	if (!rc && !push->url &&
+	    (push->timeout_ms || push->concurrency || push->secret))
+		return cli_usage(ctx, "--push-timeout, --push-concurrency and "
+				      "--push-secret-file need --push URL");
 	return rc;
 }
 
@@ -292,17 +360,21 @@ static void subscribe_print(struct cli_ctx *ctx, const char *topic,
 static int run_subscribe(struct cli_ctx *ctx, int argc, char **argv)
 {
 	handoff_policy p = { 0 }, eff = { 0 };
+	handoff_push_config push = { 0 };
+	char secret[512];
 	bool created = false;
 	int rc, err;
 
-	if ((rc = subscribe_parse(ctx, argc, argv, &p)))
+	rc = subscribe_parse(ctx, argc, argv, &p, &push, secret, sizeof secret);
+	if (rc)
 		return rc;
 	if (argc - optind != 2)
 		return cli_usage(ctx, "want TOPIC and SUBSCRIPTION");
 	if ((rc = cli_connect(ctx)))
 		return rc;
-	err = handoff_subscribe(ctx->client, argv[optind], argv[optind + 1], &p,
-				&created, &eff);
+	err = handoff_subscribe_push(ctx->client, argv[optind],
+				     argv[optind + 1], &p, &push, &created,
+				     &eff);
 	if (err)
 		return cli_fail(ctx, err, "subscribe '%s' to '%s'",
 				argv[optind + 1], argv[optind]);
@@ -325,6 +397,16 @@ const struct cli_command cli_cmd_subscribe = {
 		"  --ack-deadline DURATION how long a consumer holds a lease\n"
 		"  --backoff MIN..MAX      retry delay after a nack or expiry, doubling\n"
 		"                          from MIN up to MAX (e.g. 1s..1m)\n"
+		"  --push URL              a push subscription: the broker POSTs every\n"
+		"                          event to URL (http or https) and acks it on\n"
+		"                          a 2xx reply; everything else is a failed\n"
+		"                          attempt under the policy above\n"
+		"  --push-timeout DURATION per request (default 10s; shorter than the\n"
+		"                          ack deadline)\n"
+		"  --push-concurrency N    requests in flight at most (default 4)\n"
+		"  --push-secret-file FILE sign requests (Standard Webhooks): FILE\n"
+		"                          holds whsec_ + base64 of the key; read here\n"
+		"                          and kept by the broker with the subscription\n"
 		"\n"
 		"Output: 'created' or 'exists' and the policy in force, e.g.\n"
 		"  created max_attempts=5 ack_deadline=30s backoff=1s..1m\n",
@@ -411,11 +493,17 @@ static void subscriptions_json(const handoff_subscription_info *s, size_t n)
 		cli_json_kv_time(&j, "created", s[i].created_ms);
 		cli_json_kv_policy(&j, &s[i].policy);
 		cli_json_kv_pause(&j, &s[i].pause);
+		if (s[i].push_url[0]) {
+			cli_json_kv_str(&j, "push_url", s[i].push_url);
+			cli_json_kv_str(&j, "push_state", s[i].push_state);
+		}
 		cli_json_end_object(&j);
 	}
 	cli_json_end_array(&j);
 	cli_json_newline(&j);
 }
+
+static int push_table(const handoff_subscription_info *s, size_t n);
 
 static int subscriptions_table(const handoff_subscription_info *s, size_t n)
 {
@@ -448,6 +536,29 @@ static int subscriptions_table(const handoff_subscription_info *s, size_t n)
 	cli_print_pauses(stdout, s, n, sizeof(*s),
 			 offsetof(handoff_subscription_info, name),
 			 offsetof(handoff_subscription_info, pause));
+	return rc ? rc : push_table(s, n);
+}
+
+/* Push subscriptions (if any) under the table: endpoint state and URL. */
+static int push_table(const handoff_subscription_info *s, size_t n)
+{
+	static const char *const head[] = { "PUSH", "STATE", "URL" };
+	struct cli_table t;
+	size_t pushed = 0;
+	int rc;
+
+	for (size_t i = 0; i < n; i++)
+		pushed += s[i].push_url[0] != '\0';
+	if (!pushed)
+		return 0;
+	cli_table_init(&t, head, 3, 0);
+	for (size_t i = 0; i < n; i++)
+		if (s[i].push_url[0])
+			cli_table_add(&t, s[i].name, s[i].push_state,
+				      s[i].push_url);
+	fputc('\n', stdout);
+	rc = cli_table_print(&t, stdout, "");
+	cli_table_free(&t);
 	return rc;
 }
 

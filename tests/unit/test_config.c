@@ -909,6 +909,28 @@ static void tokens(void **state)
 	expect_valid(f);
 }
 
+/* [push] deny_private (default off) and a key's push_urls patterns. */
+static void push_settings(void **state)
+{
+	struct fixture *f = *state;
+	struct config *c = &f->c;
+	assert_int_equal(c->push_deny_private, 0);
+	assert_int_equal(load(f, "[push]\ndeny_private = yes\n"
+				 "[key ops]\nrole = operator\n"
+				 "secret = " HEX64 "\n"
+				 "push_urls = https://*.internal/*, "
+				 "http://127.0.0.1:*\n"),
+			 0);
+	expect_valid(f);
+	assert_int_equal(c->push_deny_private, 1);
+	assert_int_equal(c->keys[0].n_push_urls, 2);
+	assert_string_equal(c->keys[0].push_urls[0], "https://*.internal/*");
+	assert_string_equal(c->keys[0].push_urls[1], "http://127.0.0.1:*");
+	config_free(&f->c);
+	assert_int_equal(config_init(&f->c), 0);
+	assert_int_equal(load(f, "[push]\ndeny_private = maybe\n"), EINVAL);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -954,6 +976,7 @@ int main(void)
 		T(free_is_idempotent),
 		T(http_settings),
 		T(tokens),
+		T(push_settings),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,1028 @@
+/*
+ * push.c — the push thread: native fetches in, HTTP POSTs out, native acks
+ * and nacks back; see push.h.
+ */
+#include "push.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "clock.h"
+#include "codec.h"
+#include "config.h"
+#include "log.h"
+#include "pump.h"
+#include "push_outcome.h"
+#include "push_sign.h"
+
+#define LIST_EVERY_MS 30000
+#define FETCH_WAIT_MS 5000
+#define RETRY_POST_MS 100
+#define BODY_LINE_MAX 200
+#define POLL_MS	      100
+
+/* The push thread's caller: consumer of every subscription (so fetch, ack
+ * and nack pass auth_allows with access control on) and operator (list). */
+static const struct config_key caller = {
+	.id = (char *)"handoffd-push",
+	.roles = ROLE_CONSUMER | ROLE_OPERATOR,
+	.subs = { (char *)"*" },
+	.n_subs = 1,
+};
+
+enum endpoint_state { EP_HEALTHY, EP_FAILING, EP_PROBING, EP_PAUSED };
+
+static const char *const state_names[] = { "healthy", "failing", "probing",
+					   "paused" };
+
+struct sub {
+	char *name;
+	char *url;
+	uint32_t timeout_ms, concurrency;
+	uint8_t key[PUSH_KEY_MAX];
+	size_t keylen; /* 0: unsigned */
+	char *secret;  /* as stored, to notice changes */
+	uint32_t backoff_min_ms, backoff_max_ms;
+	bool listed;   /* in the last list reply */
+	bool fetching; /* a fetch is posted and not answered */
+	unsigned in_flight;
+	bool probe_out;		   /* the probe is in flight */
+	enum endpoint_state state; /* written under mu */
+	unsigned conn_failures;
+	uint32_t probe_delay_ms;
+	uint64_t next_fetch_ms;
+	char last_error[PUSH_TEXT_MAX]; /* written under mu */
+	struct sub *next;
+};
+
+enum call_kind { CALL_LIST, CALL_FETCH, CALL_ACK, CALL_NACK, CALL_PAUSE };
+
+/* One posted request, until its reply; the pump hands it back. */
+struct call {
+	enum call_kind kind;
+	char *sub;  /* fetch, ack, nack */
+	void *body; /* packed, while not yet posted */
+	size_t len;
+	struct call *prev, *next; /* all calls, for push_stop */
+};
+
+struct answer {
+	struct call *call;
+	void *buf;
+	size_t len;
+};
+
+struct xfer {
+	CURL *easy;
+	struct curl_slist *hdrs;
+	struct sub *sub;
+	uint64_t event_id, lease_token;
+	uint32_t attempt;
+	void *body;
+	bool probe;
+	bool denied;
+	char err[CURL_ERROR_SIZE];
+	char line[BODY_LINE_MAX + 1];
+	size_t line_len;
+	bool line_done;
+	struct xfer *prev, *next; /* all in flight, for push_stop */
+};
+
+struct push {
+	const struct config *cfg;
+	struct pump *pump;
+	CURLM *multi;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	/* under mu */
+	bool stop;
+	bool relist;
+	struct answer *answers;
+	size_t n_answers, cap_answers;
+	struct sub *subs; /* list changes and state under mu; read freely
+			   * by the push thread */
+	/* push thread only */
+	struct call *calls;
+	struct xfer *xfers;
+	struct call **unposted;
+	size_t n_unposted, cap_unposted;
+	bool list_out;
+	uint64_t next_list_ms;
+};
+
+const struct config_key *push_caller(void)
+{
+	return &caller;
+}
+
+const char *push_url_problem(const char *url)
+{
+	const char *host;
+	size_t n = strlen(url);
+	if (n > PUSH_MAX_URL_BYTES)
+		return "push URL longer than 2048 bytes";
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)url[i] <= ' ' || url[i] == 0x7f)
+			return "push URL has spaces or control characters";
+	if (strncasecmp(url, "http://", 7) == 0)
+		host = url + 7;
+	else if (strncasecmp(url, "https://", 8) == 0)
+		host = url + 8;
+	else
+		return "push URL must start with http:// or https://";
+	if (!*host || *host == '/' || *host == ':' || *host == '?')
+		return "push URL has no host";
+	return NULL;
+}
+
+/* ---- calls: posting native requests ------------------------------------- */
+
+static void call_free(struct push *p, struct call *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		p->calls = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	free(c->sub);
+	free(c->body);
+	free(c);
+}
+
+/* Post what is packed in c, now or (inbox full) later. */
+static void post(struct push *p, struct call *c)
+{
+	int rc = pump_post_push(p->pump, c, &caller, c->body, c->len);
+	if (rc == 0) {
+		c->body = NULL; /* the pump's now */
+		return;
+	}
+	if (rc == EAGAIN) {
+		struct call **u = p->unposted;
+		if (p->n_unposted == p->cap_unposted) {
+			size_t cap = p->cap_unposted ? 2 * p->cap_unposted : 64;
+			u = realloc(p->unposted, cap * sizeof *u);
+			if (u) {
+				p->unposted = u;
+				p->cap_unposted = cap;
+			}
+		}
+		if (p->n_unposted < p->cap_unposted) {
+			p->unposted[p->n_unposted++] = c;
+			return;
+		}
+	}
+	/* stopping, or no memory: the lease expires, the delivery comes
+	 * again (at least once) */
+	if (c->kind == CALL_LIST)
+		p->list_out = false;
+	call_free(p, c);
+}
+
+static void post_unposted(struct push *p)
+{
+	size_t n = p->n_unposted;
+	struct call **copy = p->unposted;
+	if (!n)
+		return;
+	p->unposted = NULL;
+	p->n_unposted = p->cap_unposted = 0;
+	for (size_t i = 0; i < n; i++)
+		post(p, copy[i]);
+	free(copy);
+}
+
+/* Pack req into a new call of kind for sub and post it. */
+static void send_request(struct push *p, enum call_kind kind, const char *sub,
+			 Request *req)
+{
+	struct call *c = calloc(1, sizeof *c);
+	req->protocol_version =
+		HANDOFF__WIRE__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT;
+	size_t len = handoff__wire__request__get_packed_size(req);
+	if (c) {
+		c->kind = kind;
+		c->sub = sub ? strdup(sub) : NULL;
+		c->body = malloc(len ? len : 1);
+	}
+	if (!c || (sub && !c->sub) || !c->body) {
+		if (c) {
+			free(c->sub);
+			free(c->body);
+			free(c);
+		}
+		log_event(LOG_ERROR, "push_request_dropped",
+			  LS("reason", "out of memory"), LOG_END);
+		if (kind == CALL_LIST)
+			p->list_out = false;
+		return;
+	}
+	c->len = handoff__wire__request__pack(req, c->body);
+	c->next = p->calls;
+	if (p->calls)
+		p->calls->prev = c;
+	p->calls = c;
+	post(p, c);
+}
+
+static void send_list(struct push *p)
+{
+	Request req = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__ListSubscriptionsRequest l =
+		HANDOFF__WIRE__LIST_SUBSCRIPTIONS_REQUEST__INIT;
+	req.body_case = HANDOFF__WIRE__REQUEST__BODY_LIST_SUBSCRIPTIONS;
+	req.list_subscriptions = &l;
+	p->list_out = true;
+	send_request(p, CALL_LIST, NULL, &req);
+}
+
+static void send_fetch(struct push *p, struct sub *s, uint32_t max)
+{
+	Request req = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__FetchRequest f = HANDOFF__WIRE__FETCH_REQUEST__INIT;
+	char consumer[300];
+	uint32_t wait = FETCH_WAIT_MS;
+	if (wait > p->cfg->max_wait_ms)
+		wait = p->cfg->max_wait_ms;
+	if (max > p->cfg->max_batch)
+		max = p->cfg->max_batch;
+	snprintf(consumer, sizeof consumer, "push:%.250s", s->name);
+	f.subscription = s->name;
+	f.max_events = max;
+	f.wait_ms = wait;
+	f.consumer = consumer;
+	req.body_case = HANDOFF__WIRE__REQUEST__BODY_FETCH;
+	req.fetch = &f;
+	s->fetching = true;
+	send_request(p, CALL_FETCH, s->name, &req);
+}
+
+static void send_ack(struct push *p, const struct xfer *x)
+{
+	Request req = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__AckRequest a = HANDOFF__WIRE__ACK_REQUEST__INIT;
+	Handoff__Wire__AckItem it = HANDOFF__WIRE__ACK_ITEM__INIT;
+	Handoff__Wire__AckItem *items[1] = { &it };
+	it.event_id = x->event_id;
+	it.lease_token = x->lease_token;
+	a.subscription = x->sub->name;
+	a.n_items = 1;
+	a.items = items;
+	req.body_case = HANDOFF__WIRE__REQUEST__BODY_ACK;
+	req.ack = &a;
+	send_request(p, CALL_ACK, x->sub->name, &req);
+}
+
+/* release: give the lease back unworked (the attempt does not count). */
+static void send_nack(struct push *p, const struct xfer *x, uint32_t delay_ms,
+		      const char *reason, bool release)
+{
+	Request req = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__NackRequest n = HANDOFF__WIRE__NACK_REQUEST__INIT;
+	Handoff__Wire__NackItem it = HANDOFF__WIRE__NACK_ITEM__INIT;
+	Handoff__Wire__NackItem *items[1] = { &it };
+	it.event_id = x->event_id;
+	it.lease_token = x->lease_token;
+	it.delay_ms = release ? 0 : delay_ms;
+	it.reason = (char *)reason;
+	n.subscription = x->sub->name;
+	n.n_items = 1;
+	n.items = items;
+	n.release = release;
+	req.body_case = HANDOFF__WIRE__REQUEST__BODY_NACK;
+	req.nack = &n;
+	send_request(p, CALL_NACK, x->sub->name, &req);
+}
+
+/* A 410 Gone: the endpoint says it is gone for good, so the subscription
+ * is paused (audited, as an operator's pause) instead of burning attempts;
+ * an operator resumes it once the receiver is back. */
+static void send_pause(struct push *p, struct sub *s, const char *why)
+{
+	Request req = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__PauseRequest q = HANDOFF__WIRE__PAUSE_REQUEST__INIT;
+	char reason[1024];
+	snprintf(reason, sizeof reason, "push endpoint %.300s answered %.600s",
+		 s->url, why);
+	q.subscription = s->name;
+	q.reason = reason;
+	req.body_case = HANDOFF__WIRE__REQUEST__BODY_PAUSE;
+	req.pause = &q;
+	send_request(p, CALL_PAUSE, s->name, &req);
+}
+
+void push_on_reply(void *ctx, void *call, void *buf, size_t len)
+{
+	struct push *p = ctx;
+	pthread_mutex_lock(&p->mu);
+	if (p->n_answers == p->cap_answers) {
+		size_t cap = p->cap_answers ? 2 * p->cap_answers : 64;
+		struct answer *a = realloc(p->answers, cap * sizeof *a);
+		if (a) {
+			p->answers = a;
+			p->cap_answers = cap;
+		}
+	}
+	if (p->n_answers < p->cap_answers) {
+		p->answers[p->n_answers++] =
+			(struct answer){ call, buf, buf ? len : 0 };
+		buf = NULL;
+	}
+	pthread_mutex_unlock(&p->mu);
+	/* Without room the reply is lost like a dropped connection's: the
+	 * call stays in the list (freed at stop); leases expire. */
+	free(buf);
+	curl_multi_wakeup(p->multi);
+}
+
+void push_subscriptions_changed(struct push *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->relist = true;
+	pthread_mutex_unlock(&p->mu);
+	curl_multi_wakeup(p->multi);
+}
+
+/* ---- subscriptions ------------------------------------------------------ */
+
+static struct sub *find_sub(struct push *p, const char *name)
+{
+	for (struct sub *s = p->subs; s; s = s->next)
+		if (strcmp(s->name, name) == 0)
+			return s;
+	return NULL;
+}
+
+void push_endpoint(struct push *p, const char *sub, char *state,
+		   size_t state_len, char *error, size_t error_len)
+{
+	snprintf(state, state_len, "%s", "");
+	snprintf(error, error_len, "%s", "");
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->mu);
+	struct sub *s = find_sub(p, sub);
+	if (s) {
+		snprintf(state, state_len, "%s", state_names[s->state]);
+		snprintf(error, error_len, "%s", s->last_error);
+	}
+	pthread_mutex_unlock(&p->mu);
+}
+
+static void sub_free(struct sub *s)
+{
+	sodium_memzero(s->key, sizeof s->key);
+	free(s->name);
+	free(s->url);
+	free(s->secret);
+	free(s);
+}
+
+static void set_state(struct push *p, struct sub *s, enum endpoint_state st,
+		      const char *error)
+{
+	enum endpoint_state old = s->state;
+	pthread_mutex_lock(&p->mu);
+	s->state = st;
+	if (error)
+		snprintf(s->last_error, sizeof s->last_error, "%s", error);
+	pthread_mutex_unlock(&p->mu);
+	if (old != st)
+		log_event(st == EP_HEALTHY ? LOG_INFO : LOG_WARN,
+			  "push_endpoint_state", LS("subscription", s->name),
+			  LS("url", s->url), LS("state", state_names[st]),
+			  LS("was", state_names[old]),
+			  LS("error", error ? error : ""), LOG_END);
+}
+
+/* (Re)configure s from a listed subscription. false: a bad config (the
+ * broker checked it when it was created: only a damaged record). */
+static bool configure(struct sub *s, const Handoff__Wire__SubscriptionInfo *si)
+{
+	const Handoff__Wire__PushConfig *pc = si->push;
+	const char *secret = pc->secret ? pc->secret : "";
+	char *url = strdup(pc->url), *sec = strdup(secret);
+	if (!url || !sec) {
+		free(url);
+		free(sec);
+		return false;
+	}
+	s->keylen = 0;
+	if (*secret && push_secret_decode(secret, s->key, &s->keylen)) {
+		free(url);
+		free(sec);
+		return false;
+	}
+	free(s->url);
+	free(s->secret);
+	s->url = url;
+	s->secret = sec;
+	s->timeout_ms =
+		pc->timeout_ms ? pc->timeout_ms : PUSH_DEFAULT_TIMEOUT_MS;
+	s->concurrency =
+		pc->concurrency ? pc->concurrency : PUSH_DEFAULT_CONCURRENCY;
+	s->backoff_min_ms = si->policy && si->policy->backoff_min_ms ?
+				    si->policy->backoff_min_ms :
+				    1000;
+	s->backoff_max_ms = si->policy && si->policy->backoff_max_ms ?
+				    si->policy->backoff_max_ms :
+				    s->backoff_min_ms;
+	return true;
+}
+
+static void on_list(struct push *p, const Reply *r)
+{
+	if (r->status != HANDOFF__WIRE__STATUS__OK ||
+	    r->body_case != HANDOFF__WIRE__REPLY__BODY_LIST_SUBSCRIPTIONS) {
+		log_event(LOG_WARN, "push_list_failed",
+			  LS("error", r->message ? r->message : ""), LOG_END);
+		p->next_list_ms = clock_mono_ms() + 1000;
+		return;
+	}
+	for (struct sub *s = p->subs; s; s = s->next)
+		s->listed = false;
+	const Handoff__Wire__ListSubscriptionsReply *l = r->list_subscriptions;
+	for (size_t i = 0; i < l->n_subscriptions; i++) {
+		const Handoff__Wire__SubscriptionInfo *si = l->subscriptions[i];
+		if (!si->push || !si->push->url || !si->push->url[0])
+			continue;
+		struct sub *s = find_sub(p, si->name);
+		bool fresh = !s;
+		if (fresh) {
+			s = calloc(1, sizeof *s);
+			if (!s || !(s->name = strdup(si->name))) {
+				free(s);
+				continue;
+			}
+		} else if (strcmp(s->url, si->push->url) == 0 &&
+			   strcmp(s->secret,
+				  si->push->secret ? si->push->secret : "") ==
+				   0 &&
+			   s->timeout_ms == si->push->timeout_ms &&
+			   s->concurrency == si->push->concurrency) {
+			s->listed = true;
+			continue;
+		}
+		if (!configure(s, si)) {
+			log_event(LOG_ERROR, "push_config_bad",
+				  LS("subscription", si->name), LOG_END);
+			if (fresh)
+				sub_free(s);
+			continue;
+		}
+		s->listed = true;
+		if (fresh) {
+			s->probe_delay_ms = s->backoff_min_ms;
+			pthread_mutex_lock(&p->mu);
+			s->next = p->subs;
+			p->subs = s;
+			pthread_mutex_unlock(&p->mu);
+			log_event(LOG_INFO, "push_subscription",
+				  LS("subscription", s->name),
+				  LS("url", s->url),
+				  LU("timeout_ms", s->timeout_ms),
+				  LU("concurrency", s->concurrency),
+				  LS("signed", s->keylen ? "yes" : "no"),
+				  LOG_END);
+		}
+	}
+}
+
+/* Forget subscriptions gone from the list once nothing of theirs is out. */
+static void drop_unlisted(struct push *p)
+{
+	struct sub **pp = &p->subs;
+	while (*pp) {
+		struct sub *s = *pp;
+		if (s->listed || s->fetching || s->in_flight) {
+			pp = &s->next;
+			continue;
+		}
+		pthread_mutex_lock(&p->mu);
+		*pp = s->next;
+		pthread_mutex_unlock(&p->mu);
+		log_event(LOG_INFO, "push_subscription_gone",
+			  LS("subscription", s->name), LOG_END);
+		sub_free(s);
+	}
+}
+
+/* ---- HTTP requests ------------------------------------------------------ */
+
+static size_t on_body(char *data, size_t size, size_t n, void *user)
+{
+	struct xfer *x = user;
+	size_t len = size * n;
+	for (size_t i = 0; i < len && !x->line_done; i++) {
+		char ch = data[i];
+		if (ch == '\n' || ch == '\r' || x->line_len == BODY_LINE_MAX) {
+			x->line_done = true;
+			break;
+		}
+		x->line[x->line_len++] = (unsigned char)ch < ' ' ? ' ' : ch;
+	}
+	return len; /* the rest is read and dropped */
+}
+
+static curl_socket_t open_socket(void *user, curlsocktype purpose,
+				 struct curl_sockaddr *a)
+{
+	struct xfer *x = user;
+	if (purpose == CURLSOCKTYPE_IPCXN && push_address_private(&a->addr)) {
+		x->denied = true;
+		return CURL_SOCKET_BAD;
+	}
+	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
+/* A header name is an HTTP token; a value has no CR, LF or NUL. */
+static bool header_ok(const char *name, const char *value)
+{
+	static const char tchar[] = "!#$%&'*+-.^_`|~";
+	if (!*name)
+		return false;
+	for (const char *c = name; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		      (*c >= '0' && *c <= '9') || strchr(tchar, *c)))
+			return false;
+	for (const char *c = value; *c; c++)
+		if (*c == '\r' || *c == '\n')
+			return false;
+	return true;
+}
+
+/* Headers of the event that are not passed on: the request's own and the
+ * connection's. */
+static bool header_reserved(const char *name)
+{
+	static const char *const exact[] = {
+		"host",		"content-length", "transfer-encoding",
+		"connection",	"expect",	  "te",
+		"upgrade",	"keep-alive",	  "trailer",
+		"content-type",
+	};
+	for (size_t i = 0; i < sizeof exact / sizeof *exact; i++)
+		if (strcasecmp(name, exact[i]) == 0)
+			return true;
+	return strncasecmp(name, "webhook-", 8) == 0 ||
+	       strncasecmp(name, "handoff-", 8) == 0 ||
+	       strncasecmp(name, "proxy-", 6) == 0;
+}
+
+static bool add_header(struct curl_slist **l, const char *name,
+		       const char *value)
+{
+	char line[8192];
+	int n = snprintf(line, sizeof line, "%s: %s", name, value);
+	if (n < 0 || (size_t)n >= sizeof line)
+		return true; /* too long to pass on: left out */
+	struct curl_slist *m = curl_slist_append(*l, line);
+	if (!m)
+		return false;
+	*l = m;
+	return true;
+}
+
+static void xfer_free(struct xfer *x)
+{
+	if (x->easy)
+		curl_easy_cleanup(x->easy);
+	curl_slist_free_all(x->hdrs);
+	free(x->body);
+	free(x);
+}
+
+static bool build_headers(struct sub *s, struct xfer *x,
+			  const Handoff__Wire__Delivery *d)
+{
+	char id[32], num[32], sig[PUSH_SIG_MAX];
+	const char *ctype = "application/octet-stream";
+	bool ok = true;
+	uint64_t ts = (uint64_t)time(NULL);
+
+	snprintf(id, sizeof id, "evt_%" PRIu64, d->event_id);
+	for (size_t i = 0; i < d->n_headers; i++)
+		if (d->headers[i]->name && d->headers[i]->value &&
+		    strcasecmp(d->headers[i]->name, "content-type") == 0 &&
+		    header_ok("content-type", d->headers[i]->value))
+			ctype = d->headers[i]->value;
+	ok = ok && add_header(&x->hdrs, "Content-Type", ctype);
+	ok = ok && add_header(&x->hdrs, "webhook-id", id);
+	snprintf(num, sizeof num, "%" PRIu64, ts);
+	ok = ok && add_header(&x->hdrs, "webhook-timestamp", num);
+	if (s->keylen) {
+		push_sign(s->key, s->keylen, id, ts, d->payload.data,
+			  d->payload.len, sig);
+		ok = ok && add_header(&x->hdrs, "webhook-signature", sig);
+	}
+	snprintf(num, sizeof num, "%" PRIu64, d->event_id);
+	ok = ok && add_header(&x->hdrs, "Handoff-Event-Id", num);
+	snprintf(num, sizeof num, "%" PRIu32, d->attempt);
+	ok = ok && add_header(&x->hdrs, "Handoff-Attempt", num);
+	if (d->topic && header_ok("x", d->topic))
+		ok = ok && add_header(&x->hdrs, "Handoff-Topic", d->topic);
+	if (d->key && *d->key && header_ok("x", d->key))
+		ok = ok && add_header(&x->hdrs, "Handoff-Key", d->key);
+	for (size_t i = 0; i < d->n_headers && ok; i++) {
+		const Handoff__Wire__Header *h = d->headers[i];
+		if (h->name && h->value && header_ok(h->name, h->value) &&
+		    !header_reserved(h->name) && *h->value)
+			ok = add_header(&x->hdrs, h->name, h->value);
+	}
+	/* no "Expect: 100-continue" round trip for large bodies */
+	ok = ok && add_header(&x->hdrs, "Expect", "");
+	return ok;
+}
+
+/* Take x out of the multi and free it. */
+static void xfer_end(struct push *p, struct xfer *x)
+{
+	if (x->prev)
+		x->prev->next = x->next;
+	else
+		p->xfers = x->next;
+	if (x->next)
+		x->next->prev = x->prev;
+	curl_multi_remove_handle(p->multi, x->easy);
+	xfer_free(x);
+}
+
+#define SET(opt, val) (rc = rc ? rc : curl_easy_setopt(e, opt, val))
+
+/* Start POSTing delivery d of s. false: it could not start (no memory). */
+static bool start_xfer(struct push *p, struct sub *s,
+		       const Handoff__Wire__Delivery *d, bool probe)
+{
+	struct xfer *x = calloc(1, sizeof *x);
+	CURLcode rc = CURLE_OK;
+	if (!x)
+		return false;
+	x->sub = s;
+	x->event_id = d->event_id;
+	x->lease_token = d->lease_token;
+	x->attempt = d->attempt;
+	x->probe = probe;
+	x->body = malloc(d->payload.len ? d->payload.len : 1);
+	CURL *e = x->easy = curl_easy_init();
+	if (!x->body || !e || !build_headers(s, x, d))
+		goto fail;
+	if (d->payload.len)
+		memcpy(x->body, d->payload.data, d->payload.len);
+	SET(CURLOPT_URL, s->url);
+	SET(CURLOPT_POST, 1L);
+	SET(CURLOPT_POSTFIELDS, x->body);
+	SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)d->payload.len);
+	SET(CURLOPT_HTTPHEADER, x->hdrs);
+	SET(CURLOPT_TIMEOUT_MS, (long)s->timeout_ms);
+	SET(CURLOPT_CONNECTTIMEOUT_MS, (long)s->timeout_ms);
+	SET(CURLOPT_NOSIGNAL, 1L);
+	SET(CURLOPT_PROTOCOLS_STR, "http,https");
+	SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	SET(CURLOPT_FOLLOWLOCATION, 0L);
+	SET(CURLOPT_PROXY, "");
+	SET(CURLOPT_USERAGENT, "handoffd/" HANDOFF_BUILD_VERSION);
+	SET(CURLOPT_WRITEFUNCTION, on_body);
+	SET(CURLOPT_WRITEDATA, x);
+	SET(CURLOPT_ERRORBUFFER, x->err);
+	SET(CURLOPT_PRIVATE, x);
+	SET(CURLOPT_QUICK_EXIT, 1L);
+	if (p->cfg->push_deny_private) {
+		SET(CURLOPT_OPENSOCKETFUNCTION, open_socket);
+		SET(CURLOPT_OPENSOCKETDATA, x);
+	}
+	if (rc != CURLE_OK || curl_multi_add_handle(p->multi, e) != CURLM_OK)
+		goto fail;
+	x->next = p->xfers;
+	if (p->xfers)
+		p->xfers->prev = x;
+	p->xfers = x;
+	s->in_flight++;
+	if (probe)
+		s->probe_out = true;
+	return true;
+fail:
+	xfer_free(x);
+	return false;
+}
+
+#undef SET
+
+static void on_fetch(struct push *p, struct sub *s, const Reply *r)
+{
+	uint64_t now = clock_mono_ms();
+	s->fetching = false;
+	if (!r) { /* not applied (stopping, no memory): later */
+		s->next_fetch_ms = now + 1000;
+		return;
+	}
+	if (r->status == HANDOFF__WIRE__STATUS__NOT_FOUND) {
+		s->listed = false; /* deleted: the next list confirms */
+		p->next_list_ms = now;
+		return;
+	}
+	if (r->status != HANDOFF__WIRE__STATUS__OK ||
+	    r->body_case != HANDOFF__WIRE__REPLY__BODY_FETCH) {
+		log_event(LOG_WARN, "push_fetch_failed",
+			  LS("subscription", s->name),
+			  LS("error", r->message ? r->message : ""), LOG_END);
+		s->next_fetch_ms = now + 1000;
+		return;
+	}
+	const Handoff__Wire__FetchReply *f = r->fetch;
+	if (f->paused)
+		set_state(p, s, EP_PAUSED, NULL);
+	else if (s->state == EP_PAUSED && f->n_deliveries > 0)
+		set_state(p, s, EP_HEALTHY, NULL); /* resumed */
+	for (size_t i = 0; i < f->n_deliveries; i++) {
+		const Handoff__Wire__Delivery *d = f->deliveries[i];
+		bool probe = s->state == EP_PROBING && !s->probe_out;
+		if (!start_xfer(p, s, d, probe)) {
+			struct xfer tmp = { .sub = s,
+					    .event_id = d->event_id,
+					    .lease_token = d->lease_token };
+			log_event(LOG_ERROR, "push_not_started",
+				  LS("subscription", s->name),
+				  LU("event", d->event_id),
+				  LS("reason", "out of memory"), LOG_END);
+			send_nack(p, &tmp, 0, "push: out of memory", true);
+		}
+	}
+}
+
+static void on_items(const struct call *c, const Reply *r)
+{
+	if (!r)
+		return; /* not applied: the lease expires and counts */
+	bool bad = r->status != HANDOFF__WIRE__STATUS__OK;
+	if (!bad && r->body_case == HANDOFF__WIRE__REPLY__BODY_ITEMS)
+		for (size_t i = 0; i < r->items->n_statuses; i++)
+			bad = bad || r->items->statuses[i] !=
+					     HANDOFF__WIRE__STATUS__OK;
+	if (bad)
+		log_event(LOG_WARN, "push_outcome_not_recorded",
+			  LS("subscription", c->sub ? c->sub : ""),
+			  LS("request", c->kind == CALL_ACK ? "ack" : "nack"),
+			  LS("why", r->message && *r->message ?
+					    r->message :
+					    "lease lost (expired or "
+					    "recovered): the delivery "
+					    "comes again"),
+			  LOG_END);
+}
+
+static void take_answers(struct push *p)
+{
+	pthread_mutex_lock(&p->mu);
+	struct answer *a = p->answers;
+	size_t n = p->n_answers;
+	p->answers = NULL;
+	p->n_answers = p->cap_answers = 0;
+	pthread_mutex_unlock(&p->mu);
+	for (size_t i = 0; i < n; i++) {
+		struct call *c = a[i].call;
+		Reply *r = a[i].buf ? handoff__wire__reply__unpack(
+					      NULL, a[i].len, a[i].buf) :
+				      NULL;
+		struct sub *s = c->sub ? find_sub(p, c->sub) : NULL;
+		switch (c->kind) {
+		case CALL_LIST:
+			p->list_out = false;
+			if (r)
+				on_list(p, r);
+			else
+				p->next_list_ms = clock_mono_ms() + 1000;
+			break;
+		case CALL_FETCH:
+			if (s)
+				on_fetch(p, s, r);
+			break;
+		case CALL_ACK:
+		case CALL_NACK:
+			on_items(c, r);
+			break;
+		case CALL_PAUSE:
+			if (!r || r->status != HANDOFF__WIRE__STATUS__OK)
+				log_event(LOG_ERROR, "push_pause_failed",
+					  LS("subscription",
+					     c->sub ? c->sub : ""),
+					  LS("why", r && r->message ?
+							    r->message :
+							    "not applied"),
+					  LOG_END);
+			break;
+		}
+		if (r)
+			handoff__wire__reply__free_unpacked(r, NULL);
+		free(a[i].buf);
+		call_free(p, c);
+	}
+	free(a);
+}
+
+/* One attempt ended: ack, nack or release it, and move the endpoint's
+ * state. */
+static void finish(struct push *p, struct xfer *x, CURLcode code)
+{
+	struct sub *s = x->sub;
+	struct push_result res = { .transport = (int)code,
+				   .transport_error = x->err,
+				   .address_denied = x->denied,
+				   .timeout_ms = s->timeout_ms,
+				   .body_line = x->line };
+	struct push_outcome o;
+	curl_off_t retry = 0;
+	uint64_t now = clock_mono_ms();
+
+	x->line[x->line_len] = '\0';
+	if (code == CURLE_OK) {
+		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &res.status);
+		if (curl_easy_getinfo(x->easy, CURLINFO_RETRY_AFTER, &retry) ==
+		    CURLE_OK)
+			res.retry_after_s = retry > 0 ? (long)retry : 0;
+	}
+	if (code != CURLE_OK && !x->err[0])
+		snprintf(x->err, sizeof x->err, "%s", curl_easy_strerror(code));
+	push_classify(&res, &o);
+	s->in_flight--;
+	if (x->probe)
+		s->probe_out = false;
+
+	if (o.action == PUSH_ACK) {
+		send_ack(p, x);
+		s->conn_failures = 0;
+		s->probe_delay_ms = s->backoff_min_ms;
+		set_state(p, s, EP_HEALTHY, NULL);
+	} else if (o.gone) {
+		/* gone for good: pause, and give the delivery back unspent */
+		send_pause(p, s, o.text);
+		send_nack(p, x, 0, o.text, true);
+		s->conn_failures = 0;
+		log_event(LOG_WARN, "push_endpoint_gone",
+			  LS("subscription", s->name), LS("url", s->url),
+			  LS("why", "410 Gone: the subscription is paused "
+				    "until an operator resumes it"),
+			  LOG_END);
+		set_state(p, s, EP_PAUSED, o.text);
+	} else if (!o.connection_failure) {
+		/* the endpoint answers: a normal failed attempt */
+		send_nack(p, x, o.delay_ms, o.text, false);
+		s->conn_failures = 0;
+		s->probe_delay_ms = s->backoff_min_ms;
+		set_state(p, s, EP_FAILING, o.text);
+	} else if (s->state == EP_PROBING && !x->probe) {
+		/* in flight when probing began: back unworked */
+		send_nack(p, x, 0, o.text, true);
+	} else {
+		send_nack(p, x, o.delay_ms, o.text, false);
+		s->conn_failures++;
+		if (s->state == EP_PROBING ||
+		    s->conn_failures >= PUSH_PROBE_AFTER) {
+			s->next_fetch_ms = now + s->probe_delay_ms;
+			if (s->state == EP_PROBING) {
+				uint64_t d = 2 * (uint64_t)s->probe_delay_ms;
+				s->probe_delay_ms = d > s->backoff_max_ms ?
+							    s->backoff_max_ms :
+							    (uint32_t)d;
+			}
+			set_state(p, s, EP_PROBING, o.text);
+		} else {
+			set_state(p, s, EP_FAILING, o.text);
+		}
+	}
+	log_event(LOG_DEBUG, "push_attempt", LS("subscription", s->name),
+		  LU("event", x->event_id), LU("attempt", x->attempt),
+		  LU("status", (uint64_t)res.status),
+		  LS("outcome", o.action == PUSH_ACK ? "ack" : o.text),
+		  LOG_END);
+	xfer_end(p, x);
+}
+
+static void maybe_fetch(struct push *p, struct sub *s, uint64_t now)
+{
+	if (!s->listed || s->fetching || now < s->next_fetch_ms)
+		return;
+	uint32_t room;
+	if (s->state == EP_PROBING)
+		room = s->in_flight ? 0 : 1; /* one probe at a time */
+	else
+		room = s->in_flight < s->concurrency ?
+			       s->concurrency - s->in_flight :
+			       0;
+	if (room)
+		send_fetch(p, s, room);
+}
+
+static void *push_main(void *arg)
+{
+	struct push *p = arg;
+	for (;;) {
+		pthread_mutex_lock(&p->mu);
+		bool stop = p->stop, relist = p->relist;
+		p->relist = false;
+		pthread_mutex_unlock(&p->mu);
+		if (stop)
+			break;
+		take_answers(p);
+		uint64_t now = clock_mono_ms();
+		if (relist)
+			p->next_list_ms = now;
+		if (!p->list_out && now >= p->next_list_ms) {
+			p->next_list_ms = now + LIST_EVERY_MS;
+			send_list(p);
+		}
+		post_unposted(p);
+		drop_unlisted(p);
+		for (struct sub *s = p->subs; s; s = s->next)
+			maybe_fetch(p, s, now);
+		int running;
+		curl_multi_perform(p->multi, &running);
+		CURLMsg *m;
+		int left;
+		while ((m = curl_multi_info_read(p->multi, &left))) {
+			if (m->msg != CURLMSG_DONE)
+				continue;
+			struct xfer *x;
+			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE,
+					  (char **)&x);
+			finish(p, x, m->data.result);
+		}
+		curl_multi_poll(p->multi, NULL, 0,
+				p->n_unposted ? RETRY_POST_MS : POLL_MS, NULL);
+	}
+	log_thread_done();
+	return NULL;
+}
+
+int push_start(const struct config *cfg, struct pump *pump, struct push **out)
+{
+	struct push *p = calloc(1, sizeof *p);
+	int rc;
+	*out = NULL;
+	if (!p)
+		return ENOMEM;
+	if (sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT)) {
+		free(p);
+		return ENOMEM;
+	}
+	p->cfg = cfg;
+	p->pump = pump;
+	p->multi = curl_multi_init();
+	if (!p->multi) {
+		curl_global_cleanup();
+		free(p);
+		return ENOMEM;
+	}
+	pthread_mutex_init(&p->mu, NULL);
+	rc = pthread_create(&p->thread, NULL, push_main, p);
+	if (rc) {
+		curl_multi_cleanup(p->multi);
+		pthread_mutex_destroy(&p->mu);
+		curl_global_cleanup();
+		free(p);
+		return rc;
+	}
+	*out = p;
+	return 0;
+}
+
+void push_stop(struct push *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->stop = true;
+	pthread_mutex_unlock(&p->mu);
+	curl_multi_wakeup(p->multi);
+	pthread_join(p->thread, NULL);
+	/* requests in flight are abandoned: their leases come back at the
+	 * next start (delivery is at least once) */
+	while (p->xfers)
+		xfer_end(p, p->xfers);
+	for (size_t i = 0; i < p->n_answers; i++)
+		free(p->answers[i].buf);
+	free(p->answers);
+	free(p->unposted);
+	while (p->calls)
+		call_free(p, p->calls);
+	while (p->subs) {
+		struct sub *s = p->subs;
+		p->subs = s->next;
+		sub_free(s);
+	}
+	curl_multi_cleanup(p->multi);
+	pthread_mutex_destroy(&p->mu);
+	curl_global_cleanup();
+	free(p);
+}
