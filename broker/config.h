@@ -21,8 +21,8 @@
 enum config_role {
 	ROLE_PRODUCER = 1, /* publish to its topics */
 	ROLE_CONSUMER = 2, /* fetch, ack, nack on its subscriptions */
-	ROLE_OPERATOR =
-		4, /* subscriptions, dead letters, trace, stats, audit */
+	/* subscriptions, dead letters, trace, stats, audit */
+	ROLE_OPERATOR = 4,
 };
 
 /* One [key NAME] section: who may do what, proven with the secret. */
@@ -48,21 +48,21 @@ struct config_key {
 
 struct config {
 	char *data_dir; /* default "./handoff-data" */
-	char *listen
-		[CONFIG_MAX_LISTEN]; /* default { "tcp://127.0.0.1:7450" } */
+	/* default { "tcp://127.0.0.1:7450" } */
+	char *listen[CONFIG_MAX_LISTEN];
 	size_t n_listen;
 	uint64_t map_size_bytes; /* LMDB map; default 1 GiB */
 
 	/* limits: going over one gets LIMIT_EXCEEDED */
 	uint32_t max_payload_bytes; /* default 1 MiB */
 	uint32_t max_request_bytes; /* NN_RCVMAXSIZE; default 16 MiB */
-	uint32_t
-		max_batch; /* events per publish, items per ack/nack/fetch; default 1000 */
+	/* events per publish, items per ack/nack/fetch; default 1000 */
+	uint32_t max_batch;
 	uint32_t max_subscriptions; /* default 1000 */
 	uint32_t max_held_fetches;  /* long polls held at once; default 1024 */
 	uint32_t max_wait_ms;	    /* longest long poll; default 60000 */
-	uint32_t
-		max_name_bytes; /* topic / subscription name; default 200, at most 240 */
+	/* topic / subscription name; default 200, at most 240 */
+	uint32_t max_name_bytes;
 	uint32_t max_backlog; /* deliveries owed per subscription (ready,
 					 * delayed, leased); 0 = no limit (default) */
 	uint32_t max_leases_per_consumer; /* open leases one consumer may hold;

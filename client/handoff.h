@@ -108,16 +108,16 @@ typedef enum handoff_error {
 	HANDOFF_OK = 0,
 	HANDOFF_EBADREQUEST = 1, /* the broker found the request invalid */
 	HANDOFF_EVERSION = 2,	 /* protocol version not spoken by broker */
-	HANDOFF_ENOSUBSCRIPTIONS =
-		3,		  /* publish to a topic with no subscription */
+	/* publish to a topic with no subscription */
+	HANDOFF_ENOSUBSCRIPTIONS = 3,
 	HANDOFF_ENOTFOUND = 4,	  /* no such subscription / event / letter */
 	HANDOFF_ECONFLICT = 5,	  /* subscription exists with other policy */
 	HANDOFF_ELEASELOST = 6,	  /* ack/nack/release/extend for a lease no
 				      * longer held */
 	HANDOFF_ELIMIT = 7,	  /* a configured limit was exceeded */
 	HANDOFF_ESTORAGEFULL = 8, /* broker store full; retry later */
-	HANDOFF_ESHUTTINGDOWN =
-		9,		  /* broker stopping (retried until deadline) */
+	/* broker stopping (retried until deadline) */
+	HANDOFF_ESHUTTINGDOWN = 9,
 	HANDOFF_EINTERNAL = 10,	  /* broker-side failure; nothing applied */
 	HANDOFF_EPERM = 11,	  /* not authenticated, or the key's role
 				      * may not do this; nothing applied */

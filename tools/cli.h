@@ -87,8 +87,8 @@ struct cli_ctx {
 	bool json;	      /* --json */
 	const char *consumer; /* consume --name; NULL = library default */
 	const char *key_id;   /* --auth-key or $HANDOFF_AUTH_KEY */
-	const char *
-		secret_file; /* --auth-secret-file, $HANDOFF_AUTH_SECRET_FILE */
+	/* --auth-secret-file, $HANDOFF_AUTH_SECRET_FILE */
+	const char *secret_file;
 	const struct cli_command *cmd; /* the command running (for messages) */
 	handoff_client *client;	       /* set by cli_connect() */
 };
