@@ -21,7 +21,7 @@
 
 #include "clock.h"
 #include "log.h"
-#include "push.h"
+#include "push_outcome.h"
 #include "push_sign.h"
 #include "records.h"
 #include "scheduler.h"
@@ -63,6 +63,13 @@ void handlers_status(struct arena *a, Reply *reply, int status, const char *fmt,
 	} while (0)
 
 /* Names are used in keys and logs: a small, printable alphabet. */
+/* Tell the push thread that push subscriptions came or went. */
+static void notify_push(struct handler_env *env)
+{
+	if (env->push_changed)
+		env->push_changed(env->push);
+}
+
 static bool valid_name(const char *s, uint32_t max)
 {
 	size_t n = s ? strlen(s) : 0;
@@ -560,7 +567,7 @@ static int handle_subscribe(struct handler_env *env, struct txn *t,
 		rc = records_push_to_wire(t->arena, r, false, &sr->push);
 		if (rc)
 			return rc;
-		push_subscriptions_changed(env->push);
+		notify_push(env);
 	}
 done:
 	reply->body_case = HANDOFF__WIRE__REPLY__BODY_SUBSCRIBE;
@@ -589,7 +596,7 @@ static int handle_unsubscribe(struct handler_env *env, struct txn *t,
 		return rc;
 	env->unsubscribed = true;
 	if (r->push_url && r->push_url[0])
-		push_subscriptions_changed(env->push);
+		notify_push(env);
 	log_event(LOG_WARN, "subscription_deleted", LS("subscription", r->name),
 		  LS("topic", r->topic), LU("id", r->id), LU("ready", r->ready),
 		  LU("leased", r->leased), LU("dead", r->dead), LOG_END);
@@ -693,7 +700,10 @@ static int push_state_of(struct handler_env *env, struct txn *t,
 	*state = *error = (char *)"";
 	if (!r->push_url || !r->push_url[0])
 		return 0;
-	push_endpoint(env->push, r->name, st, sizeof st, err, sizeof err);
+	st[0] = err[0] = '\0';
+	if (env->push_endpoint)
+		env->push_endpoint(env->push, r->name, st, sizeof st, err,
+				   sizeof err);
 	*state = arena_strdup(t->arena, st[0] ? st : "starting");
 	*error = arena_strdup(t->arena, err);
 	return *state && *error ? 0 : ENOMEM;

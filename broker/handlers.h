@@ -36,7 +36,12 @@ struct handler_env {
 	struct lease_counts *leases;	 /* open leases per consumer */
 	const struct config_key *caller; /* who sent the request being
 				 * applied (NULL: access control off) */
-	struct push *push; /* the push thread (push.h); NULL: none */
+	/* push delivery (push.h), when its thread runs; NULL: none. Called
+	 * through these so the handlers do not link the push thread. */
+	struct push *push;
+	void (*push_changed)(struct push *p); /* subscriptions came or went */
+	void (*push_endpoint)(struct push *p, const char *sub, char *state,
+			      size_t state_len, char *error, size_t error_len);
 };
 
 /*

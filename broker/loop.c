@@ -149,6 +149,8 @@ int loop_run(const struct config *cfg)
 	}
 	b->pump.push_ctx = push;
 	b->env.push = push;
+	b->env.push_changed = push_subscriptions_changed;
+	b->env.push_endpoint = push_endpoint;
 	/* HTTP requests join the same inbox (pump.h, http.h) */
 	if (cfg->n_http_listen) {
 		if (pump_enable_http(&b->pump, http_max_in_flight(cfg),

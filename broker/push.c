@@ -30,15 +30,6 @@
 #define BODY_LINE_MAX 200
 #define POLL_MS	      100
 
-/* The push thread's caller: consumer of every subscription (so fetch, ack
- * and nack pass auth_allows with access control on) and operator (list). */
-static const struct config_key caller = {
-	.id = (char *)"handoffd-push",
-	.roles = ROLE_CONSUMER | ROLE_OPERATOR,
-	.subs = { (char *)"*" },
-	.n_subs = 1,
-};
-
 enum endpoint_state { EP_HEALTHY, EP_FAILING, EP_PROBING, EP_PAUSED };
 
 static const char *const state_names[] = { "healthy", "failing", "probing",
@@ -119,31 +110,6 @@ struct push {
 	uint64_t next_list_ms;
 };
 
-const struct config_key *push_caller(void)
-{
-	return &caller;
-}
-
-const char *push_url_problem(const char *url)
-{
-	const char *host;
-	size_t n = strlen(url);
-	if (n > PUSH_MAX_URL_BYTES)
-		return "push URL longer than 2048 bytes";
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)url[i] <= ' ' || url[i] == 0x7f)
-			return "push URL has spaces or control characters";
-	if (strncasecmp(url, "http://", 7) == 0)
-		host = url + 7;
-	else if (strncasecmp(url, "https://", 8) == 0)
-		host = url + 8;
-	else
-		return "push URL must start with http:// or https://";
-	if (!*host || *host == '/' || *host == ':' || *host == '?')
-		return "push URL has no host";
-	return NULL;
-}
-
 /* ---- calls: posting native requests ------------------------------------- */
 
 static void call_free(struct push *p, struct call *c)
@@ -162,7 +128,7 @@ static void call_free(struct push *p, struct call *c)
 /* Post what is packed in c, now or (inbox full) later. */
 static void post(struct push *p, struct call *c)
 {
-	int rc = pump_post_push(p->pump, c, &caller, c->body, c->len);
+	int rc = pump_post_push(p->pump, c, push_caller(), c->body, c->len);
 	if (rc == 0) {
 		c->body = NULL; /* the pump's now */
 		return;

@@ -34,12 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PUSH_DEFAULT_TIMEOUT_MS	 10000
-#define PUSH_MAX_TIMEOUT_MS	 300000
-#define PUSH_DEFAULT_CONCURRENCY 4
-#define PUSH_MAX_CONCURRENCY	 256
-#define PUSH_MAX_URL_BYTES	 2048
-#define PUSH_PUMP_SLOTS		 4096 /* its requests in the pump at once */
+#define PUSH_PUMP_SLOTS 4096 /* its requests in the pump at once */
 /* consecutive connection-level failures before probing */
 #define PUSH_PROBE_AFTER 3
 
@@ -62,17 +57,9 @@ void push_on_reply(void *ctx, void *call, void *buf, size_t len);
  * p: nothing. */
 void push_subscriptions_changed(struct push *p);
 
-/* The caller the push thread's requests carry: a consumer of every
- * subscription, and the only one shown push secrets. */
-const struct config_key *push_caller(void);
-
 /* The endpoint state of push subscription sub ("" when the push thread
  * does not know it yet) and its last failure ("" none). */
 void push_endpoint(struct push *p, const char *sub, char *state,
 		   size_t state_len, char *error, size_t error_len);
-
-/* Whether url may be a push URL: http:// or https://, a host, at most
- * PUSH_MAX_URL_BYTES, no spaces or control characters. NULL or why not. */
-const char *push_url_problem(const char *url);
 
 #endif

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 #include <string.h>
+#include <strings.h>
 
 /* CURLcode values (curl/curl.h, stable across versions) */
 enum {
@@ -125,4 +126,40 @@ bool push_address_private(const struct sockaddr *sa)
 	return (b[0] & 0xfe) == 0xfc ||			  /* fc00::/7 */
 	       (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) || /* fe80::/10 */
 	       b[0] == 0xff;				  /* multicast */
+}
+
+/* ---- who pushes, and to what ------------------------------------------- */
+
+/* The push thread's caller: consumer of every subscription (so fetch, ack
+ * and nack pass auth_allows with access control on) and operator (list). */
+static const struct config_key caller = {
+	.id = (char *)"handoffd-push",
+	.roles = ROLE_CONSUMER | ROLE_OPERATOR,
+	.subs = { (char *)"*" },
+	.n_subs = 1,
+};
+
+const struct config_key *push_caller(void)
+{
+	return &caller;
+}
+
+const char *push_url_problem(const char *url)
+{
+	const char *host;
+	size_t n = strlen(url);
+	if (n > PUSH_MAX_URL_BYTES)
+		return "push URL longer than 2048 bytes";
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)url[i] <= ' ' || url[i] == 0x7f)
+			return "push URL has spaces or control characters";
+	if (strncasecmp(url, "http://", 7) == 0)
+		host = url + 7;
+	else if (strncasecmp(url, "https://", 8) == 0)
+		host = url + 8;
+	else
+		return "push URL must start with http:// or https://";
+	if (!*host || *host == '/' || *host == ':' || *host == '?')
+		return "push URL has no host";
+	return NULL;
 }

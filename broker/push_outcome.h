@@ -18,6 +18,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "config.h"
+
+#define PUSH_MAX_URL_BYTES 2048
+/* a push subscription's timeout and concurrency: defaults and bounds */
+#define PUSH_DEFAULT_TIMEOUT_MS	 10000
+#define PUSH_MAX_TIMEOUT_MS	 300000
+#define PUSH_DEFAULT_CONCURRENCY 4
+#define PUSH_MAX_CONCURRENCY	 256
+
 #define PUSH_TEXT_MAX	       320
 #define PUSH_RETRY_AFTER_MAX_S 3600 /* a longer Retry-After is capped */
 
@@ -55,5 +64,13 @@ struct sockaddr;
  * (::ffff:a.b.c.d) are judged as the IPv4 address they carry. Unknown
  * families are refused. */
 bool push_address_private(const struct sockaddr *sa);
+
+/* The caller the push thread's requests carry: a consumer of every
+ * subscription, and the only one shown push secrets. */
+const struct config_key *push_caller(void);
+
+/* Whether url may be a push URL: http:// or https://, a host, at most
+ * PUSH_MAX_URL_BYTES, no spaces or control characters. NULL or why not. */
+const char *push_url_problem(const char *url);
 
 #endif
