@@ -589,34 +589,45 @@ static int parse_secret_hex(const char *hex, uint8_t *out)
 	return 0;
 }
 
-/* A secret file holds the 64 hex digits (and maybe a newline) and must be
- * readable by its owner only. */
-static int read_secret_file(struct load *ld, const char *path, uint8_t *out)
+/* A private file (secret_file, token_file): readable by its owner only;
+ * its text, without a trailing newline, into buf (len bytes). 0, or EINVAL
+ * with the reason given to the loader; what is read is the caller's to
+ * wipe. */
+static int read_private_file(struct load *ld, const char *setting,
+			     const char *path, char *buf, size_t len)
 {
-	char buf[2 * CONFIG_SECRET_BYTES + 4];
 	struct stat sb;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		load_fail(ld, EINVAL, "secret_file %s: %s", path,
+		load_fail(ld, EINVAL, "%s %s: %s", setting, path,
 			  strerror(errno));
 		return EINVAL;
 	}
 	if (fstat(fd, &sb) || (sb.st_mode & 077)) {
 		close(fd);
 		load_fail(ld, EINVAL,
-			  "secret_file %s can be read by others "
-			  "(chmod 600 it)",
+			  "%s %s can be read by others (chmod 600 it)", setting,
 			  path);
 		return EINVAL;
 	}
-	ssize_t n = read(fd, buf, sizeof buf - 1);
+	ssize_t n = read(fd, buf, len - 1);
 	close(fd);
 	if (n < 0)
 		n = 0;
 	buf[n] = '\0';
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		buf[--n] = '\0';
-	int rc = parse_secret_hex(buf, out);
+	return 0;
+}
+
+/* A secret file holds the 64 hex digits (and maybe a newline). */
+static int read_secret_file(struct load *ld, const char *path, uint8_t *out)
+{
+	char buf[2 * CONFIG_SECRET_BYTES + 4];
+	int rc = read_private_file(ld, "secret_file", path, buf, sizeof buf);
+	if (rc)
+		return rc;
+	rc = parse_secret_hex(buf, out);
 	sodium_memzero(buf, sizeof buf);
 	if (rc)
 		load_fail(ld, EINVAL, "secret_file %s must hold %d hex digits",
@@ -644,34 +655,15 @@ static int set_token(struct config_key *k, const char *tok)
 	return 0;
 }
 
-/* A token file holds the token (and maybe a newline), mode 600. */
+/* A token file holds the token (and maybe a newline). */
 static int read_token_file(struct load *ld, const char *path,
 			   struct config_key *k)
 {
 	char buf[520];
-	struct stat sb;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		load_fail(ld, EINVAL, "token_file %s: %s", path,
-			  strerror(errno));
-		return EINVAL;
-	}
-	if (fstat(fd, &sb) || (sb.st_mode & 077)) {
-		close(fd);
-		load_fail(ld, EINVAL,
-			  "token_file %s can be read by others "
-			  "(chmod 600 it)",
-			  path);
-		return EINVAL;
-	}
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n < 0)
-		n = 0;
-	buf[n] = '\0';
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-		buf[--n] = '\0';
-	int rc = set_token(k, buf);
+	int rc = read_private_file(ld, "token_file", path, buf, sizeof buf);
+	if (rc)
+		return rc;
+	rc = set_token(k, buf);
 	sodium_memzero(buf, sizeof buf);
 	if (rc)
 		load_fail(ld, EINVAL,

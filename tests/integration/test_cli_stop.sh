@@ -63,40 +63,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() {
-	echo "CHECK FAILED: $*" >&2
-	exit 1
-}
-ok() { CHECKS=$((CHECKS + 1)); }
-
-hf() { "$HANDOFF_CLI" --broker "$URL" --timeout 10s "$@"; }
-
-run() {
-	local want=$1
-	shift
-	local st=0
-	hf "$@" >"$TMP/out" 2>"$TMP/err" || st=$?
-	if [ "$st" -ne "$want" ]; then
-		fail "handoff $*: exit status $st, want $want"
-	fi
-	ok
-}
-eq() {
-	[ "$2" == "$3" ] || fail "$1: got '$2', want '$3'"
-	ok
-}
-contains() {
-	grep -qF -- "$3" "$2" || fail "$1: '$3' not in $(head -c 2000 "$2")"
-	ok
-}
-json() {
-	python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
-v = eval(sys.argv[2])
-print(json.dumps(v) if isinstance(v, (dict, list, tuple, bool)) or v is None else v)
-' "$TMP/out" "$1" || fail "JSON check '$1' on: $(head -c 2000 "$TMP/out")"
-}
+# fail, ok, hf, run, eq, contains, json
+. "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
 # wait_for FILE: up to 20 s
 wait_for() {
 	local i
