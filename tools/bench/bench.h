@@ -22,6 +22,8 @@
  *   http_client.c    the HTTP scenarios' client: a minimal HTTP/1.1
  *                    client, one keep-alive connection per thread, and
  *                    the JSON bodies they send and scan
+ *   push_receiver.c  the push scenario's receiver: a minimal HTTP/1.1
+ *                    server answering 204 to every POST
  *
  * Times are uint64_t nanoseconds of CLOCK_MONOTONIC unless said otherwise;
  * the publish stamp in a payload's first 8 bytes is CLOCK_REALTIME ns,
@@ -203,6 +205,28 @@ void hist_merge(struct hist *dst, const struct hist *src);
 /* The q-quantile (0..1) in ns: the middle of its bucket; 0 when empty. */
 uint64_t hist_quantile(const struct hist *h, double q);
 
+/* ---- the push receiver (push_receiver.c) ----------------------------------
+ * An HTTP/1.1 server on 127.0.0.1:port (a free port), keep-alive, one
+ * epoll thread of its own, answering 204 at once to every request. The
+ * counters are read by any thread; deliver only after the stop. */
+struct push_receiver {
+	int listen_fd, epoll_fd;
+	unsigned port;
+	pthread_t th;
+	bool running;
+	atomic_bool stop;
+	_Atomic uint64_t received;    /* requests answered */
+	_Atomic uint64_t last_ns;     /* monotonic time of the last one */
+	_Atomic uint64_t connections; /* accepted */
+	struct hist deliver;	      /* publish stamp -> received, attempt 1 */
+};
+
+/* Listen and start the thread: 0, or -1 with err filled (nothing left to
+ * stop). */
+int push_receiver_start(struct push_receiver *rx, char *err, size_t errlen);
+/* Stop the thread, close every socket (no-op when not started). */
+void push_receiver_stop(struct push_receiver *rx);
+
 /* ---- ceilings (ceilings.c) --------------------------------------------- */
 
 struct lmdb_ceiling {
@@ -312,7 +336,8 @@ enum ratio_kind {
 	RATIO_BACKLOG = 1 << 5,	  /* RssAnon at N / at probe; drain / e2e */
 	RATIO_RESTART = 1 << 6,	  /* first fetch: large / small backlog */
 	RATIO_NEIGHBOUR = 1 << 7, /* H acks/s: N misbehaving / N healthy */
-	RATIO_NATIVE = 1 << 8,	  /* HTTP events/s / its native twin's */
+	RATIO_NATIVE = 1 << 8,	  /* HTTP or push events/s / the native
+				   * twin's */
 };
 
 enum scen_kind {
@@ -341,6 +366,10 @@ struct scen_params {
 	bool http;
 	const char *twin; /* the native twin's name */
 	double target;	  /* the ratio to the twin it should reach */
+	/* the push scenario: no consumers; a push subscription to a local
+	 * receiver (push_receiver.c) with this many requests in flight, and
+	 * events/s from the start to the last POST received */
+	int push_concurrency; /* 0: not a push scenario */
 };
 
 #define MAX_RATIOS 6
@@ -472,6 +501,10 @@ struct scen_result {
 	 * one per thread), the twin's events/s (0 = it did not run) */
 	uint64_t http_requests, http_connects;
 	double twin_per_s;
+	/* push: POSTs received, connections the broker opened, and the last
+	 * POST's time after the start */
+	uint64_t push_received, push_connects;
+	double push_last_s;
 	char note[BENCH_ERR_LEN];
 	struct backlog_result bl;   /* SCEN_BACKLOG */
 	struct restart_result rs;   /* SCEN_RESTART */

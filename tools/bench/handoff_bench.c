@@ -139,6 +139,19 @@ static const struct scen_params scenario_defs[] = {
 	  .subs = 1,
 	  .backlog = BACKLOG_AUTO,
 	  .ratios = RATIO_LMDB100 },
+	/* the same producers; handoffd's push thread consumes, POSTing to a
+	 * receiver in handoff-bench; 16 requests in flight so one round trip
+	 * at a time does not cap it; the cap is e2e-batched's */
+	{ .name = "push",
+	  .producers = 4,
+	  .batch = 100,
+	  .fetch_batch = 250,
+	  .subs = 1,
+	  .backlog = 4 * 100 + 4 * 250,
+	  .ratios = RATIO_NATIVE | RATIO_LMDB100,
+	  .twin = "e2e-batched",
+	  .target = 0.5,
+	  .push_concurrency = 16 },
 	{ .name = "http-e2e-batched",
 	  .producers = 4,
 	  .consumers = 4,
@@ -273,13 +286,19 @@ static void usage(FILE *f)
 	      "  --scenario S       all (default), custom, http, or names from:\n"
 	      "                     publish-k4-e100 publish-k8-e1 publish-k1-e1\n"
 	      "                     e2e-batched fanout-4 lat-1k http-publish-k4-e100\n"
-	      "                     http-publish-k8-e1 http-e2e-batched; and, only\n"
+	      "                     http-publish-k8-e1 http-e2e-batched push;\n"
+	      "                     and, only\n"
 	      "                     when named (long; --spawn only): backlog\n"
 	      "                     restart neighbour\n"
 	      "                     http = the three http-... scenarios; each runs\n"
 	      "                     right after its native twin (added when not\n"
 	      "                     named just before) and prints its ratio to it;\n"
 	      "                     http,http,http runs three rounds of pairs\n"
+	      "                     push = e2e-batched's producers, consumed by\n"
+	      "                     handoffd's push thread POSTing to a receiver\n"
+	      "                     in handoff-bench (127.0.0.1, 204 at once);\n"
+	      "                     after e2e-batched (added as for http-...)\n"
+	      "                     with its ratio to it\n"
 	      "  --http HOST:PORT   with --broker: its HTTP API, for the http-...\n"
 	      "                     scenarios (a spawned broker gets a free\n"
 	      "                     loopback port)\n"
@@ -621,14 +640,21 @@ static void apply_overrides(struct scen_params *p, const struct opts *o,
 				0;
 }
 
-/* Add scenario_defs[i]; an HTTP one right after its twin (added when it
- * is not the scenario just before: `http,http` runs two pairs). */
+/* Add scenario_defs[i]; an HTTP or push one right after its twin (added
+ * when it is not the scenario just before, or just before the others
+ * compared with it: `http,http` runs two pairs, `all` runs e2e-batched,
+ * push, http-e2e-batched). */
 static void add_def(const struct opts *o, struct scen_params *out, int *n,
 		    int max, int i)
 {
 	const struct scen_params *d = &scenario_defs[i];
+	int before = *n - 1;
 
-	if (d->twin && (*n == 0 || strcmp(out[*n - 1].name, d->twin) != 0)) {
+	while (d->twin && before >= 0 && out[before].twin &&
+	       strcmp(out[before].twin, d->twin) == 0 &&
+	       strcmp(out[before].name, d->name) != 0)
+		before--;
+	if (d->twin && (before < 0 || strcmp(out[before].name, d->twin) != 0)) {
 		for (int k = 0; k < N_DEFS && *n < max; k++) {
 			if (strcmp(scenario_defs[k].name, d->twin) == 0) {
 				out[*n] = scenario_defs[k];
@@ -710,7 +736,7 @@ static int select_scenarios(const struct opts *o, bool without_http,
 				"http, publish-k4-e100, publish-k8-e1, "
 				"publish-k1-e1, e2e-batched, fanout-4, "
 				"lat-1k, http-publish-k4-e100, "
-				"http-publish-k8-e1, http-e2e-batched; "
+				"http-publish-k8-e1, http-e2e-batched, push; "
 				"backlog, restart, neighbour)\n",
 				tok);
 			return -1;

@@ -9,7 +9,8 @@
  *   nn          events/s / nanomsg PUSH/PULL tcp msgs/s
  *   k4          events/s / publish-k4-e100's events/s (fan-out cost)
  *   p99/commit  confirm p99 / LMDB single-put commit p99
- *   native      an HTTP scenario's events/s / its native twin's events/s
+ *   native      an HTTP or push scenario's events/s / its native twin's
+ *               events/s
  *               (the same shape over handoff.h, run just before it on
  *               the same broker); each has a target, printed as met or
  *               MISSED (never a failure: the machines are noisy)
@@ -534,6 +535,33 @@ static void notes_http(FILE *f, const struct scen_result *s)
 			s->http_connects == 1 ? "" : "s");
 }
 
+static void notes_push(FILE *f, const struct scen_result *s)
+{
+	char a[32], b[32], c[32];
+	double ratio = native_ratio(s);
+
+	if (ratio >= 0)
+		fprintf(f,
+			"    push: %s events/s vs %s's %s: ratio %.2f, target "
+			">= %.1f%s\n",
+			grouped(a, sizeof a, s->events_per_s), s->p.twin,
+			grouped(b, sizeof b, s->twin_per_s), ratio, s->p.target,
+			target_text(ratio, false, s->p.target));
+	else if (!s->failed)
+		fprintf(f,
+			"    push: no ratio (%s did not run to the end in "
+			"this run), target >= %.1f\n",
+			s->p.twin, s->p.target);
+	if (s->push_received)
+		fprintf(f,
+			"    %s POSTs received on %s connection%s "
+			"(concurrency %d), the last %.2f s after the start\n",
+			grouped(a, sizeof a, (double)s->push_received),
+			grouped(c, sizeof c, (double)s->push_connects),
+			s->push_connects == 1 ? "" : "s", s->p.push_concurrency,
+			s->push_last_s);
+}
+
 void report_table(FILE *f, const struct report *r)
 {
 	const struct machine_info *m = r->machine;
@@ -671,6 +699,8 @@ void report_table(FILE *f, const struct report *r)
 		}
 		if (s->p.http)
 			notes_http(f, s);
+		if (s->p.push_concurrency > 0)
+			notes_push(f, s);
 		if (s->note[0])
 			fprintf(f, "    note: %s\n", s->note);
 		if (s->failed)
@@ -697,6 +727,20 @@ void report_table(FILE *f, const struct report *r)
 				"      producer and consumer; native = events/s "
 				"/ the native twin's, run just before\n"
 				"      on the same broker (a missed target is "
+				"printed, not a failure).\n");
+			break;
+		}
+	}
+	for (int i = 0; i < r->n_results; i++) {
+		if (r->results[i].ran && r->results[i].p.push_concurrency) {
+			fprintf(f,
+				"    push: handoffd's push thread consumes, "
+				"POSTing to a receiver in handoff-bench\n"
+				"      (127.0.0.1, 204 at once); events/s = POSTs "
+				"received / the start -> the last one;\n"
+				"      delivery = publish stamp -> POST "
+				"received; native = events/s / e2e-batched's\n"
+				"      run just before (a missed target is "
 				"printed, not a failure).\n");
 			break;
 		}
@@ -1095,6 +1139,27 @@ void report_json(FILE *f, const struct report *r)
 						     "false",
 				(unsigned long long)s->http_requests,
 				(unsigned long long)s->http_connects);
+		}
+		if (p->push_concurrency > 0) {
+			double ratio = native_ratio(s);
+			fputs(",\n     \"push\": {\"twin\": ", f);
+			json_str(f, p->twin);
+			fputs(", ", f);
+			json_num(f, "twin_events_per_s", s->twin_per_s, true);
+			fputs(", ", f);
+			json_ratio(f, "ratio_to_native", ratio);
+			fprintf(f,
+				", \"target\": %.2f, \"target_met\": %s, "
+				"\"concurrency\": %d, \"received\": %llu, "
+				"\"connections\": %llu, \"last_s\": %.3f}",
+				p->target,
+				ratio < 0	   ? "null" :
+				ratio >= p->target ? "true" :
+						     "false",
+				p->push_concurrency,
+				(unsigned long long)s->push_received,
+				(unsigned long long)s->push_connects,
+				s->push_last_s);
 		}
 		if (p->kind == SCEN_BACKLOG)
 			json_backlog(f, &s->bl);

@@ -28,6 +28,15 @@
  * publish stamp in decimal. The topic, subscriptions and the broker's
  * counters are handled natively, as for the other scenarios.
  *
+ * The push scenario (p->push_concurrency) has no consumer threads: its
+ * subscription is a push subscription to a receiver in this process
+ * (push_receiver.c, 127.0.0.1), so handoffd's push thread is the consumer
+ * and every 204 the receiver answers acks one event. The backlog cap
+ * counts the POSTs received; after the producers stop, the scenario waits
+ * for the receiver to get every event published (at most
+ * PUSH_DRAIN_LIMIT_S), and events/s is received / (the last POST - the
+ * start). Delivery latency is publish stamp -> POST received.
+ *
  * Every call has the client's deadline (10 s), every loop ends at the
  * scenario's end time, and the first error stops all threads of the
  * scenario: a dead broker fails the scenario, it does not hang it.
@@ -49,6 +58,7 @@
 #define BACKLOG_POLL_NS	     100000ULL	 /* producers' wait above the cap */
 #define START_DELAY_NS	     20000000ULL
 #define MIN_STORED_FOR_RATIO 1000
+#define PUSH_DRAIN_LIMIT_S   30
 
 struct shared {
 	const struct bench_ctx *ctx;
@@ -67,6 +77,7 @@ struct shared {
 	atomic_bool stop;
 	atomic_int running;
 	_Atomic uint64_t published, acked;
+	struct push_receiver *rx; /* the push scenario's; else NULL */
 	char error[BENCH_ERR_LEN];
 };
 
@@ -97,6 +108,13 @@ static void fail(struct shared *sh, const char *fmt, ...)
 static bool stopping(struct shared *sh)
 {
 	return atomic_load(&sh->stop) || bench_interrupted;
+}
+
+/* Events acked so far: by consumers, or POSTs the receiver answered. */
+static uint64_t acked_count(struct shared *sh)
+{
+	return sh->rx != NULL ? atomic_load(&sh->rx->received) :
+				atomic_load(&sh->acked);
 }
 
 /* One HTTP publish of the producer's request: one event (the body is the
@@ -174,7 +192,7 @@ static void producer(struct worker *w, handoff_client *c, struct bench_http *h)
 		if (cap > 0) {
 			while ((int64_t)(atomic_load(&sh->published) *
 						 (uint64_t)sh->consumed_subs -
-					 atomic_load(&sh->acked)) > cap) {
+					 acked_count(sh)) > cap) {
 				if (stopping(sh) || bench_now_ns() >= sh->t_end)
 					goto cleanup;
 				bench_sleep_ns(BACKLOG_POLL_NS);
@@ -480,9 +498,64 @@ static void broker_side(const struct bench_ctx *ctx, handoff_client *admin,
 	handoff_stats_free(st);
 }
 
+/* The push scenario's subscription: a push subscription to rx. */
+static int subscribe_push(handoff_client *admin, const struct scen_params *p,
+			  const char *topic, const char *sub,
+			  const handoff_policy *pol,
+			  const struct push_receiver *rx, char *err,
+			  size_t errlen)
+{
+	char url[64], msg[BENCH_ERR_LEN - 64];
+
+	snprintf(url, sizeof url, "http://127.0.0.1:%u/bench-hook", rx->port);
+	handoff_push_config push = {
+		.url = url,
+		.concurrency = (uint32_t)p->push_concurrency,
+	};
+	int rc = handoff_subscribe_push(admin, topic, sub, pol, &push, NULL,
+					NULL);
+	if (rc != HANDOFF_OK) {
+		snprintf(err, errlen, "subscribe %s --push %s: %s", sub, url,
+			 bench_call_text(admin, rc, msg, sizeof msg));
+		return -1;
+	}
+	return 0;
+}
+
+/* After the producers: wait until the receiver has every event published
+ * (a failure or the limit stops the wait; the rate then counts what came). */
+static void push_drain(const struct bench_ctx *ctx, struct shared *sh)
+{
+	uint64_t limit = bench_now_ns() + PUSH_DRAIN_LIMIT_S * 1000000000ULL;
+	char msg[BENCH_ERR_LEN - 64];
+
+	while (!stopping(sh) &&
+	       atomic_load(&sh->rx->received) < atomic_load(&sh->published)) {
+		if (bench_now_ns() >= limit) {
+			fail(sh,
+			     "push: %llu of %llu events received after %d s "
+			     "of waiting",
+			     (unsigned long long)atomic_load(&sh->rx->received),
+			     (unsigned long long)atomic_load(&sh->published),
+			     PUSH_DRAIN_LIMIT_S);
+			break;
+		}
+		if (ctx->broker && !broker_alive(ctx->broker)) {
+			broker_exit_text(ctx->broker, msg, sizeof msg);
+			fail(sh, "broker exited during the run (%s)", msg);
+			break;
+		}
+		if (bench_interrupted)
+			fail(sh, "interrupted");
+		bench_sleep_ns(BACKLOG_POLL_NS * 10);
+	}
+}
+
 int scenario_run(const struct bench_ctx *ctx, struct scen_result *r)
 {
 	const struct scen_params *p = &r->p;
+	bool push = p->push_concurrency > 0;
+	struct push_receiver rx;
 	struct shared sh;
 	struct worker *w = NULL;
 	handoff_client *admin = NULL;
@@ -492,6 +565,7 @@ int scenario_run(const struct bench_ctx *ctx, struct scen_result *r)
 	char msg[BENCH_ERR_LEN - 64];
 
 	memset(&sh, 0, sizeof sh);
+	memset(&rx, 0, sizeof rx);
 	r->ran = true;
 	r->confirm = calloc(1, sizeof *r->confirm);
 	r->deliver = calloc(1, sizeof *r->deliver);
@@ -522,9 +596,22 @@ int scenario_run(const struct bench_ctx *ctx, struct scen_result *r)
 	}
 	if (admin_connect(ctx, &admin, r->error, sizeof r->error))
 		goto cleanup;
+	if (push && (p->consumers != 0 || p->subs != 1)) {
+		snprintf(r->error, sizeof r->error,
+			 "push: one subscription, no consumers");
+		goto cleanup;
+	}
+	if (push && push_receiver_start(&rx, r->error, sizeof r->error))
+		goto cleanup;
 	handoff_policy pol = { .ack_deadline_ms = ACK_DEADLINE_MS };
 	for (int i = 0; i < p->subs; i++) {
 		sub_name(subs[i], sizeof subs[i], r->topic, i);
+		if (push) {
+			if (subscribe_push(admin, p, r->topic, subs[i], &pol,
+					   &rx, r->error, sizeof r->error))
+				goto cleanup;
+			continue;
+		}
 		int rc = handoff_subscribe(admin, r->topic, subs[i], &pol, NULL,
 					   NULL);
 		if (rc != HANDOFF_OK) {
@@ -543,6 +630,10 @@ int scenario_run(const struct bench_ctx *ctx, struct scen_result *r)
 	sh.consumed_subs = p->consumers == 0	  ? 0 :
 			   p->consumers < p->subs ? p->consumers :
 						    p->subs;
+	if (push) {
+		sh.consumed_subs = 1;
+		sh.rx = &rx;
+	}
 	if (pthread_mutex_init(&sh.mu, NULL) != 0)
 		goto cleanup;
 	if (pthread_cond_init(&sh.cond, NULL) != 0) {
@@ -591,6 +682,8 @@ int scenario_run(const struct bench_ctx *ctx, struct scen_result *r)
 		if (bench_interrupted)
 			fail(&sh, "interrupted");
 	}
+	if (push)
+		push_drain(ctx, &sh);
 	uint64_t t_last = sh.t_start;
 	for (int i = 0; i < started; i++) {
 		pthread_join(w[i].th, NULL);
@@ -616,6 +709,24 @@ int scenario_run(const struct bench_ctx *ctx, struct scen_result *r)
 		r->events_per_s = p->consumers > 0 ?
 					  (double)r->acked / r->elapsed_s :
 					  r->publish_per_s;
+	}
+	if (push) {
+		/* the push subscription goes before the receiver: nothing is
+		 * left for the push thread to call */
+		handoff_unsubscribe(admin, subs[0]);
+		push_receiver_stop(&rx);
+		hist_merge(r->deliver, &rx.deliver);
+		uint64_t last = atomic_load(&rx.last_ns);
+		r->acked = r->delivered = r->push_received =
+			atomic_load(&rx.received);
+		r->push_connects = atomic_load(&rx.connections);
+		r->push_last_s = last > sh.t_start ?
+					 (double)(last - sh.t_start) / 1e9 :
+					 0;
+		r->elapsed_s = r->push_last_s;
+		r->events_per_s = r->elapsed_s > 0 ? (double)r->push_received /
+							     r->elapsed_s :
+						     0;
 	}
 	broker_side(ctx, admin, r);
 	if (sh.error[0]) {
@@ -643,6 +754,7 @@ int scenario_run(const struct bench_ctx *ctx, struct scen_result *r)
 			 (unsigned long long)r->http_connects, nthreads);
 	ret = 0;
 cleanup:
+	push_receiver_stop(&rx);
 	if (ret != 0) {
 		r->failed = true;
 		if (r->error[0] == '\0')
