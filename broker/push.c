@@ -24,11 +24,12 @@
 #include "push_outcome.h"
 #include "push_sign.h"
 
-#define LIST_EVERY_MS 30000
-#define FETCH_WAIT_MS 5000
-#define RETRY_POST_MS 100
-#define BODY_LINE_MAX 200
-#define POLL_MS	      100
+#define LIST_EVERY_MS	      30000
+#define PUSH_IDLE_CONNECTIONS 1024
+#define FETCH_WAIT_MS	      5000
+#define RETRY_POST_MS	      100
+#define BODY_LINE_MAX	      200
+#define POLL_MS		      100
 
 enum endpoint_state { EP_HEALTHY, EP_FAILING, EP_PROBING, EP_PAUSED };
 
@@ -950,6 +951,12 @@ int push_start(const struct config *cfg, struct pump *pump, struct push **out)
 		free(p);
 		return ENOMEM;
 	}
+	/* Each POST has an easy handle of its own, and libcurl sizes its
+	 * cache of idle connections by the handles alive at the time: with
+	 * few in flight it closed the receivers' keep-alive connections
+	 * after every few requests. Keep enough for every subscription. */
+	curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS,
+			  (long)PUSH_IDLE_CONNECTIONS);
 	pthread_mutex_init(&p->mu, NULL);
 	rc = pthread_create(&p->thread, NULL, push_main, p);
 	if (rc) {
