@@ -205,6 +205,30 @@ static bool key_exists(struct txn *t, int db, const void *key, size_t len)
 	return rc == 0;
 }
 
+/* Whether the expiry index holds an entry of kind for id due at or after
+ * min_at. A record whose window ran out across a restart is given a later
+ * entry (it lives out a window of the new run: background.c), so the
+ * entry may be later than created + window, never earlier. */
+static bool expiry_entry_for(struct txn *t, int kind, const void *id,
+			     size_t idlen, uint64_t min_at)
+{
+	MDB_cursor *cur;
+	MDB_val k, d;
+	bool found = false;
+	int rc = mdb_cursor_open(t->txn, t->st->dbi[DB_EXPIRY], &cur);
+	FZ_ASSERT(rc == 0, "cursor: %s", mdb_strerror(rc));
+	for (rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST); rc == 0 && !found;
+	     rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+		const uint8_t *key = k.mv_data;
+		found = k.mv_size == 9 + idlen && key[8] == kind &&
+			be64_get(key) >= min_at &&
+			memcmp(key + 9, id, idlen) == 0;
+	}
+	FZ_ASSERT(found || rc == MDB_NOTFOUND, "cursor: %s", mdb_strerror(rc));
+	mdb_cursor_close(cur);
+	return found;
+}
+
 struct sub_seen {
 	uint32_t id;
 	SubRecord *r;
@@ -531,11 +555,9 @@ static void visit_idem(struct check *c, const MDB_val *k, const MDB_val *d)
 		  "idem record names event %llu",
 		  (unsigned long long)r->event_id);
 	if (fz_cfg) {
-		uint8_t key[9 + IDEM_KEY_MAX];
-		be64_put(key, r->created_ms + fz_cfg->dedup_window_ms);
-		key[8] = EXPIRY_IDEM;
-		memcpy(key + 9, k->mv_data, k->mv_size);
-		FZ_ASSERT(key_exists(c->t, DB_EXPIRY, key, 9 + k->mv_size),
+		FZ_ASSERT(expiry_entry_for(
+				  c->t, EXPIRY_IDEM, k->mv_data, k->mv_size,
+				  r->created_ms + fz_cfg->dedup_window_ms),
 			  "idem record of event %llu has no expiry entry: it "
 			  "would be kept forever",
 			  (unsigned long long)r->event_id);
@@ -562,11 +584,9 @@ static void visit_command(struct check *c, const MDB_val *k, const MDB_val *d)
 		  (unsigned long long)r->audit_seq,
 		  (unsigned long long)c->n_audit);
 	if (fz_cfg) {
-		uint8_t key[9 + IDEM_KEY_MAX];
-		be64_put(key, r->created_ms + fz_cfg->dedup_window_ms);
-		key[8] = EXPIRY_COMMAND;
-		memcpy(key + 9, k->mv_data, k->mv_size);
-		FZ_ASSERT(key_exists(c->t, DB_EXPIRY, key, 9 + k->mv_size),
+		FZ_ASSERT(expiry_entry_for(
+				  c->t, EXPIRY_COMMAND, k->mv_data, k->mv_size,
+				  r->created_ms + fz_cfg->dedup_window_ms),
 			  "command record %s has no expiry entry: it would be "
 			  "kept forever",
 			  id);
