@@ -509,23 +509,31 @@ static double native_ratio(const struct scen_result *s)
 	return -1;
 }
 
-static void notes_http(FILE *f, const struct scen_result *s)
+/* A scenario measured against its twin: the ratio and its target. */
+static void notes_twin(FILE *f, const struct scen_result *s, const char *what)
 {
-	char a[32], b[32], c[32];
+	char a[32], b[32];
 	double ratio = native_ratio(s);
 
 	if (ratio >= 0)
 		fprintf(f,
-			"    HTTP: %s events/s vs %s's %s: ratio %.2f, target "
+			"    %s: %s events/s vs %s's %s: ratio %.2f, target "
 			">= %.1f%s\n",
-			grouped(a, sizeof a, s->events_per_s), s->p.twin,
+			what, grouped(a, sizeof a, s->events_per_s), s->p.twin,
 			grouped(b, sizeof b, s->twin_per_s), ratio, s->p.target,
 			target_text(ratio, false, s->p.target));
 	else if (!s->failed)
 		fprintf(f,
-			"    HTTP: no ratio (%s did not run to the end in "
+			"    %s: no ratio (%s did not run to the end in "
 			"this run), target >= %.1f\n",
-			s->p.twin, s->p.target);
+			what, s->p.twin, s->p.target);
+}
+
+static void notes_http(FILE *f, const struct scen_result *s)
+{
+	char a[32], c[32];
+
+	notes_twin(f, s, "HTTP");
 	if (s->http_requests)
 		fprintf(f,
 			"    %s HTTP requests on %s connection%s "
@@ -537,21 +545,9 @@ static void notes_http(FILE *f, const struct scen_result *s)
 
 static void notes_push(FILE *f, const struct scen_result *s)
 {
-	char a[32], b[32], c[32];
-	double ratio = native_ratio(s);
+	char a[32], c[32];
 
-	if (ratio >= 0)
-		fprintf(f,
-			"    push: %s events/s vs %s's %s: ratio %.2f, target "
-			">= %.1f%s\n",
-			grouped(a, sizeof a, s->events_per_s), s->p.twin,
-			grouped(b, sizeof b, s->twin_per_s), ratio, s->p.target,
-			target_text(ratio, false, s->p.target));
-	else if (!s->failed)
-		fprintf(f,
-			"    push: no ratio (%s did not run to the end in "
-			"this run), target >= %.1f\n",
-			s->p.twin, s->p.target);
+	notes_twin(f, s, "push");
 	if (s->push_received)
 		fprintf(f,
 			"    %s POSTs received on %s connection%s "
