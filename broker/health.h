@@ -30,13 +30,13 @@ struct health_report {
 	bool live;
 	bool ready;
 	bool store_open;
-	bool recovered;	   /* lease recovery is done */
-	bool storage_full; /* publishes refused for space; still ready */
-	bool stopping;	   /* a stop signal came */
-	bool fatal;	   /* the store is unusable: exiting */
-	uint64_t loop_age_ms;	     /* since the loop last turned */
-	uint64_t recovered_leases;   /* made ready again at this start */
-	const char *reason;	     /* why not ready (or not live); "" */
+	bool recovered;	      /* lease recovery is done */
+	bool storage_full;    /* publishes refused for space; still ready */
+	bool stopping;	      /* a stop signal came */
+	bool fatal;	      /* the store is unusable: exiting */
+	uint64_t loop_age_ms; /* since the loop last turned */
+	uint64_t recovered_leases; /* made ready again at this start */
+	const char *reason;	   /* why not ready (or not live); "" */
 };
 
 /* Start-up: nothing open, nothing recovered; the loop counts as just

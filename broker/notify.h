@@ -20,8 +20,7 @@
 void notify_init(void);
 void notify_ready(uint64_t recovered_leases);
 /* STATUS=text (printf-style). */
-void notify_status(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2)));
+void notify_status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void notify_stopping(void);
 /* Each turn: WATCHDOG=1 when half the interval has passed since the last. */
 void notify_watchdog(uint64_t now_ms);
