@@ -67,6 +67,7 @@ static const struct key keys[] = {
 	KEY("broker", "map_size", K_SIZE64, map_size_bytes),
 	KEY("broker", "log_debug", K_BOOL, log_debug),
 	KEY("broker", "log_format", K_LOGFMT, log_format),
+	KEY("broker", "liveness_timeout", K_MS32, liveness_timeout_ms),
 	KEY("broker", "allow_wildcard", K_BOOL, allow_wildcard),
 	KEY("access", "request_window", K_MS64, request_window_ms),
 	KEY("limits", "max_payload", K_SIZE32, max_payload_bytes),
@@ -161,6 +162,7 @@ int config_init(struct config *c)
 
 	c->log_debug = 0;
 	c->log_format = CONFIG_LOG_KV;
+	c->liveness_timeout_ms = 15000;
 	return 0;
 }
 

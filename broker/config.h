@@ -83,9 +83,11 @@ struct config {
 	uint32_t backoff_min_ms;  /* default 1000 */
 	uint32_t backoff_max_ms;  /* default 60000 */
 
-	int log_debug;	    /* 1: also log debug lines */
-	int log_format;	    /* CONFIG_LOG_KV (default) or CONFIG_LOG_JSON */
-	int allow_wildcard; /* 1: tcp://\* and 0.0.0.0 may be bound */
+	int log_debug;	/* 1: also log debug lines */
+	int log_format; /* CONFIG_LOG_KV (default) or CONFIG_LOG_JSON */
+	uint32_t liveness_timeout_ms; /* store loop idle longer: not live
+				       * (health.h); default 15 s */
+	int allow_wildcard;	      /* 1: tcp://\* and 0.0.0.0 may be bound */
 
 	/* access control: on when any key is configured */
 	struct config_key keys[CONFIG_MAX_KEYS];

@@ -11,6 +11,7 @@
 #include "log.h"
 
 static _Atomic uint64_t beat_ms;
+static _Atomic uint64_t stale_after_ms = HEALTH_STALE_MS;
 static _Atomic uint64_t recovered_leases;
 static atomic_bool store_open, recovered, storage_full, stopping, fatal;
 
@@ -20,8 +21,9 @@ static const char *last_reason;
 static uint64_t last_logged_ms;
 static uint64_t unlogged;
 
-void health_reset(void)
+void health_reset(uint64_t stale_ms)
 {
+	atomic_store(&stale_after_ms, stale_ms ? stale_ms : HEALTH_STALE_MS);
 	atomic_store(&beat_ms, clock_mono_ms());
 	atomic_store(&recovered_leases, 0);
 	atomic_store(&store_open, false);
@@ -85,7 +87,7 @@ void health_report(struct health_report *r, uint64_t now_ms)
 		.recovered_leases = atomic_load(&recovered_leases),
 		.reason = "",
 	};
-	r->live = r->loop_age_ms <= HEALTH_STALE_MS && !r->fatal;
+	r->live = r->loop_age_ms <= atomic_load(&stale_after_ms) && !r->fatal;
 	/* the first reason that applies, most serious first */
 	if (r->fatal)
 		r->reason = "store unusable: exiting to recover from the last "

@@ -5,7 +5,7 @@
  *
  *   live   the store thread's loop is turning: it beat (health_beat, every
  *          turn; an idle turn wakes at least once a second) within
- *          HEALTH_STALE_MS. A loop stuck in a write or a sync is not live.
+ *          the liveness timeout. A loop stuck in a write or a sync is not live.
  *   ready  live, the store open, lease recovery done, not stopping, and no
  *          fatal store error. A full store is reported (storage_full) but
  *          still ready: acks, nacks and purges go on, and they are what
@@ -22,8 +22,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* A loop that has not turned for this long is not live. Generous: a turn
- * is bounded work, but one sync on a busy disk can take seconds. */
+/* A loop that has not turned for this long is not live (the default of
+ * [broker] liveness_timeout). Generous: a turn is bounded work, but one
+ * sync on a busy disk can take seconds. */
 #define HEALTH_STALE_MS 15000
 
 struct health_report {
@@ -41,7 +42,7 @@ struct health_report {
 
 /* Start-up: nothing open, nothing recovered; the loop counts as just
  * turned (start-up itself is the grace period). */
-void health_reset(void);
+void health_reset(uint64_t stale_ms);
 void health_set_store_open(bool open);
 /* Store thread, every turn: the loop turned at now_ms (monotonic). */
 void health_beat(uint64_t now_ms);

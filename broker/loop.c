@@ -91,7 +91,7 @@ int loop_run(const struct config *cfg)
 	memset(b, 0, sizeof *b);
 	b->sigfd = -1;
 	b->tr.sock = -1;
-	health_reset();
+	health_reset(cfg->liveness_timeout_ms);
 	notify_init();
 	log_event(LOG_INFO, "access_control",
 		  LS("state", cfg->n_keys ? "on" : "off"),

@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "broker.h"
 #include "clock.h"
@@ -257,6 +259,29 @@ static void check_storage(struct broker *b, uint64_t now)
 	bg_check_readers(b, now);
 }
 
+/*
+ * Test only: while the file named by HANDOFF_TEST_STALL exists, the loop
+ * stops turning (no beat, no watchdog), as a loop stuck in a sync would,
+ * so the tests can see probes and the watchdog notice. Logged every time.
+ */
+static void test_stall(void)
+{
+	static const char *path;
+	static bool read;
+	if (!read) {
+		path = getenv("HANDOFF_TEST_STALL");
+		read = true;
+	}
+	if (!path || !*path || access(path, F_OK) != 0)
+		return;
+	log_event(LOG_WARN, "test_stall", LS("file", path),
+		  LS("why", "HANDOFF_TEST_STALL (test only): the store loop "
+			    "waits while the file exists"),
+		  LOG_END);
+	while (access(path, F_OK) == 0)
+		usleep(20 * 1000);
+}
+
 /* The loop turned: liveness and the watchdog (health.h, notify.h). */
 static void beat(void)
 {
@@ -280,6 +305,7 @@ int turn_run(struct broker *b, bool *stopping)
 	bool committed;
 	start_turn(b);
 	inbox_receive(b, poll_timeout(b), stopping); /* 1. receive */
+	test_stall();
 	beat();
 	uint64_t now = clock_now_ms();
 	check_storage(b, now);
