@@ -149,7 +149,8 @@ int auth_verify(struct auth *a, const Request *req, const void *buf, size_t len,
 	if (!auth_enabled(a))
 		return ST(OK);
 	if (!au) {
-		if (req->body_case == HANDOFF__WIRE__REQUEST__BODY_PING)
+		if (req->body_case == HANDOFF__WIRE__REQUEST__BODY_PING ||
+		    req->body_case == HANDOFF__WIRE__REQUEST__BODY_HEALTH)
 			return ST(OK);
 		snprintf(why, whylen,
 			 "authentication required: this broker "
