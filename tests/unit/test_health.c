@@ -135,8 +135,7 @@ static void test_log_rate_limit(void **state)
 	health_log_failure(&r, "readyz", "http", t + 60);
 	health_log_failure(&r, "readyz", "http", t + 70);
 	/* a period later: logged, with the count left out */
-	health_log_failure(&r, "readyz", "http",
-			   t + 60 + HEALTH_LOG_EVERY_MS);
+	health_log_failure(&r, "readyz", "http", t + 60 + HEALTH_LOG_EVERY_MS);
 
 	dup2(saved, STDERR_FILENO);
 	close(saved);
