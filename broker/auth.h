@@ -3,7 +3,7 @@
  * and whether the key's role allows it.
  *
  * Access control is on when the config has any [key NAME] section. Then
- * every request but ping must carry an Auth (proto/handoff.proto): an
+ * every request but ping and health must carry an Auth (proto/handoff.proto): an
  * HMAC-SHA-256 over the request's bytes keyed by the key's secret, with a
  * session id, a sequence number and the signing time (the exact bytes:
  * common/request_mac.h, shared with the client). The secret never

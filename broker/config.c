@@ -46,6 +46,7 @@ enum kind {
 	K_MS32,	   /* uint32_t milliseconds */
 	K_BOOL,	   /* int 0/1 */
 	K_HTTP,	   /* appended to http_listen[]; "off" empties it */
+	K_LOGFMT,  /* int: CONFIG_LOG_KV or CONFIG_LOG_JSON */
 };
 
 struct key {
@@ -65,6 +66,8 @@ static const struct key keys[] = {
 	KEY("broker", "listen", K_LISTEN, listen),
 	KEY("broker", "map_size", K_SIZE64, map_size_bytes),
 	KEY("broker", "log_debug", K_BOOL, log_debug),
+	KEY("broker", "log_format", K_LOGFMT, log_format),
+	KEY("broker", "liveness_timeout", K_MS32, liveness_timeout_ms),
 	KEY("broker", "allow_wildcard", K_BOOL, allow_wildcard),
 	KEY("access", "request_window", K_MS64, request_window_ms),
 	KEY("limits", "max_payload", K_SIZE32, max_payload_bytes),
@@ -158,6 +161,19 @@ int config_init(struct config *c)
 	c->http_timeout_ms = 30 * 1000;
 
 	c->log_debug = 0;
+	c->log_format = CONFIG_LOG_KV;
+	c->liveness_timeout_ms = 15000;
+	return 0;
+}
+
+int config_parse_log_format(const char *value, int *format)
+{
+	if (strcmp(value, "kv") == 0 || strcmp(value, "text") == 0)
+		*format = CONFIG_LOG_KV;
+	else if (strcmp(value, "json") == 0)
+		*format = CONFIG_LOG_JSON;
+	else
+		return EINVAL;
 	return 0;
 }
 
@@ -482,6 +498,8 @@ static int apply(struct load *ld, const struct key *k, const char *value)
 		if (rc == 0)
 			ld->http_listen_seen = 1;
 		return rc;
+	case K_LOGFMT:
+		return config_parse_log_format(value, (int *)(void *)field);
 	case K_BOOL:
 		if (parse_bool(value, &b))
 			return EINVAL;

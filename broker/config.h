@@ -17,6 +17,9 @@
 #define CONFIG_SECRET_BYTES 32
 #define CONFIG_TOKEN_HASH   32 /* BLAKE2b of a bearer token */
 #define CONFIG_HTTP_DEFAULT "127.0.0.1:7451"
+/* [broker] log_format: key=value lines (the default) or JSON lines */
+#define CONFIG_LOG_KV	0
+#define CONFIG_LOG_JSON 1
 
 enum config_role {
 	ROLE_PRODUCER = 1, /* publish to its topics */
@@ -80,8 +83,11 @@ struct config {
 	uint32_t backoff_min_ms;  /* default 1000 */
 	uint32_t backoff_max_ms;  /* default 60000 */
 
-	int log_debug;	    /* 1: also log debug lines */
-	int allow_wildcard; /* 1: tcp://\* and 0.0.0.0 may be bound */
+	int log_debug;	/* 1: also log debug lines */
+	int log_format; /* CONFIG_LOG_KV (default) or CONFIG_LOG_JSON */
+	uint32_t liveness_timeout_ms; /* store loop idle longer: not live
+				       * (health.h); default 15 s */
+	int allow_wildcard;	      /* 1: tcp://\* and 0.0.0.0 may be bound */
 
 	/* access control: on when any key is configured */
 	struct config_key keys[CONFIG_MAX_KEYS];
@@ -135,6 +141,8 @@ int config_split_hostport(const char *hostport, char *host, size_t hostlen,
 /* Check cross-field rules (min <= max, non-zero limits). 0 or EINVAL with
  * the reason in err. */
 int config_validate(const struct config *c, char *err, size_t errlen);
+/* "kv" (or "text") or "json" into *format; 0 or EINVAL. */
+int config_parse_log_format(const char *value, int *format);
 void config_free(struct config *c);
 
 #endif

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "health.h"
 #include "log.h"
 #include "push_outcome.h"
 #include "push_sign.h"
@@ -1623,6 +1624,33 @@ static int handle_stats(struct handler_env *env, struct txn *t, Reply *reply)
 	return 0;
 }
 
+/* The same state as GET /healthz and /readyz (health.h). */
+static int handle_health(struct txn *t, Reply *reply)
+{
+	struct health_report hr;
+	uint64_t now = clock_mono_ms();
+	health_report(&hr, now);
+	if (!hr.ready)
+		health_log_failure(&hr, "health", "native", now);
+	Handoff__Wire__HealthReply *h = alloc0(t, sizeof *h);
+	if (!h)
+		return ENOMEM;
+	handoff__wire__health_reply__init(h);
+	h->live = hr.live;
+	h->ready = hr.ready;
+	h->reason = (char *)hr.reason;
+	h->store_open = hr.store_open;
+	h->recovered = hr.recovered;
+	h->storage_full = hr.storage_full;
+	h->stopping = hr.stopping;
+	h->loop_age_ms = hr.loop_age_ms;
+	h->recovered_leases = hr.recovered_leases;
+	h->version = HANDOFF_BUILD_VERSION;
+	reply->body_case = HANDOFF__WIRE__REPLY__BODY_HEALTH;
+	reply->health = h;
+	return 0;
+}
+
 int handlers_apply(struct handler_env *env, struct txn *t, const Request *req,
 		   Reply *reply, struct fetch_hold *hold)
 {
@@ -1680,6 +1708,8 @@ int handlers_apply(struct handler_env *env, struct txn *t, const Request *req,
 		return handle_pause(env, t, req->pause, reply);
 	case HANDOFF__WIRE__REQUEST__BODY_RESUME:
 		return handle_resume(env, t, req->resume, reply);
+	case HANDOFF__WIRE__REQUEST__BODY_HEALTH:
+		return handle_health(t, reply);
 	default:
 		FAIL(BAD_REQUEST, "unknown or missing request type");
 	}

@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+#include "health.h"
 #include "http_api.h"
 #include "log.h"
 
@@ -258,6 +260,27 @@ static enum MHD_Result on_body(struct http_call *call, const char *data,
 	return MHD_YES;
 }
 
+/* GET /healthz, /readyz: answered here from the health state (health.h),
+ * never parked, so a hung store loop is reported, not waited on. Probes
+ * discard bodies: failures are logged (rate-limited). */
+static enum MHD_Result probe(struct http_call *call)
+{
+	struct health_report hr;
+	struct http_out out = { 0 };
+	uint64_t now = clock_mono_ms();
+	bool healthz = call->route.op == HOP_HEALTHZ;
+	health_report(&hr, now);
+	if (healthz ? !hr.live : !hr.ready)
+		health_log_failure(&hr, healthz ? "healthz" : "readyz", "http",
+				   now);
+	free(call->body);
+	call->body = NULL;
+	call->len = call->cap = 0;
+	call->state = CALL_REFUSED; /* answered at once, like a refusal */
+	http_api_probe(call->route.op, &hr, &out);
+	return respond(call->conn, &out, false);
+}
+
 /* Last call of the request: translate, then park it at the pump. */
 static enum MHD_Result on_complete(struct http_call *call)
 {
@@ -270,6 +293,10 @@ static enum MHD_Result on_complete(struct http_call *call)
 	if (!hdr)
 		return MHD_NO;
 	struct kv_list *qry = &hdr[1];
+	if (call->route.op == HOP_HEALTHZ || call->route.op == HOP_READYZ) {
+		free(hdr);
+		return probe(call);
+	}
 	MHD_get_connection_values(c, MHD_HEADER_KIND, collect, hdr);
 	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect, qry);
 	if (hdr->overflow || qry->overflow) {

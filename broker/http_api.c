@@ -15,6 +15,7 @@
 
 #include "arena.h"
 #include "codec.h"
+#include "health.h"
 
 #define ST(x)		    HANDOFF__WIRE__STATUS__##x
 #define HEADER_PREFIX	    "Handoff-Header-"
@@ -285,6 +286,10 @@ static bool route_match(const char *path, const char *method,
 
 	if (strcmp(path, "/v1/health") == 0)
 		ON(get, "GET", HOP_HEALTH, "ping", NULL, 0);
+	if (strcmp(path, "/healthz") == 0)
+		ON(get, "GET", HOP_HEALTHZ, "healthz", NULL, 0);
+	if (strcmp(path, "/readyz") == 0)
+		ON(get, "GET", HOP_READYZ, "readyz", NULL, 0);
 	if (strcmp(path, "/v1/version") == 0)
 		ON(get, "GET", HOP_VERSION, "ping", NULL, 0);
 	if (strcmp(path, "/v1/stats") == 0)
@@ -358,7 +363,8 @@ bool http_api_route(const char *method, const char *path, struct http_route *r,
 	const char *allow = NULL;
 	memset(r, 0, sizeof *r);
 	if (route_match(path, method, r, &allow)) {
-		r->open = r->op == HOP_HEALTH || r->op == HOP_VERSION;
+		r->open = r->op == HOP_HEALTH || r->op == HOP_VERSION ||
+			  r->op == HOP_HEALTHZ || r->op == HOP_READYZ;
 		return true;
 	}
 	bool nomem = r->op != HOP_NONE; /* matched, but the copy failed */
@@ -1829,6 +1835,30 @@ static bool reply_json(const struct http_route *r, const Reply *rep,
 	}
 	set_json(out, status, o, b.bad);
 	return true;
+}
+
+void http_api_probe(enum http_op op, const struct health_report *hr,
+		    struct http_out *out)
+{
+	struct jb b = { false };
+	bool ok = op == HOP_HEALTHZ ? hr->live : hr->ready;
+	json_t *o = json_object();
+	memset(out, 0, sizeof *out);
+	jset(&b, o, "status",
+	     json_string(ok		   ? "ok" :
+			 op == HOP_HEALTHZ ? "not live" :
+					     "not ready"));
+	jset(&b, o, "live", json_boolean(hr->live));
+	jset(&b, o, "ready", json_boolean(hr->ready));
+	jset(&b, o, "reason", jstr(hr->reason));
+	jset(&b, o, "store_open", json_boolean(hr->store_open));
+	jset(&b, o, "recovered", json_boolean(hr->recovered));
+	jset(&b, o, "storage_full", json_boolean(hr->storage_full));
+	jset(&b, o, "stopping", json_boolean(hr->stopping));
+	jset(&b, o, "loop_age_ms", jnum(hr->loop_age_ms));
+	jset(&b, o, "recovered_leases", jnum(hr->recovered_leases));
+	jset(&b, o, "version", jstr(HANDOFF_BUILD_VERSION));
+	set_json(out, ok ? 200 : 503, o, b.bad);
 }
 
 void http_api_reply(const struct http_route *r, const void *reply, size_t len,

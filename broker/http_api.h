@@ -46,6 +46,8 @@ enum http_op {
 	HOP_AUDIT,
 	HOP_SUB_PAUSE,
 	HOP_SUB_RESUME,
+	HOP_HEALTHZ, /* answered on the HTTP thread: http_api_probe */
+	HOP_READYZ,
 };
 
 /* A header or query argument. */
@@ -106,6 +108,13 @@ void http_api_reply(const struct http_route *r, const void *reply, size_t len,
 void http_api_problem(struct http_out *out, int status, const char *name,
 		      const char *detail, const char *field,
 		      uint32_t retry_after_ms);
+
+struct health_report;
+/* GET /healthz (live) and /readyz (ready): 200 or 503, with the health
+ * report (health.h) as JSON either way. Not a native round trip: the state
+ * is read where it is kept, so a hung store loop gets a prompt 503. */
+void http_api_probe(enum http_op op, const struct health_report *hr,
+		    struct http_out *out);
 
 void http_route_free(struct http_route *r);
 void http_out_free(struct http_out *out);

@@ -12,8 +12,10 @@
 
 #include "broker.h"
 #include "clock.h"
+#include "health.h"
 #include "http.h"
 #include "log.h"
+#include "notify.h"
 #include "push.h"
 #include "turn.h"
 
@@ -37,6 +39,10 @@ static void *store_main(void *arg)
 		status = turn_run(b, &stopping);
 		if (status)
 			break;
+	}
+	if (stopping) {
+		health_set_stopping();
+		notify_stopping();
 	}
 	held_finish(b, UINT64_MAX, false);
 	b->exit_status = status;
@@ -85,6 +91,8 @@ int loop_run(const struct config *cfg)
 	memset(b, 0, sizeof *b);
 	b->sigfd = -1;
 	b->tr.sock = -1;
+	health_reset(cfg->liveness_timeout_ms);
+	notify_init();
 	log_event(LOG_INFO, "access_control",
 		  LS("state", cfg->n_keys ? "on" : "off"),
 		  LU("keys", cfg->n_keys), LOG_END);
@@ -97,6 +105,7 @@ int loop_run(const struct config *cfg)
 		start_failed(cfg, err);
 		goto out;
 	}
+	health_set_store_open(true);
 	if (b->st.stale_readers_at_open)
 		log_event(LOG_WARN, "stale_readers_cleared",
 			  LU("count", b->st.stale_readers_at_open),
@@ -174,6 +183,7 @@ int loop_run(const struct config *cfg)
 		  LU("next_event_id", b->st.next_event_id),
 		  LU("startup_ms", clock_mono_ms() - t0), LOG_END);
 
+	notify_status("recovering leases from before the start");
 	int rc = pthread_create(&store_thread, NULL, store_main, b);
 	if (rc) {
 		start_failed(cfg, strerror(rc));
@@ -198,6 +208,7 @@ out:
 	if (pump_ready)
 		pump_fini(&b->pump);
 	transport_close(&b->tr);
+	health_set_store_open(false);
 	store_close(&b->st);
 	if (b->sigfd >= 0)
 		close(b->sigfd);

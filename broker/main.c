@@ -2,7 +2,7 @@
  * main.c — handoffd: parse flags, read the config, run the loop.
  *
  *   handoffd [--data DIR] [--listen URL]... [--http-listen HOST:PORT|off]...
- *            [--config FILE]
+ *            [--config FILE] [--log-format kv|json]
  *
  * Precedence: built-in defaults < config file < flags.
  */
@@ -37,11 +37,17 @@ static void usage(FILE *f)
 		"                  [defaults] [access] [http] [key NAME] sections\n"
 		"                  (see README)\n"
 		"  --log-debug     also log debug lines\n"
+		"  --log-format kv|json\n"
+		"                  log lines as key=value (default) or one JSON\n"
+		"                  object per line\n"
 		"  --help          this text\n"
 		"  --version       print the version\n"
 		"\n"
-		"Logs go to stderr, one key=value line per event. SIGTERM or\n"
-		"SIGINT: finish the commit in hand, answer waiting fetches, exit 0.\n"
+		"Logs go to stderr, one line per event. SIGTERM or SIGINT:\n"
+		"finish the commit in hand, answer waiting fetches, exit 0.\n"
+		"Under systemd (Type=notify) it reports READY=1 once lease\n"
+		"recovery is done and requests are served, STOPPING=1 on SIGTERM,\n"
+		"and pets the watchdog from its store loop (WatchdogSec=).\n"
 		"Exit status: 0 clean stop, 1 start-up failure, 2 usage,\n"
 		"3 store unusable (failed sync; restart to recover).\n");
 }
@@ -54,6 +60,7 @@ int main(int argc, char **argv)
 		{ "http-listen", required_argument, NULL, 'H' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "log-debug", no_argument, NULL, 'D' },
+		{ "log-format", required_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -62,7 +69,7 @@ int main(int argc, char **argv)
 	const char *listen[CONFIG_MAX_LISTEN];
 	const char *http_listen[CONFIG_MAX_LISTEN];
 	size_t n_listen = 0, n_http = 0;
-	int debug = 0, c;
+	int debug = 0, c, log_format = -1;
 	struct config cfg;
 	char err[512];
 
@@ -94,6 +101,15 @@ int main(int argc, char **argv)
 			break;
 		case 'D':
 			debug = 1;
+			break;
+		case 'F':
+			if (config_parse_log_format(optarg, &log_format)) {
+				fprintf(stderr,
+					"handoffd: --log-format: expected kv "
+					"or json, not '%s'\n",
+					optarg);
+				return 2;
+			}
 			break;
 		case 'h':
 			usage(stdout);
@@ -159,6 +175,9 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	log_set_debug(debug || cfg.log_debug);
+	if (log_format >= 0)
+		cfg.log_format = log_format;
+	log_set_json(cfg.log_format == CONFIG_LOG_JSON);
 
 	/* Signals go to the loop's signalfd: block them before nanomsg
 	 * starts its threads so those inherit the mask. */

@@ -5,10 +5,14 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "broker.h"
 #include "clock.h"
+#include "health.h"
 #include "log.h"
+#include "notify.h"
 #include "replies.h"
 
 /* With only background work left, wait this long for a request first: a
@@ -32,6 +36,8 @@ static bool error_is_fatal(struct broker *b, int rc)
 
 static int store_unusable(int rc)
 {
+	health_set_fatal();
+	notify_status("store unusable (%s): exiting", store_strerror(rc));
 	log_event(LOG_ERROR, "store_unusable", LS("error", store_strerror(rc)),
 		  LS("action", "exiting without retrying the failed write; "
 			       "restart recovers from the last durable commit"),
@@ -58,6 +64,13 @@ static int poll_timeout(struct broker *b)
 		wake = bg;
 	if (held < wake)
 		wake = held;
+	/* the watchdog is petted by a turning loop: wake in time for it */
+	uint64_t pet = notify_next_wake(), mono = clock_mono_ms();
+	if (pet != UINT64_MAX) {
+		uint64_t at = now + (pet > mono ? pet - mono : 0);
+		if (at < wake)
+			wake = at;
+	}
 	return wake <= now ? 0 : (int)(wake - now);
 }
 
@@ -242,7 +255,49 @@ static void check_storage(struct broker *b, uint64_t now)
 	space_update(&b->space, &b->st, now);
 	b->env.storage_refusing =
 		space_refusing(&b->space, &b->env.storage_why);
+	health_set_storage_full(b->env.storage_refusing);
 	bg_check_readers(b, now);
+}
+
+/*
+ * Test only: while the file named by HANDOFF_TEST_STALL exists, the loop
+ * stops turning (no beat, no watchdog), as a loop stuck in a sync would,
+ * so the tests can see probes and the watchdog notice. Logged every time.
+ */
+static void test_stall(void)
+{
+	static const char *path;
+	static bool read;
+	if (!read) {
+		path = getenv("HANDOFF_TEST_STALL");
+		read = true;
+	}
+	if (!path || !*path || access(path, F_OK) != 0)
+		return;
+	log_event(LOG_WARN, "test_stall", LS("file", path),
+		  LS("why", "HANDOFF_TEST_STALL (test only): the store loop "
+			    "waits while the file exists"),
+		  LOG_END);
+	while (access(path, F_OK) == 0)
+		usleep(20 * 1000);
+}
+
+/* The loop turned: liveness and the watchdog (health.h, notify.h). */
+static void beat(void)
+{
+	uint64_t mono = clock_mono_ms();
+	health_beat(mono);
+	notify_watchdog(mono);
+}
+
+/* After a commit: the first one that finished lease recovery makes the
+ * broker ready (its requests are answered in this same turn). */
+static void check_ready(struct broker *b, bool committed)
+{
+	if (!committed || b->bg.progress.recovering || health_recovered())
+		return;
+	health_set_recovered(b->bg.progress.recovered);
+	notify_ready(b->bg.progress.recovered);
 }
 
 int turn_run(struct broker *b, bool *stopping)
@@ -250,11 +305,14 @@ int turn_run(struct broker *b, bool *stopping)
 	bool committed;
 	start_turn(b);
 	inbox_receive(b, poll_timeout(b), stopping); /* 1. receive */
+	test_stall();
+	beat();
 	uint64_t now = clock_now_ms();
 	check_storage(b, now);
 	int rc = apply(b, now, &committed); /* 2. apply, 3. commit */
 	if (rc)
 		return store_unusable(rc);
+	check_ready(b, committed);
 	reply_all(b, now, committed); /* 4. reply */
 	return 0;
 }

@@ -769,6 +769,33 @@ int handoff_get_stats(handoff_client *c, handoff_stats **out);
 /* Frees s and everything in it; NULL is ignored. */
 void handoff_stats_free(handoff_stats *s);
 
+/* ---- health ---------------------------------------------------------- */
+
+/* Liveness and readiness, as GET /healthz and /readyz report them (see
+ * the README, "Health probes"). Needs no key. */
+typedef struct handoff_health {
+	bool live;  /* the broker's store loop is turning */
+	bool ready; /* store open, lease recovery done, not
+				* stopping, no fatal store error */
+	bool store_open;
+	bool recovered;	      /* lease recovery is done */
+	bool storage_full;    /* publishes refused for space; still ready */
+	bool stopping;	      /* a stop signal came */
+	uint64_t loop_age_ms; /* since the store loop last turned */
+	uint64_t recovered_leases; /* made ready again at this start */
+	char *reason;		   /* why not ready; "" when ready */
+	char *version;		   /* the broker's */
+} handoff_health;
+
+/* The broker's health. On HANDOFF_OK *out is the caller's, freed with
+ * handoff_health_free(); on error *out = NULL. A broker whose loop hangs
+ * does not answer: the call then fails with HANDOFF_ETIMEDOUT (or the
+ * error of the connection). Errors: those every call can return
+ * (HANDOFF_EINVAL: out NULL). */
+int handoff_get_health(handoff_client *c, handoff_health **out);
+/* Frees h and everything in it; NULL is ignored. */
+void handoff_health_free(handoff_health *h);
+
 #ifdef __cplusplus
 }
 #endif

@@ -261,3 +261,61 @@ done:
 	hc_reply_free(reply);
 	return rc;
 }
+
+void handoff_health_free(handoff_health *h)
+{
+	if (h == NULL)
+		return;
+	free(h->reason);
+	free(h->version);
+	free(h);
+}
+
+int handoff_get_health(handoff_client *c, handoff_health **out)
+{
+	Handoff__Wire__Request req = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__HealthRequest health =
+		HANDOFF__WIRE__HEALTH_REQUEST__INIT;
+	Handoff__Wire__Reply *reply = NULL;
+	const Handoff__Wire__HealthReply *w;
+	handoff_health *h = NULL;
+	int rc;
+
+	if (out != NULL)
+		*out = NULL;
+	if (c == NULL || out == NULL)
+		return HANDOFF_EINVAL;
+	req.body_case = HANDOFF__WIRE__REQUEST__BODY_HEALTH;
+	req.health = &health;
+
+	rc = hc_call(c, &req, HANDOFF__WIRE__REPLY__BODY_HEALTH, 0, &reply);
+	if (rc != HANDOFF_OK)
+		goto done;
+	w = reply->health;
+	h = calloc(1, sizeof(*h));
+	if (h == NULL) {
+		rc = HANDOFF_ENOMEM;
+		goto done;
+	}
+	h->live = w->live;
+	h->ready = w->ready;
+	h->store_open = w->store_open;
+	h->recovered = w->recovered;
+	h->storage_full = w->storage_full;
+	h->stopping = w->stopping;
+	h->loop_age_ms = w->loop_age_ms;
+	h->recovered_leases = w->recovered_leases;
+	h->reason = hc_strdup(w->reason);
+	h->version = hc_strdup(w->version);
+	if (h->reason == NULL || h->version == NULL) {
+		rc = HANDOFF_ENOMEM;
+		goto done;
+	}
+	*out = h;
+	h = NULL;
+
+done:
+	handoff_health_free(h);
+	hc_reply_free(reply);
+	return rc;
+}

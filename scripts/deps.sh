@@ -13,6 +13,8 @@ HANDOFF_DEB_PACKAGES=(
 	libcmocka-dev
 	libmicrohttpd-dev libjansson-dev
 	libcurl4-openssl-dev # push delivery (broker/push.c)
+	libsystemd-dev # sd_notify (broker/notify.c)
+	systemd # systemd-analyze, for the unit file's test
 	curl openssl python3-yaml python3-jsonschema
 	clang libclang-rt-14-dev llvm clang-format
 	btrfs-progs xfsprogs # the full-disk tests' filesystems

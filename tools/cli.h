@@ -35,6 +35,8 @@
  *  11  signed requests refused as stale until the deadline: this host's
  *      clock differs from the broker's and the broker did not tell its
  *      own (the message gives the difference when known)
+ *  20  health: the broker is live but not ready
+ *  21  health: the broker is not live (its store is unusable)
  */
 enum cli_exit {
 	CLI_EXIT_OK = 0,
@@ -49,6 +51,10 @@ enum cli_exit {
 	CLI_EXIT_PARTIAL = 9,
 	CLI_EXIT_DENIED = 10,
 	CLI_EXIT_CLOCK = 11,
+	/* `handoff health` only (cli_health.c); 20 and up stay clear of the
+	 * general codes above */
+	CLI_EXIT_NOTREADY = 20,
+	CLI_EXIT_NOTLIVE = 21,
 };
 
 /* Option parsing result meaning "help was printed: exit 0 now". */
@@ -107,6 +113,7 @@ extern const struct cli_command cli_cmd_publish, cli_cmd_subscribe,
 	cli_cmd_unsubscribe, cli_cmd_subscriptions, cli_cmd_consume,
 	cli_cmd_extend, cli_cmd_pause, cli_cmd_resume, cli_cmd_dlq,
 	cli_cmd_trace, cli_cmd_stats, cli_cmd_audit;
+extern const struct cli_command cli_cmd_health;
 extern const struct cli_command cli_cmd_dlq_list, cli_cmd_dlq_show,
 	cli_cmd_dlq_replay, cli_cmd_dlq_purge;
 

@@ -362,6 +362,10 @@ def test_flow():
         check(d["status"] == "ok", "%r" % d)
         d = expect(b.call("GET", "/v1/version"), 200)
         check(d["protocol_version"] == 1 and d["version"], "%r" % d)
+        for probe in ("/healthz", "/readyz"):
+            d = expect(b.call("GET", probe), 200)
+            check(d["status"] == "ok" and d["live"] and d["ready"],
+                  "%s %r" % (probe, d))
         # pause and resume (audited like the native requests)
         problem(b.call("POST", "/v1/subscriptions/s2:pause", {}), 400,
                 "BAD_REQUEST")
