@@ -81,8 +81,8 @@ static int on_line(void *ctx, const char *file, char *line)
 			r->pub = grow(r->pub, &r->cap_pub, r->n_pub,
 				      sizeof *r->pub);
 			r->pub[r->n_pub].id = id;
-			snprintf(r->pub[r->n_pub].key, sizeof r->pub->key,
-				 "%s", key);
+			snprintf(r->pub[r->n_pub].key, sizeof r->pub->key, "%s",
+				 key);
 			r->n_pub++;
 		} else if (t <= r->after) {
 			r->during++;
@@ -138,8 +138,8 @@ static int read_records(const char *dir, struct recs *r)
 	return rc;
 }
 
-static const handoff_subscription_trace *
-sub_trace(const handoff_trace *t, const char *sub)
+static const handoff_subscription_trace *sub_trace(const handoff_trace *t,
+						   const char *sub)
 {
 	for (size_t i = 0; i < t->n_subscriptions; i++)
 		if (strcmp(t->subscriptions[i].subscription, sub) == 0)
