@@ -136,8 +136,8 @@ static int drain(struct backup *bk, int in, int out)
 		if (got == 0)
 			break; /* the copier closed its end */
 		for (ssize_t done = 0; done < got;) {
-			ssize_t w = write(out, buf + done,
-					  (size_t)(got - done));
+			ssize_t w =
+				write(out, buf + done, (size_t)(got - done));
 			if (w < 0 && errno == EINTR)
 				continue;
 			if (w < 0) {
@@ -284,8 +284,8 @@ int backup_request(struct backup *bk, const char *name, bool status_only,
 		return ST(BAD_REQUEST);
 	}
 	pthread_mutex_lock(&bk->mu);
-	bool same = bk->cur.state != BACKUP_NONE &&
-		    strcmp(bk->cur.name, name) == 0;
+	bool same =
+		bk->cur.state != BACKUP_NONE && strcmp(bk->cur.name, name) == 0;
 	if (status_only) {
 		if (!same) {
 			snprintf(why, whylen,
