@@ -103,7 +103,8 @@ int main(void)
 }
 C
 # shellcheck disable=SC2086
-cc -o "$W/t" "$W/t.c" $flags || fail "cannot build against libhandoff"
+cc ${PACKAGE_TEST_CFLAGS:-} -o "$W/t" "$W/t.c" $flags ||
+	fail "cannot build against libhandoff"
 "$W/t" >/dev/null || fail "program linked against libhandoff failed"
 
 # a store of a newer format version (the next release's): refused as it is
