@@ -42,7 +42,10 @@ int broker_init(struct broker *b, const struct config *cfg, uint64_t started_ms)
 				       .st = &b->st,
 				       .metrics = &b->metrics,
 				       .started_ms = started_ms,
-				       .leases = &b->leases };
+				       .leases = &b->leases,
+				       .backup = &b->backup };
+	if (backup_init(&b->backup, cfg->backup_dir, &b->st))
+		return ENOMEM;
 	if (leases_init(&b->leases))
 		return ENOMEM;
 	if (auth_init(&b->auth, cfg, started_ms))
@@ -52,6 +55,8 @@ int broker_init(struct broker *b, const struct config *cfg, uint64_t started_ms)
 
 void broker_fini(struct broker *b)
 {
+	/* before the store closes: the copy reads it */
+	backup_fini(&b->backup);
 	holds_fini(b);
 	inbox_fini(b);
 	leases_fini(&b->leases);

@@ -12,6 +12,7 @@
  *   sched               what the scheduler needs besides the transaction
  *   env                 what the handlers need besides the transaction
  *   pump                the mailbox to the network thread (pump.h)
+ *   backup              a hot backup's thread and state (backup.h)
  *
  * What is kept in memory is only what can be lost without harm: held long
  * polls (the client resends), the last fetch reply per consumer, rate
@@ -31,6 +32,7 @@
 
 #include "arena.h"
 #include "auth.h"
+#include "backup.h"
 #include "background.h"
 #include "config.h"
 #include "handlers.h"
@@ -59,6 +61,7 @@ struct broker {
 	struct inbox inbox;
 	struct holds holds;
 	struct background bg;
+	struct backup backup; /* the hot backup thread (backup.h) */
 	uint64_t started_ms;
 	int sigfd;
 	int exit_status;

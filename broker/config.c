@@ -63,6 +63,7 @@ struct key {
 
 static const struct key keys[] = {
 	KEY("broker", "data_dir", K_STRING, data_dir),
+	KEY("broker", "backup_dir", K_STRING, backup_dir),
 	KEY("broker", "listen", K_LISTEN, listen),
 	KEY("broker", "map_size", K_SIZE64, map_size_bytes),
 	KEY("broker", "log_debug", K_BOOL, log_debug),
@@ -187,6 +188,8 @@ void config_free(struct config *c)
 	for (size_t i = 0; i < c->n_http_listen; i++)
 		free(c->http_listen[i]);
 	c->n_http_listen = 0;
+	free(c->backup_dir);
+	c->backup_dir = NULL;
 	free(c->http_tls_cert);
 	free(c->http_tls_key);
 	c->http_tls_cert = c->http_tls_key = NULL;

@@ -55,6 +55,9 @@ struct config {
 	char *listen[CONFIG_MAX_LISTEN];
 	size_t n_listen;
 	uint64_t map_size_bytes; /* LMDB map; default 1 GiB */
+	/* where backup requests write (backup.h): BACKUP_DIR/NAME/data.mdb;
+	 * NULL (default): backups are refused */
+	char *backup_dir;
 
 	/* limits: going over one gets LIMIT_EXCEEDED */
 	uint32_t max_payload_bytes; /* default 1 MiB */

@@ -13,6 +13,7 @@
 #include "handlers.h"
 
 #include "auth.h"
+#include "backup.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -1186,6 +1187,52 @@ static int handle_dlq_show(struct handler_env *env, struct txn *t,
 	return 0;
 }
 
+/* ---- hot backup (backup.h) ----------------------------------------------- */
+
+static int audit(struct handler_env *env, struct txn *t, const char *action,
+		 const char *sub, const uint64_t *ids, size_t n_ids,
+		 const char *selector, size_t missing, const char *reason,
+		 const char *command_id, uint64_t *seq);
+
+/* Start a backup (audited; it starts once this turn commits) or tell how
+ * one goes. The copy runs on the backup thread: nothing here waits. */
+static int handle_backup(struct handler_env *env, struct txn *t,
+			 const Handoff__Wire__BackupRequest *q, Reply *reply)
+{
+	struct backup_view v;
+	bool started = false;
+	char why[512];
+	int st = backup_request(env->backup, q->name ? q->name : "",
+				q->status_only, t->now_ms, &v, &started, why,
+				sizeof why);
+	if (st != HANDOFF__WIRE__STATUS__OK) {
+		handlers_status(t->arena, reply, st, "%s", why);
+		return 0;
+	}
+	if (started) {
+		int rc = audit(env, t, "backup", "", NULL, 0, v.path, 0, "", "",
+			       NULL);
+		if (rc)
+			return rc;
+	}
+	Handoff__Wire__BackupReply *br = alloc0(t, sizeof *br);
+	if (!br)
+		return ENOMEM;
+	handoff__wire__backup_reply__init(br);
+	br->name = arena_strdup(t->arena, v.name);
+	br->path = arena_strdup(t->arena, v.path);
+	br->error = arena_strdup(t->arena, v.error);
+	if (!br->name || !br->path || !br->error)
+		return ENOMEM;
+	br->state = (Handoff__Wire__BackupState)v.state;
+	br->bytes = v.bytes;
+	br->duration_ms = v.duration_ms;
+	br->started_ms = v.started_ms;
+	reply->body_case = HANDOFF__WIRE__REPLY__BODY_BACKUP;
+	reply->backup = br;
+	return 0;
+}
+
 /* ---- operator audit ---------------------------------------------------- */
 
 /* Record an operator action durably, in this turn's transaction. */
@@ -1710,6 +1757,8 @@ int handlers_apply(struct handler_env *env, struct txn *t, const Request *req,
 		return handle_resume(env, t, req->resume, reply);
 	case HANDOFF__WIRE__REQUEST__BODY_HEALTH:
 		return handle_health(t, reply);
+	case HANDOFF__WIRE__REQUEST__BODY_BACKUP:
+		return handle_backup(env, t, req->backup, reply);
 	default:
 		FAIL(BAD_REQUEST, "unknown or missing request type");
 	}

@@ -22,6 +22,7 @@
 #include "store.h"
 
 struct push;
+struct backup;
 
 struct handler_env {
 	const struct config *cfg;
@@ -39,6 +40,8 @@ struct handler_env {
 	/* push delivery (push.h), when its thread runs; NULL: none. Called
 	 * through these so the handlers do not link the push thread. */
 	struct push *push;
+	/* hot backups (backup.h); NULL: refused as off */
+	struct backup *backup;
 	void (*push_changed)(struct push *p); /* subscriptions came or went */
 	void (*push_endpoint)(struct push *p, const char *sub, char *state,
 			      size_t state_len, char *error, size_t error_len);

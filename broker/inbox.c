@@ -54,6 +54,8 @@ const char *inbox_request_name(const Request *r)
 		return "resume";
 	case HANDOFF__WIRE__REQUEST__BODY_HEALTH:
 		return "health";
+	case HANDOFF__WIRE__REQUEST__BODY_BACKUP:
+		return "backup";
 	default:
 		return "unknown";
 	}

@@ -749,6 +749,11 @@ void store_close(struct store *st)
 	st->lock_fd = -1;
 }
 
+int store_copy(struct store *st, int fd)
+{
+	return mdb_env_copyfd2(st->env, fd, MDB_CP_COMPACT);
+}
+
 void store_usage(struct store *st, uint64_t *used, uint64_t *map)
 {
 	MDB_envinfo info;

@@ -43,7 +43,8 @@
  * allocated from the transaction's arena and live until the arena is
  * reset.
  *
- * Threads: nothing here locks; one thread at a time uses a store. In
+ * Threads: nothing here locks; one thread at a time uses a store (but
+ * store_copy, which LMDB lets run beside the writer). In
  * handoffd, loop_run() opens it before the store thread (loop.c,
  * store_main) starts and closes it after that thread ends; in between the
  * store thread is its only user: every transaction, space check and
@@ -177,6 +178,17 @@ int store_reserve(struct store *st, uint64_t bytes);
 uint64_t store_file_bytes(struct store *st);
 /* Bytes in use by the data file's pages, and the map size. */
 void store_usage(struct store *st, uint64_t *used, uint64_t *map);
+
+/* Write a consistent, compacted copy of the whole environment (a data.mdb
+ * as LMDB makes it: free pages left out) to fd, as of the last commit
+ * before the call: LMDB's mdb_env_copyfd2 with MDB_CP_COMPACT, inside a
+ * read transaction of its own that does not block the writer (but pins
+ * the pages it sees, so the file may grow while a long copy runs). The
+ * one call here that another thread may make while the store thread works:
+ * it touches no field of st but the environment, which must stay open
+ * until it returns. 0 or an LMDB or errno code (a pipe closed by the
+ * reader: EPIPE). */
+int store_copy(struct store *st, int fd);
 
 /* Read meta "clock_mark" into st->clock_mark_ms (0 when there is none):
  * 0 or an LMDB error. */

@@ -124,8 +124,10 @@ static int apply_and_commit(struct broker *b, uint64_t now)
 	if (rc) {
 		b->bg.progress = saved; /* nothing of it reached the disk */
 		leases_rollback(&b->leases);
+		backup_rollback(&b->backup);
 	} else {
 		leases_commit(&b->leases);
+		backup_commit(&b->backup);
 	}
 	return rc;
 }
@@ -147,10 +149,13 @@ static int apply_one_by_one(struct broker *b, uint64_t now)
 			else
 				rc = store_txn_commit(&t);
 		}
-		if (rc)
+		if (rc) {
 			leases_rollback(&b->leases);
-		else
+			backup_rollback(&b->backup);
+		} else {
 			leases_commit(&b->leases);
+			backup_commit(&b->backup);
+		}
 		log_defer_end(rc == 0);
 		if (!rc)
 			continue;

@@ -795,6 +795,49 @@ typedef struct handoff_health {
 int handoff_get_health(handoff_client *c, handoff_health **out);
 /* Frees h and everything in it; NULL is ignored. */
 void handoff_health_free(handoff_health *h);
+/* ---- backup --------------------------------------------------------- */
+
+typedef enum handoff_backup_state {
+	HANDOFF_BACKUP_RUNNING = 1,
+	HANDOFF_BACKUP_DONE = 2,
+	HANDOFF_BACKUP_FAILED = 3,
+} handoff_backup_state;
+
+/* A backup as the broker reports it. The strings belong to the struct
+ * (handoff_backup_info_free). */
+typedef struct handoff_backup_info {
+	char *name;
+	char *path; /* the copy's folder, on the broker's machine */
+	handoff_backup_state state;
+	uint64_t bytes;	      /* written so far; the copy's size when done */
+	uint64_t duration_ms; /* so far, or start to end */
+	uint64_t started_ms;  /* broker time */
+	char *error;	      /* HANDOFF_BACKUP_FAILED: why; "" otherwise */
+} handoff_backup_info;
+
+/*
+ * A hot backup (an operator request, audited): the broker copies its store
+ * (consistent as of one commit, compacted) to BACKUP_DIR/name/data.mdb,
+ * where BACKUP_DIR is its configured backup_dir, while it goes on
+ * serving; handoffd --data BACKUP_DIR/name starts on the copy. name is a
+ * file name (1-200 bytes of letters, digits, '.', '_', '-'), never a path.
+ *
+ * With status_only false this starts the backup and returns at once with
+ * out->state HANDOFF_BACKUP_RUNNING (sending it again while it runs
+ * starts nothing and reports it); with status_only true it only reports
+ * backup name. Call it with status_only true until the state is DONE or
+ * FAILED to wait for the copy. On HANDOFF_OK *out is the caller's (free
+ * it with handoff_backup_info_free); on error it is zeroed.
+ * Errors: HANDOFF_EBADREQUEST (a bad name, or the broker has no
+ * backup_dir), HANDOFF_ECONFLICT (another backup is running, or a backup
+ * of that name exists), HANDOFF_ENOTFOUND (status_only: no backup of that
+ * name since the broker started), HANDOFF_EINTERNAL (backup_dir
+ * unusable); handoff_last_message() says which.
+ */
+int handoff_backup(handoff_client *c, const char *name, bool status_only,
+		   handoff_backup_info *out);
+/* Frees the strings of b (not b); NULL is ignored. */
+void handoff_backup_info_free(handoff_backup_info *b);
 
 #ifdef __cplusplus
 }

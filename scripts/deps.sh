@@ -19,6 +19,7 @@ HANDOFF_DEB_PACKAGES=(
 	clang libclang-rt-14-dev llvm clang-format
 	btrfs-progs xfsprogs # the full-disk tests' filesystems
 	faketime
+	dpkg-dev help2man # scripts/package.sh and its test
 )
 
 # Print the packages of HANDOFF_DEB_PACKAGES that are not installed.

@@ -112,7 +112,7 @@ struct cli_command {
 extern const struct cli_command cli_cmd_publish, cli_cmd_subscribe,
 	cli_cmd_unsubscribe, cli_cmd_subscriptions, cli_cmd_consume,
 	cli_cmd_extend, cli_cmd_pause, cli_cmd_resume, cli_cmd_dlq,
-	cli_cmd_trace, cli_cmd_stats, cli_cmd_audit;
+	cli_cmd_trace, cli_cmd_stats, cli_cmd_audit, cli_cmd_backup;
 extern const struct cli_command cli_cmd_health;
 extern const struct cli_command cli_cmd_dlq_list, cli_cmd_dlq_show,
 	cli_cmd_dlq_replay, cli_cmd_dlq_purge;

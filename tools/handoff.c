@@ -62,7 +62,7 @@ static const struct cli_command *const commands[] = {
 	&cli_cmd_subscriptions, &cli_cmd_pause,	    &cli_cmd_resume,
 	&cli_cmd_consume,	&cli_cmd_extend,    &cli_cmd_dlq,
 	&cli_cmd_trace,		&cli_cmd_stats,	    &cli_cmd_audit,
-	&cli_cmd_health,
+	&cli_cmd_health,	&cli_cmd_backup,
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -929,7 +929,7 @@ static void cls_unknown_body(void)
 	pb_u(&inner, 7, 42);
 	pb_str(&inner, 300, "from the future");
 	pb_u(&b, 1, 1);
-	pb_u(&b, 50, 1);
+	pb_u(&b, 99, 1); /* 50-59 are backup and health now */
 	pb_sub(&b, 10, &inner);
 	pb_str(&b, 77, "trailing unknown");
 	WReply *rep = wire_expect_bytes(G.req, b.p, b.n, WST(OK), NULL,
