@@ -52,7 +52,7 @@ fi
 install -D -m 0644 "$ROOT/deploy/handoff/handoffd.conf" "$D/etc/handoff/handoffd.conf"
 if [ -f "$ROOT/deploy/systemd/handoffd.service" ]; then
 	install -D -m 0644 "$ROOT/deploy/systemd/handoffd.service" \
-		"$D/lib/systemd/system/handoffd.service"
+		"$D/usr/lib/systemd/system/handoffd.service"
 fi
 if [ -f "$ROOT/deploy/systemd/handoff.sysusers" ]; then
 	install -D -m 0644 "$ROOT/deploy/systemd/handoff.sysusers" \
