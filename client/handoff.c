@@ -36,7 +36,7 @@ const char *handoff_strerror(int err)
 	case HANDOFF_ENOTFOUND:
 		return "not found";
 	case HANDOFF_ECONFLICT:
-		return "subscription exists with another topic or policy";
+		return "conflicts with what the broker has (a subscription with another topic or policy, or a backup of that name or one running)";
 	case HANDOFF_ELEASELOST:
 		return "lease lost";
 	case HANDOFF_ELIMIT:

@@ -23,7 +23,8 @@
  *   1  the broker reported an error not listed below, or an internal error
  *   2  usage error (bad option or argument, missing --yes)
  *   3  not found (subscription, event or dead letter)
- *   4  conflict (subscription exists with another topic or policy)
+ *   4  conflict (a subscription with another topic or policy; a backup of
+ *      that name exists or one is running)
  *   5  broker unreachable or timed out (also: still shutting down at the
  *      deadline)
  *   6  storage full, or a broker/library size or count limit exceeded
