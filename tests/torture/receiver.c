@@ -43,15 +43,15 @@
 #include "roles.h"
 #include "tt.h"
 
-#define RX_CONNS	 256
-#define RX_BUF		 (64u * 1024u) /* a request: headers + <= 2 KiB */
-#define RX_OUT		 4096u
-#define RX_WAIT_MS	 50
-#define RX_SUBS		 8
-#define RX_KEY_MAX	 64
-#define RX_TS_TOLERANCE	 300 /* seconds, as the reference libraries */
-#define RX_FAIL_503	 40  /* per mille */
-#define RX_FAIL_500	 20
+#define RX_CONNS	256
+#define RX_BUF		(64u * 1024u) /* a request: headers + <= 2 KiB */
+#define RX_OUT		4096u
+#define RX_WAIT_MS	50
+#define RX_SUBS		8
+#define RX_KEY_MAX	64
+#define RX_TS_TOLERANCE 300 /* seconds, as the reference libraries */
+#define RX_FAIL_503	40  /* per mille */
+#define RX_FAIL_500	20
 #define RX_FAIL_NOREPLY 10
 
 struct rx_conn {
@@ -339,7 +339,8 @@ static bool serve(struct receiver *x, struct rx_conn *c)
 		    body_len > RX_BUF - head_len)
 			return false;
 		if (c->have < head_len + body_len) {
-			const char *ex = header(c->in, head_len, "Expect", &vlen);
+			const char *ex =
+				header(c->in, head_len, "Expect", &vlen);
 			if (ex && vlen == 12 &&
 			    strncasecmp(ex, "100-continue", 12) == 0 &&
 			    c->have == head_len)
