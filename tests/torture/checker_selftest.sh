@@ -171,7 +171,7 @@ check push_missing done_without_ack
 
 # webhook_id_unstable: a second delivery of an event under another id
 copy push_wid_changed
-read -r _ t sub id att wid rest < <(grep -h '^P [0-9]* push-b .* ok 20[04]$' "$(recs push_wid_changed)"/h*.rec | head -n 1)
+read -r _ t sub id att wid rest < <(grep -h '^P [0-9]* push-a .* ok 20[04]$' "$(recs push_wid_changed)"/h*.rec | head -n 1)
 set -- $rest
 echo "P $((t + 1)) $sub $id $att ${wid}x $1 $2 ok 503" >>"$(recs push_wid_changed)/h0g1.rec"
 check push_wid_changed webhook_id_unstable

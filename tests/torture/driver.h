@@ -28,7 +28,7 @@
 /* Pull subscriptions (consumer processes) and push subscriptions (the
  * broker POSTs to the run's receiver), all on one topic. */
 #define DRV_SUBS      2
-#define DRV_PUSH_SUBS 2
+#define DRV_PUSH_SUBS 1
 
 struct drv_opts {
 	const char *mode;	   /* kill | powercut | io | none */
