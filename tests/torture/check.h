@@ -40,8 +40,9 @@
  *   webhook_id_unstable   deliveries of one event with different
  *                         webhook-ids, or two events with one webhook-id
  *                         (a receiver deduplicating by it would drop one).
- * A push subscription never nacks permanently and has no permanent-nack
- * intents: a permanent dead letter on it is dead_without_cause.
+ * The push thread nacks permanently only when out of memory and the
+ * receiver records no permanent-nack intents: a permanent dead letter on a
+ * push subscription is dead_without_cause.
  */
 #ifndef HANDOFF_TORTURE_CHECK_H
 #define HANDOFF_TORTURE_CHECK_H
