@@ -29,7 +29,16 @@
 #define DLQ_PAGE      1000
 #define CALL_DEADLINE 30000u
 
-enum kind { V_LOST, V_UNEXPECTED, V_DUP, V_DONE, V_REDELIVERED, V_DEAD, V_N };
+enum kind {
+	V_LOST,
+	V_UNEXPECTED,
+	V_DUP,
+	V_DONE,
+	V_REDELIVERED,
+	V_DEAD,
+	V_WEBHOOK_ID,
+	V_N
+};
 static const char *const kind_names[V_N] = {
 	"lost",
 	"unexpected",
@@ -37,6 +46,7 @@ static const char *const kind_names[V_N] = {
 	"done_without_ack",
 	"redelivered_after_ack",
 	"dead_without_cause",
+	"webhook_id_unstable",
 };
 
 /* ---- what the records say ------------------------------------------------ */
@@ -58,6 +68,9 @@ struct dinfo {
 	uint64_t ack_ok_t;    /* earliest confirmed ack, 0 = none */
 	char *key;	      /* key carried by the first delivery */
 	bool key_varies, bad;
+	const char *bad_why; /* push: the receiver's first bad verdict */
+	char *wid;	     /* push: webhook-id of the first delivery */
+	bool wid_varies;
 };
 
 /* What the broker said about one event (its trace). */
@@ -84,6 +97,7 @@ struct tev {
 struct sub {
 	char name[64], topic[64];
 	uint32_t max_attempts;
+	bool push; /* a push subscription: deliveries are P records */
 	bool on_broker;
 	uint64_t ready, delayed, leased;
 	struct dinfo **d; /* by event id */
@@ -311,6 +325,65 @@ static int consumer_line(struct ctx *x, char type, char *line)
 	return 0;
 }
 
+/* P: one request the push receiver read, and what it answered. */
+static int push_line(struct ctx *x, char *line)
+{
+	unsigned long long t, id, attempt;
+	char sub[64], wid[128], key[KEY_LEN], sum[24], verdict[16];
+	int status, s;
+	struct dinfo *d;
+	if (sscanf(line, "P %llu %63s %llu %llu %127s %127s %23s %15s %d", &t,
+		   sub, &id, &attempt, wid, key, sum, verdict, &status) != 9)
+		return 1;
+	s = sub_index(x, sub);
+	if (s < 0 || !x->subs[s].push) {
+		set_error(x,
+			  "the receiver recorded a request for %s, which is "
+			  "no push subscription of the driver's",
+			  sub);
+		return 0;
+	}
+	if (id == 0 || attempt == 0 || attempt > UINT32_MAX) {
+		/* a request without the event's headers */
+		x->r->subs[s].unexpected++;
+		example(x, V_UNEXPECTED, sub, "why=%s", id,
+			"push_without_event_headers");
+		return 0;
+	}
+	known_id(x, id);
+	if (!(d = dinfo_get(x, s, id)))
+		return 0;
+	if (!grow((void **)&d->dv, &d->cap_dv, d->n_dv + 1, sizeof(*d->dv))) {
+		set_error(x, "out of memory");
+		return 0;
+	}
+	d->dv[d->n_dv++] = (struct dev){ t, (uint32_t)attempt };
+	x->r->subs[s].delivered++;
+	if (strcmp(verdict, "ok") != 0 && !d->bad) {
+		d->bad = true;
+		d->bad_why = strcmp(verdict, "bad") == 0 ?
+				     "payload_mismatch" :
+			     strcmp(verdict, "badts") == 0 ?
+				     "push_timestamp_out_of_tolerance" :
+				     "push_bad_signature";
+	}
+	if (!d->key)
+		d->key = strdup(key);
+	else if (strcmp(d->key, key) != 0)
+		d->key_varies = true;
+	if (!d->wid)
+		d->wid = strdup(wid);
+	else if (strcmp(d->wid, wid) != 0)
+		d->wid_varies = true;
+	if (status >= 200 && status <= 299) {
+		/* answered 2xx: the receiver's ack */
+		push_u32(&d->acks, &d->n_acks, &d->cap_acks, (uint32_t)attempt);
+		if (!d->first_ack_t || t < d->first_ack_t)
+			d->first_ack_t = t;
+	}
+	return 0;
+}
+
 static int producer_line(struct ctx *x, char type, char *line)
 {
 	unsigned long long t, id, first, got;
@@ -361,12 +434,13 @@ static int producer_line(struct ctx *x, char type, char *line)
 
 static int driver_line(struct ctx *x, char type, char *line)
 {
-	char name[64], topic[64];
+	char name[64], topic[64], kind[8] = "";
 	unsigned max_attempts, ack, bmin, bmax;
 	if (type != 'S')
 		return 0; /* Y/Z: replays show in the traces themselves */
-	if (sscanf(line, "S %63s %63s %u %u %u %u", name, topic, &max_attempts,
-		   &ack, &bmin, &bmax) != 6)
+	int n = sscanf(line, "S %63s %63s %u %u %u %u %7s", name, topic,
+		       &max_attempts, &ack, &bmin, &bmax, kind);
+	if (n < 6 || (n == 7 && strcmp(kind, "push") != 0))
 		return 1;
 	if (sub_index(x, name) >= 0)
 		return 0;
@@ -378,6 +452,7 @@ static int driver_line(struct ctx *x, char type, char *line)
 	snprintf(s->name, sizeof(s->name), "%s", name);
 	snprintf(s->topic, sizeof(s->topic), "%s", topic);
 	s->max_attempts = max_attempts;
+	s->push = n == 7;
 	return 0;
 }
 
@@ -404,6 +479,9 @@ static int on_line(void *arg, const char *file, char *line)
 	case 'N':
 	case 'M':
 		bad = consumer_line(x, line[0], line);
+		break;
+	case 'P':
+		bad = push_line(x, line);
 		break;
 	default:
 		bad = 1;
@@ -772,7 +850,7 @@ static void count_unexpected(struct ctx *x, int s, uint64_t id,
 	const struct tev *e = id < x->cap_ev ? &x->ev[id] : NULL;
 	const char *why = NULL;
 	if (d && d->bad)
-		why = "payload_mismatch";
+		why = d->bad_why ? d->bad_why : "payload_mismatch";
 	else if (d && d->key_varies)
 		why = "id_delivered_with_two_keys";
 	else if (!e || !e->found)
@@ -818,7 +896,8 @@ static const char *dead_cause(const struct ctx *x, int s, const struct tsub *ts,
 		}
 		switch (h->outcome) {
 		case HANDOFF_OUTCOME_BROKER_RESTART:
-			break; /* refunded */
+		case HANDOFF_OUTCOME_RELEASED:
+			break; /* refunded; not counted */
 		case HANDOFF_OUTCOME_NACKED:
 		case HANDOFF_OUTCOME_EXPIRED:
 			if (++used >= max)
@@ -854,10 +933,56 @@ static const char *dead_cause(const struct ctx *x, int s, const struct tsub *ts,
 	return "";
 }
 
+/* Push: every delivery of an event under one webhook-id, and no two
+ * events under the same one. */
+static void count_webhook_ids(struct ctx *x, int s, struct check_counts *c)
+{
+	struct sub *sb = &x->subs[s];
+	struct tt_map seen;
+	tt_map_init(&seen);
+	for (uint64_t id = 1; id < sb->cap_d; id++) {
+		const struct dinfo *d = sb->d[id];
+		if (!d || !d->wid)
+			continue;
+		if (d->wid_varies) {
+			c->webhook_id_unstable++;
+			example(x, V_WEBHOOK_ID, sb->name, "why=%s", id,
+				"changed_between_deliveries");
+		}
+		uint64_t *other = tt_map_get(&seen, d->wid);
+		if (other) {
+			c->webhook_id_unstable++;
+			example(x, V_WEBHOOK_ID, sb->name, "why=%s", id,
+				"shared_with_another_event");
+			continue;
+		}
+		uint64_t *v = malloc(sizeof(*v));
+		if (!v || tt_map_put(&seen, d->wid, v)) {
+			free(v);
+			set_error(x, "out of memory");
+			break;
+		}
+		*v = id;
+	}
+	tt_map_free(&seen, free);
+}
+
+/* The attempt the trace holds as acked (0: none). */
+static uint32_t acked_attempt(const struct tsub *ts)
+{
+	uint32_t a = 0;
+	for (uint32_t i = 0; ts && i < ts->n_h; i++)
+		if (ts->h[i].outcome == HANDOFF_OUTCOME_ACKED)
+			a = ts->h[i].attempt;
+	return a;
+}
+
 static void count_sub(struct ctx *x, int s, struct check_counts *c)
 {
 	struct sub *sb = &x->subs[s];
 	count_lost(x, s, c);
+	if (sb->push)
+		count_webhook_ids(x, s, c);
 	uint64_t top = x->cap_ev;
 	if (sb->cap_d > top)
 		top = sb->cap_d;
@@ -879,6 +1004,18 @@ static void count_sub(struct ctx *x, int s, struct check_counts *c)
 					example(x, V_REDELIVERED, sb->name,
 						"attempt=%s", id, "later");
 				}
+				/* push: the receiver never sees the ack
+				 * confirmed; an attempt after the acked one
+				 * was leased after the ack that stands */
+				if (sb->push && ts &&
+				    ts->state == HANDOFF_STATE_ACKED &&
+				    acked_attempt(ts) &&
+				    d->dv[i].attempt > acked_attempt(ts)) {
+					c->redelivered_after_ack++;
+					example(x, V_REDELIVERED, sb->name,
+						"attempt=%s", id,
+						"after_the_acked_attempt");
+				}
 				if (d->first_ack_t &&
 				    d->dv[i].t > d->first_ack_t)
 					c->duplicate_deliveries++;
@@ -890,10 +1027,7 @@ static void count_sub(struct ctx *x, int s, struct check_counts *c)
 			continue;
 		if (ts->state == HANDOFF_STATE_ACKED) {
 			c->acked++;
-			uint32_t a = 0;
-			for (uint32_t i = 0; i < ts->n_h; i++)
-				if (ts->h[i].outcome == HANDOFF_OUTCOME_ACKED)
-					a = ts->h[i].attempt;
+			uint32_t a = acked_attempt(ts);
 			bool intent = d && (a ? has_u32(d->acks, d->n_acks, a) :
 						d->n_acks > 0);
 			if (!intent) {
@@ -964,6 +1098,7 @@ static void add_counts(struct check_counts *t, const struct check_counts *c)
 	t->done_without_ack += c->done_without_ack;
 	t->redelivered_after_ack += c->redelivered_after_ack;
 	t->dead_without_cause += c->dead_without_cause;
+	t->webhook_id_unstable += c->webhook_id_unstable;
 	t->confirmed += c->confirmed;
 	t->delivered += c->delivered;
 	t->acked += c->acked;
@@ -977,7 +1112,7 @@ uint64_t check_violations(const struct check_result *r)
 	const struct check_counts *t = &r->total;
 	return t->lost + t->unexpected + t->duplicate_stored +
 	       t->done_without_ack + t->redelivered_after_ack +
-	       t->dead_without_cause;
+	       t->dead_without_cause + t->webhook_id_unstable;
 }
 
 static void print_counts(FILE *f, const struct check_counts *c)
@@ -985,7 +1120,8 @@ static void print_counts(FILE *f, const struct check_counts *c)
 	fprintf(f,
 		"lost=%llu unexpected=%llu duplicate_stored=%llu "
 		"done_without_ack=%llu redelivered_after_ack=%llu "
-		"dead_without_cause=%llu confirmed=%llu delivered=%llu "
+		"dead_without_cause=%llu webhook_id_unstable=%llu "
+		"confirmed=%llu delivered=%llu "
 		"acked=%llu dead=%llu duplicate_deliveries=%llu "
 		"redeliveries=%llu",
 		(unsigned long long)c->lost, (unsigned long long)c->unexpected,
@@ -993,6 +1129,7 @@ static void print_counts(FILE *f, const struct check_counts *c)
 		(unsigned long long)c->done_without_ack,
 		(unsigned long long)c->redelivered_after_ack,
 		(unsigned long long)c->dead_without_cause,
+		(unsigned long long)c->webhook_id_unstable,
 		(unsigned long long)c->confirmed,
 		(unsigned long long)c->delivered, (unsigned long long)c->acked,
 		(unsigned long long)c->dead,
@@ -1012,6 +1149,7 @@ static void free_ctx(struct ctx *x)
 			free(d->acks);
 			free(d->perms);
 			free(d->key);
+			free(d->wid);
 			free(d);
 		}
 		free(sb->d);
@@ -1075,7 +1213,13 @@ int check_run(const struct check_opts *o, struct check_result *r)
 		add_counts(&r->total, cs);
 		/* confirmed counts events, not events times subscriptions */
 		r->total.confirmed = cs->confirmed;
-		fprintf(x.out, "sub=%s ", x.subs[s].name);
+		r->sub_push[s] = x.subs[s].push;
+		if (x.subs[s].push) {
+			add_counts(&r->push, cs);
+			r->push.confirmed = cs->confirmed;
+		}
+		fprintf(x.out, "sub=%s push=%d ", x.subs[s].name,
+			x.subs[s].push ? 1 : 0);
 		print_counts(x.out, cs);
 		fprintf(x.out, " ready=%llu delayed=%llu leased=%llu\n",
 			(unsigned long long)x.subs[s].ready,

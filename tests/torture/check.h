@@ -26,6 +26,23 @@
  * and reports confirmed, delivered, acked, dead, duplicate_deliveries
  * (delivered again after a consumer had sent its ack) and redeliveries
  * (every delivery of an event after its first).
+ *
+ * Push subscriptions (an S record ending in "push") are checked with the
+ * same counts; their consumer is the run's receiver, whose P records say
+ * what it was sent and answered. A delivery is a P record, an ack intent
+ * a P record with a 2xx answer (recorded before the answer was sent), so
+ * done_without_ack is "acked on the broker, but the receiver never
+ * answered 2xx to that attempt". A bad signature or timestamp counts as
+ * unexpected, like a bad payload. The receiver never sees the broker's ack
+ * confirmed, so redelivered_after_ack is "delivered with a higher attempt
+ * than the one the broker's trace holds as acked". One more count, push
+ * only (must be 0):
+ *   webhook_id_unstable   deliveries of one event with different
+ *                         webhook-ids, or two events with one webhook-id
+ *                         (a receiver deduplicating by it would drop one).
+ * The push thread nacks permanently only when out of memory and the
+ * receiver records no permanent-nack intents: a permanent dead letter on a
+ * push subscription is dead_without_cause.
  */
 #ifndef HANDOFF_TORTURE_CHECK_H
 #define HANDOFF_TORTURE_CHECK_H
@@ -46,7 +63,7 @@ struct check_opts {
 
 struct check_counts {
 	uint64_t lost, unexpected, duplicate_stored, done_without_ack,
-		redelivered_after_ack, dead_without_cause;
+		redelivered_after_ack, dead_without_cause, webhook_id_unstable;
 	uint64_t confirmed, delivered, acked, dead, duplicate_deliveries,
 		redeliveries;
 };
@@ -58,6 +75,8 @@ struct check_result {
 	size_t n_subs;
 	char sub_names[CHECK_MAX_SUBS][64];
 	struct check_counts subs[CHECK_MAX_SUBS];
+	bool sub_push[CHECK_MAX_SUBS];
+	struct check_counts push; /* the push subscriptions summed */
 	uint64_t intents, unconfirmed, unconfirmed_stored, republished,
 		publish_errors, events_traced, max_id, partial_lines, bad_lines,
 		files, unverifiable;
@@ -67,7 +86,7 @@ struct check_result {
  * "check: ..." summary line. Returns r->status. */
 int check_run(const struct check_opts *o, struct check_result *r);
 
-/* The violations of a result (the six counts summed). */
+/* The violations of a result (the seven counts summed). */
 uint64_t check_violations(const struct check_result *r);
 
 #endif

@@ -5,11 +5,16 @@
 # A short fault-free run (handoff-torture --mode none --keep) leaves its
 # records and its store; a broker is started on that store, and
 # handoff-check must pass the records as they are. Then, for each of the
-# six kinds, a copy of the records is changed the way that violation would
-# show (an id nobody stored, a payload that did not match, one key under a
-# second id, an ack intent taken away, a delivery after a confirmed ack, a
-# permanent-nack intent taken away), and handoff-check must exit 1 with
-# that count above 0 and every other count at 0.
+# seven kinds, a copy of the records is changed the way that violation
+# would show (an id nobody stored, a payload that did not match, one key
+# under a second id, an ack intent taken away, a delivery after a confirmed
+# ack, a permanent-nack intent taken away), and handoff-check must exit 1
+# with that count above 0 and every other count at 0. The push
+# subscriptions get the same treatment through the receiver's records: a
+# delivery the broker acked taken away (done_without_ack), a webhook-id
+# that changes between two deliveries of an event and one shared by two
+# events (webhook_id_unstable), a bad signature (unexpected) and an attempt
+# after the acked one (redelivered_after_ack).
 set -uo pipefail
 
 : "${HANDOFF_TORTURE:?set by meson}" "${HANDOFF_CHECK:?}" "${HANDOFFD:?}"
@@ -56,7 +61,7 @@ check() {
 	line=$(grep '^check: lost=' "$out" | tail -n 1)
 	[ -n "$line" ] || fail "$name: no summary: $(tail -n 3 "$out")"
 	for c in lost unexpected duplicate_stored done_without_ack \
-		redelivered_after_ack dead_without_cause; do
+		redelivered_after_ack dead_without_cause webhook_id_unstable; do
 		v=$(sed -n "s/.* $c=\([0-9]*\).*/\1/p" <<<" $line")
 		if [ "$c" = "$kind" ]; then
 			[ "$v" -gt 0 ] || fail "$name: $c=$v, want > 0"
@@ -140,6 +145,62 @@ for f in "$(recs dead)"/*.rec; do
 	mv "$f.new" "$f"
 done
 check dead dead_without_cause
+
+# ---- push subscriptions: the receiver's records (h*.rec, P lines:
+# P t sub id attempt webhook-id key sum verdict status)
+# sub_count NAME SUB COUNT: COUNT on the checker's line for SUB
+sub_count() {
+	sed -n "s/^sub=$2 .* $3=\([0-9]*\).*/\1/p" "$work/$1.txt"
+}
+grep -q '^S push-a .* push$' "$run/rec/driver.rec" || fail "no push subscription in the run"
+grep -q '^P [0-9]* push-a .* ok 20[04]$' "$run"/rec/h*.rec || fail "no push delivery answered 2xx"
+[ "$(sub_count lost push-a lost)" -gt 0 ] || fail "lost: push-a lost=0"
+
+# done_without_ack: a push delivery the broker acked, of which the
+# receiver holds no record (every request for that event taken away)
+copy push_missing
+read -r _ _ sub id _ < <(grep -h '^P [0-9]* push-a .* ok 20[04]$' "$(recs push_missing)"/h*.rec | head -n 1)
+for f in "$(recs push_missing)"/h*.rec; do
+	grep -v "^P [0-9]* $sub $id " "$f" >"$f.new"
+	mv "$f.new" "$f"
+done
+check push_missing done_without_ack
+[ "$(sub_count push_missing push-a done_without_ack)" -gt 0 ] &&
+	[ "$(sub_count push_missing sub-a done_without_ack)" = 0 ] ||
+	fail "push_missing: not counted on push-a alone"
+
+# webhook_id_unstable: a second delivery of an event under another id
+copy push_wid_changed
+read -r _ t sub id att wid rest < <(grep -h '^P [0-9]* push-a .* ok 20[04]$' "$(recs push_wid_changed)"/h*.rec | head -n 1)
+set -- $rest
+echo "P $((t + 1)) $sub $id $att ${wid}x $1 $2 ok 503" >>"$(recs push_wid_changed)/h0g1.rec"
+check push_wid_changed webhook_id_unstable
+
+# webhook_id_unstable: two events under one webhook-id
+copy push_wid_shared
+mapfile -t two < <(grep -h '^P [0-9]* push-a ' "$(recs push_wid_shared)"/h*.rec |
+	awk '!seen[$4]++ { print $4 " " $6 }' | head -n 2)
+read -r id1 wid1 <<<"${two[0]}"
+read -r id2 wid2 <<<"${two[1]}"
+[ -n "$id2" ] && [ "$id1" != "$id2" ] || fail "fewer than two pushed events"
+for f in "$(recs push_wid_shared)"/h*.rec; do
+	sed -i "s/^\(P [0-9]* push-a $id2 [0-9]*\) $wid2 /\1 $wid1 /" "$f"
+done
+check push_wid_shared webhook_id_unstable
+
+# unexpected: a push request whose signature did not verify
+copy push_badsig
+f=$(grep -l '^P .* ok 20[04]$' "$(recs push_badsig)"/h*.rec | head -n 1)
+sed -i '0,/^\(P .*\) ok \(20[04]\)$/s//\1 badsig \2/' "$f"
+check push_badsig unexpected
+grep -q 'why=push_bad_signature' "$work/push_badsig.txt" || fail "push_badsig: no bad-signature example"
+
+# redelivered_after_ack: a push of an attempt after the one acked
+copy push_redelivered
+read -r _ t sub id att wid rest < <(grep -h '^P [0-9]* push-a .* ok 20[04]$' "$(recs push_redelivered)"/h*.rec | head -n 1)
+set -- $rest
+echo "P $((t + 1)) $sub $id 99 $wid $1 $2 ok 503" >>"$(recs push_redelivered)/h0g1.rec"
+check push_redelivered redelivered_after_ack
 
 # a record cut by a kill mid-write is ignored, not misread
 copy partial

@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 #define TERM_TIMEOUT_MS	 30000u
 #define WORKER_STOP_MS	 30000u
 #define REPLAY_EVERY_MS	 3000u
+#define RECEIVER_UP_MS	 30000u
 
 /* Two subscriptions on one topic with different policies (inside the
  * broker's limits: max_attempts <= 10000, durations <= 24 h). */
@@ -42,6 +44,31 @@ static const struct {
 	    .ack_deadline_ms = 1500,
 	    .backoff_min_ms = 100,
 	    .backoff_max_ms = 400 } },
+};
+
+/* A push subscription on the same topic, its endpoint on the run's
+ * receiver (POST /hook/NAME), signed with a secret of its own (the
+ * receiver tells subscriptions apart by the path and keeps a key per
+ * subscription, so more can be added here). Two attempts: the receiver's
+ * injected failures dead-letter some events, and the operator's replays
+ * bring them back. The request timeout stays well under the ack deadline.
+ * Concurrency 16: with 4, the pushes fell behind the producers and the
+ * powercut runs' drain took several times as long. One subscription, not
+ * more: every push is acked with a request and a commit of its own, so
+ * each push subscription adds a commit per event to the broker's load (a
+ * second one made the sanitizer runs under load noticeably slower). */
+static const struct {
+	const char *name;
+	handoff_policy p;
+	uint32_t timeout_ms, concurrency;
+} PUSH_SUBS[DRV_PUSH_SUBS] = {
+	{ "push-a",
+	  { .max_attempts = 2,
+	    .ack_deadline_ms = 4000,
+	    .backoff_min_ms = 50,
+	    .backoff_max_ms = 500 },
+	  2000,
+	  16 },
 };
 
 static const char *const CUT_MODES[] = { "synced", "all", "random", "torn" };
@@ -189,6 +216,91 @@ int run_connect(struct run *r)
 	return rc;
 }
 
+/* Start the receiver and wait for the port it publishes. */
+static int start_receiver(struct run *r)
+{
+	char path[TT_PATH + 16];
+	uint64_t until = tt_mono_ns() + (uint64_t)RECEIVER_UP_MS * 1000000u;
+	tt_fmt(path, sizeof(path), "%s/push/port", r->dir);
+	if (wk_add(&r->ws, WK_RECEIVER, -1, 0)) {
+		run_fail(r, "cannot spawn the push receiver: %s",
+			 strerror(errno));
+		return -1;
+	}
+	while (tt_mono_ns() < until) {
+		char *text = tt_read_file(path, NULL);
+		unsigned port = text ? (unsigned)strtoul(text, NULL, 10) : 0;
+		free(text);
+		if (port > 0 && port < 65536) {
+			r->push_port = port;
+			printf("torture: event=receiver_up port=%u\n", port);
+			fflush(stdout);
+			return 0;
+		}
+		unsigned failures = r->ws.failures;
+		wk_reap(&r->ws, false);
+		if (r->ws.failures != failures)
+			break;
+		tt_sleep_ms(10);
+	}
+	run_fail(r, "the push receiver did not publish its port in %s", path);
+	return -1;
+}
+
+/* A Standard Webhooks secret for sub in RUN/push/NAME.secret. */
+static int push_secret(struct run *r, const char *sub, char *out, size_t outlen)
+{
+	unsigned char key[32];
+	char path[TT_PATH + 96],
+		b64[sodium_base64_ENCODED_LEN(sizeof(key),
+					      sodium_base64_VARIANT_ORIGINAL)];
+	for (size_t i = 0; i < sizeof(key); i++)
+		key[i] = (unsigned char)tt_rand(&r->rng);
+	sodium_bin2base64(b64, sizeof(b64), key, sizeof(key),
+			  sodium_base64_VARIANT_ORIGINAL);
+	if (!tt_fmt(out, outlen, "whsec_%s", b64) ||
+	    !tt_fmt(path, sizeof(path), "%s/push/%s.secret", r->dir, sub) ||
+	    tt_write_file(path, out)) {
+		run_fail(r, "cannot write %s", path);
+		return -1;
+	}
+	return 0;
+}
+
+static int subscribe_push(struct run *r)
+{
+	if (!r->push_port && start_receiver(r))
+		return -1;
+	for (int i = 0; i < DRV_PUSH_SUBS; i++) {
+		char url[128], secret[128];
+		handoff_policy eff;
+		bool created;
+		if (push_secret(r, PUSH_SUBS[i].name, secret, sizeof(secret)))
+			return -1;
+		snprintf(url, sizeof(url), "http://127.0.0.1:%u/hook/%s",
+			 r->push_port, PUSH_SUBS[i].name);
+		handoff_push_config pc = {
+			.url = url,
+			.timeout_ms = PUSH_SUBS[i].timeout_ms,
+			.concurrency = PUSH_SUBS[i].concurrency,
+			.secret = secret,
+		};
+		int rc = handoff_subscribe_push(
+			r->c, TORTURE_TOPIC, PUSH_SUBS[i].name, &PUSH_SUBS[i].p,
+			&pc, &created, &eff);
+		if (rc) {
+			run_fail(r, "subscribe %s: %s (%s)", PUSH_SUBS[i].name,
+				 handoff_strerror(rc),
+				 handoff_last_message(r->c));
+			return -1;
+		}
+		rec_add(&r->rec, "S %s %s %u %u %u %u push", PUSH_SUBS[i].name,
+			TORTURE_TOPIC, eff.max_attempts, eff.ack_deadline_ms,
+			eff.backoff_min_ms, eff.backoff_max_ms);
+	}
+	return 0;
+}
+
 int run_subscribe(struct run *r)
 {
 	for (int i = 0; i < DRV_SUBS; i++) {
@@ -206,6 +318,8 @@ int run_subscribe(struct run *r)
 			TORTURE_TOPIC, eff.max_attempts, eff.ack_deadline_ms,
 			eff.backoff_min_ms, eff.backoff_max_ms);
 	}
+	if (subscribe_push(r))
+		return -1;
 	if (rec_sync(&r->rec)) {
 		run_fail(r, "driver.rec: %s", strerror(r->rec.err));
 		return -1;
@@ -247,7 +361,9 @@ fail:
  * replays happen under the faults too. The intent is recorded first. */
 static void operator_replay(struct run *r)
 {
-	const char *sub = SUBS[tt_below(&r->rng, DRV_SUBS)].name;
+	uint64_t pick = tt_below(&r->rng, DRV_SUBS + DRV_PUSH_SUBS);
+	const char *sub = pick < DRV_SUBS ? SUBS[pick].name :
+					    PUSH_SUBS[pick - DRV_SUBS].name;
 	handoff_dlq_action act = { .limit = 50 };
 	handoff_dlq_result res = { 0 };
 	rec_add(&r->rec, "Y %llu %s", (unsigned long long)tt_wall_ms(), sub);
@@ -501,6 +617,9 @@ int run_drain(struct run *r)
 		tt_mono_ns() + (uint64_t)r->o->drain_seconds * 1000000000u;
 	uint64_t t0 = tt_mono_ns(), fail_since = 0;
 	int zero = 0, rc = -1;
+	unsigned polls = 0;
+	/* the receiver now answers 200 to every good request */
+	wk_signal(&r->ws, WK_RECEIVER, SIGUSR1);
 	for (int s = 0; s < DRV_SUBS; s++)
 		if (wk_add(&r->ws, WK_CLEAN, s, 0)) {
 			run_fail(r, "cannot spawn a drain consumer: %s",
@@ -549,6 +668,12 @@ int run_drain(struct run *r)
 			if (tt_mono_ns() - fail_since > 10000000000ull &&
 			    stuck_handle(r))
 				break;
+		}
+		if (qrc == HANDOFF_OK && !polls++) {
+			/* what the drain starts from (ready/delayed/leased) */
+			printf("drain: start left=%llu subs=\"%s\"\n",
+			       (unsigned long long)left, state);
+			fflush(stdout);
 		}
 		/* Twice empty in a row: nothing ready, delayed or leased is
 		 * left, and with producers stopped nothing new can come. */
@@ -737,7 +862,9 @@ static void summary(struct run *r, const struct check_result *cr, bool checked,
 	       "acked=%llu dead=%llu unconfirmed=%llu unconfirmed_stored=%llu "
 	       "restarts=%zu restart_p50_ms=%.1f restart_p99_ms=%.1f "
 	       "replays=%u replayed=%u replay_failures=%u worker_deaths=%u "
-	       "worker_failures=%u "
+	       "worker_failures=%u webhook_id_unstable=%llu push_subs=%d "
+	       "push_delivered=%llu push_acked=%llu push_dead=%llu "
+	       "push_redeliveries=%llu "
 	       "drain_s=%.1f dir=%s%s%s\n",
 	       r->o->mode, r->o->negative_control ? " negative_control=1" : "",
 	       result,
@@ -758,9 +885,13 @@ static void summary(struct run *r, const struct check_result *cr, bool checked,
 	       (unsigned long long)t->dead, (unsigned long long)cr->unconfirmed,
 	       (unsigned long long)cr->unconfirmed_stored, r->n_restart,
 	       (double)p50 / 1e6, (double)p99 / 1e6, r->replays, r->replayed,
-	       r->replay_failures, r->ws.chaos_deaths, r->ws.failures, drain_s,
-	       r->dir, r->failed ? " failure=\"" : "",
-	       r->failed ? r->failure : "");
+	       r->replay_failures, r->ws.chaos_deaths, r->ws.failures,
+	       (unsigned long long)t->webhook_id_unstable, DRV_PUSH_SUBS,
+	       (unsigned long long)cr->push.delivered,
+	       (unsigned long long)cr->push.acked,
+	       (unsigned long long)cr->push.dead,
+	       (unsigned long long)cr->push.redeliveries, drain_s, r->dir,
+	       r->failed ? " failure=\"" : "", r->failed ? r->failure : "");
 	if (r->failed)
 		printf("\"\n");
 	fflush(stdout);
@@ -861,6 +992,11 @@ int driver_main(const struct drv_opts *o)
 	if (crc == 2)
 		run_fail(r, "the checker could not check");
 	run_broker_term(r);
+	if (wk_stop(&r->ws, WK_RECEIVER, WORKER_STOP_MS))
+		run_fail(r,
+			 "the push receiver did not stop within %u s of "
+			 "SIGTERM",
+			 WORKER_STOP_MS / 1000);
 
 finish:
 	if (broker_proc_alive(&r->b))

@@ -6,6 +6,7 @@
  *   broker/   handoffd's data/, handoffd.ini, broker.log, b.sock, and the
  *             faultfs state folders
  *   rec/      one record file per process (driver.rec is the driver's)
+ *   push/     the receiver's port and the push subscriptions' secrets
  *   logs/     worker logs, faultfs-image output
  *
  * The modes share the run (struct run) and its steps; kill, powercut and
@@ -24,7 +25,10 @@
 #include "tt.h"
 #include "workers.h"
 
-#define DRV_SUBS 2
+/* Pull subscriptions (consumer processes) and push subscriptions (the
+ * broker POSTs to the run's receiver), all on one topic. */
+#define DRV_SUBS      2
+#define DRV_PUSH_SUBS 1
 
 struct drv_opts {
 	const char *mode;	   /* kill | powercut | io | none */
@@ -60,7 +64,8 @@ struct run {
 	struct rec_writer rec; /* driver.rec */
 	struct workers ws;
 	struct tt_rng rng;
-	const char *sub_names[DRV_SUBS];
+	const char *sub_names[DRV_SUBS]; /* the pull subscriptions */
+	unsigned push_port;		 /* the receiver's; 0 = not started */
 	uint64_t t_start;
 	/* what happened */
 	unsigned faults; /* cycles or cuts made */
@@ -99,7 +104,9 @@ int run_broker_up(struct run *r, bool faulty, const char *note,
 int run_broker_term(struct run *r);
 /* Connect the driver's handle (once). */
 int run_connect(struct run *r);
-/* Subscribe the run's subscriptions and record them. */
+/* Subscribe the run's subscriptions and record them; the push ones after
+ * starting the receiver (once) and writing their secrets to
+ * RUN/push/NAME.secret. */
 int run_subscribe(struct run *r);
 /* Final drain with clean consumers; 0 when every subscription emptied. */
 int run_drain(struct run *r);

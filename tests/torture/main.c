@@ -305,6 +305,8 @@ int main(int argc, char **argv)
 			return producer_main(&ra);
 		if (strcmp(role, "consumer") == 0)
 			return consumer_main(&ra);
+		if (strcmp(role, "receiver") == 0)
+			return receiver_main(&ra);
 		fprintf(stderr, "handoff-torture: unknown role %s\n", role);
 		return 2;
 	}

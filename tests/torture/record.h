@@ -29,6 +29,15 @@
  *             K t sub id attempt token status   ack reply item (0 = acked)
  *             N t sub id attempt token delay perm   nack intent
  *             M t sub id attempt token status   nack reply item
+ *   receiver: P t sub id attempt webhook_id key sum verdict status
+ *                                               one push request read; t =
+ *                                               when it was read, sum = FNV-1a
+ *                                               of the body (hex), verdict =
+ *                                               ok|bad|badsig|badts, status =
+ *                                               the answer it is about to send
+ *                                               (0 = none: connection closed)
+ *   driver:   S ... push                        a push subscription (POST to
+ *                                               the receiver's /hook/sub)
  */
 #ifndef HANDOFF_TORTURE_RECORD_H
 #define HANDOFF_TORTURE_RECORD_H

@@ -1,8 +1,9 @@
 /*
  * roles.h — the worker processes of a torture run. The driver spawns its
- * own executable with --role producer|consumer; each worker writes its own
- * record file RUN/rec/NAME.rec (see record.h), talks to the broker through
- * client/handoff.h only, and stops at the top of its loop after SIGTERM.
+ * own executable with --role producer|consumer|receiver; each worker writes
+ * its own record file RUN/rec/NAME.rec (see record.h), talks to the broker
+ * through client/handoff.h only (the receiver is talked to: the broker
+ * POSTs to it), and stops at the top of its loop after SIGTERM.
  *
  * Deliberate deaths (the chaos the workload asks for) are SIGKILL of
  * itself or _exit(ROLE_EXIT_CHAOS); any other exit status but 0 is a
@@ -37,6 +38,9 @@ struct role_args {
 
 int producer_main(const struct role_args *a);
 int consumer_main(const struct role_args *a);
+/* The push subscriptions' HTTP endpoint (receiver.c): never dies by
+ * design; SIGUSR1 makes it answer 200 to every good request. */
+int receiver_main(const struct role_args *a);
 
 /* Shared by the roles: SIGTERM handling and the parent-death signal. Call
  * role_setup_signals() before connecting; role_should_stop() says whether

@@ -9,7 +9,8 @@
 # that claims more than it did fails the test:
 #   - every checker count is 0 (ok), or loss was found (loss: the negative
 #     control), and the driver's exit status agrees;
-#   - the workload did something (confirmed > 0, delivered > 0, checked=1);
+#   - the workload did something (confirmed > 0, delivered > 0, checked=1),
+#     push included (push subscriptions, push deliveries and acks > 0);
 #   - kill: cycles >= MIN_FAULTS and the broker log holds exactly
 #     cycles + 1 spawns (one per kill, plus the first);
 #   - powercut: cuts >= MIN_FAULTS, one "cut=N faultfs-image: mode=..."
@@ -63,7 +64,7 @@ io) faults=$(val k_runs) ;;
 *) fail "unknown mode $mode" ;;
 esac
 
-counts="lost unexpected duplicate_stored done_without_ack redelivered_after_ack dead_without_cause"
+counts="lost unexpected duplicate_stored done_without_ack redelivered_after_ack dead_without_cause webhook_id_unstable"
 if [ "$expect" = loss ]; then
 	[ "$rc" -eq 0 ] || fail "negative control exited $rc (no loss found?)"
 	[ "$result" = loss_found ] || fail "negative control result=$result"
@@ -83,6 +84,9 @@ else
 	[ "$(val worker_failures)" = 0 ] || fail "worker_failures=$(val worker_failures)"
 	[ "$(val confirmed)" -gt 0 ] || fail "nothing was confirmed"
 	[ "$(val delivered)" -gt 0 ] || fail "nothing was delivered"
+	[ "$(val push_subs)" -gt 0 ] || fail "no push subscriptions in the workload"
+	[ "$(val push_delivered)" -gt 0 ] || fail "nothing was pushed"
+	[ "$(val push_acked)" -gt 0 ] || fail "no push was acked"
 	grep -q '^check: .*result=ok' "$out" || fail "no clean 'check:' line"
 fi
 

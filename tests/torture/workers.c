@@ -23,13 +23,31 @@ static void name_worker(struct worker *w)
 		snprintf(w->name, sizeof(w->name), "d%ds%dg%u", w->sub, w->slot,
 			 w->gen);
 		break;
+	case WK_RECEIVER:
+		snprintf(w->name, sizeof(w->name), "h%dg%u", w->slot, w->gen);
+		break;
 	}
+}
+
+/* RUN/logs/SLOT.log: p0s1, c1s0, d0s0, h0s0 */
+static void log_path(const struct workers *ws, const struct worker *w,
+		     char *out, size_t outlen)
+{
+	bool subless = w->role == WK_PRODUCER || w->role == WK_RECEIVER;
+	snprintf(out, outlen, "%s/logs/%c%ds%d.log", ws->dir,
+		 w->role == WK_PRODUCER ? 'p' :
+		 w->role == WK_CONSUMER ? 'c' :
+		 w->role == WK_RECEIVER ? 'h' :
+					  'd',
+		 subless ? 0 : w->sub, w->slot);
 }
 
 static int spawn(struct workers *ws, struct worker *w)
 {
 	char seed[32], rate[32], log[TT_PATH + 64];
-	const char *role = w->role == WK_PRODUCER ? "producer" : "consumer";
+	const char *role = w->role == WK_PRODUCER ? "producer" :
+			   w->role == WK_RECEIVER ? "receiver" :
+						    "consumer";
 	char *argv[20];
 	int n = 0;
 	w->gen++;
@@ -37,11 +55,7 @@ static int spawn(struct workers *ws, struct worker *w)
 	snprintf(seed, sizeof(seed), "%llu",
 		 (unsigned long long)(ws->seed + ws->spawned));
 	snprintf(rate, sizeof(rate), "%u", ws->rate);
-	snprintf(log, sizeof(log), "%s/logs/%c%ds%d.log", ws->dir,
-		 w->role == WK_PRODUCER ? 'p' :
-		 w->role == WK_CONSUMER ? 'c' :
-					  'd',
-		 w->role == WK_PRODUCER ? 0 : w->sub, w->slot);
+	log_path(ws, w, log, sizeof(log));
 	argv[n++] = ws->self;
 	argv[n++] = "--role";
 	argv[n++] = (char *)role;
@@ -56,7 +70,7 @@ static int spawn(struct workers *ws, struct worker *w)
 	if (w->role == WK_PRODUCER) {
 		argv[n++] = "--rate";
 		argv[n++] = rate;
-	} else {
+	} else if (w->role != WK_RECEIVER) {
 		argv[n++] = "--sub";
 		argv[n++] = (char *)ws->subs[w->sub];
 	}
@@ -97,11 +111,7 @@ static void failed(struct workers *ws, const struct worker *w, int st)
 	ws->failures++;
 	fprintf(stderr, "torture: event=worker_failed name=%s status=\"%s\"\n",
 		w->name, how);
-	snprintf(log, sizeof(log), "%s/logs/%c%ds%d.log", ws->dir,
-		 w->role == WK_PRODUCER ? 'p' :
-		 w->role == WK_CONSUMER ? 'c' :
-					  'd',
-		 w->role == WK_PRODUCER ? 0 : w->sub, w->slot);
+	log_path(ws, w, log, sizeof(log));
 	tt_tail(log, stderr, 20);
 }
 
@@ -113,8 +123,10 @@ void wk_reap(struct workers *ws, bool respawn)
 		if (w->pid <= 0 || !tt_wait(w->pid, 0, &st))
 			continue;
 		w->pid = 0;
-		if (!chaos_death(st)) {
-			/* nobody asked it to stop: any exit is a failure */
+		if (!chaos_death(st) || w->role == WK_RECEIVER) {
+			/* nobody asked it to stop: any exit is a failure;
+			 * the receiver is never respawned (its port is in the
+			 * push subscriptions) */
 			failed(ws, w, st);
 			continue;
 		}
@@ -165,6 +177,13 @@ unsigned wk_stop(struct workers *ws, int role, uint32_t timeout_ms)
 		w->pid = 0;
 	}
 	return killed;
+}
+
+void wk_signal(struct workers *ws, int role, int sig)
+{
+	for (size_t i = 0; i < ws->n; i++)
+		if (ws->w[i].pid > 0 && (int)ws->w[i].role == role)
+			kill(ws->w[i].pid, sig);
 }
 
 void wk_kill_all(struct workers *ws)

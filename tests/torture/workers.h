@@ -5,7 +5,8 @@
  * ones that died any other way, and stop them all with SIGTERM.
  *
  * Names: producer slot 1, generation 3 is "p1g3"; consumer slot 0 of the
- * second subscription is "c1s0g2"; clean (drain) consumers "d1s0g1". A
+ * second subscription is "c1s0g2"; clean (drain) consumers "d1s0g1"; the push receiver
+ * "h0g1" (never respawned: the push subscriptions name its port). A
  * worker's record file is RUN/rec/NAME.rec; its log RUN/logs/SLOT.log,
  * appended across generations.
  */
@@ -20,7 +21,7 @@
 
 #define WK_MAX 64
 
-enum wk_role { WK_PRODUCER, WK_CONSUMER, WK_CLEAN };
+enum wk_role { WK_PRODUCER, WK_CONSUMER, WK_CLEAN, WK_RECEIVER };
 
 struct worker {
 	enum wk_role role;
@@ -54,6 +55,9 @@ void wk_reap(struct workers *ws, bool respawn);
  * timeout_ms for each, SIGKILL the rest. Returns how many had to be
  * killed. */
 unsigned wk_stop(struct workers *ws, int role, uint32_t timeout_ms);
+
+/* Send sig to the running workers of role. */
+void wk_signal(struct workers *ws, int role, int sig);
 
 /* SIGKILL every running worker and reap it (the broker is gone: their
  * calls could not finish). */
