@@ -12,6 +12,7 @@
  *   sched               what the scheduler needs besides the transaction
  *   env                 what the handlers need besides the transaction
  *   pump                the mailbox to the network thread (pump.h)
+ *   tele                process counters and histograms (telemetry.h)
  *
  * What is kept in memory is only what can be lost without harm: held long
  * polls (the client resends), the last fetch reply per consumer, rate
@@ -42,6 +43,7 @@
 #include "scheduler.h"
 #include "space.h"
 #include "store.h"
+#include "telemetry.h"
 #include "transport.h"
 
 struct broker {
@@ -51,6 +53,7 @@ struct broker {
 	struct pump pump;
 	struct arena arena;
 	struct metrics metrics;
+	struct telemetry tele; /* process counters for /metrics */
 	struct auth auth;
 	struct space space;
 	struct lease_counts leases;

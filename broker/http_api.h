@@ -46,6 +46,7 @@ enum http_op {
 	HOP_AUDIT,
 	HOP_SUB_PAUSE,
 	HOP_SUB_RESUME,
+	HOP_METRICS, /* Prometheus text (http_metrics.h) */
 };
 
 /* A header or query argument. */
