@@ -145,8 +145,7 @@ static void histogram(struct prom *p, const char *name, const char *help,
 		       h->sum);
 }
 
-static void gauge(struct prom *p, const char *name, const char *help,
-		  double v)
+static void gauge(struct prom *p, const char *name, const char *help, double v)
 {
 	prom_family(p, name, PROM_GAUGE, help);
 	prom_sample(p, name, NULL, 0, v);
@@ -170,8 +169,7 @@ void http_metrics_render(const Handoff__Wire__StatsReply *s,
 		    "Always 1: the broker's version, wire protocol version "
 		    "and on-disk format version.");
 	prom_sample(&p, "handoff_build_info", build, 3, 1);
-	gauge(&p, "handoff_uptime_seconds",
-	      "Seconds since the broker started.",
+	gauge(&p, "handoff_uptime_seconds", "Seconds since the broker started.",
 	      (double)s->uptime_ms / 1000.0);
 
 	per_sub(&p, s, "handoff_subscription_ready_messages", PROM_GAUGE,

@@ -8,10 +8,9 @@
 
 /* Seconds: a commit with fsync takes a millisecond or more on most disks;
  * the top buckets catch stalls. */
-static const double latency_bounds[] = { 0.0005, 0.001, 0.0025, 0.005,
-					 0.01,	 0.025, 0.05,	0.1,
-					 0.25,	 0.5,	1,	2.5,
-					 5,	 10 };
+static const double latency_bounds[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01,
+					 0.025,	 0.05,	0.1,	0.25,  0.5,
+					 1,	 2.5,	5,	10 };
 /* Requests: a turn takes at most MAX_TURN_REQUESTS (512). */
 static const double turn_bounds[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512 };
 
