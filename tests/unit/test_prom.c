@@ -57,10 +57,11 @@ static void test_family_and_escaping(void **state)
 	prom_sample(&p, "x_total", l, 2, 42);
 	char *t = finish(&p, &len);
 	assert_string_equal(
-		t, "# HELP x_total a \\\\ b\\nc \"q\"\n"
-		   "# TYPE x_total counter\n"
-		   "x_total{topic=\"a\\\"b\\\\c\\nd\",subscription=\"caf\xc3\xa9 "
-		   "\xef\xbf\xbd\xef\xbf\xbd\"} 42\n");
+		t,
+		"# HELP x_total a \\\\ b\\nc \"q\"\n"
+		"# TYPE x_total counter\n"
+		"x_total{topic=\"a\\\"b\\\\c\\nd\",subscription=\"caf\xc3\xa9 "
+		"\xef\xbf\xbd\xef\xbf\xbd\"} 42\n");
 	assert_lines_clean(t, len);
 	free(t);
 }
