@@ -220,8 +220,8 @@ void http_metrics_render(const Handoff__Wire__StatsReply *s,
 			  "the network thread.",
 			  s->process->publish_confirm_seconds);
 		histogram(&p, "handoff_commit_duration_seconds",
-			  "Duration of each write transaction's commit "
-			  "(including fsync).",
+			  "Duration of each commit that wrote something "
+			  "(fsync included).",
 			  s->process->commit_seconds);
 		histogram(&p, "handoff_turn_requests",
 			  "Requests applied together in one turn (one "

@@ -46,7 +46,7 @@ struct telemetry {
 	uint64_t publish[PUBLISH_RESULTS]; /* events */
 	uint64_t turns;
 	struct histogram confirm_s; /* publish: taken by a turn -> replied */
-	struct histogram commit_s;  /* one write transaction's commit */
+	struct histogram commit_s;  /* a commit that wrote something */
 	struct histogram turn_requests; /* requests applied per turn */
 };
 

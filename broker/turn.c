@@ -39,12 +39,14 @@ static double mono_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Commit t, timing it. */
+/* Commit t, timing it if it wrote anything (a commit with nothing to
+ * write syncs nothing: idle turns would only crowd the low buckets). */
 static int commit_timed(struct broker *b, struct txn *t)
 {
 	double start = mono_s();
 	int rc = store_txn_commit(t);
-	histogram_observe(&b->tele.commit_s, mono_s() - start);
+	if (t->wrote)
+		histogram_observe(&b->tele.commit_s, mono_s() - start);
 	return rc;
 }
 
