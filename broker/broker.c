@@ -32,6 +32,7 @@ int broker_init(struct broker *b, const struct config *cfg, uint64_t started_ms)
 	b->started_ms = started_ms;
 	arena_init(&b->arena);
 	metrics_init(&b->metrics);
+	telemetry_init(&b->tele);
 	bg_init(&b->bg);
 	b->sched = (struct sched){ .history_ms = cfg->history_ms,
 				   .on_ready = on_ready,
@@ -41,6 +42,7 @@ int broker_init(struct broker *b, const struct config *cfg, uint64_t started_ms)
 	b->env = (struct handler_env){ .cfg = cfg,
 				       .st = &b->st,
 				       .metrics = &b->metrics,
+				       .tele = &b->tele,
 				       .started_ms = started_ms,
 				       .leases = &b->leases,
 				       .backup = &b->backup };

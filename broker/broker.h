@@ -13,6 +13,7 @@
  *   env                 what the handlers need besides the transaction
  *   pump                the mailbox to the network thread (pump.h)
  *   backup              a hot backup's thread and state (backup.h)
+ *   tele                process counters and histograms (telemetry.h)
  *
  * What is kept in memory is only what can be lost without harm: held long
  * polls (the client resends), the last fetch reply per consumer, rate
@@ -44,6 +45,7 @@
 #include "scheduler.h"
 #include "space.h"
 #include "store.h"
+#include "telemetry.h"
 #include "transport.h"
 
 struct broker {
@@ -53,6 +55,7 @@ struct broker {
 	struct pump pump;
 	struct arena arena;
 	struct metrics metrics;
+	struct telemetry tele; /* process counters for /metrics */
 	struct auth auth;
 	struct space space;
 	struct lease_counts leases;

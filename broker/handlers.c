@@ -137,10 +137,11 @@ static int next_live_sub(struct txn *t, uint32_t *id, SubRecord **r,
 			return rc;
 		if ((*r)->deleting)
 			continue;
-		rc = store_ready_count_after(t, (*r)->id, t->now_ms,
-					     (*r)->ready, delayed);
+		rc = store_ready_delayed(t, (*r)->id, delayed);
 		if (rc)
 			return rc;
+		if (*delayed > (*r)->ready)
+			*delayed = (*r)->ready;
 		*ready = (*r)->ready > *delayed ? (*r)->ready - *delayed : 0;
 		return 0;
 	}
@@ -1597,7 +1598,18 @@ static int handle_stats(struct handler_env *env, struct txn *t, Reply *reply)
 	sr->version = HANDOFF_BUILD_VERSION;
 	sr->held_fetches = env->held_fetches;
 	store_usage(env->st, &sr->store_used_bytes, &sr->store_map_bytes);
-	int rc = store_payload_count(t, &sr->events_stored);
+	sr->store_limit_bytes = env->storage_limit_bytes ?
+					env->storage_limit_bytes :
+					sr->store_map_bytes;
+	sr->store_headroom_bytes = env->storage_headroom_bytes;
+	sr->store_refusing = env->storage_refusing;
+	sr->store_format = STORE_FORMAT_VERSION;
+	int rc = env->tele ?
+			 telemetry_snapshot(env->tele, t->arena, &sr->process) :
+			 0;
+	if (rc)
+		return rc;
+	rc = store_payload_count(t, &sr->events_stored);
 	if (rc)
 		return rc;
 
@@ -1656,6 +1668,14 @@ static int handle_stats(struct handler_env *env, struct txn *t, Reply *reply)
 		ss->deliver_rate = metrics_rate_of(env->metrics,
 						   METRIC_DELIVERED, r->name);
 		rc = pause_view(t, r, &ss->paused);
+		if (rc)
+			return rc;
+		uint64_t due, ev;
+		rc = store_ready_first(t, r->id, &due, &ev);
+		if (rc && rc != MDB_NOTFOUND)
+			return rc;
+		if (!rc && due <= t->now_ms)
+			ss->oldest_ready_age_ms = t->now_ms - due;
 		ss->push_url = r->push_url ? r->push_url : (char *)"";
 		rc = push_state_of(env, t, r, &ss->push_state,
 				   &ss->push_last_error);

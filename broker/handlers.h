@@ -20,6 +20,7 @@
 #include "leases.h"
 #include "metrics.h"
 #include "store.h"
+#include "telemetry.h"
 
 struct push;
 struct backup;
@@ -34,6 +35,9 @@ struct handler_env {
 				 * then drops that subscription's deliveries */
 	bool storage_refusing; /* publishes refused: headroom reached */
 	const char *storage_why;
+	uint64_t storage_limit_bytes;	 /* space.h: the capacity */
+	uint64_t storage_headroom_bytes; /* what publishes may still use */
+	const struct telemetry *tele;	 /* copied into stats replies */
 	struct lease_counts *leases;	 /* open leases per consumer */
 	const struct config_key *caller; /* who sent the request being
 				 * applied (NULL: access control off) */

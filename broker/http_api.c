@@ -16,6 +16,7 @@
 #include "arena.h"
 #include "codec.h"
 #include "health.h"
+#include "http_metrics.h"
 
 #define ST(x)		    HANDOFF__WIRE__STATUS__##x
 #define HEADER_PREFIX	    "Handoff-Header-"
@@ -294,6 +295,8 @@ static bool route_match(const char *path, const char *method,
 		ON(get, "GET", HOP_VERSION, "ping", NULL, 0);
 	if (strcmp(path, "/v1/stats") == 0)
 		ON(get, "GET", HOP_STATS, "stats", NULL, 0);
+	if (strcmp(path, "/metrics") == 0)
+		ON(get, "GET", HOP_METRICS, "stats", NULL, 0);
 	if (strcmp(path, "/v1/audit") == 0)
 		ON(get, "GET", HOP_AUDIT, "audit_list", NULL, 0);
 	if (strcmp(path, "/v1/subscriptions") == 0)
@@ -1283,7 +1286,8 @@ static bool build(struct build *b, struct http_route *r,
 		b->req.trace = q;
 		return true;
 	}
-	case HOP_STATS: {
+	case HOP_STATS:
+	case HOP_METRICS: {
 		Handoff__Wire__StatsRequest *q = alloc(b, sizeof *q);
 		if (!q)
 			return nomem(b);
@@ -1893,6 +1897,10 @@ void http_api_reply(const struct http_route *r, const void *reply, size_t len,
 		http_api_problem(out, hs, status_name(st),
 				 rep->message ? rep->message : "", NULL,
 				 rep->retry_after_ms);
+	} else if (r->op == HOP_METRICS &&
+		   rep->body_case == HANDOFF__WIRE__REPLY__BODY_STATS &&
+		   rep->stats) {
+		http_metrics_render(rep->stats, out);
 	} else if (!reply_json(r, rep, out)) {
 		http_out_free(out);
 		http_api_problem(out, 500, "INTERNAL",

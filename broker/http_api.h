@@ -48,6 +48,7 @@ enum http_op {
 	HOP_SUB_RESUME,
 	HOP_HEALTHZ, /* answered on the HTTP thread: http_api_probe */
 	HOP_READYZ,
+	HOP_METRICS, /* Prometheus text (http_metrics.h) */
 };
 
 /* A header or query argument. */

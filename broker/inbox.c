@@ -188,6 +188,7 @@ void inbox_receive(struct broker *b, int timeout_ms, bool *stopping)
 				  LS("key", key),
 				  LS("via", in->preauth ? "http" : "native"),
 				  LS("reason", why), LOG_END);
+			telemetry_publish_denied(&b->tele, req);
 			refuse(b, in->ctrl, req, ast, now, why);
 			continue;
 		}

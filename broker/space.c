@@ -84,6 +84,8 @@ void space_update(struct space *s, struct store *st, uint64_t now_ms)
 			free_bytes += free_pages * psize;
 	}
 	s->refusing = free_bytes < s->headroom;
+	s->capacity = cap;
+	s->free_bytes = free_bytes;
 	if (s->refusing)
 		snprintf(s->why, sizeof s->why,
 			 "storage full: %llu bytes free, %llu kept for acks "

@@ -33,6 +33,10 @@ struct space {
 	int reserve_error;	  /* errno of the last failed reservation */
 	bool refusing;		  /* publishes are refused */
 	char why[200];		  /* the reason given to refused publishers */
+	uint64_t capacity;	  /* as of the last update: the map, or what
+				   * the disk let the file have (bytes) */
+	uint64_t free_bytes;	  /* of capacity; the free list is counted
+				   * only when nearly full */
 };
 
 /* headroom 0 picks map_size / 64 within [1 MiB, 64 MiB]. */

@@ -29,7 +29,7 @@
 
 /* The record format (proto/store.proto) and database layout (store.h),
  * kept in meta "schema". */
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION STORE_FORMAT_VERSION
 
 static const char *db_names[DB_COUNT] = {
 	"meta",	      "events", "payloads",   "subs",  "sub_names",
@@ -740,6 +740,9 @@ void store_close(struct store *st)
 	if (st->env)
 		mdb_env_close(st->env);
 	st->env = NULL;
+	free(st->delayed);
+	st->delayed = NULL;
+	st->n_delayed = st->cap_delayed = 0;
 	/* only now: closing it drops the fcntl locks LMDB held on lock.mdb */
 	if (st->lmdb_lock_fd >= 0)
 		close(st->lmdb_lock_fd);
@@ -921,6 +924,8 @@ int store_txn_commit(struct txn *t)
 	}
 	rc = mdb_txn_commit(t->txn);
 	t->txn = NULL;
+	if (rc && t->wrote)
+		t->st->n_delayed = 0; /* counted on what never reached disk */
 	if (!rc) {
 		t->st->next_event_id = t->next_event_id;
 		t->st->next_sub_id = t->next_sub_id;
@@ -932,6 +937,8 @@ int store_txn_commit(struct txn *t)
 
 void store_txn_abort(struct txn *t)
 {
+	if (t->txn && t->wrote)
+		t->st->n_delayed = 0; /* counted on writes now undone */
 	if (t->txn)
 		mdb_txn_abort(t->txn);
 	t->txn = NULL;
@@ -1350,18 +1357,73 @@ static void ready_key(uint8_t k[20], uint32_t sub, uint64_t due, uint64_t ev)
 	be64_put(k + 12, ev);
 }
 
+static struct delayed_count *delayed_find(struct store *st, uint32_t sub)
+{
+	size_t lo = 0, hi = st->n_delayed;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (st->delayed[mid].sub < sub)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < st->n_delayed && st->delayed[lo].sub == sub ?
+		       &st->delayed[lo] :
+		       NULL;
+}
+
+static struct delayed_count *delayed_add(struct store *st, uint32_t sub)
+{
+	if (st->n_delayed == st->cap_delayed) {
+		size_t cap = st->cap_delayed ? st->cap_delayed * 2 : 16;
+		void *p = realloc(st->delayed, cap * sizeof *st->delayed);
+		if (!p)
+			return NULL;
+		st->delayed = p;
+		st->cap_delayed = cap;
+	}
+	size_t i = st->n_delayed;
+	while (i > 0 && st->delayed[i - 1].sub > sub) {
+		st->delayed[i] = st->delayed[i - 1];
+		i--;
+	}
+	st->delayed[i] = (struct delayed_count){ .sub = sub };
+	st->n_delayed++;
+	return &st->delayed[i];
+}
+
+/* A ready entry of sub due at due came (delta 1) or went (-1). */
+static void delayed_note(struct txn *t, uint32_t sub, uint64_t due, int delta)
+{
+	struct delayed_count *d = delayed_find(t->st, sub);
+	if (!d || due <= d->horizon)
+		return;
+	if (delta > 0)
+		d->count++;
+	else if (d->count)
+		d->count--;
+	else
+		t->st->n_delayed = 0; /* cannot happen; count again */
+}
+
 int store_ready_put(struct txn *t, uint32_t sub, uint64_t due, uint64_t ev)
 {
 	uint8_t k[20];
 	ready_key(k, sub, due, ev);
-	return put_empty(t, DB_READY, k, 20, MDB_APPEND);
+	int rc = put_empty(t, DB_READY, k, 20, MDB_APPEND);
+	if (!rc)
+		delayed_note(t, sub, due, 1);
+	return rc;
 }
 
 int store_ready_del(struct txn *t, uint32_t sub, uint64_t due, uint64_t ev)
 {
 	uint8_t k[20];
 	ready_key(k, sub, due, ev);
-	return del_key(t, DB_READY, k, 20);
+	int rc = del_key(t, DB_READY, k, 20);
+	if (!rc)
+		delayed_note(t, sub, due, -1);
+	return rc;
 }
 
 int store_ready_first(struct txn *t, uint32_t sub, uint64_t *due, uint64_t *ev)
@@ -1398,6 +1460,92 @@ int store_ready_count_after(struct txn *t, uint32_t sub, uint64_t from,
 	}
 	mdb_cursor_close(c);
 	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* One cursor walking sub's ready entries with due in [from, to]. */
+struct ready_walk {
+	MDB_cursor *c;
+	uint32_t sub;
+	uint64_t to;
+	uint64_t n;
+	bool done;
+};
+
+static int walk_start(struct txn *t, struct ready_walk *w, uint32_t sub,
+		      uint64_t from, uint64_t to)
+{
+	uint8_t key[20];
+	*w = (struct ready_walk){ .sub = sub, .to = to };
+	int rc = mdb_cursor_open(t->txn, t->st->dbi[DB_READY], &w->c);
+	if (rc)
+		return rc;
+	ready_key(key, sub, from, 0);
+	MDB_val k = { 20, key }, d;
+	rc = mdb_cursor_get(w->c, &k, &d, MDB_SET_RANGE);
+	if (rc == MDB_NOTFOUND ||
+	    (!rc && (k.mv_size != 20 || be32_get(k.mv_data) != sub ||
+		     be64_get((uint8_t *)k.mv_data + 4) > to)))
+		w->done = true;
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Count the entry under the cursor and move on. */
+static int walk_step(struct ready_walk *w)
+{
+	MDB_val k, d;
+	w->n++;
+	int rc = mdb_cursor_get(w->c, &k, &d, MDB_NEXT);
+	if (rc == MDB_NOTFOUND ||
+	    (!rc && (k.mv_size != 20 || be32_get(k.mv_data) != w->sub ||
+		     be64_get((uint8_t *)k.mv_data + 4) > w->to)))
+		w->done = true;
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int store_ready_delayed(struct txn *t, uint32_t sub, uint64_t *count)
+{
+	struct store *st = t->st;
+	uint64_t now = t->now_ms;
+	struct delayed_count *d = delayed_find(st, sub);
+	bool fresh = !d || now < d->horizon;
+	if (fresh && !d)
+		d = delayed_add(st, sub);
+	if (!d)
+		return ENOMEM;
+	if (!fresh && now == d->horizon) {
+		*count = d->count;
+		return 0;
+	}
+	/* became due since the horizon, and still delayed at now */
+	struct ready_walk due = { .done = true }, later = { .done = true };
+	int rc = 0;
+	if (!fresh)
+		rc = walk_start(t, &due, sub, d->horizon + 1, now);
+	if (!rc)
+		rc = walk_start(t, &later, sub, now + 1, UINT64_MAX);
+	while (!rc && !due.done && !later.done) {
+		rc = walk_step(&due);
+		if (!rc)
+			rc = walk_step(&later);
+	}
+	if (!rc && due.done && !fresh) {
+		d->count = d->count > due.n ? d->count - due.n : 0;
+	} else if (!rc) {
+		while (!rc && !later.done)
+			rc = walk_step(&later);
+		d->count = later.n;
+	}
+	if (due.c)
+		mdb_cursor_close(due.c);
+	if (later.c)
+		mdb_cursor_close(later.c);
+	if (rc) {
+		st->n_delayed = 0;
+		return rc;
+	}
+	d->horizon = now;
+	*count = d->count;
+	return 0;
 }
 
 static void lease_key(uint8_t k[20], uint64_t deadline, uint32_t sub,

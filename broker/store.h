@@ -59,6 +59,9 @@
 #include <stdint.h>
 
 #include "arena.h"
+
+/* The on-disk format version (meta "schema"). */
+#define STORE_FORMAT_VERSION 1
 #include "store.pb-c.h"
 
 typedef Handoff__Store__EventMeta EventMeta;
@@ -118,6 +121,16 @@ struct store {
 	 * anything writes its now_ms there too (clock.h), so no time stored
 	 * is past it */
 	uint64_t clock_mark_ms;
+	/* delayed-entry counts kept for store_ready_delayed, sorted by sub */
+	struct delayed_count *delayed;
+	size_t n_delayed, cap_delayed;
+};
+
+/* How many ready entries of sub are due after horizon (broker time). */
+struct delayed_count {
+	uint32_t sub;
+	uint64_t horizon;
+	uint64_t count;
 };
 
 struct sched;
@@ -254,6 +267,20 @@ int store_ready_first(struct txn *t, uint32_t sub, uint64_t *due, uint64_t *ev);
 /* Count sub's ready entries due after `from` (stops at cap). */
 int store_ready_count_after(struct txn *t, uint32_t sub, uint64_t from,
 			    uint64_t cap, uint64_t *count);
+/*
+ * The number of sub's ready entries due after t->now_ms (delayed: not yet
+ * deliverable), without counting them all each time. The store keeps, per
+ * subscription asked about, the count of entries due after a horizon;
+ * every ready put and delete in a write transaction adjusts it, and each
+ * call moves the horizon to now by walking either the entries that became
+ * due since the last call or the delayed ones, whichever run ends first
+ * (two cursors in step). So a call costs O(min(entries due since the last
+ * call, delayed entries)): a backlog of millions of ready deliveries costs
+ * nothing, a large delayed backlog only its first count. The counts are
+ * memory only: dropped when a transaction that wrote is aborted or fails to
+ * commit (the next call counts again), and at close.
+ */
+int store_ready_delayed(struct txn *t, uint32_t sub, uint64_t *count);
 int store_lease_put(struct txn *t, uint64_t deadline, uint32_t sub,
 		    uint64_t ev);
 int store_lease_del(struct txn *t, uint64_t deadline, uint32_t sub,

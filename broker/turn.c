@@ -7,6 +7,7 @@
 #include <malloc.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <time.h>
 
 #include "broker.h"
 #include "clock.h"
@@ -32,6 +33,25 @@ static bool error_is_fatal(struct broker *b, int rc)
 {
 	return rc == MDB_PANIC || rc == EIO || rc == EROFS || rc == ENXIO ||
 	       rc == ENODEV || store_is_broken(&b->st);
+}
+
+/* Seconds on the monotonic clock, for the histograms (telemetry.h). */
+static double mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Commit t, timing it if it wrote anything (a commit with nothing to
+ * write syncs nothing: idle turns would only crowd the low buckets). */
+static int commit_timed(struct broker *b, struct txn *t)
+{
+	double start = mono_s();
+	int rc = store_txn_commit(t);
+	if (t->wrote)
+		histogram_observe(&b->tele.commit_s, mono_s() - start);
+	return rc;
 }
 
 static int store_unusable(int rc)
@@ -120,7 +140,7 @@ static int apply_and_commit(struct broker *b, uint64_t now)
 	if (rc)
 		store_txn_abort(&t);
 	else
-		rc = store_txn_commit(&t);
+		rc = commit_timed(b, &t);
 	if (rc) {
 		b->bg.progress = saved; /* nothing of it reached the disk */
 		leases_rollback(&b->leases);
@@ -147,7 +167,7 @@ static int apply_one_by_one(struct broker *b, uint64_t now)
 			if (rc)
 				store_txn_abort(&t);
 			else
-				rc = store_txn_commit(&t);
+				rc = commit_timed(b, &t);
 		}
 		if (rc) {
 			leases_rollback(&b->leases);
@@ -211,10 +231,16 @@ static int apply(struct broker *b, uint64_t now, bool *committed)
 
 /* Step 4: answer every request of the turn (or hold its fetch), then the
  * held fetches that were served or ran out of time. */
-static void reply_all(struct broker *b, uint64_t now, bool committed)
+static void reply_all(struct broker *b, uint64_t now, bool committed,
+		      double taken_s)
 {
+	size_t publishes = 0;
 	for (size_t i = 0; i < b->inbox.n_pend; i++) {
 		struct pending *p = &b->inbox.pend[i];
+		if (p->req->body_case == HANDOFF__WIRE__REQUEST__BODY_PUBLISH) {
+			telemetry_publish_reply(&b->tele, p->req, p->reply);
+			publishes++;
+		}
 		const Handoff__Wire__FetchRequest *f =
 			p->req->body_case ==
 					HANDOFF__WIRE__REQUEST__BODY_FETCH ?
@@ -239,6 +265,10 @@ static void reply_all(struct broker *b, uint64_t now, bool committed)
 	b->inbox.n_pend = 0;
 	held_finish(b, clock_now_ms(), committed);
 	pump_flush(&b->pump);
+	/* every publish of the turn waited as long as the turn */
+	double waited = publishes ? mono_s() - taken_s : 0;
+	for (size_t i = 0; i < publishes; i++)
+		histogram_observe(&b->tele.confirm_s, waited);
 	if (committed)
 		held_clear_ready(&b->holds);
 }
@@ -261,6 +291,11 @@ static void check_storage(struct broker *b, uint64_t now)
 	b->env.storage_refusing =
 		space_refusing(&b->space, &b->env.storage_why);
 	health_set_storage_full(b->env.storage_refusing);
+	b->env.storage_limit_bytes = b->space.capacity;
+	b->env.storage_headroom_bytes =
+		b->space.free_bytes > b->space.headroom ?
+			b->space.free_bytes - b->space.headroom :
+			0;
 	bg_check_readers(b, now);
 }
 
@@ -312,12 +347,18 @@ int turn_run(struct broker *b, bool *stopping)
 	inbox_receive(b, poll_timeout(b), stopping); /* 1. receive */
 	test_stall();
 	beat();
+	double taken_s = mono_s();
 	uint64_t now = clock_now_ms();
 	check_storage(b, now);
+	if (b->inbox.n_pend) {
+		b->tele.turns++;
+		histogram_observe(&b->tele.turn_requests,
+				  (double)b->inbox.n_pend);
+	}
 	int rc = apply(b, now, &committed); /* 2. apply, 3. commit */
 	if (rc)
 		return store_unusable(rc);
 	check_ready(b, committed);
-	reply_all(b, now, committed); /* 4. reply */
+	reply_all(b, now, committed, taken_s); /* 4. reply */
 	return 0;
 }

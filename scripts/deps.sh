@@ -18,6 +18,7 @@ HANDOFF_DEB_PACKAGES=(
 	curl openssl python3-yaml python3-jsonschema
 	clang libclang-rt-14-dev llvm clang-format
 	btrfs-progs xfsprogs # the full-disk tests' filesystems
+	prometheus # promtool and the server: tests/prometheus (GET /metrics, alert rules)
 	faketime
 	dpkg-dev help2man # scripts/package.sh and its test
 )

@@ -11,7 +11,9 @@
  *   subscriptions (create / by_name / unlink / delete / next, duplicate
  *   names, cached counters written back at commit only when marked),
  *   topic subscriptions (ascending, exact topic match), topics, deliveries;
- *   indexes: ready (per sub, ordered by due then event), leases (global
+ *   indexes: ready (per sub, ordered by due then event; the delayed count
+ *   kept incrementally equals a full count through random changes, aborts
+ *   and a reopen), leases (global
  *   deadline order), dlq (per sub, by event id); idempotency keys and
  *   records; the expiry queue;
  *   format: records of format version 1 as first written read and write
@@ -1353,6 +1355,80 @@ static void test_big_endian_helpers(void **state)
 	assert_true(memcmp(x, y, 8) < 0);
 }
 
+/* store_ready_delayed always equals a full count of the entries due after
+ * now, through puts and deletes on both sides of the horizon, time moving
+ * on, aborted transactions and a reopen; random operations, fixed seed. */
+static void test_ready_delayed_incremental(void **state)
+{
+	struct fx *f = *state;
+	enum { SUBS = 3, SLOTS = 400 };
+	uint64_t due_of[SUBS][SLOTS] = { { 0 } }; /* 0: no entry */
+	uint64_t now = 10000;
+	unsigned seed = 12345;
+	for (int round = 0; round < 60; round++) {
+		uint64_t saved[SUBS][SLOTS];
+		memcpy(saved, due_of, sizeof saved);
+		arena_reset(&f->a);
+		assert_int_equal(
+			store_txn_begin(&f->st, &f->a, true, now, &f->t), 0);
+		for (int op = 0; op < 50; op++) {
+			uint32_t sub = (uint32_t)(rand_r(&seed) % SUBS);
+			uint64_t ev = (uint64_t)(rand_r(&seed) % SLOTS);
+			uint64_t *d = &due_of[sub][ev];
+			if (*d) {
+				assert_int_equal(store_ready_del(&f->t, sub + 1,
+								 *d, ev + 1),
+						 0);
+				*d = 0;
+			} else {
+				/* due around now: past, now, or up to 3 s on */
+				*d = now - 2000 +
+				     (uint64_t)(rand_r(&seed) % 5000);
+				assert_int_equal(store_ready_put(&f->t, sub + 1,
+								 *d, ev + 1),
+						 0);
+			}
+			if (op % 10 == 0) {
+				uint32_t s = (uint32_t)(rand_r(&seed) % SUBS);
+				uint64_t got, want = 0;
+				for (int i = 0; i < SLOTS; i++)
+					want += due_of[s][i] > now;
+				assert_int_equal(
+					store_ready_delayed(&f->t, s + 1, &got),
+					0);
+				assert_int_equal(got, want);
+			}
+		}
+		if (round % 7 == 3) {
+			store_txn_abort(&f->t);
+			memcpy(due_of, saved, sizeof saved);
+		} else {
+			commit(f);
+		}
+		if (round == 30)
+			reopen(f);
+		now += (uint64_t)(rand_r(&seed) % 700);
+		/* a read-only look after each round */
+		arena_reset(&f->a);
+		assert_int_equal(
+			store_txn_begin(&f->st, &f->a, false, now, &f->t), 0);
+		for (uint32_t s = 0; s < SUBS; s++) {
+			uint64_t got, want = 0, full;
+			for (int i = 0; i < SLOTS; i++)
+				want += due_of[s][i] > now;
+			assert_int_equal(
+				store_ready_delayed(&f->t, s + 1, &got), 0);
+			assert_int_equal(got, want);
+			assert_int_equal(
+				store_ready_count_after(&f->t, s + 1, now,
+							UINT64_MAX, &full),
+				0);
+			assert_int_equal(full, want);
+		}
+		store_txn_abort(&f->t);
+	}
+}
+
 int main(void)
 {
 	setenv("HANDOFF_TEST_NOSYNC", "1", 1);
@@ -1375,6 +1451,7 @@ int main(void)
 		TO(test_topics),
 		TO(test_deliveries),
 		TO(test_ready_index),
+		TO(test_ready_delayed_incremental),
 		TO(test_lease_index),
 		TO(test_dlq_index),
 		TO(test_idem),
