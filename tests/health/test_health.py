@@ -430,7 +430,7 @@ def scenario_unit():
             other = [ln for ln in (p.stdout + p.stderr).splitlines()
                      if ln.strip() and "/usr/bin/handoffd" not in ln]
             check(not other, "verify of the original: %s" % other)
-        conf = os.path.join(SRC, "deploy", "systemd", "handoffd.conf")
+        conf = os.path.join(SRC, "deploy", "handoff", "handoffd.conf")
         p = subprocess.run([HANDOFFD, "--config", conf, "--data",
                             os.path.join(d, "data"), "--listen",
                             "ipc://" + os.path.join(d, "s"),
