@@ -30,11 +30,41 @@
 #define RETRY_POST_MS	      100
 #define BODY_LINE_MAX	      200
 #define POLL_MS		      100
+/* Prefetch: beyond its concurrency a healthy subscription keeps up to
+ * this many leased deliveries queued, so a slot that frees never waits
+ * for a fetch round trip (a store commit) ... */
+#define PREFETCH_MAX 512
+/* ... but no more than it is expected to POST within this long (and half
+ * the lease's slack past the timeout), so queued leases start well inside
+ * their deadline; one that would not end inside it is extended first. */
+#define PREFETCH_HORIZON_MS 500
+/* Outcomes are sent as one ack (nack, release, extend) request per
+ * subscription per loop turn, or sooner when this many are waiting. */
+#define OUTCOME_BATCH_MAX 256
 
 enum endpoint_state { EP_HEALTHY, EP_FAILING, EP_PROBING, EP_PAUSED };
 
 static const char *const state_names[] = { "healthy", "failing", "probing",
 					   "paused" };
+
+/* Outcomes to report with one native request each kind (see flush). */
+struct item {
+	uint64_t event_id, lease_token;
+	uint32_t delay_ms;
+	char *reason; /* nacks and releases */
+};
+
+struct items {
+	struct item *v;
+	size_t n, cap;
+};
+
+/* A fetch reply whose deliveries are leased and not all POSTed yet. */
+struct batch {
+	Reply *reply;
+	size_t next; /* the first not yet started */
+	struct batch *later;
+};
 
 struct sub {
 	char *name;
@@ -44,8 +74,9 @@ struct sub {
 	size_t keylen; /* 0: unsigned */
 	char *secret;  /* as stored, to notice changes */
 	uint32_t backoff_min_ms, backoff_max_ms;
-	bool listed;   /* in the last list reply */
-	bool fetching; /* a fetch is posted and not answered */
+	uint32_t ack_deadline_ms; /* the lease a fetch takes */
+	bool listed;		  /* in the last list reply */
+	bool fetching;		  /* a fetch is posted and not answered */
 	unsigned in_flight;
 	bool probe_out;		   /* the probe is in flight */
 	enum endpoint_state state; /* written under mu */
@@ -53,10 +84,25 @@ struct sub {
 	uint32_t probe_delay_ms;
 	uint64_t next_fetch_ms;
 	char last_error[PUSH_TEXT_MAX]; /* written under mu */
+	/* prefetched: leased, not yet POSTed, oldest first */
+	struct batch *queue, *queue_last;
+	size_t queued;
+	double post_ms; /* moving average of 2xx POSTs' durations; 0: none */
+	struct items acks, nacks, releases, extends; /* to send */
 	struct sub *next;
 };
 
-enum call_kind { CALL_LIST, CALL_FETCH, CALL_ACK, CALL_NACK, CALL_PAUSE };
+enum call_kind {
+	CALL_LIST,
+	CALL_FETCH,
+	CALL_ACK,
+	CALL_NACK,
+	CALL_PAUSE,
+	CALL_EXTEND
+};
+
+static const char *const call_names[] = { "list", "fetch", "ack",
+					  "nack", "pause", "extend" };
 
 /* One posted request, until its reply; the pump hands it back. */
 struct call {
@@ -234,41 +280,178 @@ static void send_fetch(struct push *p, struct sub *s, uint32_t max)
 	send_request(p, CALL_FETCH, s->name, &req);
 }
 
-static void send_ack(struct push *p, const struct xfer *x)
+/* ---- outcomes: collected per subscription, sent in batches ------------- */
+
+static void items_clear(struct items *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i].reason);
+	l->n = 0;
+}
+
+static void items_free(struct items *l)
+{
+	items_clear(l);
+	free(l->v);
+	l->v = NULL;
+	l->cap = 0;
+}
+
+/* false: no memory (the lease expires; the delivery comes again). */
+static bool items_add(struct items *l, uint64_t event_id, uint64_t token,
+		      uint32_t delay_ms, const char *reason)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		struct item *v = realloc(l->v, cap * sizeof *v);
+		if (!v)
+			return false;
+		l->v = v;
+		l->cap = cap;
+	}
+	char *r = NULL;
+	if (reason && !(r = strdup(reason)))
+		return false;
+	l->v[l->n++] = (struct item){ event_id, token, delay_ms, r };
+	return true;
+}
+
+static void send_acks(struct push *p, struct sub *s)
 {
 	Request req = HANDOFF__WIRE__REQUEST__INIT;
 	Handoff__Wire__AckRequest a = HANDOFF__WIRE__ACK_REQUEST__INIT;
-	Handoff__Wire__AckItem it = HANDOFF__WIRE__ACK_ITEM__INIT;
-	Handoff__Wire__AckItem *items[1] = { &it };
-	it.event_id = x->event_id;
-	it.lease_token = x->lease_token;
-	a.subscription = x->sub->name;
-	a.n_items = 1;
+	Handoff__Wire__AckItem *it = calloc(s->acks.n, sizeof *it);
+	Handoff__Wire__AckItem **items = calloc(s->acks.n, sizeof *items);
+	if (!it || !items)
+		goto out;
+	for (size_t i = 0; i < s->acks.n; i++) {
+		handoff__wire__ack_item__init(&it[i]);
+		it[i].event_id = s->acks.v[i].event_id;
+		it[i].lease_token = s->acks.v[i].lease_token;
+		items[i] = &it[i];
+	}
+	a.subscription = s->name;
+	a.n_items = s->acks.n;
 	a.items = items;
 	req.body_case = HANDOFF__WIRE__REQUEST__BODY_ACK;
 	req.ack = &a;
-	send_request(p, CALL_ACK, x->sub->name, &req);
+	send_request(p, CALL_ACK, s->name, &req);
+out:
+	if (!it || !items)
+		log_event(LOG_ERROR, "push_request_dropped",
+			  LS("reason", "out of memory"), LOG_END);
+	free(it);
+	free(items);
+	items_clear(&s->acks);
 }
 
-/* release: give the lease back unworked (the attempt does not count). */
-static void send_nack(struct push *p, const struct xfer *x, uint32_t delay_ms,
-		      const char *reason, bool release)
+/* release: give the leases back unworked (the attempts do not count). */
+static void send_nacks(struct push *p, struct sub *s, struct items *l,
+		       bool release)
 {
 	Request req = HANDOFF__WIRE__REQUEST__INIT;
 	Handoff__Wire__NackRequest n = HANDOFF__WIRE__NACK_REQUEST__INIT;
-	Handoff__Wire__NackItem it = HANDOFF__WIRE__NACK_ITEM__INIT;
-	Handoff__Wire__NackItem *items[1] = { &it };
-	it.event_id = x->event_id;
-	it.lease_token = x->lease_token;
-	it.delay_ms = release ? 0 : delay_ms;
-	it.reason = (char *)reason;
-	n.subscription = x->sub->name;
-	n.n_items = 1;
+	Handoff__Wire__NackItem *it = calloc(l->n, sizeof *it);
+	Handoff__Wire__NackItem **items = calloc(l->n, sizeof *items);
+	if (!it || !items)
+		goto out;
+	for (size_t i = 0; i < l->n; i++) {
+		handoff__wire__nack_item__init(&it[i]);
+		it[i].event_id = l->v[i].event_id;
+		it[i].lease_token = l->v[i].lease_token;
+		it[i].delay_ms = release ? 0 : l->v[i].delay_ms;
+		it[i].reason = l->v[i].reason ? l->v[i].reason : "";
+		items[i] = &it[i];
+	}
+	n.subscription = s->name;
+	n.n_items = l->n;
 	n.items = items;
 	n.release = release;
 	req.body_case = HANDOFF__WIRE__REQUEST__BODY_NACK;
 	req.nack = &n;
-	send_request(p, CALL_NACK, x->sub->name, &req);
+	send_request(p, CALL_NACK, s->name, &req);
+out:
+	if (!it || !items)
+		log_event(LOG_ERROR, "push_request_dropped",
+			  LS("reason", "out of memory"), LOG_END);
+	free(it);
+	free(items);
+	items_clear(l);
+}
+
+/* Prefetched leases about to be POSTed that could not end inside their
+ * deadline: a fresh lease each, as long as a fetch's. */
+static void send_extends(struct push *p, struct sub *s)
+{
+	Request req = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__ExtendRequest e = HANDOFF__WIRE__EXTEND_REQUEST__INIT;
+	Handoff__Wire__ExtendItem *it = calloc(s->extends.n, sizeof *it);
+	Handoff__Wire__ExtendItem **items = calloc(s->extends.n, sizeof *items);
+	if (!it || !items)
+		goto out;
+	for (size_t i = 0; i < s->extends.n; i++) {
+		handoff__wire__extend_item__init(&it[i]);
+		it[i].event_id = s->extends.v[i].event_id;
+		it[i].lease_token = s->extends.v[i].lease_token;
+		items[i] = &it[i];
+	}
+	e.subscription = s->name;
+	e.n_items = s->extends.n;
+	e.items = items;
+	e.extend_ms = s->ack_deadline_ms;
+	req.body_case = HANDOFF__WIRE__REQUEST__BODY_EXTEND;
+	req.extend = &e;
+	send_request(p, CALL_EXTEND, s->name, &req);
+out:
+	if (!it || !items)
+		log_event(LOG_ERROR, "push_request_dropped",
+			  LS("reason", "out of memory"), LOG_END);
+	free(it);
+	free(items);
+	items_clear(&s->extends);
+}
+
+/* Send what s has collected: extends first (their POSTs have started),
+ * then acks, nacks and releases. */
+static void flush(struct push *p, struct sub *s)
+{
+	if (s->extends.n)
+		send_extends(p, s);
+	if (s->acks.n)
+		send_acks(p, s);
+	if (s->nacks.n)
+		send_nacks(p, s, &s->nacks, false);
+	if (s->releases.n)
+		send_nacks(p, s, &s->releases, true);
+}
+
+static void add_outcome(struct push *p, struct sub *s, struct items *l,
+			uint64_t event_id, uint64_t token, uint32_t delay_ms,
+			const char *reason)
+{
+	if (!items_add(l, event_id, token, delay_ms, reason)) {
+		log_event(LOG_ERROR, "push_request_dropped",
+			  LS("subscription", s->name), LU("event", event_id),
+			  LS("reason", "out of memory"), LOG_END);
+		return;
+	}
+	if (l->n >= OUTCOME_BATCH_MAX)
+		flush(p, s);
+}
+
+static void add_ack(struct push *p, const struct xfer *x)
+{
+	add_outcome(p, x->sub, &x->sub->acks, x->event_id, x->lease_token, 0,
+		    NULL);
+}
+
+/* release: give the lease back unworked (the attempt does not count). */
+static void add_nack(struct push *p, const struct xfer *x, uint32_t delay_ms,
+		     const char *reason, bool release)
+{
+	struct sub *s = x->sub;
+	add_outcome(p, s, release ? &s->releases : &s->nacks, x->event_id,
+		    x->lease_token, release ? 0 : delay_ms, reason);
 }
 
 /* A 410 Gone: the endpoint says it is gone for good, so the subscription
@@ -348,8 +531,15 @@ void push_endpoint(struct push *p, const char *sub, char *state,
 	pthread_mutex_unlock(&p->mu);
 }
 
+static void free_queue(struct sub *s);
+
 static void sub_free(struct sub *s)
 {
+	free_queue(s);
+	items_free(&s->acks);
+	items_free(&s->nacks);
+	items_free(&s->releases);
+	items_free(&s->extends);
 	sodium_memzero(s->key, sizeof s->key);
 	free(s->name);
 	free(s->url);
@@ -406,6 +596,8 @@ static bool configure(struct sub *s, const Handoff__Wire__SubscriptionInfo *si)
 	s->backoff_max_ms = si->policy && si->policy->backoff_max_ms ?
 				    si->policy->backoff_max_ms :
 				    s->backoff_min_ms;
+	/* the broker's default when the list leaves it out: no prefetch */
+	s->ack_deadline_ms = si->policy ? si->policy->ack_deadline_ms : 0;
 	return true;
 }
 
@@ -438,7 +630,10 @@ static void on_list(struct push *p, const Reply *r)
 				  si->push->secret ? si->push->secret : "") ==
 				   0 &&
 			   s->timeout_ms == si->push->timeout_ms &&
-			   s->concurrency == si->push->concurrency) {
+			   s->concurrency == si->push->concurrency &&
+			   s->ack_deadline_ms ==
+				   (si->policy ? si->policy->ack_deadline_ms :
+						 0)) {
 			s->listed = true;
 			continue;
 		}
@@ -473,7 +668,8 @@ static void drop_unlisted(struct push *p)
 	struct sub **pp = &p->subs;
 	while (*pp) {
 		struct sub *s = *pp;
-		if (s->listed || s->fetching || s->in_flight) {
+		if (s->listed || s->fetching || s->in_flight || s->acks.n ||
+		    s->nacks.n || s->releases.n || s->extends.n) {
 			pp = &s->next;
 			continue;
 		}
@@ -686,9 +882,90 @@ fail:
 
 #undef SET
 
-static void on_fetch(struct push *p, struct sub *s, const Reply *r)
+/* Give every prefetched delivery of s back unworked (probing began, the
+ * endpoint is gone): their attempts do not count. */
+static void release_queue(struct push *p, struct sub *s, const char *why)
+{
+	while (s->queue) {
+		struct batch *b = s->queue;
+		const Handoff__Wire__FetchReply *f = b->reply->fetch;
+		for (; b->next < f->n_deliveries; b->next++) {
+			const Handoff__Wire__Delivery *d =
+				f->deliveries[b->next];
+			add_outcome(p, s, &s->releases, d->event_id,
+				    d->lease_token, 0, why);
+		}
+		s->queue = b->later;
+		handoff__wire__reply__free_unpacked(b->reply, NULL);
+		free(b);
+	}
+	s->queue_last = NULL;
+	s->queued = 0;
+}
+
+static void free_queue(struct sub *s)
+{
+	while (s->queue) {
+		struct batch *b = s->queue;
+		s->queue = b->later;
+		handoff__wire__reply__free_unpacked(b->reply, NULL);
+		free(b);
+	}
+	s->queue_last = NULL;
+	s->queued = 0;
+}
+
+/* Start POSTs from s's queue while it has room: up to its concurrency, or
+ * one probe at a time while probing. */
+static void start_queued(struct push *p, struct sub *s)
+{
+	uint64_t now = clock_now_ms();
+	if (!s->listed) { /* deleted: its leases went with it */
+		free_queue(s);
+		return;
+	}
+	while (s->queue) {
+		struct batch *b = s->queue;
+		const Handoff__Wire__FetchReply *f = b->reply->fetch;
+		if (b->next == f->n_deliveries) {
+			s->queue = b->later;
+			if (!s->queue)
+				s->queue_last = NULL;
+			handoff__wire__reply__free_unpacked(b->reply, NULL);
+			free(b);
+			continue;
+		}
+		bool probe = false;
+		if (s->state == EP_PROBING) {
+			if (s->in_flight || s->probe_out)
+				return;
+			probe = true;
+		} else if (s->in_flight >= s->concurrency) {
+			return;
+		}
+		const Handoff__Wire__Delivery *d = f->deliveries[b->next++];
+		s->queued--;
+		/* waited in the queue too long to end inside its lease:
+		 * extended before its POST can end */
+		if (d->lease_deadline_ms < now + s->timeout_ms + 1000 &&
+		    s->ack_deadline_ms > s->timeout_ms)
+			add_outcome(p, s, &s->extends, d->event_id,
+				    d->lease_token, 0, NULL);
+		if (!start_xfer(p, s, d, probe)) {
+			log_event(LOG_ERROR, "push_not_started",
+				  LS("subscription", s->name),
+				  LU("event", d->event_id),
+				  LS("reason", "out of memory"), LOG_END);
+			add_outcome(p, s, &s->releases, d->event_id,
+				    d->lease_token, 0, "push: out of memory");
+		}
+	}
+}
+
+static void on_fetch(struct push *p, struct sub *s, Reply **rp)
 {
 	uint64_t now = clock_mono_ms();
+	const Reply *r = *rp;
 	s->fetching = false;
 	if (!r) { /* not applied (stopping, no memory): later */
 		s->next_fetch_ms = now + 1000;
@@ -708,39 +985,52 @@ static void on_fetch(struct push *p, struct sub *s, const Reply *r)
 		return;
 	}
 	const Handoff__Wire__FetchReply *f = r->fetch;
-	if (f->paused)
+	if (f->paused) {
 		set_state(p, s, EP_PAUSED, NULL);
-	else if (s->state == EP_PAUSED && f->n_deliveries > 0)
+		release_queue(p, s, "push: subscription paused");
+	} else if (s->state == EP_PAUSED && f->n_deliveries > 0)
 		set_state(p, s, EP_HEALTHY, NULL); /* resumed */
-	for (size_t i = 0; i < f->n_deliveries; i++) {
-		const Handoff__Wire__Delivery *d = f->deliveries[i];
-		bool probe = s->state == EP_PROBING && !s->probe_out;
-		if (!start_xfer(p, s, d, probe)) {
-			struct xfer tmp = { .sub = s,
-					    .event_id = d->event_id,
-					    .lease_token = d->lease_token };
-			log_event(LOG_ERROR, "push_not_started",
-				  LS("subscription", s->name),
-				  LU("event", d->event_id),
-				  LS("reason", "out of memory"), LOG_END);
-			send_nack(p, &tmp, 0, "push: out of memory", true);
-		}
+	if (!f->n_deliveries)
+		return;
+	struct batch *b = calloc(1, sizeof *b);
+	if (!b) {
+		log_event(LOG_ERROR, "push_not_started",
+			  LS("subscription", s->name),
+			  LS("reason", "out of memory"), LOG_END);
+		for (size_t i = 0; i < f->n_deliveries; i++)
+			add_outcome(p, s, &s->releases,
+				    f->deliveries[i]->event_id,
+				    f->deliveries[i]->lease_token, 0,
+				    "push: out of memory");
+		return;
 	}
+	b->reply = *rp;
+	*rp = NULL; /* the queue's now */
+	if (s->queue_last)
+		s->queue_last->later = b;
+	else
+		s->queue = b;
+	s->queue_last = b;
+	s->queued += f->n_deliveries;
+	start_queued(p, s);
 }
 
 static void on_items(const struct call *c, const Reply *r)
 {
 	if (!r)
-		return; /* not applied: the lease expires and counts */
-	bool bad = r->status != HANDOFF__WIRE__STATUS__OK;
+		return; /* not applied: the leases expire and count */
+	size_t bad = r->status != HANDOFF__WIRE__STATUS__OK;
 	if (!bad && r->body_case == HANDOFF__WIRE__REPLY__BODY_ITEMS)
 		for (size_t i = 0; i < r->items->n_statuses; i++)
-			bad = bad || r->items->statuses[i] !=
-					     HANDOFF__WIRE__STATUS__OK;
+			bad += r->items->statuses[i] !=
+			       HANDOFF__WIRE__STATUS__OK;
+	/* an extend may cross the ack of a POST that was quicker: harmless */
 	if (bad)
-		log_event(LOG_WARN, "push_outcome_not_recorded",
+		log_event(c->kind == CALL_EXTEND ? LOG_DEBUG : LOG_WARN,
+			  "push_outcome_not_recorded",
 			  LS("subscription", c->sub ? c->sub : ""),
-			  LS("request", c->kind == CALL_ACK ? "ack" : "nack"),
+			  LS("request", call_names[c->kind]),
+			  LU("items", (uint64_t)bad),
 			  LS("why", r->message && *r->message ?
 					    r->message :
 					    "lease lost (expired or "
@@ -773,10 +1063,11 @@ static void take_answers(struct push *p)
 			break;
 		case CALL_FETCH:
 			if (s)
-				on_fetch(p, s, r);
+				on_fetch(p, s, &r);
 			break;
 		case CALL_ACK:
 		case CALL_NACK:
+		case CALL_EXTEND:
 			on_items(c, r);
 			break;
 		case CALL_PAUSE:
@@ -827,14 +1118,24 @@ static void finish(struct push *p, struct xfer *x, CURLcode code)
 		s->probe_out = false;
 
 	if (o.action == PUSH_ACK) {
-		send_ack(p, x);
+		curl_off_t us = 0;
+		add_ack(p, x);
+		if (curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME_T, &us) ==
+			    CURLE_OK &&
+		    us >= 0) {
+			double ms = (double)us / 1000.0;
+			s->post_ms = s->post_ms > 0 ?
+					     0.9 * s->post_ms + 0.1 * ms :
+					     ms;
+		}
 		s->conn_failures = 0;
 		s->probe_delay_ms = s->backoff_min_ms;
 		set_state(p, s, EP_HEALTHY, NULL);
 	} else if (o.gone) {
 		/* gone for good: pause, and give the delivery back unspent */
 		send_pause(p, s, o.text);
-		send_nack(p, x, 0, o.text, true);
+		add_nack(p, x, 0, o.text, true);
+		release_queue(p, s, o.text);
 		s->conn_failures = 0;
 		log_event(LOG_WARN, "push_endpoint_gone",
 			  LS("subscription", s->name), LS("url", s->url),
@@ -844,15 +1145,15 @@ static void finish(struct push *p, struct xfer *x, CURLcode code)
 		set_state(p, s, EP_PAUSED, o.text);
 	} else if (!o.connection_failure) {
 		/* the endpoint answers: a normal failed attempt */
-		send_nack(p, x, o.delay_ms, o.text, false);
+		add_nack(p, x, o.delay_ms, o.text, false);
 		s->conn_failures = 0;
 		s->probe_delay_ms = s->backoff_min_ms;
 		set_state(p, s, EP_FAILING, o.text);
 	} else if (s->state == EP_PROBING && !x->probe) {
 		/* in flight when probing began: back unworked */
-		send_nack(p, x, 0, o.text, true);
+		add_nack(p, x, 0, o.text, true);
 	} else {
-		send_nack(p, x, o.delay_ms, o.text, false);
+		add_nack(p, x, o.delay_ms, o.text, false);
 		s->conn_failures++;
 		if (s->state == EP_PROBING ||
 		    s->conn_failures >= PUSH_PROBE_AFTER) {
@@ -864,6 +1165,7 @@ static void finish(struct push *p, struct xfer *x, CURLcode code)
 							    (uint32_t)d;
 			}
 			set_state(p, s, EP_PROBING, o.text);
+			release_queue(p, s, o.text);
 		} else {
 			set_state(p, s, EP_FAILING, o.text);
 		}
@@ -876,19 +1178,37 @@ static void finish(struct push *p, struct xfer *x, CURLcode code)
 	xfer_end(p, x);
 }
 
+/* How many leased deliveries a healthy s keeps queued beyond its
+ * concurrency: none until a POST has succeeded, then as many as it is
+ * expected to start within PREFETCH_HORIZON_MS (and half the slack between
+ * the push timeout and the lease), at most PREFETCH_MAX. */
+static uint32_t prefetch_margin(const struct sub *s)
+{
+	if (s->state != EP_HEALTHY || s->post_ms <= 0 ||
+	    s->ack_deadline_ms <= s->timeout_ms)
+		return 0;
+	double horizon = (s->ack_deadline_ms - s->timeout_ms) / 2.0;
+	if (horizon > PREFETCH_HORIZON_MS)
+		horizon = PREFETCH_HORIZON_MS;
+	double ms = s->post_ms < 0.01 ? 0.01 : s->post_ms;
+	double n = s->concurrency * horizon / ms;
+	return n >= PREFETCH_MAX ? PREFETCH_MAX : (uint32_t)n;
+}
+
 static void maybe_fetch(struct push *p, struct sub *s, uint64_t now)
 {
 	if (!s->listed || s->fetching || now < s->next_fetch_ms)
 		return;
-	uint32_t room;
-	if (s->state == EP_PROBING)
-		room = s->in_flight ? 0 : 1; /* one probe at a time */
-	else
-		room = s->in_flight < s->concurrency ?
-			       s->concurrency - s->in_flight :
-			       0;
+	size_t have = s->in_flight + s->queued;
+	size_t room;
+	if (s->state == EP_PROBING) {
+		room = have ? 0 : 1; /* one probe at a time */
+	} else {
+		size_t window = s->concurrency + prefetch_margin(s);
+		room = have < window ? window - have : 0;
+	}
 	if (room)
-		send_fetch(p, s, room);
+		send_fetch(p, s, (uint32_t)room);
 }
 
 static void *push_main(void *arg)
@@ -912,7 +1232,7 @@ static void *push_main(void *arg)
 		post_unposted(p);
 		drop_unlisted(p);
 		for (struct sub *s = p->subs; s; s = s->next)
-			maybe_fetch(p, s, now);
+			start_queued(p, s);
 		int running;
 		curl_multi_perform(p->multi, &running);
 		CURLMsg *m;
@@ -924,6 +1244,14 @@ static void *push_main(void *arg)
 			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE,
 					  (char **)&x);
 			finish(p, x, m->data.result);
+		}
+		/* refill the slots that ended, report, and fetch ahead: one
+		 * request of each kind per subscription per turn */
+		now = clock_mono_ms();
+		for (struct sub *s = p->subs; s; s = s->next) {
+			start_queued(p, s);
+			flush(p, s);
+			maybe_fetch(p, s, now);
 		}
 		curl_multi_poll(p->multi, NULL, 0,
 				p->n_unposted ? RETRY_POST_MS : POLL_MS, NULL);
