@@ -140,8 +140,10 @@ static const struct scen_params scenario_defs[] = {
 	  .backlog = BACKLOG_AUTO,
 	  .ratios = RATIO_LMDB100 },
 	/* the same producers; handoffd's push thread consumes, POSTing to a
-	 * receiver in handoff-bench; 16 requests in flight so one round trip
-	 * at a time does not cap it; the cap is e2e-batched's */
+	 * receiver in handoff-bench; 64 requests in flight so the round trips
+	 * do not cap it (with 16 the push thread sat idle about half the
+	 * time waiting for replies on a busy machine); the cap is
+	 * e2e-batched's */
 	{ .name = "push",
 	  .producers = 4,
 	  .batch = 100,
@@ -151,7 +153,7 @@ static const struct scen_params scenario_defs[] = {
 	  .ratios = RATIO_NATIVE | RATIO_LMDB100,
 	  .twin = "e2e-batched",
 	  .target = 0.5,
-	  .push_concurrency = 16 },
+	  .push_concurrency = 64 },
 	{ .name = "http-e2e-batched",
 	  .producers = 4,
 	  .consumers = 4,
@@ -235,6 +237,7 @@ enum {
 	O_SUBS = 1 << 4,
 	O_RATE = 1 << 5,
 	O_BACKLOG = 1 << 6,
+	O_PUSH_CONC = 1 << 7,
 };
 
 struct opts {
@@ -244,6 +247,7 @@ struct opts {
 	const char *data_dir;
 	const char *scenario;
 	int producers, consumers, batch, fetch_batch, subs;
+	int push_concurrency;
 	long backlog;
 	double rate;
 	double duration;
@@ -317,6 +321,8 @@ static void usage(FILE *f)
 	      "                     (custom: all of these apply; its defaults are\n"
 	      "                     1 producer, batch 1, 1 subscription, no\n"
 	      "                     consumer)\n"
+	      "  --push-concurrency N  the push scenario's requests in flight\n"
+	      "                     (default 64)\n"
 	      "  --json             print one JSON object instead of the table\n"
 	      "  --no-ceilings      skip the LMDB and nanomsg ceilings (no ratios)\n"
 	      "\n"
@@ -410,6 +416,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		F_RS_KILL,
 		F_PHASE_LIMIT,
 		F_NB_ROUNDS,
+		F_PUSH_CONC,
 		F_HTTP,
 		F_HELP,
 	};
@@ -436,6 +443,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "restart-kill", no_argument, NULL, F_RS_KILL },
 		{ "phase-limit", required_argument, NULL, F_PHASE_LIMIT },
 		{ "neighbour-rounds", required_argument, NULL, F_NB_ROUNDS },
+		{ "push-concurrency", required_argument, NULL, F_PUSH_CONC },
 		{ "http", required_argument, NULL, F_HTTP },
 		{ "help", no_argument, NULL, F_HELP },
 		{ NULL, 0, NULL, 0 },
@@ -497,6 +505,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				return 2;
 			o->subs = (int)v;
 			o->given |= O_SUBS;
+			break;
+		case F_PUSH_CONC:
+			if (parse_long("--push-concurrency", optarg, 1, 256,
+				       &v))
+				return 2;
+			o->push_concurrency = (int)v;
+			o->given |= O_PUSH_CONC;
 			break;
 		case F_BACKLOG:
 			if (parse_long("--backlog", optarg, 0, LONG_MAX / 4096,
@@ -631,6 +646,8 @@ static void apply_overrides(struct scen_params *p, const struct opts *o,
 		p->fetch_batch = o->fetch_batch;
 	if (consumes && (o->given & O_BACKLOG))
 		p->backlog = o->backlog;
+	if (p->push_concurrency > 0 && (o->given & O_PUSH_CONC))
+		p->push_concurrency = o->push_concurrency;
 	p->overridden = memcmp(&before, p, sizeof before) != 0;
 	if (p->backlog == BACKLOG_AUTO)
 		p->backlog =
