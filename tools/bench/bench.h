@@ -444,17 +444,23 @@ struct restart_result {
 };
 
 #define NEIGHBOUR_MAX_ROUNDS 5
-#define NEIGHBOUR_BEHAVIOURS 4 /* absent failing slow expiring */
+/* absent failing slow expiring; push-dead push-slow push-failing */
+#define NEIGHBOUR_BEHAVIOURS 7
 /* alone, rounds x (healthy, behaviour) x 4, healthy */
 #define NEIGHBOUR_MAX_PHASES \
-	(2 + 2 * NEIGHBOUR_BEHAVIOURS * NEIGHBOUR_MAX_ROUNDS)
+	(3 + 2 * NEIGHBOUR_BEHAVIOURS * NEIGHBOUR_MAX_ROUNDS)
+/* --neighbour-cases: which phases run */
+enum neighbour_cases { NB_CASES_ALL, NB_CASES_NATIVE, NB_CASES_PUSH };
 
 /* neighbour: one phase = one behaviour of N's consumers, on a broker of
  * its own; H is the healthy subscription on the same topic */
 struct neighbour_phase {
-	const char *name; /* alone healthy absent failing slow expiring */
+	const char *name; /* alone healthy absent failing slow expiring;
+			   * push-healthy push-dead push-slow push-failing */
 	const char *what; /* what N's consumers do, for the notes */
 	bool ran;	  /* got to the end */
+	bool baseline;	  /* healthy or push-healthy: what others compare to */
+	bool push;	  /* H and N are push subscriptions */
 	/* H's acks/s and p99 / the healthy phases' just before and after
 	 * (healthy and alone: / the mean of all healthy phases); < 0 = no
 	 * baseline to divide by */
@@ -493,6 +499,8 @@ struct neighbour_result {
 	double healthy_min, healthy_max; /* their spread: the run's noise */
 	uint64_t baseline_p99_ns;	 /* H p99 over the healthy phases */
 	double alone_per_s;
+	/* the same over the push-healthy phases (push cases) */
+	double push_baseline_per_s, push_min, push_max;
 	struct neighbour_summary beh[NEIGHBOUR_BEHAVIOURS];
 };
 
@@ -558,6 +566,7 @@ struct bench_ctx {
 	long restart_pending, restart_leased;
 	bool restart_kill;	       /* also a kill -9 variant */
 	int neighbour_rounds;	       /* neighbour: repeats of its phases */
+	int neighbour_cases;	       /* enum neighbour_cases */
 	const struct scen_params *e2e; /* the backlog's empty-queue baseline */
 	double e2e_events_per_s;       /* e2e-batched earlier in the run; 0 */
 };

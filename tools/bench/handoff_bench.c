@@ -260,6 +260,7 @@ struct opts {
 	bool restart_kill;
 	double phase_limit;
 	long neighbour_rounds;
+	int neighbour_cases;
 };
 
 static void usage(FILE *f)
@@ -274,6 +275,7 @@ static void usage(FILE *f)
 	      "         [--restart-pending N] [--restart-leased N] "
 	      "[--restart-kill]\n"
 	      "         [--phase-limit SECONDS] [--neighbour-rounds N]\n"
+	      "         [--neighbour-cases all|native|push] [--push-concurrency N]\n"
 	      "         [--http HOST:PORT]\n"
 	      "\n"
 	      "Benchmark of the handoff broker through its client library and\n"
@@ -348,7 +350,12 @@ static void usage(FILE *f)
 	      "own: H alone, then per round N healthy, absent, healthy, failing\n"
 	      "every delivery, healthy, slow, healthy, letting leases expire, and a\n"
 	      "last healthy; H's acks/s beside each misbehaving N is compared with\n"
-	      "the healthy phases around it (target >= 0.9).\n"
+	      "the healthy phases around it (target >= 0.9). Then the push cases:\n"
+	      "H and N push subscriptions (concurrency 16) to receivers in\n"
+	      "handoff-bench, per round N's endpoint healthy, dead (a closed port),\n"
+	      "healthy, slow (answers after 800 ms of a 1 s push timeout), healthy,\n"
+	      "failing (500), and a last healthy; H = POSTs its receiver got.\n"
+	      "  --neighbour-cases all|native|push  which of the two (default all)\n"
 	      "  --neighbour-rounds N  repeat the rounds, 1-5 (default 1); a\n"
 	      "                       behaviour's ratio is then the median\n"
 	      "\n"
@@ -417,6 +424,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		F_PHASE_LIMIT,
 		F_NB_ROUNDS,
 		F_PUSH_CONC,
+		F_NB_CASES,
 		F_HTTP,
 		F_HELP,
 	};
@@ -444,6 +452,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "phase-limit", required_argument, NULL, F_PHASE_LIMIT },
 		{ "neighbour-rounds", required_argument, NULL, F_NB_ROUNDS },
 		{ "push-concurrency", required_argument, NULL, F_PUSH_CONC },
+		{ "neighbour-cases", required_argument, NULL, F_NB_CASES },
 		{ "http", required_argument, NULL, F_HTTP },
 		{ "help", no_argument, NULL, F_HELP },
 		{ NULL, 0, NULL, 0 },
@@ -505,6 +514,20 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				return 2;
 			o->subs = (int)v;
 			o->given |= O_SUBS;
+			break;
+		case F_NB_CASES:
+			if (strcmp(optarg, "all") == 0)
+				o->neighbour_cases = NB_CASES_ALL;
+			else if (strcmp(optarg, "native") == 0)
+				o->neighbour_cases = NB_CASES_NATIVE;
+			else if (strcmp(optarg, "push") == 0)
+				o->neighbour_cases = NB_CASES_PUSH;
+			else {
+				fprintf(stderr,
+					"handoff-bench: --neighbour-cases: "
+					"all, native or push\n");
+				return 2;
+			}
 			break;
 		case F_PUSH_CONC:
 			if (parse_long("--push-concurrency", optarg, 1, 256,
@@ -974,6 +997,7 @@ int main(int argc, char **argv)
 		.restart_leased = o.restart_leased,
 		.restart_kill = o.restart_kill,
 		.neighbour_rounds = (int)o.neighbour_rounds,
+		.neighbour_cases = o.neighbour_cases,
 		.e2e = &e2e,
 	};
 	for (int i = 0; i < n_sel && !bench_interrupted; i++) {
