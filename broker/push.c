@@ -13,8 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "codec.h"
@@ -160,6 +163,11 @@ struct push {
 	uint64_t next_list_ms;
 	CURL *idle_easy[IDLE_EASY_MAX];
 	size_t n_idle_easy;
+	/* curl's sockets and timer, driven with curl_multi_socket_action:
+	 * curl_multi_perform polled every transfer's socket once per call */
+	int epoll_fd;
+	int wake_fd;	      /* eventfd: other threads wake the loop */
+	uint64_t curl_due_ms; /* curl's timer; UINT64_MAX: none */
 };
 
 /* ---- calls: posting native requests ------------------------------------- */
@@ -476,6 +484,14 @@ static void send_pause(struct push *p, struct sub *s, const char *why)
 	send_request(p, CALL_PAUSE, s->name, &req);
 }
 
+/* Any thread: wake the push thread's loop. */
+static void wake(struct push *p)
+{
+	uint64_t one = 1;
+	ssize_t w = write(p->wake_fd, &one, sizeof one);
+	(void)w; /* EAGAIN: the counter is full, a wake-up is pending */
+}
+
 void push_on_reply(void *ctx, void *call, void *buf, size_t len)
 {
 	struct push *p = ctx;
@@ -497,7 +513,7 @@ void push_on_reply(void *ctx, void *call, void *buf, size_t len)
 	/* Without room the reply is lost like a dropped connection's: the
 	 * call stays in the list (freed at stop); leases expire. */
 	free(buf);
-	curl_multi_wakeup(p->multi);
+	wake(p);
 }
 
 void push_subscriptions_changed(struct push *p)
@@ -507,7 +523,7 @@ void push_subscriptions_changed(struct push *p)
 	pthread_mutex_lock(&p->mu);
 	p->relist = true;
 	pthread_mutex_unlock(&p->mu);
-	curl_multi_wakeup(p->multi);
+	wake(p);
 }
 
 /* ---- subscriptions ------------------------------------------------------ */
@@ -1222,6 +1238,78 @@ static void maybe_fetch(struct push *p, struct sub *s, uint64_t now)
 		send_fetch(p, s, (uint32_t)room);
 }
 
+/* curl: watch socket s for what (CURL_POLL_*). */
+static int on_socket(CURL *easy, curl_socket_t s, int what, void *user,
+		     void *socketp)
+{
+	struct push *p = user;
+	struct epoll_event ev = { .data.fd = s };
+	(void)easy;
+	(void)socketp;
+	if (what == CURL_POLL_REMOVE) {
+		epoll_ctl(p->epoll_fd, EPOLL_CTL_DEL, s, NULL);
+		return 0;
+	}
+	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+		ev.events |= EPOLLIN;
+	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+		ev.events |= EPOLLOUT;
+	if (epoll_ctl(p->epoll_fd, EPOLL_CTL_MOD, s, &ev) != 0 &&
+	    errno == ENOENT)
+		epoll_ctl(p->epoll_fd, EPOLL_CTL_ADD, s, &ev);
+	return 0;
+}
+
+/* curl: call back in timeout_ms (-1: no timer). */
+static int on_timer(CURLM *multi, long timeout_ms, void *user)
+{
+	struct push *p = user;
+	(void)multi;
+	p->curl_due_ms = timeout_ms < 0 ?
+				 UINT64_MAX :
+				 clock_mono_ms() + (uint64_t)timeout_ms;
+	return 0;
+}
+
+#define EPOLL_BATCH 64
+
+/* Wait up to max_ms for a socket, curl's timer or a wake-up, and let curl
+ * act on what happened. */
+static void run_curl(struct push *p, int max_ms)
+{
+	struct epoll_event evs[EPOLL_BATCH];
+	int running, wait_ms = max_ms;
+	uint64_t now = clock_mono_ms();
+	if (p->curl_due_ms != UINT64_MAX)
+		wait_ms = p->curl_due_ms <= now ? 0 :
+			  p->curl_due_ms - now < (uint64_t)max_ms ?
+						  (int)(p->curl_due_ms - now) :
+						  max_ms;
+	int n = epoll_wait(p->epoll_fd, evs, EPOLL_BATCH, wait_ms);
+	for (int i = 0; i < n; i++) {
+		int fd = evs[i].data.fd;
+		if (fd == p->wake_fd) {
+			uint64_t v;
+			ssize_t r = read(p->wake_fd, &v, sizeof v);
+			(void)r;
+			continue;
+		}
+		int mask = 0;
+		if (evs[i].events & (EPOLLIN | EPOLLHUP))
+			mask |= CURL_CSELECT_IN;
+		if (evs[i].events & EPOLLOUT)
+			mask |= CURL_CSELECT_OUT;
+		if (evs[i].events & EPOLLERR)
+			mask |= CURL_CSELECT_ERR;
+		curl_multi_socket_action(p->multi, fd, mask, &running);
+	}
+	if (p->curl_due_ms != UINT64_MAX && clock_mono_ms() >= p->curl_due_ms) {
+		p->curl_due_ms = UINT64_MAX;
+		curl_multi_socket_action(p->multi, CURL_SOCKET_TIMEOUT, 0,
+					 &running);
+	}
+}
+
 static void *push_main(void *arg)
 {
 	struct push *p = arg;
@@ -1244,8 +1332,7 @@ static void *push_main(void *arg)
 		drop_unlisted(p);
 		for (struct sub *s = p->subs; s; s = s->next)
 			start_queued(p, s);
-		int running;
-		curl_multi_perform(p->multi, &running);
+		run_curl(p, p->n_unposted ? RETRY_POST_MS : POLL_MS);
 		CURLMsg *m;
 		int left;
 		while ((m = curl_multi_info_read(p->multi, &left))) {
@@ -1264,8 +1351,6 @@ static void *push_main(void *arg)
 			flush(p, s);
 			maybe_fetch(p, s, now);
 		}
-		curl_multi_poll(p->multi, NULL, 0,
-				p->n_unposted ? RETRY_POST_MS : POLL_MS, NULL);
 	}
 	log_thread_done();
 	return NULL;
@@ -1296,17 +1381,37 @@ int push_start(const struct config *cfg, struct pump *pump, struct push **out)
 	 * after every few requests. Keep enough for every subscription. */
 	curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS,
 			  (long)PUSH_IDLE_CONNECTIONS);
+	p->curl_due_ms = UINT64_MAX;
+	p->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	p->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	struct epoll_event ev = { .events = EPOLLIN };
+	ev.data.fd = p->wake_fd;
+	if (p->epoll_fd < 0 || p->wake_fd < 0 ||
+	    epoll_ctl(p->epoll_fd, EPOLL_CTL_ADD, p->wake_fd, &ev) != 0) {
+		rc = errno ? errno : ENOMEM;
+		goto fail;
+	}
+	curl_multi_setopt(p->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(p->multi, CURLMOPT_SOCKETDATA, p);
+	curl_multi_setopt(p->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+	curl_multi_setopt(p->multi, CURLMOPT_TIMERDATA, p);
 	pthread_mutex_init(&p->mu, NULL);
 	rc = pthread_create(&p->thread, NULL, push_main, p);
 	if (rc) {
-		curl_multi_cleanup(p->multi);
 		pthread_mutex_destroy(&p->mu);
-		curl_global_cleanup();
-		free(p);
-		return rc;
+		goto fail;
 	}
 	*out = p;
 	return 0;
+fail:
+	curl_multi_cleanup(p->multi);
+	if (p->epoll_fd >= 0)
+		close(p->epoll_fd);
+	if (p->wake_fd >= 0)
+		close(p->wake_fd);
+	curl_global_cleanup();
+	free(p);
+	return rc;
 }
 
 void push_stop(struct push *p)
@@ -1316,7 +1421,7 @@ void push_stop(struct push *p)
 	pthread_mutex_lock(&p->mu);
 	p->stop = true;
 	pthread_mutex_unlock(&p->mu);
-	curl_multi_wakeup(p->multi);
+	wake(p);
 	pthread_join(p->thread, NULL);
 	/* requests in flight are abandoned: their leases come back at the
 	 * next start (delivery is at least once) */
@@ -1336,6 +1441,8 @@ void push_stop(struct push *p)
 	while (p->n_idle_easy)
 		curl_easy_cleanup(p->idle_easy[--p->n_idle_easy]);
 	curl_multi_cleanup(p->multi);
+	close(p->epoll_fd);
+	close(p->wake_fd);
 	pthread_mutex_destroy(&p->mu);
 	curl_global_cleanup();
 	free(p);
