@@ -972,10 +972,14 @@ static void start_queued(struct push *p, struct sub *s)
 		}
 		const Handoff__Wire__Delivery *d = f->deliveries[b->next++];
 		s->queued--;
-		/* waited in the queue too long to end inside its lease:
-		 * extended before its POST can end */
-		if (d->lease_deadline_ms < now + s->timeout_ms + 1000 &&
-		    s->ack_deadline_ms > s->timeout_ms)
+		/* waited in the queue so long that its POST could outlast
+		 * the lease (less than half the slack a fresh lease has past
+		 * the timeout, at most 1 s, is left): extended first */
+		uint32_t slack = s->ack_deadline_ms > s->timeout_ms ?
+					 s->ack_deadline_ms - s->timeout_ms :
+					 0;
+		uint32_t keep = slack / 2 < 1000 ? slack / 2 : 1000;
+		if (slack && d->lease_deadline_ms < now + s->timeout_ms + keep)
 			add_outcome(p, s, &s->extends, d->event_id,
 				    d->lease_token, 0, NULL);
 		if (!start_xfer(p, s, d, probe)) {
