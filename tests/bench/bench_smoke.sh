@@ -88,7 +88,7 @@ awk '
 		index($0, " vs e2e-batched\047s ") &&
 		index($0, ", target >= 0.5 (target ") &&
 		$0 ~ /ratio [0-9]+\.[0-9]+, .*\(target (met|MISSED)\)$/ { ratio = 1 }
-	inside && /^    [0-9,]+ POSTs received on [0-9,]+ connections? \(concurrency 64\)/ { count = 1 }
+	inside && /^    [0-9,]+ POSTs received on [0-9,]+ connections? \(concurrency 16\)/ { count = 1 }
 	END { exit !(ratio && count) }' "$tmp/table.out" ||
 	fail "push: no note with the ratio to e2e-batched, the target 0.5 and the POST count"
 grep -q '^result: ok$' "$tmp/table.out" || fail "the table does not end in 'result: ok'"

@@ -140,10 +140,8 @@ static const struct scen_params scenario_defs[] = {
 	  .backlog = BACKLOG_AUTO,
 	  .ratios = RATIO_LMDB100 },
 	/* the same producers; handoffd's push thread consumes, POSTing to a
-	 * receiver in handoff-bench; 64 requests in flight so the round trips
-	 * do not cap it (with 16 the push thread sat idle about half the
-	 * time waiting for replies on a busy machine); the cap is
-	 * e2e-batched's */
+	 * receiver in handoff-bench; 16 requests in flight so one round trip
+	 * at a time does not cap it; the cap is e2e-batched's */
 	{ .name = "push",
 	  .producers = 4,
 	  .batch = 100,
@@ -153,7 +151,7 @@ static const struct scen_params scenario_defs[] = {
 	  .ratios = RATIO_NATIVE | RATIO_LMDB100,
 	  .twin = "e2e-batched",
 	  .target = 0.5,
-	  .push_concurrency = 64 },
+	  .push_concurrency = 16 },
 	{ .name = "http-e2e-batched",
 	  .producers = 4,
 	  .consumers = 4,
@@ -324,7 +322,7 @@ static void usage(FILE *f)
 	      "                     1 producer, batch 1, 1 subscription, no\n"
 	      "                     consumer)\n"
 	      "  --push-concurrency N  the push scenario's requests in flight\n"
-	      "                     (default 64)\n"
+	      "                     (default 16)\n"
 	      "  --json             print one JSON object instead of the table\n"
 	      "  --no-ceilings      skip the LMDB and nanomsg ceilings (no ratios)\n"
 	      "\n"

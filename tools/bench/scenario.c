@@ -54,7 +54,7 @@
 #define CALL_DEADLINE_MS     10000
 #define FETCH_WAIT_MS	     100
 #define ACK_DEADLINE_MS	     30000
-#define PUSH_RX_THREADS	     2
+#define PUSH_RX_THREADS	     1
 #define WATCH_NS	     50000000ULL /* main thread's watch interval */
 #define BACKLOG_POLL_NS	     100000ULL	 /* producers' wait above the cap */
 #define START_DELAY_NS	     20000000ULL
@@ -602,8 +602,8 @@ int scenario_run(const struct bench_ctx *ctx, struct scen_result *r)
 			 "push: one subscription, no consumers");
 		goto cleanup;
 	}
-	/* one receiver thread per core: a lone thread's wake-ups, not its
-	 * work, held up every reply on a busy 2-core machine */
+	/* one receiver thread: two (one per core) measured no different
+	 * (docs/performance.md, 2026-12-06 03:38) */
 	struct push_receiver_opts rxo = { .threads = PUSH_RX_THREADS };
 	if (push && push_receiver_start(&rx, &rxo, r->error, sizeof r->error))
 		goto cleanup;
