@@ -946,6 +946,12 @@ static void json_neighbour(FILE *f, const struct neighbour_result *nb)
 	json_num(f, "baseline_p99_ms", (double)nb->baseline_p99_ns / 1e6, true);
 	fputs(", ", f);
 	json_num(f, "alone_per_s", nb->alone_per_s, true);
+	fputs(",\n       ", f);
+	json_num(f, "push_baseline_per_s", nb->push_baseline_per_s, true);
+	fputs(", ", f);
+	json_num(f, "push_healthy_min_per_s", nb->push_min, true);
+	fputs(", ", f);
+	json_num(f, "push_healthy_max_per_s", nb->push_max, true);
 	fputs(",\n       \"behaviours\": [", f);
 	bool first = true;
 	for (int i = 0; i < NEIGHBOUR_BEHAVIOURS; i++) {
