@@ -972,6 +972,9 @@ static void start_queued(struct push *p, struct sub *s)
 		}
 		const Handoff__Wire__Delivery *d = f->deliveries[b->next++];
 		s->queued--;
+		if (d->lease_deadline_ms <= now)
+			continue; /* lost already: the broker delivers it
+				   * again; a POST now could be a duplicate */
 		/* waited in the queue so long that its POST could outlast
 		 * the lease (less than half the slack a fresh lease has past
 		 * the timeout, at most 1 s, is left): extended first */
