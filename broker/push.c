@@ -13,8 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "codec.h"
@@ -30,11 +33,44 @@
 #define RETRY_POST_MS	      100
 #define BODY_LINE_MAX	      200
 #define POLL_MS		      100
+/* Easy handles kept for reuse (curl_easy_reset) instead of an init and a
+ * cleanup per POST: fewer allocations on the push thread. */
+#define IDLE_EASY_MAX 256
+/* Prefetch: beyond its concurrency a healthy subscription keeps up to
+ * this many leased deliveries queued, so a slot that frees never waits
+ * for a fetch round trip (a store commit) ... */
+#define PREFETCH_MAX 512
+/* ... but no more than it is expected to POST within this long (and half
+ * the lease's slack past the timeout), so queued leases start well inside
+ * their deadline; one that would not end inside it is extended first. */
+#define PREFETCH_HORIZON_MS 500
+/* Outcomes are sent as one ack (nack, release, extend) request per
+ * subscription per loop turn, or sooner when this many are waiting. */
+#define OUTCOME_BATCH_MAX 256
 
 enum endpoint_state { EP_HEALTHY, EP_FAILING, EP_PROBING, EP_PAUSED };
 
 static const char *const state_names[] = { "healthy", "failing", "probing",
 					   "paused" };
+
+/* Outcomes to report with one native request each kind (see flush). */
+struct item {
+	uint64_t event_id, lease_token;
+	uint32_t delay_ms;
+	char *reason; /* nacks and releases */
+};
+
+struct items {
+	struct item *v;
+	size_t n, cap;
+};
+
+/* A fetch reply whose deliveries are leased and not all POSTed yet. */
+struct batch {
+	Reply *reply;
+	size_t next; /* the first not yet started */
+	struct batch *later;
+};
 
 struct sub {
 	char *name;
@@ -44,8 +80,9 @@ struct sub {
 	size_t keylen; /* 0: unsigned */
 	char *secret;  /* as stored, to notice changes */
 	uint32_t backoff_min_ms, backoff_max_ms;
-	bool listed;   /* in the last list reply */
-	bool fetching; /* a fetch is posted and not answered */
+	uint32_t ack_deadline_ms; /* the lease a fetch takes */
+	bool listed;		  /* in the last list reply */
+	bool fetching;		  /* a fetch is posted and not answered */
 	unsigned in_flight;
 	bool probe_out;		   /* the probe is in flight */
 	enum endpoint_state state; /* written under mu */
@@ -53,10 +90,25 @@ struct sub {
 	uint32_t probe_delay_ms;
 	uint64_t next_fetch_ms;
 	char last_error[PUSH_TEXT_MAX]; /* written under mu */
+	/* prefetched: leased, not yet POSTed, oldest first */
+	struct batch *queue, *queue_last;
+	size_t queued;
+	double post_ms; /* moving average of 2xx POSTs' durations; 0: none */
+	struct items acks, nacks, releases, extends; /* to send */
 	struct sub *next;
 };
 
-enum call_kind { CALL_LIST, CALL_FETCH, CALL_ACK, CALL_NACK, CALL_PAUSE };
+enum call_kind {
+	CALL_LIST,
+	CALL_FETCH,
+	CALL_ACK,
+	CALL_NACK,
+	CALL_PAUSE,
+	CALL_EXTEND
+};
+
+static const char *const call_names[] = { "list", "fetch", "ack",
+					  "nack", "pause", "extend" };
 
 /* One posted request, until its reply; the pump hands it back. */
 struct call {
@@ -109,6 +161,13 @@ struct push {
 	size_t n_unposted, cap_unposted;
 	bool list_out;
 	uint64_t next_list_ms;
+	CURL *idle_easy[IDLE_EASY_MAX];
+	size_t n_idle_easy;
+	/* curl's sockets and timer, driven with curl_multi_socket_action:
+	 * curl_multi_perform polled every transfer's socket once per call */
+	int epoll_fd;
+	int wake_fd;	      /* eventfd: other threads wake the loop */
+	uint64_t curl_due_ms; /* curl's timer; UINT64_MAX: none */
 };
 
 /* ---- calls: posting native requests ------------------------------------- */
@@ -234,41 +293,178 @@ static void send_fetch(struct push *p, struct sub *s, uint32_t max)
 	send_request(p, CALL_FETCH, s->name, &req);
 }
 
-static void send_ack(struct push *p, const struct xfer *x)
+/* ---- outcomes: collected per subscription, sent in batches ------------- */
+
+static void items_clear(struct items *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i].reason);
+	l->n = 0;
+}
+
+static void items_free(struct items *l)
+{
+	items_clear(l);
+	free(l->v);
+	l->v = NULL;
+	l->cap = 0;
+}
+
+/* false: no memory (the lease expires; the delivery comes again). */
+static bool items_add(struct items *l, uint64_t event_id, uint64_t token,
+		      uint32_t delay_ms, const char *reason)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		struct item *v = realloc(l->v, cap * sizeof *v);
+		if (!v)
+			return false;
+		l->v = v;
+		l->cap = cap;
+	}
+	char *r = NULL;
+	if (reason && !(r = strdup(reason)))
+		return false;
+	l->v[l->n++] = (struct item){ event_id, token, delay_ms, r };
+	return true;
+}
+
+static void send_acks(struct push *p, struct sub *s)
 {
 	Request req = HANDOFF__WIRE__REQUEST__INIT;
 	Handoff__Wire__AckRequest a = HANDOFF__WIRE__ACK_REQUEST__INIT;
-	Handoff__Wire__AckItem it = HANDOFF__WIRE__ACK_ITEM__INIT;
-	Handoff__Wire__AckItem *items[1] = { &it };
-	it.event_id = x->event_id;
-	it.lease_token = x->lease_token;
-	a.subscription = x->sub->name;
-	a.n_items = 1;
+	Handoff__Wire__AckItem *it = calloc(s->acks.n, sizeof *it);
+	Handoff__Wire__AckItem **items = calloc(s->acks.n, sizeof *items);
+	if (!it || !items)
+		goto out;
+	for (size_t i = 0; i < s->acks.n; i++) {
+		handoff__wire__ack_item__init(&it[i]);
+		it[i].event_id = s->acks.v[i].event_id;
+		it[i].lease_token = s->acks.v[i].lease_token;
+		items[i] = &it[i];
+	}
+	a.subscription = s->name;
+	a.n_items = s->acks.n;
 	a.items = items;
 	req.body_case = HANDOFF__WIRE__REQUEST__BODY_ACK;
 	req.ack = &a;
-	send_request(p, CALL_ACK, x->sub->name, &req);
+	send_request(p, CALL_ACK, s->name, &req);
+out:
+	if (!it || !items)
+		log_event(LOG_ERROR, "push_request_dropped",
+			  LS("reason", "out of memory"), LOG_END);
+	free(it);
+	free(items);
+	items_clear(&s->acks);
 }
 
-/* release: give the lease back unworked (the attempt does not count). */
-static void send_nack(struct push *p, const struct xfer *x, uint32_t delay_ms,
-		      const char *reason, bool release)
+/* release: give the leases back unworked (the attempts do not count). */
+static void send_nacks(struct push *p, struct sub *s, struct items *l,
+		       bool release)
 {
 	Request req = HANDOFF__WIRE__REQUEST__INIT;
 	Handoff__Wire__NackRequest n = HANDOFF__WIRE__NACK_REQUEST__INIT;
-	Handoff__Wire__NackItem it = HANDOFF__WIRE__NACK_ITEM__INIT;
-	Handoff__Wire__NackItem *items[1] = { &it };
-	it.event_id = x->event_id;
-	it.lease_token = x->lease_token;
-	it.delay_ms = release ? 0 : delay_ms;
-	it.reason = (char *)reason;
-	n.subscription = x->sub->name;
-	n.n_items = 1;
+	Handoff__Wire__NackItem *it = calloc(l->n, sizeof *it);
+	Handoff__Wire__NackItem **items = calloc(l->n, sizeof *items);
+	if (!it || !items)
+		goto out;
+	for (size_t i = 0; i < l->n; i++) {
+		handoff__wire__nack_item__init(&it[i]);
+		it[i].event_id = l->v[i].event_id;
+		it[i].lease_token = l->v[i].lease_token;
+		it[i].delay_ms = release ? 0 : l->v[i].delay_ms;
+		it[i].reason = l->v[i].reason ? l->v[i].reason : "";
+		items[i] = &it[i];
+	}
+	n.subscription = s->name;
+	n.n_items = l->n;
 	n.items = items;
 	n.release = release;
 	req.body_case = HANDOFF__WIRE__REQUEST__BODY_NACK;
 	req.nack = &n;
-	send_request(p, CALL_NACK, x->sub->name, &req);
+	send_request(p, CALL_NACK, s->name, &req);
+out:
+	if (!it || !items)
+		log_event(LOG_ERROR, "push_request_dropped",
+			  LS("reason", "out of memory"), LOG_END);
+	free(it);
+	free(items);
+	items_clear(l);
+}
+
+/* Prefetched leases about to be POSTed that could not end inside their
+ * deadline: a fresh lease each, as long as a fetch's. */
+static void send_extends(struct push *p, struct sub *s)
+{
+	Request req = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__ExtendRequest e = HANDOFF__WIRE__EXTEND_REQUEST__INIT;
+	Handoff__Wire__ExtendItem *it = calloc(s->extends.n, sizeof *it);
+	Handoff__Wire__ExtendItem **items = calloc(s->extends.n, sizeof *items);
+	if (!it || !items)
+		goto out;
+	for (size_t i = 0; i < s->extends.n; i++) {
+		handoff__wire__extend_item__init(&it[i]);
+		it[i].event_id = s->extends.v[i].event_id;
+		it[i].lease_token = s->extends.v[i].lease_token;
+		items[i] = &it[i];
+	}
+	e.subscription = s->name;
+	e.n_items = s->extends.n;
+	e.items = items;
+	e.extend_ms = s->ack_deadline_ms;
+	req.body_case = HANDOFF__WIRE__REQUEST__BODY_EXTEND;
+	req.extend = &e;
+	send_request(p, CALL_EXTEND, s->name, &req);
+out:
+	if (!it || !items)
+		log_event(LOG_ERROR, "push_request_dropped",
+			  LS("reason", "out of memory"), LOG_END);
+	free(it);
+	free(items);
+	items_clear(&s->extends);
+}
+
+/* Send what s has collected: extends first (their POSTs have started),
+ * then acks, nacks and releases. */
+static void flush(struct push *p, struct sub *s)
+{
+	if (s->extends.n)
+		send_extends(p, s);
+	if (s->acks.n)
+		send_acks(p, s);
+	if (s->nacks.n)
+		send_nacks(p, s, &s->nacks, false);
+	if (s->releases.n)
+		send_nacks(p, s, &s->releases, true);
+}
+
+static void add_outcome(struct push *p, struct sub *s, struct items *l,
+			uint64_t event_id, uint64_t token, uint32_t delay_ms,
+			const char *reason)
+{
+	if (!items_add(l, event_id, token, delay_ms, reason)) {
+		log_event(LOG_ERROR, "push_request_dropped",
+			  LS("subscription", s->name), LU("event", event_id),
+			  LS("reason", "out of memory"), LOG_END);
+		return;
+	}
+	if (l->n >= OUTCOME_BATCH_MAX)
+		flush(p, s);
+}
+
+static void add_ack(struct push *p, const struct xfer *x)
+{
+	add_outcome(p, x->sub, &x->sub->acks, x->event_id, x->lease_token, 0,
+		    NULL);
+}
+
+/* release: give the lease back unworked (the attempt does not count). */
+static void add_nack(struct push *p, const struct xfer *x, uint32_t delay_ms,
+		     const char *reason, bool release)
+{
+	struct sub *s = x->sub;
+	add_outcome(p, s, release ? &s->releases : &s->nacks, x->event_id,
+		    x->lease_token, release ? 0 : delay_ms, reason);
 }
 
 /* A 410 Gone: the endpoint says it is gone for good, so the subscription
@@ -286,6 +482,14 @@ static void send_pause(struct push *p, struct sub *s, const char *why)
 	req.body_case = HANDOFF__WIRE__REQUEST__BODY_PAUSE;
 	req.pause = &q;
 	send_request(p, CALL_PAUSE, s->name, &req);
+}
+
+/* Any thread: wake the push thread's loop. */
+static void wake(struct push *p)
+{
+	uint64_t one = 1;
+	ssize_t w = write(p->wake_fd, &one, sizeof one);
+	(void)w; /* EAGAIN: the counter is full, a wake-up is pending */
 }
 
 void push_on_reply(void *ctx, void *call, void *buf, size_t len)
@@ -309,7 +513,7 @@ void push_on_reply(void *ctx, void *call, void *buf, size_t len)
 	/* Without room the reply is lost like a dropped connection's: the
 	 * call stays in the list (freed at stop); leases expire. */
 	free(buf);
-	curl_multi_wakeup(p->multi);
+	wake(p);
 }
 
 void push_subscriptions_changed(struct push *p)
@@ -319,7 +523,7 @@ void push_subscriptions_changed(struct push *p)
 	pthread_mutex_lock(&p->mu);
 	p->relist = true;
 	pthread_mutex_unlock(&p->mu);
-	curl_multi_wakeup(p->multi);
+	wake(p);
 }
 
 /* ---- subscriptions ------------------------------------------------------ */
@@ -348,8 +552,15 @@ void push_endpoint(struct push *p, const char *sub, char *state,
 	pthread_mutex_unlock(&p->mu);
 }
 
+static void free_queue(struct sub *s);
+
 static void sub_free(struct sub *s)
 {
+	free_queue(s);
+	items_free(&s->acks);
+	items_free(&s->nacks);
+	items_free(&s->releases);
+	items_free(&s->extends);
 	sodium_memzero(s->key, sizeof s->key);
 	free(s->name);
 	free(s->url);
@@ -406,6 +617,8 @@ static bool configure(struct sub *s, const Handoff__Wire__SubscriptionInfo *si)
 	s->backoff_max_ms = si->policy && si->policy->backoff_max_ms ?
 				    si->policy->backoff_max_ms :
 				    s->backoff_min_ms;
+	/* the broker's default when the list leaves it out: no prefetch */
+	s->ack_deadline_ms = si->policy ? si->policy->ack_deadline_ms : 0;
 	return true;
 }
 
@@ -438,7 +651,10 @@ static void on_list(struct push *p, const Reply *r)
 				  si->push->secret ? si->push->secret : "") ==
 				   0 &&
 			   s->timeout_ms == si->push->timeout_ms &&
-			   s->concurrency == si->push->concurrency) {
+			   s->concurrency == si->push->concurrency &&
+			   s->ack_deadline_ms ==
+				   (si->policy ? si->policy->ack_deadline_ms :
+						 0)) {
 			s->listed = true;
 			continue;
 		}
@@ -473,7 +689,8 @@ static void drop_unlisted(struct push *p)
 	struct sub **pp = &p->subs;
 	while (*pp) {
 		struct sub *s = *pp;
-		if (s->listed || s->fetching || s->in_flight) {
+		if (s->listed || s->fetching || s->in_flight || s->acks.n ||
+		    s->nacks.n || s->releases.n || s->extends.n) {
 			pp = &s->next;
 			continue;
 		}
@@ -623,6 +840,11 @@ static void xfer_end(struct push *p, struct xfer *x)
 	if (x->next)
 		x->next->prev = x->prev;
 	curl_multi_remove_handle(p->multi, x->easy);
+	if (p->n_idle_easy < IDLE_EASY_MAX) {
+		curl_easy_reset(x->easy);
+		p->idle_easy[p->n_idle_easy++] = x->easy;
+		x->easy = NULL;
+	}
 	xfer_free(x);
 }
 
@@ -642,7 +864,8 @@ static bool start_xfer(struct push *p, struct sub *s,
 	x->attempt = d->attempt;
 	x->probe = probe;
 	x->body = malloc(d->payload.len ? d->payload.len : 1);
-	CURL *e = x->easy = curl_easy_init();
+	CURL *e = x->easy = p->n_idle_easy ? p->idle_easy[--p->n_idle_easy] :
+					     curl_easy_init();
 	if (!x->body || !e || !build_headers(s, x, d))
 		goto fail;
 	if (d->payload.len)
@@ -686,9 +909,97 @@ fail:
 
 #undef SET
 
-static void on_fetch(struct push *p, struct sub *s, const Reply *r)
+/* Give every prefetched delivery of s back unworked (probing began, the
+ * endpoint is gone): their attempts do not count. */
+static void release_queue(struct push *p, struct sub *s, const char *why)
+{
+	while (s->queue) {
+		struct batch *b = s->queue;
+		const Handoff__Wire__FetchReply *f = b->reply->fetch;
+		for (; b->next < f->n_deliveries; b->next++) {
+			const Handoff__Wire__Delivery *d =
+				f->deliveries[b->next];
+			add_outcome(p, s, &s->releases, d->event_id,
+				    d->lease_token, 0, why);
+		}
+		s->queue = b->later;
+		handoff__wire__reply__free_unpacked(b->reply, NULL);
+		free(b);
+	}
+	s->queue_last = NULL;
+	s->queued = 0;
+}
+
+static void free_queue(struct sub *s)
+{
+	while (s->queue) {
+		struct batch *b = s->queue;
+		s->queue = b->later;
+		handoff__wire__reply__free_unpacked(b->reply, NULL);
+		free(b);
+	}
+	s->queue_last = NULL;
+	s->queued = 0;
+}
+
+/* Start POSTs from s's queue while it has room: up to its concurrency, or
+ * one probe at a time while probing. */
+static void start_queued(struct push *p, struct sub *s)
+{
+	uint64_t now = clock_now_ms();
+	if (!s->listed) { /* deleted: its leases went with it */
+		free_queue(s);
+		return;
+	}
+	while (s->queue) {
+		struct batch *b = s->queue;
+		const Handoff__Wire__FetchReply *f = b->reply->fetch;
+		if (b->next == f->n_deliveries) {
+			s->queue = b->later;
+			if (!s->queue)
+				s->queue_last = NULL;
+			handoff__wire__reply__free_unpacked(b->reply, NULL);
+			free(b);
+			continue;
+		}
+		bool probe = false;
+		if (s->state == EP_PROBING) {
+			if (s->in_flight || s->probe_out)
+				return;
+			probe = true;
+		} else if (s->in_flight >= s->concurrency) {
+			return;
+		}
+		const Handoff__Wire__Delivery *d = f->deliveries[b->next++];
+		s->queued--;
+		if (d->lease_deadline_ms <= now)
+			continue; /* lost already: the broker delivers it
+				   * again; a POST now could be a duplicate */
+		/* waited in the queue so long that its POST could outlast
+		 * the lease (less than half the slack a fresh lease has past
+		 * the timeout, at most 1 s, is left): extended first */
+		uint32_t slack = s->ack_deadline_ms > s->timeout_ms ?
+					 s->ack_deadline_ms - s->timeout_ms :
+					 0;
+		uint32_t keep = slack / 2 < 1000 ? slack / 2 : 1000;
+		if (slack && d->lease_deadline_ms < now + s->timeout_ms + keep)
+			add_outcome(p, s, &s->extends, d->event_id,
+				    d->lease_token, 0, NULL);
+		if (!start_xfer(p, s, d, probe)) {
+			log_event(LOG_ERROR, "push_not_started",
+				  LS("subscription", s->name),
+				  LU("event", d->event_id),
+				  LS("reason", "out of memory"), LOG_END);
+			add_outcome(p, s, &s->releases, d->event_id,
+				    d->lease_token, 0, "push: out of memory");
+		}
+	}
+}
+
+static void on_fetch(struct push *p, struct sub *s, Reply **rp)
 {
 	uint64_t now = clock_mono_ms();
+	const Reply *r = *rp;
 	s->fetching = false;
 	if (!r) { /* not applied (stopping, no memory): later */
 		s->next_fetch_ms = now + 1000;
@@ -708,39 +1019,52 @@ static void on_fetch(struct push *p, struct sub *s, const Reply *r)
 		return;
 	}
 	const Handoff__Wire__FetchReply *f = r->fetch;
-	if (f->paused)
+	if (f->paused) {
 		set_state(p, s, EP_PAUSED, NULL);
-	else if (s->state == EP_PAUSED && f->n_deliveries > 0)
+		release_queue(p, s, "push: subscription paused");
+	} else if (s->state == EP_PAUSED && f->n_deliveries > 0)
 		set_state(p, s, EP_HEALTHY, NULL); /* resumed */
-	for (size_t i = 0; i < f->n_deliveries; i++) {
-		const Handoff__Wire__Delivery *d = f->deliveries[i];
-		bool probe = s->state == EP_PROBING && !s->probe_out;
-		if (!start_xfer(p, s, d, probe)) {
-			struct xfer tmp = { .sub = s,
-					    .event_id = d->event_id,
-					    .lease_token = d->lease_token };
-			log_event(LOG_ERROR, "push_not_started",
-				  LS("subscription", s->name),
-				  LU("event", d->event_id),
-				  LS("reason", "out of memory"), LOG_END);
-			send_nack(p, &tmp, 0, "push: out of memory", true);
-		}
+	if (!f->n_deliveries)
+		return;
+	struct batch *b = calloc(1, sizeof *b);
+	if (!b) {
+		log_event(LOG_ERROR, "push_not_started",
+			  LS("subscription", s->name),
+			  LS("reason", "out of memory"), LOG_END);
+		for (size_t i = 0; i < f->n_deliveries; i++)
+			add_outcome(p, s, &s->releases,
+				    f->deliveries[i]->event_id,
+				    f->deliveries[i]->lease_token, 0,
+				    "push: out of memory");
+		return;
 	}
+	b->reply = *rp;
+	*rp = NULL; /* the queue's now */
+	if (s->queue_last)
+		s->queue_last->later = b;
+	else
+		s->queue = b;
+	s->queue_last = b;
+	s->queued += f->n_deliveries;
+	start_queued(p, s);
 }
 
 static void on_items(const struct call *c, const Reply *r)
 {
 	if (!r)
-		return; /* not applied: the lease expires and counts */
-	bool bad = r->status != HANDOFF__WIRE__STATUS__OK;
+		return; /* not applied: the leases expire and count */
+	size_t bad = r->status != HANDOFF__WIRE__STATUS__OK;
 	if (!bad && r->body_case == HANDOFF__WIRE__REPLY__BODY_ITEMS)
 		for (size_t i = 0; i < r->items->n_statuses; i++)
-			bad = bad || r->items->statuses[i] !=
-					     HANDOFF__WIRE__STATUS__OK;
+			bad += r->items->statuses[i] !=
+			       HANDOFF__WIRE__STATUS__OK;
+	/* an extend may cross the ack of a POST that was quicker: harmless */
 	if (bad)
-		log_event(LOG_WARN, "push_outcome_not_recorded",
+		log_event(c->kind == CALL_EXTEND ? LOG_DEBUG : LOG_WARN,
+			  "push_outcome_not_recorded",
 			  LS("subscription", c->sub ? c->sub : ""),
-			  LS("request", c->kind == CALL_ACK ? "ack" : "nack"),
+			  LS("request", call_names[c->kind]),
+			  LU("items", (uint64_t)bad),
 			  LS("why", r->message && *r->message ?
 					    r->message :
 					    "lease lost (expired or "
@@ -773,10 +1097,11 @@ static void take_answers(struct push *p)
 			break;
 		case CALL_FETCH:
 			if (s)
-				on_fetch(p, s, r);
+				on_fetch(p, s, &r);
 			break;
 		case CALL_ACK:
 		case CALL_NACK:
+		case CALL_EXTEND:
 			on_items(c, r);
 			break;
 		case CALL_PAUSE:
@@ -827,14 +1152,24 @@ static void finish(struct push *p, struct xfer *x, CURLcode code)
 		s->probe_out = false;
 
 	if (o.action == PUSH_ACK) {
-		send_ack(p, x);
+		curl_off_t us = 0;
+		add_ack(p, x);
+		if (curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME_T, &us) ==
+			    CURLE_OK &&
+		    us >= 0) {
+			double ms = (double)us / 1000.0;
+			s->post_ms = s->post_ms > 0 ?
+					     0.9 * s->post_ms + 0.1 * ms :
+					     ms;
+		}
 		s->conn_failures = 0;
 		s->probe_delay_ms = s->backoff_min_ms;
 		set_state(p, s, EP_HEALTHY, NULL);
 	} else if (o.gone) {
 		/* gone for good: pause, and give the delivery back unspent */
 		send_pause(p, s, o.text);
-		send_nack(p, x, 0, o.text, true);
+		add_nack(p, x, 0, o.text, true);
+		release_queue(p, s, o.text);
 		s->conn_failures = 0;
 		log_event(LOG_WARN, "push_endpoint_gone",
 			  LS("subscription", s->name), LS("url", s->url),
@@ -844,15 +1179,15 @@ static void finish(struct push *p, struct xfer *x, CURLcode code)
 		set_state(p, s, EP_PAUSED, o.text);
 	} else if (!o.connection_failure) {
 		/* the endpoint answers: a normal failed attempt */
-		send_nack(p, x, o.delay_ms, o.text, false);
+		add_nack(p, x, o.delay_ms, o.text, false);
 		s->conn_failures = 0;
 		s->probe_delay_ms = s->backoff_min_ms;
 		set_state(p, s, EP_FAILING, o.text);
 	} else if (s->state == EP_PROBING && !x->probe) {
 		/* in flight when probing began: back unworked */
-		send_nack(p, x, 0, o.text, true);
+		add_nack(p, x, 0, o.text, true);
 	} else {
-		send_nack(p, x, o.delay_ms, o.text, false);
+		add_nack(p, x, o.delay_ms, o.text, false);
 		s->conn_failures++;
 		if (s->state == EP_PROBING ||
 		    s->conn_failures >= PUSH_PROBE_AFTER) {
@@ -864,6 +1199,7 @@ static void finish(struct push *p, struct xfer *x, CURLcode code)
 							    (uint32_t)d;
 			}
 			set_state(p, s, EP_PROBING, o.text);
+			release_queue(p, s, o.text);
 		} else {
 			set_state(p, s, EP_FAILING, o.text);
 		}
@@ -876,19 +1212,109 @@ static void finish(struct push *p, struct xfer *x, CURLcode code)
 	xfer_end(p, x);
 }
 
+/* How many leased deliveries a healthy s keeps queued beyond its
+ * concurrency: none until a POST has succeeded, then as many as it is
+ * expected to start within PREFETCH_HORIZON_MS (and half the slack between
+ * the push timeout and the lease), at most PREFETCH_MAX. */
+static uint32_t prefetch_margin(const struct sub *s)
+{
+	if (s->state != EP_HEALTHY || s->post_ms <= 0 ||
+	    s->ack_deadline_ms <= s->timeout_ms)
+		return 0;
+	double horizon = (s->ack_deadline_ms - s->timeout_ms) / 2.0;
+	if (horizon > PREFETCH_HORIZON_MS)
+		horizon = PREFETCH_HORIZON_MS;
+	double ms = s->post_ms < 0.01 ? 0.01 : s->post_ms;
+	double n = s->concurrency * horizon / ms;
+	return n >= PREFETCH_MAX ? PREFETCH_MAX : (uint32_t)n;
+}
+
 static void maybe_fetch(struct push *p, struct sub *s, uint64_t now)
 {
 	if (!s->listed || s->fetching || now < s->next_fetch_ms)
 		return;
-	uint32_t room;
-	if (s->state == EP_PROBING)
-		room = s->in_flight ? 0 : 1; /* one probe at a time */
-	else
-		room = s->in_flight < s->concurrency ?
-			       s->concurrency - s->in_flight :
-			       0;
+	size_t have = s->in_flight + s->queued;
+	size_t room;
+	if (s->state == EP_PROBING) {
+		room = have ? 0 : 1; /* one probe at a time */
+	} else {
+		size_t window = s->concurrency + prefetch_margin(s);
+		room = have < window ? window - have : 0;
+	}
 	if (room)
-		send_fetch(p, s, room);
+		send_fetch(p, s, (uint32_t)room);
+}
+
+/* curl: watch socket s for what (CURL_POLL_*). */
+static int on_socket(CURL *easy, curl_socket_t s, int what, void *user,
+		     void *socketp)
+{
+	struct push *p = user;
+	struct epoll_event ev = { .data.fd = s };
+	(void)easy;
+	(void)socketp;
+	if (what == CURL_POLL_REMOVE) {
+		epoll_ctl(p->epoll_fd, EPOLL_CTL_DEL, s, NULL);
+		return 0;
+	}
+	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+		ev.events |= EPOLLIN;
+	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+		ev.events |= EPOLLOUT;
+	if (epoll_ctl(p->epoll_fd, EPOLL_CTL_MOD, s, &ev) != 0 &&
+	    errno == ENOENT)
+		epoll_ctl(p->epoll_fd, EPOLL_CTL_ADD, s, &ev);
+	return 0;
+}
+
+/* curl: call back in timeout_ms (-1: no timer). */
+static int on_timer(CURLM *multi, long timeout_ms, void *user)
+{
+	struct push *p = user;
+	(void)multi;
+	p->curl_due_ms = timeout_ms < 0 ?
+				 UINT64_MAX :
+				 clock_mono_ms() + (uint64_t)timeout_ms;
+	return 0;
+}
+
+#define EPOLL_BATCH 64
+
+/* Wait up to max_ms for a socket, curl's timer or a wake-up, and let curl
+ * act on what happened. */
+static void run_curl(struct push *p, int max_ms)
+{
+	struct epoll_event evs[EPOLL_BATCH];
+	int running, wait_ms = max_ms;
+	uint64_t now = clock_mono_ms();
+	if (p->curl_due_ms != UINT64_MAX)
+		wait_ms = p->curl_due_ms <= now ? 0 :
+			  p->curl_due_ms - now < (uint64_t)max_ms ?
+						  (int)(p->curl_due_ms - now) :
+						  max_ms;
+	int n = epoll_wait(p->epoll_fd, evs, EPOLL_BATCH, wait_ms);
+	for (int i = 0; i < n; i++) {
+		int fd = evs[i].data.fd;
+		if (fd == p->wake_fd) {
+			uint64_t v;
+			ssize_t r = read(p->wake_fd, &v, sizeof v);
+			(void)r;
+			continue;
+		}
+		int mask = 0;
+		if (evs[i].events & (EPOLLIN | EPOLLHUP))
+			mask |= CURL_CSELECT_IN;
+		if (evs[i].events & EPOLLOUT)
+			mask |= CURL_CSELECT_OUT;
+		if (evs[i].events & EPOLLERR)
+			mask |= CURL_CSELECT_ERR;
+		curl_multi_socket_action(p->multi, fd, mask, &running);
+	}
+	if (p->curl_due_ms != UINT64_MAX && clock_mono_ms() >= p->curl_due_ms) {
+		p->curl_due_ms = UINT64_MAX;
+		curl_multi_socket_action(p->multi, CURL_SOCKET_TIMEOUT, 0,
+					 &running);
+	}
 }
 
 static void *push_main(void *arg)
@@ -912,9 +1338,8 @@ static void *push_main(void *arg)
 		post_unposted(p);
 		drop_unlisted(p);
 		for (struct sub *s = p->subs; s; s = s->next)
-			maybe_fetch(p, s, now);
-		int running;
-		curl_multi_perform(p->multi, &running);
+			start_queued(p, s);
+		run_curl(p, p->n_unposted ? RETRY_POST_MS : POLL_MS);
 		CURLMsg *m;
 		int left;
 		while ((m = curl_multi_info_read(p->multi, &left))) {
@@ -925,8 +1350,14 @@ static void *push_main(void *arg)
 					  (char **)&x);
 			finish(p, x, m->data.result);
 		}
-		curl_multi_poll(p->multi, NULL, 0,
-				p->n_unposted ? RETRY_POST_MS : POLL_MS, NULL);
+		/* refill the slots that ended, report, and fetch ahead: one
+		 * request of each kind per subscription per turn */
+		now = clock_mono_ms();
+		for (struct sub *s = p->subs; s; s = s->next) {
+			start_queued(p, s);
+			flush(p, s);
+			maybe_fetch(p, s, now);
+		}
 	}
 	log_thread_done();
 	return NULL;
@@ -957,17 +1388,37 @@ int push_start(const struct config *cfg, struct pump *pump, struct push **out)
 	 * after every few requests. Keep enough for every subscription. */
 	curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS,
 			  (long)PUSH_IDLE_CONNECTIONS);
+	p->curl_due_ms = UINT64_MAX;
+	p->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	p->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	struct epoll_event ev = { .events = EPOLLIN };
+	ev.data.fd = p->wake_fd;
+	if (p->epoll_fd < 0 || p->wake_fd < 0 ||
+	    epoll_ctl(p->epoll_fd, EPOLL_CTL_ADD, p->wake_fd, &ev) != 0) {
+		rc = errno ? errno : ENOMEM;
+		goto fail;
+	}
+	curl_multi_setopt(p->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(p->multi, CURLMOPT_SOCKETDATA, p);
+	curl_multi_setopt(p->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+	curl_multi_setopt(p->multi, CURLMOPT_TIMERDATA, p);
 	pthread_mutex_init(&p->mu, NULL);
 	rc = pthread_create(&p->thread, NULL, push_main, p);
 	if (rc) {
-		curl_multi_cleanup(p->multi);
 		pthread_mutex_destroy(&p->mu);
-		curl_global_cleanup();
-		free(p);
-		return rc;
+		goto fail;
 	}
 	*out = p;
 	return 0;
+fail:
+	curl_multi_cleanup(p->multi);
+	if (p->epoll_fd >= 0)
+		close(p->epoll_fd);
+	if (p->wake_fd >= 0)
+		close(p->wake_fd);
+	curl_global_cleanup();
+	free(p);
+	return rc;
 }
 
 void push_stop(struct push *p)
@@ -977,7 +1428,7 @@ void push_stop(struct push *p)
 	pthread_mutex_lock(&p->mu);
 	p->stop = true;
 	pthread_mutex_unlock(&p->mu);
-	curl_multi_wakeup(p->multi);
+	wake(p);
 	pthread_join(p->thread, NULL);
 	/* requests in flight are abandoned: their leases come back at the
 	 * next start (delivery is at least once) */
@@ -994,7 +1445,11 @@ void push_stop(struct push *p)
 		p->subs = s->next;
 		sub_free(s);
 	}
+	while (p->n_idle_easy)
+		curl_easy_cleanup(p->idle_easy[--p->n_idle_easy]);
 	curl_multi_cleanup(p->multi);
+	close(p->epoll_fd);
+	close(p->wake_fd);
 	pthread_mutex_destroy(&p->mu);
 	curl_global_cleanup();
 	free(p);

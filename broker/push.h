@@ -12,9 +12,18 @@
  * subscriptions changed (push_subscriptions_changed) and every 30 s.
  *
  * The HTTP requests run on libcurl's multi interface inside the push
- * thread: no thread per request, never inside a store turn. Per
- * subscription at most `concurrency` requests are in flight, each bounded
- * by its timeout. An endpoint that fails at the connection level again and
+ * thread (curl_multi_socket_action on its own epoll set): no thread per
+ * request, never inside a store turn. Per subscription at most
+ * `concurrency` requests are in flight, each bounded by its timeout. A
+ * healthy subscription fetches ahead: beyond those, up to PREFETCH_MAX
+ * leased deliveries wait in a queue (as many as it POSTs in about half a
+ * second, and half the lease's slack past the timeout), so a slot that
+ * frees does not wait for a fetch's commit; one that waited so long its
+ * POST could outlast its lease is extended first. Failing, probing and
+ * paused subscriptions fetch only what they send at once, and a queue is
+ * released unworked when probing begins or the endpoint says 410. The
+ * outcomes of one loop turn go back as one ack, one nack and one release
+ * request per subscription (at most 256 items each). An endpoint that fails at the connection level again and
  * again gets one probe delivery at a time (its attempts count); the rest
  * wait unleased, or are released unworked if they were in flight, so an
  * endpoint that is down for an hour does not dead-letter its backlog.

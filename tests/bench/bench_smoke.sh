@@ -9,8 +9,10 @@
 # note saying the target and whether it was met, and in the JSON their
 # "http" object. The push scenario (after e2e-batched, added by the bench
 # when not named) must print its row with its ratio to e2e-batched and its
-# note with the target, met or MISSED. Figures are never compared with
-# targets: machines are noisy.
+# note with the target, met or MISSED. The neighbour scenario's push cases
+# (a short run of them alone) must print a row per phase and, for each bad
+# endpoint (dead, slow, failing), its ratio line with the target 0.9, met
+# or MISSED. Figures are never compared with targets: machines are noisy.
 #
 # Environment: HANDOFF_BENCH and HANDOFFD, the two binaries (set by
 # tests/bench/meson.build).
@@ -91,7 +93,27 @@ awk '
 	fail "push: no note with the ratio to e2e-batched, the target 0.5 and the POST count"
 grep -q '^result: ok$' "$tmp/table.out" || fail "the table does not end in 'result: ok'"
 
-# 2. the JSON (with the ceilings, so that part is printed too)
+# 2. the neighbour scenario's push cases, short
+"$HANDOFF_BENCH" --spawn "$HANDOFFD" --data-dir "$tmp" \
+	--scenario neighbour --neighbour-cases push --duration 1 --no-ceilings \
+	>"$tmp/table.out" 2>"$tmp/table.err"
+rc=$?
+[ "$rc" -eq 0 ] || fail "neighbour push run exited with status $rc"
+for ph in push-healthy push-dead push-slow push-failing; do
+	awk -v p="$ph" '$2 == p && $3 ~ /^[0-9,]+$/ { found = 1 }
+		END { exit !found }' "$tmp/table.out" ||
+		fail "neighbour: no phase row for $ph"
+done
+for ph in push-dead push-slow push-failing; do
+	line=$(awk -v p="$ph" '$1 == p && $2 == "ratio" { print; exit }' \
+		"$tmp/table.out")
+	echo "$line" | grep -Eq '^ +'"$ph"' +ratio [0-9]+\.[0-9]+.*, target >= 0\.9 \(target (met|MISSED)\)$' ||
+		fail "neighbour: no ratio line for $ph"
+	echo "bench-smoke: $line" | sed 's/  */ /g'
+done
+grep -q '^result: ok$' "$tmp/table.out" || fail "the neighbour run does not end in 'result: ok'"
+
+# 3. the JSON (with the ceilings, so that part is printed too)
 "$HANDOFF_BENCH" --spawn "$HANDOFFD" --data-dir "$tmp" \
 	--scenario http-publish-k4-e100 --duration 1 --json \
 	>"$tmp/json.out" 2>"$tmp/json.err"

@@ -206,13 +206,33 @@ void hist_merge(struct hist *dst, const struct hist *src);
 uint64_t hist_quantile(const struct hist *h, double q);
 
 /* ---- the push receiver (push_receiver.c) ----------------------------------
- * An HTTP/1.1 server on 127.0.0.1:port (a free port), keep-alive, one
- * epoll thread of its own, answering 204 at once to every request. The
- * counters are read by any thread; deliver only after the stop. */
-struct push_receiver {
-	int listen_fd, epoll_fd;
-	unsigned port;
+ * An HTTP/1.1 server on 127.0.0.1:port (a free port), keep-alive, on
+ * epoll threads of its own (each accepts its share of the connections),
+ * answering every request with status (default 204), at once or after
+ * delay_ms. The counters are read by any thread; deliver only after the
+ * stop. */
+#define RX_MAX_THREADS 4
+
+struct push_receiver_opts {
+	unsigned threads; /* 0: 1 */
+	unsigned status;  /* 0: 204 */
+	uint32_t delay_ms;
+};
+
+struct rx_thread {
+	struct push_receiver *rx;
+	int epoll_fd;
 	pthread_t th;
+	bool started;
+	struct hist deliver;
+};
+
+struct push_receiver {
+	int listen_fd;
+	unsigned port;
+	struct push_receiver_opts o;
+	struct rx_thread t[RX_MAX_THREADS];
+	unsigned n_threads;
 	bool running;
 	atomic_bool stop;
 	_Atomic uint64_t received;    /* requests answered */
@@ -221,11 +241,19 @@ struct push_receiver {
 	struct hist deliver;	      /* publish stamp -> received, attempt 1 */
 };
 
-/* Listen and start the thread: 0, or -1 with err filled (nothing left to
- * stop). */
-int push_receiver_start(struct push_receiver *rx, char *err, size_t errlen);
-/* Stop the thread, close every socket (no-op when not started). */
+/* Listen and start the threads (o NULL: one thread, 204 at once): 0, or
+ * -1 with err filled (nothing left to stop). */
+int push_receiver_start(struct push_receiver *rx,
+			const struct push_receiver_opts *o, char *err,
+			size_t errlen);
+/* Stop the threads, close every socket, merge deliver (no-op when not
+ * started). */
 void push_receiver_stop(struct push_receiver *rx);
+
+/* A 127.0.0.1 port where nothing listens (a socket bound to it and never
+ * listening, so no one else gets it): 0, or -1 with err filled. Close *fd
+ * when done. */
+int dead_port_open(int *fd, unsigned *port, char *err, size_t errlen);
 
 /* ---- ceilings (ceilings.c) --------------------------------------------- */
 
@@ -416,17 +444,23 @@ struct restart_result {
 };
 
 #define NEIGHBOUR_MAX_ROUNDS 5
-#define NEIGHBOUR_BEHAVIOURS 4 /* absent failing slow expiring */
+/* absent failing slow expiring; push-dead push-slow push-failing */
+#define NEIGHBOUR_BEHAVIOURS 7
 /* alone, rounds x (healthy, behaviour) x 4, healthy */
 #define NEIGHBOUR_MAX_PHASES \
-	(2 + 2 * NEIGHBOUR_BEHAVIOURS * NEIGHBOUR_MAX_ROUNDS)
+	(3 + 2 * NEIGHBOUR_BEHAVIOURS * NEIGHBOUR_MAX_ROUNDS)
+/* --neighbour-cases: which phases run */
+enum neighbour_cases { NB_CASES_ALL, NB_CASES_NATIVE, NB_CASES_PUSH };
 
 /* neighbour: one phase = one behaviour of N's consumers, on a broker of
  * its own; H is the healthy subscription on the same topic */
 struct neighbour_phase {
-	const char *name; /* alone healthy absent failing slow expiring */
+	const char *name; /* alone healthy absent failing slow expiring;
+			   * push-healthy push-dead push-slow push-failing */
 	const char *what; /* what N's consumers do, for the notes */
 	bool ran;	  /* got to the end */
+	bool baseline;	  /* healthy or push-healthy: what others compare to */
+	bool push;	  /* H and N are push subscriptions */
 	/* H's acks/s and p99 / the healthy phases' just before and after
 	 * (healthy and alone: / the mean of all healthy phases); < 0 = no
 	 * baseline to divide by */
@@ -465,6 +499,8 @@ struct neighbour_result {
 	double healthy_min, healthy_max; /* their spread: the run's noise */
 	uint64_t baseline_p99_ns;	 /* H p99 over the healthy phases */
 	double alone_per_s;
+	/* the same over the push-healthy phases (push cases) */
+	double push_baseline_per_s, push_min, push_max;
 	struct neighbour_summary beh[NEIGHBOUR_BEHAVIOURS];
 };
 
@@ -530,6 +566,7 @@ struct bench_ctx {
 	long restart_pending, restart_leased;
 	bool restart_kill;	       /* also a kill -9 variant */
 	int neighbour_rounds;	       /* neighbour: repeats of its phases */
+	int neighbour_cases;	       /* enum neighbour_cases */
 	const struct scen_params *e2e; /* the backlog's empty-queue baseline */
 	double e2e_events_per_s;       /* e2e-batched earlier in the run; 0 */
 };

@@ -235,6 +235,7 @@ enum {
 	O_SUBS = 1 << 4,
 	O_RATE = 1 << 5,
 	O_BACKLOG = 1 << 6,
+	O_PUSH_CONC = 1 << 7,
 };
 
 struct opts {
@@ -244,6 +245,7 @@ struct opts {
 	const char *data_dir;
 	const char *scenario;
 	int producers, consumers, batch, fetch_batch, subs;
+	int push_concurrency;
 	long backlog;
 	double rate;
 	double duration;
@@ -256,6 +258,7 @@ struct opts {
 	bool restart_kill;
 	double phase_limit;
 	long neighbour_rounds;
+	int neighbour_cases;
 };
 
 static void usage(FILE *f)
@@ -270,6 +273,7 @@ static void usage(FILE *f)
 	      "         [--restart-pending N] [--restart-leased N] "
 	      "[--restart-kill]\n"
 	      "         [--phase-limit SECONDS] [--neighbour-rounds N]\n"
+	      "         [--neighbour-cases all|native|push] [--push-concurrency N]\n"
 	      "         [--http HOST:PORT]\n"
 	      "\n"
 	      "Benchmark of the handoff broker through its client library and\n"
@@ -317,6 +321,8 @@ static void usage(FILE *f)
 	      "                     (custom: all of these apply; its defaults are\n"
 	      "                     1 producer, batch 1, 1 subscription, no\n"
 	      "                     consumer)\n"
+	      "  --push-concurrency N  the push scenario's requests in flight\n"
+	      "                     (default 16)\n"
 	      "  --json             print one JSON object instead of the table\n"
 	      "  --no-ceilings      skip the LMDB and nanomsg ceilings (no ratios)\n"
 	      "\n"
@@ -342,7 +348,12 @@ static void usage(FILE *f)
 	      "own: H alone, then per round N healthy, absent, healthy, failing\n"
 	      "every delivery, healthy, slow, healthy, letting leases expire, and a\n"
 	      "last healthy; H's acks/s beside each misbehaving N is compared with\n"
-	      "the healthy phases around it (target >= 0.9).\n"
+	      "the healthy phases around it (target >= 0.9). Then the push cases:\n"
+	      "H and N push subscriptions (concurrency 16) to receivers in\n"
+	      "handoff-bench, per round N's endpoint healthy, dead (a closed port),\n"
+	      "healthy, slow (answers after 800 ms of a 1 s push timeout), healthy,\n"
+	      "failing (500), and a last healthy; H = POSTs its receiver got.\n"
+	      "  --neighbour-cases all|native|push  which of the two (default all)\n"
 	      "  --neighbour-rounds N  repeat the rounds, 1-5 (default 1); a\n"
 	      "                       behaviour's ratio is then the median\n"
 	      "\n"
@@ -410,6 +421,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		F_RS_KILL,
 		F_PHASE_LIMIT,
 		F_NB_ROUNDS,
+		F_PUSH_CONC,
+		F_NB_CASES,
 		F_HTTP,
 		F_HELP,
 	};
@@ -436,6 +449,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "restart-kill", no_argument, NULL, F_RS_KILL },
 		{ "phase-limit", required_argument, NULL, F_PHASE_LIMIT },
 		{ "neighbour-rounds", required_argument, NULL, F_NB_ROUNDS },
+		{ "push-concurrency", required_argument, NULL, F_PUSH_CONC },
+		{ "neighbour-cases", required_argument, NULL, F_NB_CASES },
 		{ "http", required_argument, NULL, F_HTTP },
 		{ "help", no_argument, NULL, F_HELP },
 		{ NULL, 0, NULL, 0 },
@@ -497,6 +512,27 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				return 2;
 			o->subs = (int)v;
 			o->given |= O_SUBS;
+			break;
+		case F_NB_CASES:
+			if (strcmp(optarg, "all") == 0)
+				o->neighbour_cases = NB_CASES_ALL;
+			else if (strcmp(optarg, "native") == 0)
+				o->neighbour_cases = NB_CASES_NATIVE;
+			else if (strcmp(optarg, "push") == 0)
+				o->neighbour_cases = NB_CASES_PUSH;
+			else {
+				fprintf(stderr,
+					"handoff-bench: --neighbour-cases: "
+					"all, native or push\n");
+				return 2;
+			}
+			break;
+		case F_PUSH_CONC:
+			if (parse_long("--push-concurrency", optarg, 1, 256,
+				       &v))
+				return 2;
+			o->push_concurrency = (int)v;
+			o->given |= O_PUSH_CONC;
 			break;
 		case F_BACKLOG:
 			if (parse_long("--backlog", optarg, 0, LONG_MAX / 4096,
@@ -631,6 +667,8 @@ static void apply_overrides(struct scen_params *p, const struct opts *o,
 		p->fetch_batch = o->fetch_batch;
 	if (consumes && (o->given & O_BACKLOG))
 		p->backlog = o->backlog;
+	if (p->push_concurrency > 0 && (o->given & O_PUSH_CONC))
+		p->push_concurrency = o->push_concurrency;
 	p->overridden = memcmp(&before, p, sizeof before) != 0;
 	if (p->backlog == BACKLOG_AUTO)
 		p->backlog =
@@ -957,6 +995,7 @@ int main(int argc, char **argv)
 		.restart_leased = o.restart_leased,
 		.restart_kill = o.restart_kill,
 		.neighbour_rounds = (int)o.neighbour_rounds,
+		.neighbour_cases = o.neighbour_cases,
 		.e2e = &e2e,
 	};
 	for (int i = 0; i < n_sel && !bench_interrupted; i++) {

@@ -52,6 +52,23 @@
  * phase, at most 1 s): the acks confirmed in the window over its length,
  * and the publish -> fetch latency of first deliveries fetched in it.
  *
+ * The push cases (after the native ones; --neighbour-cases picks) make H
+ * and N push subscriptions (concurrency 16 each) to receivers started
+ * here, so handoffd's push thread is both consumers; H's receiver answers
+ * 204 at once and N's endpoint is, per phase:
+ *
+ *   push-healthy  a receiver answering 204 at once (the baseline)
+ *   push-dead     a closed port: every connection refused (N probes)
+ *   push-slow     a receiver answering 204 after 800 ms, 80% of N's 1 s
+ *                 push timeout
+ *   push-failing  a receiver answering 500 at once; N's policy retries
+ *                 after 1-10 ms for up to 10,000 attempts (as failing)
+ *
+ * in the order push-healthy, dead, push-healthy, slow, push-healthy,
+ * failing, push-healthy per round. H's figure is the POSTs its receiver
+ * got in the window (its "acks"), and the producers wait while more than
+ * the cap are published and not yet received by it.
+ *
  * Every call has the client's 10 s deadline, every loop ends at the
  * phase's end, and the first error stops the phase's threads and fails the
  * scenario, naming the phase.
@@ -62,6 +79,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <handoff.h>
 
@@ -84,14 +102,22 @@
 #define WARMUP_MAX_S	    1.0
 #define WARMUP_SHARE	    0.2
 #define NACK_REASON	    "handoff-bench: this neighbour fails every delivery"
+#define PUSH_CONCURRENCY    16	 /* H's and N's in the push cases */
+#define N_PUSH_TIMEOUT_MS   1000 /* N's push timeout in the push cases */
+#define N_PUSH_SLOW_MS	    800	 /* push-slow: 80% of it */
+#define N_PUSH_FAIL_STATUS  500
 
 enum nb_kind {
-	NB_ALONE,    /* no N */
-	NB_HEALTHY,  /* fetch, ack */
-	NB_ABSENT,   /* N, no consumer */
-	NB_FAILING,  /* fetch, nack */
-	NB_SLOW,     /* fetch, hold to near the deadline, ack */
-	NB_EXPIRING, /* fetch, hold past the deadline, drop */
+	NB_ALONE,	 /* no N */
+	NB_HEALTHY,	 /* fetch, ack */
+	NB_ABSENT,	 /* N, no consumer */
+	NB_FAILING,	 /* fetch, nack */
+	NB_SLOW,	 /* fetch, hold to near the deadline, ack */
+	NB_EXPIRING,	 /* fetch, hold past the deadline, drop */
+	NB_PUSH_HEALTHY, /* push: N's endpoint answers 204 at once */
+	NB_PUSH_DEAD,	 /* push: connection refused */
+	NB_PUSH_SLOW,	 /* push: 204 after 80% of N's push timeout */
+	NB_PUSH_FAILING, /* push: 500 at once */
 };
 
 struct nb_def {
@@ -104,7 +130,11 @@ static const struct nb_def nb_alone = { "alone", NB_ALONE,
 					"no neighbour subscription" };
 static const struct nb_def nb_healthy = { "healthy", NB_HEALTHY,
 					  "fetch, ack each fetch (as H's)" };
-/* in the order run, each after a healthy phase */
+static const struct nb_def nb_push_healthy = {
+	"push-healthy", NB_PUSH_HEALTHY,
+	"push: N's endpoint answers 204 at once (as H's)"
+};
+/* in the order run, each after a healthy (push: push-healthy) phase */
 static const struct nb_def nb_bad[] = {
 	{ "absent", NB_ABSENT, "none: N's backlog grows" },
 	{ "failing", NB_FAILING,
@@ -113,8 +143,16 @@ static const struct nb_def nb_bad[] = {
 	  "fetch, hold to 200 ms before the 2 s ack deadline, ack" },
 	{ "expiring", NB_EXPIRING,
 	  "fetch, hold past the 2 s ack deadline, drop (retry in 1-10 ms)" },
+	{ "push-dead", NB_PUSH_DEAD,
+	  "push: N's endpoint is a closed port (connection refused)" },
+	{ "push-slow", NB_PUSH_SLOW,
+	  "push: N's endpoint answers 204 after 800 ms of its 1 s timeout" },
+	{ "push-failing", NB_PUSH_FAILING,
+	  "push: N's endpoint answers 500 (retry in 1-10 ms, 10000 "
+	  "attempts)" },
 };
-#define N_BAD (int)(sizeof nb_bad / sizeof nb_bad[0])
+#define N_BAD_NATIVE 4 /* the first ones; then the push cases */
+#define N_BAD	     (int)(sizeof nb_bad / sizeof nb_bad[0])
 _Static_assert(sizeof nb_bad / sizeof nb_bad[0] == NEIGHBOUR_BEHAVIOURS,
 	       "struct neighbour_result sizes for these behaviours");
 
@@ -135,6 +173,7 @@ struct nb_shared {
 	atomic_bool stop;
 	atomic_int running;
 	_Atomic uint64_t published, h_acked;
+	struct push_receiver *rx_h; /* push cases: H's receiver; else NULL */
 	char error[BENCH_ERR_LEN];
 };
 
@@ -198,9 +237,12 @@ static void producer(struct nb_worker *w, handoff_client *c)
 		goto cleanup;
 	}
 	while (!nb_over(sh)) {
-		/* H's unacked only: N's backlog must not hold producers */
+		/* H's unacked only: N's backlog must not hold producers
+		 * (push: H's events not yet received) */
 		while ((int64_t)(atomic_load(&sh->published) -
-				 atomic_load(&sh->h_acked)) > cap) {
+				 (sh->rx_h ? atomic_load(&sh->rx_h->received) :
+					     atomic_load(&sh->h_acked))) >
+		       cap) {
 			if (nb_over(sh))
 				goto cleanup;
 			bench_sleep_ns(BACKLOG_POLL_NS);
@@ -459,6 +501,51 @@ static void phase_counters(handoff_client *admin, const char *h_sub,
 	handoff_stats_free(st);
 }
 
+/* A push subscription of topic to 127.0.0.1:port (timeout_ms 0: the
+ * broker's default). */
+static int subscribe_push(handoff_client *admin, const char *topic,
+			  const char *sub, const handoff_policy *pol,
+			  unsigned port, uint32_t timeout_ms, char *err,
+			  size_t errlen)
+{
+	char url[64], msg[BENCH_ERR_LEN - 64];
+
+	snprintf(url, sizeof url, "http://127.0.0.1:%u/bench-hook", port);
+	handoff_push_config push = { .url = url,
+				     .timeout_ms = timeout_ms,
+				     .concurrency = PUSH_CONCURRENCY };
+	int rc = handoff_subscribe_push(admin, topic, sub, pol, &push, NULL,
+					NULL);
+	if (rc != HANDOFF_OK) {
+		bench_errf(err, errlen, "subscribe %s --push %s: %s", sub, url,
+			   bench_call_text(admin, rc, msg, sizeof msg));
+		return -1;
+	}
+	return 0;
+}
+
+/* The push cases' endpoints: H's receiver, and N's as the phase says (a
+ * receiver, or a port where nothing listens); *n_port is N's. */
+static int push_endpoints(const struct nb_def *def, struct push_receiver *rx_h,
+			  struct push_receiver *rx_n, int *dead_fd,
+			  unsigned *n_port, char *err, size_t errlen)
+{
+	struct push_receiver_opts o = { .threads = 1 };
+
+	if (push_receiver_start(rx_h, &o, err, errlen))
+		return -1;
+	if (def->kind == NB_PUSH_DEAD)
+		return dead_port_open(dead_fd, n_port, err, errlen);
+	if (def->kind == NB_PUSH_SLOW)
+		o.delay_ms = N_PUSH_SLOW_MS;
+	if (def->kind == NB_PUSH_FAILING)
+		o.status = N_PUSH_FAIL_STATUS;
+	if (push_receiver_start(rx_n, &o, err, errlen))
+		return -1;
+	*n_port = rx_n->port;
+	return 0;
+}
+
 /*
  * Run phase i on a broker of its own in ctx->workdir: subscribe, start the
  * threads, go, wait, collect. confirm/deliver get H's window histograms;
@@ -471,9 +558,15 @@ static int phase_run(const struct bench_ctx *ctx, const struct scen_params *p,
 		     size_t notelen, char *err, size_t errlen)
 {
 	bool with_n = def->kind != NB_ALONE;
-	int n_consumers = def->kind == NB_ALONE || def->kind == NB_ABSENT ?
-				  0 :
-				  p->consumers;
+	bool push = def->kind >= NB_PUSH_HEALTHY;
+	int h_consumers = push ? 0 : p->consumers;
+	int n_consumers =
+		push || def->kind == NB_ALONE || def->kind == NB_ABSENT ?
+			0 :
+			p->consumers;
+	struct push_receiver rx_h, rx_n;
+	int dead_fd = -1;
+	unsigned n_port = 0;
 	struct broker b;
 	struct nb_shared sh;
 	struct nb_worker *w = NULL;
@@ -485,8 +578,12 @@ static int phase_run(const struct bench_ctx *ctx, const struct scen_params *p,
 
 	memset(&b, 0, sizeof b);
 	memset(&sh, 0, sizeof sh);
+	memset(&rx_h, 0, sizeof rx_h);
+	memset(&rx_n, 0, sizeof rx_n);
 	ph->name = def->name;
 	ph->what = def->what;
+	ph->baseline = def->kind == NB_HEALTHY || def->kind == NB_PUSH_HEALTHY;
+	ph->push = push;
 	ph->broker_cpu_s = -1;
 
 	int len = snprintf(dir, sizeof dir, "%s/neighbour-%d-%s", ctx->workdir,
@@ -513,7 +610,8 @@ static int phase_run(const struct bench_ctx *ctx, const struct scen_params *p,
 	}
 	handoff_policy h_pol = { .ack_deadline_ms = H_ACK_DEADLINE_MS };
 	handoff_policy n_pol = h_pol;
-	if (def->kind == NB_FAILING || def->kind == NB_EXPIRING) {
+	if (def->kind == NB_FAILING || def->kind == NB_EXPIRING ||
+	    def->kind == NB_PUSH_DEAD || def->kind == NB_PUSH_FAILING) {
 		/* keeps churning: short backoff, no dead-lettering */
 		n_pol.max_attempts = N_CHURN_ATTEMPTS;
 		n_pol.backoff_min_ms = N_CHURN_BACKOFF_MIN;
@@ -521,10 +619,22 @@ static int phase_run(const struct bench_ctx *ctx, const struct scen_params *p,
 	}
 	if (def->kind == NB_SLOW || def->kind == NB_EXPIRING)
 		n_pol.ack_deadline_ms = N_SLOW_DEADLINE_MS;
-	if (bench_subscribe(admin, topic, h_sub, &h_pol, err, errlen))
-		goto cleanup;
-	if (with_n && bench_subscribe(admin, topic, n_sub, &n_pol, err, errlen))
-		goto cleanup;
+	if (push) {
+		if (push_endpoints(def, &rx_h, &rx_n, &dead_fd, &n_port, err,
+				   errlen) ||
+		    subscribe_push(admin, topic, h_sub, &h_pol, rx_h.port, 0,
+				   err, errlen) ||
+		    subscribe_push(admin, topic, n_sub, &n_pol, n_port,
+				   N_PUSH_TIMEOUT_MS, err, errlen))
+			goto cleanup;
+		sh.rx_h = &rx_h;
+	} else {
+		if (bench_subscribe(admin, topic, h_sub, &h_pol, err, errlen))
+			goto cleanup;
+		if (with_n &&
+		    bench_subscribe(admin, topic, n_sub, &n_pol, err, errlen))
+			goto cleanup;
+	}
 
 	sh.ctx = ctx;
 	sh.p = p;
@@ -545,7 +655,7 @@ static int phase_run(const struct bench_ctx *ctx, const struct scen_params *p,
 	sync_init = true;
 	atomic_store(&sh.stop, false);
 
-	nthreads = p->producers + p->consumers + n_consumers;
+	nthreads = p->producers + h_consumers + n_consumers;
 	w = calloc((size_t)nthreads, sizeof *w);
 	if (w == NULL) {
 		bench_errf(err, errlen, "out of memory");
@@ -557,12 +667,12 @@ static int phase_run(const struct bench_ctx *ctx, const struct scen_params *p,
 		if (k < p->producers) {
 			w[k].role = ROLE_PRODUCER;
 			w[k].idx = k;
-		} else if (k < p->producers + p->consumers) {
+		} else if (k < p->producers + h_consumers) {
 			w[k].role = ROLE_H;
 			w[k].idx = k - p->producers;
 		} else {
 			w[k].role = ROLE_N;
-			w[k].idx = k - p->producers - p->consumers;
+			w[k].idx = k - p->producers - h_consumers;
 		}
 		hist_init(&w[k].confirm);
 		hist_init(&w[k].deliver);
@@ -590,9 +700,27 @@ static int phase_run(const struct bench_ctx *ctx, const struct scen_params *p,
 	pthread_cond_broadcast(&sh.cond);
 	pthread_mutex_unlock(&sh.mu);
 
-	/* watch: the broker may die; a signal may ask us to stop */
+	/* watch: the broker may die; a signal may ask us to stop. Push
+	 * cases: H's receiver's count at the window's start and end */
+	uint64_t rx_meas = 0, rx_end = 0;
+	bool got_meas = false, got_end = false;
 	while (atomic_load(&sh.running) > 0) {
-		bench_sleep_ns(WATCH_NS);
+		uint64_t now = bench_now_ns(), nap = WATCH_NS;
+		if (push && !got_meas && now >= sh.t_meas) {
+			rx_meas = atomic_load(&rx_h.received);
+			got_meas = true;
+		}
+		if (push && !got_end && now >= sh.t_end) {
+			rx_end = atomic_load(&rx_h.received);
+			got_end = true;
+		}
+		uint64_t next = !push	  ? 0 :
+				!got_meas ? sh.t_meas :
+				!got_end  ? sh.t_end :
+					    0;
+		if (next > now && next - now < nap)
+			nap = next - now;
+		bench_sleep_ns(nap);
 		if (!broker_alive(&b)) {
 			broker_exit_text(&b, msg, sizeof msg);
 			nb_fail(&sh, "broker exited during the phase (%s)",
@@ -624,6 +752,16 @@ static int phase_run(const struct bench_ctx *ctx, const struct scen_params *p,
 	}
 	double cpu_b1 = broker_cpu_seconds(&b);
 	ph->broker_cpu_s = cpu_b0 >= 0 && cpu_b1 >= 0 ? cpu_b1 - cpu_b0 : -1;
+	if (push) {
+		if (!got_end)
+			rx_end = atomic_load(&rx_h.received);
+		ph->h_acked = got_meas ? rx_end - rx_meas : 0;
+		/* the broker's push thread gets refused from here: harmless,
+		 * it is stopped next */
+		push_receiver_stop(&rx_h);
+		push_receiver_stop(&rx_n);
+		hist_merge(deliver, &rx_h.deliver);
+	}
 	ph->window_s = (double)(sh.t_end - sh.t_meas) / 1e9;
 	if (ph->window_s > 0)
 		ph->h_per_s = (double)ph->h_acked / ph->window_s;
@@ -638,7 +776,7 @@ static int phase_run(const struct bench_ctx *ctx, const struct scen_params *p,
 	phase_counters(admin, h_sub, with_n ? n_sub : NULL, ph,
 		       &h_broker_acked);
 	uint64_t h_all = atomic_load(&sh.h_acked);
-	if (h_broker_acked != UINT64_MAX && h_broker_acked != h_all &&
+	if (!push && h_broker_acked != UINT64_MAX && h_broker_acked != h_all &&
 	    note[0] == '\0')
 		snprintf(note, notelen,
 			 "%s: broker counted %llu acks of H, we %llu",
@@ -671,6 +809,10 @@ cleanup:
 			broker_log_tail(&b, stderr, 20);
 		broker_proc_remove_dir(dir);
 	}
+	push_receiver_stop(&rx_h);
+	push_receiver_stop(&rx_n);
+	if (dead_fd >= 0)
+		close(dead_fd);
 	return ret;
 }
 
@@ -694,34 +836,39 @@ static double median(double *v, int n)
  * the healthy phases on either side; then each behaviour's median. */
 static void neighbour_ratios(struct neighbour_result *nb)
 {
-	double sum = 0;
-	int n = 0;
+	double sum = 0, psum = 0;
+	int n = 0, pn = 0;
 
 	nb->healthy_min = nb->healthy_max = 0;
+	nb->push_min = nb->push_max = 0;
 	for (int i = 0; i < nb->n; i++) {
 		const struct neighbour_phase *ph = &nb->ph[i];
-		if (!ph->ran || strcmp(ph->name, "healthy") != 0)
+		if (!ph->ran || !ph->baseline)
 			continue;
-		sum += ph->h_per_s;
-		if (n == 0 || ph->h_per_s < nb->healthy_min)
-			nb->healthy_min = ph->h_per_s;
-		if (n == 0 || ph->h_per_s > nb->healthy_max)
-			nb->healthy_max = ph->h_per_s;
-		n++;
+		double *lo = ph->push ? &nb->push_min : &nb->healthy_min;
+		double *hi = ph->push ? &nb->push_max : &nb->healthy_max;
+		int *k = ph->push ? &pn : &n;
+		*(ph->push ? &psum : &sum) += ph->h_per_s;
+		if (*k == 0 || ph->h_per_s < *lo)
+			*lo = ph->h_per_s;
+		if (*k == 0 || ph->h_per_s > *hi)
+			*hi = ph->h_per_s;
+		(*k)++;
 	}
 	nb->baseline_per_s = n ? sum / n : 0;
+	nb->push_baseline_per_s = pn ? psum / pn : 0;
 	for (int i = 0; i < nb->n; i++) {
 		struct neighbour_phase *ph = &nb->ph[i];
-		double base = nb->baseline_per_s;
-		double base_p99 = (double)nb->baseline_p99_ns;
+		double base =
+			ph->push ? nb->push_baseline_per_s : nb->baseline_per_s;
+		double base_p99 = ph->push ? 0 : (double)nb->baseline_p99_ns;
 		ph->ratio = ph->p99_ratio = -1;
 		if (!ph->ran)
 			continue;
 		if (strcmp(ph->name, "alone") == 0)
 			nb->alone_per_s = ph->h_per_s;
-		if (strcmp(ph->name, "healthy") != 0 &&
-		    strcmp(ph->name, "alone") != 0) {
-			/* by construction healthy phases on both sides */
+		if (!ph->baseline && strcmp(ph->name, "alone") != 0) {
+			/* by construction baseline phases on both sides */
 			const struct neighbour_phase *a = &nb->ph[i - 1];
 			const struct neighbour_phase *b =
 				i + 1 < nb->n ? &nb->ph[i + 1] : NULL;
@@ -795,14 +942,25 @@ int neighbour_run(const struct bench_ctx *ctx, struct scen_result *r)
 		     ctx->neighbour_rounds > NEIGHBOUR_MAX_ROUNDS ?
 						 NEIGHBOUR_MAX_ROUNDS :
 						 ctx->neighbour_rounds;
-	order[n_order++] = &nb_alone;
-	for (int k = 0; k < nb->rounds; k++) {
-		for (int b = 0; b < N_BAD; b++) {
-			order[n_order++] = &nb_healthy;
-			order[n_order++] = &nb_bad[b];
+	if (ctx->neighbour_cases != NB_CASES_PUSH) {
+		order[n_order++] = &nb_alone;
+		for (int k = 0; k < nb->rounds; k++) {
+			for (int b = 0; b < N_BAD_NATIVE; b++) {
+				order[n_order++] = &nb_healthy;
+				order[n_order++] = &nb_bad[b];
+			}
 		}
+		order[n_order++] = &nb_healthy;
 	}
-	order[n_order++] = &nb_healthy;
+	if (ctx->neighbour_cases != NB_CASES_NATIVE) {
+		for (int k = 0; k < nb->rounds; k++) {
+			for (int b = N_BAD_NATIVE; b < N_BAD; b++) {
+				order[n_order++] = &nb_push_healthy;
+				order[n_order++] = &nb_bad[b];
+			}
+		}
+		order[n_order++] = &nb_push_healthy;
+	}
 
 	snprintf(r->topic, sizeof r->topic, "bench.%d.%d.neighbour-*",
 		 ctx->run_id, ctx->index);
@@ -856,7 +1014,8 @@ out:
 	if (r->deliver != NULL)
 		nb->baseline_p99_ns = hist_quantile(r->deliver, 0.99);
 	neighbour_ratios(nb);
-	r->events_per_s = nb->baseline_per_s;
+	r->events_per_s = nb->baseline_per_s > 0 ? nb->baseline_per_s :
+						   nb->push_baseline_per_s;
 	r->delivered = r->acked;
 	r->elapsed_s = (double)(bench_now_ns() - t0) / 1e9;
 	r->bench_cpu_s = bench_cpu_seconds() - cpu_s0;

@@ -404,23 +404,34 @@ static void notes_neighbour(FILE *f, const struct scen_result *s,
 		grouped(a, sizeof a, (double)p->backlog), p->consumers,
 		duration, nb->warmup_s, nb->rounds, nb->rounds == 1 ? "" : "s",
 		NEIGHBOUR_TARGET);
+	for (int i = 0; i < nb->n; i++) {
+		if (!nb->ph[i].push)
+			continue;
+		fprintf(f,
+			"    push-...: H and N are push subscriptions "
+			"(concurrency 16 each) to receivers in handoff-bench;\n"
+			"    H acks/s = POSTs H's receiver got in the window, "
+			"p50/p99 = publish -> POST received;\n"
+			"    ratio / the push-healthy phases just before and "
+			"after. N's consumer: handoffd's push thread.\n");
+		break;
+	}
 	if (nb->n > 0)
 		fprintf(f,
-			"    %-2s %-9s %9s %6s %-6s %7s %7s %5s  %9s %9s %9s "
+			"    %-2s %-12s %9s %6s %-6s %7s %7s %5s  %9s %9s %9s "
 			"%9s %9s %4s %4s %7s\n",
 			"#", "phase", "H acks/s", "ratio", "", "p50 ms",
 			"p99 ms", "x p99", "N deliv", "N acked", "N nacked",
 			"N expired", "N backlog", "brk%", "N%", "log MiB");
 	for (int i = 0; i < nb->n; i++) {
 		const struct neighbour_phase *ph = &nb->ph[i];
-		bool bad = strcmp(ph->name, "healthy") != 0 &&
-			   strcmp(ph->name, "alone") != 0;
+		bool bad = !ph->baseline && strcmp(ph->name, "alone") != 0;
 		if (!ph->ran) {
-			fprintf(f, "    %-2d %-9s did not finish\n", i + 1,
+			fprintf(f, "    %-2d %-12s did not finish\n", i + 1,
 				ph->name);
 			continue;
 		}
-		fprintf(f, "    %-2d %-9s %9s", i + 1, ph->name,
+		fprintf(f, "    %-2d %-12s %9s", i + 1, ph->name,
 			grouped(a, sizeof a, ph->h_per_s));
 		if (ph->ratio >= 0)
 			fprintf(f, " %6.2f %-6s", ph->ratio,
@@ -459,6 +470,15 @@ static void notes_neighbour(FILE *f, const struct scen_result *s,
 			grouped(d, sizeof d, nb->healthy_max),
 			100 * (nb->healthy_min / nb->baseline_per_s - 1),
 			100 * (nb->healthy_max / nb->baseline_per_s - 1));
+	if (nb->push_baseline_per_s > 0)
+		fprintf(f,
+			"    push-healthy phases: mean %s POSTs/s, from %s to "
+			"%s (%+.0f%% / %+.0f%%: the run's noise)\n",
+			grouped(a, sizeof a, nb->push_baseline_per_s),
+			grouped(c, sizeof c, nb->push_min),
+			grouped(d, sizeof d, nb->push_max),
+			100 * (nb->push_min / nb->push_baseline_per_s - 1),
+			100 * (nb->push_max / nb->push_baseline_per_s - 1));
 	if (nb->alone_per_s > 0 && nb->baseline_per_s > 0)
 		fprintf(f,
 			"    alone: %s acks/s; healthy/alone %.2f (the fan-out "
@@ -473,14 +493,14 @@ static void notes_neighbour(FILE *f, const struct scen_result *s,
 				what = nb->ph[k].what;
 		if (b->n == 0)
 			continue;
-		fprintf(f, "    %-9s ratio %.2f", b->name, b->ratio);
+		fprintf(f, "    %-12s ratio %.2f", b->name, b->ratio);
 		if (b->n > 1)
 			fprintf(f, " (median of %d: %.2f..%.2f)", b->n,
 				b->ratio_min, b->ratio_max);
 		/* 1e-9: target_text says nothing for 0, a stalled H */
 		fprintf(f,
 			", x p99 %.2f, target >= %.1f%s\n"
-			"              N's consumers: %s\n",
+			"                 N's consumers: %s\n",
 			b->p99_ratio, NEIGHBOUR_TARGET,
 			target_text(b->ratio > 0 ? b->ratio : 1e-9, false,
 				    NEIGHBOUR_TARGET),
@@ -770,7 +790,11 @@ void report_table(FILE *f, const struct report *r)
 				"      healthy/alone = beside a healthy N / "
 				"alone (the fan-out cost). Its row: events/s,\n"
 				"      confirm and delivery latency = H in the "
-				"healthy phases.\n");
+				"healthy phases.\n"
+				"      push-dead, push-slow, push-failing = the "
+				"same for push subscriptions, beside\n"
+				"      push-healthy (without native phases its "
+				"row's events/s = H in them).\n");
 			break;
 		}
 	}
@@ -922,6 +946,12 @@ static void json_neighbour(FILE *f, const struct neighbour_result *nb)
 	json_num(f, "baseline_p99_ms", (double)nb->baseline_p99_ns / 1e6, true);
 	fputs(", ", f);
 	json_num(f, "alone_per_s", nb->alone_per_s, true);
+	fputs(",\n       ", f);
+	json_num(f, "push_baseline_per_s", nb->push_baseline_per_s, true);
+	fputs(", ", f);
+	json_num(f, "push_healthy_min_per_s", nb->push_min, true);
+	fputs(", ", f);
+	json_num(f, "push_healthy_max_per_s", nb->push_max, true);
 	fputs(",\n       \"behaviours\": [", f);
 	bool first = true;
 	for (int i = 0; i < NEIGHBOUR_BEHAVIOURS; i++) {

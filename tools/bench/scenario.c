@@ -54,6 +54,7 @@
 #define CALL_DEADLINE_MS     10000
 #define FETCH_WAIT_MS	     100
 #define ACK_DEADLINE_MS	     30000
+#define PUSH_RX_THREADS	     1
 #define WATCH_NS	     50000000ULL /* main thread's watch interval */
 #define BACKLOG_POLL_NS	     100000ULL	 /* producers' wait above the cap */
 #define START_DELAY_NS	     20000000ULL
@@ -601,7 +602,10 @@ int scenario_run(const struct bench_ctx *ctx, struct scen_result *r)
 			 "push: one subscription, no consumers");
 		goto cleanup;
 	}
-	if (push && push_receiver_start(&rx, r->error, sizeof r->error))
+	/* one receiver thread: two (one per core) measured no different
+	 * (docs/performance.md, 2026-12-06 03:38) */
+	struct push_receiver_opts rxo = { .threads = PUSH_RX_THREADS };
+	if (push && push_receiver_start(&rx, &rxo, r->error, sizeof r->error))
 		goto cleanup;
 	handoff_policy pol = { .ack_deadline_ms = ACK_DEADLINE_MS };
 	for (int i = 0; i < p->subs; i++) {
