@@ -659,6 +659,10 @@ static int handle_pause(struct handler_env *env, struct txn *t,
 		 (unsigned long long)r->ready, (unsigned long long)r->leased);
 	rc = audit(env, t, "pause", r->name, NULL, 0, what, 0, p->reason, "",
 		   NULL);
+	/* the push thread holds fetched-ahead leases: it gives them back
+	 * unspent instead of POSTing them to a receiver known to be down */
+	if (!rc && r->push_url && r->push_url[0])
+		notify_push(env);
 	return rc ? rc : pause_reply(t, reply, r, true);
 }
 
@@ -691,6 +695,8 @@ static int handle_resume(struct handler_env *env, struct txn *t,
 	log_event(LOG_WARN, "subscription_resumed", LS("subscription", r->name),
 		  LU("ready", r->ready), LOG_END);
 	rc = audit(env, t, "resume", r->name, NULL, 0, what, 0, "", "", NULL);
+	if (!rc && r->push_url && r->push_url[0])
+		notify_push(env);
 	return rc ? rc : pause_reply(t, reply, r, true);
 }
 

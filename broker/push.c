@@ -622,6 +622,22 @@ static bool configure(struct sub *s, const Handoff__Wire__SubscriptionInfo *si)
 	return true;
 }
 
+static void release_queue(struct push *p, struct sub *s, const char *why);
+
+/* A listed subscription's pause, as the list shows it right after a pause
+ * or resume: leases fetched ahead go back unspent at once. */
+static void follow_pause(struct push *p, struct sub *s,
+			 const Handoff__Wire__SubscriptionInfo *si)
+{
+	if (si->paused && s->state != EP_PAUSED) {
+		set_state(p, s, EP_PAUSED, NULL);
+		release_queue(p, s, "push: subscription paused");
+	} else if (!si->paused && s->state == EP_PAUSED) {
+		set_state(p, s, EP_HEALTHY, NULL);
+		s->next_fetch_ms = 0;
+	}
+}
+
 static void on_list(struct push *p, const Reply *r)
 {
 	if (r->status != HANDOFF__WIRE__STATUS__OK ||
@@ -656,6 +672,7 @@ static void on_list(struct push *p, const Reply *r)
 				   (si->policy ? si->policy->ack_deadline_ms :
 						 0)) {
 			s->listed = true;
+			follow_pause(p, s, si);
 			continue;
 		}
 		if (!configure(s, si)) {
@@ -666,6 +683,7 @@ static void on_list(struct push *p, const Reply *r)
 			continue;
 		}
 		s->listed = true;
+		follow_pause(p, s, si);
 		if (fresh) {
 			s->probe_delay_ms = s->backoff_min_ms;
 			pthread_mutex_lock(&p->mu);

@@ -442,6 +442,57 @@ def test_gone_and_redirect():
         moved.stop()
 
 
+def test_operator_pause_drops_prefetch():
+    """An operator's pause while the push thread holds fetched-ahead leases:
+    they are given back unspent at once, nothing more is POSTed (the
+    receiver is known to be down), and resume delivers them."""
+    hold = threading.Event()
+
+    def behave(n):
+        if n == 20:
+            hold.wait(20)  # held until the pause is in
+        return "ok"
+
+    rcv = Receiver(behave).start()
+    b = Broker().start()
+    try:
+        b.subscribe("p", rcv.url, "--push-concurrency", "1",
+                    "--push-timeout", "10s")
+        warm = [b.publish("w%d" % i) for i in range(20)]
+        for eid in warm:  # quick POSTs: the thread now fetches ahead
+            b.wait_state(eid, "p", ["acked"])
+        stuck = b.publish("stuck")
+        wait_for(lambda: rcv.count() == 21, "the 21st POST hangs")
+        queued = [b.publish("q%d" % i) for i in range(30)]
+        wait_for(lambda: b.sub_info("p")["leased"] >= 10,
+                 "leases fetched ahead behind the hung POST", timeout=10)
+        b.cli("pause", "p", "--why", "receiver down for maintenance")
+        wait_for(lambda: b.sub_info("p")["leased"] <= 1,
+                 "fetched-ahead leases given back", timeout=10)
+        hold.set()
+        b.wait_state(stuck, "p", ["acked"])
+        time.sleep(1.5)
+        check(rcv.count() == 21, "nothing POSTed after the pause (%d)"
+              % rcv.count())
+        for eid in queued[:3]:
+            t = b.trace(eid, "p")
+            check(t["state"] == "ready" and
+                  all(h["outcome"] == "released" for h in t["history"]),
+                  "a queued delivery went back unspent: %r" % t)
+        check(b.json("dlq", "list", "p")["dead_letters"] == [],
+              "nothing dead-lettered")
+        b.cli("resume", "p")
+        for eid in queued:
+            b.wait_state(eid, "p", ["acked"])
+        check(rcv.count() == 51, "each queued event POSTed once after "
+              "resume (%d requests)" % rcv.count())
+        rcv.all_verified()
+    finally:
+        hold.set()
+        b.cleanup()
+        rcv.stop()
+
+
 def test_down_then_up():
     """An endpoint down for a while: after a few connection failures the
     subscription probes with one delivery at a time and the backlog waits
@@ -628,6 +679,7 @@ def test_cli_checks():
 
 SCENARIOS = [test_sw_vector, test_retry_then_ack, test_retry_after,
              test_timeout, test_connection_closed, test_gone_and_redirect,
+             test_operator_pause_drops_prefetch,
              test_down_then_up, test_kill9_in_flight, test_access_and_http,
              test_deny_private, test_cli_checks]
 
