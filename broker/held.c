@@ -15,9 +15,22 @@ void held_mark_ready(struct holds *h, uint32_t sub)
 	h->ready[(sub % READY_SLOTS) / 8] |= (uint8_t)(1u << (sub % 8));
 }
 
+void held_mark_done(struct holds *h, uint64_t event)
+{
+	uint32_t slot = (uint32_t)(event % READY_SLOTS);
+	h->done[slot / 8] |= (uint8_t)(1u << (slot % 8));
+}
+
 void held_clear_ready(struct holds *h)
 {
 	memset(h->ready, 0, sizeof h->ready);
+	memset(h->done, 0, sizeof h->done);
+}
+
+static bool is_done(const struct holds *h, uint64_t event)
+{
+	uint32_t slot = (uint32_t)(event % READY_SLOTS);
+	return h->done[slot / 8] & (1u << (slot % 8));
 }
 
 static bool is_ready(const struct holds *h, uint32_t sub)
@@ -82,9 +95,24 @@ static void held_free(struct broker *b, struct held_fetch *h)
 	memset(h, 0, sizeof *h);
 }
 
+static void await_free(struct broker *b, struct held_await *a)
+{
+	for (size_t i = 0; i < a->n_subs; i++)
+		free(a->subs[i]);
+	free(a->subs);
+	if (a->ctrl)
+		pump_send(&b->pump, a->ctrl, NULL, 0);
+	memset(a, 0, sizeof *a);
+}
+
 void holds_fini(struct broker *b)
 {
 	struct holds *hs = &b->holds;
+	for (size_t i = 0; i < hs->n_awaits; i++)
+		await_free(b, &hs->awaits[i]);
+	free(hs->awaits);
+	hs->awaits = NULL;
+	hs->n_awaits = hs->cap_awaits = 0;
 	for (size_t i = 0; i < hs->n_held; i++)
 		held_free(b, &hs->held[i]);
 	free(hs->held);
@@ -131,6 +159,75 @@ int held_add(struct holds *hs, const Handoff__Wire__FetchRequest *f, void *ctrl,
 	return 0;
 }
 
+int held_await_add(struct holds *hs, const Handoff__Wire__AwaitRequest *q,
+		   void *ctrl, uint64_t now)
+{
+	if (hs->n_awaits == hs->cap_awaits) {
+		size_t cap = hs->cap_awaits ? hs->cap_awaits * 2 : 16;
+		void *m = realloc(hs->awaits, cap * sizeof *hs->awaits);
+		if (!m)
+			return ENOMEM;
+		hs->awaits = m;
+		hs->cap_awaits = cap;
+	}
+	struct held_await *a = &hs->awaits[hs->n_awaits];
+	memset(a, 0, sizeof *a);
+	if (q->n_subscriptions) {
+		a->subs = calloc(q->n_subscriptions, sizeof *a->subs);
+		if (!a->subs)
+			return ENOMEM;
+	}
+	for (; a->n_subs < q->n_subscriptions; a->n_subs++) {
+		a->subs[a->n_subs] = strdup(q->subscriptions[a->n_subs]);
+		if (!a->subs[a->n_subs]) {
+			for (size_t i = 0; i < a->n_subs; i++)
+				free(a->subs[i]);
+			free(a->subs);
+			return ENOMEM;
+		}
+	}
+	a->ctrl = ctrl;
+	a->event = q->event_id;
+	a->deadline = now + q->timeout_ms;
+	/* acked (or dead-lettered) later in the same turn: look next turn */
+	a->next_check = is_done(hs, q->event_id) ? now : UINT64_MAX;
+	hs->n_awaits++;
+	return 0;
+}
+
+/* Look at the held awaits that may be complete, or whose time is up. */
+static int serve_awaits(struct broker *b, struct txn *t)
+{
+	struct holds *hs = &b->holds;
+	for (size_t i = 0; i < hs->n_awaits; i++) {
+		struct held_await *a = &hs->awaits[i];
+		a->reply = NULL;
+		bool final = a->deadline <= t->now_ms;
+		if (!final && !is_done(hs, a->event) &&
+		    a->next_check > t->now_ms)
+			continue;
+		Handoff__Wire__AwaitRequest q =
+			HANDOFF__WIRE__AWAIT_REQUEST__INIT;
+		q.event_id = a->event;
+		q.subscriptions = a->subs;
+		q.n_subscriptions = a->n_subs;
+		q.timeout_ms = 1; /* still waiting: not "answer at once" */
+		Reply *r = codec_new_reply(t->arena);
+		bool complete;
+		if (!r)
+			return ENOMEM;
+		b->env.caller = NULL; /* checked when the await came */
+		int rc = handlers_await_fill(&b->env, t, &q, final, r,
+					     &complete);
+		if (rc)
+			return rc;
+		a->next_check = UINT64_MAX;
+		if (complete)
+			a->reply = r;
+	}
+	return 0;
+}
+
 bool held_takeover(struct broker *b, const Handoff__Wire__FetchRequest *f,
 		   void *ctrl)
 {
@@ -151,6 +248,9 @@ bool held_takeover(struct broker *b, const Handoff__Wire__FetchRequest *f,
 int held_serve(struct broker *b, struct txn *t)
 {
 	struct holds *hs = &b->holds;
+	int rc = serve_awaits(b, t);
+	if (rc)
+		return rc;
 	for (size_t i = 0; i < hs->n_held; i++) {
 		struct held_fetch *h = &hs->held[i];
 		h->reply = NULL;
@@ -160,8 +260,8 @@ int held_serve(struct broker *b, struct txn *t)
 		size_t n;
 		if (!r)
 			return ENOMEM;
-		int rc = handlers_fetch_fill(&b->env, t, h->sub, h->max,
-					     h->max_bytes, h->consumer, r, &n);
+		rc = handlers_fetch_fill(&b->env, t, h->sub, h->max,
+					 h->max_bytes, h->consumer, r, &n);
 		if (rc)
 			return rc;
 		if (n > 0 || r->status != HANDOFF__WIRE__STATUS__OK) {
@@ -220,6 +320,21 @@ void held_finish(struct broker *b, uint64_t now, bool committed)
 		hs->held[w++] = *h;
 	}
 	hs->n_held = w;
+	w = 0;
+	for (size_t i = 0; i < hs->n_awaits; i++) {
+		struct held_await *a = &hs->awaits[i];
+		/* A reply from a turn that did not commit may tell of acks
+		 * that never happened: it waits for a turn that commits. */
+		if (committed && a->reply) {
+			reply_send(b, a->ctrl, a->reply, NULL);
+			a->ctrl = NULL;
+			await_free(b, a);
+			continue;
+		}
+		a->reply = NULL;
+		hs->awaits[w++] = *a;
+	}
+	hs->n_awaits = w;
 }
 
 uint64_t held_next_wake(const struct holds *hs)
@@ -230,6 +345,12 @@ uint64_t held_next_wake(const struct holds *hs)
 			wake = hs->held[i].deadline;
 		if (hs->held[i].next_check < wake)
 			wake = hs->held[i].next_check;
+	}
+	for (size_t i = 0; i < hs->n_awaits; i++) {
+		if (hs->awaits[i].deadline < wake)
+			wake = hs->awaits[i].deadline;
+		if (hs->awaits[i].next_check < wake)
+			wake = hs->awaits[i].next_check;
 	}
 	return wake;
 }

@@ -52,6 +52,8 @@ const char *inbox_request_name(const Request *r)
 		return "pause";
 	case HANDOFF__WIRE__REQUEST__BODY_RESUME:
 		return "resume";
+	case HANDOFF__WIRE__REQUEST__BODY_AWAIT:
+		return "await";
 	default:
 		return "unknown";
 	}

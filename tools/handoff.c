@@ -54,13 +54,17 @@ static const char exit_codes_help[] =
 	"  9  partially done (dlq replay/purge: some ids not in the queue)\n"
 	"  10 permission denied (access control: no key, wrong key or role)\n"
 	"  11 clock differs from the broker's: signed requests refused as "
-	"stale\n";
+	"stale\n"
+	"  12 await: a subscription dead-lettered the event (or purged it, or\n"
+	"     was deleted)\n"
+	"  13 await: not acked by every subscription within the timeout\n";
 
 static const struct cli_command *const commands[] = {
 	&cli_cmd_publish,	&cli_cmd_subscribe, &cli_cmd_unsubscribe,
 	&cli_cmd_subscriptions, &cli_cmd_pause,	    &cli_cmd_resume,
 	&cli_cmd_consume,	&cli_cmd_extend,    &cli_cmd_dlq,
 	&cli_cmd_trace,		&cli_cmd_stats,	    &cli_cmd_audit,
+	&cli_cmd_await,
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
