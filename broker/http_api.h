@@ -46,6 +46,8 @@ enum http_op {
 	HOP_AUDIT,
 	HOP_SUB_PAUSE,
 	HOP_SUB_RESUME,
+	HOP_AWAIT, /* GET /v1/events/{id}?await=acked (a trace route until
+		    * the query says so) */
 };
 
 /* A header or query argument. */

@@ -52,7 +52,8 @@ static int copy_await(const Handoff__Wire__Reply *w, handoff_await_reply *r)
 		return HANDOFF_ENOMEM;
 	if (a->n_subscriptions == 0)
 		return HANDOFF_OK;
-	r->subscriptions = calloc(a->n_subscriptions, sizeof(*r->subscriptions));
+	r->subscriptions =
+		calloc(a->n_subscriptions, sizeof(*r->subscriptions));
 	if (r->subscriptions == NULL)
 		return HANDOFF_ENOMEM;
 	/* Count each entry as it is started so a failure frees it too. */
@@ -107,7 +108,8 @@ int handoff_await(handoff_client *c, uint64_t event_id,
 	if (rc != HANDOFF_OK)
 		goto done;
 	if (reply->await->event_id != event_id ||
-	    (reply->await->result != HANDOFF__WIRE__AWAIT_RESULT__AWAIT_RESULT_ACKED &&
+	    (reply->await->result !=
+		     HANDOFF__WIRE__AWAIT_RESULT__AWAIT_RESULT_ACKED &&
 	     reply->await->result !=
 		     HANDOFF__WIRE__AWAIT_RESULT__AWAIT_RESULT_DEAD_LETTERED &&
 	     reply->await->result !=
