@@ -109,8 +109,7 @@ static void test_acked_by_all(void **state)
 	assert_string_equal(w.r->topic, "orders");
 	assert_int_equal(w.r->n_subscriptions, 2);
 	assert_int_equal(state_of(w.r, "billing")->state, HANDOFF_STATE_ACKED);
-	assert_int_equal(state_of(w.r, "shipping")->state,
-			 HANDOFF_STATE_ACKED);
+	assert_int_equal(state_of(w.r, "shipping")->state, HANDOFF_STATE_ACKED);
 	assert_int_equal(state_of(w.r, "shipping")->attempts, 1);
 	assert_true(state_of(w.r, "shipping")->done_ms > 0);
 	handoff_await_free(w.r);
@@ -313,8 +312,8 @@ static void test_limit_and_history(void **state)
 
 static void restart_while_waiting(broker *b, handoff_client *c, bool hard)
 {
-	uint64_t id = it_publish1(c, "jobs", hard ? "kill" : "term", NULL,
-				  NULL);
+	uint64_t id =
+		it_publish1(c, "jobs", hard ? "kill" : "term", NULL, NULL);
 	struct waiter w = { .b = b, .id = id, .timeout_ms = 20000 };
 	waiter_start(&w);
 	broker_restart(b, hard);
@@ -344,8 +343,10 @@ int main(void)
 	it_default_config = CONFIG;
 #define T(f) cmocka_unit_test_setup_teardown(f, it_setup, it_teardown)
 	const struct CMUnitTest tests[] = {
-		T(test_acked_by_all),	 T(test_dead_lettered),
-		T(test_timeout),	 T(test_errors),
+		T(test_acked_by_all),
+		T(test_dead_lettered),
+		T(test_timeout),
+		T(test_errors),
 		cmocka_unit_test(test_limit_and_history),
 		T(test_restart_while_waiting),
 	};
