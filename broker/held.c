@@ -325,8 +325,20 @@ void held_finish(struct broker *b, uint64_t now, bool committed)
 		struct held_await *a = &hs->awaits[i];
 		/* A reply from a turn that did not commit may tell of acks
 		 * that never happened: it waits for a turn that commits. */
-		if (committed && a->reply) {
-			reply_send(b, a->ctrl, a->reply, NULL);
+		Reply *r = committed ? a->reply : NULL;
+		/* Time is up but no turn could look (a commit failed: a full
+		 * store): say so rather than spin on it. */
+		if (!r && !committed && a->deadline <= now) {
+			r = reply_error(
+				b, HANDOFF__WIRE__STATUS__INTERNAL,
+				"the await could not be evaluated at its "
+				"timeout (the store refused a commit); "
+				"retry");
+			if (r)
+				r->retry_after_ms = 1000;
+		}
+		if (r) {
+			reply_send(b, a->ctrl, r, NULL);
 			a->ctrl = NULL;
 			await_free(b, a);
 			continue;
