@@ -327,8 +327,11 @@ void held_finish(struct broker *b, uint64_t now, bool committed)
 		 * that never happened: it waits for a turn that commits. */
 		Reply *r = committed ? a->reply : NULL;
 		/* Time is up but no turn could look (a commit failed: a full
-		 * store): say so rather than spin on it. */
-		if (!r && !committed && a->deadline <= now) {
+		 * store): say so rather than spin on it. Not at shutdown
+		 * (now UINT64_MAX): holds_fini drops it, and the client
+		 * resends it to the next broker. */
+		if (!r && !committed && a->deadline <= now &&
+		    now != UINT64_MAX) {
 			r = reply_error(
 				b, HANDOFF__WIRE__STATUS__INTERNAL,
 				"the await could not be evaluated at its "

@@ -124,8 +124,10 @@ bool held_takeover(struct broker *b, const Handoff__Wire__FetchRequest *f,
 int held_serve(struct broker *b, struct txn *t);
 
 /* After the turn: answer the fetches served by a committed turn and those
- * whose wait ran out by now, and the awaits served by a committed turn;
- * the others wait on. */
+ * whose wait ran out by now, and the awaits served by a committed turn
+ * (or, when no commit could look at one whose time is up, INTERNAL); the
+ * others wait on. At shutdown (now UINT64_MAX, not committed) every held
+ * fetch gets its empty reply and the awaits are left to holds_fini. */
 void held_finish(struct broker *b, uint64_t now, bool committed);
 
 /* The earliest time a held fetch or await needs a turn (UINT64_MAX: none). */

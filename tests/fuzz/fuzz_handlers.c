@@ -1024,9 +1024,16 @@ static void finish(void)
 	/* held fetches time out */
 	vnow += acfg->max_wait_ms + 1;
 	run_turn();
-	/* shutdown: whatever is still held gets its empty reply */
+	/* shutdown: whatever fetch is still held gets its empty reply; held
+	 * awaits (none should be left, their time is up) die unanswered */
 	held_finish(B, UINT64_MAX, false);
 	take_replies();
+	for (size_t i = 0; i < B->holds.n_awaits; i++) {
+		uintptr_t id = (uintptr_t)B->holds.awaits[i].ctrl;
+		if (id >= 1 && id <= n_sent)
+			sent[id - 1].lost = true;
+		B->holds.awaits[i].ctrl = NULL;
+	}
 	for (size_t i = 0; i < n_sent; i++) {
 		struct sent *s = &sent[i];
 		if (s->replies == 1)

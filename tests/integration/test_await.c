@@ -47,10 +47,16 @@ static void *await_thread(void *arg)
 	return NULL;
 }
 
-static void waiter_start(struct waiter *w)
+/* A copy of *init on the heap, waiting: a test that fails before the
+ * join leaves the thread writing to memory that stays valid. */
+static struct waiter *waiter_start(const struct waiter *init)
 {
+	struct waiter *w = malloc(sizeof *w);
+	assert_non_null(w);
+	*w = *init;
 	assert_int_equal(pthread_create(&w->th, NULL, await_thread, w), 0);
 	it_sleep_ms(300); /* held by now */
+	return w;
 }
 
 static bool waiter_done(struct waiter *w)
@@ -61,6 +67,12 @@ static bool waiter_done(struct waiter *w)
 static void waiter_join(struct waiter *w)
 {
 	pthread_join(w->th, NULL);
+}
+
+static void waiter_free(struct waiter *w)
+{
+	handoff_await_free(w->r);
+	free(w);
 }
 
 static const handoff_await_state *state_of(const handoff_await_reply *r,
@@ -93,26 +105,27 @@ static void test_acked_by_all(void **state)
 	it_subscribe(c, "orders", "shipping", 3, 0, 0, 0);
 	uint64_t id = it_publish1(c, "orders", "o-1", NULL, NULL);
 
-	struct waiter w = { .b = b, .id = id, .timeout_ms = 15000 };
-	waiter_start(&w);
+	struct waiter *w = waiter_start(
+		&(struct waiter){ .b = b, .id = id, .timeout_ms = 15000 });
 	fetch_and_ack(c, "billing", id);
 	it_sleep_ms(500);
-	assert_false(waiter_done(&w)); /* shipping has not acked yet */
+	assert_false(waiter_done(w)); /* shipping has not acked yet */
 	fetch_and_ack(c, "shipping", id);
 	uint64_t acked_at = it_now_ms();
-	waiter_join(&w);
-	assert_int_equal(w.rc, HANDOFF_OK);
+	waiter_join(w);
+	assert_int_equal(w->rc, HANDOFF_OK);
 	/* Woken by the ack itself, not by its 15 s timeout. */
-	assert_true(w.done_at - acked_at < 2000);
-	assert_int_equal(w.r->result, HANDOFF_AWAIT_ACKED);
-	assert_int_equal(w.r->event_id, id);
-	assert_string_equal(w.r->topic, "orders");
-	assert_int_equal(w.r->n_subscriptions, 2);
-	assert_int_equal(state_of(w.r, "billing")->state, HANDOFF_STATE_ACKED);
-	assert_int_equal(state_of(w.r, "shipping")->state, HANDOFF_STATE_ACKED);
-	assert_int_equal(state_of(w.r, "shipping")->attempts, 1);
-	assert_true(state_of(w.r, "shipping")->done_ms > 0);
-	handoff_await_free(w.r);
+	assert_true(w->done_at - acked_at < 2000);
+	assert_int_equal(w->r->result, HANDOFF_AWAIT_ACKED);
+	assert_int_equal(w->r->event_id, id);
+	assert_string_equal(w->r->topic, "orders");
+	assert_int_equal(w->r->n_subscriptions, 2);
+	assert_int_equal(state_of(w->r, "billing")->state, HANDOFF_STATE_ACKED);
+	assert_int_equal(state_of(w->r, "shipping")->state,
+			 HANDOFF_STATE_ACKED);
+	assert_int_equal(state_of(w->r, "shipping")->attempts, 1);
+	assert_true(state_of(w->r, "shipping")->done_ms > 0);
+	waiter_free(w);
 
 	/* Already acked: the answer is at once. */
 	handoff_await_reply *r = NULL;
@@ -123,21 +136,21 @@ static void test_acked_by_all(void **state)
 	/* Only the named subscriptions count. */
 	uint64_t id2 = it_publish1(c, "orders", "o-2", NULL, NULL);
 	static const char *const only_billing[] = { "billing" };
-	struct waiter w2 = { .b = b,
-			     .id = id2,
-			     .subs = only_billing,
-			     .n_subs = 1,
-			     .timeout_ms = 15000 };
-	waiter_start(&w2);
+	struct waiter *w2 =
+		waiter_start(&(struct waiter){ .b = b,
+					       .id = id2,
+					       .subs = only_billing,
+					       .n_subs = 1,
+					       .timeout_ms = 15000 });
 	fetch_and_ack(c, "billing", id2);
 	acked_at = it_now_ms();
-	waiter_join(&w2);
-	assert_int_equal(w2.rc, HANDOFF_OK);
-	assert_true(w2.done_at - acked_at < 2000);
-	assert_int_equal(w2.r->result, HANDOFF_AWAIT_ACKED);
-	assert_int_equal(w2.r->n_subscriptions, 1);
-	assert_string_equal(w2.r->subscriptions[0].subscription, "billing");
-	handoff_await_free(w2.r);
+	waiter_join(w2);
+	assert_int_equal(w2->rc, HANDOFF_OK);
+	assert_true(w2->done_at - acked_at < 2000);
+	assert_int_equal(w2->r->result, HANDOFF_AWAIT_ACKED);
+	assert_int_equal(w2->r->n_subscriptions, 1);
+	assert_string_equal(w2->r->subscriptions[0].subscription, "billing");
+	waiter_free(w2);
 	/* ... while all of them have not. */
 	assert_int_equal(handoff_await(c, id2, NULL, 0, 0, &r), HANDOFF_OK);
 	assert_int_equal(r->result, HANDOFF_AWAIT_TIMED_OUT);
@@ -157,8 +170,8 @@ static void test_dead_lettered(void **state)
 	it_subscribe(c, "pay", "cards", 3, 0, 0, 0);
 	uint64_t id = it_publish1(c, "pay", "p-1", NULL, NULL);
 
-	struct waiter w = { .b = b, .id = id, .timeout_ms = 15000 };
-	waiter_start(&w);
+	struct waiter *w = waiter_start(
+		&(struct waiter){ .b = b, .id = id, .timeout_ms = 15000 });
 	handoff_delivery *d = NULL;
 	assert_int_equal(it_fetch(c, "cards", 1, 2000, &d), 1);
 	assert_int_equal(it_nack1(c, "cards", id, d[0].lease_token, 0, true,
@@ -166,21 +179,21 @@ static void test_dead_lettered(void **state)
 			 HANDOFF_OK);
 	uint64_t nacked_at = it_now_ms();
 	handoff_deliveries_free(d, 1);
-	waiter_join(&w);
-	assert_int_equal(w.rc, HANDOFF_OK);
-	assert_true(w.done_at - nacked_at < 2000); /* at once */
-	assert_int_equal(w.r->result, HANDOFF_AWAIT_DEAD_LETTERED);
-	assert_non_null(strstr(w.r->message, "'cards'"));
-	assert_non_null(strstr(w.r->message, "permanent"));
-	assert_non_null(strstr(w.r->message, "card declined"));
-	const handoff_await_state *s = state_of(w.r, "cards");
+	waiter_join(w);
+	assert_int_equal(w->rc, HANDOFF_OK);
+	assert_true(w->done_at - nacked_at < 2000); /* at once */
+	assert_int_equal(w->r->result, HANDOFF_AWAIT_DEAD_LETTERED);
+	assert_non_null(strstr(w->r->message, "'cards'"));
+	assert_non_null(strstr(w->r->message, "permanent"));
+	assert_non_null(strstr(w->r->message, "card declined"));
+	const handoff_await_state *s = state_of(w->r, "cards");
 	assert_int_equal(s->state, HANDOFF_STATE_DEAD);
 	assert_int_equal(s->dead_reason, HANDOFF_DEAD_PERMANENT);
 	assert_string_equal(s->error, "card declined");
 	assert_int_equal(s->attempts, 1);
 	assert_true(s->dead_ms > 0);
-	assert_int_equal(state_of(w.r, "ledger")->state, HANDOFF_STATE_READY);
-	handoff_await_free(w.r);
+	assert_int_equal(state_of(w->r, "ledger")->state, HANDOFF_STATE_READY);
+	waiter_free(w);
 	handoff_close(c);
 	broker_passed(b);
 }
@@ -276,8 +289,8 @@ static void test_limit_and_history(void **state)
 	it_subscribe(c, "t", "s", 3, 0, 0, 0);
 	uint64_t id = it_publish1(c, "t", "x", NULL, NULL);
 
-	struct waiter w = { .b = b, .id = id, .timeout_ms = 3000 };
-	waiter_start(&w);
+	struct waiter *w = waiter_start(
+		&(struct waiter){ .b = b, .id = id, .timeout_ms = 3000 });
 	handoff_await_reply *r = NULL;
 	assert_int_equal(handoff_await(c, id, NULL, 0, 1000, &r),
 			 HANDOFF_ELIMIT);
@@ -287,10 +300,10 @@ static void test_limit_and_history(void **state)
 	handoff_await_free(r);
 	r = NULL;
 	fetch_and_ack(c, "s", id);
-	waiter_join(&w);
-	assert_int_equal(w.rc, HANDOFF_OK);
-	assert_int_equal(w.r->result, HANDOFF_AWAIT_ACKED);
-	handoff_await_free(w.r);
+	waiter_join(w);
+	assert_int_equal(w->rc, HANDOFF_OK);
+	assert_int_equal(w->r->result, HANDOFF_AWAIT_ACKED);
+	waiter_free(w);
 
 	/* Past the history period the record is gone: NOT_FOUND, and the
 	 * message says why rather than "never published". */
@@ -314,17 +327,17 @@ static void restart_while_waiting(broker *b, handoff_client *c, bool hard)
 {
 	uint64_t id =
 		it_publish1(c, "jobs", hard ? "kill" : "term", NULL, NULL);
-	struct waiter w = { .b = b, .id = id, .timeout_ms = 20000 };
-	waiter_start(&w);
+	struct waiter *w = waiter_start(
+		&(struct waiter){ .b = b, .id = id, .timeout_ms = 20000 });
 	broker_restart(b, hard);
-	assert_false(waiter_done(&w)); /* the client resends, not fails */
+	assert_false(waiter_done(w)); /* the client resends, not fails */
 	fetch_and_ack(c, "worker", id);
 	uint64_t acked_at = it_now_ms();
-	waiter_join(&w);
-	assert_int_equal(w.rc, HANDOFF_OK);
-	assert_int_equal(w.r->result, HANDOFF_AWAIT_ACKED);
-	assert_true(w.done_at - acked_at < 5000); /* not at the timeout */
-	handoff_await_free(w.r);
+	waiter_join(w);
+	assert_int_equal(w->rc, HANDOFF_OK);
+	assert_int_equal(w->r->result, HANDOFF_AWAIT_ACKED);
+	assert_true(w->done_at - acked_at < 5000); /* not at the timeout */
+	waiter_free(w);
 }
 
 static void test_restart_while_waiting(void **state)
