@@ -1605,8 +1605,8 @@ static int await_state(struct txn *t, uint64_t ev, uint32_t sid,
 }
 
 int handlers_await_fill(struct handler_env *env, struct txn *t,
-			const Handoff__Wire__AwaitRequest *q, bool final,
-			Reply *reply, bool *complete)
+			const Handoff__Wire__AwaitRequest *q, bool held,
+			bool final, Reply *reply, bool *complete)
 {
 	*complete = true;
 	EventMeta *m;
@@ -1682,14 +1682,28 @@ int handlers_await_fill(struct handler_env *env, struct txn *t,
 		if (sid == UINT32_MAX)
 			break;
 	}
-	for (size_t i = 0; i < q->n_subscriptions; i++)
-		if (!found[i])
-			FAIL(BAD_REQUEST,
-			     "subscription '%s' was not delivered event %llu "
-			     "(not a subscription of topic '%s', or created "
-			     "after the event)",
-			     q->subscriptions[i],
-			     (unsigned long long)q->event_id, m->topic);
+	for (size_t i = 0; i < q->n_subscriptions; i++) {
+		if (found[i])
+			continue;
+		if (held) {
+			/* It was delivered the event when the await came: its
+			 * subscription has been deleted since (and its record
+			 * removed, or its name taken by a new one). */
+			Handoff__Wire__AwaitState *s = alloc0(t, sizeof *s);
+			if (!s || ptr_push(t, &l, s))
+				return ENOMEM;
+			handoff__wire__await_state__init(s);
+			s->subscription = q->subscriptions[i];
+			s->state = DS(UNSUBSCRIBED);
+			continue;
+		}
+		FAIL(BAD_REQUEST,
+		     "subscription '%s' was not delivered event %llu "
+		     "(not a subscription of topic '%s', or created "
+		     "after the event)",
+		     q->subscriptions[i], (unsigned long long)q->event_id,
+		     m->topic);
+	}
 	if (l.n == 0)
 		FAIL(NOT_FOUND, "event %llu has no delivery records left",
 		     (unsigned long long)q->event_id);
@@ -1752,7 +1766,7 @@ static int handle_await(struct handler_env *env, struct txn *t,
 	for (size_t i = 0; i < q->n_subscriptions; i++)
 		CHECK_NAME("subscription", q->subscriptions[i]);
 	bool complete;
-	int rc = handlers_await_fill(env, t, q, false, reply, &complete);
+	int rc = handlers_await_fill(env, t, q, false, false, reply, &complete);
 	if (rc || complete)
 		return rc;
 	reply->body_case = HANDOFF__WIRE__REPLY__BODY__NOT_SET;

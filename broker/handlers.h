@@ -81,11 +81,13 @@ int handlers_fetch_fill(struct handler_env *env, struct txn *t, const char *sub,
  * when reply is its answer (every awaited subscription acked it, one will
  * never, or an error status; with final, the timeout: TIMED_OUT with each
  * one's state), else cleared and the await waits on (the reply is then
- * to be ignored).
+ * to be ignored). held: q is a held await looked at again (its names were
+ * checked when it came: one that no longer names a subscription of the
+ * event was deleted since, and shows as UNSUBSCRIBED).
  */
 int handlers_await_fill(struct handler_env *env, struct txn *t,
-			const Handoff__Wire__AwaitRequest *q, bool final,
-			Reply *reply, bool *complete);
+			const Handoff__Wire__AwaitRequest *q, bool held,
+			bool final, Reply *reply, bool *complete);
 
 /* Set reply's status and a printf-style message (in the txn arena). */
 void handlers_status(struct arena *a, Reply *reply, int status, const char *fmt,

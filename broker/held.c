@@ -19,6 +19,11 @@ void held_mark_done(struct holds *h, uint64_t event)
 {
 	uint32_t slot = (uint32_t)(event % READY_SLOTS);
 	h->done[slot / 8] |= (uint8_t)(1u << (slot % 8));
+	/* After this turn's look (an unsubscribe's drain): the commit clears
+	 * the mark, so look next turn. */
+	for (size_t i = 0; h->awaits_served && i < h->n_awaits; i++)
+		if (h->awaits[i].event == event)
+			h->awaits[i].next_check = 0;
 }
 
 void held_clear_ready(struct holds *h)
@@ -199,6 +204,7 @@ int held_await_add(struct holds *hs, const Handoff__Wire__AwaitRequest *q,
 static int serve_awaits(struct broker *b, struct txn *t)
 {
 	struct holds *hs = &b->holds;
+	hs->awaits_served = true;
 	for (size_t i = 0; i < hs->n_awaits; i++) {
 		struct held_await *a = &hs->awaits[i];
 		a->reply = NULL;
@@ -217,7 +223,7 @@ static int serve_awaits(struct broker *b, struct txn *t)
 		if (!r)
 			return ENOMEM;
 		b->env.caller = NULL; /* checked when the await came */
-		int rc = handlers_await_fill(&b->env, t, &q, final, r,
+		int rc = handlers_await_fill(&b->env, t, &q, true, final, r,
 					     &complete);
 		if (rc)
 			return rc;
@@ -320,6 +326,7 @@ void held_finish(struct broker *b, uint64_t now, bool committed)
 		hs->held[w++] = *h;
 	}
 	hs->n_held = w;
+	hs->awaits_served = false;
 	w = 0;
 	for (size_t i = 0; i < hs->n_awaits; i++) {
 		struct held_await *a = &hs->awaits[i];

@@ -88,6 +88,9 @@ struct holds {
 	/* events (hashed) that a delivery of was acked or dead-lettered
 	 * since the last commit: their held awaits look again this turn */
 	uint8_t done[READY_SLOTS / 8];
+	/* this turn's held_serve has looked at the awaits: a delivery done
+	 * later in it (background work) has its awaits look next turn */
+	bool awaits_served;
 };
 
 /* Free everything; held fetches are dropped through b's pump unanswered. */

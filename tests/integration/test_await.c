@@ -2,7 +2,8 @@
  * test_await.c — completion receipts (issue 15, part 2) against a real
  * handoffd: an await held by the broker returns as soon as the last
  * awaited subscription acks (not at its timeout), only the named
- * subscriptions count, a dead letter ends it at once saying which and why,
+ * subscriptions count, a dead letter ends it at once saying which and why
+ * (so does deleting an awaited subscription),
  * the timeout reports each subscription's state, unknown and aged-out
  * event ids are NOT_FOUND, the held-await table is bounded, and an await
  * in flight across a broker restart (kill -9 and SIGTERM) still gets its
@@ -194,6 +195,37 @@ static void test_dead_lettered(void **state)
 	assert_true(s->dead_ms > 0);
 	assert_int_equal(state_of(w->r, "ledger")->state, HANDOFF_STATE_READY);
 	waiter_free(w);
+
+	/* A subscription deleted while awaits wait on it will never ack:
+	 * they end when its deliveries are dropped, named or not. */
+	uint64_t id2 = it_publish1(c, "pay", "p-2", NULL, NULL);
+	static const char *const only_cards[] = { "cards" };
+	struct waiter *all = waiter_start(
+		&(struct waiter){ .b = b, .id = id2, .timeout_ms = 15000 });
+	struct waiter *named =
+		waiter_start(&(struct waiter){ .b = b,
+					       .id = id2,
+					       .subs = only_cards,
+					       .n_subs = 1,
+					       .timeout_ms = 15000 });
+	assert_int_equal(handoff_unsubscribe(c, "cards"), HANDOFF_OK);
+	uint64_t gone_at = it_now_ms();
+	waiter_join(all);
+	waiter_join(named);
+	assert_int_equal(all->rc, HANDOFF_OK);
+	assert_int_equal(named->rc, HANDOFF_OK);
+	assert_true(all->done_at - gone_at < 3000);
+	assert_true(named->done_at - gone_at < 3000);
+	assert_int_equal(all->r->result, HANDOFF_AWAIT_DEAD_LETTERED);
+	assert_int_equal(named->r->result, HANDOFF_AWAIT_DEAD_LETTERED);
+	assert_non_null(strstr(named->r->message, "unsubscribed"));
+	assert_int_equal(named->r->n_subscriptions, 1);
+	assert_int_equal(named->r->subscriptions[0].state,
+			 HANDOFF_STATE_UNSUBSCRIBED);
+	assert_int_equal(state_of(all->r, "ledger")->state,
+			 HANDOFF_STATE_READY);
+	waiter_free(all);
+	waiter_free(named);
 	handoff_close(c);
 	broker_passed(b);
 }

@@ -569,7 +569,7 @@ static Reply *await_apply(struct fx *f, uint64_t ev, const char *sub,
 		bool complete = false;
 		assert_true(hold.await);
 		assert_int_equal(handlers_await_fill(&f->env, &f->t, &a, true,
-						     r, &complete),
+						     true, r, &complete),
 				 0);
 		assert_true(complete);
 		assert_int_equal(r->await->result, AR(TIMED_OUT));
