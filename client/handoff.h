@@ -818,8 +818,8 @@ typedef struct handoff_await_reply {
  * HANDOFF_AWAIT_TIMED_OUT at the timeout, with each one's state. A
  * timeout_ms of 0 answers at once with the state now. The call retries
  * like any other: across a broker restart the same request is resent, and
- * the new broker waits its timeout_ms afresh (so the whole call may take
- * up to about twice timeout_ms).
+ * the new broker waits its timeout_ms afresh, within the call's deadline
+ * (the handle's deadline plus timeout_ms; past it HANDOFF_ETIMEDOUT).
  *
  * Who may: with access control on, an operator key, or a producer key that
  * may publish to the event's topic.
