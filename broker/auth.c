@@ -238,6 +238,14 @@ static bool matches(char *const *patterns, size_t n, const char *name)
 	return false;
 }
 
+bool auth_may_await(const struct config_key *key, const char *topic)
+{
+	if (!key || (key->roles & ROLE_OPERATOR))
+		return true;
+	return (key->roles & ROLE_PRODUCER) &&
+	       matches(key->topics, key->n_topics, topic ? topic : "");
+}
+
 const char *auth_role_name(const struct config_key *key)
 {
 	if (!key)
@@ -285,6 +293,20 @@ int auth_allows(const struct auth *a, const struct config_key *key,
 		what = "extend leases on";
 		name = req->extend->subscription;
 		break;
+	case HANDOFF__WIRE__REQUEST__BODY_AWAIT:
+		/* Which topic is known only once the event is read: the
+		 * handler checks a producer's topics (auth_may_await). */
+		need = ROLE_PRODUCER | ROLE_OPERATOR;
+		what = "await events";
+		if (!key)
+			break;
+		if (key->roles & need)
+			return ST(OK);
+		snprintf(why, whylen,
+			 "permission denied: key '%s' has neither the "
+			 "producer nor the operator role to await events",
+			 key->id);
+		return ST(PERMISSION_DENIED);
 	default:
 		need = ROLE_OPERATOR;
 		what = "run operator requests";

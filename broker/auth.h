@@ -69,6 +69,12 @@ bool auth_sign_clock(const struct auth *a, const Request *req, uint64_t now_ms,
 int auth_allows(const struct auth *a, const struct config_key *key,
 		const Request *req, char *why, size_t whylen);
 
+/* Whether key may await an event of topic (a completion receipt): an
+ * operator any, a producer those of the topics it may publish to (NULL key:
+ * access control off, anything). auth_allows() has already checked that
+ * the key is a producer or an operator. */
+bool auth_may_await(const struct config_key *key, const char *topic);
+
 /* The role name to record for key ("open" when access control is off). */
 const char *auth_role_name(const struct config_key *key);
 

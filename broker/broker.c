@@ -15,6 +15,13 @@ static void on_ready(void *ctx, uint32_t sub, uint64_t due)
 	held_mark_ready(&b->holds, sub);
 }
 
+/* A delivery of event was acked or dead-lettered: wake its awaits. */
+static void on_done(void *ctx, uint64_t event)
+{
+	struct broker *b = ctx;
+	held_mark_done(&b->holds, event);
+}
+
 /* A lease started or ended: count it against its consumer. */
 static void on_lease(void *ctx, const char *consumer, int delta,
 		     uint64_t leased_ms)
@@ -37,6 +44,7 @@ int broker_init(struct broker *b, const struct config *cfg, uint64_t started_ms)
 	b->sched = (struct sched){ .history_ms = cfg->history_ms,
 				   .on_ready = on_ready,
 				   .on_lease = on_lease,
+				   .on_done = on_done,
 				   .ctx = b };
 	space_init(&b->space, cfg->storage_headroom_bytes, cfg->map_size_bytes);
 	b->env = (struct handler_env){ .cfg = cfg,

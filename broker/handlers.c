@@ -1594,6 +1594,252 @@ static int handle_trace(struct handler_env *env, struct txn *t,
 	return 0;
 }
 
+/* ---- completion receipts (await) -------------------------------------- */
+
+#define AR(x) HANDOFF__WIRE__AWAIT_RESULT__AWAIT_RESULT_##x
+
+static bool await_names(const Handoff__Wire__AwaitRequest *q, const char *name)
+{
+	if (q->n_subscriptions == 0)
+		return true;
+	for (size_t i = 0; i < q->n_subscriptions; i++)
+		if (strcmp(q->subscriptions[i], name) == 0)
+			return true;
+	return false;
+}
+
+static const char *await_dead_reason(Handoff__Wire__DeadReason r)
+{
+	switch (r) {
+	case HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_MAX_ATTEMPTS:
+		return "max_attempts";
+	case HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_PERMANENT:
+		return "permanent";
+	case HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_CORRUPT:
+		return "corrupt";
+	default:
+		return "unknown reason";
+	}
+}
+
+/* One awaited delivery as shown, its state as trace shows it. */
+static int await_state(struct txn *t, uint64_t ev, uint32_t sid,
+		       const SubRecord *sub, Handoff__Wire__AwaitState **out)
+{
+	Handoff__Wire__AwaitState *s = alloc0(t, sizeof *s);
+	if (!s)
+		return ENOMEM;
+	handoff__wire__await_state__init(s);
+	s->subscription = sub->name;
+	s->paused = sub->paused && !sub->deleting;
+	*out = s;
+	DeliveryRecord *d;
+	int rc = store_delivery_get(t, ev, sid, &d);
+	if (rc == STORE_EDECODE || rc == MDB_NOTFOUND) {
+		/* never counted as acked; the await times out on it */
+		s->error = (char *)"delivery record damaged";
+		return 0;
+	}
+	if (rc)
+		return rc;
+	s->state = records_state_to_wire(d->state);
+	if (d->state == STORED(READY) && d->due_ms > t->now_ms)
+		s->state = DS(DELAYED);
+	if (sub->deleting &&
+	    (d->state == STORED(READY) || d->state == STORED(LEASED) ||
+	     d->state == STORED(DEAD)))
+		s->state = DS(UNSUBSCRIBED); /* never delivered again */
+	s->attempts = d->attempts;
+	s->dead_reason = records_dead_reason_to_wire(d->dead_reason);
+	s->error = d->error;
+	if (d->state == STORED(LEASED))
+		s->consumer = d->consumer;
+	s->done_ms = d->done_ms;
+	s->dead_ms = d->dead_ms;
+	return 0;
+}
+
+int handlers_await_fill(struct handler_env *env, struct txn *t,
+			const Handoff__Wire__AwaitRequest *q, bool held,
+			bool final, Reply *reply, bool *complete)
+{
+	*complete = true;
+	EventMeta *m;
+	int rc = store_event_get(t, q->event_id, &m);
+	if (rc == MDB_NOTFOUND && q->event_id > 0 &&
+	    q->event_id < t->next_event_id)
+		FAIL(NOT_FOUND,
+		     "event %llu finished more than the history period ago "
+		     "and its record is gone: every subscription was done "
+		     "with it (acked, purged or unsubscribed), but which, the "
+		     "broker no longer knows",
+		     (unsigned long long)q->event_id);
+	if (rc == MDB_NOTFOUND)
+		FAIL(NOT_FOUND, "no event %llu (never published)",
+		     (unsigned long long)q->event_id);
+	if (rc == STORE_EDECODE)
+		FAIL(INTERNAL, "event %llu's record is damaged",
+		     (unsigned long long)q->event_id);
+	if (rc)
+		return rc;
+	if (!auth_may_await(env->caller, m->topic))
+		FAIL(PERMISSION_DENIED,
+		     "permission denied: key '%s' may not await events of "
+		     "topic '%s'",
+		     env->caller->id, m->topic);
+	Handoff__Wire__AwaitReply *ar = alloc0(t, sizeof *ar);
+	if (!ar)
+		return ENOMEM;
+	handoff__wire__await_reply__init(ar);
+	ar->event_id = q->event_id;
+	ar->topic = m->topic;
+	struct ptr_list l = { 0 };
+	uint32_t sid = 0;
+	bool first = true;
+	bool *found = alloc0(t, q->n_subscriptions + 1);
+	if (!found)
+		return ENOMEM;
+	for (;;) {
+		rc = store_delivery_next_sub(t, q->event_id, first ? 0 : sid,
+					     &sid);
+		first = false;
+		if (rc == MDB_NOTFOUND)
+			break;
+		if (rc)
+			return rc;
+		SubRecord *sub;
+		rc = store_sub_get(t, sid, &sub);
+		if (rc == MDB_NOTFOUND || rc == STORE_EDECODE) {
+			if (q->n_subscriptions)
+				continue; /* cannot be named */
+			/* removed since (unsubscribed), or damaged */
+			sub = alloc0(t, sizeof *sub);
+			char idname[32];
+			snprintf(idname, sizeof idname, "#%u", sid);
+			if (!sub ||
+			    !(sub->name = arena_strdup(t->arena, idname)))
+				return ENOMEM;
+			sub->deleting = rc == MDB_NOTFOUND;
+		} else if (rc) {
+			return rc;
+		}
+		if (await_names(q, sub->name)) {
+			Handoff__Wire__AwaitState *s;
+			for (size_t i = 0; i < q->n_subscriptions; i++)
+				if (strcmp(q->subscriptions[i], sub->name) == 0)
+					found[i] = true;
+			rc = await_state(t, q->event_id, sid, sub, &s);
+			if (!rc && ptr_push(t, &l, s))
+				rc = ENOMEM;
+			if (rc)
+				return rc;
+		}
+		if (sid == UINT32_MAX)
+			break;
+	}
+	for (size_t i = 0; i < q->n_subscriptions; i++) {
+		if (found[i])
+			continue;
+		if (held) {
+			/* It was delivered the event when the await came: its
+			 * subscription has been deleted since (and its record
+			 * removed, or its name taken by a new one). */
+			Handoff__Wire__AwaitState *s = alloc0(t, sizeof *s);
+			if (!s || ptr_push(t, &l, s))
+				return ENOMEM;
+			handoff__wire__await_state__init(s);
+			s->subscription = q->subscriptions[i];
+			s->state = DS(UNSUBSCRIBED);
+			continue;
+		}
+		FAIL(BAD_REQUEST,
+		     "subscription '%s' was not delivered event %llu "
+		     "(not a subscription of topic '%s', or created "
+		     "after the event)",
+		     q->subscriptions[i], (unsigned long long)q->event_id,
+		     m->topic);
+	}
+	if (l.n == 0)
+		FAIL(NOT_FOUND, "event %llu has no delivery records left",
+		     (unsigned long long)q->event_id);
+	ar->n_subscriptions = l.n;
+	ar->subscriptions = (Handoff__Wire__AwaitState **)l.v;
+	size_t acked = 0;
+	const Handoff__Wire__AwaitState *lost = NULL;
+	for (size_t i = 0; i < l.n; i++) {
+		const Handoff__Wire__AwaitState *s = ar->subscriptions[i];
+		if (s->state == DS(ACKED))
+			acked++;
+		/* a dead letter is named before a purge or an unsubscribe */
+		if ((s->state == DS(DEAD) &&
+		     (!lost || lost->state != DS(DEAD))) ||
+		    (!lost &&
+		     (s->state == DS(PURGED) || s->state == DS(UNSUBSCRIBED))))
+			lost = s;
+	}
+	reply->body_case = HANDOFF__WIRE__REPLY__BODY_AWAIT;
+	reply->await = ar;
+	if (lost) {
+		ar->result = AR(DEAD_LETTERED);
+		if (lost->state == DS(DEAD))
+			handlers_status(
+				t->arena, reply, ST(OK),
+				"dead-lettered by '%s' (%s after %u attempts): %s",
+				lost->subscription,
+				await_dead_reason(lost->dead_reason),
+				lost->attempts,
+				lost->error && *lost->error ? lost->error :
+							      "no error text");
+		else
+			handlers_status(t->arena, reply, ST(OK),
+					"never to be acked by '%s': %s",
+					lost->subscription,
+					lost->state == DS(PURGED) ?
+						"purged from its dead letters" :
+						"unsubscribed");
+	} else if (acked == l.n) {
+		ar->result = AR(ACKED);
+	} else if (final || q->timeout_ms == 0) {
+		ar->result = AR(TIMED_OUT);
+	} else {
+		*complete = false;
+	}
+	return 0;
+}
+
+static int handle_await(struct handler_env *env, struct txn *t,
+			const Handoff__Wire__AwaitRequest *q, Reply *reply,
+			struct fetch_hold *hold)
+{
+	if (q->timeout_ms > env->cfg->max_wait_ms)
+		FAIL(LIMIT_EXCEEDED, "timeout of %u ms exceeds max_wait %u ms",
+		     q->timeout_ms, env->cfg->max_wait_ms);
+	if (q->n_subscriptions > env->cfg->max_subscriptions)
+		FAIL(LIMIT_EXCEEDED,
+		     "%zu subscriptions named exceed max_subscriptions %u",
+		     q->n_subscriptions, env->cfg->max_subscriptions);
+	for (size_t i = 0; i < q->n_subscriptions; i++)
+		CHECK_NAME("subscription", q->subscriptions[i]);
+	bool complete;
+	int rc = handlers_await_fill(env, t, q, false, false, reply, &complete);
+	if (rc || complete)
+		return rc;
+	reply->body_case = HANDOFF__WIRE__REPLY__BODY__NOT_SET;
+	reply->await = NULL;
+	if (env->held_awaits >= env->cfg->max_held_fetches) {
+		reply->retry_after_ms = 1000;
+		FAIL(LIMIT_EXCEEDED,
+		     "%u awaits already waiting (max_held_fetches)",
+		     env->cfg->max_held_fetches);
+	}
+	env->held_awaits++; /* counts awaits held earlier this turn */
+	hold->hold = true;
+	hold->await = true;
+	return 0;
+}
+
+#undef AR
+
 static int handle_stats(struct handler_env *env, struct txn *t, Reply *reply)
 {
 	Handoff__Wire__StatsReply *sr = alloc0(t, sizeof *sr);
@@ -1785,6 +2031,8 @@ int handlers_apply(struct handler_env *env, struct txn *t, const Request *req,
 		return handle_health(t, reply);
 	case HANDOFF__WIRE__REQUEST__BODY_BACKUP:
 		return handle_backup(env, t, req->backup, reply);
+	case HANDOFF__WIRE__REQUEST__BODY_AWAIT:
+		return handle_await(env, t, req->await, reply, hold);
 	default:
 		FAIL(BAD_REQUEST, "unknown or missing request type");
 	}

@@ -31,6 +31,7 @@ struct handler_env {
 	struct metrics *metrics;
 	uint64_t started_ms;
 	uint64_t held_fetches;
+	uint64_t held_awaits;  /* awaits held (held.h), against the same cap */
 	bool unsubscribed;     /* set when a request unsubscribed: the turn
 				 * then drops that subscription's deliveries */
 	bool storage_refusing; /* publishes refused: headroom reached */
@@ -59,6 +60,8 @@ struct handler_env {
  */
 struct fetch_hold {
 	bool hold;
+	bool await;  /* not a fetch but an await (the request's own fields
+		     * say what it waits for; the rest is unused) */
 	bool paused; /* the subscription is paused: say so if it times out */
 	uint32_t sub_id;
 	uint64_t next_check;
@@ -79,6 +82,19 @@ int handlers_apply(struct handler_env *env, struct txn *t, const Request *req,
 int handlers_fetch_fill(struct handler_env *env, struct txn *t, const char *sub,
 			uint32_t max, uint32_t max_bytes, const char *consumer,
 			Reply *reply, size_t *n);
+
+/*
+ * Evaluate the await q (a completion receipt) inside t: *complete is set
+ * when reply is its answer (every awaited subscription acked it, one will
+ * never, or an error status; with final, the timeout: TIMED_OUT with each
+ * one's state), else cleared and the await waits on (the reply is then
+ * to be ignored). held: q is a held await looked at again (its names were
+ * checked when it came: one that no longer names a subscription of the
+ * event was deleted since, and shows as UNSUBSCRIBED).
+ */
+int handlers_await_fill(struct handler_env *env, struct txn *t,
+			const Handoff__Wire__AwaitRequest *q, bool held,
+			bool final, Reply *reply, bool *complete);
 
 /* Set reply's status and a printf-style message (in the txn arena). */
 void handlers_status(struct arena *a, Reply *reply, int status, const char *fmt,

@@ -1181,6 +1181,62 @@ static bool query_u64(struct build *b, const struct http_in *in,
 	return true;
 }
 
+#define AWAIT_DEFAULT_TIMEOUT_MS 30000
+
+/* GET /v1/events/{id}?await=acked&timeout_ms=N&subscriptions=a,b */
+static bool build_await(struct build *b, struct http_route *r,
+			const struct http_in *in)
+{
+	Handoff__Wire__AwaitRequest *q = alloc(b, sizeof *q);
+	if (!q)
+		return nomem(b);
+	handoff__wire__await_request__init(q);
+	q->event_id = r->path_id;
+	q->timeout_ms = AWAIT_DEFAULT_TIMEOUT_MS;
+	for (size_t i = 0; i < in->n_query; i++) {
+		const char *k = in->query[i].name, *v = in->query[i].value;
+		uint64_t n;
+		if (!k || strcmp(k, "await") == 0)
+			continue;
+		if (strcmp(k, "timeout_ms") == 0) {
+			if (!parse_u64(v, &n) || n > UINT32_MAX)
+				return fail(b->out, k,
+					    "timeout_ms must be a decimal "
+					    "number of milliseconds");
+			q->timeout_ms = (uint32_t)n;
+		} else if (strcmp(k, "subscriptions") == 0) {
+			size_t len = v ? strlen(v) : 0, cap = 1;
+			char *copy = alloc(b, len + 1);
+			if (!copy)
+				return nomem(b);
+			memcpy(copy, v ? v : "", len);
+			for (size_t j = 0; j < len; j++)
+				cap += copy[j] == ',';
+			if (cap > HTTP_API_MAX_ITEMS)
+				return fail(b->out, k,
+					    "too many subscriptions");
+			char **names = alloc(b, cap * sizeof *names);
+			if (!names)
+				return nomem(b);
+			q->n_subscriptions = 0;
+			for (char *tok = copy, *next; tok; tok = next) {
+				next = strchr(tok, ',');
+				if (next)
+					*next++ = '\0';
+				if (!name_ok(b, "subscriptions", tok))
+					return false;
+				names[q->n_subscriptions++] = tok;
+			}
+			q->subscriptions = names;
+		} else {
+			return fail(b->out, k, "unknown query parameter %s", k);
+		}
+	}
+	b->req.body_case = HANDOFF__WIRE__REQUEST__BODY_AWAIT;
+	b->req.await = q;
+	return true;
+}
+
 static bool build(struct build *b, struct http_route *r,
 		  const struct http_in *in)
 {
@@ -1277,6 +1333,16 @@ static bool build(struct build *b, struct http_route *r,
 		       (b->doc = load_body(in, b->out)) &&
 		       build_dlq_action(b, r, in);
 	case HOP_TRACE: {
+		const char *aw = find_kv(in->query, in->n_query, "await");
+		if (aw && strcmp(aw, "acked") != 0)
+			return fail(b->out, "await",
+				    "await must be 'acked' (the only thing "
+				    "awaited)");
+		if (aw) {
+			r->op = HOP_AWAIT;
+			r->name = "await";
+			return build_await(b, r, in);
+		}
 		Handoff__Wire__TraceRequest *q = alloc(b, sizeof *q);
 		if (!q)
 			return nomem(b);
@@ -1466,6 +1532,34 @@ static const char *state_name(int v)
 					 "acked",	"dead",
 					 "purged",	"unsubscribed" };
 	return enum_name(n, 8, v);
+}
+
+static json_t *await_json(struct jb *b, const Reply *rep)
+{
+	static const char *const results[] = { "unspecified", "acked",
+					       "dead_lettered", "timed_out" };
+	const Handoff__Wire__AwaitReply *a = rep->await;
+	json_t *o = json_object(), *subs = json_array();
+	jset(b, o, "event_id", jid(a->event_id));
+	jset(b, o, "topic", jstr(a->topic));
+	jset(b, o, "result", jstr(enum_name(results, 4, a->result)));
+	jset(b, o, "message", jstr(rep->message));
+	for (size_t i = 0; i < a->n_subscriptions; i++) {
+		const Handoff__Wire__AwaitState *s = a->subscriptions[i];
+		json_t *so = json_object();
+		jset(b, so, "subscription", jstr(s->subscription));
+		jset(b, so, "state", jstr(state_name(s->state)));
+		jset(b, so, "attempts", jnum(s->attempts));
+		jset(b, so, "dead_reason", jstr(reason_name(s->dead_reason)));
+		jset(b, so, "error", jstr(s->error));
+		jset(b, so, "consumer", jstr(s->consumer));
+		jset(b, so, "done_ms", jnum(s->done_ms));
+		jset(b, so, "dead_ms", jnum(s->dead_ms));
+		jset(b, so, "paused", json_boolean(s->paused));
+		jpush(b, subs, so);
+	}
+	jset(b, o, "subscriptions", subs);
+	return o;
 }
 
 static json_t *history_json(struct jb *b, Handoff__Wire__Attempt **h, size_t n)
@@ -1821,6 +1915,12 @@ static bool reply_json(const struct http_route *r, const Reply *rep,
 		    !rep->trace)
 			return false;
 		o = trace_json(&b, rep->trace);
+		break;
+	case HOP_AWAIT:
+		if (rep->body_case != HANDOFF__WIRE__REPLY__BODY_AWAIT ||
+		    !rep->await)
+			return false;
+		o = await_json(&b, rep);
 		break;
 	case HOP_STATS:
 		if (rep->body_case != HANDOFF__WIRE__REPLY__BODY_STATS ||

@@ -49,6 +49,8 @@ enum http_op {
 	HOP_HEALTHZ, /* answered on the HTTP thread: http_api_probe */
 	HOP_READYZ,
 	HOP_METRICS, /* Prometheus text (http_metrics.h) */
+	HOP_AWAIT,   /* GET /v1/events/{id}?await=acked (a trace route until
+		    * the query says so) */
 };
 
 /* A header or query argument. */

@@ -56,6 +56,8 @@ const char *inbox_request_name(const Request *r)
 		return "health";
 	case HANDOFF__WIRE__REQUEST__BODY_BACKUP:
 		return "backup";
+	case HANDOFF__WIRE__REQUEST__BODY_AWAIT:
+		return "await";
 	default:
 		return "unknown";
 	}

@@ -22,6 +22,14 @@
  * up to 20 attempts. */
 #define MAX_HISTORY 20
 
+/* A delivery of event is acked, or never will be: wake its awaits. */
+static void delivery_done(struct txn *t, uint64_t event)
+{
+	const struct sched *s = t->sched;
+	if (s && s->on_done)
+		s->on_done(s->ctx, event);
+}
+
 /* A lease of d ends (ack, nack, expiry, restart, unsubscribe). */
 static void lease_gone(struct txn *t, const DeliveryRecord *d)
 {
@@ -135,6 +143,7 @@ static int dead_letter(struct txn *t, SubRecord *sub, uint64_t event,
 	sub->dead++;
 	sub->dead_lettered++;
 	store_sub_mark(t, sub);
+	delivery_done(t, event);
 	log_event(LOG_WARN, "dead_lettered", LU("event_id", event),
 		  LS("subscription", sub->name),
 		  LS("reason", reason_name(reason)),
@@ -340,6 +349,7 @@ int sched_ack(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
 	if (rc)
 		return rc;
 	sub->acked++;
+	delivery_done(t, event);
 	return release_event(t, event);
 }
 
@@ -555,6 +565,7 @@ int sched_purge(struct txn *t, SubRecord *sub, uint64_t event, Status *status)
 	if (rc)
 		return rc;
 	sub->purged++;
+	delivery_done(t, event);
 	log_event(LOG_WARN, "dead_letter_purged", LU("event_id", event),
 		  LS("subscription", sub->name), LU("attempts", d->attempts),
 		  LOG_END);
@@ -599,5 +610,6 @@ int sched_drop(struct txn *t, SubRecord *sub, uint64_t event)
 	if (rc)
 		return rc;
 	store_sub_mark(t, sub);
+	delivery_done(t, event);
 	return release_event(t, event);
 }

@@ -49,7 +49,12 @@ struct sched {
 	 * inside the transaction: the hook must undo its changes on rollback. */
 	void (*on_lease)(void *ctx, const char *consumer, int delta,
 			 uint64_t leased_ms);
-	void *ctx; /* passed to both hooks */
+	/* Told of every delivery of event that is acked, dead-lettered,
+	 * purged or dropped by an unsubscribe (so held awaits of the event,
+	 * held.h, can be woken). It may be told and the transaction still
+	 * roll back: it only prompts a look. */
+	void (*on_done)(void *ctx, uint64_t event);
+	void *ctx; /* passed to every hook */
 };
 
 /* A new delivery of event for sub, ready at due. */

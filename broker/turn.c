@@ -125,6 +125,7 @@ static int apply_and_commit(struct broker *b, uint64_t now)
 	if (rc)
 		return rc;
 	b->env.held_fetches = b->holds.n_held;
+	b->env.held_awaits = b->holds.n_awaits;
 	b->env.unsubscribed = false;
 	rc = bg_recover(b, &t);
 	for (size_t i = 0; i < b->inbox.n_pend && !rc; i++)
@@ -157,6 +158,7 @@ static int apply_and_commit(struct broker *b, uint64_t now)
 static int apply_one_by_one(struct broker *b, uint64_t now)
 {
 	b->env.held_fetches = b->holds.n_held;
+	b->env.held_awaits = b->holds.n_awaits;
 	for (size_t i = 0; i < b->inbox.n_pend; i++) {
 		struct pending *p = &b->inbox.pend[i];
 		struct txn t;
@@ -229,8 +231,8 @@ static int apply(struct broker *b, uint64_t now, bool *committed)
 	return 0;
 }
 
-/* Step 4: answer every request of the turn (or hold its fetch), then the
- * held fetches that were served or ran out of time. */
+/* Step 4: answer every request of the turn (or hold its fetch or await),
+ * then the held fetches and awaits that were served or ran out of time. */
 static void reply_all(struct broker *b, uint64_t now, bool committed,
 		      double taken_s)
 {
@@ -246,7 +248,20 @@ static void reply_all(struct broker *b, uint64_t now, bool committed,
 					HANDOFF__WIRE__REQUEST__BODY_FETCH ?
 				p->req->fetch :
 				NULL;
-		if (p->park) {
+		const Handoff__Wire__AwaitRequest *aw =
+			p->req->body_case ==
+					HANDOFF__WIRE__REQUEST__BODY_AWAIT ?
+				p->req->await :
+				NULL;
+		if (p->park && aw) {
+			if (held_await_add(&b->holds, aw, p->ctrl, now) == 0) {
+				p->ctrl = NULL;
+				continue;
+			}
+			p->reply =
+				reply_error(b, HANDOFF__WIRE__STATUS__INTERNAL,
+					    "out of memory holding the await");
+		} else if (p->park) {
 			if (held_add(&b->holds, f, p->ctrl, p->park_sub,
 				     p->park_check, p->park_paused, now) == 0) {
 				p->ctrl = NULL;

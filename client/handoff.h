@@ -838,6 +838,84 @@ int handoff_backup(handoff_client *c, const char *name, bool status_only,
 		   handoff_backup_info *out);
 /* Frees the strings of b (not b); NULL is ignored. */
 void handoff_backup_info_free(handoff_backup_info *b);
+/* ---- completion receipts ---------------------------------------------- */
+
+typedef enum handoff_await_result {
+	HANDOFF_AWAIT_NONE = 0,
+	HANDOFF_AWAIT_ACKED = 1,	 /* every awaited subscription acked */
+	HANDOFF_AWAIT_DEAD_LETTERED = 2, /* one never will (see message) */
+	HANDOFF_AWAIT_TIMED_OUT = 3,	 /* the timeout came first */
+} handoff_await_result;
+/* "acked", "dead_lettered", "timed_out"; "unknown" otherwise (static;
+ * thread-safe). */
+const char *handoff_await_result_name(int result);
+
+/* One awaited subscription's delivery of the event, when the broker
+ * answered. Its strings belong to the handoff_await_reply. */
+typedef struct handoff_await_state {
+	char *subscription;
+	handoff_delivery_state state; /* NONE: its record is damaged */
+	uint32_t attempts;	      /* every attempt so far */
+	handoff_dead_reason dead_reason;
+	char *error;	  /* the last error text; "" when none */
+	char *consumer;	  /* leased: to whom; "" otherwise */
+	uint64_t done_ms; /* acked, purged, unsubscribed: when (unix ms) */
+	uint64_t dead_ms; /* dead: when (unix ms) */
+	bool paused;	  /* the subscription is paused */
+} handoff_await_state;
+
+typedef struct handoff_await_reply {
+	uint64_t event_id;
+	char *topic;
+	handoff_await_result result;
+	/* DEAD_LETTERED: which subscription and why, e.g. "dead-lettered by
+	 * 'billing' (permanent after 1 attempts): bad card"; "" otherwise */
+	char *message;
+	handoff_await_state *subscriptions; /* the awaited ones */
+	size_t n_subscriptions;
+} handoff_await_reply;
+
+/*
+ * A completion receipt: wait up to timeout_ms until every subscription
+ * the event was delivered to (or the n_subscriptions named, which must be
+ * among them) has acked event_id. The broker holds the request (a long
+ * poll, woken by the acks themselves; the wait is added to the handle's
+ * deadline) and answers HANDOFF_AWAIT_ACKED as soon as the last one acks;
+ * HANDOFF_AWAIT_DEAD_LETTERED at once when one of them dead-letters it
+ * (or it was purged from the dead letters, or the subscription deleted):
+ * *out's message and that subscription's entry say which and why; and
+ * HANDOFF_AWAIT_TIMED_OUT at the timeout, with each one's state. A
+ * timeout_ms of 0 answers at once with the state now. The call retries
+ * like any other: across a broker restart the same request is resent, and
+ * the new broker waits its timeout_ms afresh, within the call's deadline
+ * (the handle's deadline plus timeout_ms; past it HANDOFF_ETIMEDOUT).
+ *
+ * Who may: with access control on, an operator key, or a producer key that
+ * may publish to the event's topic.
+ *
+ * On HANDOFF_OK *out is a reply the caller frees with handoff_await_free()
+ * (for every result, TIMED_OUT included); on error *out = NULL.
+ * Errors (besides those every call can return):
+ *   HANDOFF_EINVAL       out NULL, or subscriptions NULL (or one of them
+ *                        NULL) with n_subscriptions > 0.
+ *   HANDOFF_ENOTFOUND    no such event: never published, or finished
+ *                        (every subscription acked it, purged it or was
+ *                        deleted) more than the broker's history period
+ *                        ago, when its record is gone and which of those
+ *                        it was is no longer known; handoff_last_message()
+ *                        says which case.
+ *   HANDOFF_EBADREQUEST  a named subscription was not delivered the event
+ *                        (not a subscription of its topic, or created
+ *                        after it), or a bad name.
+ *   HANDOFF_ELIMIT       timeout_ms over the broker's max_wait, more
+ *                        names than max_subscriptions, or
+ *                        max_held_fetches awaits already waiting.
+ */
+int handoff_await(handoff_client *c, uint64_t event_id,
+		  const char *const *subscriptions, size_t n_subscriptions,
+		  uint32_t timeout_ms, handoff_await_reply **out);
+/* Frees r and everything in it; NULL is ignored. */
+void handoff_await_free(handoff_await_reply *r);
 
 #ifdef __cplusplus
 }

@@ -36,6 +36,9 @@
  *  11  signed requests refused as stale until the deadline: this host's
  *      clock differs from the broker's and the broker did not tell its
  *      own (the message gives the difference when known)
+ *  12  await (publish --await-acked): a subscription dead-lettered the
+ *      event (or it was purged, or the subscription deleted)
+ *  13  await (publish --await-acked): not acked by all within the timeout
  *  20  health: the broker is live but not ready
  *  21  health: the broker is not live (its store is unusable)
  */
@@ -52,6 +55,8 @@ enum cli_exit {
 	CLI_EXIT_PARTIAL = 9,
 	CLI_EXIT_DENIED = 10,
 	CLI_EXIT_CLOCK = 11,
+	CLI_EXIT_DEADLETTERED = 12,
+	CLI_EXIT_NOTACKED = 13,
 	/* `handoff health` only (cli_health.c); 20 and up stay clear of the
 	 * general codes above */
 	CLI_EXIT_NOTREADY = 20,
@@ -113,7 +118,8 @@ struct cli_command {
 extern const struct cli_command cli_cmd_publish, cli_cmd_subscribe,
 	cli_cmd_unsubscribe, cli_cmd_subscriptions, cli_cmd_consume,
 	cli_cmd_extend, cli_cmd_pause, cli_cmd_resume, cli_cmd_dlq,
-	cli_cmd_trace, cli_cmd_stats, cli_cmd_audit, cli_cmd_backup;
+	cli_cmd_trace, cli_cmd_stats, cli_cmd_audit, cli_cmd_backup,
+	cli_cmd_await;
 extern const struct cli_command cli_cmd_health;
 extern const struct cli_command cli_cmd_dlq_list, cli_cmd_dlq_show,
 	cli_cmd_dlq_replay, cli_cmd_dlq_purge;
@@ -151,6 +157,16 @@ int cli_usage(struct cli_ctx *ctx, const char *fmt, ...)
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Flush stdout; on a write error say so and return 1, else rc. */
 int cli_finish(int rc);
+
+/* ---- cli_await.c: completion receipts ---------------------------------- */
+
+struct cli_json;
+/* r as one JSON object (into an open document) or as text lines on stdout
+ * (timeout_ms: the wait asked for, named when it ran out). */
+void cli_await_json(struct cli_json *j, const handoff_await_reply *r);
+void cli_await_text(const handoff_await_reply *r, uint32_t timeout_ms);
+/* 0 all acked, CLI_EXIT_DEADLETTERED, CLI_EXIT_NOTACKED. */
+int cli_await_exit_code(const handoff_await_reply *r);
 
 /* ---- cli_util.c: parsing, input, signals ------------------------------- */
 

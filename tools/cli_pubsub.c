@@ -18,10 +18,11 @@
 
 /* ---- publish ----------------------------------------------------------- */
 
-enum { OPT_KEY = OPT_LOCAL, OPT_IDEM, OPT_HEADER };
+enum { OPT_KEY = OPT_LOCAL, OPT_IDEM, OPT_HEADER, OPT_AWAIT_ACKED };
 
 static const struct option publish_options[] = {
 	{ "key", required_argument, NULL, OPT_KEY },
+	{ "await-acked", required_argument, NULL, OPT_AWAIT_ACKED },
 	{ "idempotency-key", required_argument, NULL, OPT_IDEM },
 	{ "header", required_argument, NULL, OPT_HEADER },
 	CLI_GLOBAL_OPTIONS,
@@ -33,6 +34,8 @@ struct publish_args {
 	handoff_header *headers; /* point into argv */
 	size_t n_headers;
 	unsigned char *stdin_buf; /* payload read from stdin, owned */
+	bool await;		  /* --await-acked given */
+	uint32_t await_ms;	  /* its timeout */
 };
 
 /* "NAME=VALUE": split in place (the string lives in argv). */
@@ -70,6 +73,12 @@ static int publish_parse(struct cli_ctx *ctx, int argc, char **argv,
 			if ((rc = add_header(ctx, a, optarg)))
 				return rc;
 			break;
+		case OPT_AWAIT_ACKED:
+			if ((rc = cli_opt_duration(ctx, "--await-acked", optarg,
+						   &a->await_ms)))
+				return rc;
+			a->await = true;
+			break;
 		}
 	}
 	return rc;
@@ -104,7 +113,9 @@ static int publish_payload(const char *data, struct publish_args *a)
 	return 0;
 }
 
-static int publish_print(const struct cli_ctx *ctx, uint64_t id, bool dup)
+/* aw: the completion receipt of --await-acked, else NULL. */
+static int publish_print(const struct cli_ctx *ctx, uint64_t id, bool dup,
+			 const handoff_await_reply *aw, uint32_t await_ms)
 {
 	if (ctx->json) {
 		struct cli_json j;
@@ -113,21 +124,29 @@ static int publish_print(const struct cli_ctx *ctx, uint64_t id, bool dup)
 		cli_json_begin_object(&j);
 		cli_json_kv_u64(&j, "event_id", id);
 		cli_json_kv_bool(&j, "duplicate", dup);
+		if (aw) {
+			cli_json_key(&j, "await");
+			cli_await_json(&j, aw);
+		}
 		cli_json_end_object(&j);
 		cli_json_newline(&j);
-		return 0;
+		return aw ? cli_await_exit_code(aw) : 0;
 	}
 	printf("%" PRIu64 "\n", id);
 	if (dup)
 		cli_warn("event %" PRIu64 " was already published with this "
 			 "idempotency key; not stored again",
 			 id);
-	return 0;
+	if (!aw)
+		return 0;
+	cli_await_text(aw, await_ms);
+	return cli_await_exit_code(aw);
 }
 
 static int run_publish(struct cli_ctx *ctx, int argc, char **argv)
 {
 	struct publish_args a = { 0 };
+	handoff_await_reply *aw = NULL;
 	const char *topic;
 	uint64_t id = 0;
 	bool dup = false;
@@ -167,8 +186,20 @@ static int run_publish(struct cli_ctx *ctx, int argc, char **argv)
 		rc = cli_fail(ctx, err, "publish to '%s'", topic);
 		goto out;
 	}
-	rc = publish_print(ctx, id, dup);
+	if (a.await) {
+		err = handoff_await(ctx->client, id, NULL, 0, a.await_ms, &aw);
+		if (err) {
+			/* The id first: the event is stored whatever the
+			 * await says. */
+			if (!ctx->json)
+				printf("%" PRIu64 "\n", id);
+			rc = cli_fail(ctx, err, "await event %" PRIu64, id);
+			goto out;
+		}
+	}
+	rc = publish_print(ctx, id, dup, aw, a.await_ms);
 out:
+	handoff_await_free(aw);
 	free(a.stdin_buf);
 	free(a.headers);
 	return rc;
@@ -189,10 +220,19 @@ const struct cli_command cli_cmd_publish = {
 		"                       broker's dedup window returns the first event's\n"
 		"                       id instead of storing a copy (default: random)\n"
 		"  --header NAME=VALUE  add a header; repeatable\n"
+		"  --await-acked DURATION  then wait up to DURATION until every\n"
+		"                       subscription has acked the event, as\n"
+		"                       'handoff await' does (at most the broker's\n"
+		"                       max_wait, 60s by default)\n"
 		"\n"
 		"Output: the event id; with --json {\"event_id\":N,\"duplicate\":B}.\n"
+		"With --await-acked also the receipt as 'handoff await' prints it\n"
+		"(--json: under \"await\").\n"
 		"Use '--' before a DATA that starts with '-'.\n"
-		"Exit code 7 when TOPIC has no subscription (nothing is stored).\n",
+		"Exit code 7 when TOPIC has no subscription (nothing is stored).\n"
+		"With --await-acked: exit code 12 when a subscription dead-lettered\n"
+		"it, 13 when not acked by all in time (the event is stored either\n"
+		"way).\n",
 	.run = run_publish,
 };
 

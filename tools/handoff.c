@@ -56,6 +56,9 @@ static const char exit_codes_help[] =
 	"  10 permission denied (access control: no key, wrong key or role)\n"
 	"  11 clock differs from the broker's: signed requests refused as "
 	"stale\n"
+	"  12 await: a subscription dead-lettered the event (or purged it, or\n"
+	"     was deleted)\n"
+	"  13 await: not acked by every subscription within the timeout\n"
 	"  20 health: live, not ready; 21 health: not live\n";
 
 static const struct cli_command *const commands[] = {
@@ -63,7 +66,7 @@ static const struct cli_command *const commands[] = {
 	&cli_cmd_subscriptions, &cli_cmd_pause,	    &cli_cmd_resume,
 	&cli_cmd_consume,	&cli_cmd_extend,    &cli_cmd_dlq,
 	&cli_cmd_trace,		&cli_cmd_stats,	    &cli_cmd_audit,
-	&cli_cmd_health,	&cli_cmd_backup,
+	&cli_cmd_health,	&cli_cmd_backup,    &cli_cmd_await,
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

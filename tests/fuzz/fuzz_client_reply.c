@@ -9,7 +9,7 @@
  *
  * Input: byte 0 picks the call (connect, publish, subscribe, unsubscribe,
  * list, fetch, ack, nack, dlq list/show/replay/purge, trace, stats, audit
- * list, extend), byte 1 a count 1..8 (events, items, max deliveries, limit) and,
+ * list, extend, await), byte 1 a count 1..8 (events, items, max deliveries, limit) and,
  * in its top bit, whether the handle signs its requests (access control),
  * byte 2 an event id; then the replies, each a varint length and that many
  * bytes (the last may run to the end of the input). The connect's ping is
@@ -420,6 +420,28 @@ static int call(handoff_client *c, int which, size_t n, uint64_t id)
 		handoff_audit_free(a, k);
 		break;
 	}
+	case 16: {
+		handoff_await_reply *r = (void *)1;
+		static const char *const subs[] = { "s1", "s2" };
+		expect_body = HANDOFF__WIRE__REQUEST__BODY_AWAIT;
+		rc = handoff_await(c, id, subs, n % 3, (uint32_t)n * 10, &r);
+		FZ_ASSERT(rc == HANDOFF_OK ? r != NULL : r == NULL,
+			  "await result %p with rc %d", (void *)r, rc);
+		if (r) {
+			FZ_ASSERT(r->event_id == id && r->topic && r->message &&
+					  r->result >= HANDOFF_AWAIT_ACKED &&
+					  r->result <= HANDOFF_AWAIT_TIMED_OUT,
+				  "await result");
+			for (size_t i = 0; i < r->n_subscriptions; i++)
+				FZ_ASSERT(r->subscriptions[i].subscription &&
+						  r->subscriptions[i].error &&
+						  r->subscriptions[i].consumer,
+					  "await subscription %zu", i);
+			(void)handoff_await_result_name(r->result);
+		}
+		handoff_await_free(r);
+		break;
+	}
 	case 13: {
 		handoff_stats *s = (void *)1;
 		expect_body = HANDOFF__WIRE__REQUEST__BODY_STATS;
@@ -477,7 +499,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 3)
 		return 0;
-	int which = data[0] % 16;
+	int which = data[0] % 17;
 	size_t n = 1 + data[1] % 8;
 	signing = data[1] & 0x80;
 	last_seq = 0;

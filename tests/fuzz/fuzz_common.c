@@ -868,6 +868,8 @@ static unsigned allowed_statuses(const struct config *cfg, int body_case)
 		return any | B(BAD_REQUEST) | B(NOT_FOUND);
 	case BODY(TRACE):
 		return any | B(NOT_FOUND);
+	case BODY(AWAIT):
+		return any | B(BAD_REQUEST) | B(NOT_FOUND) | B(LIMIT_EXCEEDED);
 	default:
 		return B(BAD_REQUEST);
 	}
@@ -1170,6 +1172,33 @@ static void check_ok_body(const struct config *cfg, const Request *q,
 			FZ_ASSERT(s >= 1 && s <= 7, "trace state %d", s);
 		}
 		break;
+	case BODY(AWAIT): {
+		/* no body: held (the turn answers it later) */
+		if (r->body_case == RBODY(_NOT_SET))
+			break;
+		const Handoff__Wire__AwaitReply *a = r->await;
+		FZ_ASSERT(r->body_case == RBODY(AWAIT) && a &&
+				  a->event_id == q->await->event_id,
+			  "await OK without the event asked for");
+		FZ_ASSERT(a->result >= 1 && a->result <= 3, "await result %d",
+			  a->result);
+		FZ_ASSERT(a->n_subscriptions > 0, "await of no subscription");
+		FZ_ASSERT(!q->await->n_subscriptions ||
+				  a->n_subscriptions <=
+					  q->await->n_subscriptions,
+			  "await of %zu names: %zu states",
+			  q->await->n_subscriptions, a->n_subscriptions);
+		size_t acked = 0;
+		for (size_t i = 0; i < a->n_subscriptions; i++) {
+			int s = a->subscriptions[i]->state;
+			FZ_ASSERT(s >= 0 && s <= 7, "await state %d", s);
+			acked += s == 4;
+		}
+		FZ_ASSERT((a->result == 1) == (acked == a->n_subscriptions),
+			  "await result %d with %zu of %zu acked", a->result,
+			  acked, a->n_subscriptions);
+		break;
+	}
 	case BODY(STATS):
 		FZ_ASSERT(r->body_case == RBODY(STATS) && r->stats &&
 				  !strcmp(r->stats->version,

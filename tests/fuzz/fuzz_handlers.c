@@ -58,7 +58,8 @@
  *     matches the leases in the store.
  * At the end held fetches time out and the broker shuts down: every request
  * must then have had exactly one reply, except a held fetch superseded by
- * its own resend (dropped by design) or held when the broker restarted.
+ * its own resend (dropped by design) or a fetch or await held when the
+ * broker restarted.
  */
 #include <fnmatch.h>
 #include <sodium.h>
@@ -127,7 +128,8 @@ struct sent {
 	void *fetch_reply; /* OK fetch reply bytes (fetch_seq != 0) */
 	size_t fetch_reply_len;
 	int auth_expect; /* what access control must answer: OK,
-				* PERMISSION_DENIED, STALE_REQUEST */
+				* PERMISSION_DENIED, STALE_REQUEST, or
+				* AUTH_BY_HANDLER */
 };
 
 static struct sent *sent;
@@ -247,6 +249,10 @@ static bool matches(const char *pattern, const char *name)
 	return pattern && fnmatch(pattern, name ? name : "", 0) == 0;
 }
 
+/* auth_expect: taken by access control, and the handler decides (an await
+ * by a producer key: whether it may publish to the event's topic). */
+#define AUTH_BY_HANDLER (-1)
+
 /* What access control must answer to s, taken at vnow: worked out from
  * its bytes alone (a fuzzer may copy a signed request into another
  * input), by the rules of README "Access control". */
@@ -326,6 +332,14 @@ static int auth_expect(const struct sent *s)
 		need = ROLE_CONSUMER;
 		sub = q->extend->subscription;
 		break;
+	case HANDOFF__WIRE__REQUEST__BODY_AWAIT:
+		/* an operator, or a producer of the event's topic, which only
+		 * the handler knows (it may also answer NOT_FOUND first) */
+		if (sg->roles & ROLE_OPERATOR)
+			return HANDOFF__WIRE__STATUS__OK;
+		if (sg->roles & ROLE_PRODUCER)
+			return AUTH_BY_HANDLER;
+		return HANDOFF__WIRE__STATUS__PERMISSION_DENIED;
 	default:
 		break;
 	}
@@ -550,6 +564,13 @@ static void broker_down(void)
 			sent[id - 1].lost = true;
 		h->ctrl = NULL;
 	}
+	for (size_t i = 0; i < B->holds.n_awaits; i++) {
+		struct held_await *a = &B->holds.awaits[i];
+		uintptr_t id = (uintptr_t)a->ctrl;
+		if (id >= 1 && id <= n_sent)
+			sent[id - 1].lost = true;
+		a->ctrl = NULL;
+	}
 	for (size_t i = 0; i < B->inbox.n_deferred; i++)
 		free(B->inbox.deferred[i].body);
 	B->inbox.n_deferred = 0;
@@ -738,7 +759,11 @@ static void take_reply(struct outgoing *o)
 	/* a reply from the cache is checked against the request it answered
 	 * first; its leases are already known */
 	Reply *r = fz_check_reply(acfg, orig ? orig : q, o->buf, o->len);
-	if (s->auth_expect != HANDOFF__WIRE__STATUS__OK)
+	if (s->auth_expect == AUTH_BY_HANDLER)
+		FZ_ASSERT(r->status != HANDOFF__WIRE__STATUS__STALE_REQUEST,
+			  "access control refused an await as stale: %s",
+			  r->message);
+	else if (s->auth_expect != HANDOFF__WIRE__STATUS__OK)
 		FZ_ASSERT((int)r->status == s->auth_expect,
 			  "access control should have answered %d, the reply "
 			  "is %d (%s)",
@@ -999,9 +1024,16 @@ static void finish(void)
 	/* held fetches time out */
 	vnow += acfg->max_wait_ms + 1;
 	run_turn();
-	/* shutdown: whatever is still held gets its empty reply */
+	/* shutdown: whatever fetch is still held gets its empty reply; held
+	 * awaits (none should be left, their time is up) die unanswered */
 	held_finish(B, UINT64_MAX, false);
 	take_replies();
+	for (size_t i = 0; i < B->holds.n_awaits; i++) {
+		uintptr_t id = (uintptr_t)B->holds.awaits[i].ctrl;
+		if (id >= 1 && id <= n_sent)
+			sent[id - 1].lost = true;
+		B->holds.awaits[i].ctrl = NULL;
+	}
 	for (size_t i = 0; i < n_sent; i++) {
 		struct sent *s = &sent[i];
 		if (s->replies == 1)
@@ -1011,7 +1043,10 @@ static void finish(void)
 		const Request *q = s->req;
 		bool fetch = q && q->protocol_version == 1 &&
 			     q->body_case == HANDOFF__WIRE__REQUEST__BODY_FETCH;
-		FZ_ASSERT(fetch && (s->dropped || s->lost),
+		bool await = q && q->protocol_version == 1 &&
+			     q->body_case == HANDOFF__WIRE__REQUEST__BODY_AWAIT;
+		FZ_ASSERT((fetch && (s->dropped || s->lost)) ||
+				  (await && s->lost),
 			  "request %zu (type %d) got no reply", i,
 			  q ? (int)q->body_case : -1);
 		if (s->lost)

@@ -436,6 +436,7 @@ static bool read_only(const Request *q)
 	case BODY(TRACE):
 	case BODY(STATS):
 	case BODY(AUDIT_LIST):
+	case BODY(AWAIT):
 		return true;
 	case BODY(DLQ_REPLAY):
 		return q->dlq_replay->dry_run;
@@ -496,7 +497,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				fprintf(stderr, " [%d]", r->items->statuses[i]);
 			fputc('\n', stderr);
 		}
-		if (hold.hold)
+		if (hold.hold && q->body_case == BODY(AWAIT))
+			FZ_ASSERT(
+				q->await->timeout_ms > 0 &&
+					r->status == ST(OK) &&
+					r->body_case ==
+						HANDOFF__WIRE__REPLY__BODY__NOT_SET,
+				"parked an await that cannot wait");
+		else if (q->body_case == BODY(AWAIT) && r->status == ST(OK))
+			FZ_ASSERT(
+				r->await->result !=
+						HANDOFF__WIRE__AWAIT_RESULT__AWAIT_RESULT_TIMED_OUT ||
+					q->await->timeout_ms == 0,
+				"await timed out before its timeout");
+		else if (hold.hold)
 			FZ_ASSERT(q->body_case == BODY(FETCH) &&
 					  q->fetch->wait_ms > 0 &&
 					  r->status == ST(OK) &&

@@ -766,6 +766,34 @@ static void request_seeds(void)
 			 (unsigned long long)t.event_id);
 		seed_msg(T, name, &t.base);
 	}
+	/* await: the fixture's events, named subscriptions (one not of the
+	 * topic, a bad name), timeouts 0, held, over max_wait */
+	T = "fuzz_await";
+	struct {
+		const char *name;
+		uint64_t ev;
+		const char *sub;
+		uint32_t timeout_ms;
+	} awaits[] = {
+		{ "now-1", 1, NULL, 0 },       { "now-2", 2, NULL, 0 },
+		{ "now-5", 5, NULL, 0 },       { "held-1", 1, NULL, 1000 },
+		{ "held-3", 3, NULL, 500 },    { "named-s1", 1, "s1", 0 },
+		{ "named-s3", 3, "s3", 1000 }, { "not-of-topic", 1, "s9", 0 },
+		{ "bad-name", 1, "s 1", 0 },   { "unknown", 999, NULL, 100 },
+		{ "zero", 0, NULL, 0 },	       { "too-long", 1, NULL, 3600000 },
+	};
+	for (size_t i = 0; i < sizeof awaits / sizeof awaits[0]; i++) {
+		Handoff__Wire__AwaitRequest a =
+			HANDOFF__WIRE__AWAIT_REQUEST__INIT;
+		char *subs[1] = { (char *)awaits[i].sub };
+		a.event_id = awaits[i].ev;
+		a.timeout_ms = awaits[i].timeout_ms;
+		if (awaits[i].sub) {
+			a.subscriptions = subs;
+			a.n_subscriptions = 1;
+		}
+		seed_msg(T, awaits[i].name, &a.base);
+	}
 	free(long_name);
 	free(long_str);
 	free(long_consumer);
@@ -1478,6 +1506,30 @@ static void client_seeds(void)
 	ok.trace = &tr;
 	client_seed("trace", 12, 1, 4, one, 1);
 	client_seed("trace-other-event", 12, 1, 5, one, 1);
+
+	/* await */
+	Handoff__Wire__AwaitState aws = HANDOFF__WIRE__AWAIT_STATE__INIT,
+				  *awsp[2] = { &aws, &aws };
+	aws.subscription = "s1";
+	aws.state = HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_DEAD;
+	aws.attempts = 3;
+	aws.dead_reason = HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_PERMANENT;
+	aws.error = "bad card";
+	Handoff__Wire__AwaitReply awr = HANDOFF__WIRE__AWAIT_REPLY__INIT;
+	awr.event_id = 4;
+	awr.topic = "t1";
+	awr.result = HANDOFF__WIRE__AWAIT_RESULT__AWAIT_RESULT_DEAD_LETTERED;
+	awr.n_subscriptions = 2;
+	awr.subscriptions = awsp;
+	char *ok_message = ok.message;
+	ok.body_case = RBODY(AWAIT);
+	ok.await = &awr;
+	ok.message = "dead-lettered by 's1' (permanent after 3 attempts): x";
+	client_seed("await", 16, 2, 4, one, 1);
+	client_seed("await-other-event", 16, 2, 5, one, 1);
+	awr.result = 9; /* a result this library does not know */
+	client_seed("await-bad-result", 16, 1, 4, one, 1);
+	ok.message = ok_message;
 
 	/* stats */
 	Handoff__Wire__TopicStats ts = HANDOFF__WIRE__TOPIC_STATS__INIT,

@@ -945,9 +945,84 @@ def test_extend():
         b.cleanup()
 
 
+def test_await():
+    """GET /v1/events/{id}?await=acked: held until the last ack (not the
+    timeout), dead-lettered at once, timed out with each state, 404 for an
+    unknown id, 400 for a subscription not delivered the event."""
+    b = Broker().start()
+    try:
+        for sub in ("a", "b"):
+            expect(b.call("PUT", "/v1/subscriptions/" + sub,
+                          {"topic": "ta"}), 201)
+        ev = expect(b.call("POST", "/v1/topics/ta/events", "one"), 201)
+        eid = ev["event_id"]
+        out = {}
+
+        def wait_acked(path):
+            out["r"] = b.call("GET", path)
+            out["at"] = time.time()
+
+        th = threading.Thread(target=wait_acked, args=(
+            "/v1/events/%s?await=acked&timeout_ms=15000" % eid,))
+        th.start()
+        time.sleep(0.3)
+        for sub in ("a", "b"):
+            d = expect(b.call("POST", "/v1/subscriptions/%s/fetch" % sub,
+                              {"max_events": 1}), 200)
+            check(d["deliveries"][0]["event_id"] == eid, "%r" % d)
+            time.sleep(0.3)
+            check(sub == "b" or th.is_alive(), "still waiting for b")
+            acked = time.time()
+            d = expect(b.call("POST", "/v1/subscriptions/%s/ack" % sub, {
+                "items": [{"event_id": eid, "lease_token":
+                           d["deliveries"][0]["lease_token"]}]}), 200)
+        th.join(20)
+        check(not th.is_alive(), "await returned")
+        got = expect(out["r"], 200, "await acked")
+        check(got["result"] == "acked" and out["at"] - acked < 2 and
+              [s["state"] for s in got["subscriptions"]] == ["acked"] * 2,
+              "acked promptly: %r after %.1fs" % (got, out["at"] - acked))
+        # timed out: each subscription's state; only the named ones
+        ev = expect(b.call("POST", "/v1/topics/ta/events", "two"), 201)
+        t0 = time.time()
+        got = expect(b.call("GET", "/v1/events/%s?await=acked&timeout_ms=500"
+                            "&subscriptions=b" % ev["event_id"]), 200)
+        check(got["result"] == "timed_out" and time.time() - t0 >= 0.45 and
+              [(s["subscription"], s["state"])
+               for s in got["subscriptions"]] == [("b", "ready")],
+              "timed out %r" % got)
+        # dead-lettered by one: at once, saying which and why
+        d = expect(b.call("POST", "/v1/subscriptions/a/fetch",
+                          {"max_events": 1}), 200)
+        expect(b.call("POST", "/v1/subscriptions/a/nack", {"items": [
+            {"event_id": ev["event_id"],
+             "lease_token": d["deliveries"][0]["lease_token"],
+             "permanent": True, "reason": "no such customer"}]}), 200)
+        t0 = time.time()
+        got = expect(b.call("GET", "/v1/events/%s?await=acked&timeout_ms="
+                            "10000" % ev["event_id"]), 200)
+        check(got["result"] == "dead_lettered" and time.time() - t0 < 2 and
+              "'a'" in got["message"] and
+              "no such customer" in got["message"] and
+              got["subscriptions"][0]["dead_reason"] == "permanent",
+              "dead-lettered %r" % got)
+        problem(b.call("GET", "/v1/events/424242?await=acked&timeout_ms=100"),
+                404, "NOT_FOUND")
+        problem(b.call("GET", "/v1/events/%s?await=acked&subscriptions=zz"
+                       % eid), 400, "BAD_REQUEST")
+        problem(b.call("GET", "/v1/events/%s?await=done" % eid), 400,
+                "BAD_REQUEST", "await")
+        problem(b.call("GET", "/v1/events/%s?await=acked&timeout_ms=999999"
+                       % eid), 429, "LIMIT_EXCEEDED")
+        problem(b.call("GET", "/v1/events/%s?await=acked&bogus=1" % eid),
+                400, "BAD_REQUEST", "bogus")
+    finally:
+        b.cleanup()
+
+
 SCENARIOS = [test_flow, test_long_poll_and_durability,
              test_disconnect_during_long_poll, test_extend, test_bad_input,
-             test_tls, test_tokens, test_openapi]
+             test_tls, test_tokens, test_await, test_openapi]
 
 
 def main():

@@ -646,6 +646,42 @@ static void test_wildcard_needs_flag(void **state)
 	broker_cleanup(b);
 }
 
+/* A completion receipt: a producer of the event's topic or an operator;
+ * not a consumer, not an unsigned client. */
+static void test_await_roles(void **state)
+{
+	broker *b = *state;
+	setup_subscriptions(b);
+	handoff_client *p = connect_as(b, "scheduler", PRODUCER_HEX);
+	handoff_event ev = { .payload = "p",
+			     .payload_len = 1,
+			     .idempotency_key = "aw1" };
+	uint64_t id;
+	assert_int_equal(handoff_publish(p, "settle.close", &ev, 1, &id, NULL),
+			 HANDOFF_OK);
+	handoff_await_reply *r = NULL;
+	assert_int_equal(handoff_await(p, id, NULL, 0, 0, &r), HANDOFF_OK);
+	assert_int_equal(r->result, HANDOFF_AWAIT_TIMED_OUT);
+	assert_int_equal(r->n_subscriptions, 2);
+	handoff_await_free(r);
+	handoff_close(p);
+	handoff_client *ops = connect_as(b, "ops", OPERATOR_HEX);
+	assert_int_equal(handoff_await(ops, id, NULL, 0, 0, &r), HANDOFF_OK);
+	handoff_await_free(r);
+	handoff_close(ops);
+	handoff_client *c = connect_as(b, "billing", CONSUMER_HEX);
+	r = (void *)1;
+	assert_int_equal(handoff_await(c, id, NULL, 0, 0, &r), HANDOFF_EPERM);
+	assert_null(r);
+	assert_non_null(strstr(handoff_last_message(c), "await"));
+	handoff_close(c);
+	handoff_client *anon = connect_as(b, NULL, NULL);
+	assert_int_equal(handoff_await(anon, id, NULL, 0, 0, &r),
+			 HANDOFF_EPERM);
+	handoff_close(anon);
+	broker_passed(b);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -662,6 +698,8 @@ int main(void)
 						it_setup, it_teardown),
 		cmocka_unit_test_setup_teardown(test_pause_needs_operator,
 						it_setup, it_teardown),
+		cmocka_unit_test_setup_teardown(test_await_roles, it_setup,
+						it_teardown),
 		cmocka_unit_test_setup_teardown(test_audit_and_command_ids,
 						it_setup, it_teardown),
 		cmocka_unit_test_setup_teardown(test_replay_protection,

@@ -3,7 +3,8 @@
 # real handoffd: subscribe, publish, consume --exec (ack, retry, permanent,
 # a slow command's lease extended, up to --max-extend), extend,
 # the dead-letter queue (list, show, replay --dry-run, replay, purge with and
-# without --yes), trace, subscriptions, stats, --json output and exit codes.
+# without --yes), trace, subscriptions, stats, await and publish
+# --await-acked (completion receipts), --json output and exit codes.
 #
 # Needs HANDOFFD and HANDOFF_CLI (meson sets both) and python3 (JSON checks).
 # Every check counts; the first failing one stops the script with its
@@ -426,6 +427,59 @@ run 3 extend nosuch "$E3" 1 --by 1s
 run 2 extend slowjobs "$E3" 1
 run 2 extend slowjobs "$E3" 1 --by 13h
 run 2 consume slowjobs --max-extend 1s
+
+# ---- await (completion receipts): exit codes 0, 12, 13, 3 -------------------
+STEP="await"
+run 0 subscribe receipts r1
+run 0 subscribe receipts r2
+run 0 publish receipts "to be acked"
+RID=$(tr -d '[:space:]' <"$TMP/out")
+run 13 await "$RID" --timeout 300ms
+contains "await timed out: says so" "$TMP/out" "not acked by all within 300ms"
+contains "await timed out: each state" "$TMP/out" "r2: state=ready attempts=0"
+run 13 --json await "$RID" --subscriptions r1 --timeout 0
+eq "await --json: timed out, only r1" \
+	"$(json '[d["result"], [s["subscription"] for s in d["subscriptions"]]]')" \
+	'["timed_out", ["r1"]]'
+# held while the consumers ack: it returns with the last ack, not at 20 s
+(
+	st=0
+	hf await "$RID" --timeout 20s >"$TMP/await.out" 2>&1 || st=$?
+	echo "$st" >"$TMP/await.rc"
+) &
+APID=$!
+sleep 0.3
+run 0 consume r1 --count 1 --wait 5s
+run 0 consume r2 --count 1 --wait 5s
+t0=$(date +%s%N)
+wait "$APID"
+took=$((($(date +%s%N) - t0) / 1000000))
+eq "await: all acked -> exit 0" "$(cat "$TMP/await.rc")" 0
+[ "$took" -lt 5000 ] || fail "await returned ${took}ms after the last ack"
+ok
+contains "await: acked by all" "$TMP/await.out" "acked by all 2 subscriptions"
+run 0 publish receipts "to be refused"
+RID2=$(tr -d '[:space:]' <"$TMP/out")
+run 0 consume r1 --count 1 --wait 5s \
+	--exec 'echo "bad input" >&2; exit 100'
+run 12 await "$RID2" --timeout 20s
+contains "dead-lettered: which" "$TMP/out" "dead-lettered by 'r1' (permanent"
+contains "dead-lettered: why" "$TMP/out" "bad input"
+run 12 --json await "$RID2" --subscriptions r1,r2
+eq "dead-lettered --json" \
+	"$(json '[d["result"], [(s["subscription"], s["state"]) for s in d["subscriptions"]]]')" \
+	'["dead_lettered", [["r1", "dead"], ["r2", "ready"]]]'
+run 3 await 999999 --timeout 0
+contains "unknown event: says so" "$TMP/err" "never published"
+run 1 await "$RID" --subscriptions nosuch --timeout 0
+run 2 await notanumber
+run 2 await "$RID" --subscriptions r1,,r2
+run 13 publish receipts "nobody consumes" --await-acked 200ms
+contains "publish --await-acked: the id first" "$TMP/out" "(topic receipts): not acked"
+run 13 --json publish receipts --await-acked 0 "json receipt"
+eq "publish --await-acked --json" \
+	"$(json '[type(d["event_id"]).__name__, d["await"]["result"], d["await"]["event_id"] == d["event_id"]]')" \
+	'["int", "timed_out", true]'
 
 # ---- restart keeps everything; unreachable broker = exit 5 ------------------
 STEP="restart"

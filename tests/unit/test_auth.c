@@ -93,6 +93,7 @@ struct bodies {
 	Handoff__Wire__TraceRequest trace;
 	Handoff__Wire__StatsRequest stats;
 	Handoff__Wire__AuditListRequest audit;
+	Handoff__Wire__AwaitRequest await;
 };
 
 /* A request of body case bc naming name (the topic of a publish, the
@@ -117,6 +118,7 @@ static void build(Request *q, struct bodies *b,
 		.trace = HANDOFF__WIRE__TRACE_REQUEST__INIT,
 		.stats = HANDOFF__WIRE__STATS_REQUEST__INIT,
 		.audit = HANDOFF__WIRE__AUDIT_LIST_REQUEST__INIT,
+		.await = HANDOFF__WIRE__AWAIT_REQUEST__INIT,
 	};
 	*q = (Request)HANDOFF__WIRE__REQUEST__INIT;
 	q->protocol_version = 1;
@@ -174,6 +176,9 @@ static void build(Request *q, struct bodies *b,
 		break;
 	case HANDOFF__WIRE__REQUEST__BODY_AUDIT_LIST:
 		q->audit_list = &b->audit;
+		break;
+	case HANDOFF__WIRE__REQUEST__BODY_AWAIT:
+		q->await = &b->await;
 		break;
 	default:
 		fail_msg("no such body case %d", (int)bc);
@@ -683,6 +688,20 @@ static void test_each_role(void **state)
 	assert_int_equal(allows(&a, -1, HANDOFF__WIRE__REQUEST__BODY_PUBLISH,
 				"orders.eu"),
 			 ST(PERMISSION_DENIED));
+
+	/* await: a producer or an operator (the handler checks a producer's
+	 * topics once it knows the event's: auth_may_await) */
+	static const Handoff__Wire__Request__BodyCase aw =
+		HANDOFF__WIRE__REQUEST__BODY_AWAIT;
+	assert_int_equal(allows(&a, K0, aw, NULL), ST(OK));
+	assert_int_equal(allows(&a, OPS, aw, NULL), ST(OK));
+	assert_int_equal(allows(&a, WORK, aw, NULL), ST(PERMISSION_DENIED));
+	assert_int_equal(allows(&a, -1, aw, NULL), ST(PERMISSION_DENIED));
+	assert_true(auth_may_await(&cfg.keys[OPS], "any.topic"));
+	assert_true(auth_may_await(NULL, "any.topic"));
+	assert_false(auth_may_await(&cfg.keys[WORK], "orders.eu"));
+	assert_true(auth_may_await(&cfg.keys[K0], "orders.eu"));
+	assert_false(auth_may_await(&cfg.keys[K0], "payments"));
 
 	assert_string_equal(auth_role_name(&cfg.keys[K0]), "producer");
 	assert_string_equal(auth_role_name(&cfg.keys[WORK]), "consumer");

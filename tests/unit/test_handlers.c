@@ -17,6 +17,7 @@
  *   for a wrong token, NOT_FOUND for an unknown event; the trace shows the
  *   new deadline.
  *   pause and resume: see test_pause_resume.
+ *   await: see test_await.
  */
 #include <ftw.h>
 #include <limits.h>
@@ -523,6 +524,171 @@ static void test_pause_resume(void **state)
 	assert_string_equal(r->audit_list->records[1]->action, "resume");
 }
 
+/* ---- await (completion receipts) --------------------------------------- */
+
+#define AR(x) HANDOFF__WIRE__AWAIT_RESULT__AWAIT_RESULT_##x
+
+static unsigned done_calls;
+static uint64_t done_event;
+
+static void on_done(void *ctx, uint64_t event)
+{
+	(void)ctx;
+	done_calls++;
+	done_event = event;
+}
+
+/* Apply an await; *held tells whether the turn would hold it. */
+static Reply *await_apply(struct fx *f, uint64_t ev, const char *sub,
+			  uint32_t timeout_ms, int want, bool *held)
+{
+	Request q = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__AwaitRequest a = HANDOFF__WIRE__AWAIT_REQUEST__INIT;
+	char *subs[1] = { (char *)sub };
+	struct fetch_hold hold = { 0 };
+	a.event_id = ev;
+	a.timeout_ms = timeout_ms;
+	a.subscriptions = sub ? subs : NULL;
+	a.n_subscriptions = sub ? 1 : 0;
+	q.body_case = BODY(AWAIT);
+	q.await = &a;
+	q.protocol_version = 1;
+	arena_reset(&f->a);
+	assert_int_equal(store_txn_begin(&f->st, &f->a, true, f->now, &f->t),
+			 0);
+	f->t.sched = &f->sched;
+	Reply *r = codec_new_reply(&f->a);
+	assert_non_null(r);
+	assert_int_equal(handlers_apply(&f->env, &f->t, &q, r, &hold), 0);
+	if ((int)r->status != want)
+		fail_msg("await: status %d (%s), want %d", r->status,
+			 r->message ? r->message : "", want);
+	*held = hold.hold;
+	if (hold.hold) {
+		/* what the held copy is told at its deadline */
+		bool complete = false;
+		assert_true(hold.await);
+		assert_int_equal(handlers_await_fill(&f->env, &f->t, &a, true,
+						     true, r, &complete),
+				 0);
+		assert_true(complete);
+		assert_int_equal(r->await->result, AR(TIMED_OUT));
+	}
+	assert_int_equal(store_txn_commit(&f->t), 0);
+	return r;
+}
+
+static int await_state_of(const Reply *r, const char *sub)
+{
+	for (size_t i = 0; i < r->await->n_subscriptions; i++)
+		if (strcmp(r->await->subscriptions[i]->subscription, sub) == 0)
+			return r->await->subscriptions[i]->state;
+	fail_msg("no await state for %s", sub);
+	return -1;
+}
+
+/*
+ * await: an incomplete await with a timeout is held (and told TIMED_OUT
+ * with the states at its deadline), with 0 answered at once; the
+ * scheduler's on_done hook fires for an ack and a dead letter of the
+ * event; all acked -> ACKED; a dead letter -> DEAD_LETTERED naming it; an
+ * unsubscribed subscription never acks (DEAD_LETTERED, "unsubscribed");
+ * unknown ids and names not delivered the event are refused; a producer
+ * key may await only its topics' events; a consumer key is refused by
+ * auth before the handler (auth.c), which test_auth covers not.
+ */
+static void test_await(void **state)
+{
+	struct fx *f = *state;
+	bool held;
+	f->sched.on_done = on_done;
+	subscribe(f, "t", "a");
+	subscribe(f, "t", "b");
+	subscribe(f, "u", "elsewhere");
+	uint64_t ev = publish(f, "t");
+
+	Reply *r = await_apply(f, ev, NULL, 1000, ST(OK), &held);
+	assert_true(held);
+	r = await_apply(f, ev, NULL, 0, ST(OK), &held);
+	assert_false(held);
+	assert_int_equal(r->await->result, AR(TIMED_OUT));
+	assert_int_equal(r->await->n_subscriptions, 2);
+	assert_int_equal(await_state_of(r, "a"), DS(READY));
+
+	done_calls = 0;
+	uint64_t tok = fetch_one(f, "a", ev, 1);
+	assert_int_equal(done_calls, 0); /* a lease is not done */
+	Request q = HANDOFF__WIRE__REQUEST__INIT;
+	Handoff__Wire__AckRequest ack = HANDOFF__WIRE__ACK_REQUEST__INIT;
+	Handoff__Wire__AckItem it = HANDOFF__WIRE__ACK_ITEM__INIT, *itp = &it;
+	it.event_id = ev;
+	it.lease_token = tok;
+	ack.subscription = (char *)"a";
+	ack.items = &itp;
+	ack.n_items = 1;
+	q.body_case = BODY(ACK);
+	q.ack = &ack;
+	apply(f, &q, ST(OK));
+	assert_int_equal(done_calls, 1);
+	assert_int_equal(done_event, ev);
+
+	r = await_apply(f, ev, "a", 1000, ST(OK), &held);
+	assert_false(held);
+	assert_int_equal(r->await->result, AR(ACKED));
+	assert_int_equal(r->await->n_subscriptions, 1);
+	r = await_apply(f, ev, NULL, 1000, ST(OK), &held);
+	assert_true(held); /* b has not acked */
+
+	/* b dead-letters it: the await ends, naming b and why */
+	tok = fetch_one(f, "b", ev, 1);
+	assert_int_equal(nack(f, "b", ev, tok, false, 0, true, ST(OK)), ST(OK));
+	assert_int_equal(done_calls, 2);
+	r = await_apply(f, ev, NULL, 1000, ST(OK), &held);
+	assert_false(held);
+	assert_int_equal(r->await->result, AR(DEAD_LETTERED));
+	assert_int_equal(await_state_of(r, "a"), DS(ACKED));
+	assert_int_equal(await_state_of(r, "b"), DS(DEAD));
+	assert_non_null(strstr(r->message, "'b'"));
+	assert_non_null(strstr(r->message, "consumer stopped"));
+
+	/* an unsubscribed subscription will never ack */
+	uint64_t ev2 = publish(f, "t");
+	fetch_one(f, "a", ev2, 1);
+	unsubscribe(f, "b");
+	r = await_apply(f, ev2, NULL, 1000, ST(OK), &held);
+	assert_false(held);
+	assert_int_equal(r->await->result, AR(DEAD_LETTERED));
+	assert_int_equal(await_state_of(r, "b"), DS(UNSUBSCRIBED));
+	assert_int_equal(await_state_of(r, "a"), DS(LEASED));
+	assert_non_null(strstr(r->message, "unsubscribed"));
+
+	/* refusals */
+	await_apply(f, ev + 100, NULL, 0, ST(NOT_FOUND), &held);
+	await_apply(f, ev, "elsewhere", 0, ST(BAD_REQUEST), &held);
+	await_apply(f, ev, "bad name!", 0, ST(BAD_REQUEST), &held);
+	await_apply(f, ev, NULL, f->cfg.max_wait_ms + 1, ST(LIMIT_EXCEEDED),
+		    &held);
+
+	/* a producer key: only the events of the topics it may publish to */
+	struct config_key k = { .id = (char *)"prod", .roles = ROLE_PRODUCER };
+	k.topics[0] = (char *)"u*";
+	k.n_topics = 1;
+	f->env.caller = &k;
+	await_apply(f, ev, NULL, 0, ST(PERMISSION_DENIED), &held);
+	k.topics[0] = (char *)"t";
+	await_apply(f, ev, NULL, 0, ST(OK), &held);
+	f->env.caller = NULL;
+
+	/* a full table of held awaits refuses another one to hold */
+	f->env.held_awaits = f->cfg.max_held_fetches;
+	uint64_t ev3 = publish(f, "t");
+	await_apply(f, ev3, NULL, 1000, ST(LIMIT_EXCEEDED), &held);
+	assert_false(held);
+	await_apply(f, ev3, NULL, 0, ST(OK), &held); /* no hold needed */
+}
+
+#undef AR
+
 int main(void)
 {
 	setenv("HANDOFF_TEST_NOSYNC", "1", 1);
@@ -530,10 +696,8 @@ int main(void)
 		return 1;
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 	const struct CMUnitTest tests[] = {
-		T(test_trace_unsubscribing),
-		T(test_release),
-		T(test_extend),
-		T(test_pause_resume),
+		T(test_trace_unsubscribing), T(test_release), T(test_extend),
+		T(test_pause_resume),	     T(test_await),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -487,6 +487,111 @@ static void test_replies(void **state)
 	http_out_free(&out);
 }
 
+/* GET /v1/events/{id}?await=acked: an AwaitRequest (a trace without it);
+ * its query checked; the reply as a receipt. */
+static void test_await(void **state)
+{
+	(void)state;
+	struct http_route r;
+	struct http_out out;
+	Request *q;
+	const struct http_kv full[] = { { "await", "acked" },
+					{ "timeout_ms", "1500" },
+					{ "subscriptions", "a,b.c" } };
+	assert_true(translate("GET", "/v1/events/7", NULL, 0, full, 3, NULL, &r,
+			      &out, &q));
+	assert_int_equal(r.op, HOP_AWAIT);
+	assert_string_equal(r.name, "await");
+	assert_int_equal(q->body_case, HANDOFF__WIRE__REQUEST__BODY_AWAIT);
+	assert_int_equal(q->await->event_id, 7);
+	assert_int_equal(q->await->timeout_ms, 1500);
+	assert_int_equal(q->await->n_subscriptions, 2);
+	assert_string_equal(q->await->subscriptions[0], "a");
+	assert_string_equal(q->await->subscriptions[1], "b.c");
+	handoff__wire__request__free_unpacked(q, NULL);
+
+	/* the reply, through the same route */
+	Reply rep = HANDOFF__WIRE__REPLY__INIT;
+	Handoff__Wire__AwaitReply ar = HANDOFF__WIRE__AWAIT_REPLY__INIT;
+	Handoff__Wire__AwaitState st = HANDOFF__WIRE__AWAIT_STATE__INIT,
+				  *stp = &st;
+	st.subscription = (char *)"a";
+	st.state = HANDOFF__WIRE__DELIVERY_STATE__DELIVERY_STATE_DEAD;
+	st.dead_reason = HANDOFF__WIRE__DEAD_REASON__DEAD_REASON_PERMANENT;
+	st.attempts = 2;
+	st.error = (char *)"bad";
+	ar.event_id = 7;
+	ar.topic = (char *)"t";
+	ar.result = HANDOFF__WIRE__AWAIT_RESULT__AWAIT_RESULT_DEAD_LETTERED;
+	ar.n_subscriptions = 1;
+	ar.subscriptions = &stp;
+	rep.body_case = HANDOFF__WIRE__REPLY__BODY_AWAIT;
+	rep.await = &ar;
+	rep.message = (char *)"dead-lettered by 'a'";
+	size_t len;
+	void *buf = codec_pack_reply(&rep, &len);
+	assert_non_null(buf);
+	http_api_reply(&r, buf, len, &out);
+	free(buf);
+	assert_int_equal(out.status, 200);
+	json_t *j = body_json(&out);
+	assert_string_equal(json_string_value(json_object_get(j, "event_id")),
+			    "7");
+	assert_string_equal(json_string_value(json_object_get(j, "result")),
+			    "dead_lettered");
+	assert_string_equal(json_string_value(json_object_get(j, "message")),
+			    "dead-lettered by 'a'");
+	json_t *s0 = json_array_get(json_object_get(j, "subscriptions"), 0);
+	assert_string_equal(json_string_value(json_object_get(s0, "state")),
+			    "dead");
+	assert_string_equal(
+		json_string_value(json_object_get(s0, "dead_reason")),
+		"permanent");
+	assert_int_equal(json_integer_value(json_object_get(s0, "attempts")),
+			 2);
+	json_decref(j);
+	http_out_free(&out);
+	http_route_free(&r);
+
+	/* defaults: every subscription, 30 s */
+	const struct http_kv only[] = { { "await", "acked" } };
+	assert_true(translate("GET", "/v1/events/8", NULL, 0, only, 1, NULL, &r,
+			      &out, &q));
+	assert_int_equal(q->await->timeout_ms, 30000);
+	assert_int_equal(q->await->n_subscriptions, 0);
+	handoff__wire__request__free_unpacked(q, NULL);
+	http_route_free(&r);
+	/* without await: the trace */
+	assert_true(translate("GET", "/v1/events/8", NULL, 0, NULL, 0, NULL, &r,
+			      &out, &q));
+	assert_int_equal(q->body_case, HANDOFF__WIRE__REQUEST__BODY_TRACE);
+	handoff__wire__request__free_unpacked(q, NULL);
+	http_route_free(&r);
+
+	static const struct {
+		struct http_kv kv[2];
+		const char *field;
+	} bad[] = {
+		{ { { "await", "done" }, { "timeout_ms", "1" } }, "await" },
+		{ { { "await", "acked" }, { "timeout_ms", "x" } },
+		  "timeout_ms" },
+		{ { { "await", "acked" }, { "timeout_ms", "4294967296" } },
+		  "timeout_ms" },
+		{ { { "await", "acked" }, { "subscriptions", "a,,b" } },
+		  "subscriptions" },
+		{ { { "await", "acked" }, { "subscriptions", "" } },
+		  "subscriptions" },
+		{ { { "await", "acked" }, { "bogus", "1" } }, "bogus" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		assert_false(translate("GET", "/v1/events/8", NULL, 0,
+				       bad[i].kv, 2, NULL, &r, &out, &q));
+		assert_problem(&out, 400, "BAD_REQUEST", bad[i].field);
+		http_out_free(&out);
+		http_route_free(&r);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -496,6 +601,7 @@ int main(void)
 		cmocka_unit_test(test_consume),
 		cmocka_unit_test(test_operator),
 		cmocka_unit_test(test_replies),
+		cmocka_unit_test(test_await),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
