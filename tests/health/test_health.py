@@ -397,7 +397,8 @@ def scenario_unit():
         text = f.read()
     lines = [ln.strip() for ln in text.splitlines()]
     for want in ("Type=notify", "NotifyAccess=main", "User=handoff",
-                 "StateDirectory=handoff", "ConfigurationDirectory=handoff",
+                 "StateDirectory=handoff handoff-backups",
+                 "ConfigurationDirectory=handoff",
                  "NoNewPrivileges=yes", "ProtectSystem=strict",
                  "ProtectHome=yes", "PrivateTmp=yes", "PrivateDevices=yes",
                  "MemoryDenyWriteExecute=yes",
