@@ -45,8 +45,12 @@
  * their deadline; one that would not end inside it is extended first. */
 #define PREFETCH_HORIZON_MS 500
 /* Outcomes are sent as one ack (nack, release, extend) request per
- * subscription per loop turn, or sooner when this many are waiting. */
+ * subscription per loop turn, or sooner when this many are waiting; acks
+ * also wait while the subscription's previous ack request is unanswered
+ * (it is in the store thread's turn: the next one joins the turn after),
+ * though never longer than ACK_WAIT_MS. */
 #define OUTCOME_BATCH_MAX 256
+#define ACK_WAIT_MS	  1000
 
 enum endpoint_state { EP_HEALTHY, EP_FAILING, EP_PROBING, EP_PAUSED };
 
@@ -83,6 +87,11 @@ struct sub {
 	uint32_t ack_deadline_ms; /* the lease a fetch takes */
 	bool listed;		  /* in the last list reply */
 	bool fetching;		  /* a fetch is posted and not answered */
+	/* ack requests posted and not answered: while one is out, 2xx
+	 * outcomes gather for the next, so each store turn gets one ack
+	 * request of many items rather than many of a few */
+	unsigned acks_out;
+	uint64_t acks_sent_ms; /* when the last one was posted */
 	unsigned in_flight;
 	bool probe_out;		   /* the probe is in flight */
 	enum endpoint_state state; /* written under mu */
@@ -229,7 +238,8 @@ static void post_unposted(struct push *p)
 }
 
 /* Pack req into a new call of kind for sub and post it. */
-static void send_request(struct push *p, enum call_kind kind, const char *sub,
+/* false: not posted (no memory; logged). */
+static bool send_request(struct push *p, enum call_kind kind, const char *sub,
 			 Request *req)
 {
 	struct call *c = calloc(1, sizeof *c);
@@ -251,7 +261,7 @@ static void send_request(struct push *p, enum call_kind kind, const char *sub,
 			  LS("reason", "out of memory"), LOG_END);
 		if (kind == CALL_LIST)
 			p->list_out = false;
-		return;
+		return false;
 	}
 	c->len = handoff__wire__request__pack(req, c->body);
 	c->next = p->calls;
@@ -259,6 +269,7 @@ static void send_request(struct push *p, enum call_kind kind, const char *sub,
 		p->calls->prev = c;
 	p->calls = c;
 	post(p, c);
+	return true;
 }
 
 static void send_list(struct push *p)
@@ -329,12 +340,14 @@ static bool items_add(struct items *l, uint64_t event_id, uint64_t token,
 	return true;
 }
 
+/* One ack request per max_batch items (the broker's limit per request). */
 static void send_acks(struct push *p, struct sub *s)
 {
 	Request req = HANDOFF__WIRE__REQUEST__INIT;
 	Handoff__Wire__AckRequest a = HANDOFF__WIRE__ACK_REQUEST__INIT;
 	Handoff__Wire__AckItem *it = calloc(s->acks.n, sizeof *it);
 	Handoff__Wire__AckItem **items = calloc(s->acks.n, sizeof *items);
+	size_t chunk = p->cfg->max_batch ? p->cfg->max_batch : 1000;
 	if (!it || !items)
 		goto out;
 	for (size_t i = 0; i < s->acks.n; i++) {
@@ -344,11 +357,16 @@ static void send_acks(struct push *p, struct sub *s)
 		items[i] = &it[i];
 	}
 	a.subscription = s->name;
-	a.n_items = s->acks.n;
-	a.items = items;
 	req.body_case = HANDOFF__WIRE__REQUEST__BODY_ACK;
 	req.ack = &a;
-	send_request(p, CALL_ACK, s->name, &req);
+	for (size_t at = 0; at < s->acks.n; at += chunk) {
+		a.n_items = s->acks.n - at < chunk ? s->acks.n - at : chunk;
+		a.items = items + at;
+		if (send_request(p, CALL_ACK, s->name, &req)) {
+			s->acks_out++;
+			s->acks_sent_ms = clock_mono_ms();
+		}
+	}
 out:
 	if (!it || !items)
 		log_event(LOG_ERROR, "push_request_dropped",
@@ -430,7 +448,10 @@ static void flush(struct push *p, struct sub *s)
 {
 	if (s->extends.n)
 		send_extends(p, s);
-	if (s->acks.n)
+	/* an answer lost (out of memory in the pump) must not hold acks
+	 * back for good: after ACK_WAIT_MS they go anyway */
+	if (s->acks.n &&
+	    (!s->acks_out || clock_mono_ms() - s->acks_sent_ms > ACK_WAIT_MS))
 		send_acks(p, s);
 	if (s->nacks.n)
 		send_nacks(p, s, &s->nacks, false);
@@ -708,7 +729,8 @@ static void drop_unlisted(struct push *p)
 	while (*pp) {
 		struct sub *s = *pp;
 		if (s->listed || s->fetching || s->in_flight || s->acks.n ||
-		    s->nacks.n || s->releases.n || s->extends.n) {
+		    s->acks_out || s->nacks.n || s->releases.n ||
+		    s->extends.n) {
 			pp = &s->next;
 			continue;
 		}
@@ -1118,6 +1140,10 @@ static void take_answers(struct push *p)
 				on_fetch(p, s, &r);
 			break;
 		case CALL_ACK:
+			if (s && s->acks_out)
+				s->acks_out--;
+			on_items(c, r);
+			break;
 		case CALL_NACK:
 		case CALL_EXTEND:
 			on_items(c, r);
