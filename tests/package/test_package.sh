@@ -53,7 +53,10 @@ dpkg -i "$DEB" >"$W/dpkg-i.log" 2>&1 || fail "dpkg -i: $(cat "$W/dpkg-i.log")"
 dpkg -L handoff | sort >"$W/files"
 for f in /usr/bin/handoffd /usr/bin/handoff /usr/include/handoff.h \
 	/etc/handoff/handoffd.conf /usr/share/man/man8/handoffd.8.gz \
-	/usr/share/man/man1/handoff.1.gz; do
+	/usr/share/man/man1/handoff.1.gz \
+	/usr/lib/systemd/system/handoffd.service \
+	/usr/lib/sysusers.d/handoff.conf \
+	/usr/share/handoff/handoff-alerts.yml; do
 	[ -e "$f" ] || fail "$f not installed"
 done
 conffiles=$(dpkg-query -W -f='${Conffiles}\n' handoff)
