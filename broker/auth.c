@@ -254,7 +254,9 @@ const char *auth_role_name(const struct config_key *key)
 		return "operator";
 	if (key->roles & ROLE_PRODUCER)
 		return "producer";
-	return "consumer";
+	if (key->roles & ROLE_CONSUMER)
+		return "consumer";
+	return "monitor";
 }
 
 int auth_allows(const struct auth *a, const struct config_key *key,
@@ -307,6 +309,12 @@ int auth_allows(const struct auth *a, const struct config_key *key,
 			 "producer nor the operator role to await events",
 			 key->id);
 		return ST(PERMISSION_DENIED);
+	case HANDOFF__WIRE__REQUEST__BODY_STATS:
+	case HANDOFF__WIRE__REQUEST__BODY_LIST_SUBSCRIPTIONS:
+		/* read only: a metrics scraper's monitor key is enough */
+		need = ROLE_OPERATOR | ROLE_MONITOR;
+		what = "read stats";
+		break;
 	default:
 		need = ROLE_OPERATOR;
 		what = "run operator requests";
@@ -323,7 +331,8 @@ int auth_allows(const struct auth *a, const struct config_key *key,
 			 key->id,
 			 need == ROLE_PRODUCER ? "producer" :
 			 need == ROLE_CONSUMER ? "consumer" :
-						 "operator",
+			 need == ROLE_OPERATOR ? "operator" :
+						 "operator or monitor",
 			 what, name ? " " : "", name ? name : "");
 		return ST(PERMISSION_DENIED);
 	}

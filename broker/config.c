@@ -572,6 +572,8 @@ static int parse_roles(const char *v, unsigned *out)
 			roles |= ROLE_CONSUMER;
 		else if (strcmp(tok, "operator") == 0)
 			roles |= ROLE_OPERATOR;
+		else if (strcmp(tok, "monitor") == 0)
+			roles |= ROLE_MONITOR;
 		else
 			return EINVAL;
 	}
@@ -707,7 +709,7 @@ static void on_key_section(struct load *ld, const char *id, const char *name,
 		if (rc)
 			load_fail(ld, EINVAL,
 				  "[key %s] role must be producer, "
-				  "consumer and/or operator",
+				  "consumer, operator and/or monitor",
 				  id);
 	} else if (strcmp(name, "secret") == 0) {
 		rc = parse_secret_hex(value, k->secret);

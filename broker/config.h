@@ -26,6 +26,9 @@ enum config_role {
 	ROLE_CONSUMER = 2, /* fetch, ack, nack on its subscriptions */
 	/* subscriptions, dead letters, trace, stats, audit */
 	ROLE_OPERATOR = 4,
+	/* stats and the subscription list only (GET /metrics): what a
+	 * metrics scraper needs, without an operator's power to purge */
+	ROLE_MONITOR = 8,
 };
 
 /* One [key NAME] section: who may do what, proven with the secret. */

@@ -719,7 +719,8 @@ def test_tls():
 TOKENS = {"prod": "producer-token-0123456789",
           "cons": "consumer-token-0123456789",
           "ops": "operator-token-0123456789",
-          "both": "both-roles-token-0123456789"}
+          "both": "both-roles-token-0123456789",
+          "mon": "monitor-token-0123456789"}
 
 
 def test_tokens():
@@ -736,8 +737,10 @@ def test_tokens():
                "subscriptions = billing\n"
                "[key ops]\nrole = operator\ntoken_file = %s\n"
                "[key both]\nrole = producer, consumer\ntoken = %s\n"
-               "topics = *\nsubscriptions = *\n" %
-               (TOKENS["prod"], TOKENS["cons"], tf, TOKENS["both"]))
+               "topics = *\nsubscriptions = *\n"
+               "[key mon]\nrole = monitor\ntoken = %s\n" %
+               (TOKENS["prod"], TOKENS["cons"], tf, TOKENS["both"],
+                TOKENS["mon"]))
         b = Broker(cfg).start()
         try:
             T = TOKENS
@@ -796,6 +799,22 @@ def test_tokens():
                                           "lease_token": dl["lease_token"]}]},
                               token=T["cons"]), 200)
             check(d["results"][0]["status"] == "OK", "%r" % d)
+            # monitor (a Prometheus key): stats, the list and /metrics only
+            st, r, body = b.call("GET", "/metrics", token=T["mon"])
+            check(st == 200 and b"handoff_build_info" in body,
+                  "monitor scrapes /metrics: %d" % st)
+            expect(b.call("GET", "/v1/stats", token=T["mon"]), 200)
+            expect(b.call("GET", "/v1/subscriptions", token=T["mon"]), 200)
+            problem(b.call("GET", "/v1/subscriptions/billing/dead-letters",
+                           token=T["mon"]), 403, "PERMISSION_DENIED")
+            problem(b.call("DELETE", "/v1/subscriptions/billing",
+                           token=T["mon"]), 403, "PERMISSION_DENIED")
+            problem(b.call("POST", "/v1/topics/pay.in/events", "x",
+                           token=T["mon"]), 403, "PERMISSION_DENIED")
+            problem(b.call("POST", "/v1/subscriptions/billing/fetch", {},
+                           token=T["mon"]), 403, "PERMISSION_DENIED")
+            st, _, _ = b.call("GET", "/metrics", token=T["prod"])
+            check(st == 403, "a producer may not scrape: %d" % st)
             # two roles in one key
             expect(b.call("POST", "/v1/topics/any/events", "x",
                           token=T["both"]), 409)  # no subscriptions

@@ -35,7 +35,7 @@ static const uint8_t SECRET_WORK[32] = { 0x20, 0x21, 0x22, 0x23 };
 static const uint8_t SECRET_OPS[32] = { 0x30, 0x31, 0x32, 0x33 };
 static const uint8_t SECRET_BOTH[32] = { 0x40, 0x41 };
 
-enum { K0, K1, WORK, OPS, BOTH, BARE, N_KEYS };
+enum { K0, K1, WORK, OPS, BOTH, BARE, MON, N_KEYS };
 
 static struct config cfg;
 
@@ -69,6 +69,10 @@ static int setup(void **state)
 	cfg.keys[BOTH].topics[cfg.keys[BOTH].n_topics++] = "t.*";
 	cfg.keys[BOTH].subs[cfg.keys[BOTH].n_subs++] = "s.*";
 	add_key(BARE, "bare", ROLE_PRODUCER | ROLE_CONSUMER, SECRET_BOTH);
+	add_key(MON, "prometheus", ROLE_MONITOR, SECRET_OPS);
+	/* patterns do not widen a monitor */
+	cfg.keys[MON].topics[cfg.keys[MON].n_topics++] = "*";
+	cfg.keys[MON].subs[cfg.keys[MON].n_subs++] = "*";
 	cfg.n_keys = N_KEYS;
 	cfg.request_window_ms = WINDOW_MS;
 	return 0;
@@ -636,6 +640,11 @@ static void check_role(const struct auth *a, int k, const char *name,
 	}
 }
 
+static Handoff__Wire__Request__BodyCase aw_case(void)
+{
+	return HANDOFF__WIRE__REQUEST__BODY_AWAIT;
+}
+
 static void test_each_role(void **state)
 {
 	(void)state;
@@ -665,10 +674,20 @@ static void test_each_role(void **state)
 		HANDOFF__WIRE__REQUEST__BODY_STATS,
 		HANDOFF__WIRE__REQUEST__BODY_AUDIT_LIST,
 	};
+	static const Handoff__Wire__Request__BodyCase monitor[] = {
+		HANDOFF__WIRE__REQUEST__BODY_PING,
+		HANDOFF__WIRE__REQUEST__BODY_LIST_SUBSCRIPTIONS,
+		HANDOFF__WIRE__REQUEST__BODY_STATS,
+	};
 	/* names each key's patterns match, so that only the role decides */
 	check_role(&a, K0, "orders.eu", producer, 2);
 	check_role(&a, WORK, "billing-1", consumer, 5);
 	check_role(&a, OPS, "anything", operator, 11);
+	/* a monitor reads stats (GET /metrics) and nothing else: no trace,
+	 * no dead letters, no purge, no publish, no fetch */
+	check_role(&a, MON, "anything", monitor, 3);
+	assert_int_equal(allows(&a, MON, aw_case(), NULL),
+			 ST(PERMISSION_DENIED));
 	/* an operator is no producer or consumer, though its patterns match */
 	assert_int_equal(
 		allows(&a, OPS, HANDOFF__WIRE__REQUEST__BODY_PUBLISH, "*"),
@@ -707,6 +726,7 @@ static void test_each_role(void **state)
 	assert_string_equal(auth_role_name(&cfg.keys[WORK]), "consumer");
 	assert_string_equal(auth_role_name(&cfg.keys[OPS]), "operator");
 	assert_string_equal(auth_role_name(&cfg.keys[BOTH]), "operator");
+	assert_string_equal(auth_role_name(&cfg.keys[MON]), "monitor");
 	auth_fini(&a);
 }
 
