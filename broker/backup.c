@@ -366,6 +366,8 @@ void backup_commit(struct backup *bk)
 	struct backup_view v = bk->cur;
 	pthread_mutex_unlock(&bk->mu);
 	int rc = pthread_create(&bk->thread, NULL, backup_main, bk);
+	if (rc == 0)
+		pthread_setname_np(bk->thread, "handoff-backup");
 	if (rc) {
 		pthread_mutex_lock(&bk->mu);
 		bk->cur.state = BACKUP_FAILED;

@@ -189,6 +189,9 @@ int loop_run(const struct config *cfg)
 		start_failed(cfg, strerror(rc));
 		goto out;
 	}
+	/* a name for top -H, perf and gdb; the network thread, the main
+	 * one, keeps "handoffd", which pgrep and pkill match */
+	pthread_setname_np(store_thread, "handoff-store");
 	pump_run(&b->pump);
 	pthread_join(store_thread, NULL);
 	/* the store thread answered all it took; the rest get 503 */

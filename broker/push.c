@@ -1448,6 +1448,8 @@ int push_start(const struct config *cfg, struct pump *pump, struct push **out)
 	curl_multi_setopt(p->multi, CURLMOPT_TIMERDATA, p);
 	pthread_mutex_init(&p->mu, NULL);
 	rc = pthread_create(&p->thread, NULL, push_main, p);
+	if (rc == 0)
+		pthread_setname_np(p->thread, "handoff-push");
 	if (rc) {
 		pthread_mutex_destroy(&p->mu);
 		goto fail;
