@@ -1849,6 +1849,7 @@ static int handle_stats(struct handler_env *env, struct txn *t, Reply *reply)
 	sr->uptime_ms = t->now_ms - env->started_ms;
 	sr->version = HANDOFF_BUILD_VERSION;
 	sr->held_fetches = env->held_fetches;
+	sr->held_awaits = env->held_awaits;
 	store_usage(env->st, &sr->store_used_bytes, &sr->store_map_bytes);
 	sr->store_limit_bytes = env->storage_limit_bytes ?
 					env->storage_limit_bytes :

@@ -1650,6 +1650,7 @@ static json_t *stats_json(struct jb *b, const Handoff__Wire__StatsReply *s)
 	jset(b, o, "store_used_bytes", jnum(s->store_used_bytes));
 	jset(b, o, "store_map_bytes", jnum(s->store_map_bytes));
 	jset(b, o, "held_fetches", jnum(s->held_fetches));
+	jset(b, o, "held_awaits", jnum(s->held_awaits));
 	jset(b, o, "version", jstr(s->version));
 	for (size_t i = 0; i < s->n_topics; i++) {
 		json_t *t = json_object();

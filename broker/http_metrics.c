@@ -231,6 +231,9 @@ void http_metrics_render(const Handoff__Wire__StatsReply *s,
 	gauge(&p, "handoff_held_fetches",
 	      "Fetches held open waiting for deliveries (long polls).",
 	      (double)s->held_fetches);
+	gauge(&p, "handoff_held_awaits",
+	      "Completion receipts (await) held open waiting for acks.",
+	      (double)s->held_awaits);
 	gauge(&p, "handoff_store_events",
 	      "Events whose payload the store still holds.",
 	      (double)s->events_stored);

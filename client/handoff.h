@@ -755,6 +755,7 @@ typedef struct handoff_stats {
 	uint64_t store_used_bytes;
 	uint64_t store_map_bytes;
 	uint64_t held_fetches;
+	uint64_t held_awaits; /* completion receipts held (handoff_await) */
 	handoff_topic_stats *topics;
 	size_t n_topics;
 	handoff_subscription_stats *subscriptions;

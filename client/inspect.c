@@ -243,6 +243,7 @@ int handoff_get_stats(handoff_client *c, handoff_stats **out)
 	s->store_used_bytes = w->store_used_bytes;
 	s->store_map_bytes = w->store_map_bytes;
 	s->held_fetches = w->held_fetches;
+	s->held_awaits = w->held_awaits;
 	s->version = hc_strdup(w->version);
 	if (s->version == NULL) {
 		rc = HANDOFF_ENOMEM;

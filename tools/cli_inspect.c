@@ -203,6 +203,7 @@ static void stats_json(const handoff_stats *s)
 	cli_json_kv_u64(&j, "store_used_bytes", s->store_used_bytes);
 	cli_json_kv_u64(&j, "store_map_bytes", s->store_map_bytes);
 	cli_json_kv_u64(&j, "held_fetches", s->held_fetches);
+	cli_json_kv_u64(&j, "held_awaits", s->held_awaits);
 	cli_json_key(&j, "topics");
 	cli_json_begin_array(&j);
 	for (size_t i = 0; i < s->n_topics; i++) {
@@ -265,6 +266,7 @@ static void stats_header(const handoff_stats *s)
 		printf(" (%.1f%%)", 100.0 * (double)s->store_used_bytes /
 					    (double)s->store_map_bytes);
 	printf("\n%-16s %" PRIu64 "\n", "held fetches:", s->held_fetches);
+	printf("%-16s %" PRIu64 "\n", "held awaits:", s->held_awaits);
 }
 
 static int stats_topics(const handoff_stats *s)

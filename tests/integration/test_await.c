@@ -350,6 +350,11 @@ static void test_limit_and_history(void **state)
 	assert_int_equal(handoff_await(c, id, NULL, 0, 0, &r), HANDOFF_OK);
 	handoff_await_free(r);
 	r = NULL;
+	/* stats (and GET /metrics) count the held one */
+	handoff_stats *st = NULL;
+	assert_int_equal(handoff_get_stats(c, &st), HANDOFF_OK);
+	assert_int_equal(st->held_awaits, 1);
+	handoff_stats_free(st);
 	fetch_and_ack(c, "s", id);
 	waiter_join(held);
 	waiter_join(refused);
