@@ -311,6 +311,17 @@ static bool route_match(const char *path, const char *method,
 		}
 		return route_to(r, HOP_TRACE, "trace", NULL, 0);
 	}
+	if (strncmp(path, "/v1/backups/", 12) == 0 && path[12] &&
+	    !strchr(path + 12, '/')) {
+		*allow = "GET, PUT";
+		if (get)
+			return route_to(r, HOP_BACKUP_STATUS, "backup",
+					path + 12, n - 12);
+		if (strcmp(method, "PUT") == 0)
+			return route_to(r, HOP_BACKUP_START, "backup",
+					path + 12, n - 12);
+		return false;
+	}
 	if (strncmp(path, "/v1/topics/", 11) == 0) {
 		rest = path + 11;
 		n -= 11;
@@ -1276,6 +1287,19 @@ static bool build(struct build *b, struct http_route *r,
 		b->req.list_subscriptions = q;
 		return true;
 	}
+	case HOP_BACKUP_START:
+	case HOP_BACKUP_STATUS: {
+		/* the broker checks the name (a file name, never a path) */
+		Handoff__Wire__BackupRequest *q = alloc(b, sizeof *q);
+		if (!q)
+			return nomem(b);
+		handoff__wire__backup_request__init(q);
+		q->name = r->path_name;
+		q->status_only = r->op == HOP_BACKUP_STATUS;
+		b->req.body_case = HANDOFF__WIRE__REQUEST__BODY_BACKUP;
+		b->req.backup = q;
+		return true;
+	}
 	case HOP_SUB_DELETE: {
 		Handoff__Wire__UnsubscribeRequest *q = alloc(b, sizeof *q);
 		if (!name_ok(b, "subscription", r->path_name))
@@ -1929,6 +1953,30 @@ static bool reply_json(const struct http_route *r, const Reply *rep,
 			return false;
 		o = stats_json(&b, rep->stats);
 		break;
+	case HOP_BACKUP_START:
+	case HOP_BACKUP_STATUS: {
+		const Handoff__Wire__BackupReply *k = rep->backup;
+		if (rep->body_case != HANDOFF__WIRE__REPLY__BODY_BACKUP || !k)
+			return false;
+		o = json_object();
+		jset(&b, o, "name", jstr(k->name));
+		jset(&b, o, "path", jstr(k->path));
+		jset(&b, o, "state",
+		     jstr(k->state == HANDOFF__WIRE__BACKUP_STATE__BACKUP_DONE ?
+				  "done" :
+			  k->state == HANDOFF__WIRE__BACKUP_STATE__BACKUP_FAILED ?
+				  "failed" :
+				  "running"));
+		jset(&b, o, "bytes", jnum(k->bytes));
+		jset(&b, o, "duration_ms", jnum(k->duration_ms));
+		jset(&b, o, "started_ms", jnum(k->started_ms));
+		jset(&b, o, "error", jstr(k->error));
+		/* a copy started (or still running): accepted, not done */
+		if (r->op == HOP_BACKUP_START &&
+		    k->state == HANDOFF__WIRE__BACKUP_STATE__BACKUP_RUNNING)
+			status = 202;
+		break;
+	}
 	case HOP_AUDIT:
 		if (rep->body_case != HANDOFF__WIRE__REPLY__BODY_AUDIT_LIST ||
 		    !rep->audit_list)

@@ -51,6 +51,8 @@ enum http_op {
 	HOP_METRICS, /* Prometheus text (http_metrics.h) */
 	HOP_AWAIT,   /* GET /v1/events/{id}?await=acked (a trace route until
 		    * the query says so) */
+	HOP_BACKUP_START,  /* PUT /v1/backups/{name} */
+	HOP_BACKUP_STATUS, /* GET /v1/backups/{name} */
 };
 
 /* A header or query argument. */

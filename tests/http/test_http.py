@@ -964,6 +964,64 @@ def test_extend():
         b.cleanup()
 
 
+def test_backup():
+    """PUT /v1/backups/{name} starts a hot backup under backup_dir (202),
+    GET /v1/backups/{name} follows it to done; the copy is a store a broker
+    starts on. Names that are paths, a name used twice, an unknown name and
+    a broker without backup_dir are refused with their problems."""
+    bdir = tempfile.mkdtemp(prefix="handoff-bk-")
+    try:
+        b = Broker("[broker]\nbackup_dir = %s\n" % bdir).start()
+        try:
+            expect(b.call("PUT", "/v1/subscriptions/bk", {"topic": "tb"}),
+                   201)
+            expect(b.call("POST", "/v1/topics/tb/events", "kept"), 201)
+            st, _, d = b.call("PUT", "/v1/backups/nightly")
+            check(st in (200, 202) and d["name"] == "nightly" and
+                  d["state"] in ("running", "done"), "start: %d %r" % (st, d))
+            check((st == 202) == (d["state"] == "running"),
+                  "202 while running, 200 once done: %d %r" % (st, d))
+            deadline = time.time() + 20
+            while d["state"] == "running" and time.time() < deadline:
+                time.sleep(0.1)
+                d = expect(b.call("GET", "/v1/backups/nightly"), 200)
+            check(d["state"] == "done" and d["bytes"] > 0 and
+                  d["path"] == os.path.join(bdir, "nightly"),
+                  "done: %r" % d)
+            check(os.path.getsize(os.path.join(bdir, "nightly",
+                                               "data.mdb")) > 0,
+                  "the copy is on disk")
+            problem(b.call("PUT", "/v1/backups/nightly"), 409, "CONFLICT",
+                    what="a name used before")
+            problem(b.call("PUT", "/v1/backups/bad!name"), 400,
+                    "BAD_REQUEST", what="not a file name")
+            problem(b.call("GET", "/v1/backups/never"), 404, "NOT_FOUND",
+                    what="unknown backup")
+            st, _, _ = b.call("POST", "/v1/backups/nightly")
+            check(st == 405, "POST is not a backup method: %d" % st)
+            b.stop()
+        finally:
+            b.cleanup()
+        # the copy is a store: a broker starts on it and has the event
+        c = Broker()
+        c.data = os.path.join(bdir, "nightly")
+        c.start()
+        try:
+            d = expect(c.call("GET", "/v1/subscriptions/bk"), 200)
+            check(d["ready"] == 1, "the copy holds the event: %r" % d)
+            c.stop()
+        finally:
+            c.cleanup()
+        b = Broker().start()
+        try:
+            problem(b.call("PUT", "/v1/backups/nightly"), 400,
+                    "BAD_REQUEST", what="no backup_dir")
+        finally:
+            b.cleanup()
+    finally:
+        shutil.rmtree(bdir, ignore_errors=True)
+
+
 def test_await():
     """GET /v1/events/{id}?await=acked: held until the last ack (not the
     timeout), dead-lettered at once, timed out with each state, 404 for an
@@ -1041,7 +1099,7 @@ def test_await():
 
 SCENARIOS = [test_flow, test_long_poll_and_durability,
              test_disconnect_during_long_poll, test_extend, test_bad_input,
-             test_tls, test_tokens, test_await, test_openapi]
+             test_tls, test_tokens, test_await, test_backup, test_openapi]
 
 
 def main():
