@@ -50,7 +50,9 @@
  * (it is in the store thread's turn: the next one joins the turn after),
  * though never longer than ACK_WAIT_MS. */
 #define OUTCOME_BATCH_MAX 256
-#define ACK_WAIT_MS	  1000
+/* How often the leases waiting in a queue are looked at (extend_queued). */
+#define QUEUE_SCAN_MS 100
+#define ACK_WAIT_MS   1000
 
 enum endpoint_state { EP_HEALTHY, EP_FAILING, EP_PROBING, EP_PAUSED };
 
@@ -98,6 +100,7 @@ struct sub {
 	unsigned conn_failures;
 	uint32_t probe_delay_ms;
 	uint64_t next_fetch_ms;
+	uint64_t next_queue_scan_ms;	/* extend_queued: broker time */
 	char last_error[PUSH_TEXT_MAX]; /* written under mu */
 	/* prefetched: leased, not yet POSTed, oldest first */
 	struct batch *queue, *queue_last;
@@ -982,6 +985,45 @@ static void free_queue(struct sub *s)
 	s->queued = 0;
 }
 
+/* How long a lease must still run when its POST starts: the push timeout
+ * plus half the slack a fresh lease has past it (at most 1 s); 0 when
+ * the lease is no longer than the timeout (nothing is fetched ahead). */
+static uint64_t lease_margin(const struct sub *s)
+{
+	uint32_t slack = s->ack_deadline_ms > s->timeout_ms ?
+				 s->ack_deadline_ms - s->timeout_ms :
+				 0;
+	if (!slack)
+		return 0;
+	return s->timeout_ms + (slack / 2 < 1000 ? slack / 2 : 1000);
+}
+
+/* Extend the queued leases that would run out before their POST could
+ * end. Leases are fetched ahead at the endpoint's recent pace; when it
+ * slows down, the queue drains more slowly than planned, and a lease that
+ * expired in the queue would spend an attempt on a POST never made. */
+static void extend_queued(struct push *p, struct sub *s)
+{
+	uint64_t now = clock_now_ms(), margin = lease_margin(s);
+	if (!s->queue || !margin || now < s->next_queue_scan_ms)
+		return;
+	s->next_queue_scan_ms = now + QUEUE_SCAN_MS;
+	for (struct batch *b = s->queue; b; b = b->later) {
+		const Handoff__Wire__FetchReply *f = b->reply->fetch;
+		for (size_t i = b->next; i < f->n_deliveries; i++) {
+			Handoff__Wire__Delivery *d = f->deliveries[i];
+			if (d->lease_deadline_ms <= now ||
+			    d->lease_deadline_ms >=
+				    now + margin + QUEUE_SCAN_MS)
+				continue;
+			add_outcome(p, s, &s->extends, d->event_id,
+				    d->lease_token, 0, NULL);
+			/* as the broker will have it once the extend is in */
+			d->lease_deadline_ms = now + s->ack_deadline_ms;
+		}
+	}
+}
+
 /* Start POSTs from s's queue while it has room: up to its concurrency, or
  * one probe at a time while probing. */
 static void start_queued(struct push *p, struct sub *s)
@@ -1016,13 +1058,9 @@ static void start_queued(struct push *p, struct sub *s)
 			continue; /* lost already: the broker delivers it
 				   * again; a POST now could be a duplicate */
 		/* waited in the queue so long that its POST could outlast
-		 * the lease (less than half the slack a fresh lease has past
-		 * the timeout, at most 1 s, is left): extended first */
-		uint32_t slack = s->ack_deadline_ms > s->timeout_ms ?
-					 s->ack_deadline_ms - s->timeout_ms :
-					 0;
-		uint32_t keep = slack / 2 < 1000 ? slack / 2 : 1000;
-		if (slack && d->lease_deadline_ms < now + s->timeout_ms + keep)
+		 * the lease: extended first */
+		uint64_t margin = lease_margin(s);
+		if (margin && d->lease_deadline_ms < now + margin)
 			add_outcome(p, s, &s->extends, d->event_id,
 				    d->lease_token, 0, NULL);
 		if (!start_xfer(p, s, d, probe)) {
@@ -1398,6 +1436,7 @@ static void *push_main(void *arg)
 		 * request of each kind per subscription per turn */
 		now = clock_mono_ms();
 		for (struct sub *s = p->subs; s; s = s->next) {
+			extend_queued(p, s);
 			start_queued(p, s);
 			flush(p, s);
 			maybe_fetch(p, s, now);

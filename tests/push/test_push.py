@@ -493,6 +493,54 @@ def test_operator_pause_drops_prefetch():
         rcv.stop()
 
 
+def test_queued_leases_extended():
+    """Leases fetched ahead while the endpoint was fast, then queued behind
+    a slow one for longer than the ack deadline: the push thread extends
+    them, so each event is POSTed once, as attempt 1, with no lease
+    expired and nothing redelivered."""
+    hold = threading.Event()
+
+    def behave(n):
+        if n == 20:
+            hold.wait(20)  # the queue fills behind this one
+        elif n > 20:
+            return ("slow", 0.4)  # 15 queued x 0.4 s > the 2 s deadline
+        return "ok"
+
+    rcv = Receiver(behave).start()
+    b = Broker().start()
+    try:
+        b.subscribe("x", rcv.url, "--push-concurrency", "1",
+                    "--push-timeout", "1s", "--ack-deadline", "2s")
+        warm = [b.publish("w%d" % i) for i in range(20)]
+        for eid in warm:  # fast POSTs: the thread now fetches ahead
+            b.wait_state(eid, "x", ["acked"])
+        b.publish("held")
+        wait_for(lambda: rcv.count() == 21, "the 21st POST is held")
+        queued = [b.publish("q%d" % i) for i in range(15)]
+        wait_for(lambda: b.sub_info("x")["leased"] >= 10,
+                 "leases fetched ahead behind the held POST", timeout=10)
+        hold.set()
+        for eid in queued:
+            t = b.wait_state(eid, "x", ["acked"], timeout=40)
+            outcomes = [h["outcome"] for h in t["history"]]
+            check(outcomes == ["acked"],
+                  "event %d: one attempt, acked: %r" % (eid, t["history"]))
+        with rcv.lock:
+            ids = [int(r["h"]["handoff-event-id"]) for r in rcv.requests]
+            attempts = [r["h"]["handoff-attempt"] for r in rcv.requests]
+        check(sorted(ids) == sorted(set(ids)), "each event POSTed once")
+        check(set(attempts) == {"1"}, "every POST is attempt 1: %r"
+              % sorted(set(attempts)))
+        check("event=lease_extended" in b.logtext(),
+              "queued leases were extended (the broker's debug log)")
+        rcv.all_verified()
+    finally:
+        hold.set()
+        b.cleanup()
+        rcv.stop()
+
+
 def test_down_then_up():
     """An endpoint down for a while: after a few connection failures the
     subscription probes with one delivery at a time and the backlog waits
@@ -680,6 +728,7 @@ def test_cli_checks():
 SCENARIOS = [test_sw_vector, test_retry_then_ack, test_retry_after,
              test_timeout, test_connection_closed, test_gone_and_redirect,
              test_operator_pause_drops_prefetch,
+             test_queued_leases_extended,
              test_down_then_up, test_kill9_in_flight, test_access_and_http,
              test_deny_private, test_cli_checks]
 
