@@ -343,14 +343,21 @@ static bool items_add(struct items *l, uint64_t event_id, uint64_t token,
 	return true;
 }
 
-/* One ack request per max_batch items (the broker's limit per request). */
+/* Items per ack, nack or extend request: the broker's max_batch. The
+ * queue may hold more leases than that (several fetches of max_batch). */
+static size_t batch_limit(const struct push *p)
+{
+	return p->cfg->max_batch ? p->cfg->max_batch : 1000;
+}
+
+/* One ack request per max_batch items. */
 static void send_acks(struct push *p, struct sub *s)
 {
 	Request req = HANDOFF__WIRE__REQUEST__INIT;
 	Handoff__Wire__AckRequest a = HANDOFF__WIRE__ACK_REQUEST__INIT;
 	Handoff__Wire__AckItem *it = calloc(s->acks.n, sizeof *it);
 	Handoff__Wire__AckItem **items = calloc(s->acks.n, sizeof *items);
-	size_t chunk = p->cfg->max_batch ? p->cfg->max_batch : 1000;
+	size_t chunk = batch_limit(p);
 	if (!it || !items)
 		goto out;
 	for (size_t i = 0; i < s->acks.n; i++) {
@@ -398,12 +405,14 @@ static void send_nacks(struct push *p, struct sub *s, struct items *l,
 		items[i] = &it[i];
 	}
 	n.subscription = s->name;
-	n.n_items = l->n;
-	n.items = items;
 	n.release = release;
 	req.body_case = HANDOFF__WIRE__REQUEST__BODY_NACK;
 	req.nack = &n;
-	send_request(p, CALL_NACK, s->name, &req);
+	for (size_t at = 0, chunk = batch_limit(p); at < l->n; at += chunk) {
+		n.n_items = l->n - at < chunk ? l->n - at : chunk;
+		n.items = items + at;
+		send_request(p, CALL_NACK, s->name, &req);
+	}
 out:
 	if (!it || !items)
 		log_event(LOG_ERROR, "push_request_dropped",
@@ -430,12 +439,16 @@ static void send_extends(struct push *p, struct sub *s)
 		items[i] = &it[i];
 	}
 	e.subscription = s->name;
-	e.n_items = s->extends.n;
-	e.items = items;
 	e.extend_ms = s->ack_deadline_ms;
 	req.body_case = HANDOFF__WIRE__REQUEST__BODY_EXTEND;
 	req.extend = &e;
-	send_request(p, CALL_EXTEND, s->name, &req);
+	for (size_t at = 0, chunk = batch_limit(p); at < s->extends.n;
+	     at += chunk) {
+		e.n_items =
+			s->extends.n - at < chunk ? s->extends.n - at : chunk;
+		e.items = items + at;
+		send_request(p, CALL_EXTEND, s->name, &req);
+	}
 out:
 	if (!it || !items)
 		log_event(LOG_ERROR, "push_request_dropped",

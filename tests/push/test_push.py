@@ -442,7 +442,7 @@ def test_gone_and_redirect():
         moved.stop()
 
 
-def test_operator_pause_drops_prefetch():
+def test_operator_pause_drops_prefetch(config=""):
     """An operator's pause while the push thread holds fetched-ahead leases:
     they are given back unspent at once, nothing more is POSTed (the
     receiver is known to be down), and resume delivers them."""
@@ -454,7 +454,7 @@ def test_operator_pause_drops_prefetch():
         return "ok"
 
     rcv = Receiver(behave).start()
-    b = Broker().start()
+    b = Broker(config).start()
     try:
         b.subscribe("p", rcv.url, "--push-concurrency", "1",
                     "--push-timeout", "10s")
@@ -479,7 +479,8 @@ def test_operator_pause_drops_prefetch():
             check(t["state"] == "ready" and
                   all(h["outcome"] == "released" for h in t["history"]),
                   "a queued delivery went back unspent: %r" % t)
-        check(b.json("dlq", "list", "p")["dead_letters"] == [],
+        check(b.json("dlq", "list", "p", "--limit", "4")["dead_letters"]
+              == [],
               "nothing dead-lettered")
         b.cli("resume", "p")
         for eid in queued:
@@ -491,6 +492,14 @@ def test_operator_pause_drops_prefetch():
         hold.set()
         b.cleanup()
         rcv.stop()
+
+
+def test_pause_release_in_batches():
+    """The same with max_batch = 4: more leases fetched ahead than one
+    request may carry are given back in several release requests (one
+    over the limit would be refused whole, and the leases would expire,
+    spending attempts)."""
+    test_operator_pause_drops_prefetch("[limits]\nmax_batch = 4\n")
 
 
 def test_queued_leases_extended():
@@ -728,7 +737,7 @@ def test_cli_checks():
 SCENARIOS = [test_sw_vector, test_retry_then_ack, test_retry_after,
              test_timeout, test_connection_closed, test_gone_and_redirect,
              test_operator_pause_drops_prefetch,
-             test_queued_leases_extended,
+             test_pause_release_in_batches, test_queued_leases_extended,
              test_down_then_up, test_kill9_in_flight, test_access_and_http,
              test_deny_private, test_cli_checks]
 
