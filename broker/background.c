@@ -126,7 +126,15 @@ int bg_expire(struct broker *b, struct txn *t)
 static int forget_event(struct txn *t, uint64_t ev)
 {
 	uint32_t sub = 0;
-	int rc;
+	EventMeta *m;
+	int rc = store_event_get(t, ev, &m);
+	if (rc == 0 && m->topic_id) {
+		rc = store_log_del(t, m->topic_id, ev);
+		if (rc && rc != MDB_NOTFOUND)
+			return rc;
+	} else if (rc && rc != MDB_NOTFOUND && rc != STORE_EDECODE) {
+		return rc;
+	}
 	while ((rc = store_delivery_next_sub(t, ev, 0, &sub)) == 0) {
 		rc = store_delivery_del(t, ev, sub);
 		if (rc)

@@ -253,9 +253,13 @@ static int publish_one(struct txn *t, const char *topic,
 	m.payload_bytes = handoff__store__event_body__get_packed_size(&body);
 	m.idempotency_key = e->idempotency_key;
 	m.pending_subscriptions = (uint32_t)n_subs;
+	/* every subscription of the topic has the same topic id */
+	m.topic_id = n_subs ? subs[0]->topic_id : 0;
 	rc = store_event_put(t, *id, &m);
 	if (!rc)
 		rc = store_payload_put(t, *id, &body);
+	if (!rc && m.topic_id)
+		rc = store_log_put(t, m.topic_id, *id, t->now_ms);
 	for (size_t s = 0; s < n_subs && !rc; s++)
 		rc = sched_enqueue(t, subs[s], *id, t->now_ms);
 	if (rc)

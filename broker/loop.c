@@ -111,6 +111,16 @@ int loop_run(const struct config *cfg)
 			  LU("count", b->st.stale_readers_at_open),
 			  LS("why", "a process died inside a read transaction"),
 			  LOG_END);
+	if (b->st.upgrade.from)
+		log_event(LOG_WARN, "store_upgraded",
+			  LU("from_format", b->st.upgrade.from),
+			  LU("to_format", b->st.upgrade.to),
+			  LU("records", b->st.upgrade.records),
+			  LU("elapsed_ms", b->st.upgrade.elapsed_ms),
+			  LS("old_store_kept", b->st.upgrade.kept),
+			  LS("why", "remove the old store once this version "
+				    "is to stay (README, Upgrading)"),
+			  LOG_END);
 	if (b->st.nocow_converted_bytes)
 		log_event(LOG_INFO, "store_made_nocow",
 			  LU("bytes", b->st.nocow_converted_bytes),

@@ -60,8 +60,13 @@ static int put_ready(struct txn *t, SubRecord *sub, uint64_t event,
 
 int sched_enqueue(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due)
 {
-	DeliveryRecord d = HANDOFF__STORE__DELIVERY_RECORD__INIT;
-	return put_ready(t, sub, event, &d, due);
+	/* a log delivery: the event's topic_log entry is its whole state */
+	(void)event;
+	sub->ready++;
+	store_sub_mark(t, sub);
+	if (t->sched && t->sched->on_ready)
+		t->sched->on_ready(t->sched->ctx, sub->id, due);
+	return 0;
 }
 
 static int add_attempt(struct txn *t, DeliveryRecord *d, const char *consumer)
@@ -216,13 +221,18 @@ int sched_lease(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due,
 	DeliveryRecord *d;
 	*body = NULL;
 	*meta = NULL;
+	/* read before the ready entry goes: a log delivery reads as a record
+	 * only while the subscription's cursor is at or before it */
+	int drc = store_delivery_get(t, event, sub->id, &d);
+	if (drc && drc != MDB_NOTFOUND && drc != STORE_EDECODE)
+		return drc;
 	int rc = store_ready_del(t, sub->id, due, event);
 	if (rc)
 		return rc;
 	if (sub->ready)
 		sub->ready--;
 	store_sub_mark(t, sub);
-	rc = store_delivery_get(t, event, sub->id, &d);
+	rc = drc;
 	if (rc == MDB_NOTFOUND) {
 		/* A ready entry without its record: drop the stray entry. */
 		log_event(LOG_ERROR, "ready_entry_without_delivery",

@@ -57,7 +57,8 @@ struct sched {
 	void *ctx; /* passed to every hook */
 };
 
-/* A new delivery of event for sub, ready at due. */
+/* A new delivery of event for sub, ready at due: a log delivery (store.h),
+ * so the caller has put event in the topic log (store_log_put). */
 int sched_enqueue(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due);
 /*
  * Lease sub's delivery of event (whose ready entry is at due) to consumer.

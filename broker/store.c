@@ -32,10 +32,16 @@
 #define SCHEMA_VERSION STORE_FORMAT_VERSION
 
 static const char *db_names[DB_COUNT] = {
-	"meta",	      "events", "payloads",   "subs",  "sub_names",
-	"topic_subs", "topics", "deliveries", "ready", "leases",
-	"dlq",	      "idem",	"expiry",     "audit", "commands",
+	"meta",	     "events",	   "payloads", "subs",
+	"sub_names", "topic_subs", "topics",   "deliveries",
+	"ready",     "leases",	   "dlq",      "idem",
+	"expiry",    "audit",	   "commands", "topic_log",
 };
+
+const char *store_db_name(int db)
+{
+	return db >= 0 && db < DB_COUNT ? db_names[db] : NULL;
+}
 
 uint64_t be64_get(const void *p)
 {
@@ -465,7 +471,8 @@ out:
  * handoff store, is refused as it is. MDB_NOTFOUND when there is none,
  * EINVAL when it is not this build's.
  */
-static int check_format(MDB_env *env, char *err, size_t errlen)
+static int check_format(MDB_env *env, uint32_t *version, char *err,
+			size_t errlen)
 {
 	MDB_txn *txn;
 	MDB_dbi meta;
@@ -492,14 +499,17 @@ static int check_format(MDB_env *env, char *err, size_t errlen)
 			 "is %zu bytes, not 4: not a handoff store",
 			 d.mv_size);
 		rc = EINVAL;
-	} else if (be32_get(d.mv_data) != SCHEMA_VERSION) {
-		snprintf(
-			err, errlen,
-			"store format version %u is not one this "
-			"build reads (it reads version %d): written by another "
-			"handoff version?",
-			be32_get(d.mv_data), SCHEMA_VERSION);
+	} else if (be32_get(d.mv_data) != SCHEMA_VERSION &&
+		   be32_get(d.mv_data) != STORE_UPGRADES_FROM) {
+		snprintf(err, errlen,
+			 "store format version %u is not one this "
+			 "build reads (it reads version %d and upgrades "
+			 "version %d): written by another handoff version?",
+			 be32_get(d.mv_data), SCHEMA_VERSION,
+			 STORE_UPGRADES_FROM);
 		rc = EINVAL;
+	} else {
+		*version = be32_get(d.mv_data);
 	}
 	mdb_txn_abort(txn);
 	return rc;
@@ -557,8 +567,8 @@ int store_reader_check(struct store *st)
  * the map. Another program's environment, a store of another format
  * version, an empty or foreign file: all are refused as they are.
  */
-static int probe_store(const char *dir, uint64_t map_size, bool ours, char *err,
-		       size_t errlen)
+static int probe_store(const char *dir, uint64_t map_size, bool ours,
+		       uint32_t *version, char *err, size_t errlen)
 {
 	MDB_env *env = NULL;
 	int rc = check_file_size(dir, 0, err, errlen);
@@ -585,7 +595,7 @@ static int probe_store(const char *dir, uint64_t map_size, bool ours, char *err,
 			     (uint64_t)(info.me_last_pgno + 1) * est.ms_psize,
 			     err, errlen);
 	if (!rc)
-		rc = check_format(env, err, errlen);
+		rc = check_format(env, version, err, errlen);
 out:
 	if (env)
 		mdb_env_close(env);
@@ -640,10 +650,11 @@ int store_open(struct store *st, const char *dir, uint64_t map_size, char *err,
 	 * before reading. Without one, the folder is not known to be
 	 * handoff's: nothing is made in it before probe_store says it is. */
 	bool probed = false;
+	uint32_t version = 0;
 	snprintf(path, sizeof path, "%s/handoffd.lock", dir);
 	st->lock_fd = open(path, O_RDWR | O_CLOEXEC);
 	if (st->lock_fd < 0 && errno == ENOENT) {
-		rc = probe_store(dir, map_size, false, err, errlen);
+		rc = probe_store(dir, map_size, false, &version, err, errlen);
 		if (rc)
 			goto fail;
 		probed = true;
@@ -660,7 +671,14 @@ int store_open(struct store *st, const char *dir, uint64_t map_size, char *err,
 		goto fail;
 	}
 	if (!probed) {
-		rc = probe_store(dir, map_size, true, err, errlen);
+		rc = probe_store(dir, map_size, true, &version, err, errlen);
+		if (rc)
+			goto fail;
+	}
+	if (version == STORE_UPGRADES_FROM) {
+		/* the folder is ours (locked) and no LMDB environment of it is
+		 * open in this process yet */
+		rc = store_upgrade(dir, map_size, &st->upgrade, err, errlen);
 		if (rc)
 			goto fail;
 	}
@@ -698,7 +716,13 @@ int store_open(struct store *st, const char *dir, uint64_t map_size, char *err,
 	if (rc)
 		goto fail;
 	st->stale_readers_at_open = store_reader_check(st);
-	rc = check_format(st->env, err, errlen);
+	rc = check_format(st->env, &version, err, errlen);
+	if (!rc && version != SCHEMA_VERSION) {
+		snprintf(err, errlen,
+			 "store format version %u after the upgrade, not %d",
+			 version, SCHEMA_VERSION);
+		rc = EINVAL;
+	}
 	if (rc)
 		goto fail;
 	rc = create_dbs(st->env, st->dbi, false);
@@ -1119,11 +1143,16 @@ static size_t topic_sub_key(uint8_t *buf, size_t cap, const char *topic,
 int store_sub_create(struct txn *t, SubRecord *r)
 {
 	uint8_t idb[4], key[512];
+	int rc = store_topic_id(t, r->topic, &r->topic_id);
+	if (rc)
+		return rc;
+	/* owed what is published from now on */
+	r->log_cursor = t->next_event_id;
+	r->log_end = 0;
 	r->id = t->next_sub_id++;
 	be32_put(idb, r->id);
 	MDB_val k = { strlen(r->name), r->name }, d = { 4, idb };
-	int rc = mdb_put(t->txn, t->st->dbi[DB_SUB_NAMES], &k, &d,
-			 MDB_NOOVERWRITE);
+	rc = mdb_put(t->txn, t->st->dbi[DB_SUB_NAMES], &k, &d, MDB_NOOVERWRITE);
 	if (rc)
 		return rc;
 	size_t kl = topic_sub_key(key, sizeof key, r->topic, r->name);
@@ -1153,6 +1182,9 @@ int store_sub_unlink(struct txn *t, SubRecord *r)
 	if (rc && rc != MDB_NOTFOUND)
 		return rc;
 	r->deleting = true;
+	/* owed nothing published from now on (pending_subscriptions of those
+	 * events does not count it) */
+	r->log_end = t->next_event_id;
 	store_sub_mark(t, r);
 	return 0;
 }
@@ -1270,6 +1302,38 @@ int store_topic_put(struct txn *t, const char *topic, const TopicRecord *r)
 	return put_msg(t, DB_TOPICS, topic, strlen(topic), &r->base, 0);
 }
 
+int store_topic_id(struct txn *t, const char *topic, uint32_t *id)
+{
+	TopicRecord *r, blank = HANDOFF__STORE__TOPIC_RECORD__INIT;
+	int rc = store_topic_get(t, topic, &r);
+	if (rc == MDB_NOTFOUND || rc == STORE_EDECODE) {
+		r = &blank; /* a damaged counter starts again from zero */
+		rc = 0;
+	}
+	if (rc)
+		return rc;
+	if (r->id) {
+		*id = r->id;
+		return 0;
+	}
+	MDB_val k = { 10, "next_topic" }, d;
+	uint32_t next = 1;
+	rc = mdb_get(t->txn, t->st->dbi[DB_META], &k, &d);
+	if (rc == 0 && d.mv_size == 4)
+		next = be32_get(d.mv_data);
+	else if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	if (next == 0 || next == UINT32_MAX)
+		return ENOSPC; /* four billion topics */
+	r->id = next;
+	rc = put_meta_u64(t, "next_topic", next + 1, 4);
+	if (!rc)
+		rc = store_topic_put(t, topic, r);
+	if (!rc)
+		*id = next;
+	return rc;
+}
+
 int store_topic_next(struct txn *t, const char *after, char **name)
 {
 	MDB_cursor *c;
@@ -1306,14 +1370,113 @@ static void delivery_key(uint8_t k[12], uint64_t event, uint32_t sub)
 	be32_put(k + 8, sub);
 }
 
+/* ---- the topic log ----------------------------------------------------- */
+
+static void log_key(uint8_t k[12], uint32_t topic, uint64_t ev)
+{
+	be32_put(k, topic);
+	be64_put(k + 4, ev);
+}
+
+/* Whether r is owed the log's event ev (if the log has it). */
+static bool log_owes(const SubRecord *r, uint64_t ev)
+{
+	return r->topic_id && ev >= r->log_cursor &&
+	       (!r->log_end || ev < r->log_end);
+}
+
+int store_log_put(struct txn *t, uint32_t topic, uint64_t ev,
+		  uint64_t published_ms)
+{
+	uint8_t k[12], v[8];
+	log_key(k, topic, ev);
+	be64_put(v, published_ms);
+	MDB_val kv = { 12, k }, dv = { 8, v };
+	return put_hinted(t, DB_TOPIC_LOG, &kv, &dv, MDB_APPEND);
+}
+
+int store_log_del(struct txn *t, uint32_t topic, uint64_t ev)
+{
+	uint8_t k[12];
+	log_key(k, topic, ev);
+	return del_key(t, DB_TOPIC_LOG, k, 12);
+}
+
+/* The publish time of the log's event ev of topic: 0, MDB_NOTFOUND. */
+static int log_get(struct txn *t, uint32_t topic, uint64_t ev,
+		   uint64_t *published_ms)
+{
+	uint8_t k[12];
+	log_key(k, topic, ev);
+	MDB_val kv = { 12, k }, dv;
+	int rc = mdb_get(t->txn, t->st->dbi[DB_TOPIC_LOG], &kv, &dv);
+	if (rc)
+		return rc;
+	/* a damaged time only changes when it is due: at once */
+	*published_ms = dv.mv_size == 8 ? be64_get(dv.mv_data) : 0;
+	return 0;
+}
+
+/* r's first log delivery: MDB_NOTFOUND when it has none. */
+static int log_head(struct txn *t, const SubRecord *r, uint64_t *ev,
+		    uint64_t *published_ms)
+{
+	uint8_t k[12];
+	MDB_val ko, dv;
+	if (!r->topic_id)
+		return MDB_NOTFOUND;
+	log_key(k, r->topic_id, r->log_cursor);
+	int rc = seek(t, DB_TOPIC_LOG, k, 12, &ko, &dv);
+	if (rc)
+		return rc;
+	if (ko.mv_size != 12 || be32_get(ko.mv_data) != r->topic_id)
+		return MDB_NOTFOUND;
+	*ev = be64_get((uint8_t *)ko.mv_data + 4);
+	if (!log_owes(r, *ev))
+		return MDB_NOTFOUND;
+	*published_ms = dv.mv_size == 8 ? be64_get(dv.mv_data) : 0;
+	return 0;
+}
+
+/* The subscription record of sub for the log, or NULL (none, damaged). */
+static int log_sub(struct txn *t, uint32_t sub, SubRecord **r)
+{
+	int rc = store_sub_get(t, sub, r);
+	if (rc == MDB_NOTFOUND || rc == STORE_EDECODE) {
+		*r = NULL;
+		return 0;
+	}
+	return rc;
+}
+
 int store_delivery_get(struct txn *t, uint64_t event, uint32_t sub,
 		       DeliveryRecord **out)
 {
 	uint8_t k[12];
 	delivery_key(k, event, sub);
-	return get_msg(t, DB_DELIVERIES, k, 12,
-		       &handoff__store__delivery_record__descriptor,
-		       (void **)out);
+	int rc = get_msg(t, DB_DELIVERIES, k, 12,
+			 &handoff__store__delivery_record__descriptor,
+			 (void **)out);
+	if (rc != MDB_NOTFOUND)
+		return rc;
+	SubRecord *r;
+	uint64_t published;
+	rc = log_sub(t, sub, &r);
+	if (rc)
+		return rc;
+	if (!r || !log_owes(r, event))
+		return MDB_NOTFOUND;
+	rc = log_get(t, r->topic_id, event, &published);
+	if (rc)
+		return rc;
+	DeliveryRecord *d = arena_alloc(t->arena, sizeof *d);
+	if (!d)
+		return ENOMEM;
+	handoff__store__delivery_record__init(d);
+	d->state = HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_READY;
+	d->due_ms = published;
+	*out = d;
+	return 0;
 }
 
 int store_delivery_put(struct txn *t, uint64_t event, uint32_t sub,
@@ -1331,20 +1494,61 @@ int store_delivery_del(struct txn *t, uint64_t event, uint32_t sub)
 	return del_key(t, DB_DELIVERIES, k, 12);
 }
 
+/* The first subscription id > after owed event from the log. */
+static int log_next_sub(struct txn *t, uint64_t event, uint32_t after,
+			uint32_t *sub)
+{
+	EventMeta *m;
+	uint64_t published;
+	int rc = store_event_get(t, event, &m);
+	if (rc == MDB_NOTFOUND || rc == STORE_EDECODE)
+		return MDB_NOTFOUND;
+	if (rc)
+		return rc;
+	if (!m->topic_id)
+		return MDB_NOTFOUND;
+	rc = log_get(t, m->topic_id, event, &published);
+	if (rc)
+		return rc;
+	uint32_t id = after;
+	while ((rc = store_sub_next(t, id, &id)) == 0) {
+		SubRecord *r;
+		rc = log_sub(t, id, &r);
+		if (rc)
+			return rc;
+		if (r && r->topic_id == m->topic_id && log_owes(r, event)) {
+			*sub = id;
+			return 0;
+		}
+	}
+	return rc;
+}
+
 int store_delivery_next_sub(struct txn *t, uint64_t event, uint32_t after,
 			    uint32_t *sub)
 {
 	uint8_t k[12];
 	MDB_val ko;
+	uint32_t stored = 0, logged = 0;
 	if (after == UINT32_MAX)
 		return MDB_NOTFOUND;
 	delivery_key(k, event, after + 1);
 	int rc = seek(t, DB_DELIVERIES, k, 12, &ko, NULL);
-	if (rc)
+	if (rc && rc != MDB_NOTFOUND)
 		return rc;
-	if (ko.mv_size != 12 || be64_get(ko.mv_data) != event)
+	bool have_stored =
+		!rc && ko.mv_size == 12 && be64_get(ko.mv_data) == event;
+	if (have_stored)
+		stored = be32_get((uint8_t *)ko.mv_data + 8);
+	rc = log_next_sub(t, event, after, &logged);
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	bool have_logged = !rc;
+	if (!have_stored && !have_logged)
 		return MDB_NOTFOUND;
-	*sub = be32_get((uint8_t *)ko.mv_data + 8);
+	*sub = !have_logged		       ? stored :
+	       !have_stored || logged < stored ? logged :
+						 stored;
 	return 0;
 }
 
@@ -1423,21 +1627,65 @@ int store_ready_del(struct txn *t, uint32_t sub, uint64_t due, uint64_t ev)
 	int rc = del_key(t, DB_READY, k, 20);
 	if (!rc)
 		delayed_note(t, sub, due, -1);
-	return rc;
+	if (rc != MDB_NOTFOUND)
+		return rc;
+	SubRecord *r;
+	uint64_t head, published;
+	rc = log_sub(t, sub, &r);
+	if (rc)
+		return rc;
+	if (!r)
+		return MDB_NOTFOUND;
+	if (!log_owes(r, ev) || log_get(t, r->topic_id, ev, &published))
+		return MDB_NOTFOUND;
+	/* taken out of order (never by a fetch, which takes the head): the
+	 * log deliveries it passes get records and ready entries */
+	while ((rc = log_head(t, r, &head, &published)) == 0 && head < ev) {
+		DeliveryRecord d = HANDOFF__STORE__DELIVERY_RECORD__INIT;
+		d.state = HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_READY;
+		d.due_ms = published;
+		rc = store_ready_put(t, sub, published, head);
+		if (!rc)
+			rc = store_delivery_put(t, head, sub, &d);
+		if (rc)
+			return rc;
+		r->log_cursor = head + 1;
+	}
+	if (rc)
+		return rc;
+	r->log_cursor = ev + 1;
+	store_sub_mark(t, r);
+	t->wrote = true;
+	return 0;
 }
 
 int store_ready_first(struct txn *t, uint32_t sub, uint64_t *due, uint64_t *ev)
 {
 	uint8_t k[20];
 	MDB_val ko;
+	SubRecord *r;
+	uint64_t log_ev = 0, log_due = 0;
 	ready_key(k, sub, 0, 0);
 	int rc = seek(t, DB_READY, k, 20, &ko, NULL);
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	bool stored = !rc && ko.mv_size == 20 && be32_get(ko.mv_data) == sub;
+	if (stored) {
+		*due = be64_get((uint8_t *)ko.mv_data + 4);
+		*ev = be64_get((uint8_t *)ko.mv_data + 12);
+	}
+	rc = log_sub(t, sub, &r);
 	if (rc)
 		return rc;
-	if (ko.mv_size != 20 || be32_get(ko.mv_data) != sub)
-		return MDB_NOTFOUND;
-	*due = be64_get((uint8_t *)ko.mv_data + 4);
-	*ev = be64_get((uint8_t *)ko.mv_data + 12);
+	rc = r ? log_head(t, r, &log_ev, &log_due) : MDB_NOTFOUND;
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
+	if (rc)
+		return stored ? 0 : MDB_NOTFOUND;
+	if (!stored || log_due < *due || (log_due == *due && log_ev < *ev)) {
+		*due = log_due;
+		*ev = log_ev;
+	}
 	return 0;
 }
 

@@ -3,10 +3,11 @@
  * talks to LMDB and knows the databases, key layouts and record encodings.
  *
  * Databases (keys big-endian so LMDB's byte order is numeric order; the
- * records are the messages of proto/store.proto, format version 1):
+ * records are the messages of proto/store.proto, format version 2):
  *   meta        "schema"                                  -> format version (4)
  *               "next_event"                              -> next event id (8)
  *               "next_sub"                                -> next sub id (4)
+ *               "next_topic"                              -> next topic id (4)
  *               "clock_mark"                              -> broker time (8)
  *   events      event id (8)                              -> EventMeta
  *   payloads    event id (8)                              -> crc32 (4) + EventBody
@@ -24,10 +25,23 @@
  *               EXPIRY_IDEM, a command id for EXPIRY_COMMAND
  *   audit       sequence number (8), from 1               -> AuditRecord
  *   commands    operator command id (1..256 bytes)        -> CommandRecord
+ *   topic_log   topic id (4) + event id (8)               -> published ms (8)
+ *
+ * A subscription is a cursor over its topic's log (format 2): an event of
+ * the log at or after its log_cursor (and before its log_end, once it is
+ * unsubscribed) is a READY delivery of it due at its publish time, with no
+ * record and no ready entry of its own (a "log delivery"). Taking one
+ * (store_ready_del: a lease, an unsubscribe) moves the cursor past it; from
+ * then on the delivery has a record in deliveries like any other. So
+ * publishing costs one topic_log entry per event, whatever the number of
+ * subscriptions. store_ready_first, store_ready_del, store_delivery_get
+ * and store_delivery_next_sub see log deliveries as if they were stored;
+ * the other functions see only the stored ones. A topic_log entry goes with
+ * its event's history (forget).
  * Idempotency records are keyed by the key itself, not a hash of it: keys
  * the client library makes are time-ordered, so their inserts land at the
  * end of the tree (one page per commit) instead of one random page each.
- * Every READY delivery has one ready entry, every LEASED one lease entry,
+ * Every stored READY delivery has one ready entry, every LEASED one lease entry,
  * every DEAD one dlq entry, in the same transaction as its record.
  * sub_names and topic_subs hold live subscriptions only (an unsubscribed
  * one keeps its record, marked deleting, until its deliveries are gone).
@@ -60,8 +74,10 @@
 
 #include "arena.h"
 
-/* The on-disk format version (meta "schema"). */
-#define STORE_FORMAT_VERSION 1
+/* The on-disk format version (meta "schema"), and the one older version
+ * store_open upgrades from (see store_upgrade). */
+#define STORE_FORMAT_VERSION 2
+#define STORE_UPGRADES_FROM  1
 #include "store.pb-c.h"
 
 typedef Handoff__Store__EventMeta EventMeta;
@@ -94,6 +110,7 @@ enum store_db {
 	DB_EXPIRY,
 	DB_AUDIT,
 	DB_COMMANDS,
+	DB_TOPIC_LOG,
 	DB_COUNT
 };
 
@@ -102,6 +119,14 @@ enum expiry_kind { EXPIRY_IDEM = 1, EXPIRY_HISTORY = 2, EXPIRY_COMMAND = 3 };
 /* topic (<= 240) + '\0' + key (<= 256) fits one LMDB key with the expiry
  * prefix: 9 + 500 < 511 */
 #define IDEM_KEY_MAX 500
+
+/* What store_upgrade did, for the start-up log (from == 0: nothing). */
+struct store_upgrade_info {
+	uint32_t from, to;
+	uint64_t records;    /* records and entries copied */
+	uint64_t elapsed_ms; /* wall time of the upgrade */
+	char kept[400];	     /* where the old data file is kept */
+};
 
 struct store {
 	MDB_env *env;
@@ -117,6 +142,7 @@ struct store {
 	 * and a risk it could not remove ("" when none) */
 	uint64_t nocow_converted_bytes;
 	char fs_warning[400];
+	struct store_upgrade_info upgrade;
 	/* meta "clock_mark" as of the last commit: every commit that wrote
 	 * anything writes its now_ms there too (clock.h), so no time stored
 	 * is past it */
@@ -162,6 +188,20 @@ struct txn {
 int store_open(struct store *st, const char *dir, uint64_t map_size, char *err,
 	       size_t errlen);
 void store_close(struct store *st);
+/*
+ * Upgrade the format-STORE_UPGRADES_FROM store in dir to this format
+ * (store_upgrade.c), called by store_open with the folder lock held and no
+ * environment of dir open. Crash-safe: the new store is built and synced
+ * in dir/upgrade.mdb, the old data file is kept (hard-linked) as
+ * dir/format-N/data.mdb, and only then does one rename put the new file in
+ * place of dir/data.mdb; an upgrade cut off before that rename leaves the
+ * old store as it was (the next start upgrades again), after it the new
+ * one complete. The old file is never written. Fills *info and err.
+ */
+int store_upgrade(const char *dir, uint64_t map_size,
+		  struct store_upgrade_info *info, char *err, size_t errlen);
+/* The name of database db (enum store_db) in this format. */
+const char *store_db_name(int db);
 /* Whether an LMDB error says the file is damaged (not an I/O error). */
 bool store_error_is_damage(int rc);
 /* Text for any code a store function returns: STORE_EDECODE, LMDB's codes
@@ -246,25 +286,39 @@ int store_topic_subs(struct txn *t, const char *topic, uint32_t **ids,
 		     size_t *n);
 int store_topic_get(struct txn *t, const char *topic, TopicRecord **out);
 int store_topic_put(struct txn *t, const char *topic, const TopicRecord *r);
+/* The topic's id for the topic log; one is given (meta "next_topic") to a
+ * topic that has none, making its record if need be. */
+int store_topic_id(struct txn *t, const char *topic, uint32_t *id);
+/* Append event ev of topic id to the log (a log delivery for every
+ * subscription whose cursor is at or before it); drop it (forget). */
+int store_log_put(struct txn *t, uint32_t topic, uint64_t ev,
+		  uint64_t published_ms);
+int store_log_del(struct txn *t, uint32_t topic, uint64_t ev);
 /* Topic names in order: next after `after` ("" = first). *name in arena. */
 int store_topic_next(struct txn *t, const char *after, char **name);
 
-/* deliveries */
+/* deliveries: a log delivery reads as a READY record (due_ms its publish
+ * time, no attempts) that is not stored */
 int store_delivery_get(struct txn *t, uint64_t event, uint32_t sub,
 		       DeliveryRecord **out);
 int store_delivery_put(struct txn *t, uint64_t event, uint32_t sub,
 		       const DeliveryRecord *d);
 int store_delivery_del(struct txn *t, uint64_t event, uint32_t sub);
-/* Subscription of the next delivery of event with sub id > after. */
+/* Subscription of the next delivery of event with sub id > after (stored or
+ * log delivery). */
 int store_delivery_next_sub(struct txn *t, uint64_t event, uint32_t after,
 			    uint32_t *sub);
 
 /* indexes */
 int store_ready_put(struct txn *t, uint32_t sub, uint64_t due, uint64_t ev);
+/* Remove the ready entry; for sub's first log delivery (ev, any due), move
+ * its cursor past it instead. MDB_NOTFOUND when it is neither. */
 int store_ready_del(struct txn *t, uint32_t sub, uint64_t due, uint64_t ev);
-/* First ready entry of sub (any due); MDB_NOTFOUND when none. */
+/* First ready entry of sub (any due), its log deliveries included (the
+ * earliest by due time, then event id); MDB_NOTFOUND when none. */
 int store_ready_first(struct txn *t, uint32_t sub, uint64_t *due, uint64_t *ev);
-/* Count sub's ready entries due after `from` (stops at cap). */
+/* Count sub's ready entries due after `from` (stops at cap); stored ones
+ * only (a log delivery is due at its publish time, never later than now). */
 int store_ready_count_after(struct txn *t, uint32_t sub, uint64_t from,
 			    uint64_t cap, uint64_t *count);
 /*

@@ -477,6 +477,49 @@ static void visit_delivery(struct check *c, const MDB_val *k, const MDB_val *d)
 		  (unsigned long long)ev, sub, r->budget_used, r->attempts);
 }
 
+/* A topic_log entry: a READY delivery (with no record of its own) of every
+ * subscription of its topic whose cursor is at or before it and that was
+ * not unsubscribed before it was published. */
+static void visit_log(struct check *c, const MDB_val *k, const MDB_val *d)
+{
+	FZ_ASSERT(k->mv_size == 12, "topic_log key of %zu bytes", k->mv_size);
+	FZ_ASSERT(d->mv_size == 8, "topic_log value of %zu bytes", d->mv_size);
+	uint32_t tid = be32_get(k->mv_data);
+	uint64_t ev = be64_get((uint8_t *)k->mv_data + 4);
+	FZ_ASSERT(tid > 0 && ev > 0 && ev < c->n_events,
+		  "topic_log entry %u/%llu, next event id %llu", tid,
+		  (unsigned long long)ev, (unsigned long long)c->n_events);
+	EventMeta *m;
+	int rc = store_event_get(c->t, ev, &m);
+	FZ_ASSERT(rc == 0 && m->topic_id == tid,
+		  "topic_log entry %u/%llu: event record %s (topic id %u)", tid,
+		  (unsigned long long)ev, rc ? mdb_strerror(rc) : "found",
+		  rc ? 0 : m->topic_id);
+	for (size_t i = 0; i < c->n_subs; i++) {
+		struct sub_seen *s = &c->subs[i];
+		const SubRecord *r = s->r;
+		if (r->topic_id != tid || ev < r->log_cursor ||
+		    (r->log_end && ev >= r->log_end))
+			continue;
+		uint8_t key[12];
+		be64_put(key, ev);
+		be32_put(key + 8, s->id);
+		FZ_ASSERT(!key_exists(c->t, DB_DELIVERIES, key, 12),
+			  "event %llu is both in subscription %u's log (cursor "
+			  "%llu) and in its stored deliveries",
+			  (unsigned long long)ev, s->id,
+			  (unsigned long long)r->log_cursor);
+		DeliveryRecord *dr = delivery(c, ev, s->id);
+		FZ_ASSERT(dr && dr->state == DS(READY) &&
+				  dr->due_ms == be64_get(d->mv_data),
+			  "log delivery %llu/%u does not read as READY at its "
+			  "publish time",
+			  (unsigned long long)ev, s->id);
+		s->ready++;
+		c->non_final[ev]++;
+	}
+}
+
 static void visit_expiry(struct check *c, const MDB_val *k, const MDB_val *d)
 {
 	(void)d;
@@ -667,6 +710,17 @@ void fz_check_store(struct txn *t, const struct lease_counts *leases,
 			  "subscription id %u, next %u", r->id, t->next_sub_id);
 		FZ_ASSERT(r->name && r->topic && r->policy,
 			  "subscription %u lacks name, topic or policy", r->id);
+		TopicRecord *tr;
+		FZ_ASSERT(
+			r->topic_id && store_topic_get(t, r->topic, &tr) == 0 &&
+				tr->id == r->topic_id,
+			"subscription %u (%s): topic id %u is not its topic's",
+			r->id, r->name, r->topic_id);
+		FZ_ASSERT(r->log_cursor >= 1 &&
+				  r->log_cursor <= t->next_event_id,
+			  "subscription %u: log cursor %llu, next event %llu",
+			  r->id, (unsigned long long)r->log_cursor,
+			  (unsigned long long)t->next_event_id);
 		if (!r->deleting) {
 			MDB_val k = { strlen(r->name), r->name }, d;
 			int rc = mdb_get(t->txn, t->st->dbi[DB_SUB_NAMES], &k,
@@ -683,6 +737,7 @@ void fz_check_store(struct txn *t, const struct lease_counts *leases,
 	scan(&c, DB_LEASES, visit_lease);
 	scan(&c, DB_DLQ, visit_dlq);
 	scan(&c, DB_DELIVERIES, visit_delivery);
+	scan(&c, DB_TOPIC_LOG, visit_log);
 	scan(&c, DB_EXPIRY, visit_expiry);
 	scan(&c, DB_EVENTS, visit_event);
 	scan(&c, DB_PAYLOADS, visit_payload);

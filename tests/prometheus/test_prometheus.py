@@ -319,7 +319,7 @@ def run(p):
         'handoff_topic_published_total{topic="orders"}': 6,
         'handoff_store_events': stats["events_stored"],
         'handoff_held_fetches': 0,
-        'handoff_build_info{version="%s",protocol="1",store_format="1"}' %
+        'handoff_build_info{version="%s",protocol="1",store_format="2"}' %
         stats["version"]: 1,
         'up{job="handoff"}': 1,
     }

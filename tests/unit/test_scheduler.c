@@ -181,7 +181,8 @@ static uint32_t mk_sub(struct fx *f, const char *name, const char *topic,
 	return id;
 }
 
-/* As handlers.c publish_one does: event, payload, one delivery per sub. */
+/* As handlers.c publish_one does: event, payload, its topic_log entry, one
+ * (log) delivery per sub. */
 static uint64_t publish(struct fx *f, const char *topic, const char *payload)
 {
 	begin(f);
@@ -204,8 +205,11 @@ static uint64_t publish(struct fx *f, const char *topic, const char *payload)
 	m.payload_bytes = handoff__store__event_body__get_packed_size(&body);
 	m.idempotency_key = (char *)"idem";
 	m.pending_subscriptions = (uint32_t)n;
+	m.topic_id = subs[0]->topic_id;
+	assert_true(m.topic_id != 0);
 	assert_int_equal(store_event_put(&f->t, id, &m), 0);
 	assert_int_equal(store_payload_put(&f->t, id, &body), 0);
+	assert_int_equal(store_log_put(&f->t, m.topic_id, id, f->now), 0);
 	for (size_t i = 0; i < n; i++)
 		assert_int_equal(sched_enqueue(&f->t, subs[i], id, f->now), 0);
 	commit(f);
@@ -458,9 +462,38 @@ static struct counts check_counts(struct fx *f, uint32_t sub_id)
 
 	SubRecord *s;
 	assert_int_equal(store_sub_get(&t, sub_id, &s), 0);
+
+	/* log deliveries: the topic's log from the cursor on, READY due at
+	 * their publish time, with no record or ready entry of their own */
+	uint64_t log_deliveries = 0;
+	assert_int_equal(mdb_cursor_open(t.txn, f->st.dbi[DB_TOPIC_LOG], &cur),
+			 0);
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		assert_int_equal(k.mv_size, 12);
+		uint64_t ev = be64_get((uint8_t *)k.mv_data + 4);
+		if (be32_get(k.mv_data) != s->topic_id || ev < s->log_cursor ||
+		    (s->log_end && ev >= s->log_end))
+			continue;
+		uint8_t dk[12];
+		be64_put(dk, ev);
+		be32_put(dk + 8, sub_id);
+		MDB_val dkey = { 12, dk }, dval;
+		assert_int_equal(
+			mdb_get(t.txn, f->st.dbi[DB_DELIVERIES], &dkey, &dval),
+			MDB_NOTFOUND);
+		DeliveryRecord *d;
+		assert_int_equal(store_delivery_get(&t, ev, sub_id, &d), 0);
+		assert_int_equal(d->state, ST(READY));
+		assert_int_equal(d->due_ms, be64_get(v.mv_data));
+		log_deliveries++;
+	}
+	mdb_cursor_close(cur);
 	store_txn_abort(&t);
 
 	assert_int_equal(c.ready_idx, c.by_state[ST(READY)]);
+	c.by_state[ST(READY)] += log_deliveries;
+	c.ready_idx += log_deliveries;
 	assert_int_equal(c.lease_idx, c.by_state[ST(LEASED)]);
 	assert_int_equal(c.dlq_idx, c.by_state[ST(DEAD)]);
 	assert_int_equal(s->ready, c.ready_idx);

@@ -1294,8 +1294,8 @@ static void test_open_refuses_unknown_version(void **state)
 		EINVAL);
 	assert_string_equal(f->err,
 			    "store format version 7 is not one this "
-			    "build reads (it reads version 1): written by "
-			    "another handoff version?");
+			    "build reads (it reads version 2 and upgrades "
+			    "version 1): written by another handoff version?");
 	assert_null(f->st.env);
 	assert_int_equal(f->st.lock_fd, -1);
 	char *after = slurp_data(f, &n1);
