@@ -17,8 +17,11 @@
  * turn with requests gives it an even smaller share, so dropping millions
  * of deliveries does not slow live traffic (128 per commit still drains
  * some 100,000 a second). */
-#define MAX_TURN_CLEANUPS      128
-#define MAX_TURN_CLEANUPS_BUSY 8
+/* dedup records swept a turn (each one B-tree delete at the tree's start) */
+#define MAX_TURN_IDEM_SWEEP	 1024
+#define MAX_TURN_IDEM_SWEEP_BUSY 256
+#define MAX_TURN_CLEANUPS	 128
+#define MAX_TURN_CLEANUPS_BUSY	 8
 /* How often reader slots of dead processes are cleared. */
 #define READER_CHECK_MS 5000
 
@@ -122,8 +125,83 @@ int bg_expire(struct broker *b, struct txn *t)
 
 /* ---- retention and unsubscribe clean-up ------------------------------- */
 
+/* When the dedup record of an event published at created_ms is due to go
+ * (clock_window_over). */
+static uint64_t idem_due(const struct broker *b, uint64_t created_ms)
+{
+	uint64_t window = b->cfg->dedup_window_ms;
+	return created_ms >= b->started_ms ? created_ms + window :
+	       created_ms + window > b->started_ms + window ?
+					     created_ms + window :
+					     b->started_ms + window;
+}
+
+/* Remove event ev's dedup record if it is still ev's (a later publish
+ * with the key after the window has its own). */
+static int drop_idem(struct txn *t, uint64_t ev, const EventMeta *m)
+{
+	uint8_t key[IDEM_KEY_MAX];
+	size_t len;
+	IdemRecord *ir;
+	if (!m->idempotency_key || !*m->idempotency_key || !m->topic_id ||
+	    store_idem_key(m->topic_id, m->idempotency_key, key, &len))
+		return 0;
+	int rc = store_idem_get(t, key, len, &ir);
+	if (rc == MDB_NOTFOUND || rc == STORE_EDECODE)
+		return 0;
+	if (rc)
+		return rc;
+	if (ir->event_id != ev)
+		return 0;
+	rc = store_idem_del(t, key, len);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/*
+ * Dedup records go in publish order: the events tree is in that order, and
+ * a record's window ends later for a later event (broker time never goes
+ * back), so the sweep walks the events from meta "idem_swept" and stops at
+ * the first whose window is not over. *due: when that one's is.
+ */
+static int sweep_idem(struct broker *b, struct txn *t, uint64_t *due)
+{
+	uint64_t at = 0, ev;
+	int budget = b->inbox.n_pend ? MAX_TURN_IDEM_SWEEP_BUSY :
+				       MAX_TURN_IDEM_SWEEP;
+	int rc = store_meta_get(t, "idem_swept", &at);
+	if (rc && rc != MDB_NOTFOUND && rc != STORE_EDECODE)
+		return rc;
+	uint64_t from = at;
+	*due = UINT64_MAX;
+	while ((rc = store_event_next(t, at, &ev)) == 0) {
+		EventMeta *m;
+		rc = store_event_get(t, ev, &m);
+		if (rc && rc != STORE_EDECODE)
+			return rc;
+		if (!rc && m->idempotency_key && *m->idempotency_key) {
+			if (!clock_window_over(m->published_ms,
+					       b->cfg->dedup_window_ms,
+					       b->started_ms, t->now_ms)) {
+				*due = idem_due(b, m->published_ms);
+				break;
+			}
+			rc = drop_idem(t, ev, m);
+			if (rc)
+				return rc;
+		}
+		at = ev;
+		if (--budget == 0) {
+			*due = t->now_ms; /* more at once */
+			break;
+		}
+	}
+	if (rc && rc != MDB_NOTFOUND && rc != STORE_EDECODE)
+		return rc;
+	return at != from ? store_meta_put(t, "idem_swept", at) : 0;
+}
+
 /* A finished event's history period is over: its trace goes. */
-static int forget_event(struct txn *t, uint64_t ev)
+static int forget_event(struct broker *b, struct txn *t, uint64_t ev)
 {
 	uint32_t sub = 0;
 	EventMeta *m;
@@ -132,6 +210,29 @@ static int forget_event(struct txn *t, uint64_t ev)
 		rc = store_log_del(t, m->topic_id, ev);
 		if (rc && rc != MDB_NOTFOUND)
 			return rc;
+		/* not swept yet (a history shorter than the dedup window):
+		 * its dedup record goes now, or gets an expiry entry */
+		uint64_t swept = 0;
+		rc = store_meta_get(t, "idem_swept", &swept);
+		if (rc && rc != MDB_NOTFOUND && rc != STORE_EDECODE)
+			return rc;
+		if (ev > swept && m->idempotency_key && *m->idempotency_key) {
+			uint8_t key[IDEM_KEY_MAX];
+			size_t len;
+			if (clock_window_over(m->published_ms,
+					      b->cfg->dedup_window_ms,
+					      b->started_ms, t->now_ms))
+				rc = drop_idem(t, ev, m);
+			else if (!store_idem_key(m->topic_id,
+						 m->idempotency_key, key, &len))
+				rc = store_expiry_put(
+					t, idem_due(b, m->published_ms),
+					EXPIRY_IDEM, key, len);
+			else
+				rc = 0;
+			if (rc)
+				return rc;
+		}
 	} else if (rc && rc != MDB_NOTFOUND && rc != STORE_EDECODE) {
 		return rc;
 	}
@@ -224,7 +325,7 @@ static int expire_entry(struct broker *b, struct txn *t, int kind,
 		else if (rc == MDB_NOTFOUND || rc == STORE_EDECODE)
 			rc = 0;
 	} else if (kind == EXPIRY_HISTORY && idlen == 8) {
-		rc = forget_event(t, be64_get(id));
+		rc = forget_event(b, t, be64_get(id));
 	} else if (kind == EXPIRY_COMMAND && idlen < IDEM_KEY_MAX) {
 		char cid[IDEM_KEY_MAX + 1];
 		CommandRecord *c;
@@ -267,10 +368,18 @@ int bg_clean_up(struct broker *b, struct txn *t)
 		if (rc)
 			return rc;
 	}
+	uint64_t sweep_due;
+	rc = sweep_idem(b, t, &sweep_due);
+	if (rc)
+		return rc;
 	b->bg.cleanup_more = budget <= 0 || b->bg.progress.unsubscribe_pending;
 	rc = store_expiry_first(t, UINT64_MAX, &at, &kind, id, &idlen);
+	if (rc && rc != MDB_NOTFOUND)
+		return rc;
 	b->bg.next_expiry_ms = rc ? UINT64_MAX : at;
-	return rc == MDB_NOTFOUND ? 0 : rc;
+	if (sweep_due < b->bg.next_expiry_ms)
+		b->bg.next_expiry_ms = sweep_due;
+	return 0;
 }
 
 /* ---- rate samples ----------------------------------------------------- */

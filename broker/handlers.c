@@ -221,7 +221,9 @@ static int publish_one(struct txn *t, const char *topic,
 	uint8_t ikey[IDEM_KEY_MAX];
 	size_t ilen;
 	IdemRecord *ir;
-	int rc = store_idem_key(topic, e->idempotency_key, ikey, &ilen);
+	/* every subscription of the topic has the same topic id */
+	uint32_t topic_id = n_subs ? subs[0]->topic_id : 0;
+	int rc = store_idem_key(topic_id, e->idempotency_key, ikey, &ilen);
 	if (rc)
 		return rc; /* names and keys are checked before: cannot happen */
 	rc = store_idem_get(t, ikey, ilen, &ir);
@@ -253,8 +255,7 @@ static int publish_one(struct txn *t, const char *topic,
 	m.payload_bytes = handoff__store__event_body__get_packed_size(&body);
 	m.idempotency_key = e->idempotency_key;
 	m.pending_subscriptions = (uint32_t)n_subs;
-	/* every subscription of the topic has the same topic id */
-	m.topic_id = n_subs ? subs[0]->topic_id : 0;
+	m.topic_id = topic_id;
 	rc = store_event_put(t, *id, &m);
 	if (!rc)
 		rc = store_payload_put(t, *id, &body);
@@ -267,11 +268,9 @@ static int publish_one(struct txn *t, const char *topic,
 	IdemRecord nr = HANDOFF__STORE__IDEMPOTENCY_RECORD__INIT;
 	nr.event_id = *id;
 	nr.created_ms = t->now_ms;
-	rc = store_idem_put(t, ikey, ilen, &nr);
-	if (!rc)
-		rc = store_expiry_put(t, t->now_ms + window_ms, EXPIRY_IDEM,
-				      ikey, ilen);
-	return rc;
+	/* removed by retention's sweep of the events once the window is
+	 * over (background.c): no expiry entry */
+	return store_idem_put(t, ikey, ilen, &nr);
 }
 
 static int handle_publish(struct handler_env *env, struct txn *t,

@@ -972,6 +972,9 @@ void store_txn_abort(struct txn *t)
 	t->sub_dirty = NULL;
 }
 
+static int seek(struct txn *t, int db, const void *key, size_t klen,
+		MDB_val *ko, MDB_val *dout);
+
 /* ---- events ------------------------------------------------------------ */
 
 int store_event_get(struct txn *t, uint64_t id, EventMeta **out)
@@ -987,6 +990,40 @@ int store_event_put(struct txn *t, uint64_t id, const EventMeta *m)
 	uint8_t k[8];
 	be64_put(k, id);
 	return put_msg(t, DB_EVENTS, k, 8, &m->base, MDB_APPEND);
+}
+
+int store_event_next(struct txn *t, uint64_t after, uint64_t *id)
+{
+	uint8_t k[8];
+	MDB_val ko;
+	if (after == UINT64_MAX)
+		return MDB_NOTFOUND;
+	be64_put(k, after + 1);
+	int rc = seek(t, DB_EVENTS, k, 8, &ko, NULL);
+	if (rc)
+		return rc;
+	if (ko.mv_size != 8)
+		return STORE_EDECODE;
+	*id = be64_get(ko.mv_data);
+	return 0;
+}
+
+int store_meta_get(struct txn *t, const char *name, uint64_t *v)
+{
+	MDB_val k = { strlen(name), (void *)name }, d;
+	int rc = mdb_get(t->txn, t->st->dbi[DB_META], &k, &d);
+	if (rc)
+		return rc;
+	if (d.mv_size != 8)
+		return STORE_EDECODE;
+	*v = be64_get(d.mv_data);
+	return 0;
+}
+
+int store_meta_put(struct txn *t, const char *name, uint64_t v)
+{
+	t->wrote = true;
+	return put_meta_u64(t, name, v, 8);
 }
 
 int store_event_del(struct txn *t, uint64_t id)
@@ -1915,19 +1952,17 @@ int store_dlq_next(struct txn *t, uint32_t sub, uint64_t after, uint64_t *ev)
 
 /* ---- idempotency and expiry ------------------------------------------- */
 
-int store_idem_key(const char *topic, const char *key, uint8_t *out,
+int store_idem_key(uint32_t topic_id, const char *key, uint8_t *out,
 		   size_t *len)
 {
-	size_t tl = strlen(topic), kl = strlen(key);
-	if (tl + 1 + kl > IDEM_KEY_MAX)
+	size_t kl = strlen(key);
+	if (4 + kl > IDEM_KEY_MAX)
 		return EINVAL;
-	memcpy(out, topic, tl);
-	out[tl] = 0;
-	memcpy(out + tl + 1, key, kl);
-	*len = tl + 1 + kl;
+	be32_put(out, topic_id);
+	memcpy(out + 4, key, kl);
+	*len = 4 + kl;
 	return 0;
 }
-
 int store_idem_get(struct txn *t, const uint8_t *key, size_t len,
 		   IdemRecord **out)
 {

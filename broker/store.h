@@ -8,6 +8,7 @@
  *               "next_event"                              -> next event id (8)
  *               "next_sub"                                -> next sub id (4)
  *               "next_topic"                              -> next topic id (4)
+ *               "idem_swept"                              -> event id (8)
  *               "clock_mark"                              -> broker time (8)
  *   events      event id (8)                              -> EventMeta
  *   payloads    event id (8)                              -> crc32 (4) + EventBody
@@ -19,7 +20,7 @@
  *   ready       sub id (4) + due ms (8) + event id (8)    -> (empty)
  *   leases      deadline ms (8) + sub id (4) + event (8)  -> (empty)
  *   dlq         sub id (4) + event id (8)                 -> (empty)
- *   idem        topic '\0' idempotency key               -> IdempotencyRecord
+ *   idem        topic id (4) + idempotency key            -> IdempotencyRecord
  *   expiry      at ms (8) + kind (1) + id                 -> (empty)
  *               id: event id (8) for EXPIRY_HISTORY, an idem key for
  *               EXPIRY_IDEM, a command id for EXPIRY_COMMAND
@@ -41,6 +42,10 @@
  * Idempotency records are keyed by the key itself, not a hash of it: keys
  * the client library makes are time-ordered, so their inserts land at the
  * end of the tree (one page per commit) instead of one random page each.
+ * They have no expiry entry of their own (format 2): the events tree is in
+ * publish order, so retention walks it from meta "idem_swept" and removes
+ * each event's record once its window is over (background.c); only an
+ * event forgotten before that gets an EXPIRY_IDEM entry.
  * Every stored READY delivery has one ready entry, every LEASED one lease entry,
  * every DEAD one dlq entry, in the same transaction as its record.
  * sub_names and topic_subs hold live subscriptions only (an unsubscribed
@@ -116,8 +121,8 @@ enum store_db {
 
 enum expiry_kind { EXPIRY_IDEM = 1, EXPIRY_HISTORY = 2, EXPIRY_COMMAND = 3 };
 
-/* topic (<= 240) + '\0' + key (<= 256) fits one LMDB key with the expiry
- * prefix: 9 + 500 < 511 */
+/* topic id (4) + key (<= 256) fits one LMDB key with the expiry prefix
+ * (9 + 500 < 511) */
 #define IDEM_KEY_MAX 500
 
 /* What store_upgrade did, for the start-up log (from == 0: nothing). */
@@ -259,6 +264,11 @@ void store_txn_abort(struct txn *t);
 int store_event_get(struct txn *t, uint64_t id, EventMeta **out);
 int store_event_put(struct txn *t, uint64_t id, const EventMeta *m);
 int store_event_del(struct txn *t, uint64_t id);
+/* The first event id > after that has a record; MDB_NOTFOUND at the end. */
+int store_event_next(struct txn *t, uint64_t after, uint64_t *id);
+/* An 8-byte counter in meta by name: MDB_NOTFOUND when it has none. */
+int store_meta_get(struct txn *t, const char *name, uint64_t *v);
+int store_meta_put(struct txn *t, const char *name, uint64_t v);
 /* STORE_EDECODE when the value is shorter than its checksum, fails it, or
  * does not decode: a damaged payload is never returned as good. */
 int store_payload_get(struct txn *t, uint64_t id, EventBody **out);
@@ -354,9 +364,9 @@ int store_dlq_del(struct txn *t, uint32_t sub, uint64_t ev);
 int store_dlq_next(struct txn *t, uint32_t sub, uint64_t after, uint64_t *ev);
 
 /* idempotency records */
-/* The record key of (topic, key) into out (IDEM_KEY_MAX bytes): 0, or
+/* The record key of (topic id, key) into out (IDEM_KEY_MAX bytes): 0, or
  * EINVAL when it would not fit. */
-int store_idem_key(const char *topic, const char *key, uint8_t *out,
+int store_idem_key(uint32_t topic_id, const char *key, uint8_t *out,
 		   size_t *len);
 int store_idem_get(struct txn *t, const uint8_t *key, size_t len,
 		   IdemRecord **out);

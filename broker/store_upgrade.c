@@ -10,6 +10,10 @@
  *   - subscriptions get their topic's id and a log cursor at the old
  *     store's next event id (owed, from the log, only what is published
  *     from now on); one being deleted is owed nothing more from it;
+ *   - dedup records (and their expiry entries) are keyed by topic id
+ *     instead of topic name; they keep their expiry entries, and the
+ *     sweep of events that removes format 2's starts after the old events
+ *     (meta "idem_swept");
  *   - meta "schema" becomes 2, written in the last transaction.
  * The copy is made in dir/upgrade.mdb (its own environment, no lock file:
  * the folder lock is ours), synced, the old data file is hard-linked as
@@ -146,6 +150,8 @@ struct copy {
 static int put(struct copy *c, int db, MDB_val *k, MDB_val *d, unsigned flags)
 {
 	int rc = mdb_put(c->to, c->to_dbi[db], k, d, flags);
+	if (rc == MDB_KEYEXIST && (flags & MDB_APPEND)) /* out of order */
+		rc = mdb_put(c->to, c->to_dbi[db], k, d, flags & ~MDB_APPEND);
 	if (rc)
 		return rc;
 	c->records++;
@@ -172,6 +178,58 @@ static int put_packed(struct copy *c, int db, MDB_val *k,
 	return rc;
 }
 
+static int add_topic(struct copy *c, const char *name, uint32_t *id);
+
+/* A format-1 dedup key, topic '\0' key, as format 2's: topic id (4) + key,
+ * into out (IDEM_KEY_MAX). 0 (*len 0: not one, left as it is) or an error. */
+static int idem_key_v2(struct copy *c, const void *v1, size_t n, uint8_t *out,
+		       size_t *len)
+{
+	char topic[IDEM_KEY_MAX + 1];
+	const char *p = v1, *nul = memchr(p, '\0', n);
+	uint32_t id;
+	*len = 0;
+	if (!nul || nul == p)
+		return 0;
+	size_t tl = (size_t)(nul - p), kl = n - tl - 1;
+	memcpy(topic, p, tl);
+	topic[tl] = '\0';
+	id = topic_map_find(&c->topics, topic);
+	int rc = id ? 0 : add_topic(c, topic, &id);
+	if (rc)
+		return rc;
+	if (4 + kl > IDEM_KEY_MAX)
+		return 0;
+	be32_put(out, id);
+	memcpy(out + 4, nul + 1, kl);
+	*len = 4 + kl;
+	return 0;
+}
+
+/* Dedup records and their expiry entries: keyed by topic id now. */
+static int convert_key(struct copy *c, int db, MDB_val *k, uint8_t *buf)
+{
+	size_t len;
+	int rc = 0;
+	if (db == DB_IDEM) {
+		rc = idem_key_v2(c, k->mv_data, k->mv_size, buf, &len);
+	} else if (db == DB_EXPIRY && k->mv_size > 9 &&
+		   ((uint8_t *)k->mv_data)[8] == EXPIRY_IDEM) {
+		memcpy(buf, k->mv_data, 9);
+		rc = idem_key_v2(c, (uint8_t *)k->mv_data + 9, k->mv_size - 9,
+				 buf + 9, &len);
+		if (len)
+			len += 9;
+	} else {
+		return 0;
+	}
+	if (!rc && len) {
+		k->mv_data = buf;
+		k->mv_size = len;
+	}
+	return rc;
+}
+
 /* Every entry of db as it is (keys come sorted: appended). */
 static int copy_raw(struct copy *c, int db)
 {
@@ -184,10 +242,13 @@ static int copy_raw(struct copy *c, int db)
 		return rc;
 	for (rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST); !rc;
 	     rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+		uint8_t buf[IDEM_KEY_MAX + 9];
 		if (db == DB_META && k.mv_size == 6 &&
 		    memcmp(k.mv_data, "schema", 6) == 0)
 			continue; /* written last */
-		rc = put(c, db, &k, &d, MDB_APPEND);
+		rc = convert_key(c, db, &k, buf);
+		if (!rc)
+			rc = put(c, db, &k, &d, MDB_APPEND);
 		if (rc)
 			break;
 	}
@@ -340,6 +401,14 @@ static int copy_all(MDB_env *from_env, MDB_env *to_env, uint64_t *records)
 		uint8_t v[4];
 		be32_put(v, c.next_topic);
 		MDB_val nk = { 10, "next_topic" }, nd = { 4, v };
+		rc = mdb_put(c.to, c.to_dbi[DB_META], &nk, &nd, 0);
+	}
+	if (!rc) {
+		/* format 1's dedup records keep their expiry entries: the
+		 * sweep of the events starts after them */
+		uint8_t v[8];
+		be64_put(v, c.next_event - 1);
+		MDB_val nk = { 10, "idem_swept" }, nd = { 8, v };
 		rc = mdb_put(c.to, c.to_dbi[DB_META], &nk, &nd, 0);
 	}
 	if (!rc) {

@@ -150,9 +150,11 @@ void fz_store_clear(struct store *st)
 	for (int i = 0; i < DB_COUNT && !rc; i++)
 		if (i != DB_META)
 			rc = mdb_drop(txn, st->dbi[i], 0);
-	/* the id counters go; the schema version stays */
-	const char *counters[] = { "next_event", "next_sub" };
-	for (size_t i = 0; i < 2 && !rc; i++) {
+	/* the counters and cursors go (ids, topic ids, the dedup sweep); the
+	 * schema version and the clock mark stay */
+	const char *counters[] = { "next_event", "next_sub", "next_topic",
+				   "idem_swept" };
+	for (size_t i = 0; i < sizeof counters / sizeof *counters && !rc; i++) {
 		MDB_val k = { strlen(counters[i]), (void *)counters[i] };
 		rc = mdb_del(txn, st->dbi[DB_META], &k, NULL);
 		if (rc == MDB_NOTFOUND)
@@ -598,11 +600,31 @@ static void visit_idem(struct check *c, const MDB_val *k, const MDB_val *d)
 		  "idem record names event %llu",
 		  (unsigned long long)r->event_id);
 	if (fz_cfg) {
-		FZ_ASSERT(expiry_entry_for(
-				  c->t, EXPIRY_IDEM, k->mv_data, k->mv_size,
-				  r->created_ms + fz_cfg->dedup_window_ms),
-			  "idem record of event %llu has no expiry entry: it "
-			  "would be kept forever",
+		/* removed by the sweep of the events (its event not swept
+		 * yet, naming this key), or by its own expiry entry */
+		uint64_t swept = 0;
+		EventMeta *m;
+		uint8_t key[IDEM_KEY_MAX];
+		size_t len;
+		rc = store_meta_get(c->t, "idem_swept", &swept);
+		FZ_ASSERT(rc == 0 || rc == MDB_NOTFOUND, "idem_swept: %s",
+			  store_strerror(rc));
+		bool swept_later =
+			r->event_id > swept &&
+			store_event_get(c->t, r->event_id, &m) == 0 &&
+			m->topic_id && m->idempotency_key &&
+			store_idem_key(m->topic_id, m->idempotency_key, key,
+				       &len) == 0 &&
+			len == k->mv_size && !memcmp(key, k->mv_data, len);
+		FZ_ASSERT(swept_later ||
+				  expiry_entry_for(
+					  c->t, EXPIRY_IDEM, k->mv_data,
+					  k->mv_size,
+					  r->created_ms +
+						  fz_cfg->dedup_window_ms),
+			  "idem record of event %llu is neither left to the "
+			  "sweep nor has an expiry entry: it would be kept "
+			  "forever",
 			  (unsigned long long)r->event_id);
 	}
 }
