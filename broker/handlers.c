@@ -256,9 +256,7 @@ static int publish_one(struct txn *t, const char *topic,
 	m.idempotency_key = e->idempotency_key;
 	m.pending_subscriptions = (uint32_t)n_subs;
 	m.topic_id = topic_id;
-	rc = store_event_put(t, *id, &m);
-	if (!rc)
-		rc = store_payload_put(t, *id, &body);
+	rc = store_event_create(t, *id, &m, &body);
 	if (!rc && m.topic_id)
 		rc = store_log_put(t, m.topic_id, *id, t->now_ms);
 	for (size_t s = 0; s < n_subs && !rc; s++)

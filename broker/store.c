@@ -939,6 +939,16 @@ int store_txn_commit(struct txn *t)
 		rc = put_meta_u64(t, "next_event", t->next_event_id, 8);
 	if (!rc && t->next_sub_id != t->st->next_sub_id)
 		rc = put_meta_u64(t, "next_sub", t->next_sub_id, 4);
+	if (!rc && t->payloads_delta) {
+		uint64_t held = 0;
+		rc = store_meta_get(t, "payloads", &held);
+		if (rc == MDB_NOTFOUND || rc == STORE_EDECODE)
+			rc = 0;
+		int64_t n = (int64_t)held + t->payloads_delta;
+		if (!rc)
+			rc = put_meta_u64(t, "payloads",
+					  n > 0 ? (uint64_t)n : 0, 8);
+	}
 	bool mark = clock_mark_due(t->st->clock_mark_ms, t->now_ms, t->wrote);
 	if (!rc && mark)
 		rc = put_meta_u64(t, "clock_mark", t->now_ms, 8);
@@ -975,21 +985,130 @@ void store_txn_abort(struct txn *t)
 static int seek(struct txn *t, int db, const void *key, size_t klen,
 		MDB_val *ko, MDB_val *dout);
 
-/* ---- events ------------------------------------------------------------ */
+/* ---- events ------------------------------------------------------------ *
+ *
+ * One record per event (format 2): its metadata and its payload, so that a
+ * publish writes one value. Layout of the value:
+ *   [0..4)      crc32 of the body bytes (0 when there is none)
+ *   [4..8)      M, the length of the EventMeta, with EVENT_NO_BODY set
+ *               once the payload is removed (an EventBody may pack to
+ *               nothing: an empty payload without headers)
+ *   [8..8+M)    EventMeta
+ *   [8+M..)     EventBody (nothing once removed)
+ * The checksum covers the body only, so a damaged payload leaves the
+ * event's trace readable (and the event is dead-lettered as corrupt).
+ */
+
+#define EVENT_NO_BODY 0x80000000u
+
+struct event_value {
+	const uint8_t *meta, *body;
+	size_t meta_len, body_len;
+	uint32_t crc;
+	bool has_body;
+};
+
+/* The parts of event id's value: 0, MDB_NOTFOUND, STORE_EDECODE. */
+static int event_value(struct txn *t, uint64_t id, struct event_value *v)
+{
+	uint8_t key[8];
+	be64_put(key, id);
+	MDB_val k = { 8, key }, d;
+	int rc = mdb_get(t->txn, t->st->dbi[DB_EVENTS], &k, &d);
+	if (rc)
+		return rc;
+	const uint8_t *p = d.mv_data;
+	if (d.mv_size < 8)
+		return STORE_EDECODE;
+	uint32_t word = be32_get(p + 4);
+	size_t m = word & ~EVENT_NO_BODY;
+	if (m > d.mv_size - 8)
+		return STORE_EDECODE;
+	v->has_body = !(word & EVENT_NO_BODY);
+	if (!v->has_body && d.mv_size - 8 - m)
+		return STORE_EDECODE;
+	v->crc = be32_get(p);
+	v->meta = p + 8;
+	v->meta_len = m;
+	v->body = p + 8 + m;
+	v->body_len = d.mv_size - 8 - m;
+	return 0;
+}
+
+/* Write event id's value from its parts (copied: they may point into the
+ * page this put rewrites). */
+static int event_write(struct txn *t, uint64_t id, const ProtobufCMessage *meta,
+		       const uint8_t *meta_bytes, size_t meta_len,
+		       const ProtobufCMessage *body, const uint8_t *body_bytes,
+		       size_t body_len, bool has_body, unsigned flags)
+{
+	uint8_t key[8];
+	be64_put(key, id);
+	if (meta)
+		meta_len = protobuf_c_message_get_packed_size(meta);
+	if (body)
+		body_len = protobuf_c_message_get_packed_size(body);
+	uint8_t *copy = NULL;
+	if ((meta_bytes && meta_len) || (body_bytes && body_len)) {
+		copy = arena_alloc(t->arena, meta_len + body_len);
+		if (!copy)
+			return ENOMEM;
+		if (meta_bytes && meta_len)
+			memcpy(copy, meta_bytes, meta_len);
+		if (body_bytes && body_len)
+			memcpy(copy + meta_len, body_bytes, body_len);
+	}
+	MDB_val k = { 8, key }, d = { 8 + meta_len + body_len, NULL };
+	int rc = put_hinted(t, DB_EVENTS, &k, &d, flags | MDB_RESERVE);
+	if (rc)
+		return rc;
+	uint8_t *p = d.mv_data;
+	be32_put(p + 4, (uint32_t)meta_len | (has_body ? 0 : EVENT_NO_BODY));
+	if (meta)
+		protobuf_c_message_pack(meta, p + 8);
+	else if (meta_len)
+		memcpy(p + 8, copy, meta_len);
+	if (body)
+		protobuf_c_message_pack(body, p + 8 + meta_len);
+	else if (body_len)
+		memcpy(p + 8 + meta_len, copy + meta_len, body_len);
+	be32_put(p, has_body ? (uint32_t)crc32(0L, p + 8 + meta_len,
+					       (uInt)body_len) :
+			       0);
+	return 0;
+}
+
+int store_event_create(struct txn *t, uint64_t id, const EventMeta *m,
+		       const EventBody *b)
+{
+	int rc = event_write(t, id, &m->base, NULL, 0, &b->base, NULL, 0, true,
+			     MDB_APPEND);
+	if (!rc)
+		t->payloads_delta++;
+	return rc;
+}
 
 int store_event_get(struct txn *t, uint64_t id, EventMeta **out)
 {
-	uint8_t k[8];
-	be64_put(k, id);
-	return get_msg(t, DB_EVENTS, k, 8,
-		       &handoff__store__event_meta__descriptor, (void **)out);
+	struct event_value v;
+	int rc = event_value(t, id, &v);
+	if (rc)
+		return rc;
+	return decode(t, &handoff__store__event_meta__descriptor, v.meta_len,
+		      v.meta, (void **)out);
 }
 
 int store_event_put(struct txn *t, uint64_t id, const EventMeta *m)
 {
-	uint8_t k[8];
-	be64_put(k, id);
-	return put_msg(t, DB_EVENTS, k, 8, &m->base, MDB_APPEND);
+	struct event_value v;
+	int rc = event_value(t, id, &v);
+	if (rc == MDB_NOTFOUND || rc == STORE_EDECODE)
+		return event_write(t, id, &m->base, NULL, 0, NULL, NULL, 0,
+				   false, MDB_APPEND);
+	if (rc)
+		return rc;
+	return event_write(t, id, &m->base, NULL, 0, NULL, v.body, v.body_len,
+			   v.has_body, 0);
 }
 
 int store_event_next(struct txn *t, uint64_t after, uint64_t *id)
@@ -1028,49 +1147,65 @@ int store_meta_put(struct txn *t, const char *name, uint64_t v)
 
 int store_event_del(struct txn *t, uint64_t id)
 {
+	struct event_value v;
 	uint8_t k[8];
+	int rc = event_value(t, id, &v);
+	if (rc == 0 && v.has_body)
+		t->payloads_delta--;
 	be64_put(k, id);
 	return del_key(t, DB_EVENTS, k, 8);
 }
 
 int store_payload_get(struct txn *t, uint64_t id, EventBody **out)
 {
-	uint8_t key[8];
-	be64_put(key, id);
-	MDB_val k = { 8, key }, d;
-	int rc = mdb_get(t->txn, t->st->dbi[DB_PAYLOADS], &k, &d);
+	struct event_value v;
+	int rc = event_value(t, id, &v);
 	if (rc)
 		return rc;
-	if (d.mv_size < 4)
+	if (!v.has_body)
+		return MDB_NOTFOUND; /* removed */
+	if ((uint32_t)crc32(0L, v.body, (uInt)v.body_len) != v.crc)
 		return STORE_EDECODE;
-	const uint8_t *p = d.mv_data;
-	uLong crc = crc32(0L, p + 4, (uInt)(d.mv_size - 4));
-	if ((uint32_t)crc != be32_get(p))
-		return STORE_EDECODE;
-	return decode(t, &handoff__store__event_body__descriptor, d.mv_size - 4,
-		      p + 4, (void **)out);
+	return decode(t, &handoff__store__event_body__descriptor, v.body_len,
+		      v.body, (void **)out);
 }
 
 int store_payload_put(struct txn *t, uint64_t id, const EventBody *b)
 {
-	uint8_t key[8];
-	be64_put(key, id);
-	size_t n = handoff__store__event_body__get_packed_size(b);
-	MDB_val k = { 8, key }, d = { n + 4, NULL };
-	int rc = put_hinted(t, DB_PAYLOADS, &k, &d, MDB_RESERVE | MDB_APPEND);
-	if (rc)
+	struct event_value v;
+	int rc = event_value(t, id, &v);
+	if (rc == MDB_NOTFOUND || rc == STORE_EDECODE) {
+		v.meta = NULL;
+		v.meta_len = 0;
+		v.has_body = false;
+	} else if (rc) {
 		return rc;
-	uint8_t *p = d.mv_data;
-	handoff__store__event_body__pack(b, p + 4);
-	be32_put(p, (uint32_t)crc32(0L, p + 4, (uInt)n));
-	return 0;
+	}
+	bool had = v.has_body;
+	rc = event_write(t, id, NULL, v.meta, v.meta_len, &b->base, NULL, 0,
+			 true, rc ? MDB_APPEND : 0);
+	if (!rc && !had)
+		t->payloads_delta++;
+	return rc;
 }
 
 int store_payload_del(struct txn *t, uint64_t id)
 {
-	uint8_t k[8];
-	be64_put(k, id);
-	return del_key(t, DB_PAYLOADS, k, 8);
+	struct event_value v;
+	int rc = event_value(t, id, &v);
+	if (rc == STORE_EDECODE) {
+		/* no readable layout: the whole value goes */
+		uint8_t k[8];
+		be64_put(k, id);
+		return del_key(t, DB_EVENTS, k, 8);
+	}
+	if (rc)
+		return rc;
+	if (!v.has_body)
+		return MDB_NOTFOUND;
+	t->payloads_delta--;
+	return event_write(t, id, NULL, v.meta, v.meta_len, NULL, NULL, 0,
+			   false, 0);
 }
 
 uint64_t store_alloc_event_id(struct txn *t)
@@ -1088,7 +1223,13 @@ static int count_entries(struct txn *t, int db, uint64_t *count)
 
 int store_payload_count(struct txn *t, uint64_t *count)
 {
-	return count_entries(t, DB_PAYLOADS, count);
+	uint64_t held = 0;
+	int rc = store_meta_get(t, "payloads", &held);
+	if (rc && rc != MDB_NOTFOUND && rc != STORE_EDECODE)
+		return rc;
+	int64_t n = (int64_t)held + t->payloads_delta;
+	*count = n > 0 ? (uint64_t)n : 0;
+	return 0;
 }
 
 /* ---- subscriptions ----------------------------------------------------- */

@@ -9,9 +9,12 @@
  *               "next_sub"                                -> next sub id (4)
  *               "next_topic"                              -> next topic id (4)
  *               "idem_swept"                              -> event id (8)
+ *               "payloads"                                -> events with a payload (8)
  *               "clock_mark"                              -> broker time (8)
- *   events      event id (8)                              -> EventMeta
- *   payloads    event id (8)                              -> crc32 (4) + EventBody
+ *   events      event id (8)                              -> crc32 of the body (4)
+ *                                                            + meta length (4)
+ *                                                            + EventMeta + EventBody
+ *   payloads    (format 1 only: its payloads; empty in format 2)
  *   subs        subscription id (4)                       -> SubscriptionRecord
  *   sub_names   name                                      -> subscription id (4)
  *   topic_subs  topic '\0' name                           -> subscription id (4)
@@ -172,6 +175,7 @@ struct txn {
 	struct arena *arena;
 	uint64_t now_ms;
 	bool wrote; /* something was put or deleted (for the clock mark) */
+	int64_t payloads_delta; /* payloads stored minus removed (meta) */
 	uint64_t next_event_id;
 	uint32_t next_sub_id;
 	/* the scheduler's context (scheduler.h): set by the opener of a
@@ -260,7 +264,11 @@ int store_txn_begin(struct store *st, struct arena *a, bool write,
 int store_txn_commit(struct txn *t);
 void store_txn_abort(struct txn *t);
 
-/* events and payloads */
+/* events and payloads: one record per event (store.c), the payload's
+ * part removable on its own */
+/* A new event with its payload, in one put. */
+int store_event_create(struct txn *t, uint64_t id, const EventMeta *m,
+		       const EventBody *b);
 int store_event_get(struct txn *t, uint64_t id, EventMeta **out);
 int store_event_put(struct txn *t, uint64_t id, const EventMeta *m);
 int store_event_del(struct txn *t, uint64_t id);
@@ -269,8 +277,10 @@ int store_event_next(struct txn *t, uint64_t after, uint64_t *id);
 /* An 8-byte counter in meta by name: MDB_NOTFOUND when it has none. */
 int store_meta_get(struct txn *t, const char *name, uint64_t *v);
 int store_meta_put(struct txn *t, const char *name, uint64_t v);
-/* STORE_EDECODE when the value is shorter than its checksum, fails it, or
- * does not decode: a damaged payload is never returned as good. */
+/* MDB_NOTFOUND when the event has no record or its payload was removed;
+ * STORE_EDECODE when the payload fails its checksum or does not decode (or
+ * the record's layout is damaged): a damaged payload is never returned as
+ * good. */
 int store_payload_get(struct txn *t, uint64_t id, EventBody **out);
 int store_payload_put(struct txn *t, uint64_t id, const EventBody *b);
 int store_payload_del(struct txn *t, uint64_t id);

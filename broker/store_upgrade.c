@@ -14,6 +14,9 @@
  *     instead of topic name; they keep their expiry entries, and the
  *     sweep of events that removes format 2's starts after the old events
  *     (meta "idem_swept");
+ *   - an event's metadata (events) and payload (payloads) become one
+ *     value in events (store.c, "events"), with the payload's checksum as
+ *     it was; meta "payloads" counts them;
  *   - meta "schema" becomes 2, written in the last transaction.
  * The copy is made in dir/upgrade.mdb (its own environment, no lock file:
  * the folder lock is ours), synced, the old data file is hard-linked as
@@ -141,7 +144,7 @@ struct copy {
 	MDB_txn *from, *to;
 	MDB_dbi from_dbi[DB_COUNT], to_dbi[DB_COUNT];
 	bool from_has[DB_COUNT];
-	uint64_t puts, records;
+	uint64_t puts, records, payloads;
 	uint64_t next_event;
 	uint32_t next_topic;
 	struct topic_map topics;
@@ -354,6 +357,86 @@ static int copy_subs(struct copy *c)
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* One format-2 event value: body crc, meta length, meta, body. */
+static int put_event(struct copy *c, MDB_val *k, const MDB_val *meta,
+		     const MDB_val *payload)
+{
+	/* format 1's payload value is crc32 (4) + EventBody: the crc is
+	 * the same one, over the same bytes */
+	size_t ml = meta ? meta->mv_size : 0;
+	size_t bl = payload && payload->mv_size >= 4 ? payload->mv_size - 4 : 0;
+	if (payload && payload->mv_size < 4) /* damaged as it was: no crc */
+		bl = 0;
+	uint8_t *buf = malloc(8 + ml + bl);
+	if (!buf)
+		return ENOMEM;
+	memset(buf, 0, 4);
+	if (payload && payload->mv_size >= 4)
+		memcpy(buf, payload->mv_data, 4);
+	else if (payload) /* no crc to check against: stays damaged */
+		memset(buf, 0xff, 4);
+	/* store.c's EVENT_NO_BODY: the payload was removed */
+	be32_put(buf + 4, (uint32_t)ml | (payload ? 0 : 0x80000000u));
+	if (ml)
+		memcpy(buf + 8, meta->mv_data, ml);
+	if (bl)
+		memcpy(buf + 8 + ml, (uint8_t *)payload->mv_data + 4, bl);
+	MDB_val d = { 8 + ml + bl, buf };
+	int rc = put(c, DB_EVENTS, k, &d, MDB_APPEND);
+	free(buf);
+	if (!rc && payload)
+		c->payloads++;
+	return rc;
+}
+
+/* Format 1 kept an event's metadata and payload in two databases; format 2
+ * keeps them in one value. Both are in event id order: merged. */
+static int merge_events(struct copy *c)
+{
+	MDB_cursor *ec = NULL, *pc = NULL;
+	MDB_val ek, ed, pk, pd;
+	int erc = MDB_NOTFOUND, prc = MDB_NOTFOUND, rc = 0;
+	if (c->from_has[DB_EVENTS]) {
+		rc = mdb_cursor_open(c->from, c->from_dbi[DB_EVENTS], &ec);
+		if (!rc)
+			erc = mdb_cursor_get(ec, &ek, &ed, MDB_FIRST);
+	}
+	if (!rc && c->from_has[DB_PAYLOADS]) {
+		rc = mdb_cursor_open(c->from, c->from_dbi[DB_PAYLOADS], &pc);
+		if (!rc)
+			prc = mdb_cursor_get(pc, &pk, &pd, MDB_FIRST);
+	}
+	while (!rc && (erc == 0 || prc == 0)) {
+		int order = erc ? 1 :
+			    prc ? -1 :
+				  memcmp(ek.mv_data, pk.mv_data,
+					 ek.mv_size < pk.mv_size ? ek.mv_size :
+								   pk.mv_size);
+		if (order == 0 && ek.mv_size != pk.mv_size)
+			order = ek.mv_size < pk.mv_size ? -1 : 1;
+		if (order == 0) {
+			rc = put_event(c, &ek, &ed, &pd);
+			erc = mdb_cursor_get(ec, &ek, &ed, MDB_NEXT);
+			prc = mdb_cursor_get(pc, &pk, &pd, MDB_NEXT);
+		} else if (order < 0) { /* payload removed */
+			rc = put_event(c, &ek, &ed, NULL);
+			erc = mdb_cursor_get(ec, &ek, &ed, MDB_NEXT);
+		} else { /* a payload without its event: kept, as it was */
+			rc = put_event(c, &pk, NULL, &pd);
+			prc = mdb_cursor_get(pc, &pk, &pd, MDB_NEXT);
+		}
+		if (!rc && erc && erc != MDB_NOTFOUND)
+			rc = erc;
+		if (!rc && prc && prc != MDB_NOTFOUND)
+			rc = prc;
+	}
+	if (ec)
+		mdb_cursor_close(ec);
+	if (pc)
+		mdb_cursor_close(pc);
+	return rc;
+}
+
 static int copy_all(MDB_env *from_env, MDB_env *to_env, uint64_t *records)
 {
 	struct copy c = { .to_env = to_env, .next_event = 1, .next_topic = 1 };
@@ -394,8 +477,11 @@ static int copy_all(MDB_env *from_env, MDB_env *to_env, uint64_t *records)
 	}
 	if (!rc)
 		test_kill_at("copying");
+	if (!rc)
+		rc = merge_events(&c);
 	for (int db = 0; db < DB_COUNT && !rc; db++)
-		if (db != DB_TOPICS && db != DB_SUBS && db != DB_TOPIC_LOG)
+		if (db != DB_TOPICS && db != DB_SUBS && db != DB_TOPIC_LOG &&
+		    db != DB_EVENTS && db != DB_PAYLOADS)
 			rc = copy_raw(&c, db);
 	if (!rc) {
 		uint8_t v[4];
@@ -409,6 +495,12 @@ static int copy_all(MDB_env *from_env, MDB_env *to_env, uint64_t *records)
 		uint8_t v[8];
 		be64_put(v, c.next_event - 1);
 		MDB_val nk = { 10, "idem_swept" }, nd = { 8, v };
+		rc = mdb_put(c.to, c.to_dbi[DB_META], &nk, &nd, 0);
+	}
+	if (!rc) {
+		uint8_t v[8];
+		be64_put(v, c.payloads);
+		MDB_val nk = { 8, "payloads" }, nd = { 8, v };
 		rc = mdb_put(c.to, c.to_dbi[DB_META], &nk, &nd, 0);
 	}
 	if (!rc) {

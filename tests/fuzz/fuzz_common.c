@@ -153,7 +153,7 @@ void fz_store_clear(struct store *st)
 	/* the counters and cursors go (ids, topic ids, the dedup sweep); the
 	 * schema version and the clock mark stay */
 	const char *counters[] = { "next_event", "next_sub", "next_topic",
-				   "idem_swept" };
+				   "idem_swept", "payloads" };
 	for (size_t i = 0; i < sizeof counters / sizeof *counters && !rc; i++) {
 		MDB_val k = { strlen(counters[i]), (void *)counters[i] };
 		rc = mdb_del(txn, st->dbi[DB_META], &k, NULL);
@@ -249,6 +249,7 @@ struct check {
 	uint32_t *non_final;  /* per event id */
 	uint8_t *history_due; /* per event id: has a history expiry entry */
 	uint64_t n_events;    /* array length: next_event_id */
+	uint64_t n_payloads;  /* events whose payload is held */
 	struct consumer_count *cons;
 	size_t n_cons, cap_cons;
 	uint64_t started_ms;
@@ -559,9 +560,12 @@ static void visit_event(struct check *c, const MDB_val *k, const MDB_val *d)
 		  "event %llu: payload_removed %d with %u pending",
 		  (unsigned long long)ev, m->payload_removed,
 		  m->pending_subscriptions);
-	uint8_t key[8];
-	be64_put(key, ev);
-	bool has_payload = key_exists(c->t, DB_PAYLOADS, key, 8);
+	EventBody *b;
+	rc = store_payload_get(c->t, ev, &b);
+	FZ_ASSERT(rc == 0 || rc == MDB_NOTFOUND, "payload %llu: %s",
+		  (unsigned long long)ev, store_strerror(rc));
+	bool has_payload = rc == 0;
+	c->n_payloads += has_payload;
 	FZ_ASSERT(has_payload == !m->payload_removed,
 		  "event %llu: payload_removed %d, payload record %s",
 		  (unsigned long long)ev, m->payload_removed,
@@ -572,20 +576,6 @@ static void visit_event(struct check *c, const MDB_val *k, const MDB_val *d)
 			  "but no history expiry entry: its trace is kept "
 			  "forever",
 			  (unsigned long long)ev);
-}
-
-static void visit_payload(struct check *c, const MDB_val *k, const MDB_val *d)
-{
-	(void)d;
-	FZ_ASSERT(k->mv_size == 8, "payloads key of %zu bytes", k->mv_size);
-	uint64_t ev = be64_get(k->mv_data);
-	FZ_ASSERT(key_exists(c->t, DB_EVENTS, k->mv_data, 8),
-		  "payload of event %llu without its event record",
-		  (unsigned long long)ev);
-	EventBody *b;
-	int rc = store_payload_get(c->t, ev, &b);
-	FZ_ASSERT(rc == 0, "payload %llu: %s", (unsigned long long)ev,
-		  mdb_strerror(rc));
 }
 
 static void visit_idem(struct check *c, const MDB_val *k, const MDB_val *d)
@@ -762,7 +752,17 @@ void fz_check_store(struct txn *t, const struct lease_counts *leases,
 	scan(&c, DB_TOPIC_LOG, visit_log);
 	scan(&c, DB_EXPIRY, visit_expiry);
 	scan(&c, DB_EVENTS, visit_event);
-	scan(&c, DB_PAYLOADS, visit_payload);
+	/* format 2: payloads live in their events' records */
+	MDB_stat pst;
+	FZ_ASSERT(mdb_stat(t->txn, t->st->dbi[DB_PAYLOADS], &pst) == 0 &&
+			  pst.ms_entries == 0,
+		  "the format-1 payloads database is not empty");
+	uint64_t counted;
+	FZ_ASSERT(store_payload_count(t, &counted) == 0 &&
+			  counted == c.n_payloads,
+		  "meta counts %llu payloads, the events hold %llu",
+		  (unsigned long long)counted,
+		  (unsigned long long)c.n_payloads);
 	scan(&c, DB_IDEM, visit_idem);
 	scan(&c, DB_SUB_NAMES, visit_sub_name);
 	scan(&c, DB_TOPIC_SUBS, visit_topic_sub);
@@ -885,10 +885,14 @@ void fz_check_views(struct handler_env *env, struct txn *t)
 	FZ_ASSERT(l->n_subscriptions == live,
 		  "list_subscriptions shows %zu subscriptions, %zu exist",
 		  l->n_subscriptions, live);
-	rc = mdb_stat(t->txn, t->st->dbi[DB_PAYLOADS], &ms);
-	FZ_ASSERT(rc == 0 && s->events_stored == ms.ms_entries,
-		  "stats: events_stored %llu, %zu payloads",
-		  (unsigned long long)s->events_stored, (size_t)ms.ms_entries);
+	uint64_t payloads = 0, ev = 0;
+	EventBody *body;
+	while (store_event_next(t, ev, &ev) == 0)
+		payloads += store_payload_get(t, ev, &body) == 0;
+	FZ_ASSERT(s->events_stored == payloads,
+		  "stats: events_stored %llu, %llu payloads",
+		  (unsigned long long)s->events_stored,
+		  (unsigned long long)payloads);
 	for (size_t i = 0; i < s->n_topics; i++) {
 		uint32_t *ids;
 		size_t n;

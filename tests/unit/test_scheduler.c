@@ -525,22 +525,68 @@ static int history_expiries(struct fx *f, uint64_t ev, uint64_t *at)
 	return n;
 }
 
-/* Rewrite event ev's stored payload bytes with one bit flipped. */
-static void corrupt_payload(struct fx *f, uint64_t ev, size_t pos)
+/* Format 2 keeps a payload inside its event's value: crc (4), meta length
+ * (4), meta, body. These read and write it as format 1 stored a payload
+ * (crc (4) + body), keeping the event's meta. */
+static size_t payload_bytes_get(MDB_txn *txn, MDB_dbi events, uint64_t id,
+				uint8_t **out)
 {
 	uint8_t key[8];
+	be64_put(key, id);
 	MDB_val k = { 8, key }, d;
-	be64_put(key, ev);
+	assert_int_equal(mdb_get(txn, events, &k, &d), 0);
+	assert_true(d.mv_size >= 8);
+	const uint8_t *p = d.mv_data;
+	size_t ml = be32_get(p + 4);
+	assert_true(ml <= d.mv_size - 8);
+	size_t n = 4 + d.mv_size - 8 - ml;
+	*out = malloc(n);
+	assert_non_null(*out);
+	memcpy(*out, p, 4);
+	memcpy(*out + 4, p + 8 + ml, n - 4);
+	return n;
+}
+
+static void payload_bytes_put(MDB_txn *txn, MDB_dbi events, uint64_t id,
+			      const uint8_t *v, size_t n)
+{
+	uint8_t key[8], *buf;
+	be64_put(key, id);
+	MDB_val k = { 8, key }, d;
+	size_t ml = 0;
+	const uint8_t *meta = NULL;
+	if (mdb_get(txn, events, &k, &d) == 0 && d.mv_size >= 8 &&
+	    be32_get((uint8_t *)d.mv_data + 4) <= d.mv_size - 8) {
+		ml = be32_get((uint8_t *)d.mv_data + 4);
+		meta = (uint8_t *)d.mv_data + 8;
+	}
+	if (n < 4) { /* shorter than a checksum: the whole value */
+		MDB_val nd = { n, (void *)v };
+		assert_int_equal(mdb_put(txn, events, &k, &nd, 0), 0);
+		return;
+	}
+	buf = malloc(8 + ml + n - 4);
+	assert_non_null(buf);
+	memcpy(buf, v, 4);
+	be32_put(buf + 4, (uint32_t)ml);
+	if (ml)
+		memcpy(buf + 8, meta, ml);
+	memcpy(buf + 8 + ml, v + 4, n - 4);
+	MDB_val nd = { 8 + ml + n - 4, buf };
+	assert_int_equal(mdb_put(txn, events, &k, &nd, 0), 0);
+	free(buf);
+}
+
+/* Rewrite event ev's stored payload bytes (as format 1 laid them out: crc,
+ * body) with one bit flipped. */
+static void corrupt_payload(struct fx *f, uint64_t ev, size_t pos)
+{
+	uint8_t *copy;
 	begin(f);
-	assert_int_equal(mdb_get(f->t.txn, f->st.dbi[DB_PAYLOADS], &k, &d), 0);
-	assert_true(pos < d.mv_size);
-	uint8_t *copy = malloc(d.mv_size);
-	assert_non_null(copy);
-	memcpy(copy, d.mv_data, d.mv_size);
+	size_t n = payload_bytes_get(f->t.txn, f->st.dbi[DB_EVENTS], ev, &copy);
+	assert_true(pos < n);
 	copy[pos] ^= 0x20;
-	MDB_val nd = { d.mv_size, copy };
-	assert_int_equal(mdb_put(f->t.txn, f->st.dbi[DB_PAYLOADS], &k, &nd, 0),
-			 0);
+	payload_bytes_put(f->t.txn, f->st.dbi[DB_EVENTS], ev, copy, n);
 	commit(f);
 	free(copy);
 }
@@ -1296,12 +1342,11 @@ static void test_corrupt_payload_dead_letters(void **state)
 
 	/* a direct write of wrong bytes (bad CRC) for the second event */
 	begin(f);
-	uint8_t key[8], junk[12] = { 1,	  2,   3,   4,	 0x0a, 0x05,
-				     'w', 'r', 'o', 'n', 'g',  0 };
-	be64_put(key, ev2);
-	MDB_val k = { 8, key }, v = { sizeof junk, junk };
-	assert_int_equal(mdb_put(f->t.txn, f->st.dbi[DB_PAYLOADS], &k, &v, 0),
-			 0);
+	uint8_t junk[12] = {
+		1, 2, 3, 4, 0x0a, 0x05, 'w', 'r', 'o', 'n', 'g', 0
+	};
+	payload_bytes_put(f->t.txn, f->st.dbi[DB_EVENTS], ev2, junk,
+			  sizeof junk);
 	commit(f);
 	assert_int_equal(payload_rc(f, ev2), STORE_EDECODE);
 	body = (EventBody *)1;

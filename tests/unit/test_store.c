@@ -385,32 +385,74 @@ static void test_payload_roundtrip(void **state)
 	commit(f);
 }
 
-/* Rewrite a payload's stored bytes, flipping the bit(s) in mask at pos. */
-static void flip_payload_byte(struct fx *f, uint64_t id, size_t pos,
-			      uint8_t mask)
+/* Format 2 keeps a payload inside its event's value: crc (4), meta length
+ * (4), meta, body. These read and write it as format 1 stored a payload
+ * (crc (4) + body), keeping the event's meta. */
+static size_t payload_bytes_get(MDB_txn *txn, MDB_dbi events, uint64_t id,
+				uint8_t **out)
 {
 	uint8_t key[8];
 	be64_put(key, id);
 	MDB_val k = { 8, key }, d;
-	assert_int_equal(mdb_get(f->t.txn, f->st.dbi[DB_PAYLOADS], &k, &d), 0);
-	assert_true(pos < d.mv_size);
-	uint8_t *copy = malloc(d.mv_size);
-	assert_non_null(copy);
-	memcpy(copy, d.mv_data, d.mv_size);
+	assert_int_equal(mdb_get(txn, events, &k, &d), 0);
+	assert_true(d.mv_size >= 8);
+	const uint8_t *p = d.mv_data;
+	size_t ml = be32_get(p + 4);
+	assert_true(ml <= d.mv_size - 8);
+	size_t n = 4 + d.mv_size - 8 - ml;
+	*out = malloc(n);
+	assert_non_null(*out);
+	memcpy(*out, p, 4);
+	memcpy(*out + 4, p + 8 + ml, n - 4);
+	return n;
+}
+
+static void payload_bytes_put(MDB_txn *txn, MDB_dbi events, uint64_t id,
+			      const uint8_t *v, size_t n)
+{
+	uint8_t key[8], *buf;
+	be64_put(key, id);
+	MDB_val k = { 8, key }, d;
+	size_t ml = 0;
+	const uint8_t *meta = NULL;
+	if (mdb_get(txn, events, &k, &d) == 0 && d.mv_size >= 8 &&
+	    be32_get((uint8_t *)d.mv_data + 4) <= d.mv_size - 8) {
+		ml = be32_get((uint8_t *)d.mv_data + 4);
+		meta = (uint8_t *)d.mv_data + 8;
+	}
+	if (n < 4) { /* shorter than a checksum: the whole value */
+		MDB_val nd = { n, (void *)v };
+		assert_int_equal(mdb_put(txn, events, &k, &nd, 0), 0);
+		return;
+	}
+	buf = malloc(8 + ml + n - 4);
+	assert_non_null(buf);
+	memcpy(buf, v, 4);
+	be32_put(buf + 4, (uint32_t)ml);
+	if (ml)
+		memcpy(buf + 8, meta, ml);
+	memcpy(buf + 8 + ml, v + 4, n - 4);
+	MDB_val nd = { 8 + ml + n - 4, buf };
+	assert_int_equal(mdb_put(txn, events, &k, &nd, 0), 0);
+	free(buf);
+}
+
+/* Rewrite a payload's stored bytes (as format 1 laid them out: crc, body),
+ * flipping the bit(s) in mask at pos. */
+static void flip_payload_byte(struct fx *f, uint64_t id, size_t pos,
+			      uint8_t mask)
+{
+	uint8_t *copy;
+	size_t n = payload_bytes_get(f->t.txn, f->st.dbi[DB_EVENTS], id, &copy);
+	assert_true(pos < n);
 	copy[pos] ^= mask;
-	MDB_val nd = { d.mv_size, copy };
-	assert_int_equal(mdb_put(f->t.txn, f->st.dbi[DB_PAYLOADS], &k, &nd, 0),
-			 0);
+	payload_bytes_put(f->t.txn, f->st.dbi[DB_EVENTS], id, copy, n);
 	free(copy);
 }
 
 static void raw_payload(struct fx *f, uint64_t id, const void *p, size_t n)
 {
-	uint8_t key[8];
-	be64_put(key, id);
-	MDB_val k = { 8, key }, d = { n, (void *)p };
-	assert_int_equal(mdb_put(f->t.txn, f->st.dbi[DB_PAYLOADS], &k, &d, 0),
-			 0);
+	payload_bytes_put(f->t.txn, f->st.dbi[DB_EVENTS], id, p, n);
 }
 
 /* A stored payload that fails its CRC is never returned as good. */
@@ -1145,11 +1187,14 @@ static void test_unknown_fields_kept(void **state)
 	m.topic = (char *)"orders";
 	m.published_ms = NOW;
 	m.pending_subscriptions = 2;
-	size_t n = handoff__store__event_meta__pack(&m, val);
-	memcpy(val + n, extra, sizeof extra);
+	/* format 2's event value: crc 0 and meta length, then the meta */
+	size_t n = handoff__store__event_meta__pack(&m, val + 8);
+	memcpy(val + 8 + n, extra, sizeof extra);
+	memset(val, 0, 4);
+	be32_put(val + 4, (uint32_t)(n + sizeof extra));
 	be64_put(key, 1);
 	begin(f, true);
-	raw_put(f, DB_EVENTS, key, 8, val, n + sizeof extra);
+	raw_put(f, DB_EVENTS, key, 8, val, 8 + n + sizeof extra);
 	commit(f);
 
 	begin(f, true);
