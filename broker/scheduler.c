@@ -200,9 +200,6 @@ static int release_event(struct txn *t, uint64_t event)
 	if (m->pending_subscriptions > 0)
 		m->pending_subscriptions--;
 	if (m->pending_subscriptions == 0 && !m->payload_removed) {
-		rc = store_payload_del(t, event);
-		if (rc && rc != MDB_NOTFOUND)
-			return rc;
 		m->payload_removed = true;
 		uint8_t id[8];
 		be64_put(id, event);
@@ -210,6 +207,8 @@ static int release_event(struct txn *t, uint64_t event)
 				      EXPIRY_HISTORY, id, 8);
 		if (rc)
 			return rc;
+		/* the record rewritten once: without its payload */
+		return store_event_put_removed(t, event, m);
 	}
 	return store_event_put(t, event, m);
 }

@@ -1111,6 +1111,18 @@ int store_event_put(struct txn *t, uint64_t id, const EventMeta *m)
 			   v.has_body, 0);
 }
 
+int store_event_put_removed(struct txn *t, uint64_t id, const EventMeta *m)
+{
+	struct event_value v;
+	int rc = event_value(t, id, &v);
+	if (rc == 0 && v.has_body)
+		t->payloads_delta--;
+	else if (rc && rc != MDB_NOTFOUND && rc != STORE_EDECODE)
+		return rc;
+	return event_write(t, id, &m->base, NULL, 0, NULL, NULL, 0, false,
+			   rc ? MDB_APPEND : 0);
+}
+
 int store_event_next(struct txn *t, uint64_t after, uint64_t *id)
 {
 	uint8_t k[8];

@@ -271,6 +271,8 @@ int store_event_create(struct txn *t, uint64_t id, const EventMeta *m,
 		       const EventBody *b);
 int store_event_get(struct txn *t, uint64_t id, EventMeta **out);
 int store_event_put(struct txn *t, uint64_t id, const EventMeta *m);
+/* Rewrite the event's metadata and remove its payload, in one put. */
+int store_event_put_removed(struct txn *t, uint64_t id, const EventMeta *m);
 int store_event_del(struct txn *t, uint64_t id);
 /* The first event id > after that has a record; MDB_NOTFOUND at the end. */
 int store_event_next(struct txn *t, uint64_t after, uint64_t *id);

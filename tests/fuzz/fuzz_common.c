@@ -951,6 +951,10 @@ static unsigned allowed_statuses(const struct config *cfg, int body_case)
 		return any | B(NOT_FOUND);
 	case BODY(AWAIT):
 		return any | B(BAD_REQUEST) | B(NOT_FOUND) | B(LIMIT_EXCEEDED);
+	case BODY(HEALTH): /* OK only (§5.18), STORAGE_FULL never */
+		return B(OK) | B(INTERNAL);
+	case BODY(BACKUP):
+		return any | B(BAD_REQUEST) | B(CONFLICT) | B(NOT_FOUND);
 	default:
 		return B(BAD_REQUEST);
 	}
@@ -1285,6 +1289,15 @@ static void check_ok_body(const struct config *cfg, const Request *q,
 				  !strcmp(r->stats->version,
 					  HANDOFF_BUILD_VERSION),
 			  "stats OK without its body");
+		break;
+	case BODY(HEALTH):
+		FZ_ASSERT(r->body_case == RBODY(HEALTH) && r->health &&
+				  (!r->health->ready || r->health->live),
+			  "health OK without its body, or ready but not live");
+		break;
+	case BODY(BACKUP):
+		FZ_ASSERT(r->body_case == RBODY(BACKUP) && r->backup,
+			  "backup OK without its body");
 		break;
 	default:
 		FZ_ASSERT(0, "OK reply to an unknown request type %d",

@@ -341,12 +341,13 @@ static void test_corrupt_payload_dead_lettered(void **state)
 	broker_passed(b);
 }
 
-/* The value store.h documents for payloads: crc32 (4, big-endian) of the
- * EventBody that follows, which for a bare payload is field 1 (tag 0x0a),
- * its length as a varint, then the bytes. */
-static size_t stored_value(const void *payload, size_t n, unsigned char *out)
+/* The body store.h documents for an event's payload: its EventBody, which
+ * for a bare payload is field 1 (tag 0x0a), its length as a varint, then
+ * the bytes; *crc gets the crc32 that its record keeps for it. */
+static size_t stored_body(const void *payload, size_t n, unsigned char *out,
+			  uint32_t *crc)
 {
-	unsigned char *p = out + 4;
+	unsigned char *p = out;
 	*p++ = 0x0a;
 	size_t v = n;
 	do {
@@ -358,12 +359,39 @@ static size_t stored_value(const void *payload, size_t n, unsigned char *out)
 	} while (v);
 	memcpy(p, payload, n);
 	p += n;
-	uLong crc = crc32(0L, out + 4, (uInt)(p - out - 4));
-	out[0] = (unsigned char)(crc >> 24);
-	out[1] = (unsigned char)(crc >> 16);
-	out[2] = (unsigned char)(crc >> 8);
-	out[3] = (unsigned char)crc;
+	*crc = (uint32_t)crc32(0L, out, (uInt)(p - out));
 	return (size_t)(p - out);
+}
+
+static uint32_t be32_at(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	       (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Flip mask in byte `at` of the crc of every stored record whose body is
+ * body (crc): the record is crc (4), meta length M (4), meta (M), body, so
+ * the crc sits 8 + M bytes before the body, with M right after it. */
+static size_t flip_record_crc(char *img, size_t len, const unsigned char *body,
+			      size_t blen, uint32_t crc, size_t at,
+			      unsigned char mask)
+{
+	size_t n = 0;
+	char *p = img;
+	while ((p = memmem(p, len - (size_t)(p - img), body, blen)) != NULL) {
+		size_t b = (size_t)(p - img);
+		for (size_t back = 8; back <= 8 + 512 && back <= b; back++) {
+			const unsigned char *v =
+				(const unsigned char *)img + b - back;
+			if (be32_at(v) == crc && be32_at(v + 4) == back - 8) {
+				img[b - back + at] ^= (char)mask;
+				n++;
+				break;
+			}
+		}
+		p += blen;
+	}
+	return n;
 }
 
 static void test_corrupt_crc_and_short_payload(void **state)
@@ -389,17 +417,18 @@ static void test_corrupt_crc_and_short_payload(void **state)
 	size_t len = 0;
 	char *img = slurp(path, &len);
 	unsigned char val[PAT_LEN + 16];
-	/* Finding the whole stored value (CRC included) also proves the
-	 * layout is what store.h says, so the flips land where meant. */
-	size_t vl = stored_value(pay[0], lens[0], val);
-	if (flip_everywhere(img, len, val, vl, 1, 0x04) < 1)
-		fail_msg("stored value of event %" PRIu64 " not found: layout "
-			 "is not crc32 + EventBody",
+	uint32_t crc;
+	/* Finding the body and its crc where store.h puts it also proves the
+	 * layout, so the flips land where meant. */
+	size_t vl = stored_body(pay[0], lens[0], val, &crc);
+	if (flip_record_crc(img, len, val, vl, crc, 1, 0x04) < 1)
+		fail_msg("stored record of event %" PRIu64 " not found: layout "
+			 "is not crc32 + meta length + meta + EventBody",
 			 ids[0]);
-	vl = stored_value(pay[1], lens[1], val);
-	/* val: crc(4) 0x0a 0x03 'o' 'k' '!': flip a bit of the 'k'. */
-	if (flip_everywhere(img, len, val, vl, 7, 0x01) < 1)
-		fail_msg("stored value of event %" PRIu64 " not found", ids[1]);
+	vl = stored_body(pay[1], lens[1], val, &crc);
+	/* val: 0x0a 0x03 'o' 'k' '!': flip a bit of the 'k'. */
+	if (flip_everywhere(img, len, val, vl, 3, 0x01) < 1)
+		fail_msg("stored body of event %" PRIu64 " not found", ids[1]);
 	spill(path, img, len);
 	free(img);
 
