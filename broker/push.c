@@ -33,8 +33,9 @@
 #define RETRY_POST_MS	      100
 #define BODY_LINE_MAX	      200
 #define POLL_MS		      100
-/* Easy handles kept for reuse (curl_easy_reset) instead of an init and a
- * cleanup per POST: fewer allocations on the push thread. */
+/* Easy handles kept for reuse, at most this many idle in all: each is
+ * kept by its subscription with the options that do not change between
+ * its POSTs already set (easy_new), so a POST sets only its own. */
 #define IDLE_EASY_MAX 256
 /* Prefetch: beyond its concurrency a healthy subscription keeps up to
  * this many leased deliveries queued, so a slot that frees never waits
@@ -107,6 +108,11 @@ struct sub {
 	size_t queued;
 	double post_ms; /* moving average of 2xx POSTs' durations; 0: none */
 	struct items acks, nacks, releases, extends; /* to send */
+	/* idle easy handles set up for url and timeout_ms of generation
+	 * easy_gen (bumped when they change: older handles are dropped) */
+	CURL **idle_easy;
+	size_t n_idle_easy, cap_idle_easy;
+	uint32_t easy_gen;
 	struct sub *next;
 };
 
@@ -139,6 +145,7 @@ struct answer {
 
 struct xfer {
 	CURL *easy;
+	uint32_t easy_gen; /* the sub's generation easy was set up for */
 	struct curl_slist *hdrs;
 	struct sub *sub;
 	uint64_t event_id, lease_token;
@@ -173,8 +180,7 @@ struct push {
 	size_t n_unposted, cap_unposted;
 	bool list_out;
 	uint64_t next_list_ms;
-	CURL *idle_easy[IDLE_EASY_MAX];
-	size_t n_idle_easy;
+	size_t n_idle_easy; /* in all subscriptions' idle_easy */
 	/* curl's sockets and timer, driven with curl_multi_socket_action:
 	 * curl_multi_perform polled every transfer's socket once per call */
 	int epoll_fd;
@@ -591,8 +597,19 @@ void push_endpoint(struct push *p, const char *sub, char *state,
 
 static void free_queue(struct sub *s);
 
-static void sub_free(struct sub *s)
+/* Clean up s's idle easy handles (its subscription changed or went). */
+static void drop_idle_easy(struct push *p, struct sub *s)
 {
+	while (s->n_idle_easy) {
+		curl_easy_cleanup(s->idle_easy[--s->n_idle_easy]);
+		p->n_idle_easy--;
+	}
+}
+
+static void sub_free(struct push *p, struct sub *s)
+{
+	drop_idle_easy(p, s);
+	free(s->idle_easy);
 	free_queue(s);
 	items_free(&s->acks);
 	items_free(&s->nacks);
@@ -712,12 +729,19 @@ static void on_list(struct push *p, const Reply *r)
 			follow_pause(p, s, si);
 			continue;
 		}
+		uint32_t old_timeout_ms = s->timeout_ms;
+		bool same_url = !fresh && strcmp(s->url, si->push->url) == 0;
 		if (!configure(s, si)) {
 			log_event(LOG_ERROR, "push_config_bad",
 				  LS("subscription", si->name), LOG_END);
 			if (fresh)
-				sub_free(s);
+				sub_free(p, s);
 			continue;
+		}
+		if (!fresh && (!same_url || s->timeout_ms != old_timeout_ms)) {
+			/* handles in flight are cleaned up when they end */
+			drop_idle_easy(p, s);
+			s->easy_gen++;
 		}
 		s->listed = true;
 		follow_pause(p, s, si);
@@ -755,7 +779,7 @@ static void drop_unlisted(struct push *p)
 		pthread_mutex_unlock(&p->mu);
 		log_event(LOG_INFO, "push_subscription_gone",
 			  LS("subscription", s->name), LOG_END);
-		sub_free(s);
+		sub_free(p, s);
 	}
 }
 
@@ -844,6 +868,60 @@ static void xfer_free(struct xfer *x)
 	free(x);
 }
 
+#define SET(opt, val) (rc = rc ? rc : curl_easy_setopt(e, opt, val))
+
+/* A new easy handle for s with the options all its POSTs share. NULL: no
+ * memory. */
+static CURL *easy_new(struct push *p, const struct sub *s)
+{
+	CURLcode rc = CURLE_OK;
+	CURL *e = curl_easy_init();
+	if (!e)
+		return NULL;
+	SET(CURLOPT_URL, s->url);
+	SET(CURLOPT_POST, 1L);
+	SET(CURLOPT_TIMEOUT_MS, (long)s->timeout_ms);
+	SET(CURLOPT_CONNECTTIMEOUT_MS, (long)s->timeout_ms);
+	SET(CURLOPT_NOSIGNAL, 1L);
+	SET(CURLOPT_PROTOCOLS_STR, "http,https");
+	SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	SET(CURLOPT_FOLLOWLOCATION, 0L);
+	SET(CURLOPT_PROXY, "");
+	SET(CURLOPT_USERAGENT, "handoffd/" HANDOFF_BUILD_VERSION);
+	SET(CURLOPT_WRITEFUNCTION, on_body);
+	SET(CURLOPT_QUICK_EXIT, 1L);
+	if (p->cfg->push_deny_private)
+		SET(CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	if (rc != CURLE_OK) {
+		curl_easy_cleanup(e);
+		return NULL;
+	}
+	return e;
+}
+
+/* s's easy handle back for its next POST, or cleaned up when the
+ * subscription changed since or enough are idle. */
+static void easy_put(struct push *p, struct sub *s, CURL *e, uint32_t gen)
+{
+	if (gen == s->easy_gen && s->listed && p->n_idle_easy < IDLE_EASY_MAX) {
+		if (s->n_idle_easy == s->cap_idle_easy) {
+			size_t cap =
+				s->cap_idle_easy ? 2 * s->cap_idle_easy : 8;
+			CURL **v = realloc(s->idle_easy, cap * sizeof *v);
+			if (v) {
+				s->idle_easy = v;
+				s->cap_idle_easy = cap;
+			}
+		}
+		if (s->n_idle_easy < s->cap_idle_easy) {
+			s->idle_easy[s->n_idle_easy++] = e;
+			p->n_idle_easy++;
+			return;
+		}
+	}
+	curl_easy_cleanup(e);
+}
+
 static bool build_headers(struct sub *s, struct xfer *x,
 			  const Handoff__Wire__Delivery *d)
 {
@@ -896,15 +974,10 @@ static void xfer_end(struct push *p, struct xfer *x)
 	if (x->next)
 		x->next->prev = x->prev;
 	curl_multi_remove_handle(p->multi, x->easy);
-	if (p->n_idle_easy < IDLE_EASY_MAX) {
-		curl_easy_reset(x->easy);
-		p->idle_easy[p->n_idle_easy++] = x->easy;
-		x->easy = NULL;
-	}
+	easy_put(p, x->sub, x->easy, x->easy_gen);
+	x->easy = NULL;
 	xfer_free(x);
 }
-
-#define SET(opt, val) (rc = rc ? rc : curl_easy_setopt(e, opt, val))
 
 /* Start POSTing delivery d of s. false: it could not start (no memory). */
 static bool start_xfer(struct push *p, struct sub *s,
@@ -920,34 +993,26 @@ static bool start_xfer(struct push *p, struct sub *s,
 	x->attempt = d->attempt;
 	x->probe = probe;
 	x->body = malloc(d->payload.len ? d->payload.len : 1);
-	CURL *e = x->easy = p->n_idle_easy ? p->idle_easy[--p->n_idle_easy] :
-					     curl_easy_init();
+	x->easy_gen = s->easy_gen;
+	if (s->n_idle_easy) {
+		x->easy = s->idle_easy[--s->n_idle_easy];
+		p->n_idle_easy--;
+	} else {
+		x->easy = easy_new(p, s);
+	}
+	CURL *e = x->easy;
 	if (!x->body || !e || !build_headers(s, x, d))
 		goto fail;
 	if (d->payload.len)
 		memcpy(x->body, d->payload.data, d->payload.len);
-	SET(CURLOPT_URL, s->url);
-	SET(CURLOPT_POST, 1L);
 	SET(CURLOPT_POSTFIELDS, x->body);
 	SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)d->payload.len);
 	SET(CURLOPT_HTTPHEADER, x->hdrs);
-	SET(CURLOPT_TIMEOUT_MS, (long)s->timeout_ms);
-	SET(CURLOPT_CONNECTTIMEOUT_MS, (long)s->timeout_ms);
-	SET(CURLOPT_NOSIGNAL, 1L);
-	SET(CURLOPT_PROTOCOLS_STR, "http,https");
-	SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-	SET(CURLOPT_FOLLOWLOCATION, 0L);
-	SET(CURLOPT_PROXY, "");
-	SET(CURLOPT_USERAGENT, "handoffd/" HANDOFF_BUILD_VERSION);
-	SET(CURLOPT_WRITEFUNCTION, on_body);
 	SET(CURLOPT_WRITEDATA, x);
 	SET(CURLOPT_ERRORBUFFER, x->err);
 	SET(CURLOPT_PRIVATE, x);
-	SET(CURLOPT_QUICK_EXIT, 1L);
-	if (p->cfg->push_deny_private) {
-		SET(CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	if (p->cfg->push_deny_private)
 		SET(CURLOPT_OPENSOCKETDATA, x);
-	}
 	if (rc != CURLE_OK || curl_multi_add_handle(p->multi, e) != CURLM_OK)
 		goto fail;
 	x->next = p->xfers;
@@ -1541,10 +1606,8 @@ void push_stop(struct push *p)
 	while (p->subs) {
 		struct sub *s = p->subs;
 		p->subs = s->next;
-		sub_free(s);
+		sub_free(p, s);
 	}
-	while (p->n_idle_easy)
-		curl_easy_cleanup(p->idle_easy[--p->n_idle_easy]);
 	curl_multi_cleanup(p->multi);
 	close(p->epoll_fd);
 	close(p->wake_fd);
