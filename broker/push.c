@@ -153,6 +153,7 @@ struct answer {
  * for its whole life. */
 struct xfer {
 	CURL *easy;
+	CURLU *url;	   /* easy's URL, parsed once (NULL: see xfer_new) */
 	uint32_t easy_gen; /* the sub's generation easy was set up for */
 	struct sub *sub;
 	/* the header list's nodes, their text, then the body */
@@ -996,6 +997,7 @@ static void xfer_free(struct xfer *x)
 {
 	if (x->easy)
 		curl_easy_cleanup(x->easy);
+	curl_url_cleanup(x->url); /* after easy, which points at it */
 	free(x->buf);
 	free(x);
 }
@@ -1018,7 +1020,21 @@ static struct xfer *xfer_new(struct push *p, struct sub *s)
 	x->easy = e;
 	x->sub = s;
 	x->easy_gen = s->easy_gen;
-	SET(CURLOPT_URL, s->url);
+	/* Given as a URL, libcurl parses it again for every transfer; given
+	 * parsed (with the flags it parses a URL option with), it copies it.
+	 * A URL it cannot parse is set as text, to fail each POST as before. */
+	x->url = curl_url();
+	if (x->url &&
+	    curl_url_set(x->url, CURLUPART_URL, s->url,
+			 CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) !=
+		    CURLUE_OK) {
+		curl_url_cleanup(x->url);
+		x->url = NULL;
+	}
+	if (x->url)
+		SET(CURLOPT_CURLU, x->url);
+	else
+		SET(CURLOPT_URL, s->url);
 	SET(CURLOPT_POST, 1L);
 	SET(CURLOPT_TIMEOUT_MS, (long)s->timeout_ms);
 	SET(CURLOPT_CONNECTTIMEOUT_MS, (long)s->timeout_ms);
