@@ -1043,6 +1043,9 @@ static struct xfer *xfer_new(struct push *p, struct sub *s)
 	SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	SET(CURLOPT_FOLLOWLOCATION, 0L);
 	SET(CURLOPT_PROXY, "");
+	/* with no proxy no host is exempt either: set, so that libcurl does
+	 * not read no_proxy/NO_PROXY from the environment for every POST */
+	SET(CURLOPT_NOPROXY, "");
 	SET(CURLOPT_USERAGENT, "handoffd/" HANDOFF_BUILD_VERSION);
 	SET(CURLOPT_WRITEFUNCTION, on_body);
 	SET(CURLOPT_WRITEDATA, x);
