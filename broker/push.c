@@ -33,9 +33,16 @@
 #define RETRY_POST_MS	      100
 #define BODY_LINE_MAX	      200
 #define POLL_MS		      100
-/* Easy handles kept for reuse (curl_easy_reset) instead of an init and a
- * cleanup per POST: fewer allocations on the push thread. */
-#define IDLE_EASY_MAX 256
+/* Transfers (an easy handle and a buffer) kept for reuse, at most this
+ * many idle in all: each is kept by its subscription with the options that
+ * do not change between its POSTs already set (xfer_new), so a POST sets
+ * only its body and headers. */
+#define IDLE_XFER_MAX 256
+/* An idle transfer keeps its buffer up to this size (most POSTs then need
+ * no allocation at all) */
+#define XFER_BUF_KEEP 16384
+/* A header line (name, ": ", value) this long or longer is left out. */
+#define HEADER_LINE_MAX 8192
 /* Prefetch: beyond its concurrency a healthy subscription keeps up to
  * this many leased deliveries queued, so a slot that frees never waits
  * for a fetch round trip (a store commit) ... */
@@ -107,6 +114,10 @@ struct sub {
 	size_t queued;
 	double post_ms; /* moving average of 2xx POSTs' durations; 0: none */
 	struct items acks, nacks, releases, extends; /* to send */
+	/* idle transfers, set up for url and timeout_ms of generation
+	 * easy_gen (bumped when they change: older ones are dropped) */
+	struct xfer *idle;
+	uint32_t easy_gen;
 	struct sub *next;
 };
 
@@ -137,20 +148,29 @@ struct answer {
 	size_t len;
 };
 
+/* One POST in flight, or idle in its subscription for the next. Its easy
+ * handle points at it (private, write and open-socket data, error buffer)
+ * for its whole life. */
 struct xfer {
 	CURL *easy;
-	struct curl_slist *hdrs;
+	CURLU *url;	   /* easy's URL, parsed once (NULL: see xfer_new) */
+	uint32_t easy_gen; /* the sub's generation easy was set up for */
 	struct sub *sub;
+	/* the header list's nodes, their text, then the body */
+	char *buf;
+	size_t buf_cap;
+	struct curl_slist *hdrs; /* in buf */
+	char *body;		 /* in buf */
 	uint64_t event_id, lease_token;
 	uint32_t attempt;
-	void *body;
 	bool probe;
 	bool denied;
 	char err[CURL_ERROR_SIZE];
 	char line[BODY_LINE_MAX + 1];
 	size_t line_len;
 	bool line_done;
-	struct xfer *prev, *next; /* all in flight, for push_stop */
+	struct xfer *prev, *next; /* all in flight (for push_stop), or the
+				   * sub's idle ones (next only) */
 };
 
 struct push {
@@ -173,8 +193,7 @@ struct push {
 	size_t n_unposted, cap_unposted;
 	bool list_out;
 	uint64_t next_list_ms;
-	CURL *idle_easy[IDLE_EASY_MAX];
-	size_t n_idle_easy;
+	size_t n_idle_xfers; /* in all subscriptions' idle lists */
 	/* curl's sockets and timer, driven with curl_multi_socket_action:
 	 * curl_multi_perform polled every transfer's socket once per call */
 	int epoll_fd;
@@ -591,8 +610,22 @@ void push_endpoint(struct push *p, const char *sub, char *state,
 
 static void free_queue(struct sub *s);
 
-static void sub_free(struct sub *s)
+static void xfer_free(struct xfer *x);
+
+/* Free s's idle transfers (its subscription changed or went). */
+static void drop_idle(struct push *p, struct sub *s)
 {
+	while (s->idle) {
+		struct xfer *x = s->idle;
+		s->idle = x->next;
+		p->n_idle_xfers--;
+		xfer_free(x);
+	}
+}
+
+static void sub_free(struct push *p, struct sub *s)
+{
+	drop_idle(p, s);
 	free_queue(s);
 	items_free(&s->acks);
 	items_free(&s->nacks);
@@ -712,12 +745,19 @@ static void on_list(struct push *p, const Reply *r)
 			follow_pause(p, s, si);
 			continue;
 		}
+		uint32_t old_timeout_ms = s->timeout_ms;
+		bool same_url = !fresh && strcmp(s->url, si->push->url) == 0;
 		if (!configure(s, si)) {
 			log_event(LOG_ERROR, "push_config_bad",
 				  LS("subscription", si->name), LOG_END);
 			if (fresh)
-				sub_free(s);
+				sub_free(p, s);
 			continue;
+		}
+		if (!fresh && (!same_url || s->timeout_ms != old_timeout_ms)) {
+			/* those in flight are freed when they end */
+			drop_idle(p, s);
+			s->easy_gen++;
 		}
 		s->listed = true;
 		follow_pause(p, s, si);
@@ -755,7 +795,7 @@ static void drop_unlisted(struct push *p)
 		pthread_mutex_unlock(&p->mu);
 		log_event(LOG_INFO, "push_subscription_gone",
 			  LS("subscription", s->name), LOG_END);
-		sub_free(s);
+		sub_free(p, s);
 	}
 }
 
@@ -787,15 +827,38 @@ static curl_socket_t open_socket(void *user, curlsocktype purpose,
 	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 }
 
+static bool token_char(char c)
+{
+	switch (c) {
+	case '!':
+	case '#':
+	case '$':
+	case '%':
+	case '&':
+	case '\'':
+	case '*':
+	case '+':
+	case '-':
+	case '.':
+	case '^':
+	case '_':
+	case '`':
+	case '|':
+	case '~':
+		return true;
+	default:
+		return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		       (c >= '0' && c <= '9');
+	}
+}
+
 /* A header name is an HTTP token; a value has no CR, LF or NUL. */
 static bool header_ok(const char *name, const char *value)
 {
-	static const char tchar[] = "!#$%&'*+-.^_`|~";
 	if (!*name)
 		return false;
 	for (const char *c = name; *c; c++)
-		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
-		      (*c >= '0' && *c <= '9') || strchr(tchar, *c)))
+		if (!token_char(*c))
 			return false;
 	for (const char *c = value; *c; c++)
 		if (*c == '\r' || *c == '\n')
@@ -821,17 +884,112 @@ static bool header_reserved(const char *name)
 	       strncasecmp(name, "proxy-", 6) == 0;
 }
 
-static bool add_header(struct curl_slist **l, const char *name,
+/* Where put_header writes header lines: with nodes NULL it only counts
+ * them (n lines, len bytes of text with their NULs). libcurl only reads
+ * the list, so its nodes and text live in the transfer's buffer. */
+struct header_out {
+	struct curl_slist *nodes;
+	char *text;
+	size_t n, len;
+};
+
+static void put_header(struct header_out *h, const char *name,
 		       const char *value)
 {
-	char line[8192];
-	int n = snprintf(line, sizeof line, "%s: %s", name, value);
-	if (n < 0 || (size_t)n >= sizeof line)
-		return true; /* too long to pass on: left out */
-	struct curl_slist *m = curl_slist_append(*l, line);
-	if (!m)
-		return false;
-	*l = m;
+	size_t nlen = strlen(name), vlen = strlen(value);
+	size_t len = nlen + 2 + vlen;
+	if (len >= HEADER_LINE_MAX)
+		return; /* too long to pass on: left out */
+	if (h->nodes) {
+		char *t = h->text + h->len;
+		memcpy(t, name, nlen);
+		memcpy(t + nlen, ": ", 2);
+		memcpy(t + nlen + 2, value, vlen);
+		t[len] = '\0';
+		h->nodes[h->n] = (struct curl_slist){ .data = t, .next = NULL };
+		if (h->n)
+			h->nodes[h->n - 1].next = &h->nodes[h->n];
+	}
+	h->n++;
+	h->len += len + 1;
+}
+
+/* The headers of one POST that are not the event's own. */
+struct post_headers {
+	const char *ctype, *id, *ts, *sig, *event, *attempt;
+};
+
+static void put_headers(struct header_out *h, const struct post_headers *f,
+			const Handoff__Wire__Delivery *d)
+{
+	put_header(h, "Content-Type", f->ctype);
+	put_header(h, "webhook-id", f->id);
+	put_header(h, "webhook-timestamp", f->ts);
+	if (f->sig)
+		put_header(h, "webhook-signature", f->sig);
+	put_header(h, "Handoff-Event-Id", f->event);
+	put_header(h, "Handoff-Attempt", f->attempt);
+	if (d->topic && header_ok("x", d->topic))
+		put_header(h, "Handoff-Topic", d->topic);
+	if (d->key && *d->key && header_ok("x", d->key))
+		put_header(h, "Handoff-Key", d->key);
+	for (size_t i = 0; i < d->n_headers; i++) {
+		const Handoff__Wire__Header *e = d->headers[i];
+		if (e->name && e->value && header_ok(e->name, e->value) &&
+		    !header_reserved(e->name) && *e->value)
+			put_header(h, e->name, e->value);
+	}
+	/* no "Expect: 100-continue" round trip for large bodies */
+	put_header(h, "Expect", "");
+}
+
+/* Write d's header list and body into x's buffer (grown when too small).
+ * false: no memory. */
+static bool build_request(struct sub *s, struct xfer *x,
+			  const Handoff__Wire__Delivery *d)
+{
+	char id[4 + PUSH_DECIMAL_MAX] = "evt_", ts[PUSH_DECIMAL_MAX];
+	char attempt[PUSH_DECIMAL_MAX], sig[PUSH_SIG_MAX];
+	struct post_headers f = { .ctype = "application/octet-stream",
+				  .id = id,
+				  .ts = ts,
+				  .event = id + 4,
+				  .attempt = attempt };
+	uint64_t now = (uint64_t)time(NULL);
+
+	push_decimal(d->event_id, id + 4);
+	push_decimal(now, ts);
+	push_decimal(d->attempt, attempt);
+	for (size_t i = 0; i < d->n_headers; i++)
+		if (d->headers[i]->name && d->headers[i]->value &&
+		    strcasecmp(d->headers[i]->name, "content-type") == 0 &&
+		    header_ok("content-type", d->headers[i]->value))
+			f.ctype = d->headers[i]->value;
+	if (s->keylen) {
+		push_sign(s->key, s->keylen, id, now, d->payload.data,
+			  d->payload.len, sig);
+		f.sig = sig;
+	}
+	struct header_out h = { 0 };
+	put_headers(&h, &f, d);
+	size_t nodes = h.n * sizeof(struct curl_slist);
+	/* + 1: the body points into the buffer even when empty */
+	size_t need = nodes + h.len + d->payload.len + 1;
+	if (need > x->buf_cap) {
+		char *b = malloc(need);
+		if (!b)
+			return false;
+		free(x->buf);
+		x->buf = b;
+		x->buf_cap = need;
+	}
+	h = (struct header_out){ .nodes = (struct curl_slist *)(void *)x->buf,
+				 .text = x->buf + nodes };
+	put_headers(&h, &f, d);
+	x->hdrs = h.n ? h.nodes : NULL;
+	x->body = h.text + h.len;
+	if (d->payload.len)
+		memcpy(x->body, d->payload.data, d->payload.len);
 	return true;
 }
 
@@ -839,98 +997,45 @@ static void xfer_free(struct xfer *x)
 {
 	if (x->easy)
 		curl_easy_cleanup(x->easy);
-	curl_slist_free_all(x->hdrs);
-	free(x->body);
+	curl_url_cleanup(x->url); /* after easy, which points at it */
+	free(x->buf);
 	free(x);
-}
-
-static bool build_headers(struct sub *s, struct xfer *x,
-			  const Handoff__Wire__Delivery *d)
-{
-	char id[32], num[32], sig[PUSH_SIG_MAX];
-	const char *ctype = "application/octet-stream";
-	bool ok = true;
-	uint64_t ts = (uint64_t)time(NULL);
-
-	snprintf(id, sizeof id, "evt_%" PRIu64, d->event_id);
-	for (size_t i = 0; i < d->n_headers; i++)
-		if (d->headers[i]->name && d->headers[i]->value &&
-		    strcasecmp(d->headers[i]->name, "content-type") == 0 &&
-		    header_ok("content-type", d->headers[i]->value))
-			ctype = d->headers[i]->value;
-	ok = ok && add_header(&x->hdrs, "Content-Type", ctype);
-	ok = ok && add_header(&x->hdrs, "webhook-id", id);
-	snprintf(num, sizeof num, "%" PRIu64, ts);
-	ok = ok && add_header(&x->hdrs, "webhook-timestamp", num);
-	if (s->keylen) {
-		push_sign(s->key, s->keylen, id, ts, d->payload.data,
-			  d->payload.len, sig);
-		ok = ok && add_header(&x->hdrs, "webhook-signature", sig);
-	}
-	snprintf(num, sizeof num, "%" PRIu64, d->event_id);
-	ok = ok && add_header(&x->hdrs, "Handoff-Event-Id", num);
-	snprintf(num, sizeof num, "%" PRIu32, d->attempt);
-	ok = ok && add_header(&x->hdrs, "Handoff-Attempt", num);
-	if (d->topic && header_ok("x", d->topic))
-		ok = ok && add_header(&x->hdrs, "Handoff-Topic", d->topic);
-	if (d->key && *d->key && header_ok("x", d->key))
-		ok = ok && add_header(&x->hdrs, "Handoff-Key", d->key);
-	for (size_t i = 0; i < d->n_headers && ok; i++) {
-		const Handoff__Wire__Header *h = d->headers[i];
-		if (h->name && h->value && header_ok(h->name, h->value) &&
-		    !header_reserved(h->name) && *h->value)
-			ok = add_header(&x->hdrs, h->name, h->value);
-	}
-	/* no "Expect: 100-continue" round trip for large bodies */
-	ok = ok && add_header(&x->hdrs, "Expect", "");
-	return ok;
-}
-
-/* Take x out of the multi and free it. */
-static void xfer_end(struct push *p, struct xfer *x)
-{
-	if (x->prev)
-		x->prev->next = x->next;
-	else
-		p->xfers = x->next;
-	if (x->next)
-		x->next->prev = x->prev;
-	curl_multi_remove_handle(p->multi, x->easy);
-	if (p->n_idle_easy < IDLE_EASY_MAX) {
-		curl_easy_reset(x->easy);
-		p->idle_easy[p->n_idle_easy++] = x->easy;
-		x->easy = NULL;
-	}
-	xfer_free(x);
 }
 
 #define SET(opt, val) (rc = rc ? rc : curl_easy_setopt(e, opt, val))
 
-/* Start POSTing delivery d of s. false: it could not start (no memory). */
-static bool start_xfer(struct push *p, struct sub *s,
-		       const Handoff__Wire__Delivery *d, bool probe)
+/* A new transfer for s, its easy handle set up with the options all its
+ * POSTs share. NULL: no memory. */
+static struct xfer *xfer_new(struct push *p, struct sub *s)
 {
-	struct xfer *x = calloc(1, sizeof *x);
 	CURLcode rc = CURLE_OK;
-	if (!x)
-		return false;
+	struct xfer *x = calloc(1, sizeof *x);
+	CURL *e = curl_easy_init();
+	if (!x || !e) {
+		free(x);
+		if (e)
+			curl_easy_cleanup(e);
+		return NULL;
+	}
+	x->easy = e;
 	x->sub = s;
-	x->event_id = d->event_id;
-	x->lease_token = d->lease_token;
-	x->attempt = d->attempt;
-	x->probe = probe;
-	x->body = malloc(d->payload.len ? d->payload.len : 1);
-	CURL *e = x->easy = p->n_idle_easy ? p->idle_easy[--p->n_idle_easy] :
-					     curl_easy_init();
-	if (!x->body || !e || !build_headers(s, x, d))
-		goto fail;
-	if (d->payload.len)
-		memcpy(x->body, d->payload.data, d->payload.len);
-	SET(CURLOPT_URL, s->url);
+	x->easy_gen = s->easy_gen;
+	/* Given as a URL, libcurl parses it again for every transfer; given
+	 * parsed (with the flags it parses a URL option with), it copies it.
+	 * A URL it cannot parse is set as text, to fail each POST as before. */
+	x->url = curl_url();
+	if (x->url &&
+	    curl_url_set(x->url, CURLUPART_URL, s->url,
+			 CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) !=
+		    CURLUE_OK) {
+		curl_url_cleanup(x->url);
+		x->url = NULL;
+	}
+	if (x->url)
+		SET(CURLOPT_CURLU, x->url);
+	else
+		SET(CURLOPT_URL, s->url);
 	SET(CURLOPT_POST, 1L);
-	SET(CURLOPT_POSTFIELDS, x->body);
-	SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)d->payload.len);
-	SET(CURLOPT_HTTPHEADER, x->hdrs);
 	SET(CURLOPT_TIMEOUT_MS, (long)s->timeout_ms);
 	SET(CURLOPT_CONNECTTIMEOUT_MS, (long)s->timeout_ms);
 	SET(CURLOPT_NOSIGNAL, 1L);
@@ -938,6 +1043,9 @@ static bool start_xfer(struct push *p, struct sub *s,
 	SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	SET(CURLOPT_FOLLOWLOCATION, 0L);
 	SET(CURLOPT_PROXY, "");
+	/* with no proxy no host is exempt either: set, so that libcurl does
+	 * not read no_proxy/NO_PROXY from the environment for every POST */
+	SET(CURLOPT_NOPROXY, "");
 	SET(CURLOPT_USERAGENT, "handoffd/" HANDOFF_BUILD_VERSION);
 	SET(CURLOPT_WRITEFUNCTION, on_body);
 	SET(CURLOPT_WRITEDATA, x);
@@ -948,6 +1056,76 @@ static bool start_xfer(struct push *p, struct sub *s,
 		SET(CURLOPT_OPENSOCKETFUNCTION, open_socket);
 		SET(CURLOPT_OPENSOCKETDATA, x);
 	}
+	if (rc != CURLE_OK) {
+		xfer_free(x);
+		return NULL;
+	}
+	return x;
+}
+
+/* x, ended, back to its subscription for its next POST, or freed when the
+ * subscription changed since or enough are idle. */
+static void xfer_put(struct push *p, struct xfer *x)
+{
+	struct sub *s = x->sub;
+	if (x->easy_gen != s->easy_gen || !s->listed ||
+	    p->n_idle_xfers >= IDLE_XFER_MAX) {
+		xfer_free(x);
+		return;
+	}
+	if (x->buf_cap > XFER_BUF_KEEP) {
+		free(x->buf);
+		x->buf = NULL;
+		x->buf_cap = 0;
+	}
+	x->hdrs = NULL;
+	x->body = NULL;
+	x->prev = NULL;
+	x->next = s->idle;
+	s->idle = x;
+	p->n_idle_xfers++;
+}
+
+/* Take x out of the multi and keep or free it. */
+static void xfer_end(struct push *p, struct xfer *x)
+{
+	if (x->prev)
+		x->prev->next = x->next;
+	else
+		p->xfers = x->next;
+	if (x->next)
+		x->next->prev = x->prev;
+	curl_multi_remove_handle(p->multi, x->easy);
+	xfer_put(p, x);
+}
+
+/* Start POSTing delivery d of s. false: it could not start (no memory). */
+static bool start_xfer(struct push *p, struct sub *s,
+		       const Handoff__Wire__Delivery *d, bool probe)
+{
+	struct xfer *x = s->idle;
+	CURLcode rc = CURLE_OK;
+	if (x) {
+		s->idle = x->next;
+		x->next = NULL;
+		p->n_idle_xfers--;
+	} else if (!(x = xfer_new(p, s))) {
+		return false;
+	}
+	x->event_id = d->event_id;
+	x->lease_token = d->lease_token;
+	x->attempt = d->attempt;
+	x->probe = probe;
+	x->denied = false;
+	x->err[0] = '\0';
+	x->line_len = 0;
+	x->line_done = false;
+	CURL *e = x->easy;
+	if (!build_request(s, x, d))
+		goto fail;
+	SET(CURLOPT_POSTFIELDS, x->body);
+	SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)d->payload.len);
+	SET(CURLOPT_HTTPHEADER, x->hdrs);
 	if (rc != CURLE_OK || curl_multi_add_handle(p->multi, e) != CURLM_OK)
 		goto fail;
 	x->next = p->xfers;
@@ -1541,10 +1719,8 @@ void push_stop(struct push *p)
 	while (p->subs) {
 		struct sub *s = p->subs;
 		p->subs = s->next;
-		sub_free(s);
+		sub_free(p, s);
 	}
-	while (p->n_idle_easy)
-		curl_easy_cleanup(p->idle_easy[--p->n_idle_easy]);
 	curl_multi_cleanup(p->multi);
 	close(p->epoll_fd);
 	close(p->wake_fd);

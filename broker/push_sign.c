@@ -29,19 +29,33 @@ int push_secret_decode(const char *secret, uint8_t key[PUSH_KEY_MAX],
 	return 0;
 }
 
+size_t push_decimal(uint64_t v, char out[PUSH_DECIMAL_MAX])
+{
+	char rev[PUSH_DECIMAL_MAX];
+	size_t n = 0;
+	do {
+		rev[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (size_t i = 0; i < n; i++)
+		out[i] = rev[n - 1 - i];
+	out[n] = '\0';
+	return n;
+}
+
 void push_sign(const uint8_t *key, size_t keylen, const char *id,
 	       uint64_t timestamp, const void *body, size_t len,
 	       char sig[PUSH_SIG_MAX])
 {
 	crypto_auth_hmacsha256_state st;
 	uint8_t mac[crypto_auth_hmacsha256_BYTES];
-	char ts[24];
-	int n = snprintf(ts, sizeof ts, "%" PRIu64, timestamp);
+	char ts[PUSH_DECIMAL_MAX];
+	size_t n = push_decimal(timestamp, ts);
 
 	crypto_auth_hmacsha256_init(&st, key, keylen);
 	crypto_auth_hmacsha256_update(&st, (const uint8_t *)id, strlen(id));
 	crypto_auth_hmacsha256_update(&st, (const uint8_t *)".", 1);
-	crypto_auth_hmacsha256_update(&st, (const uint8_t *)ts, (size_t)n);
+	crypto_auth_hmacsha256_update(&st, (const uint8_t *)ts, n);
 	crypto_auth_hmacsha256_update(&st, (const uint8_t *)".", 1);
 	crypto_auth_hmacsha256_update(&st, body, len);
 	crypto_auth_hmacsha256_final(&st, mac);
