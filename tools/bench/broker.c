@@ -223,6 +223,8 @@ static void config_text(char *out, size_t outlen, uint32_t max_batch,
 		 "max_batch = %u\n"
 		 "max_payload = %u\n"
 		 "max_request = %llu\n"
+		 /* the restart scenario leases 100 k on one consumer */
+		 "max_leases_per_consumer = 0\n"
 		 "[defaults]\n"
 		 "ack_deadline = 30s\n",
 		 max_batch, max_payload, (unsigned long long)max_request);
