@@ -130,10 +130,10 @@ int bg_expire(struct broker *b, struct txn *t)
 static uint64_t idem_due(const struct broker *b, uint64_t created_ms)
 {
 	uint64_t window = b->cfg->dedup_window_ms;
-	return created_ms >= b->started_ms ? created_ms + window :
-	       created_ms + window > b->started_ms + window ?
-					     created_ms + window :
-					     b->started_ms + window;
+	if (created_ms >= b->started_ms ||
+	    created_ms + window <= b->start_mark_ms)
+		return created_ms + window;
+	return b->started_ms + window; /* > created_ms + window */
 }
 
 /* Remove event ev's dedup record if it is still ev's (a later publish
@@ -181,7 +181,8 @@ static int sweep_idem(struct broker *b, struct txn *t, uint64_t *due)
 		if (!rc && m->idempotency_key && *m->idempotency_key) {
 			if (!clock_window_over(m->published_ms,
 					       b->cfg->dedup_window_ms,
-					       b->started_ms, t->now_ms)) {
+					       b->started_ms, b->start_mark_ms,
+					       t->now_ms)) {
 				*due = idem_due(b, m->published_ms);
 				break;
 			}
@@ -219,9 +220,9 @@ static int forget_event(struct broker *b, struct txn *t, uint64_t ev)
 		if (ev > swept && m->idempotency_key && *m->idempotency_key) {
 			uint8_t key[IDEM_KEY_MAX];
 			size_t len;
-			if (clock_window_over(m->published_ms,
-					      b->cfg->dedup_window_ms,
-					      b->started_ms, t->now_ms))
+			if (clock_window_over(
+				    m->published_ms, b->cfg->dedup_window_ms,
+				    b->started_ms, b->start_mark_ms, t->now_ms))
 				rc = drop_idem(t, ev, m);
 			else if (!store_idem_key(m->topic_id,
 						 m->idempotency_key, key, &len))
@@ -317,8 +318,9 @@ static int expire_entry(struct broker *b, struct txn *t, int kind,
 		rc = store_idem_get(t, id, idlen, &ir);
 		/* a newer record under the same key keeps living; a gone or
 		 * damaged one has nothing to expire (its entry goes) */
-		if (rc == 0 && clock_window_over(ir->created_ms, window,
-						 b->started_ms, t->now_ms))
+		if (rc == 0 &&
+		    clock_window_over(ir->created_ms, window, b->started_ms,
+				      b->start_mark_ms, t->now_ms))
 			rc = store_idem_del(t, id, idlen);
 		else if (rc == 0 && ir->created_ms + window <= t->now_ms)
 			rc = outlive_restart(b, t, kind, id, idlen);
@@ -332,8 +334,9 @@ static int expire_entry(struct broker *b, struct txn *t, int kind,
 		memcpy(cid, id, idlen);
 		cid[idlen] = '\0';
 		rc = store_command_get(t, cid, &c);
-		if (rc == 0 && !clock_window_over(c->created_ms, window,
-						  b->started_ms, t->now_ms))
+		if (rc == 0 &&
+		    !clock_window_over(c->created_ms, window, b->started_ms,
+				       b->start_mark_ms, t->now_ms))
 			return outlive_restart(b, t, kind, id, idlen);
 		rc = store_command_del(t, cid);
 		if (rc == MDB_NOTFOUND)

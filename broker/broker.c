@@ -37,6 +37,7 @@ int broker_init(struct broker *b, const struct config *cfg, uint64_t started_ms)
 {
 	b->cfg = cfg;
 	b->started_ms = started_ms;
+	b->start_mark_ms = b->st.clock_mark_ms;
 	arena_init(&b->arena);
 	metrics_init(&b->metrics);
 	telemetry_init(&b->tele);
@@ -52,6 +53,7 @@ int broker_init(struct broker *b, const struct config *cfg, uint64_t started_ms)
 				       .metrics = &b->metrics,
 				       .tele = &b->tele,
 				       .started_ms = started_ms,
+				       .start_mark_ms = b->st.clock_mark_ms,
 				       .leases = &b->leases,
 				       .backup = &b->backup };
 	if (backup_init(&b->backup, cfg->backup_dir, &b->st))

@@ -66,6 +66,9 @@ struct broker {
 	struct background bg;
 	struct backup backup; /* the hot backup thread (backup.h) */
 	uint64_t started_ms;
+	/* the store's clock mark at this start: the broker time earlier runs
+	 * reached (clock_window_over) */
+	uint64_t start_mark_ms;
 	int sigfd;
 	int exit_status;
 };
@@ -74,7 +77,9 @@ struct broker {
  * Set up the in-memory state of a zeroed broker whose store b->st is open
  * (or about to be): everything but the store, the transport and the pump.
  * started_ms is the broker's start; leases granted before it are
- * recovered. 0 or ENOMEM (then broker_fini() cleans up).
+ * recovered. b->st.clock_mark_ms must hold the store's clock mark as read
+ * at this start (store_read_clock_mark), before any commit.
+ * 0 or ENOMEM (then broker_fini() cleans up).
  */
 int broker_init(struct broker *b, const struct config *cfg,
 		uint64_t started_ms);

@@ -74,14 +74,21 @@ static inline bool clock_mark_due(uint64_t mark_ms, uint64_t now_ms, bool wrote)
  * the runs comes from the wall clock, which may have jumped forward while
  * the broker was down: such a record also lives out a whole window of
  * this run's own time, so a client retrying across a restart is never
- * told its first try was forgotten because a clock moved.
+ * told its first try was forgotten because a clock moved. Unless its
+ * window was over already by start_mark_ms, the store's clock mark at this
+ * start (the broker time the earlier runs reached, which every commit that
+ * wrote advanced): then it ended in broker time, no clock between the runs
+ * is involved, and it is over whether or not retention had removed the
+ * record yet, so the answer never depends on when retention ran.
  */
 static inline bool clock_window_over(uint64_t created_ms, uint64_t window_ms,
-				     uint64_t started_ms, uint64_t now_ms)
+				     uint64_t started_ms,
+				     uint64_t start_mark_ms, uint64_t now_ms)
 {
 	if (created_ms + window_ms > now_ms)
 		return false;
-	return created_ms >= started_ms || started_ms + window_ms <= now_ms;
+	return created_ms >= started_ms || started_ms + window_ms <= now_ms ||
+	       created_ms + window_ms <= start_mark_ms;
 }
 
 #endif

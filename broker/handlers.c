@@ -216,7 +216,7 @@ static int check_event(struct handler_env *env,
 static int publish_one(struct txn *t, const char *topic,
 		       const Handoff__Wire__PublishEvent *e, SubRecord **subs,
 		       size_t n_subs, uint64_t window_ms, uint64_t started_ms,
-		       uint64_t *id, bool *dup)
+		       uint64_t start_mark_ms, uint64_t *id, bool *dup)
 {
 	uint8_t ikey[IDEM_KEY_MAX];
 	size_t ilen;
@@ -228,7 +228,7 @@ static int publish_one(struct txn *t, const char *topic,
 		return rc; /* names and keys are checked before: cannot happen */
 	rc = store_idem_get(t, ikey, ilen, &ir);
 	if (rc == 0 && !clock_window_over(ir->created_ms, window_ms, started_ms,
-					  t->now_ms)) {
+					  start_mark_ms, t->now_ms)) {
 		*id = ir->event_id;
 		*dup = true;
 		return 0;
@@ -349,7 +349,7 @@ static int handle_publish(struct handler_env *env, struct txn *t,
 		bool dup;
 		rc = publish_one(t, p->topic, p->events[i], subs, n_subs,
 				 env->cfg->dedup_window_ms, env->started_ms,
-				 &eids[i], &dup);
+				 env->start_mark_ms, &eids[i], &dup);
 		if (rc)
 			return rc;
 		dups[i] = dup;

@@ -30,6 +30,7 @@ struct handler_env {
 	struct store *st;
 	struct metrics *metrics;
 	uint64_t started_ms;
+	uint64_t start_mark_ms; /* the store's clock mark at the start */
 	uint64_t held_fetches;
 	uint64_t held_awaits;  /* awaits held (held.h), against the same cap */
 	bool unsubscribed;     /* set when a request unsubscribed: the turn

@@ -553,6 +553,8 @@ static void broker_up(void)
 	B->st = st;
 	B->sigfd = -1;
 	B->tr.sock = -1;
+	/* as loop.c's start_clock: the mark of the earlier runs */
+	FZ_ASSERT(store_read_clock_mark(&B->st) == 0, "reading the clock mark");
 	FZ_ASSERT(broker_init(B, acfg, clock_now_ms()) == 0, "out of memory");
 }
 
@@ -591,15 +593,17 @@ static void check_publish(const Request *q, const Reply *r)
 		bool dup = r->publish->duplicates[i];
 		struct idem *e =
 			idem_find(p->topic, p->events[i]->idempotency_key);
-		bool live = e && e->created_ms + window > vnow;
-		/* A key from before the last start whose window is over may
-		 * still be a duplicate: its record lives out a window of this
-		 * run (clock_window_over) unless retention removed it in an
-		 * earlier run, which depends on when retention got to it. */
-		bool maybe = e && !live && e->created_ms < B->started_ms;
+		/* A key from before the last start lives out a window of this
+		 * run too, unless its window was over by the broker time the
+		 * earlier runs reached (clock_window_over). */
+		bool over = e && e->created_ms + window <= vnow &&
+			    (e->created_ms >= B->started_ms ||
+			     B->started_ms + window <= vnow ||
+			     e->created_ms + window <= B->start_mark_ms);
+		bool live = e && !over;
 		if (dup) {
 			FZ_ASSERT(
-				(live || maybe) && e->id == id,
+				live && e->id == id,
 				"publish to %s key %s: duplicate of %llu, but "
 				"the harness knows %s",
 				p->topic, p->events[i]->idempotency_key,

@@ -58,24 +58,36 @@ static void test_mark_due(void **state)
 }
 
 /* Inside a run the window is exact; a record from before the start also
- * lives a whole window of this run. */
+ * lives a whole window of this run, unless its window was over by the
+ * broker time the earlier runs reached (the clock mark at this start). */
 static void test_window(void **state)
 {
 	(void)state;
 	const uint64_t w = 1000, start = NOW;
 	/* made in this run */
-	assert_false(clock_window_over(NOW + 10, w, start, NOW + 10 + w - 1));
-	assert_true(clock_window_over(NOW + 10, w, start, NOW + 10 + w));
+	assert_false(
+		clock_window_over(NOW + 10, w, start, start, NOW + 10 + w - 1));
+	assert_true(clock_window_over(NOW + 10, w, start, start, NOW + 10 + w));
 	/* made before this start; by the clock its window is long over (the
-	 * clock jumped a day while the broker was down) */
-	uint64_t before = NOW - 86400000;
-	assert_false(clock_window_over(before, w, start, start));
-	assert_false(clock_window_over(before, w, start, start + w - 1));
-	assert_true(clock_window_over(before, w, start, start + w));
+	 * clock jumped a day while the broker was down, which stopped 10 ms
+	 * after the record was made) */
+	uint64_t before = NOW - 86400000, mark = before + 10;
+	assert_false(clock_window_over(before, w, start, mark, start));
+	assert_false(clock_window_over(before, w, start, mark, start + w - 1));
+	assert_true(clock_window_over(before, w, start, mark, start + w));
 	/* made before the start and still inside its own window */
-	assert_false(clock_window_over(start - 10, w, start, start + w - 11));
-	assert_false(clock_window_over(start - 10, w, start, start + w - 1));
-	assert_true(clock_window_over(start - 10, w, start, start + w));
+	assert_false(clock_window_over(start - 10, w, start, start - 5,
+				       start + w - 11));
+	assert_false(clock_window_over(start - 10, w, start, start - 5,
+				       start + w - 1));
+	assert_true(
+		clock_window_over(start - 10, w, start, start - 5, start + w));
+	/* made before the start, its window over by the time the earlier run
+	 * reached: over now, whether retention had got to it or not */
+	assert_true(clock_window_over(before, w, start, before + w, start));
+	assert_true(clock_window_over(before, w, start, before + w + 1, start));
+	assert_false(
+		clock_window_over(before, w, start, before + w - 1, start));
 }
 
 /* Broker time starts at the base and runs with the monotonic clock. */
