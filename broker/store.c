@@ -26,6 +26,7 @@
 #include <zlib.h>
 
 #include "clock.h"
+#include "store_internal.h"
 
 /* The record format (proto/store.proto) and database layout (store.h),
  * kept in meta "schema". */
@@ -77,7 +78,7 @@ void be32_put(void *p, uint32_t v)
 
 /* ---- opening ----------------------------------------------------------- */
 
-static int fsync_path(const char *path, int flags)
+int store_fsync_path(const char *path, int flags)
 {
 	int fd = open(path, flags | O_CLOEXEC);
 	if (fd < 0)
@@ -304,7 +305,7 @@ static void make_data_nocow(const char *dir, struct store *st)
 	if (!rc && rename(tmp, path))
 		rc = errno;
 	if (!rc)
-		rc = fsync_path(dir, O_RDONLY | O_DIRECTORY);
+		rc = store_fsync_path(dir, O_RDONLY | O_DIRECTORY);
 	if (!rc) {
 		st->nocow_converted_bytes = (uint64_t)sb.st_size;
 		goto out;
@@ -349,7 +350,7 @@ fail:
 	return rc;
 }
 
-static int env_new(MDB_env **env, uint64_t map_size)
+int store_env_new(MDB_env **env, uint64_t map_size)
 {
 	int rc = mdb_env_create(env);
 	if (rc)
@@ -403,7 +404,7 @@ static int create_fresh(const char *dir, uint64_t map_size, char *err,
 			close(lock_fd);
 		return rc;
 	}
-	rc = env_new(&env, map_size);
+	rc = store_env_new(&env, map_size);
 	if (!rc)
 		rc = mdb_env_open(env, tmp, 0, 0600);
 	if (!rc)
@@ -417,9 +418,9 @@ static int create_fresh(const char *dir, uint64_t map_size, char *err,
 		return rc;
 	}
 	snprintf(path, sizeof path, "%s/data.mdb", tmp);
-	rc = fsync_path(path, O_RDONLY);
+	rc = store_fsync_path(path, O_RDONLY);
 	if (!rc)
-		rc = fsync_path(tmp, O_RDONLY | O_DIRECTORY);
+		rc = store_fsync_path(tmp, O_RDONLY | O_DIRECTORY);
 	if (!rc && rename(tmp, dir))
 		rc = errno;
 	if (rc) {
@@ -435,7 +436,7 @@ static int create_fresh(const char *dir, uint64_t map_size, char *err,
 		*slash = '\0';
 	else
 		snprintf(parent, sizeof parent, ".");
-	rc = fsync_path(parent, O_RDONLY | O_DIRECTORY);
+	rc = store_fsync_path(parent, O_RDONLY | O_DIRECTORY);
 	if (rc)
 		snprintf(err, errlen, "fsync %s: %s", parent, strerror(rc));
 	return rc;
@@ -574,7 +575,7 @@ static int probe_store(const char *dir, uint64_t map_size, bool ours,
 	int rc = check_file_size(dir, 0, err, errlen);
 	if (rc)
 		goto out;
-	rc = env_new(&env, map_size);
+	rc = store_env_new(&env, map_size);
 	if (rc) {
 		snprintf(err, errlen, "lmdb: %s", mdb_strerror(rc));
 		return rc;
@@ -687,7 +688,7 @@ int store_open(struct store *st, const char *dir, uint64_t map_size, char *err,
 		goto fail;
 	if (alone)
 		make_data_nocow(dir, st);
-	rc = env_new(&st->env, map_size);
+	rc = store_env_new(&st->env, map_size);
 	if (rc) {
 		snprintf(err, errlen, "lmdb: %s", mdb_strerror(rc));
 		goto fail;

@@ -42,8 +42,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "clock.h"
+#include "store_internal.h"
 
 /* puts per transaction of the copy: bounded dirty pages */
 #define COMMIT_EVERY 20000
@@ -59,23 +61,6 @@ static bool test_skip_sync(void)
 {
 	const char *v = getenv("HANDOFF_TEST_UPGRADE_NOSYNC");
 	return v && strcmp(v, "1") == 0;
-}
-
-static int fsync_file(const char *path, int flags)
-{
-	int fd = open(path, flags | O_CLOEXEC);
-	if (fd < 0)
-		return errno;
-	int rc = fsync(fd) ? errno : 0;
-	close(fd);
-	return rc;
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* The topics of the old store and their new ids, sorted by name. */
@@ -527,15 +512,10 @@ out:
 static int open_env(MDB_env **env, const char *path, unsigned flags,
 		    uint64_t map_size)
 {
-	int rc = mdb_env_create(env);
-	if (rc)
-		return rc;
-	rc = mdb_env_set_maxdbs(*env, DB_COUNT + 2);
-	if (!rc)
-		rc = mdb_env_set_mapsize(*env, (size_t)map_size);
+	int rc = store_env_new(env, map_size);
 	if (!rc)
 		rc = mdb_env_open(*env, path, flags, 0600);
-	if (rc) {
+	if (rc && *env) {
 		mdb_env_close(*env);
 		*env = NULL;
 	}
@@ -549,7 +529,7 @@ int store_upgrade(const char *dir, uint64_t map_size,
 		keep[PATH_MAX + 16];
 	MDB_env *from = NULL, *to = NULL;
 	struct stat dsb, ksb;
-	uint64_t started = now_ms();
+	uint64_t started = clock_mono_ms();
 	const char *step = "copying the store";
 	int rc;
 
@@ -584,7 +564,7 @@ int store_upgrade(const char *dir, uint64_t map_size,
 	if (rc)
 		goto fail;
 	step = "syncing upgrade.mdb";
-	rc = test_skip_sync() ? 0 : fsync_file(tmp, O_RDONLY);
+	rc = test_skip_sync() ? 0 : store_fsync_path(tmp, O_RDONLY);
 	if (rc)
 		goto fail;
 	test_kill_at("built");
@@ -616,9 +596,9 @@ int store_upgrade(const char *dir, uint64_t map_size,
 		rc = errno;
 		goto fail;
 	}
-	rc = fsync_file(keep_dir, O_RDONLY | O_DIRECTORY);
+	rc = store_fsync_path(keep_dir, O_RDONLY | O_DIRECTORY);
 	if (!rc)
-		rc = fsync_file(dir, O_RDONLY | O_DIRECTORY);
+		rc = store_fsync_path(dir, O_RDONLY | O_DIRECTORY);
 	if (rc)
 		goto fail;
 	test_kill_at("kept");
@@ -628,7 +608,7 @@ int store_upgrade(const char *dir, uint64_t map_size,
 		rc = errno;
 		goto fail;
 	}
-	rc = fsync_file(dir, O_RDONLY | O_DIRECTORY);
+	rc = store_fsync_path(dir, O_RDONLY | O_DIRECTORY);
 	if (rc) {
 		/* in place, maybe not durably: the next start sees either */
 		snprintf(err, errlen, "upgrading the store in %s: fsync: %s",
@@ -638,7 +618,7 @@ int store_upgrade(const char *dir, uint64_t map_size,
 	test_kill_at("renamed");
 	info->from = STORE_UPGRADES_FROM;
 	info->to = STORE_FORMAT_VERSION;
-	info->elapsed_ms = now_ms() - started;
+	info->elapsed_ms = clock_mono_ms() - started;
 	size_t kl = strlen(keep);
 	if (kl >= sizeof info->kept)
 		kl = sizeof info->kept - 1;

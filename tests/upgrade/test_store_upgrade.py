@@ -106,6 +106,17 @@ class Case:
         log.close()
         return p
 
+    def wait_up(self, p):
+        """Whether broker p answers within 10 s (False if it exits)."""
+        for _ in range(100):
+            if p.poll() is not None:
+                return False
+            if subprocess.run([CLI, "--broker", self.sock, "stats"],
+                              capture_output=True).returncode == 0:
+                return True
+            time.sleep(0.1)
+        return False
+
     def last_log(self):
         with open(self.logs[-1]) as f:
             return f.read()
@@ -132,16 +143,7 @@ class Case:
         p = self.start(env)
         before = len(fx.failures)
         try:
-            up = False
-            for _ in range(100):
-                if p.poll() is not None:
-                    break
-                if subprocess.run([CLI, "--broker", self.sock, "stats"],
-                                  capture_output=True).returncode == 0:
-                    up = True
-                    break
-                time.sleep(0.1)
-            if up:
+            if self.wait_up(p):
                 fx.run_checks(exp, self.cli, faked, self.tmp, self.sock)
                 if expect_ok:
                     self.deliver_new()
@@ -205,15 +207,7 @@ class Case:
     def restart(self):
         """A later start opens the upgraded store as it is."""
         p = self.start(self.env())
-        up = False
-        for _ in range(100):
-            if p.poll() is not None:
-                break
-            if subprocess.run([CLI, "--broker", self.sock, "stats"],
-                              capture_output=True).returncode == 0:
-                up = True
-                break
-            time.sleep(0.1)
+        up = self.wait_up(p)
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
             p.wait(timeout=30)
