@@ -156,6 +156,7 @@ struct xfer {
 	CURLU *url;	   /* easy's URL, parsed once (NULL: see xfer_new) */
 	uint32_t easy_gen; /* the sub's generation easy was set up for */
 	struct sub *sub;
+	struct push *push;
 	/* the header list's nodes, their text, then the body */
 	char *buf;
 	size_t buf_cap;
@@ -197,7 +198,9 @@ struct push {
 	/* curl's sockets and timer, driven with curl_multi_socket_action:
 	 * curl_multi_perform polled every transfer's socket once per call */
 	int epoll_fd;
-	int wake_fd;	      /* eventfd: other threads wake the loop */
+	int wake_fd;	     /* eventfd: other threads wake the loop */
+	uint8_t *sock_state; /* by fd: SOCK_* (see sock_state) */
+	size_t sock_cap;
 	uint64_t curl_due_ms; /* curl's timer; UINT64_MAX: none */
 };
 
@@ -816,15 +819,66 @@ static size_t on_body(char *data, size_t size, size_t n, void *user)
 	return len; /* the rest is read and dropped */
 }
 
+/* ---- curl's sockets in the push thread's epoll set ----------------------
+ *
+ * A POST on a kept-alive connection used to cost three epoll_ctl calls:
+ * curl stops watching the socket when a transfer ends and asks for it
+ * again with the next one. A socket curl opened through open_socket
+ * therefore stays in the set, with the events it had, while curl does not
+ * watch it; an event on it then takes it out (the connection idles in
+ * curl's cache; the next transfer's liveness check sees why it woke).
+ * close_socket forgets it, so an fd number used again starts afresh.
+ * Other sockets of curl's (a resolver's socket pair) come and go at once. */
+enum {
+	SOCK_OURS = 1,	  /* opened by open_socket, not yet closed */
+	SOCK_IN = 2,	  /* in the epoll set for EPOLLIN */
+	SOCK_OUT = 4,	  /* in the epoll set for EPOLLOUT */
+	SOCK_WATCHED = 8, /* curl wants its events */
+};
+
+/* fd's state, the table grown to hold it; NULL: no memory (the caller
+ * then adds and removes at once, as for a socket not its own). */
+static uint8_t *sock_state(struct push *p, curl_socket_t fd)
+{
+	if (fd < 0)
+		return NULL;
+	if ((size_t)fd >= p->sock_cap) {
+		size_t cap = p->sock_cap ? p->sock_cap : 64;
+		while (cap <= (size_t)fd)
+			cap *= 2;
+		uint8_t *t = realloc(p->sock_state, cap);
+		if (!t)
+			return NULL;
+		memset(t + p->sock_cap, 0, cap - p->sock_cap);
+		p->sock_state = t;
+		p->sock_cap = cap;
+	}
+	return &p->sock_state[fd];
+}
+
 static curl_socket_t open_socket(void *user, curlsocktype purpose,
 				 struct curl_sockaddr *a)
 {
 	struct xfer *x = user;
-	if (purpose == CURLSOCKTYPE_IPCXN && push_address_private(&a->addr)) {
+	if (x->push->cfg->push_deny_private && purpose == CURLSOCKTYPE_IPCXN &&
+	    push_address_private(&a->addr)) {
 		x->denied = true;
 		return CURL_SOCKET_BAD;
 	}
-	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+	curl_socket_t fd =
+		socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+	uint8_t *st = sock_state(x->push, fd);
+	if (st)
+		*st = SOCK_OURS;
+	return fd;
+}
+
+static int close_socket(void *user, curl_socket_t fd)
+{
+	uint8_t *st = sock_state(user, fd);
+	if (st)
+		*st = 0; /* closing takes it out of the epoll set */
+	return close(fd);
 }
 
 static bool token_char(char c)
@@ -1019,6 +1073,7 @@ static struct xfer *xfer_new(struct push *p, struct sub *s)
 	}
 	x->easy = e;
 	x->sub = s;
+	x->push = p;
 	x->easy_gen = s->easy_gen;
 	/* Given as a URL, libcurl parses it again for every transfer; given
 	 * parsed (with the flags it parses a URL option with), it copies it.
@@ -1052,10 +1107,10 @@ static struct xfer *xfer_new(struct push *p, struct sub *s)
 	SET(CURLOPT_ERRORBUFFER, x->err);
 	SET(CURLOPT_PRIVATE, x);
 	SET(CURLOPT_QUICK_EXIT, 1L);
-	if (p->cfg->push_deny_private) {
-		SET(CURLOPT_OPENSOCKETFUNCTION, open_socket);
-		SET(CURLOPT_OPENSOCKETDATA, x);
-	}
+	SET(CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	SET(CURLOPT_OPENSOCKETDATA, x);
+	SET(CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+	SET(CURLOPT_CLOSESOCKETDATA, p);
 	if (rc != CURLE_OK) {
 		xfer_free(x);
 		return NULL;
@@ -1524,20 +1579,57 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *user,
 {
 	struct push *p = user;
 	struct epoll_event ev = { .data.fd = s };
+	uint8_t *st = sock_state(p, s);
 	(void)easy;
 	(void)socketp;
 	if (what == CURL_POLL_REMOVE) {
+		if (st && (*st & SOCK_OURS)) {
+			*st &= (uint8_t)~SOCK_WATCHED;
+			return 0;
+		}
 		epoll_ctl(p->epoll_fd, EPOLL_CTL_DEL, s, NULL);
+		if (st)
+			*st = 0;
 		return 0;
 	}
-	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+	uint8_t want = 0;
+	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) {
 		ev.events |= EPOLLIN;
-	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+		want |= SOCK_IN;
+	}
+	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) {
 		ev.events |= EPOLLOUT;
-	if (epoll_ctl(p->epoll_fd, EPOLL_CTL_MOD, s, &ev) != 0 &&
-	    errno == ENOENT)
-		epoll_ctl(p->epoll_fd, EPOLL_CTL_ADD, s, &ev);
+		want |= SOCK_OUT;
+	}
+	uint8_t have = st ? *st & (SOCK_IN | SOCK_OUT) : 0;
+	if (st && have == want) {
+		*st |= SOCK_WATCHED;
+		return 0;
+	}
+	int op = have ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+	if (epoll_ctl(p->epoll_fd, op, s, &ev) != 0) {
+		/* no state known (no memory): whichever it needs */
+		if (errno == ENOENT)
+			epoll_ctl(p->epoll_fd, EPOLL_CTL_ADD, s, &ev);
+		else if (errno == EEXIST)
+			epoll_ctl(p->epoll_fd, EPOLL_CTL_MOD, s, &ev);
+	}
+	if (st)
+		*st = (uint8_t)((*st & SOCK_OURS) | want | SOCK_WATCHED);
 	return 0;
+}
+
+/* An event on a socket of curl's that curl does not watch: out of the
+ * set, or it would wake every wait (see "curl's sockets" above). */
+static bool unwatched(struct push *p, int fd)
+{
+	if (fd < 0 || (size_t)fd >= p->sock_cap ||
+	    (p->sock_state[fd] & SOCK_WATCHED) ||
+	    !(p->sock_state[fd] & (SOCK_IN | SOCK_OUT)))
+		return false;
+	epoll_ctl(p->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+	p->sock_state[fd] &= SOCK_OURS;
+	return true;
 }
 
 /* curl: call back in timeout_ms (-1: no timer). */
@@ -1574,6 +1666,8 @@ static void run_curl(struct push *p, int max_ms)
 			(void)r;
 			continue;
 		}
+		if (unwatched(p, fd))
+			continue;
 		int mask = 0;
 		if (evs[i].events & (EPOLLIN | EPOLLHUP))
 			mask |= CURL_CSELECT_IN;
@@ -1721,7 +1815,8 @@ void push_stop(struct push *p)
 		p->subs = s->next;
 		sub_free(p, s);
 	}
-	curl_multi_cleanup(p->multi);
+	curl_multi_cleanup(p->multi); /* closes through close_socket */
+	free(p->sock_state);
 	close(p->epoll_fd);
 	close(p->wake_fd);
 	pthread_mutex_destroy(&p->mu);

@@ -103,10 +103,13 @@ class Receiver:
     """An HTTP server answering each POST by behave(n) (n from 0):
     'ok' | ('status', code, headers) | ('hang', seconds) | 'close' |
     ('slow', seconds) (answer 200 after a while). Records every request
-    (at arrival) with its signature check."""
+    (at arrival) with its signature check and the client's port.
+    idle_timeout: close a kept-alive connection idle that long (seconds),
+    as servers do."""
 
-    def __init__(self, behave, port=None, secret=SECRET):
+    def __init__(self, behave, port=None, secret=SECRET, idle_timeout=None):
         self.behave = behave
+        self.idle_timeout = idle_timeout
         self.secret = secret
         self.port = port or free_port()
         self.requests = []
@@ -118,6 +121,7 @@ class Receiver:
 
         class H(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            timeout = rcv.idle_timeout
 
             def do_POST(self):
                 n = int(self.headers.get("Content-Length", "0"))
@@ -132,7 +136,8 @@ class Receiver:
                     rcv.requests.append({"t": time.time(), "h": hdrs,
                                          "body": body, "verified": ok,
                                          "tampered_ok": tampered,
-                                         "path": self.path})
+                                         "path": self.path,
+                                         "peer": self.client_address[1]})
                 act = rcv.behave(idx)
                 if act == "close":
                     self.close_connection = True
@@ -396,6 +401,48 @@ def test_connection_closed():
         dl = b.json("dlq", "list", "s")["dead_letters"]
         check(len(dl) == 1 and "connection closed" in dl[0]["error"],
               "dead letter %s" % dl)
+        rcv.all_verified()
+    finally:
+        b.cleanup()
+        rcv.stop()
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of process pid so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_idle_connection_closed():
+    """A receiver that closes kept-alive connections idle for 0.3 s, as
+    servers do: each event after such a close is delivered at once on a new
+    connection, at its first attempt, and the broker does not spin on the
+    closed socket it keeps watching between POSTs."""
+    rcv = Receiver(lambda n: "ok", idle_timeout=0.3).start()
+    b = Broker().start()
+    try:
+        b.subscribe("s", rcv.url, "--push-timeout", "20s")
+        for i in range(4):
+            t0 = time.time()
+            eid = b.publish("idle-%d" % i)
+            tr = b.wait_state(eid, "s", ["acked"], timeout=10)
+            check(len(tr["history"]) == 1,
+                  "event %d acked at its first attempt: %s" %
+                  (eid, tr["history"]))
+            check(time.time() - t0 < 5, "event %d acked in %.1f s, not "
+                  "after a POST timed out" % (eid, time.time() - t0))
+            time.sleep(0.8)  # the receiver closes the idle connection
+        cpu0 = cpu_seconds(b.proc.pid)
+        time.sleep(1.5)
+        idle_cpu = cpu_seconds(b.proc.pid) - cpu0
+        check(idle_cpu < 0.5, "broker idle beside a closed connection used"
+              " %.2f s of CPU in 1.5 s" % idle_cpu)
+        with rcv.lock:
+            peers = [r["peer"] for r in rcv.requests]
+        check(len(peers) == 4 and len(set(peers)) == 4,
+              "each POST on a new connection after the idle close: %s" %
+              peers)
         rcv.all_verified()
     finally:
         b.cleanup()
@@ -735,7 +782,8 @@ def test_cli_checks():
 
 
 SCENARIOS = [test_sw_vector, test_retry_then_ack, test_retry_after,
-             test_timeout, test_connection_closed, test_gone_and_redirect,
+             test_timeout, test_connection_closed,
+             test_idle_connection_closed, test_gone_and_redirect,
              test_operator_pause_drops_prefetch,
              test_pause_release_in_batches, test_queued_leases_extended,
              test_down_then_up, test_kill9_in_flight, test_access_and_http,
