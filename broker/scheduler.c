@@ -213,6 +213,24 @@ static int release_event(struct txn *t, uint64_t event)
 	return store_event_put(t, event, m);
 }
 
+/* A lease token: secret and never 0. Random bytes are drawn 64 tokens at
+ * a time: one getrandom call per lease was a system call per delivery. */
+static uint64_t lease_token(void)
+{
+	static _Thread_local uint64_t pool[64];
+	static _Thread_local unsigned left;
+	uint64_t token;
+	do {
+		if (left == 0) {
+			randombytes_buf(pool, sizeof pool);
+			left = sizeof pool / sizeof pool[0];
+		}
+		token = pool[--left];
+		pool[left] = 0; /* a token handed out stays only in its lease */
+	} while (token == 0);
+	return token;
+}
+
 int sched_lease(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due,
 		const char *consumer, DeliveryRecord **out, EventBody **body,
 		EventMeta **meta)
@@ -278,10 +296,7 @@ int sched_lease(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due,
 	if (mrc)
 		return mrc;
 
-	uint64_t token;
-	do
-		randombytes_buf(&token, sizeof token);
-	while (token == 0);
+	uint64_t token = lease_token();
 	uint32_t deadline_ms =
 		sub->policy ? sub->policy->ack_deadline_ms : 30000;
 	d->state = HANDOFF__STORE__DELIVERY_STATE__DELIVERY_STATE_LEASED;
