@@ -372,112 +372,80 @@ static size_t batch_limit(const struct push *p)
 	return p->cfg->max_batch ? p->cfg->max_batch : 1000;
 }
 
-/* One ack request per max_batch items. */
-static void send_acks(struct push *p, struct sub *s)
+/* One request of kind per max_batch items of l, then l is emptied:
+ * CALL_ACK; CALL_NACK (release: the leases given back unworked, their
+ * attempts not counted); CALL_EXTEND (prefetched leases about to be
+ * POSTed that could not end inside their deadline: a fresh lease each, as
+ * long as a fetch's). Out of memory, the items are dropped and logged:
+ * their leases expire and the deliveries come again. */
+static void send_items(struct push *p, struct sub *s, enum call_kind kind,
+		       struct items *l, bool release)
 {
 	Request req = HANDOFF__WIRE__REQUEST__INIT;
 	Handoff__Wire__AckRequest a = HANDOFF__WIRE__ACK_REQUEST__INIT;
-	Handoff__Wire__AckItem *it = calloc(s->acks.n, sizeof *it);
-	Handoff__Wire__AckItem **items = calloc(s->acks.n, sizeof *items);
-	size_t chunk = batch_limit(p);
-	if (!it || !items)
+	Handoff__Wire__NackRequest nk = HANDOFF__WIRE__NACK_REQUEST__INIT;
+	Handoff__Wire__ExtendRequest e = HANDOFF__WIRE__EXTEND_REQUEST__INIT;
+	union {
+		Handoff__Wire__AckItem ack;
+		Handoff__Wire__NackItem nack;
+		Handoff__Wire__ExtendItem extend;
+	} *it = calloc(l->n, sizeof *it);
+	/* the items' pointers, written and read as kind's pointer type */
+	void *ptrs = calloc(l->n, sizeof(void *));
+	if (!it || !ptrs) {
+		log_event(LOG_ERROR, "push_request_dropped",
+			  LS("reason", "out of memory"), LOG_END);
 		goto out;
-	for (size_t i = 0; i < s->acks.n; i++) {
-		handoff__wire__ack_item__init(&it[i]);
-		it[i].event_id = s->acks.v[i].event_id;
-		it[i].lease_token = s->acks.v[i].lease_token;
-		items[i] = &it[i];
 	}
-	a.subscription = s->name;
-	req.body_case = HANDOFF__WIRE__REQUEST__BODY_ACK;
-	req.ack = &a;
-	for (size_t at = 0; at < s->acks.n; at += chunk) {
-		a.n_items = s->acks.n - at < chunk ? s->acks.n - at : chunk;
-		a.items = items + at;
-		if (send_request(p, CALL_ACK, s->name, &req)) {
+	for (size_t i = 0; i < l->n; i++) {
+		const struct item *v = &l->v[i];
+		if (kind == CALL_ACK) {
+			handoff__wire__ack_item__init(&it[i].ack);
+			it[i].ack.event_id = v->event_id;
+			it[i].ack.lease_token = v->lease_token;
+			((Handoff__Wire__AckItem **)ptrs)[i] = &it[i].ack;
+		} else if (kind == CALL_NACK) {
+			handoff__wire__nack_item__init(&it[i].nack);
+			it[i].nack.event_id = v->event_id;
+			it[i].nack.lease_token = v->lease_token;
+			it[i].nack.delay_ms = release ? 0 : v->delay_ms;
+			it[i].nack.reason = v->reason ? v->reason : "";
+			((Handoff__Wire__NackItem **)ptrs)[i] = &it[i].nack;
+		} else {
+			handoff__wire__extend_item__init(&it[i].extend);
+			it[i].extend.event_id = v->event_id;
+			it[i].extend.lease_token = v->lease_token;
+			((Handoff__Wire__ExtendItem **)ptrs)[i] = &it[i].extend;
+		}
+	}
+	a.subscription = nk.subscription = e.subscription = s->name;
+	nk.release = release;
+	e.extend_ms = s->ack_deadline_ms;
+	if (kind == CALL_ACK) {
+		req.body_case = HANDOFF__WIRE__REQUEST__BODY_ACK;
+		req.ack = &a;
+	} else if (kind == CALL_NACK) {
+		req.body_case = HANDOFF__WIRE__REQUEST__BODY_NACK;
+		req.nack = &nk;
+	} else {
+		req.body_case = HANDOFF__WIRE__REQUEST__BODY_EXTEND;
+		req.extend = &e;
+	}
+	for (size_t at = 0, chunk = batch_limit(p); at < l->n; at += chunk) {
+		size_t n = l->n - at < chunk ? l->n - at : chunk;
+		a.n_items = nk.n_items = e.n_items = n;
+		a.items = (Handoff__Wire__AckItem **)ptrs + at;
+		nk.items = (Handoff__Wire__NackItem **)ptrs + at;
+		e.items = (Handoff__Wire__ExtendItem **)ptrs + at;
+		if (send_request(p, kind, s->name, &req) && kind == CALL_ACK) {
 			s->acks_out++;
 			s->acks_sent_ms = clock_mono_ms();
 		}
 	}
 out:
-	if (!it || !items)
-		log_event(LOG_ERROR, "push_request_dropped",
-			  LS("reason", "out of memory"), LOG_END);
 	free(it);
-	free(items);
-	items_clear(&s->acks);
-}
-
-/* release: give the leases back unworked (the attempts do not count). */
-static void send_nacks(struct push *p, struct sub *s, struct items *l,
-		       bool release)
-{
-	Request req = HANDOFF__WIRE__REQUEST__INIT;
-	Handoff__Wire__NackRequest n = HANDOFF__WIRE__NACK_REQUEST__INIT;
-	Handoff__Wire__NackItem *it = calloc(l->n, sizeof *it);
-	Handoff__Wire__NackItem **items = calloc(l->n, sizeof *items);
-	if (!it || !items)
-		goto out;
-	for (size_t i = 0; i < l->n; i++) {
-		handoff__wire__nack_item__init(&it[i]);
-		it[i].event_id = l->v[i].event_id;
-		it[i].lease_token = l->v[i].lease_token;
-		it[i].delay_ms = release ? 0 : l->v[i].delay_ms;
-		it[i].reason = l->v[i].reason ? l->v[i].reason : "";
-		items[i] = &it[i];
-	}
-	n.subscription = s->name;
-	n.release = release;
-	req.body_case = HANDOFF__WIRE__REQUEST__BODY_NACK;
-	req.nack = &n;
-	for (size_t at = 0, chunk = batch_limit(p); at < l->n; at += chunk) {
-		n.n_items = l->n - at < chunk ? l->n - at : chunk;
-		n.items = items + at;
-		send_request(p, CALL_NACK, s->name, &req);
-	}
-out:
-	if (!it || !items)
-		log_event(LOG_ERROR, "push_request_dropped",
-			  LS("reason", "out of memory"), LOG_END);
-	free(it);
-	free(items);
+	free(ptrs);
 	items_clear(l);
-}
-
-/* Prefetched leases about to be POSTed that could not end inside their
- * deadline: a fresh lease each, as long as a fetch's. */
-static void send_extends(struct push *p, struct sub *s)
-{
-	Request req = HANDOFF__WIRE__REQUEST__INIT;
-	Handoff__Wire__ExtendRequest e = HANDOFF__WIRE__EXTEND_REQUEST__INIT;
-	Handoff__Wire__ExtendItem *it = calloc(s->extends.n, sizeof *it);
-	Handoff__Wire__ExtendItem **items = calloc(s->extends.n, sizeof *items);
-	if (!it || !items)
-		goto out;
-	for (size_t i = 0; i < s->extends.n; i++) {
-		handoff__wire__extend_item__init(&it[i]);
-		it[i].event_id = s->extends.v[i].event_id;
-		it[i].lease_token = s->extends.v[i].lease_token;
-		items[i] = &it[i];
-	}
-	e.subscription = s->name;
-	e.extend_ms = s->ack_deadline_ms;
-	req.body_case = HANDOFF__WIRE__REQUEST__BODY_EXTEND;
-	req.extend = &e;
-	for (size_t at = 0, chunk = batch_limit(p); at < s->extends.n;
-	     at += chunk) {
-		e.n_items =
-			s->extends.n - at < chunk ? s->extends.n - at : chunk;
-		e.items = items + at;
-		send_request(p, CALL_EXTEND, s->name, &req);
-	}
-out:
-	if (!it || !items)
-		log_event(LOG_ERROR, "push_request_dropped",
-			  LS("reason", "out of memory"), LOG_END);
-	free(it);
-	free(items);
-	items_clear(&s->extends);
 }
 
 /* Send what s has collected: extends first (their POSTs have started),
@@ -485,16 +453,16 @@ out:
 static void flush(struct push *p, struct sub *s)
 {
 	if (s->extends.n)
-		send_extends(p, s);
+		send_items(p, s, CALL_EXTEND, &s->extends, false);
 	/* an answer lost (out of memory in the pump) must not hold acks
 	 * back for good: after ACK_WAIT_MS they go anyway */
 	if (s->acks.n &&
 	    (!s->acks_out || clock_mono_ms() - s->acks_sent_ms > ACK_WAIT_MS))
-		send_acks(p, s);
+		send_items(p, s, CALL_ACK, &s->acks, false);
 	if (s->nacks.n)
-		send_nacks(p, s, &s->nacks, false);
+		send_items(p, s, CALL_NACK, &s->nacks, false);
 	if (s->releases.n)
-		send_nacks(p, s, &s->releases, true);
+		send_items(p, s, CALL_NACK, &s->releases, true);
 }
 
 static void add_outcome(struct push *p, struct sub *s, struct items *l,
