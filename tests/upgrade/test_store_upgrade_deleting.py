@@ -79,7 +79,7 @@ def publish_while_stalled(case, stall, n):
         pubs.append((payload, subprocess.Popen(
             [CLI, "--broker", case.sock, "--json", "publish", "jobs",
              payload], stdout=subprocess.PIPE, stderr=subprocess.PIPE)))
-    time.sleep(0.5)  # at the broker's socket, waiting for the loop
+    time.sleep(1)  # at the broker's socket, waiting for the loop
     os.unlink(stall)
     got = []
     for payload, q in pubs:
