@@ -21,8 +21,9 @@
  * afresh (the wait starts again there).
  *
  * The resend cache keeps the last fetch reply per consumer (one slot per
- * hash of the consumer name): a fetch resent by the client library after a
- * lost reply gets the same leases back instead of new ones.
+ * hash of the consumer name): a fetch resent after a lost reply (by the
+ * client library, or by an HTTP client with the same fetch_seq) gets the
+ * same leases back instead of new ones.
  *
  * Ownership: the holds own their copies of names and cached reply bytes;
  * a held fetch owns its pump control header until it is answered or

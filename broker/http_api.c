@@ -847,8 +847,9 @@ static bool build_subscribe(struct build *b, struct http_route *r)
 
 static bool build_fetch(struct build *b, struct http_route *r)
 {
-	static const char *const top[] = { "max_events", "wait_ms", "consumer",
-					   "max_bytes", NULL };
+	static const char *const top[] = { "max_events", "wait_ms",
+					   "consumer",	 "max_bytes",
+					   "fetch_seq",	 NULL };
 	Handoff__Wire__FetchRequest *f = alloc(b, sizeof *f);
 	const char *consumer = NULL;
 	if (!f)
@@ -860,11 +861,21 @@ static bool build_fetch(struct build *b, struct http_route *r)
 	    !get_u32(b->doc, "wait_ms", &f->wait_ms, b->out) ||
 	    !get_u32(b->doc, "max_bytes", &f->max_bytes, b->out) ||
 	    !get_str(b->doc, "consumer", &consumer, b->out, "consumer") ||
-	    !check_text(b->out, "consumer", consumer))
+	    !check_text(b->out, "consumer", consumer) ||
+	    !get_id(b->doc, "fetch_seq", &f->fetch_seq, false, b->out,
+		    "fetch_seq"))
 		return false;
+	/* fetch_seq (optional): a fetch resent after a lost reply, with the
+	 * same consumer and fetch_seq, gets the same leases back from the
+	 * resend cache (held.h), as the native client library's does. The
+	 * cache is keyed by consumer: a shared default name would hand one
+	 * client's leases to another. */
+	if (f->fetch_seq && !consumer)
+		return fail(b->out, "fetch_seq",
+			    "fetch_seq needs a consumer name of this "
+			    "client's own");
 	f->subscription = r->path_name;
 	f->consumer = (char *)(consumer ? consumer : DEFAULT_CONSUMER);
-	f->fetch_seq = 0; /* no resend cache over HTTP */
 	b->req.body_case = HANDOFF__WIRE__REQUEST__BODY_FETCH;
 	b->req.fetch = f;
 	return true;

@@ -204,8 +204,8 @@ void inbox_receive(struct broker *b, int timeout_ms, bool *stopping)
 					 "decode budget");
 			continue;
 		}
-		/* the resend cache is for nanomsg resends only */
-		if (!in->preauth && answer_resent_fetch(b, req, in)) {
+		/* a resent fetch, native or HTTP (a nonzero fetch_seq) */
+		if (answer_resent_fetch(b, req, in)) {
 			free(in->body);
 			continue;
 		}

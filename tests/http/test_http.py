@@ -489,6 +489,85 @@ def test_disconnect_during_long_poll():
         b.cleanup()
 
 
+def test_fetch_resend():
+    """A fetch resent after a lost reply, with the same consumer and
+    fetch_seq, gets the same deliveries and lease tokens back (no second
+    lease, no attempt spent); a new fetch_seq gets new deliveries; a held
+    fetch resent while it waits hands the wait to the resend, which gets
+    the event (leased once) while the first copy is told to retry (503);
+    fetch_seq without a consumer of the client's own, or not a number, is
+    refused."""
+    b = Broker().start()
+    try:
+        expect(b.call("PUT", "/v1/subscriptions/s", {"topic": "t", "policy":
+               {"ack_deadline_ms": 30000}}), 201)
+        ids = [expect(b.call("POST", "/v1/topics/t/events", "e%d" % i),
+                      201)["event_id"] for i in range(3)]
+        first = {"max_events": 2, "consumer": "w1", "fetch_seq": "7"}
+        d1 = expect(b.call("POST", "/v1/subscriptions/s/fetch", first), 200)
+        got = [(x["event_id"], x["lease_token"], x["attempt"])
+               for x in d1["deliveries"]]
+        check([g[0] for g in got] == ids[:2], "first fetch %r" % d1)
+        # the reply was lost: the client sends the same fetch again
+        d2 = expect(b.call("POST", "/v1/subscriptions/s/fetch", first), 200)
+        again = [(x["event_id"], x["lease_token"], x["attempt"])
+                 for x in d2["deliveries"]]
+        check(again == got, "the resend gets the same leases: %r, then %r"
+              % (got, again))
+        d3 = expect(b.call("POST", "/v1/subscriptions/s/fetch",
+                           {"max_events": 2, "consumer": "w1",
+                            "fetch_seq": 8}), 200)
+        check([x["event_id"] for x in d3["deliveries"]] == ids[2:],
+              "the next fetch_seq gets only the third event: %r" % d3)
+        items = [{"event_id": e, "lease_token": t} for e, t, _ in again]
+        acks = expect(b.call("POST", "/v1/subscriptions/s/ack",
+                             {"items": items}), 200)
+        check(all(r["status"] == "OK" for r in acks["results"]),
+              "the resend's tokens ack: %r" % acks)
+        for e in ids[:2]:
+            ev = expect(b.call("GET", "/v1/events/%s" % e), 200)
+            h = ev["subscriptions"][0]["history"]
+            check(len(h) == 1 and h[0]["outcome"] == "acked",
+                  "event %s leased once: %r" % (e, h))
+        problem(b.call("POST", "/v1/subscriptions/s/fetch",
+                       {"fetch_seq": "3"}), 400, "BAD_REQUEST", "fetch_seq",
+                "fetch_seq with the shared default consumer")
+        problem(b.call("POST", "/v1/subscriptions/s/fetch",
+                       {"consumer": "w1", "fetch_seq": "x"}), 400,
+                "BAD_REQUEST", "fetch_seq", "fetch_seq not a number")
+
+        # a held fetch, resent while it waits
+        expect(b.call("PUT", "/v1/subscriptions/h", {"topic": "u"}), 201)
+        held = {"max_events": 1, "wait_ms": 8000, "consumer": "w2",
+                "fetch_seq": "1"}
+        answers = {}
+
+        def fetch(name):
+            answers[name] = b.call("POST", "/v1/subscriptions/h/fetch", held)
+        t1 = threading.Thread(target=fetch, args=("first",))
+        t1.start()
+        time.sleep(0.5)
+        t2 = threading.Thread(target=fetch, args=("resend",))
+        t2.start()
+        time.sleep(0.5)
+        eid = expect(b.call("POST", "/v1/topics/u/events", "late"),
+                     201)["event_id"]
+        t1.join(15)
+        t2.join(15)
+        problem(answers["first"], 503, "SHUTTING_DOWN",
+                what="the first copy, taken over by the resend")
+        d = expect(answers["resend"], 200, "the resend")
+        check([x["event_id"] for x in d["deliveries"]] == [eid],
+              "the resend gets the event: %r" % d)
+        ev = expect(b.call("GET", "/v1/events/%s" % eid), 200)
+        h = ev["subscriptions"][0]["history"]
+        check(len(h) == 1 and h[0]["consumer"] == "w2",
+              "leased once, to w2: %r" % h)
+        b.stop()
+    finally:
+        b.cleanup()
+
+
 def raw(b, data, timeout=5, read=True):
     """Send bytes on a fresh connection; what came back ('' when closed
     without an answer)."""
@@ -1098,7 +1177,8 @@ def test_await():
 
 
 SCENARIOS = [test_flow, test_long_poll_and_durability,
-             test_disconnect_during_long_poll, test_extend, test_bad_input,
+             test_disconnect_during_long_poll, test_fetch_resend,
+             test_extend, test_bad_input,
              test_tls, test_tokens, test_await, test_backup, test_openapi]
 
 
