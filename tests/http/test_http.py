@@ -46,7 +46,8 @@ def free_port():
 
 
 class Broker:
-    def __init__(self, config="", tls=None, token=None):
+    def __init__(self, config="", tls=None, token=None, env=None):
+        self.env = env  # extra environment for handoffd
         self.dir = tempfile.mkdtemp(prefix="handoff-http-")
         self.data = os.path.join(self.dir, "data")
         self.port = free_port()
@@ -65,7 +66,8 @@ class Broker:
             [HANDOFFD, "--data", self.data, "--listen", self.native,
              "--http-listen", "127.0.0.1:%d" % self.port,
              "--config", self.cfg],
-            stdout=logf, stderr=logf)
+            stdout=logf, stderr=logf,
+            env=dict(os.environ, **self.env) if self.env else None)
         logf.close()
         deadline = time.time() + 20
         while time.time() < deadline:
@@ -565,6 +567,106 @@ def test_fetch_resend():
               "leased once, to w2: %r" % h)
         b.stop()
     finally:
+        b.cleanup()
+
+
+def pb_varint(n):
+    out = b""
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([byte | 0x80])
+        else:
+            return out + bytes([byte])
+
+
+def pb_bytes(field, data):
+    """A length-delimited protobuf field."""
+    return pb_varint(field << 3 | 2) + pb_varint(len(data)) + data
+
+
+def native_publish(topic, payload, idempotency_key):
+    """A packed native Request{protocol_version 1, publish{topic, one
+    event}} (proto/handoff.proto), unsigned."""
+    event = pb_bytes(1, payload) + pb_bytes(4, idempotency_key)
+    publish = pb_bytes(1, topic.encode()) + pb_bytes(2, event)
+    return pb_varint(1 << 3 | 0) + pb_varint(1) + pb_bytes(11, publish)
+
+
+def metrics(b):
+    """One scrape of GET /metrics: {sample name with labels: value}."""
+    st, _, text = b.call("GET", "/metrics", record=False)
+    check(st == 200, "metrics %d" % st)
+    out = {}
+    for line in text.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def commits_and_pairs(b):
+    """Commits that wrote something, and turns of exactly two requests."""
+    m = metrics(b)
+    return (m["handoff_commit_duration_seconds_count"],
+            m['handoff_turn_requests_bucket{le="2"}'] -
+            m['handoff_turn_requests_bucket{le="1"}'])
+
+
+def test_http_and_native_share_commit():
+    """An HTTP publish and a native publish that arrive together are
+    applied in one turn and made durable by one commit (one fsync): the
+    store loop is held (HANDOFF_TEST_STALL) while both wait in the inbox;
+    let go, it commits once, for a turn of two requests."""
+    stall = tempfile.mktemp(prefix="handoff-stall-")
+    b = Broker(env={"HANDOFF_TEST_STALL": stall}).start()
+    try:
+        expect(b.call("PUT", "/v1/subscriptions/s", {"topic": "t"}), 201)
+        commits0, pairs0 = commits_and_pairs(b)
+        open(stall, "w").close()
+        deadline = time.time() + 10
+        while "event=test_stall" not in b.logtext():
+            check(time.time() < deadline, "the store loop held")
+            time.sleep(0.02)
+        answers = {}
+
+        def http_publish():
+            answers["http"] = b.call("POST", "/v1/topics/t/events", "via http",
+                                     record=False)
+
+        th = threading.Thread(target=http_publish)
+        th.start()
+        # the native publish from nanocat's REQ socket: the client library
+        # would ping first, and its ping would wait in the held loop too
+        req_file = os.path.join(b.dir, "publish.bin")
+        with open(req_file, "wb") as f:
+            f.write(native_publish("t", b"via native", b"share-commit-1"))
+        native = subprocess.Popen(["nanocat", "--req", "--connect", b.native,
+                                   "--file", req_file, "--raw"],
+                                  stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+        time.sleep(1.0)  # both requests are in the inbox
+        check(th.is_alive() and native.poll() is None,
+              "nothing confirmed while the loop is held")
+        os.unlink(stall)
+        out, err = native.communicate(timeout=20)
+        th.join(20)
+        check(native.returncode == 0 and out,
+              "native publish answered: %r %r" % (out, err))
+        st, _, data = answers["http"]
+        check(st == 201, "HTTP publish %d %r" % (st, data))
+        stats = expect(b.call("GET", "/v1/stats", record=False), 200)
+        check(stats["events_stored"] == 2, "both stored: %r" % stats)
+        commits, pairs = commits_and_pairs(b)
+        check(commits - commits0 == 1,
+              "one commit for both publishes: %d" % (commits - commits0))
+        check(pairs - pairs0 == 1, "one turn of two requests: %d" %
+              (pairs - pairs0))
+        b.stop()
+    finally:
+        if os.path.exists(stall):
+            os.unlink(stall)
         b.cleanup()
 
 
@@ -1178,6 +1280,7 @@ def test_await():
 
 SCENARIOS = [test_flow, test_long_poll_and_durability,
              test_disconnect_during_long_poll, test_fetch_resend,
+             test_http_and_native_share_commit,
              test_extend, test_bad_input,
              test_tls, test_tokens, test_await, test_backup, test_openapi]
 
