@@ -213,22 +213,31 @@ static int release_event(struct txn *t, uint64_t event)
 	return store_event_put(t, event, m);
 }
 
-/* A lease token: secret and never 0. Random bytes are drawn 64 tokens at
- * a time: one getrandom call per lease was a system call per delivery. */
+/* Lease tokens drawn ahead: one getrandom call per lease was a system call
+ * per delivery, so random bytes are drawn 64 tokens at a time. */
+static _Thread_local uint64_t token_pool[64];
+static _Thread_local unsigned tokens_left;
+
+/* A lease token: secret and never 0. */
 static uint64_t lease_token(void)
 {
-	static _Thread_local uint64_t pool[64];
-	static _Thread_local unsigned left;
 	uint64_t token;
 	do {
-		if (left == 0) {
-			randombytes_buf(pool, sizeof pool);
-			left = sizeof pool / sizeof pool[0];
+		if (tokens_left == 0) {
+			randombytes_buf(token_pool, sizeof token_pool);
+			tokens_left = sizeof token_pool / sizeof token_pool[0];
 		}
-		token = pool[--left];
-		pool[left] = 0; /* a token handed out stays only in its lease */
+		token = token_pool[--tokens_left];
+		/* a token handed out stays only in its lease */
+		token_pool[tokens_left] = 0;
 	} while (token == 0);
 	return token;
+}
+
+void sched_tokens_discard(void)
+{
+	sodium_memzero(token_pool, sizeof token_pool);
+	tokens_left = 0;
 }
 
 int sched_lease(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due,
