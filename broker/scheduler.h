@@ -68,13 +68,13 @@ int sched_enqueue(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due);
 int sched_lease(struct txn *t, SubRecord *sub, uint64_t event, uint64_t due,
 		const char *consumer, DeliveryRecord **d, EventBody **body,
 		EventMeta **meta);
-int sched_ack(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
-	      Status *status);
 /* Forget the calling thread's lease tokens drawn ahead from libsodium's
  * random source, so the next are drawn afresh. For a caller that re-seeds
  * that source (the fuzz harness, per input, so that an input's tokens
  * depend on the input alone). */
 void sched_tokens_discard(void);
+int sched_ack(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
+	      Status *status);
 int sched_nack(struct txn *t, SubRecord *sub, uint64_t event, uint64_t token,
 	       uint32_t delay_ms, bool permanent, const char *reason,
 	       Status *status);

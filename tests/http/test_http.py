@@ -619,8 +619,10 @@ def test_http_and_native_share_commit():
     applied in one turn and made durable by one commit (one fsync): the
     store loop is held (HANDOFF_TEST_STALL) while both wait in the inbox;
     let go, it commits once, for a turn of two requests."""
-    stall = tempfile.mktemp(prefix="handoff-stall-")
-    b = Broker(env={"HANDOFF_TEST_STALL": stall}).start()
+    b = Broker()
+    stall = os.path.join(b.dir, "stall")  # the loop waits while it exists
+    b.env = {"HANDOFF_TEST_STALL": stall}
+    b.start()
     try:
         expect(b.call("PUT", "/v1/subscriptions/s", {"topic": "t"}), 201)
         commits0, pairs0 = commits_and_pairs(b)
@@ -665,8 +667,6 @@ def test_http_and_native_share_commit():
               (pairs - pairs0))
         b.stop()
     finally:
-        if os.path.exists(stall):
-            os.unlink(stall)
         b.cleanup()
 
 
