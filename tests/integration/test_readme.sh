@@ -6,8 +6,15 @@
 # command's output, compared with runs of spaces squeezed and times
 # (2026-...Z) replaced, since those differ from run to run.
 #
-# Needs HANDOFFD and HANDOFF_CLI (meson sets both), python3, and README as
-# its first argument.
+# Then, on the same broker, the curl walk-through of "## HTTP and JSON"
+# (the sh block after "The walk-through above, with curl"), as one bash
+# script with B pointed at the broker's HTTP port: it must exit 0, every
+# curl must get a status below 400, and every JSON line it shows (`#>
+# {...}`, a trailing `# comment` dropped) must appear in the output, where
+# "..." in the shown line stands for any text.
+#
+# Needs HANDOFFD and HANDOFF_CLI (meson sets both), python3, curl, and
+# README as its first argument.
 set -euo pipefail
 
 : "${HANDOFFD:?HANDOFFD must point at handoffd}"
@@ -36,8 +43,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+HTTP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # The walk-through's configuration is the broker's defaults.
-"$HANDOFFD" --data "$TMP/data" --listen "$URL" >>"$LOG" 2>&1 &
+"$HANDOFFD" --data "$TMP/data" --listen "$URL" \
+	--http-listen "127.0.0.1:$HTTP_PORT" >>"$LOG" 2>&1 &
 BPID=$!
 for i in $(seq 1 200); do
 	kill -0 "$BPID" 2>/dev/null || { echo "handoffd exited at start" >&2; exit 1; }
@@ -46,7 +55,7 @@ for i in $(seq 1 200); do
 	sleep 0.1
 done
 
-H="$HANDOFF_CLI --broker $URL" python3 - "$README" <<'EOF'
+H="$HANDOFF_CLI --broker $URL" HTTP_PORT=$HTTP_PORT TMP=$TMP python3 - "$README" <<'EOF'
 import os, re, subprocess, sys
 
 text = open(sys.argv[1], encoding="utf-8").read()
@@ -107,5 +116,34 @@ for cmd, want in steps:
                 cmd, stream, line, getattr(r, stream)), file=sys.stderr)
 print("test_readme.sh: %d commands, %d expected lines, %d failures" % (
     len(steps), sum(len(w) for _, w in steps), failed))
+
+# The curl walk-through, in the walk-through's folder (it saves fetch.json)
+m = re.search(r"The walk-through above, with curl.*?^```sh\n(.*?)^```", text,
+              re.S | re.M)
+if not m:
+    sys.exit("README has no curl walk-through")
+script = m.group(1)
+script = re.sub(r"^B=.*$", "B=http://127.0.0.1:" + os.environ["HTTP_PORT"],
+                script, count=1, flags=re.M)
+shown = []
+for line in script.splitlines():
+    if line.startswith("#> {"):
+        shown.append(re.sub(r"\s+#.*$", "", line[3:]).strip())
+# every curl fails on a status of 400 or more; the script stops there
+prelude = "set -euo pipefail\ncurl() { command curl -f \"$@\"; }\n"
+r = subprocess.run(["bash", "-c", prelude + script], cwd=os.environ["TMP"],
+                   env=os.environ, capture_output=True, text=True, timeout=60)
+if r.returncode != 0:
+    failed += 1
+    print("FAILED: the curl walk-through (exit %d)\n  stdout: %s\n  "
+          "stderr: %s" % (r.returncode, r.stdout, r.stderr), file=sys.stderr)
+for want in shown:
+    rx = ".*?".join(re.escape(part) for part in want.split("..."))
+    if not re.search(rx, r.stdout):
+        failed += 1
+        print("FAILED: the curl walk-through's output lacks %s" % want,
+              file=sys.stderr)
+print("test_readme.sh: curl walk-through, %d shown replies checked" %
+      len(shown))
 sys.exit(1 if failed else 0)
 EOF
